@@ -1,0 +1,253 @@
+//! The runtime's actors and the types their messages carry.
+//!
+//! ```text
+//! JobManagerSupervisor
+//! ├─ ResourceManager     registered TaskExecutors and their slots
+//! └─ Dispatcher          job submissions; one JobMaster per job
+//!    └─ JobMaster(job)   scheduling, deployment, task states, the job's status
+//! TaskManagerSupervisor (one per node)
+//! └─ TaskExecutor        offers slots, runs deployments
+//!    └─ Subtask(job, vertex, index, attempt)   one operator chain's processing loop
+//! ```
+//!
+//! Every actor with children overrides `handle_supervisor_evt` and documents what it does
+//! when each child fails under `## Supervision`. Actor mailboxes carry control only: records
+//! travel on bounded data-plane channels, batch by batch.
+
+pub mod dispatcher;
+pub mod job_master;
+pub mod mini_cluster;
+pub mod resource_manager;
+pub mod subtask;
+pub mod supervisor;
+pub mod task_executor;
+
+use std::time::Duration;
+
+use crate::graph::JobGraph;
+use crate::job::JobId;
+use crate::runtime::io::TaskMetricsSnapshot;
+
+/// The status of a job, as Flink's `JobStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum JobStatus {
+    /// Accepted; slots are being requested.
+    Created,
+    /// Deployed and processing.
+    Running,
+    /// A task failed; the others are being cancelled.
+    Failing,
+    /// Ended with an error.
+    Failed,
+    /// Cancellation requested; tasks are being cancelled.
+    Cancelling,
+    /// Cancelled by request.
+    Cancelled,
+    /// All input processed and all output written.
+    Finished,
+}
+
+impl JobStatus {
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Failed | JobStatus::Cancelled | JobStatus::Finished)
+    }
+
+    /// The status in Flink's upper-case spelling (`RUNNING`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Created => "CREATED",
+            JobStatus::Running => "RUNNING",
+            JobStatus::Failing => "FAILING",
+            JobStatus::Failed => "FAILED",
+            JobStatus::Cancelling => "CANCELLING",
+            JobStatus::Cancelled => "CANCELED",
+            JobStatus::Finished => "FINISHED",
+        }
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state of one subtask's execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum TaskState {
+    /// Sent to its TaskExecutor.
+    Deploying,
+    /// Its processing loop runs.
+    Running,
+    /// Ended after all its input.
+    Finished,
+    /// Ended with an error.
+    Failed,
+    /// Stopped by request.
+    Cancelled,
+}
+
+impl TaskState {
+    /// Whether the execution has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskState::Finished | TaskState::Failed | TaskState::Cancelled)
+    }
+}
+
+/// Why an execution failed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Failure {
+    /// The error, as text.
+    pub message: String,
+    /// Only a consequence of a failure elsewhere (a neighbour's channel closed).
+    pub secondary: bool,
+}
+
+/// Identifies one execution of one subtask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct ExecutionId {
+    /// The job.
+    pub job: JobId,
+    /// The vertex index.
+    pub vertex: usize,
+    /// The subtask index.
+    pub index: usize,
+    /// The attempt; messages of other attempts are stale and ignored.
+    pub attempt: u32,
+}
+
+/// One subtask, as job details show it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SubtaskDetails {
+    /// Subtask index.
+    pub index: usize,
+    /// Execution state.
+    pub state: TaskState,
+    /// The TaskManager running it.
+    pub task_manager: String,
+    /// Its counters.
+    pub metrics: TaskMetricsSnapshot,
+}
+
+/// One vertex, as job details show it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct VertexDetails {
+    /// Vertex index.
+    pub id: usize,
+    /// The chain's name.
+    pub name: String,
+    /// Parallelism.
+    pub parallelism: usize,
+    /// Its subtasks.
+    pub subtasks: Vec<SubtaskDetails>,
+}
+
+/// A job's state in full.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct JobDetails {
+    /// The job.
+    pub id: JobId,
+    /// Its registered name.
+    pub name: String,
+    /// Its status.
+    pub status: JobStatus,
+    /// Why it failed, if it did.
+    pub cause: Option<String>,
+    /// Time since submission (or until it ended).
+    pub duration: Duration,
+    /// Its plan.
+    pub graph: JobGraph,
+    /// Per vertex, per subtask state.
+    pub vertices: Vec<VertexDetails>,
+    /// From submission to the first record any subtask handled.
+    pub first_record_after: Option<Duration>,
+    /// From submission to the last subtask's end of input.
+    pub input_ended_after: Option<Duration>,
+}
+
+impl JobDetails {
+    /// Records read by the job's sources.
+    pub fn source_records(&self) -> u64 {
+        self.vertices
+            .iter()
+            .filter(|v| self.graph.vertices[v.id].operators[0].kind == crate::graph::NodeKind::Source)
+            .flat_map(|v| &v.subtasks)
+            .map(|s| s.metrics.records_in)
+            .sum()
+    }
+
+    /// Records written by all subtasks to channels.
+    pub fn records_out(&self) -> u64 {
+        self.vertices.iter().flat_map(|v| &v.subtasks).map(|s| s.metrics.records_out).sum()
+    }
+}
+
+/// A job in a listing.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct JobOverview {
+    /// The job.
+    pub id: JobId,
+    /// Its registered name.
+    pub name: String,
+    /// Its status.
+    pub status: JobStatus,
+    /// Why it failed, if it did.
+    pub cause: Option<String>,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct JobResult {
+    /// The job's final details.
+    pub details: JobDetails,
+}
+
+impl JobResult {
+    /// The final status.
+    pub fn status(&self) -> JobStatus {
+        self.details.status
+    }
+
+    /// Ok if the job finished; otherwise an error with its cause.
+    pub fn into_result(self) -> crate::Result<JobResult> {
+        match self.details.status {
+            JobStatus::Finished => Ok(self),
+            status => Err(crate::WeirError::runtime(format!(
+                "job '{}' ({}) {}: {}",
+                self.details.name,
+                self.details.id,
+                status.as_str().to_lowercase(),
+                self.details.cause.as_deref().unwrap_or("no cause recorded")
+            ))),
+        }
+    }
+}
+
+/// A TaskManager as the ResourceManager sees it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TaskManagerInfo {
+    /// Its id.
+    pub id: String,
+    /// Slots it offers.
+    pub slots: usize,
+    /// Slots not allocated to a job.
+    pub free_slots: usize,
+}
+
+/// Turns a reply that did not arrive into an error naming the actor.
+pub(crate) fn call_failed(actor: &str, detail: impl std::fmt::Display) -> crate::WeirError {
+    crate::WeirError::runtime(format!("{actor} did not answer: {detail}"))
+}
+
+/// Calls an actor and unwraps the reply, naming the actor on failure.
+macro_rules! ask {
+    ($actor:expr, $name:expr, $msg:expr) => {
+        match $actor.call($msg, None).await {
+            Ok(ractor::rpc::CallResult::Success(reply)) => Ok(reply),
+            Ok(other) => Err($crate::cluster::call_failed($name, format!("{other:?}"))),
+            Err(e) => Err($crate::cluster::call_failed($name, e)),
+        }
+    };
+}
+pub(crate) use ask;

@@ -1,0 +1,348 @@
+//! The JobMaster: one per job. It requests slots, deploys every subtask, tracks their states,
+//! and moves the job through its statuses (created, running, finished / failing → failed /
+//! cancelling → cancelled).
+//!
+//! Scheduling uses slot sharing as Flink: subtask `i` of every vertex goes to slot `i`, so a
+//! job needs as many slots as its highest parallelism, and slots are spread over TaskManagers.
+//! Until fault tolerance arrives, the first task failure (or a lost TaskManager) fails the
+//! job: the other tasks are cancelled, and the job ends `FAILED` with that first cause once
+//! every task has stopped. Attempt numbers fence messages from old executions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use crate::cluster::dispatcher::DispatcherMessage;
+use crate::cluster::resource_manager::{ResourceManagerMessage, SlotGrant};
+use crate::cluster::task_executor::{TaskDeployment, TaskExecutorMessage};
+use crate::cluster::{
+    ExecutionId, Failure, JobDetails, JobResult, JobStatus, SubtaskDetails, TaskState, VertexDetails, ask,
+};
+use crate::error::WeirError;
+use crate::graph::JobGraph;
+use crate::job::{JobArgs, JobFn, JobId};
+use crate::runtime::io::TaskMetrics;
+
+/// A job accepted by the Dispatcher, with its client-built plan.
+#[derive(Clone)]
+pub struct PreparedJob {
+    /// The job's id.
+    pub id: JobId,
+    /// The registered name.
+    pub name: String,
+    /// The builder.
+    pub builder: JobFn,
+    /// Its arguments.
+    pub args: JobArgs,
+    /// Default parallelism.
+    pub parallelism: usize,
+    /// The plan built by the client.
+    pub graph: JobGraph,
+}
+
+/// Messages of a JobMaster.
+pub enum JobMasterMessage {
+    /// A subtask's state changed.
+    TaskState {
+        /// Which execution.
+        execution: ExecutionId,
+        /// Its new state.
+        state: TaskState,
+        /// Why it failed.
+        cause: Option<Failure>,
+    },
+    /// A TaskManager holding this job's slots was lost.
+    TaskManagerLost(String),
+    /// Cancel the job.
+    Cancel,
+    /// The job's details.
+    Details(RpcReplyPort<JobDetails>),
+}
+
+/// What a JobMaster starts with.
+pub struct JobMasterArgs {
+    /// The job.
+    pub job: PreparedJob,
+    /// Where slots come from.
+    pub resource_manager: ActorRef<ResourceManagerMessage>,
+    /// Who is told when the job ends.
+    pub dispatcher: ActorRef<DispatcherMessage>,
+}
+
+struct Task {
+    state: TaskState,
+    slot: usize,
+    metrics: Arc<TaskMetrics>,
+}
+
+/// A JobMaster's state.
+pub struct JobMasterState {
+    job: PreparedJob,
+    resource_manager: ActorRef<ResourceManagerMessage>,
+    dispatcher: ActorRef<DispatcherMessage>,
+    status: JobStatus,
+    cause: Option<String>,
+    /// The recorded cause is only a consequence; a root cause replaces it.
+    cause_secondary: bool,
+    started: Instant,
+    ended: Option<Instant>,
+    attempt: u32,
+    slots: Vec<SlotGrant>,
+    tasks: HashMap<(usize, usize), Task>,
+}
+
+impl JobMasterState {
+    fn details(&self) -> JobDetails {
+        let vertices = self
+            .job
+            .graph
+            .vertices
+            .iter()
+            .map(|v| VertexDetails {
+                id: v.id,
+                name: v.name.clone(),
+                parallelism: v.parallelism,
+                subtasks: (0..v.parallelism)
+                    .map(|i| match self.tasks.get(&(v.id, i)) {
+                        Some(t) => SubtaskDetails {
+                            index: i,
+                            state: t.state,
+                            task_manager: self.slots.get(t.slot).map(|s| s.task_manager.clone()).unwrap_or_default(),
+                            metrics: t.metrics.snapshot(),
+                        },
+                        None => SubtaskDetails {
+                            index: i,
+                            state: TaskState::Deploying,
+                            task_manager: String::new(),
+                            metrics: Default::default(),
+                        },
+                    })
+                    .collect(),
+            })
+            .collect();
+        let since = |i: Option<&Instant>| i.map(|i| i.saturating_duration_since(self.started));
+        let first_record_after = self.tasks.values().filter_map(|t| since(t.metrics.first_record.get())).min();
+        let all_finished = self.tasks.len() == self.job.graph.subtask_count()
+            && self.tasks.values().all(|t| t.metrics.finished.get().is_some());
+        let input_ended_after =
+            if all_finished { self.tasks.values().filter_map(|t| since(t.metrics.finished.get())).max() } else { None };
+        JobDetails {
+            first_record_after,
+            input_ended_after,
+            id: self.job.id,
+            name: self.job.name.clone(),
+            status: self.status,
+            cause: self.cause.clone(),
+            duration: self.ended.unwrap_or_else(Instant::now) - self.started,
+            graph: self.job.graph.clone(),
+            vertices,
+        }
+    }
+
+    fn execution(&self, vertex: usize, index: usize) -> ExecutionId {
+        ExecutionId { job: self.job.id, vertex, index, attempt: self.attempt }
+    }
+
+    /// Starts failing (or cancelling): cancel every task that still runs.
+    fn stop_tasks(&mut self, status: JobStatus, cause: Option<String>) {
+        if self.status.is_terminal() || matches!(self.status, JobStatus::Failing | JobStatus::Cancelling) {
+            return;
+        }
+        self.status = status;
+        if self.cause.is_none() {
+            self.cause = cause;
+        }
+        for (&(vertex, index), task) in &self.tasks {
+            if !task.state.is_terminal()
+                && let Some(slot) = self.slots.get(task.slot)
+            {
+                let _ = slot.executor.cast(TaskExecutorMessage::Cancel(self.execution(vertex, index)));
+            }
+        }
+    }
+
+    fn fail(&mut self, cause: String, secondary: bool) {
+        error!(job = %self.job.id, name = %self.job.name, %cause, "job failing");
+        if self.cause_secondary && !secondary {
+            self.cause = Some(cause.clone());
+            self.cause_secondary = false;
+        } else if self.cause.is_none() {
+            self.cause_secondary = secondary;
+        }
+        self.stop_tasks(JobStatus::Failing, Some(cause));
+    }
+
+    /// Ends the job when every task has ended.
+    fn maybe_end(&mut self, myself: &ActorRef<JobMasterMessage>) {
+        let all = self.job.graph.subtask_count();
+        let deployed_all = self.tasks.len() == all;
+        let ended = self.tasks.values().filter(|t| t.state.is_terminal()).count();
+        let final_status = match self.status {
+            JobStatus::Running if deployed_all && self.tasks.values().all(|t| t.state == TaskState::Finished) => {
+                JobStatus::Finished
+            }
+            JobStatus::Failing if ended == self.tasks.len() => JobStatus::Failed,
+            JobStatus::Cancelling if ended == self.tasks.len() => JobStatus::Cancelled,
+            JobStatus::Created if self.tasks.is_empty() && self.cause.is_some() => JobStatus::Failed,
+            _ => return,
+        };
+        self.status = final_status;
+        self.ended = Some(Instant::now());
+        info!(job = %self.job.id, name = %self.job.name, status = %final_status, "job ended");
+        let _ = self.resource_manager.cast(ResourceManagerMessage::Release(self.job.id));
+        let mut executors: Vec<_> = self.slots.iter().map(|s| s.executor.clone()).collect();
+        executors.dedup_by_key(|e| e.get_id());
+        for executor in executors {
+            let _ = executor.cast(TaskExecutorMessage::ReleaseJob(self.job.id));
+        }
+        let _ = self.dispatcher.cast(DispatcherMessage::Terminated(Box::new(JobResult { details: self.details() })));
+        myself.stop(None);
+    }
+
+    async fn schedule(&mut self, myself: &ActorRef<JobMasterMessage>) -> Result<(), WeirError> {
+        let needed = self.job.graph.slots_needed();
+        let job = self.job.id;
+        let slots = ask!(self.resource_manager, "the resource manager", |reply| {
+            ResourceManagerMessage::RequestSlots { job, slots: needed, job_master: myself.clone(), reply }
+        })??;
+        self.slots = slots;
+        self.status = JobStatus::Running;
+        let vertices: Vec<(usize, usize)> = self.job.graph.vertices.iter().map(|v| (v.id, v.parallelism)).collect();
+        for (vertex, parallelism) in vertices {
+            for index in 0..parallelism {
+                if self.status != JobStatus::Running {
+                    return Ok(());
+                }
+                let metrics = Arc::new(TaskMetrics::default());
+                let deployment = TaskDeployment {
+                    execution: self.execution(vertex, index),
+                    job_name: self.job.name.clone(),
+                    builder: self.job.builder.clone(),
+                    args: self.job.args.clone(),
+                    parallelism: self.job.parallelism,
+                    fingerprint: self.job.graph.fingerprint,
+                    job_master: myself.clone(),
+                    metrics: metrics.clone(),
+                };
+                self.tasks.insert((vertex, index), Task { state: TaskState::Deploying, slot: index, metrics });
+                let executor = self.slots[index].executor.clone();
+                let deployed =
+                    ask!(executor, "a task executor", |reply| TaskExecutorMessage::Deploy(Box::new(deployment), reply));
+                if let Err(e) = deployed.and_then(|r| r) {
+                    self.tasks.get_mut(&(vertex, index)).expect("inserted").state = TaskState::Failed;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The JobMaster actor.
+pub struct JobMasterActor;
+
+impl Actor for JobMasterActor {
+    type Msg = JobMasterMessage;
+    type State = JobMasterState;
+    type Arguments = JobMasterArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(JobMasterState {
+            job: args.job,
+            resource_manager: args.resource_manager,
+            dispatcher: args.dispatcher,
+            status: JobStatus::Created,
+            cause: None,
+            cause_secondary: false,
+            started: Instant::now(),
+            ended: None,
+            attempt: 0,
+            slots: Vec::new(),
+            tasks: HashMap::new(),
+        })
+    }
+
+    async fn post_start(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        info!(job = %state.job.id, name = %state.job.name, slots = state.job.graph.slots_needed(), "scheduling job");
+        if let Err(e) = state.schedule(&myself).await {
+            if state.status == JobStatus::Created {
+                state.cause = Some(e.to_string());
+            } else {
+                state.fail(e.to_string(), e.is_secondary());
+            }
+        }
+        state.maybe_end(&myself);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            JobMasterMessage::TaskState { execution, state: task_state, cause } => {
+                if execution.attempt != state.attempt || execution.job != state.job.id {
+                    warn!(?execution, "stale task state ignored");
+                    return Ok(());
+                }
+                let Some(task) = state.tasks.get_mut(&(execution.vertex, execution.index)) else { return Ok(()) };
+                if task.state.is_terminal() {
+                    return Ok(());
+                }
+                task.state = task_state;
+                if task_state == TaskState::Failed {
+                    let vertex = &state.job.graph.vertices[execution.vertex];
+                    let failure = cause.unwrap_or(Failure { message: "no cause given".into(), secondary: false });
+                    let cause = format!(
+                        "{} ({}/{}) failed: {}",
+                        vertex.name,
+                        execution.index + 1,
+                        vertex.parallelism,
+                        failure.message
+                    );
+                    state.fail(cause, failure.secondary);
+                } else if task_state == TaskState::Cancelled && state.status == JobStatus::Running {
+                    let cause = format!(
+                        "subtask {} of vertex {} was cancelled unexpectedly",
+                        execution.index, execution.vertex
+                    );
+                    state.fail(cause, false);
+                }
+                state.maybe_end(&myself);
+            }
+            JobMasterMessage::TaskManagerLost(tm) => {
+                let lost: Vec<(usize, usize)> = state
+                    .tasks
+                    .iter()
+                    .filter(|(_, t)| {
+                        state.slots.get(t.slot).is_some_and(|s| s.task_manager == tm) && !t.state.is_terminal()
+                    })
+                    .map(|(k, _)| *k)
+                    .collect();
+                for key in lost {
+                    state.tasks.get_mut(&key).expect("listed").state = TaskState::Failed;
+                }
+                state.fail(format!("task manager '{tm}' was lost"), false);
+                state.maybe_end(&myself);
+            }
+            JobMasterMessage::Cancel => {
+                info!(job = %state.job.id, "cancelling job");
+                state.stop_tasks(JobStatus::Cancelling, Some("cancelled by request".into()));
+                state.maybe_end(&myself);
+            }
+            JobMasterMessage::Details(reply) => {
+                let _ = reply.send(state.details());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,216 @@
+//! The MiniCluster: a JobManager tree and N TaskManager trees in one process, with the same
+//! actors as a real cluster and in-process channels between subtasks. `weir run --local`,
+//! tests and examples run on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use weir_dataplane::LocalShuffle;
+
+use crate::cluster::dispatcher::DispatcherMessage;
+use crate::cluster::job_master::PreparedJob;
+use crate::cluster::resource_manager::{ResourceManagerArgs, ResourceManagerMessage};
+use crate::cluster::supervisor::{
+    JobManagerSupervisor, JobManagerSupervisorMessage, RestartIntensity, TaskManagerSupervisor,
+    TaskManagerSupervisorMessage,
+};
+use crate::cluster::task_executor::{TaskExecutorArgs, TaskExecutorMessage};
+use crate::cluster::{JobDetails, JobOverview, JobResult, TaskManagerInfo, ask};
+use crate::connectors::CollectSink;
+use crate::error::{Result, WeirError};
+use crate::graph::build_job;
+use crate::job::{JobArgs, JobFn, JobId, JobRegistry};
+use crate::operator::Data;
+use crate::stream::{DataStream, StreamEnv};
+use crate::time::TokioClock;
+
+/// How big a MiniCluster is.
+#[derive(Debug, Clone)]
+pub struct MiniClusterConfig {
+    /// TaskManagers (each with its own TaskExecutor).
+    pub task_managers: usize,
+    /// Slots per TaskManager.
+    pub slots_per_task_manager: usize,
+    /// How long a job waits for slots other jobs hold.
+    pub slot_request_timeout: Duration,
+}
+
+impl Default for MiniClusterConfig {
+    fn default() -> Self {
+        MiniClusterConfig { task_managers: 1, slots_per_task_manager: 4, slot_request_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// A job to submit: a builder, its name and arguments, and a default parallelism.
+#[derive(Clone)]
+pub struct JobSubmission {
+    /// The registered name (or a label for ad-hoc jobs).
+    pub name: String,
+    /// The builder.
+    pub builder: JobFn,
+    /// The arguments.
+    pub args: JobArgs,
+    /// Default parallelism of the job's operators.
+    pub parallelism: usize,
+}
+
+impl JobSubmission {
+    /// A registered job.
+    pub fn from_registry(registry: &JobRegistry, name: &str, args: JobArgs, parallelism: usize) -> Result<Self> {
+        let entry = registry.get(name)?;
+        Ok(JobSubmission { name: entry.name.clone(), builder: entry.builder.clone(), args, parallelism })
+    }
+
+    /// An ad-hoc job from a closure (tests).
+    pub fn new<F>(name: &str, parallelism: usize, builder: F) -> Self
+    where
+        F: Fn(&mut StreamEnv, &JobArgs) -> Result<()> + Send + Sync + 'static,
+    {
+        JobSubmission { name: name.to_owned(), builder: Arc::new(builder), args: JobArgs::default(), parallelism }
+    }
+
+    /// Sets the arguments.
+    pub fn with_args(mut self, args: JobArgs) -> Self {
+        self.args = args;
+        self
+    }
+
+    /// Builds the plan as the client does, with the client-side checks (inputs exist,
+    /// outputs are usable). Errors here are the job's arguments' or builder's fault.
+    pub fn prepare(&self) -> Result<PreparedJob> {
+        let graph = build_job(&self.name, &self.builder, &self.args, self.parallelism, true)?;
+        Ok(PreparedJob {
+            id: JobId::generate(),
+            name: self.name.clone(),
+            builder: self.builder.clone(),
+            args: self.args.clone(),
+            parallelism: self.parallelism,
+            graph: graph.job,
+        })
+    }
+}
+
+/// A JobManager and TaskManagers in one process.
+pub struct MiniCluster {
+    supervisor: ActorRef<JobManagerSupervisorMessage>,
+    dispatcher: ActorRef<DispatcherMessage>,
+    resource_manager: ActorRef<ResourceManagerMessage>,
+    task_managers: Vec<ActorRef<TaskManagerSupervisorMessage>>,
+}
+
+impl MiniCluster {
+    /// Starts the actors; returns once every TaskExecutor has registered.
+    pub async fn start(config: MiniClusterConfig) -> Result<Self> {
+        let spawn_err = |e: ractor::SpawnErr| WeirError::runtime(format!("cannot start the mini cluster: {e}"));
+        let (supervisor, _) = Actor::spawn(
+            None,
+            JobManagerSupervisor,
+            ResourceManagerArgs { slot_request_timeout: config.slot_request_timeout },
+        )
+        .await
+        .map_err(spawn_err)?;
+        let (dispatcher, resource_manager) =
+            ask!(supervisor, "the job manager", JobManagerSupervisorMessage::Components)?;
+        let shuffle = Arc::new(LocalShuffle::new());
+        let clock = Arc::new(TokioClock::new());
+        let mut task_managers = Vec::new();
+        for i in 0..config.task_managers {
+            let args = TaskExecutorArgs {
+                task_manager: format!("taskmanager-{i}"),
+                slots: config.slots_per_task_manager,
+                resource_manager: resource_manager.clone(),
+                shuffle: shuffle.clone(),
+                clock: clock.clone(),
+            };
+            let (tm, _) = Actor::spawn(None, TaskManagerSupervisor, (args, RestartIntensity::default()))
+                .await
+                .map_err(spawn_err)?;
+            task_managers.push(tm);
+        }
+        Ok(MiniCluster { supervisor, dispatcher, resource_manager, task_managers })
+    }
+
+    /// Builds the job's plan (client side) and submits it.
+    pub async fn submit(&self, job: &JobSubmission) -> Result<JobId> {
+        let prepared = job.prepare()?;
+        self.submit_prepared(prepared).await
+    }
+
+    /// Submits a job whose plan was built already.
+    pub async fn submit_prepared(&self, prepared: PreparedJob) -> Result<JobId> {
+        ask!(self.dispatcher, "the dispatcher", |reply| DispatcherMessage::Submit(Box::new(prepared), reply))?
+    }
+
+    /// Waits until the job ends.
+    pub async fn wait(&self, id: JobId) -> Result<JobResult> {
+        ask!(self.dispatcher, "the dispatcher", |reply| DispatcherMessage::Wait(id, reply))?
+    }
+
+    /// Submits a job and waits until it ends.
+    pub async fn execute(&self, job: &JobSubmission) -> Result<JobResult> {
+        let id = self.submit(job).await?;
+        self.wait(id).await
+    }
+
+    /// Cancels a job.
+    pub async fn cancel(&self, id: JobId) -> Result<()> {
+        ask!(self.dispatcher, "the dispatcher", |reply| DispatcherMessage::Cancel(id, reply))?
+    }
+
+    /// A job's details.
+    pub async fn details(&self, id: JobId) -> Result<JobDetails> {
+        ask!(self.dispatcher, "the dispatcher", |reply| DispatcherMessage::Details(id, reply))?
+    }
+
+    /// All jobs.
+    pub async fn jobs(&self) -> Result<Vec<JobOverview>> {
+        ask!(self.dispatcher, "the dispatcher", DispatcherMessage::List)
+    }
+
+    /// The registered TaskManagers and their slots.
+    pub async fn task_managers(&self) -> Result<Vec<TaskManagerInfo>> {
+        ask!(self.resource_manager, "the resource manager", ResourceManagerMessage::TaskManagers)
+    }
+
+    /// The current TaskExecutor of TaskManager `index` (tests kill it to exercise supervision).
+    pub async fn task_executor(&self, index: usize) -> Result<ActorRef<TaskExecutorMessage>> {
+        let tm = self.task_managers.get(index).ok_or_else(|| WeirError::runtime("no such task manager"))?;
+        ask!(tm, "a task manager", TaskManagerSupervisorMessage::Executor)
+    }
+
+    /// Stops every actor and waits for them.
+    pub async fn shutdown(self) {
+        for tm in &self.task_managers {
+            let _ = tm.stop_and_wait(None, Some(Duration::from_secs(5))).await;
+        }
+        let _ = self.supervisor.stop_and_wait(None, Some(Duration::from_secs(5))).await;
+    }
+
+    /// Runs a dataflow on a fresh MiniCluster (one TaskManager, 4 slots, parallelism 1) and
+    /// returns what reached its end, in order per subtask. For examples and tests; it makes
+    /// its own tokio runtime, so call it outside one.
+    pub fn collect<T, F>(dataflow: F) -> Result<Vec<T>>
+    where
+        T: Data,
+        F: Fn(&mut StreamEnv) -> DataStream<T> + Send + Sync + 'static,
+    {
+        let (sink, handle) = CollectSink::new();
+        let job = JobSubmission::new("collect", 1, move |env, _| {
+            dataflow(env).sink("collect", sink.clone());
+            Ok(())
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| WeirError::io("cannot start a tokio runtime", e))?;
+        runtime.block_on(async {
+            let cluster = MiniCluster::start(MiniClusterConfig::default()).await?;
+            let result = cluster.execute(&job).await;
+            cluster.shutdown().await;
+            result?.into_result()
+        })?;
+        Ok(handle.take())
+    }
+}

@@ -1,0 +1,245 @@
+//! The ResourceManager: registered TaskExecutors, their slots, and slot requests.
+//!
+//! Slots are granted spread over TaskManagers (the one with the most free slots first).
+//! A request the cluster can never satisfy (more slots than it has in total) fails at once
+//! with a message naming both numbers; one that must wait for other jobs' slots waits up to
+//! the slot-request timeout, then fails. A TaskExecutor that registers again under the same
+//! TaskManager id (it was restarted) replaces the old one: jobs with slots there are told the
+//! TaskManager was lost.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::{info, warn};
+
+use crate::cluster::TaskManagerInfo;
+use crate::cluster::job_master::JobMasterMessage;
+use crate::cluster::task_executor::TaskExecutorMessage;
+use crate::error::WeirError;
+use crate::job::JobId;
+
+/// A slot granted to a job.
+#[derive(Debug, Clone)]
+pub struct SlotGrant {
+    /// The TaskManager holding the slot.
+    pub task_manager: String,
+    /// Its TaskExecutor.
+    pub executor: ActorRef<TaskExecutorMessage>,
+}
+
+/// Messages of the ResourceManager.
+pub enum ResourceManagerMessage {
+    /// A TaskExecutor offers its slots.
+    Register {
+        /// TaskManager id.
+        task_manager: String,
+        /// Slots offered.
+        slots: usize,
+        /// The executor.
+        executor: ActorRef<TaskExecutorMessage>,
+        /// Ok, or why it was refused.
+        reply: RpcReplyPort<Result<(), String>>,
+    },
+    /// A job asks for slots.
+    RequestSlots {
+        /// The job.
+        job: JobId,
+        /// How many.
+        slots: usize,
+        /// Its JobMaster, told if a TaskManager with its slots is lost.
+        job_master: ActorRef<JobMasterMessage>,
+        /// The grants, or why not.
+        reply: RpcReplyPort<Result<Vec<SlotGrant>, WeirError>>,
+    },
+    /// A job's slots are free again.
+    Release(JobId),
+    /// The registered TaskManagers.
+    TaskManagers(RpcReplyPort<Vec<TaskManagerInfo>>),
+    /// A TaskManager's executor died: its slots are gone.
+    TaskManagerLost(String),
+    /// A waiting request timed out.
+    RequestTimedOut(u64),
+}
+
+/// Configuration of the ResourceManager.
+#[derive(Debug, Clone)]
+pub struct ResourceManagerArgs {
+    /// How long a slot request may wait for slots held by other jobs.
+    pub slot_request_timeout: Duration,
+}
+
+struct Registered {
+    executor: ActorRef<TaskExecutorMessage>,
+    slots: usize,
+    /// Per slot: the job holding it.
+    allocated: Vec<Option<JobId>>,
+}
+
+struct Pending {
+    id: u64,
+    job: JobId,
+    slots: usize,
+    job_master: ActorRef<JobMasterMessage>,
+    reply: RpcReplyPort<Result<Vec<SlotGrant>, WeirError>>,
+}
+
+/// The ResourceManager's state.
+pub struct ResourceManagerState {
+    args: ResourceManagerArgs,
+    task_managers: BTreeMap<String, Registered>,
+    job_masters: BTreeMap<JobId, ActorRef<JobMasterMessage>>,
+    pending: Vec<Pending>,
+    next_request: u64,
+}
+
+impl ResourceManagerState {
+    fn total(&self) -> usize {
+        self.task_managers.values().map(|t| t.slots).sum()
+    }
+
+    fn free(&self) -> usize {
+        self.task_managers.values().map(|t| t.allocated.iter().filter(|a| a.is_none()).count()).sum()
+    }
+
+    fn allocate(&mut self, job: JobId, slots: usize) -> Vec<SlotGrant> {
+        let mut grants = Vec::with_capacity(slots);
+        for _ in 0..slots {
+            let (id, tm) = self
+                .task_managers
+                .iter_mut()
+                .max_by_key(|(_, t)| t.allocated.iter().filter(|a| a.is_none()).count())
+                .expect("checked free slots");
+            let slot = tm.allocated.iter().position(Option::is_none).expect("checked free slots");
+            tm.allocated[slot] = Some(job);
+            grants.push(SlotGrant { task_manager: id.clone(), executor: tm.executor.clone() });
+        }
+        grants
+    }
+
+    /// Forgets a TaskManager; jobs with slots there are told.
+    fn lose(&mut self, task_manager: &str) {
+        let Some(old) = self.task_managers.remove(task_manager) else { return };
+        let jobs: std::collections::BTreeSet<JobId> = old.allocated.iter().flatten().copied().collect();
+        for job in jobs {
+            if let Some(jm) = self.job_masters.get(&job) {
+                let _ = jm.cast(JobMasterMessage::TaskManagerLost(task_manager.to_owned()));
+            }
+        }
+    }
+
+    fn serve_pending(&mut self) {
+        while let Some(i) = self.pending.iter().position(|p| p.slots <= self.free()) {
+            let p = self.pending.remove(i);
+            let grants = self.allocate(p.job, p.slots);
+            self.job_masters.insert(p.job, p.job_master);
+            let _ = p.reply.send(Ok(grants));
+        }
+    }
+}
+
+/// The ResourceManager actor.
+pub struct ResourceManagerActor;
+
+impl Actor for ResourceManagerActor {
+    type Msg = ResourceManagerMessage;
+    type State = ResourceManagerState;
+    type Arguments = ResourceManagerArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(ResourceManagerState {
+            args,
+            task_managers: BTreeMap::new(),
+            job_masters: BTreeMap::new(),
+            pending: Vec::new(),
+            next_request: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ResourceManagerMessage::Register { task_manager, slots, executor, reply } => {
+                if state.task_managers.contains_key(&task_manager) {
+                    warn!(task_manager = %task_manager, "task executor registered again: the old one is lost");
+                    state.lose(&task_manager);
+                }
+                info!(task_manager = %task_manager, slots, "task executor registered");
+                state.task_managers.insert(task_manager, Registered { executor, slots, allocated: vec![None; slots] });
+                let _ = reply.send(Ok(()));
+                state.serve_pending();
+            }
+            ResourceManagerMessage::RequestSlots { job, slots, job_master, reply } => {
+                let total = state.total();
+                if slots > total {
+                    let _ = reply.send(Err(WeirError::NoResources(format!(
+                        "job needs {slots} slot{} (its highest parallelism) but the cluster has {total} in total ({} task manager{}); lower --parallelism or add slots",
+                        if slots == 1 { "" } else { "s" },
+                        state.task_managers.len(),
+                        if state.task_managers.len() == 1 { "" } else { "s" },
+                    ))));
+                } else if slots <= state.free() {
+                    let grants = state.allocate(job, slots);
+                    state.job_masters.insert(job, job_master);
+                    let _ = reply.send(Ok(grants));
+                } else {
+                    let id = state.next_request;
+                    state.next_request += 1;
+                    info!(job = %job, slots, free = state.free(), "slot request waits for slots held by other jobs");
+                    state.pending.push(Pending { id, job, slots, job_master, reply });
+                    myself.send_after(state.args.slot_request_timeout, move || {
+                        ResourceManagerMessage::RequestTimedOut(id)
+                    });
+                }
+            }
+            ResourceManagerMessage::Release(job) => {
+                for tm in state.task_managers.values_mut() {
+                    for slot in &mut tm.allocated {
+                        if *slot == Some(job) {
+                            *slot = None;
+                        }
+                    }
+                }
+                state.job_masters.remove(&job);
+                state.serve_pending();
+            }
+            ResourceManagerMessage::TaskManagers(reply) => {
+                let infos = state
+                    .task_managers
+                    .iter()
+                    .map(|(id, t)| TaskManagerInfo {
+                        id: id.clone(),
+                        slots: t.slots,
+                        free_slots: t.allocated.iter().filter(|a| a.is_none()).count(),
+                    })
+                    .collect();
+                let _ = reply.send(infos);
+            }
+            ResourceManagerMessage::TaskManagerLost(task_manager) => {
+                warn!(task_manager = %task_manager, "task manager lost");
+                state.lose(&task_manager);
+            }
+            ResourceManagerMessage::RequestTimedOut(id) => {
+                if let Some(i) = state.pending.iter().position(|p| p.id == id) {
+                    let p = state.pending.remove(i);
+                    let _ = p.reply.send(Err(WeirError::NoResources(format!(
+                        "job needs {} slots; {} of {} were free for {:?} (slot request timeout)",
+                        p.slots,
+                        state.free(),
+                        state.total(),
+                        state.args.slot_request_timeout
+                    ))));
+                }
+            }
+        }
+        Ok(())
+    }
+}

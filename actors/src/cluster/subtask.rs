@@ -1,0 +1,146 @@
+//! The Subtask actor: one per running subtask, owner of its processing loop.
+//!
+//! The loop runs as its own tokio task (so control messages are never stuck behind records);
+//! the actor watches it. When the loop returns an error or panics, the actor fails with that
+//! cause, which reaches its TaskExecutor as a supervision event. When the actor stops or is
+//! killed, dropping its state aborts the loop: no orphaned processing survives its actor.
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::task::AbortHandle;
+use tracing::{Instrument, debug};
+
+use crate::cluster::job_master::JobMasterMessage;
+use crate::cluster::{ExecutionId, TaskState};
+use crate::error::WeirError;
+use crate::graph::TaskFuture;
+
+/// Messages of a Subtask.
+pub enum SubtaskMessage {
+    /// The processing loop ended: its result, or the panic message.
+    Exited(Result<crate::Result<()>, String>),
+}
+
+/// What a Subtask starts with.
+pub struct SubtaskArgs {
+    /// Which execution this is.
+    pub execution: ExecutionId,
+    /// Display name, e.g. `map -> sink (2/4)`.
+    pub name: String,
+    /// The processing loop.
+    pub(crate) task: TaskFuture,
+    /// Where task states go.
+    pub job_master: ActorRef<JobMasterMessage>,
+}
+
+struct AbortOnDrop(AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A Subtask's state.
+pub struct SubtaskState {
+    execution: ExecutionId,
+    name: String,
+    job_master: ActorRef<JobMasterMessage>,
+    /// A terminal state was reported (by us or, on failure, by the TaskExecutor).
+    reported: bool,
+    _task: AbortOnDrop,
+}
+
+/// The Subtask actor.
+pub struct SubtaskActor;
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(s) => (*s).to_owned(),
+            Err(_) => "a panic without a message".to_owned(),
+        },
+    }
+}
+
+impl Actor for SubtaskActor {
+    type Msg = SubtaskMessage;
+    type State = SubtaskState;
+    type Arguments = SubtaskArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let e = args.execution;
+        let span =
+            tracing::info_span!("subtask", job = %e.job, vertex = e.vertex, subtask = e.index, attempt = e.attempt);
+        let handle = tokio::spawn(args.task.instrument(span));
+        let abort = handle.abort_handle();
+        tokio::spawn(async move {
+            let exited = match handle.await {
+                Ok(result) => Ok(result),
+                Err(e) if e.is_panic() => Err(panic_message(e.into_panic())),
+                Err(_) => return, // aborted: the actor is already gone
+            };
+            let _ = myself.cast(SubtaskMessage::Exited(exited));
+        });
+        Ok(SubtaskState {
+            execution: args.execution,
+            name: args.name,
+            job_master: args.job_master,
+            reported: false,
+            _task: AbortOnDrop(abort),
+        })
+    }
+
+    async fn post_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let _ = state.job_master.cast(JobMasterMessage::TaskState {
+            execution: state.execution,
+            state: TaskState::Running,
+            cause: None,
+        });
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let SubtaskMessage::Exited(exited) = message;
+        state.reported = true;
+        match exited {
+            Ok(Ok(())) => {
+                debug!(task = %state.name, "subtask finished");
+                let _ = state.job_master.cast(JobMasterMessage::TaskState {
+                    execution: state.execution,
+                    state: TaskState::Finished,
+                    cause: None,
+                });
+                myself.stop(None);
+                Ok(())
+            }
+            // Failing the actor makes the failure a supervision event for the TaskExecutor.
+            Ok(Err(e)) => Err(Box::new(e)),
+            Err(message) => Err(Box::new(WeirError::Panic { task: state.name.clone(), message })),
+        }
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        if !state.reported {
+            let _ = state.job_master.cast(JobMasterMessage::TaskState {
+                execution: state.execution,
+                state: TaskState::Cancelled,
+                cause: None,
+            });
+        }
+        Ok(())
+    }
+}

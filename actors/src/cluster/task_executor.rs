@@ -1,0 +1,220 @@
+//! The TaskExecutor: offers a node's slots to the ResourceManager and runs the subtasks
+//! deployed to them.
+//!
+//! A deployment names a registered job; the TaskExecutor rebuilds the job's dataflow from its
+//! own registry entry and arguments (once per job), refuses it if the plan's fingerprint
+//! differs from the submitted one, wires the subtask's channels through the process's
+//! shuffle, and spawns a Subtask actor for it.
+//!
+//! ## Supervision
+//!
+//! Children: one Subtask per running subtask. A Subtask that fails (its operator returned an
+//! error or panicked) is not restarted in place: its state and channels must roll back with
+//! its neighbours', so the TaskExecutor reports `TaskState::Failed` with the cause to the
+//! job's JobMaster, which decides for the whole job. A Subtask that stops reports its own
+//! final state.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tracing::{info, warn};
+use weir_dataplane::LocalShuffle;
+
+use crate::cluster::job_master::JobMasterMessage;
+use crate::cluster::resource_manager::ResourceManagerMessage;
+use crate::cluster::subtask::{SubtaskActor, SubtaskArgs, SubtaskMessage};
+use crate::cluster::{ExecutionId, Failure, TaskState, ask};
+use crate::error::{Result, WeirError};
+use crate::graph::{ExecutableGraph, build_job};
+use crate::job::{JobArgs, JobFn, JobId};
+use crate::runtime::io::TaskMetrics;
+use crate::runtime::task::{SubtaskSpec, build_subtask};
+use crate::time::SharedClock;
+
+/// One subtask to run.
+pub struct TaskDeployment {
+    /// Which execution.
+    pub execution: ExecutionId,
+    /// The registered job name.
+    pub job_name: String,
+    /// The job builder (in-process; remote nodes look the name up in their registry).
+    pub builder: JobFn,
+    /// The job's arguments.
+    pub args: JobArgs,
+    /// The job's default parallelism.
+    pub parallelism: usize,
+    /// The submitted plan's fingerprint.
+    pub fingerprint: u64,
+    /// The job's JobMaster.
+    pub job_master: ActorRef<JobMasterMessage>,
+    /// Counters the JobMaster reads.
+    pub metrics: Arc<TaskMetrics>,
+}
+
+/// Messages of a TaskExecutor.
+pub enum TaskExecutorMessage {
+    /// Run a subtask.
+    Deploy(Box<TaskDeployment>, RpcReplyPort<Result<()>>),
+    /// Cancel a running subtask (it reports `Cancelled`).
+    Cancel(ExecutionId),
+    /// A job ended: drop what this executor kept for it.
+    ReleaseJob(JobId),
+    /// Running subtasks.
+    RunningTasks(RpcReplyPort<Vec<ExecutionId>>),
+}
+
+/// What a TaskExecutor starts with.
+#[derive(Clone)]
+pub struct TaskExecutorArgs {
+    /// The TaskManager's id.
+    pub task_manager: String,
+    /// Slots offered.
+    pub slots: usize,
+    /// The ResourceManager to register with.
+    pub resource_manager: ActorRef<ResourceManagerMessage>,
+    /// The process's local shuffle.
+    pub shuffle: Arc<LocalShuffle>,
+    /// Processing-time clock.
+    pub clock: SharedClock,
+}
+
+struct Running {
+    execution: ExecutionId,
+    actor: ActorRef<SubtaskMessage>,
+    job_master: ActorRef<JobMasterMessage>,
+}
+
+/// A TaskExecutor's state.
+pub struct TaskExecutorState {
+    args: TaskExecutorArgs,
+    graphs: HashMap<JobId, Arc<ExecutableGraph>>,
+    running: HashMap<ActorId, Running>,
+}
+
+impl TaskExecutorState {
+    fn graph(&mut self, d: &TaskDeployment) -> Result<Arc<ExecutableGraph>> {
+        if let Some(g) = self.graphs.get(&d.execution.job) {
+            return Ok(g.clone());
+        }
+        let graph = build_job(&d.job_name, &d.builder, &d.args, d.parallelism, false)?;
+        if graph.job.fingerprint != d.fingerprint {
+            return Err(WeirError::Graph(format!(
+                "job '{}' builds a different plan here (fingerprint {}) than the one submitted ({:016x}): the nodes run different builds",
+                d.job_name,
+                graph.job.fingerprint_hex(),
+                d.fingerprint
+            )));
+        }
+        let graph = Arc::new(graph);
+        self.graphs.insert(d.execution.job, graph.clone());
+        Ok(graph)
+    }
+
+    async fn deploy(&mut self, myself: &ActorRef<TaskExecutorMessage>, d: TaskDeployment) -> Result<()> {
+        let graph = self.graph(&d)?;
+        let e = d.execution;
+        let vertex =
+            graph.job.vertices.get(e.vertex).ok_or_else(|| WeirError::runtime("deployment of an unknown vertex"))?;
+        let name = format!("{} ({}/{})", vertex.name, e.index + 1, vertex.parallelism);
+        let task = build_subtask(SubtaskSpec {
+            graph: &graph,
+            job: e.job,
+            vertex: e.vertex,
+            index: e.index,
+            attempt: e.attempt,
+            shuffle: &self.args.shuffle,
+            clock: self.args.clock.clone(),
+            metrics: d.metrics.clone(),
+        })?;
+        let args = SubtaskArgs { execution: e, name, task, job_master: d.job_master.clone() };
+        let (actor, _) = Actor::spawn_linked(None, SubtaskActor, args, myself.get_cell())
+            .await
+            .map_err(|err| WeirError::runtime(format!("cannot start subtask: {err}")))?;
+        self.running.insert(actor.get_id(), Running { execution: e, actor, job_master: d.job_master });
+        Ok(())
+    }
+}
+
+/// The TaskExecutor actor.
+pub struct TaskExecutorActor;
+
+impl Actor for TaskExecutorActor {
+    type Msg = TaskExecutorMessage;
+    type State = TaskExecutorState;
+    type Arguments = TaskExecutorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let registered =
+            ask!(args.resource_manager, "the resource manager", |reply| ResourceManagerMessage::Register {
+                task_manager: args.task_manager.clone(),
+                slots: args.slots,
+                executor: myself.clone(),
+                reply,
+            })?;
+        registered.map_err(|refused| WeirError::runtime(format!("registration refused: {refused}")))?;
+        info!(task_manager = %args.task_manager, slots = args.slots, "task executor registered");
+        Ok(TaskExecutorState { args, graphs: HashMap::new(), running: HashMap::new() })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            TaskExecutorMessage::Deploy(d, reply) => {
+                let result = state.deploy(&myself, *d).await;
+                let _ = reply.send(result);
+            }
+            TaskExecutorMessage::Cancel(execution) => {
+                if let Some(r) = state.running.values().find(|r| r.execution == execution) {
+                    r.actor.stop(Some("cancelled".into()));
+                }
+            }
+            TaskExecutorMessage::ReleaseJob(job) => {
+                state.graphs.remove(&job);
+                state.args.shuffle.release_job(job.0);
+            }
+            TaskExecutorMessage::RunningTasks(reply) => {
+                let _ = reply.send(state.running.values().map(|r| r.execution).collect());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, error) => {
+                if let Some(r) = take(state, &cell) {
+                    warn!(task = ?r.execution, %error, "subtask failed");
+                    let secondary = error.downcast_ref::<WeirError>().is_some_and(WeirError::is_secondary);
+                    let _ = r.job_master.cast(JobMasterMessage::TaskState {
+                        execution: r.execution,
+                        state: TaskState::Failed,
+                        cause: Some(Failure { message: error.to_string(), secondary }),
+                    });
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                take(state, &cell);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn take(state: &mut TaskExecutorState, cell: &ActorCell) -> Option<Running> {
+    state.running.remove(&cell.get_id())
+}

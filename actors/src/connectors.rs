@@ -1,0 +1,15 @@
+//! Built-in sources and sinks.
+
+mod collect;
+mod file_sink;
+mod generator;
+mod print;
+mod text_file;
+mod vec_source;
+
+pub use collect::{CollectHandle, CollectSink, DiscardSink};
+pub use file_sink::FileSink;
+pub use generator::{Click, Generator, GeneratorConfig};
+pub use print::PrintSink;
+pub use text_file::TextFile;
+pub use vec_source::VecSource;

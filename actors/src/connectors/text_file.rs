@@ -1,0 +1,157 @@
+//! A text-file source: a file or a directory of files, read line by line, split by byte ranges
+//! across subtasks as Hadoop and Flink split text input.
+//!
+//! Each file is cut into `parallelism` byte ranges; subtask `j` reads range `j` of every file.
+//! A line belongs to the range in which it starts, so every line is read exactly once
+//! whatever the parallelism.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::PathBuf;
+
+use crate::error::{Result, WeirError};
+use crate::operator::OpenContext;
+use crate::source::{Source, SourceContext, SourcePoll};
+
+/// Reads lines of text (`String`, without the line ending).
+#[derive(Debug)]
+pub struct TextFile {
+    path: PathBuf,
+    splits: Vec<Split>,
+    current: Option<Reader>,
+}
+
+#[derive(Debug, Clone)]
+struct Split {
+    path: PathBuf,
+    start: u64,
+    end: u64,
+}
+
+#[derive(Debug)]
+struct Reader {
+    split: Split,
+    reader: BufReader<File>,
+    position: u64,
+    line: Vec<u8>,
+}
+
+// Each subtask gets a clone of the configured source; an open reader is never shared.
+impl Clone for TextFile {
+    fn clone(&self) -> Self {
+        TextFile { path: self.path.clone(), splits: self.splits.clone(), current: None }
+    }
+}
+
+impl TextFile {
+    /// Reads `path`: a file, or every file (not starting with `.`) directly in a directory.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        TextFile { path: path.into(), splits: Vec::new(), current: None }
+    }
+
+    fn files(&self) -> Result<Vec<(PathBuf, u64)>> {
+        let path = &self.path;
+        let meta =
+            std::fs::metadata(path).map_err(|e| WeirError::io(format!("cannot read input '{}'", path.display()), e))?;
+        let mut files = Vec::new();
+        if meta.is_dir() {
+            let entries = std::fs::read_dir(path)
+                .map_err(|e| WeirError::io(format!("cannot list input directory '{}'", path.display()), e))?;
+            for entry in entries {
+                let entry =
+                    entry.map_err(|e| WeirError::io(format!("cannot list input directory '{}'", path.display()), e))?;
+                let name = entry.file_name();
+                if name.to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| WeirError::io(format!("cannot read '{}'", entry.path().display()), e))?;
+                if meta.is_file() {
+                    files.push((entry.path(), meta.len()));
+                }
+            }
+            files.sort();
+        } else {
+            files.push((path.clone(), meta.len()));
+        }
+        Ok(files)
+    }
+
+    fn open_split(split: &Split) -> Result<Reader> {
+        let context = || format!("cannot read input '{}'", split.path.display());
+        let file = File::open(&split.path).map_err(|e| WeirError::io(context(), e))?;
+        let mut reader = BufReader::with_capacity(256 * 1024, file);
+        let mut position = split.start;
+        let mut line = Vec::new();
+        if split.start > 0 {
+            // Start one byte early: if that byte ends a line, the range begins on a line start;
+            // otherwise skip the rest of the line the previous range owns.
+            reader.seek(SeekFrom::Start(split.start - 1)).map_err(|e| WeirError::io(context(), e))?;
+            let skipped = reader.read_until(b'\n', &mut line).map_err(|e| WeirError::io(context(), e))?;
+            position = split.start - 1 + skipped as u64;
+            line.clear();
+        }
+        Ok(Reader { split: split.clone(), reader, position, line })
+    }
+}
+
+impl Source for TextFile {
+    type Out = String;
+
+    fn validate(&self) -> Result<()> {
+        self.files().map(|_| ())
+    }
+
+    fn open(&mut self, ctx: &OpenContext<'_>) -> Result<()> {
+        let info = ctx.subtask();
+        let (p, j) = (info.parallelism as u64, info.index as u64);
+        self.splits = self
+            .files()?
+            .into_iter()
+            .map(|(path, len)| Split { path, start: len * j / p, end: len * (j + 1) / p })
+            .filter(|s| s.start < s.end)
+            .rev()
+            .collect();
+        Ok(())
+    }
+
+    fn poll_next(&mut self, ctx: &mut SourceContext<'_, String>) -> Result<SourcePoll> {
+        while ctx.emitted() < ctx.batch_size() {
+            if self.current.is_none() {
+                match self.splits.pop() {
+                    Some(split) => self.current = Some(Self::open_split(&split)?),
+                    None => return Ok(SourcePoll::Finished),
+                }
+            }
+            let r = self.current.as_mut().expect("just opened");
+            if r.position >= r.split.end {
+                self.current = None;
+                continue;
+            }
+            r.line.clear();
+            let n = r
+                .reader
+                .read_until(b'\n', &mut r.line)
+                .map_err(|e| WeirError::io(format!("cannot read input '{}'", r.split.path.display()), e))?;
+            if n == 0 {
+                self.current = None;
+                continue;
+            }
+            let offset = r.position;
+            r.position += n as u64;
+            let mut bytes: &[u8] = &r.line;
+            if let Some(rest) = bytes.strip_suffix(b"\n") {
+                bytes = rest.strip_suffix(b"\r").unwrap_or(rest);
+            }
+            let line = std::str::from_utf8(bytes).map_err(|_| {
+                WeirError::user(format!("input '{}' is not UTF-8 text (line at byte {offset})", r.split.path.display()))
+            })?;
+            ctx.emit(line.to_owned());
+        }
+        Ok(SourcePoll::Ready)
+    }
+}
+
+#[cfg(test)]
+mod tests;

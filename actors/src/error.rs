@@ -1,0 +1,140 @@
+//! Errors of the operator API and the runtime.
+
+use std::fmt;
+
+/// Where an error comes from, so a supervisor can tell whether a restart can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ErrorDomain {
+    /// The job's own code or arguments (an operator returned an error, a bad argument).
+    User,
+    /// Something outside Weir (a file, the network).
+    External,
+    /// Weir itself, or a resource it lacks (no slots).
+    Internal,
+}
+
+/// Errors of the operator API and the runtime.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WeirError {
+    /// A job argument is missing, unknown or has a value of the wrong form.
+    #[error("invalid job argument: {0}")]
+    Argument(String),
+    /// A job name that no registry entry has.
+    #[error("unknown job '{name}'; registered jobs: {known}")]
+    UnknownJob {
+        /// The name asked for.
+        name: String,
+        /// The names the registry has, comma separated.
+        known: String,
+    },
+    /// The dataflow a job builder made cannot run (a cycle, a bad parallelism, no sink).
+    #[error("invalid job graph: {0}")]
+    Graph(String),
+    /// An I/O operation on a named path or resource failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, naming the path.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An operator's own code returned an error.
+    #[error("operator '{operator}' failed: {message}")]
+    Operator {
+        /// The operator's name.
+        operator: String,
+        /// The error it returned.
+        message: String,
+    },
+    /// A user function's error, before the runtime knows which operator it came from.
+    #[error("{0}")]
+    User(String),
+    /// A subtask panicked.
+    #[error("subtask {task} panicked: {message}")]
+    Panic {
+        /// The subtask, e.g. `map -> sink (2/4)`.
+        task: String,
+        /// The panic message.
+        message: String,
+    },
+    /// A channel's other end went away: a neighbour subtask failed or was cancelled. A
+    /// consequence of another failure, so job masters prefer any other cause over it.
+    #[error("disconnected: {0}")]
+    Disconnected(String),
+    /// The cluster lacks the slots a job needs.
+    #[error("not enough task slots: {0}")]
+    NoResources(String),
+    /// A job id no job has.
+    #[error("unknown job id {0}")]
+    UnknownJobId(String),
+    /// Keyed state failed.
+    #[error(transparent)]
+    State(#[from] weir_state::StateError),
+    /// The data plane failed.
+    #[error(transparent)]
+    Dataplane(#[from] weir_dataplane::DataplaneError),
+    /// An actor of the runtime could not be reached or failed.
+    #[error("runtime: {0}")]
+    Runtime(String),
+}
+
+impl WeirError {
+    /// An error raised by a user function: `Err(WeirError::user("bad record"))`.
+    pub fn user(message: impl fmt::Display) -> Self {
+        WeirError::User(message.to_string())
+    }
+
+    /// An I/O error with what was being done.
+    pub fn io(context: impl fmt::Display, source: std::io::Error) -> Self {
+        WeirError::Io { context: context.to_string(), source }
+    }
+
+    /// A runtime (internal) error.
+    pub fn runtime(message: impl fmt::Display) -> Self {
+        WeirError::Runtime(message.to_string())
+    }
+
+    /// Names the operator a user error came from; other errors are kept as they are.
+    pub fn in_operator(self, operator: &str) -> Self {
+        match self {
+            WeirError::User(message) => WeirError::Operator { operator: operator.to_owned(), message },
+            other => other,
+        }
+    }
+
+    /// Whether this error is only the consequence of a failure elsewhere.
+    pub fn is_secondary(&self) -> bool {
+        matches!(self, WeirError::Disconnected(_))
+    }
+
+    /// Where this error comes from.
+    pub fn domain(&self) -> ErrorDomain {
+        match self {
+            WeirError::Argument(_)
+            | WeirError::UnknownJob { .. }
+            | WeirError::Graph(_)
+            | WeirError::Operator { .. }
+            | WeirError::User(_)
+            | WeirError::Panic { .. } => ErrorDomain::User,
+            WeirError::Io { .. } => ErrorDomain::External,
+            _ => ErrorDomain::Internal,
+        }
+    }
+}
+
+impl From<String> for WeirError {
+    fn from(message: String) -> Self {
+        WeirError::User(message)
+    }
+}
+
+impl From<&str> for WeirError {
+    fn from(message: &str) -> Self {
+        WeirError::User(message.to_owned())
+    }
+}
+
+/// The result type of the operator API and the runtime.
+pub type Result<T, E = WeirError> = std::result::Result<T, E>;

@@ -1,0 +1,368 @@
+//! Job graphs: the `StreamGraph` a job builder makes (typed operator factories, one node per
+//! operator) and the serializable `JobGraph` derived from it (vertices = operator chains,
+//! edges with partitioning, parallelism, a fingerprint), as Flink's StreamGraph → JobGraph.
+//!
+//! Only the `JobGraph` travels: every node rebuilds the `StreamGraph` from the registered job
+//! builder and the job's arguments, derives the `JobGraph` again, and refuses to run if its
+//! fingerprint differs from the submitted one (a different build of the job).
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use weir_dataplane::{BatchConfig, ChannelId, LocalShuffle, Partitioning, check_parallelism};
+
+use crate::error::{Result, WeirError};
+use crate::job::{JobArgs, JobFn};
+use crate::runtime::io::{ErasedOutput, TaskIo};
+use crate::stream::StreamEnv;
+
+/// A type-erased box: a `Box<dyn Link<T>>` for the node's input or output type.
+pub(crate) type AnyBox = Box<dyn Any + Send>;
+
+/// The future that runs one subtask's processing loop.
+pub(crate) type TaskFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>;
+
+/// What kind of operator a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum NodeKind {
+    /// Produces records.
+    Source,
+    /// Transforms records.
+    Operator,
+    /// Consumes records.
+    Sink,
+}
+
+/// One output edge of a node, as the writer needs it.
+pub(crate) struct WriterEdge {
+    pub(crate) output: usize,
+    pub(crate) partitioning: Partitioning,
+    pub(crate) key_group: Option<Arc<dyn Any + Send + Sync>>,
+    pub(crate) consumer_parallelism: usize,
+    pub(crate) channels: Vec<ChannelId>,
+    pub(crate) consumers: std::ops::Range<usize>,
+}
+
+/// What a subtask needs from its environment to wire and run.
+pub(crate) struct TaskWiring<'a> {
+    pub(crate) shuffle: &'a LocalShuffle,
+    pub(crate) batch: BatchConfig,
+    pub(crate) max_parallelism: u16,
+}
+
+/// Builds the runtime pieces of one node for any subtask; typed inside, erased outside.
+pub(crate) trait NodeFactory: Send + Sync {
+    /// The input type's name (for the fingerprint and messages).
+    fn in_type(&self) -> &'static str;
+    /// The output type's name.
+    fn out_type(&self) -> &'static str;
+    /// This node's link (`Box<dyn Link<In>>`) feeding `down` (`Box<dyn Link<Out>>`).
+    fn link(&self, name: Arc<str>, down: AnyBox) -> Result<AnyBox>;
+    /// One `Box<dyn Link<Out>>` feeding all of `downs`.
+    fn fan_out(&self, downs: Vec<AnyBox>) -> AnyBox;
+    /// A `Box<dyn Link<Out>>` that drops everything (after a sink).
+    fn null_link(&self) -> AnyBox;
+    /// The writer (`Box<dyn Link<Out>>`) of this node's network edges, and their senders.
+    fn writer(&self, edges: Vec<WriterEdge>, wiring: &TaskWiring<'_>) -> Result<(AnyBox, Vec<Box<dyn ErasedOutput>>)>;
+    /// The processing loop of a subtask whose chain starts at this node.
+    fn task(
+        &self,
+        name: Arc<str>,
+        down: AnyBox,
+        inputs: Vec<ChannelId>,
+        wiring: &TaskWiring<'_>,
+        io: TaskIo,
+        outputs: Vec<Box<dyn ErasedOutput>>,
+    ) -> Result<TaskFuture>;
+    /// Client-side checks of the node's configuration (sources' inputs, sinks' outputs).
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// An input edge of a stream node.
+#[derive(Clone)]
+pub(crate) struct StreamEdge {
+    pub(crate) from: usize,
+    /// `None`: forward when parallelisms match, rebalance otherwise (Flink's default).
+    pub(crate) partitioning: Option<Partitioning>,
+    /// For hash edges: `KeyGroupFn<T>` of the edge's type.
+    pub(crate) key_group: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+/// One operator of the dataflow as the builder made it.
+#[derive(Clone)]
+pub(crate) struct StreamNode {
+    pub(crate) name: String,
+    pub(crate) uid: Option<String>,
+    pub(crate) kind: NodeKind,
+    pub(crate) parallelism: Option<usize>,
+    pub(crate) chaining: bool,
+    pub(crate) inputs: Vec<StreamEdge>,
+    pub(crate) factory: Arc<dyn NodeFactory>,
+}
+
+/// The dataflow a job builder made.
+#[derive(Clone, Default)]
+pub(crate) struct StreamGraph {
+    pub(crate) nodes: Vec<StreamNode>,
+    pub(crate) default_parallelism: usize,
+    pub(crate) max_parallelism: u16,
+    pub(crate) batch: BatchConfig,
+}
+
+/// An operator of a vertex, as the plan describes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OperatorDescriptor {
+    /// The stream node's index.
+    pub node: usize,
+    /// The operator's name.
+    pub name: String,
+    /// The operator's stable id, if set.
+    pub uid: Option<String>,
+    /// Source, operator or sink.
+    pub kind: NodeKind,
+    /// Input record type.
+    pub in_type: String,
+    /// Output record type.
+    pub out_type: String,
+}
+
+/// A vertex of the job graph: a chain of operators run by one subtask per parallel instance.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JobVertex {
+    /// Index in [`JobGraph::vertices`].
+    pub id: usize,
+    /// The chain's operator names joined by ` -> `.
+    pub name: String,
+    /// Parallel subtasks.
+    pub parallelism: usize,
+    /// The node whose input (or source) drives the chain.
+    pub head: usize,
+    /// The chain's operators, head first.
+    pub operators: Vec<OperatorDescriptor>,
+    /// Chained (direct-call) connections inside the vertex, `(from node, to node)`.
+    pub chained: Vec<(usize, usize)>,
+}
+
+/// An edge between two vertices, carried by channels.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JobEdge {
+    /// Index in [`JobGraph::edges`].
+    pub id: usize,
+    /// Producing node.
+    pub from_node: usize,
+    /// Consuming node (the head of its vertex).
+    pub to_node: usize,
+    /// Producing vertex.
+    pub source_vertex: usize,
+    /// Consuming vertex.
+    pub target_vertex: usize,
+    /// How records are distributed.
+    pub partitioning: Partitioning,
+}
+
+/// The plan of a job: what the client submits and every node checks.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JobGraph {
+    /// The registered job name.
+    pub job_name: String,
+    /// Number of key groups.
+    pub max_parallelism: u16,
+    /// Operator chains.
+    pub vertices: Vec<JobVertex>,
+    /// Channels between chains.
+    pub edges: Vec<JobEdge>,
+    /// Hash of everything above: equal builds of a job have equal fingerprints.
+    pub fingerprint: u64,
+}
+
+impl JobGraph {
+    /// The slots the job needs: its highest parallelism (slot sharing).
+    pub fn slots_needed(&self) -> usize {
+        self.vertices.iter().map(|v| v.parallelism).max().unwrap_or(0)
+    }
+
+    /// Subtasks over all vertices.
+    pub fn subtask_count(&self) -> usize {
+        self.vertices.iter().map(|v| v.parallelism).sum()
+    }
+
+    /// The fingerprint as 16 hex digits.
+    pub fn fingerprint_hex(&self) -> String {
+        format!("{:016x}", self.fingerprint)
+    }
+}
+
+impl fmt::Display for JobGraph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "job '{}' (fingerprint {}, max parallelism {})",
+            self.job_name,
+            self.fingerprint_hex(),
+            self.max_parallelism
+        )?;
+        for v in &self.vertices {
+            writeln!(f, "  vertex {}: {} [parallelism {}]", v.id, v.name, v.parallelism)?;
+        }
+        for e in &self.edges {
+            writeln!(
+                f,
+                "  edge {}: vertex {} -> vertex {} ({})",
+                e.id,
+                e.source_vertex,
+                e.target_vertex,
+                e.partitioning.name()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A job ready to run: the stream graph with its derived plan and the lookup tables the
+/// runtime wires subtasks with.
+#[derive(Clone)]
+pub(crate) struct ExecutableGraph {
+    pub(crate) stream: StreamGraph,
+    pub(crate) job: JobGraph,
+    pub(crate) node_parallelism: Vec<usize>,
+    pub(crate) chained_children: Vec<Vec<usize>>,
+    /// Per node: the job edges leaving it.
+    pub(crate) out_edges: Vec<Vec<usize>>,
+    /// Per job edge: the stream edge's key-group function.
+    pub(crate) edge_key_group: Vec<Option<Arc<dyn Any + Send + Sync>>>,
+}
+
+/// Runs a job builder and derives its plan. `client` runs the client-side checks (inputs
+/// exist, output directories are usable) that must not run again on every node.
+pub(crate) fn build_job(
+    name: &str,
+    builder: &JobFn,
+    args: &JobArgs,
+    parallelism: usize,
+    client: bool,
+) -> Result<ExecutableGraph> {
+    let args = args.clone();
+    let mut env = StreamEnv::new(parallelism);
+    builder(&mut env, &args)?;
+    args.check_all_read(name)?;
+    let stream = env.finish()?;
+    if client {
+        for node in &stream.nodes {
+            node.factory.validate()?;
+        }
+    }
+    plan(name, stream)
+}
+
+fn plan(job_name: &str, stream: StreamGraph) -> Result<ExecutableGraph> {
+    if stream.nodes.is_empty() {
+        return Err(WeirError::Graph("the job defines no operators".into()));
+    }
+    let max = stream.max_parallelism;
+    let n = stream.nodes.len();
+    let parallelism: Vec<usize> =
+        stream.nodes.iter().map(|node| node.parallelism.unwrap_or(stream.default_parallelism)).collect();
+    for (node, &p) in stream.nodes.iter().zip(&parallelism) {
+        check_parallelism(p, max).map_err(|e| WeirError::Graph(format!("operator '{}': {e}", node.name)))?;
+    }
+    // Resolve partitioning and decide chaining per stream edge.
+    let mut resolved: Vec<Vec<(Partitioning, bool)>> = Vec::with_capacity(n);
+    for (to, node) in stream.nodes.iter().enumerate() {
+        let mut edges = Vec::new();
+        for edge in &node.inputs {
+            let (pu, pd) = (parallelism[edge.from], parallelism[to]);
+            let partitioning = match edge.partitioning {
+                Some(Partitioning::Forward) if pu != pd => {
+                    return Err(WeirError::Graph(format!(
+                        "forward edge from '{}' (parallelism {pu}) to '{}' (parallelism {pd}): forward needs equal parallelism",
+                        stream.nodes[edge.from].name, node.name
+                    )));
+                }
+                Some(p) => p,
+                None if pu == pd => Partitioning::Forward,
+                None => Partitioning::Rebalance,
+            };
+            let chainable = partitioning == Partitioning::Forward
+                && node.inputs.len() == 1
+                && node.chaining
+                && stream.nodes[edge.from].chaining;
+            edges.push((partitioning, chainable));
+        }
+        resolved.push(edges);
+    }
+    // Heads are nodes without a chainable input; every other node joins its input's vertex.
+    let mut vertex_of_node = vec![usize::MAX; n];
+    let mut chained_children = vec![Vec::new(); n];
+    let mut vertices: Vec<JobVertex> = Vec::new();
+    for id in 0..n {
+        // Nodes are created after their inputs, so an input's vertex is known already.
+        let chained_from =
+            stream.nodes[id].inputs.iter().zip(&resolved[id]).find(|(_, (_, c))| *c).map(|(e, _)| e.from);
+        let node = &stream.nodes[id];
+        let descriptor = OperatorDescriptor {
+            node: id,
+            name: node.name.clone(),
+            uid: node.uid.clone(),
+            kind: node.kind,
+            in_type: node.factory.in_type().to_owned(),
+            out_type: node.factory.out_type().to_owned(),
+        };
+        match chained_from {
+            Some(from) => {
+                let v = vertex_of_node[from];
+                vertex_of_node[id] = v;
+                chained_children[from].push(id);
+                vertices[v].operators.push(descriptor);
+                vertices[v].chained.push((from, id));
+                vertices[v].name = format!("{} -> {}", vertices[v].name, node.name);
+            }
+            None => {
+                let v = vertices.len();
+                vertex_of_node[id] = v;
+                vertices.push(JobVertex {
+                    id: v,
+                    name: node.name.clone(),
+                    parallelism: parallelism[id],
+                    head: id,
+                    operators: vec![descriptor],
+                    chained: Vec::new(),
+                });
+            }
+        }
+    }
+    let mut edges = Vec::new();
+    let mut out_edges = vec![Vec::new(); n];
+    let mut edge_key_group = Vec::new();
+    for (to, node) in stream.nodes.iter().enumerate() {
+        for (edge, &(partitioning, chained)) in node.inputs.iter().zip(&resolved[to]) {
+            if chained {
+                continue;
+            }
+            if partitioning == Partitioning::Hash && edge.key_group.is_none() {
+                return Err(WeirError::Graph(format!("hash edge into '{}' has no key selector", node.name)));
+            }
+            let id = edges.len();
+            out_edges[edge.from].push(id);
+            edge_key_group.push(edge.key_group.clone());
+            edges.push(JobEdge {
+                id,
+                from_node: edge.from,
+                to_node: to,
+                source_vertex: vertex_of_node[edge.from],
+                target_vertex: vertex_of_node[to],
+                partitioning,
+            });
+        }
+    }
+    let mut job = JobGraph { job_name: job_name.to_owned(), max_parallelism: max, vertices, edges, fingerprint: 0 };
+    let bytes =
+        postcard::to_allocvec(&job).map_err(|e| WeirError::runtime(format!("cannot encode the job graph: {e}")))?;
+    job.fingerprint = weir_dataplane::stable_hash(&bytes);
+    Ok(ExecutableGraph { stream, job, node_parallelism: parallelism, chained_children, out_edges, edge_key_group })
+}
+
+#[cfg(test)]
+mod tests;

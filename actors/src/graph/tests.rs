@@ -1,0 +1,93 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::functions::Count;
+use crate::job::JobArgs;
+use crate::window::Tumbling;
+
+fn job(f: impl Fn(&mut StreamEnv, &JobArgs) -> Result<()> + Send + Sync + 'static) -> JobFn {
+    Arc::new(f)
+}
+
+fn pipeline() -> JobFn {
+    job(|env, _| {
+        env.from_vec("src", vec![1u32, 2, 3])
+            .map("m", |x: u32| x + 1)
+            .set_parallelism(1)
+            .filter("f", |x: &u32| *x > 1)
+            .set_parallelism(1)
+            .key_by(|x: &u32| *x % 2)
+            .window(Tumbling::event_time(std::time::Duration::from_secs(1)))
+            .aggregate("count", Count)
+            .map("fmt", |w| format!("{w:?}"))
+            .sink("out", crate::connectors::DiscardSink::new().0);
+        Ok(())
+    })
+}
+
+#[test]
+fn chains_forward_edges_and_splits_at_hash_edges() {
+    let g = build_job("p", &pipeline(), &JobArgs::default(), 2, false).unwrap().job;
+    let names: Vec<&str> = g.vertices.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, vec!["src -> m -> f", "count -> count.results -> fmt -> out"]);
+    assert_eq!(g.vertices[0].parallelism, 1);
+    assert_eq!(g.vertices[1].parallelism, 2);
+    assert_eq!(g.edges.len(), 1);
+    assert_eq!(g.edges[0].partitioning, Partitioning::Hash);
+    assert_eq!(g.slots_needed(), 2);
+}
+
+#[test]
+fn fingerprint_is_stable_and_sensitive() {
+    let a = build_job("p", &pipeline(), &JobArgs::default(), 2, false).unwrap().job;
+    let b = build_job("p", &pipeline(), &JobArgs::default(), 2, false).unwrap().job;
+    let c = build_job("p", &pipeline(), &JobArgs::default(), 3, false).unwrap().job;
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_ne!(a.fingerprint, c.fingerprint);
+    let bytes = postcard::to_allocvec(&a).unwrap();
+    assert_eq!(postcard::from_bytes::<JobGraph>(&bytes).unwrap(), a);
+}
+
+#[test]
+fn parallelism_change_inserts_rebalance_and_disable_chaining_splits() {
+    let g = build_job(
+        "p",
+        &job(|env, _| {
+            env.from_vec("src", vec![1u32])
+                .map("a", |x: u32| x)
+                .set_parallelism(3)
+                .map("b", |x: u32| x)
+                .disable_chaining();
+            Ok(())
+        }),
+        &JobArgs::default(),
+        3,
+        false,
+    )
+    .unwrap()
+    .job;
+    assert_eq!(g.vertices.len(), 3);
+    assert_eq!(g.edges[0].partitioning, Partitioning::Rebalance);
+    assert_eq!(g.edges[1].partitioning, Partitioning::Forward);
+}
+
+#[test]
+fn bad_graphs_are_refused_with_reasons() {
+    let empty = build_job("e", &job(|_, _| Ok(())), &JobArgs::default(), 1, false).err().unwrap();
+    assert!(empty.to_string().contains("no operators"), "{empty}");
+    let too_wide = build_job(
+        "w",
+        &job(|env, _| {
+            env.from_vec("src", vec![1u32]).map("m", |x: u32| x).set_parallelism(200);
+            Ok(())
+        }),
+        &JobArgs::default(),
+        1,
+        false,
+    )
+    .err()
+    .unwrap();
+    assert!(too_wide.to_string().contains("'m'"), "{too_wide}");
+    let unread = build_job("u", &pipeline(), &JobArgs::parse(&["--nope", "1"]).unwrap(), 1, false).err().unwrap();
+    assert!(unread.to_string().contains("--nope"), "{unread}");
+}

@@ -1,0 +1,179 @@
+//! The operator API: the one extension point users implement, and the context the runtime
+//! hands each hook.
+//!
+//! An operator runs inside its subtask actor's processing task; chained operators call each
+//! other directly (no channel, no serialization). Hooks are synchronous and must not block for
+//! long: a subtask shares its tokio worker with others. Errors returned from a hook fail the
+//! subtask, and with it the job, naming the operator.
+
+use std::hash::Hash;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use weir_dataplane::{NO_TIMESTAMP, Timestamp};
+
+use crate::error::Result;
+use crate::job::JobId;
+use crate::runtime::io::{Link, TaskIo};
+
+/// What can flow on a stream: cloneable, sendable and serializable (remote exchange and state).
+pub trait Data: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {}
+impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Data for T {}
+
+/// What a stream can be keyed by.
+pub trait Key: Data + Hash + Eq + Sync {}
+impl<T: Data + Hash + Eq + Sync> Key for T {}
+
+/// Where a subtask runs: its job, vertex, index and attempt.
+#[derive(Debug, Clone)]
+pub struct SubtaskInfo {
+    /// The job.
+    pub job_id: JobId,
+    /// The job's name.
+    pub job_name: String,
+    /// The vertex (operator chain) name.
+    pub vertex: String,
+    /// This subtask's index, `0..parallelism`.
+    pub index: usize,
+    /// The vertex's parallelism.
+    pub parallelism: usize,
+    /// The job's maximum parallelism (the number of key groups).
+    pub max_parallelism: u16,
+    /// The execution attempt (0 for the first).
+    pub attempt: u32,
+}
+
+impl SubtaskInfo {
+    /// `vertex (index+1/parallelism)`, as Flink names subtasks.
+    pub fn display_name(&self) -> String {
+        format!("{} ({}/{})", self.vertex, self.index + 1, self.parallelism)
+    }
+}
+
+/// An operator: one input type, one output type, and hooks the runtime calls.
+///
+/// # Examples
+///
+/// An operator that numbers its records:
+///
+/// ```
+/// use weir_actors::prelude::*;
+///
+/// struct Numbered { next: u64 }
+///
+/// impl Operator for Numbered {
+///     type In = String;
+///     type Out = (u64, String);
+///     fn process(&mut self, value: String, ctx: &mut Context<'_, Self::Out>) -> Result<()> {
+///         self.next += 1;
+///         ctx.emit((self.next, value));
+///         Ok(())
+///     }
+/// }
+///
+/// let out = MiniCluster::collect(|env| {
+///     env.from_vec("lines", vec!["a".to_owned(), "b".to_owned()])
+///         .operator("number", || Numbered { next: 0 })
+/// }).unwrap();
+/// assert_eq!(out, vec![(1, "a".to_owned()), (2, "b".to_owned())]);
+/// ```
+pub trait Operator: Send + 'static {
+    /// The input record type.
+    type In: Data;
+    /// The output record type.
+    type Out: Data;
+
+    /// Called once before the first record, after downstream operators were opened.
+    fn open(&mut self, ctx: &mut OpenContext<'_>) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Called for every input record.
+    fn process(&mut self, value: Self::In, ctx: &mut Context<'_, Self::Out>) -> Result<()>;
+
+    /// Called when the input watermark advances; the runtime forwards the watermark after it.
+    fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut Context<'_, Self::Out>) -> Result<()> {
+        let _ = (watermark, ctx);
+        Ok(())
+    }
+
+    /// Called when all input has ended (a bounded job is finishing): emit what is left.
+    fn end_input(&mut self, ctx: &mut Context<'_, Self::Out>) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Called once when the subtask ends normally, after `end_input`.
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called when checkpoint `checkpoint_id` completed (two-phase sinks commit here; checkpoints
+    /// arrive with fault tolerance).
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        let _ = checkpoint_id;
+        Ok(())
+    }
+}
+
+/// What an operator sees when it opens.
+pub struct OpenContext<'a> {
+    pub(crate) info: &'a SubtaskInfo,
+}
+
+impl OpenContext<'_> {
+    /// The subtask this operator runs in.
+    pub fn subtask(&self) -> &SubtaskInfo {
+        self.info
+    }
+}
+
+/// What an operator sees while it processes: where to emit, the record's timestamp, time.
+pub struct Context<'a, O> {
+    pub(crate) out: &'a mut dyn Link<O>,
+    pub(crate) io: &'a mut TaskIo,
+    pub(crate) timestamp: Timestamp,
+}
+
+impl<'a, O: Data> Context<'a, O> {
+    pub(crate) fn new(out: &'a mut dyn Link<O>, io: &'a mut TaskIo, timestamp: Timestamp) -> Self {
+        Context { out, io, timestamp }
+    }
+
+    /// Emits a record downstream with the current record's timestamp.
+    #[inline]
+    pub fn emit(&mut self, value: O) {
+        self.out.record(value, self.timestamp, self.io);
+    }
+
+    /// Emits a record downstream with the given timestamp.
+    #[inline]
+    pub fn emit_at(&mut self, value: O, timestamp: Timestamp) {
+        self.out.record(value, timestamp, self.io);
+    }
+
+    /// The current record's timestamp, if it has one.
+    pub fn timestamp(&self) -> Option<Timestamp> {
+        (self.timestamp != NO_TIMESTAMP).then_some(self.timestamp)
+    }
+
+    /// The current input watermark.
+    pub fn current_watermark(&self) -> Timestamp {
+        self.io.watermark
+    }
+
+    /// The current processing time (ms since the epoch) from the runtime's clock.
+    pub fn processing_time(&self) -> Timestamp {
+        self.io.now_ms()
+    }
+
+    /// The subtask this operator runs in.
+    pub fn subtask(&self) -> &SubtaskInfo {
+        &self.io.info
+    }
+}
+
+/// Builds the operator instance of one subtask; called on every node that runs the operator.
+pub type OperatorFactory<O> = Arc<dyn Fn() -> O + Send + Sync>;

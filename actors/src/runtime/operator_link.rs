@@ -1,0 +1,68 @@
+//! The link that runs a user [`Operator`] inside a chain.
+
+use std::sync::Arc;
+
+use weir_dataplane::Timestamp;
+
+use crate::operator::{Context, OpenContext, Operator};
+use crate::runtime::io::{Link, TaskIo};
+
+/// Runs one operator and passes its output to the next link.
+pub(crate) struct OperatorLink<O: Operator> {
+    pub(crate) op: O,
+    pub(crate) down: Box<dyn Link<O::Out>>,
+    pub(crate) name: Arc<str>,
+}
+
+impl<O: Operator> Link<O::In> for OperatorLink<O> {
+    fn open(&mut self, io: &mut TaskIo) {
+        self.down.open(io);
+        if io.has_failed() {
+            return;
+        }
+        let info = io.info.clone();
+        if let Err(e) = self.op.open(&mut OpenContext { info: &info }) {
+            io.fail(e.in_operator(&self.name));
+        }
+    }
+
+    #[inline]
+    fn record(&mut self, value: O::In, ts: Timestamp, io: &mut TaskIo) {
+        let mut ctx = Context::new(&mut *self.down, io, ts);
+        if let Err(e) = self.op.process(value, &mut ctx) {
+            io.fail(e.in_operator(&self.name));
+        }
+    }
+
+    fn watermark(&mut self, wm: Timestamp, io: &mut TaskIo) {
+        let mut ctx = Context::new(&mut *self.down, io, wm);
+        if let Err(e) = self.op.on_watermark(wm, &mut ctx) {
+            io.fail(e.in_operator(&self.name));
+        }
+        self.down.watermark(wm, io);
+    }
+
+    fn idle(&mut self, idle: bool, io: &mut TaskIo) {
+        self.down.idle(idle, io);
+    }
+
+    fn processing_time(&mut self, now: Timestamp, io: &mut TaskIo) {
+        self.down.processing_time(now, io);
+    }
+
+    fn flush(&mut self, io: &mut TaskIo) {
+        self.down.flush(io);
+    }
+
+    fn end_input(&mut self, io: &mut TaskIo) {
+        let wm = io.watermark;
+        let mut ctx = Context::new(&mut *self.down, io, wm);
+        if let Err(e) = self.op.end_input(&mut ctx) {
+            io.fail(e.in_operator(&self.name));
+        }
+        if let Err(e) = self.op.close() {
+            io.fail(e.in_operator(&self.name));
+        }
+        self.down.end_input(io);
+    }
+}

@@ -1,0 +1,98 @@
+//! Weir's example jobs, registered in the `weir` binary.
+//!
+//! Generator-based jobs share the arguments `--events N` (absent: unbounded), `--keys K`,
+//! `--seed S`, `--rate R` (events/s; absent: as fast as possible), `--out-of-order-ms D`,
+//! `--event-time-rate E` (events per second of event time) and `--output DIR`. The generator
+//! keeps its disorder within the watermark bound, so the same arguments give the same output
+//! at any parallelism and any rate.
+
+#![warn(missing_docs, unreachable_pub)]
+
+mod alerts;
+
+use std::time::Duration;
+
+use weir_actors::prelude::*;
+
+pub use alerts::BurstAlerts;
+
+/// Every example job, by name.
+pub fn registry() -> JobRegistry {
+    JobRegistry::new()
+        .job("word-count", "counts words of a text file or directory (--input PATH --output DIR)", word_count)
+        .job("window-agg", "clicks per user in tumbling event-time windows (--window-ms, generator args)", window_agg)
+        .job("sessions", "clicks per user session, closed after --gap-ms of inactivity (generator args)", sessions)
+        .job(
+            "alerts",
+            "a hand-written keyed operator: alert when a user clicks more than --threshold times within --within-ms",
+            alerts,
+        )
+}
+
+fn positive_ms(args: &JobArgs, key: &str, default: u64) -> Result<Duration> {
+    let ms: u64 = args.parse_or(key, default)?;
+    if ms == 0 {
+        return Err(WeirError::Argument(format!("--{key} must be at least 1")));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// `word-count`: final counts of words (split on Unicode whitespace, case kept), one
+/// `word<TAB>count` line per word.
+pub fn word_count(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let input = args.get("input")?.to_owned();
+    let output = args.get("output")?.to_owned();
+    env.source("lines", TextFile::new(input))
+        .flat_map("split", |line: String| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .key_by(|word: &String| word.clone())
+        .window(Global::new())
+        .aggregate("count", Count)
+        .map("format", |w: Windowed<String, u64>| format!("{}\t{}", w.key, w.value))
+        .sink("output", FileSink::new(output));
+    Ok(())
+}
+
+/// `window-agg`: clicks per user in tumbling event-time windows of `--window-ms` (default
+/// 1000); `user<TAB>window_start_ms<TAB>count` lines.
+pub fn window_agg(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let config = GeneratorConfig::from_args(args)?;
+    let window = positive_ms(args, "window-ms", 1000)?;
+    let output = args.get("output")?.to_owned();
+    env.source("clicks", Generator::new(config))
+        .key_by(|c: &Click| c.user)
+        .window(Tumbling::event_time(window))
+        .aggregate("count", Count)
+        .map("format", |w: Windowed<u32, u64>| format!("{}\t{}\t{}", w.key, w.window.start, w.value))
+        .sink("output", FileSink::new(output));
+    Ok(())
+}
+
+/// `sessions`: clicks per user session closed by `--gap-ms` (default 500) of inactivity;
+/// `user<TAB>session_start_ms<TAB>session_end_ms<TAB>count` lines.
+pub fn sessions(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let config = GeneratorConfig::from_args(args)?;
+    let gap = positive_ms(args, "gap-ms", 500)?;
+    let output = args.get("output")?.to_owned();
+    env.source("clicks", Generator::new(config))
+        .key_by(|c: &Click| c.user)
+        .window(Session::event_time(gap))
+        .aggregate("count", Count)
+        .map("format", |w: Windowed<u32, u64>| format!("{}\t{}\t{}\t{}", w.key, w.window.start, w.window.end, w.value))
+        .sink("output", FileSink::new(output));
+    Ok(())
+}
+
+/// `alerts`: one `user<TAB>burst_start_ms<TAB>alert_time_ms<TAB>count` line when a user has
+/// more than `--threshold` (default 3) clicks within `--within-ms` (default 100) of the
+/// burst's first click; see [`BurstAlerts`].
+pub fn alerts(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let config = GeneratorConfig::from_args(args)?;
+    let threshold: u64 = args.parse_or("threshold", 3)?;
+    let within = positive_ms(args, "within-ms", 100)?.as_millis() as i64;
+    let output = args.get("output")?.to_owned();
+    env.source("clicks", Generator::new(config))
+        .key_by(|c: &Click| c.user)
+        .process("bursts", move || BurstAlerts::new(threshold, within))
+        .sink("output", FileSink::new(output));
+    Ok(())
+}

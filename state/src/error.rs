@@ -1,0 +1,31 @@
+//! The error type of keyed state.
+
+use std::ops::Range;
+
+use crate::KeyGroup;
+
+/// What went wrong when registering or accessing keyed state.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// A state name was registered again with other types or another kind.
+    #[error("state {name:?} is already registered with another kind or other types")]
+    TypeMismatch {
+        /// The name of the state.
+        name: String,
+    },
+    /// An access named a key group outside the backend's key groups.
+    #[error("key group {key_group} is outside this backend's key groups {range:?}")]
+    KeyGroupOutOfRange {
+        /// The key group that was accessed.
+        key_group: KeyGroup,
+        /// The key groups the backend covers.
+        range: Range<KeyGroup>,
+    },
+    /// The state backend failed.
+    #[error("state backend failed: {0}")]
+    Backend(String),
+}
+
+/// The result of a state operation.
+pub type Result<T, E = StateError> = std::result::Result<T, E>;

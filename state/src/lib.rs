@@ -1,0 +1,50 @@
+//! Keyed state for Weir operators: typed tables scoped by key group, key and namespace, behind
+//! one object-safe backend trait, plus the timer queue of a keyed operator.
+//!
+//! A keyed operator owns a [`KeyedStateStore`]: it registers its states once (getting cheap
+//! `Copy` handles) and then reads and writes through the handles on every record.
+//!
+//! ```
+//! use weir_state::{KeyedStateStore, MemoryBackend};
+//!
+//! let mut store = KeyedStateStore::<String>::new(Box::new(MemoryBackend::new(0..128)));
+//! let count = store.value_state::<(), u64>("count")?;
+//! let key = "alice".to_owned();
+//! for _ in 0..3 {
+//!     store.value(count).upsert(7, &key, &(), &mut |v| match v {
+//!         Some(v) => { *v += 1; None }
+//!         None => Some(1),
+//!     })?;
+//! }
+//! assert_eq!(store.value(count).get(7, &key, &())?, Some(3));
+//! # Ok::<(), weir_state::StateError>(())
+//! ```
+
+mod backend;
+mod error;
+mod memory;
+mod store;
+mod timers;
+
+pub use backend::{KeyedStateBackend, ListTable, MapTable, StateKind, TableFactory, ValueTable};
+pub use error::{Result, StateError};
+pub use memory::MemoryBackend;
+pub use store::{KeyedStateStore, ListStateHandle, MapStateHandle, ValueStateHandle};
+pub use timers::TimerService;
+
+/// A key group: the unit in which keyed state is partitioned, snapshotted and redistributed.
+pub type KeyGroup = u16;
+
+/// Event or processing time in milliseconds since the Unix epoch.
+pub type Timestamp = i64;
+
+/// A value that can live in keyed state: owned, sendable between threads, and serializable so
+/// that a byte-oriented backend (and snapshots) can store it.
+pub trait StateData: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static {}
+
+impl<T> StateData for T where T: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static {}
+
+/// State data that can also address state: a key, a namespace or a map's user key.
+pub trait StateKey: StateData + std::hash::Hash + Eq {}
+
+impl<T> StateKey for T where T: StateData + std::hash::Hash + Eq {}

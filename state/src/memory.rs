@@ -1,0 +1,309 @@
+//! The in-memory backend: typed objects in one hash map per key group, no serialization on
+//! access, since a keyed reduce updates state once per record.
+
+use std::any::Any;
+use std::hash::{Hash, Hasher};
+use std::ops::Range;
+
+use hashbrown::hash_map::EntryRef;
+use hashbrown::{Equivalent, HashMap};
+use rustc_hash::FxBuildHasher;
+
+use crate::backend::{KeyedStateBackend, ListTable, MapTable, TableFactory, ValueTable};
+use crate::{KeyGroup, Result, StateError};
+
+#[cfg(test)]
+mod tests;
+
+/// A hash map with the fast, non-DoS-resistant hasher; keys come from the job, not an attacker.
+pub(crate) type FxHashMap<K, V> = HashMap<K, V, FxBuildHasher>;
+
+/// Keeps keyed state as typed objects in memory, one hash map per key group.
+#[derive(Debug)]
+pub struct MemoryBackend {
+    key_groups: Range<KeyGroup>,
+}
+
+impl MemoryBackend {
+    /// A backend covering `key_groups`.
+    pub fn new(key_groups: Range<KeyGroup>) -> Self {
+        Self { key_groups }
+    }
+}
+
+impl KeyedStateBackend for MemoryBackend {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn key_groups(&self) -> Range<KeyGroup> {
+        self.key_groups.clone()
+    }
+
+    fn create_table(&mut self, name: &str, factory: &dyn TableFactory) -> Result<Box<dyn Any + Send>> {
+        tracing::debug!(state = name, kind = ?factory.kind(), "creating memory state table");
+        Ok(factory.memory_table(self.key_groups.clone()))
+    }
+}
+
+/// A borrowed `(key, namespace)` that looks up a `(K, N)` map key without cloning it.
+///
+/// It must hash exactly as the tuple `(K, N)` does (hash `K`, then `N`), and must not implement
+/// `Eq`, which would clash with `Equivalent`'s blanket impl.
+struct KeyNs<'a, K, N>(&'a K, &'a N);
+
+impl<K: Hash, N: Hash> Hash for KeyNs<'_, K, N> {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+        self.1.hash(state);
+    }
+}
+
+impl<K: Eq, N: Eq> Equivalent<(K, N)> for KeyNs<'_, K, N> {
+    #[inline]
+    fn equivalent(&self, other: &(K, N)) -> bool {
+        *self.0 == other.0 && *self.1 == other.1
+    }
+}
+
+/// One hash map from `(key, namespace)` to `T` per key group of a range.
+///
+/// Per key group so that a key-group range can later be snapshotted and handed to another
+/// subtask without scanning the others.
+struct KeyGroupMaps<K, N, T> {
+    key_groups: Range<KeyGroup>,
+    maps: Vec<FxHashMap<(K, N), T>>,
+}
+
+impl<K: Hash + Eq, N: Hash + Eq, T> KeyGroupMaps<K, N, T> {
+    fn new(key_groups: Range<KeyGroup>) -> Self {
+        let count = usize::from(key_groups.end.saturating_sub(key_groups.start));
+        let maps = (0..count).map(|_| FxHashMap::default()).collect();
+        Self { key_groups, maps }
+    }
+
+    #[inline]
+    fn group(&self, kg: KeyGroup) -> Result<&FxHashMap<(K, N), T>> {
+        match kg.checked_sub(self.key_groups.start).and_then(|i| self.maps.get(usize::from(i))) {
+            Some(map) => Ok(map),
+            None => Err(out_of_range(kg, &self.key_groups)),
+        }
+    }
+
+    #[inline]
+    fn group_mut(&mut self, kg: KeyGroup) -> Result<&mut FxHashMap<(K, N), T>> {
+        let index = kg.checked_sub(self.key_groups.start).map(usize::from);
+        match index.and_then(|i| self.maps.get_mut(i)) {
+            Some(map) => Ok(map),
+            None => Err(out_of_range(kg, &self.key_groups)),
+        }
+    }
+
+    #[inline]
+    fn get(&self, kg: KeyGroup, key: &K, ns: &N) -> Result<Option<&T>> {
+        Ok(self.group(kg)?.get(&KeyNs(key, ns)))
+    }
+
+    #[inline]
+    fn remove(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<Option<T>> {
+        Ok(self.group_mut(kg)?.remove(&KeyNs(key, ns)))
+    }
+
+    fn len(&self) -> usize {
+        self.maps.iter().map(|m| m.len()).sum()
+    }
+}
+
+impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone, T> KeyGroupMaps<K, N, T> {
+    /// Sets the entry, cloning the key and namespace only if it is new.
+    #[inline]
+    fn put(&mut self, kg: KeyGroup, key: &K, ns: &N, value: T) -> Result<()> {
+        match self.group_mut(kg)?.entry_ref(&KeyNs(key, ns)) {
+            EntryRef::Occupied(mut entry) => {
+                entry.insert(value);
+            }
+            EntryRef::Vacant(entry) => {
+                entry.insert_with_key((key.clone(), ns.clone()), value);
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry's value, inserting `default()` first if there is none.
+    #[inline]
+    fn get_or_insert_with(&mut self, kg: KeyGroup, key: &K, ns: &N, default: impl FnOnce() -> T) -> Result<&mut T> {
+        Ok(match self.group_mut(kg)?.entry_ref(&KeyNs(key, ns)) {
+            EntryRef::Occupied(entry) => entry.into_mut(),
+            EntryRef::Vacant(entry) => entry.insert_with_key((key.clone(), ns.clone()), default()),
+        })
+    }
+}
+
+#[cold]
+fn out_of_range(key_group: KeyGroup, range: &Range<KeyGroup>) -> StateError {
+    StateError::KeyGroupOutOfRange { key_group, range: range.clone() }
+}
+
+/// A [`ValueTable`] of typed objects.
+pub(crate) struct MemoryValueTable<K, N, V> {
+    maps: KeyGroupMaps<K, N, V>,
+}
+
+impl<K: Hash + Eq, N: Hash + Eq, V> MemoryValueTable<K, N, V> {
+    pub(crate) fn new(key_groups: Range<KeyGroup>) -> Self {
+        Self { maps: KeyGroupMaps::new(key_groups) }
+    }
+}
+
+impl<K, N, V> ValueTable<K, N, V> for MemoryValueTable<K, N, V>
+where
+    K: Hash + Eq + Clone + Send,
+    N: Hash + Eq + Clone + Send,
+    V: Clone + Send,
+{
+    #[inline]
+    fn get(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<Option<V>> {
+        Ok(self.maps.get(kg, key, ns)?.cloned())
+    }
+
+    #[inline]
+    fn put(&mut self, kg: KeyGroup, key: &K, ns: &N, value: V) -> Result<()> {
+        self.maps.put(kg, key, ns, value)
+    }
+
+    #[inline]
+    fn upsert(&mut self, kg: KeyGroup, key: &K, ns: &N, f: &mut dyn FnMut(Option<&mut V>) -> Option<V>) -> Result<()> {
+        match self.maps.group_mut(kg)?.entry_ref(&KeyNs(key, ns)) {
+            EntryRef::Occupied(mut entry) => {
+                if let Some(new) = f(Some(entry.get_mut())) {
+                    entry.insert(new);
+                }
+            }
+            EntryRef::Vacant(entry) => {
+                if let Some(new) = f(None) {
+                    entry.insert_with_key((key.clone(), ns.clone()), new);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn remove(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<Option<V>> {
+        self.maps.remove(kg, key, ns)
+    }
+
+    fn len(&self) -> usize {
+        self.maps.len()
+    }
+}
+
+/// A [`ListTable`] of typed objects; absent and empty lists are the same, so no empty list is
+/// kept.
+pub(crate) struct MemoryListTable<K, N, V> {
+    maps: KeyGroupMaps<K, N, Vec<V>>,
+}
+
+impl<K: Hash + Eq, N: Hash + Eq, V> MemoryListTable<K, N, V> {
+    pub(crate) fn new(key_groups: Range<KeyGroup>) -> Self {
+        Self { maps: KeyGroupMaps::new(key_groups) }
+    }
+}
+
+impl<K, N, V> ListTable<K, N, V> for MemoryListTable<K, N, V>
+where
+    K: Hash + Eq + Clone + Send,
+    N: Hash + Eq + Clone + Send,
+    V: Clone + Send,
+{
+    fn get(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<Vec<V>> {
+        Ok(self.maps.get(kg, key, ns)?.cloned().unwrap_or_default())
+    }
+
+    fn add(&mut self, kg: KeyGroup, key: &K, ns: &N, value: V) -> Result<()> {
+        self.maps.get_or_insert_with(kg, key, ns, Vec::new)?.push(value);
+        Ok(())
+    }
+
+    fn update(&mut self, kg: KeyGroup, key: &K, ns: &N, values: Vec<V>) -> Result<()> {
+        if values.is_empty() {
+            self.maps.remove(kg, key, ns)?;
+            Ok(())
+        } else {
+            self.maps.put(kg, key, ns, values)
+        }
+    }
+
+    fn clear(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<()> {
+        self.maps.remove(kg, key, ns)?;
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.maps.len()
+    }
+}
+
+/// A [`MapTable`] of typed objects; absent and empty maps are the same, so no empty map is kept.
+pub(crate) struct MemoryMapTable<K, N, UK, UV> {
+    maps: KeyGroupMaps<K, N, FxHashMap<UK, UV>>,
+}
+
+impl<K: Hash + Eq, N: Hash + Eq, UK, UV> MemoryMapTable<K, N, UK, UV> {
+    pub(crate) fn new(key_groups: Range<KeyGroup>) -> Self {
+        Self { maps: KeyGroupMaps::new(key_groups) }
+    }
+}
+
+impl<K, N, UK, UV> MapTable<K, N, UK, UV> for MemoryMapTable<K, N, UK, UV>
+where
+    K: Hash + Eq + Clone + Send,
+    N: Hash + Eq + Clone + Send,
+    UK: Hash + Eq + Clone + Send,
+    UV: Clone + Send,
+{
+    fn get(&mut self, kg: KeyGroup, key: &K, ns: &N, user_key: &UK) -> Result<Option<UV>> {
+        Ok(self.maps.get(kg, key, ns)?.and_then(|m| m.get(user_key)).cloned())
+    }
+
+    fn put(&mut self, kg: KeyGroup, key: &K, ns: &N, user_key: UK, value: UV) -> Result<()> {
+        self.maps.get_or_insert_with(kg, key, ns, FxHashMap::default)?.insert(user_key, value);
+        Ok(())
+    }
+
+    fn remove(&mut self, kg: KeyGroup, key: &K, ns: &N, user_key: &UK) -> Result<Option<UV>> {
+        let EntryRef::Occupied(mut entry) = self.maps.group_mut(kg)?.entry_ref(&KeyNs(key, ns)) else {
+            return Ok(None);
+        };
+        let removed = entry.get_mut().remove(user_key);
+        if entry.get().is_empty() {
+            entry.remove();
+        }
+        Ok(removed)
+    }
+
+    fn contains(&mut self, kg: KeyGroup, key: &K, ns: &N, user_key: &UK) -> Result<bool> {
+        Ok(self.maps.get(kg, key, ns)?.is_some_and(|m| m.contains_key(user_key)))
+    }
+
+    fn entries(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<Vec<(UK, UV)>> {
+        Ok(self
+            .maps
+            .get(kg, key, ns)?
+            .map_or_else(Vec::new, |m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+    }
+
+    fn is_empty(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<bool> {
+        Ok(self.maps.get(kg, key, ns)?.is_none())
+    }
+
+    fn clear(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<()> {
+        self.maps.remove(kg, key, ns)?;
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.maps.len()
+    }
+}

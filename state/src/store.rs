@@ -1,0 +1,270 @@
+//! The typed front end of keyed state: registers states by name on a backend and hands out
+//! `Copy` handles through which a keyed operator reaches its typed tables.
+
+use std::any::{Any, TypeId, type_name};
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Range;
+
+use crate::backend::{KeyedStateBackend, ListTable, MapTable, StateKind, TableFactory, ValueTable};
+use crate::memory::{MemoryListTable, MemoryMapTable, MemoryValueTable};
+use crate::{KeyGroup, Result, StateData, StateError, StateKey};
+
+#[cfg(test)]
+mod tests;
+
+/// The keyed state of one operator subtask, keyed by `K`: owns the backend and the tables.
+///
+/// Handles are indices into this store. Passing a handle from another store to
+/// [`value`](Self::value), [`list`](Self::list) or [`map`](Self::map) is a programming error: it
+/// panics if this store has no state of that index, kind and types (and is not detected if it
+/// happens to have one).
+pub struct KeyedStateStore<K> {
+    backend: Box<dyn KeyedStateBackend>,
+    states: Vec<RegisteredState>,
+    _key: PhantomData<fn() -> K>,
+}
+
+/// A state registered in a store.
+struct RegisteredState {
+    name: String,
+    kind: StateKind,
+    /// The `TypeId` of the state's namespace and value types as one tuple.
+    types: TypeId,
+    /// A `Box<dyn ValueTable<K, N, V>>` (or list or map table).
+    table: Box<dyn Any + Send>,
+}
+
+impl<K> fmt::Debug for KeyedStateStore<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedStateStore")
+            .field("backend", &self.backend.name())
+            .field("key_groups", &self.backend.key_groups())
+            .field("states", &self.states.iter().map(|s| (&s.name, s.kind)).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl<K: StateKey> KeyedStateStore<K> {
+    /// A store with no states yet, keeping them in `backend`.
+    pub fn new(backend: Box<dyn KeyedStateBackend>) -> Self {
+        Self { backend, states: Vec::new(), _key: PhantomData }
+    }
+
+    /// The name of the backend, e.g. `"memory"`.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// The key groups the backend covers.
+    pub fn key_groups(&self) -> Range<KeyGroup> {
+        self.backend.key_groups()
+    }
+
+    /// Registers a value state, or returns the handle of the one already registered as `name`.
+    ///
+    /// Fails with [`StateError::TypeMismatch`] if `name` is registered with another kind or
+    /// other types.
+    pub fn value_state<N: StateKey, V: StateData>(&mut self, name: &str) -> Result<ValueStateHandle<N, V>> {
+        let factory = ValueFactory::<K, N, V>(PhantomData);
+        let index = self.register::<(N, V), Box<dyn ValueTable<K, N, V>>>(name, &factory)?;
+        Ok(ValueStateHandle { index, _types: PhantomData })
+    }
+
+    /// Registers a list state, or returns the handle of the one already registered as `name`.
+    ///
+    /// Fails with [`StateError::TypeMismatch`] if `name` is registered with another kind or
+    /// other types.
+    pub fn list_state<N: StateKey, V: StateData>(&mut self, name: &str) -> Result<ListStateHandle<N, V>> {
+        let factory = ListFactory::<K, N, V>(PhantomData);
+        let index = self.register::<(N, V), Box<dyn ListTable<K, N, V>>>(name, &factory)?;
+        Ok(ListStateHandle { index, _types: PhantomData })
+    }
+
+    /// Registers a map state, or returns the handle of the one already registered as `name`.
+    ///
+    /// Fails with [`StateError::TypeMismatch`] if `name` is registered with another kind or
+    /// other types.
+    pub fn map_state<N: StateKey, UK: StateKey, UV: StateData>(
+        &mut self,
+        name: &str,
+    ) -> Result<MapStateHandle<N, UK, UV>> {
+        let factory = MapFactory::<K, N, UK, UV>(PhantomData);
+        let index = self.register::<(N, UK, UV), Box<dyn MapTable<K, N, UK, UV>>>(name, &factory)?;
+        Ok(MapStateHandle { index, _types: PhantomData })
+    }
+
+    /// The table of a value state.
+    ///
+    /// # Panics
+    ///
+    /// If `handle` comes from another store.
+    #[inline]
+    pub fn value<N: StateKey, V: StateData>(&mut self, handle: ValueStateHandle<N, V>) -> &mut dyn ValueTable<K, N, V> {
+        &mut **self.table::<Box<dyn ValueTable<K, N, V>>>(handle.index)
+    }
+
+    /// The table of a list state.
+    ///
+    /// # Panics
+    ///
+    /// If `handle` comes from another store.
+    #[inline]
+    pub fn list<N: StateKey, V: StateData>(&mut self, handle: ListStateHandle<N, V>) -> &mut dyn ListTable<K, N, V> {
+        &mut **self.table::<Box<dyn ListTable<K, N, V>>>(handle.index)
+    }
+
+    /// The table of a map state.
+    ///
+    /// # Panics
+    ///
+    /// If `handle` comes from another store.
+    #[inline]
+    pub fn map<N: StateKey, UK: StateKey, UV: StateData>(
+        &mut self,
+        handle: MapStateHandle<N, UK, UV>,
+    ) -> &mut dyn MapTable<K, N, UK, UV> {
+        &mut **self.table::<Box<dyn MapTable<K, N, UK, UV>>>(handle.index)
+    }
+
+    /// The registered states' names and kinds, in registration order.
+    pub fn state_names(&self) -> Vec<(String, StateKind)> {
+        self.states.iter().map(|s| (s.name.clone(), s.kind)).collect()
+    }
+
+    /// The index of the state `name`, registering it with the backend if it is new. `Types`
+    /// identifies the state's types besides the store's key; `Table` is what the table must
+    /// downcast to.
+    fn register<Types: 'static, Table: 'static>(&mut self, name: &str, factory: &dyn TableFactory) -> Result<usize> {
+        let kind = factory.kind();
+        let types = TypeId::of::<Types>();
+        if let Some(index) = self.states.iter().position(|s| s.name == name) {
+            let state = &self.states[index];
+            return if state.kind == kind && state.types == types {
+                Ok(index)
+            } else {
+                Err(StateError::TypeMismatch { name: name.to_owned() })
+            };
+        }
+        let table = self.backend.create_table(name, factory)?;
+        // Checked here so that a faulty backend fails at registration, not on the first record.
+        if !table.is::<Table>() {
+            return Err(StateError::Backend(format!(
+                "backend {:?} created a table for state {name:?} that is not a {}",
+                self.backend.name(),
+                type_name::<Table>(),
+            )));
+        }
+        self.states.push(RegisteredState { name: name.to_owned(), kind, types, table });
+        Ok(self.states.len() - 1)
+    }
+
+    #[inline]
+    fn table<Table: 'static>(&mut self, index: usize) -> &mut Table {
+        match self.states.get_mut(index).and_then(|s| s.table.downcast_mut::<Table>()) {
+            Some(table) => table,
+            None => foreign_handle(index, type_name::<Table>()),
+        }
+    }
+}
+
+#[cold]
+#[track_caller]
+fn foreign_handle(index: usize, table: &str) -> ! {
+    panic!("state handle {index} does not belong to this keyed state store (expected a {table})")
+}
+
+/// Marks the types a factory or handle stands for without owning them, so it is `Send`,
+/// `Sync` and `Copy` whatever they are.
+type Types<T> = PhantomData<fn() -> T>;
+
+/// Builds value tables of the given types.
+struct ValueFactory<K, N, V>(Types<(K, N, V)>);
+
+impl<K: StateKey, N: StateKey, V: StateData> TableFactory for ValueFactory<K, N, V> {
+    fn kind(&self) -> StateKind {
+        StateKind::Value
+    }
+
+    fn memory_table(&self, key_groups: Range<KeyGroup>) -> Box<dyn Any + Send> {
+        let table: Box<dyn ValueTable<K, N, V>> = Box::new(MemoryValueTable::<K, N, V>::new(key_groups));
+        Box::new(table)
+    }
+}
+
+/// Builds list tables of the given types.
+struct ListFactory<K, N, V>(Types<(K, N, V)>);
+
+impl<K: StateKey, N: StateKey, V: StateData> TableFactory for ListFactory<K, N, V> {
+    fn kind(&self) -> StateKind {
+        StateKind::List
+    }
+
+    fn memory_table(&self, key_groups: Range<KeyGroup>) -> Box<dyn Any + Send> {
+        let table: Box<dyn ListTable<K, N, V>> = Box::new(MemoryListTable::<K, N, V>::new(key_groups));
+        Box::new(table)
+    }
+}
+
+/// Builds map tables of the given types.
+struct MapFactory<K, N, UK, UV>(Types<(K, N, UK, UV)>);
+
+impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateData> TableFactory for MapFactory<K, N, UK, UV> {
+    fn kind(&self) -> StateKind {
+        StateKind::Map
+    }
+
+    fn memory_table(&self, key_groups: Range<KeyGroup>) -> Box<dyn Any + Send> {
+        let table: Box<dyn MapTable<K, N, UK, UV>> = Box::new(MemoryMapTable::<K, N, UK, UV>::new(key_groups));
+        Box::new(table)
+    }
+}
+
+/// Defines a state handle: an index into its store, `Copy` and comparable whatever its type
+/// parameters (hence the manual impls instead of derives, which would bound them).
+macro_rules! state_handle {
+    ($(#[$doc:meta])* $name:ident<$($param:ident),+>) => {
+        $(#[$doc])*
+        pub struct $name<$($param),+> {
+            index: usize,
+            _types: Types<($($param,)+)>,
+        }
+
+        impl<$($param),+> Clone for $name<$($param),+> {
+            fn clone(&self) -> Self {
+                *self
+            }
+        }
+
+        impl<$($param),+> Copy for $name<$($param),+> {}
+
+        impl<$($param),+> PartialEq for $name<$($param),+> {
+            fn eq(&self, other: &Self) -> bool {
+                self.index == other.index
+            }
+        }
+
+        impl<$($param),+> Eq for $name<$($param),+> {}
+
+        impl<$($param),+> fmt::Debug for $name<$($param),+> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_tuple(stringify!($name)).field(&self.index).finish()
+            }
+        }
+    };
+}
+
+state_handle! {
+    /// A value state of a [`KeyedStateStore`]: one `V` per key and namespace `N`.
+    ValueStateHandle<N, V>
+}
+
+state_handle! {
+    /// A list state of a [`KeyedStateStore`]: a list of `V` per key and namespace `N`.
+    ListStateHandle<N, V>
+}
+
+state_handle! {
+    /// A map state of a [`KeyedStateStore`]: a map from `UK` to `UV` per key and namespace `N`.
+    MapStateHandle<N, UK, UV>
+}

@@ -1,0 +1,143 @@
+//! The real `weir` binary, as a user runs it.
+
+use std::time::Duration;
+
+use crate::support::{TempDir, read_output, repo_root, weir};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn jobs_lists_every_example_with_a_description() {
+    let out = weir(&["jobs"], TIMEOUT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for job in ["word-count", "window-agg", "sessions", "alerts"] {
+        let line = stdout.lines().find(|l| l.starts_with(job)).unwrap_or_else(|| panic!("{job} missing:\n{stdout}"));
+        assert!(line.len() > job.len() + 10, "no description: {line}");
+    }
+}
+
+#[test]
+fn run_local_word_count_writes_the_counts() {
+    let dir = TempDir::new("cli-wc");
+    let output = dir.join("out");
+    let out = weir(
+        &[
+            "run",
+            "word-count",
+            "--local",
+            "--parallelism",
+            "3",
+            "--",
+            "--input",
+            "data/words.txt",
+            "--output",
+            output.to_str().unwrap(),
+        ],
+        TIMEOUT,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("FINISHED"), "{}", stderr(&out));
+    let lines = read_output(&output);
+    assert!(lines.contains(&"was\t12".to_owned()), "{lines:?}");
+    let text = std::fs::read_to_string(repo_root().join("data/words.txt")).unwrap();
+    let total: u64 = lines.iter().map(|l| l.rsplit('\t').next().unwrap().parse::<u64>().unwrap()).sum();
+    assert_eq!(total, text.split_whitespace().count() as u64);
+    // Part files of the earlier run are replaced, not mixed with the new ones.
+    let again = weir(
+        &["run", "word-count", "--local", "--", "--input", "data/words.txt", "--output", output.to_str().unwrap()],
+        TIMEOUT,
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(read_output(&output), lines);
+}
+
+#[test]
+fn a_missing_input_file_is_named() {
+    let dir = TempDir::new("cli-missing");
+    let out = weir(
+        &[
+            "run",
+            "word-count",
+            "--local",
+            "--",
+            "--input",
+            "no/such/file.txt",
+            "--output",
+            dir.join("o").to_str().unwrap(),
+        ],
+        TIMEOUT,
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("no/such/file.txt") && err.contains("No such file"), "{err}");
+}
+
+#[test]
+fn an_unknown_job_lists_the_known_ones() {
+    let out = weir(&["run", "nope", "--local"], TIMEOUT);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("unknown job 'nope'") && err.contains("word-count"), "{err}");
+}
+
+#[test]
+fn bad_arguments_are_refused_with_what_is_wrong() {
+    let dir = TempDir::new("cli-bad");
+    let o = dir.join("o");
+    let o = o.to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["--events", "ten", "--output", o], "invalid value 'ten' for --events"),
+        (&["--events", "10", "--window-msec", "5", "--output", o], "unknown argument --window-msec"),
+        (&["--events", "10", "--window-ms", "0", "--output", o], "--window-ms must be at least 1"),
+        (&["--events", "10"], "missing required argument --output"),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["run", "window-agg", "--local", "--"];
+        all.extend_from_slice(args);
+        let out = weir(&all, TIMEOUT);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr(&out).contains(expected), "{args:?}: expected '{expected}' in:\n{}", stderr(&out));
+    }
+    let out = weir(&["run", "window-agg", "--local", "--parallelism", "0"], TIMEOUT);
+    assert_eq!(out.status.code(), Some(2), "clap refuses a zero parallelism: {}", stderr(&out));
+}
+
+#[test]
+fn a_job_needing_more_slots_than_given_fails_clearly() {
+    let dir = TempDir::new("cli-slots");
+    let o = dir.join("o");
+    let out = weir(
+        &[
+            "run",
+            "window-agg",
+            "--local",
+            "-p",
+            "4",
+            "--slots",
+            "2",
+            "--",
+            "--events",
+            "100",
+            "--output",
+            o.to_str().unwrap(),
+        ],
+        TIMEOUT,
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("needs 4 slots") && err.contains("2 in total"), "{err}");
+}
+
+#[test]
+fn help_is_there_everywhere() {
+    for args in [&["--help"][..], &["run", "--help"], &["jobs", "--help"], &["bench", "--help"]] {
+        let out = weir(args, TIMEOUT);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
+    }
+}

@@ -1,0 +1,8 @@
+//! Workspace-level integration tests: example jobs against golden outputs, window and
+//! supervision behaviour on the MiniCluster, backpressure, and the real `weir` binary.
+
+mod backpressure;
+mod cli;
+mod golden;
+mod supervision;
+mod support;
