@@ -5,6 +5,8 @@
 //! build and restart: it is xxh3 (seed 0) over the postcard encoding of the key, and the table
 //! in the unit tests pins it.
 
+mod encoder;
+
 use crate::{DataplaneError, Result};
 
 /// A shard of keyed state: `0..max_parallelism`.
@@ -43,8 +45,9 @@ pub fn key_group_for_hash(hash: u64, max_parallelism: u16) -> KeyGroup {
 /// of unknown length): such a key type is a programming error.
 pub fn key_group_of<K: serde::Serialize + ?Sized>(key: &K, max_parallelism: u16) -> KeyGroup {
     let mut buf = [0u8; STACK_KEY_BYTES];
-    let hash = match postcard::to_slice(key, &mut buf) {
-        Ok(bytes) => stable_hash(bytes),
+    let mut encoder = encoder::KeyEncoder::new(&mut buf);
+    let hash = match key.serialize(&mut encoder) {
+        Ok(()) => stable_hash(encoder.written()),
         Err(_) => {
             let bytes = postcard::to_stdvec(key).expect("key cannot be encoded with postcard");
             stable_hash(&bytes)
