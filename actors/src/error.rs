@@ -96,10 +96,14 @@ impl WeirError {
         WeirError::Runtime(message.to_string())
     }
 
-    /// Names the operator a user error came from; other errors are kept as they are.
+    /// Names the operator an error of its own making came from (its code, its state, its
+    /// files); runtime errors and errors already naming an operator are kept as they are.
     pub fn in_operator(self, operator: &str) -> Self {
         match self {
             WeirError::User(message) => WeirError::Operator { operator: operator.to_owned(), message },
+            e @ (WeirError::State(_) | WeirError::Io { .. } | WeirError::Argument(_)) => {
+                WeirError::Operator { operator: operator.to_owned(), message: e.to_string() }
+            }
             other => other,
         }
     }

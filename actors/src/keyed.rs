@@ -28,6 +28,22 @@ pub type ListState<V> = ListStateHandle<(), V>;
 /// A handle to a map kept per key.
 pub type MapState<UK, UV> = MapStateHandle<(), UK, UV>;
 
+/// A value per key folded with a reduce function as values are added (Flink's
+/// `ReducingState`); each `add` is one state lookup.
+pub struct ReducingState<V> {
+    handle: ValueState<V>,
+    reduce: ReduceFn<V>,
+}
+
+/// A reduce function shared by the subtasks of an operator.
+type ReduceFn<V> = Arc<dyn Fn(&V, &V) -> V + Send + Sync>;
+
+impl<V> Clone for ReducingState<V> {
+    fn clone(&self) -> Self {
+        ReducingState { handle: self.handle, reduce: self.reduce.clone() }
+    }
+}
+
 /// Which clock a timer follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TimeDomain {
@@ -147,6 +163,14 @@ impl<K: Key> KeyedOpenContext<'_, K> {
     pub fn value_state<V: StateData>(&mut self, name: &str) -> Result<ValueState<V>> {
         Ok(self.store.value_state(name)?)
     }
+    /// Registers (or finds) a reducing state named `name`, folded with `reduce`.
+    pub fn reducing_state<V: StateData>(
+        &mut self,
+        name: &str,
+        reduce: impl Fn(&V, &V) -> V + Send + Sync + 'static,
+    ) -> Result<ReducingState<V>> {
+        Ok(ReducingState { handle: self.store.value_state(name)?, reduce: Arc::new(reduce) })
+    }
     /// Registers (or finds) a list state named `name`.
     pub fn list_state<V: StateData>(&mut self, name: &str) -> Result<ListState<V>> {
         Ok(self.store.list_state(name)?)
@@ -209,6 +233,18 @@ impl<'a, K: Key, O: Data> KeyedContext<'a, K, O> {
         ValueAccess { table: self.parts.store.value(state), key_group: self.key_group, key: self.key }
     }
 
+    /// The current key's value of a reducing state.
+    pub fn reducing<'s, V: StateData>(&'s mut self, state: &'s ReducingState<V>) -> ReducingAccess<'s, K, V> {
+        ReducingAccess {
+            value: ValueAccess {
+                table: self.parts.store.value(state.handle),
+                key_group: self.key_group,
+                key: self.key,
+            },
+            reduce: &*state.reduce,
+        }
+    }
+
     /// The current key's list of `state`.
     pub fn list<V: StateData>(&mut self, state: ListState<V>) -> ListAccess<'_, K, V> {
         ListAccess { table: self.parts.store.list(state), key_group: self.key_group, key: self.key }
@@ -266,6 +302,35 @@ impl<K, V> ValueAccess<'_, K, V> {
     pub fn clear(&mut self) -> Result<()> {
         self.table.remove(self.key_group, self.key, &())?;
         Ok(())
+    }
+}
+
+/// The current key's value of one reducing state.
+pub struct ReducingAccess<'a, K, V> {
+    value: ValueAccess<'a, K, V>,
+    reduce: &'a (dyn Fn(&V, &V) -> V + Send + Sync),
+}
+
+impl<K, V> ReducingAccess<'_, K, V> {
+    /// The folded value, if any was added.
+    pub fn get(&mut self) -> Result<Option<V>> {
+        self.value.get()
+    }
+    /// Folds `value` in.
+    pub fn add(&mut self, value: V) -> Result<()> {
+        let reduce = self.reduce;
+        let mut input = Some(value);
+        self.value.upsert(&mut |current| match current {
+            Some(current) => {
+                *current = reduce(current, input.as_ref().expect("called once"));
+                None
+            }
+            None => input.take(),
+        })
+    }
+    /// Removes the value.
+    pub fn clear(&mut self) -> Result<()> {
+        self.value.clear()
     }
 }
 
@@ -419,6 +484,9 @@ pub(crate) struct RollingReduce<K, T, F> {
     pub(crate) _types: PhantomData<fn(K)>,
 }
 
+// The rolling reduce emits each new value, so it folds in place through `upsert` rather
+// than through `ReducingAccess::add`, which would need a second lookup to read the result.
+
 impl<K: Key, T: Data, F: Fn(&T, &T) -> T + Send + Sync + 'static> KeyedProcessFunction for RollingReduce<K, T, F> {
     type Key = K;
     type In = T;
@@ -491,3 +559,6 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> KeyedProcessFunction for RollingA
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

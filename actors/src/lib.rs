@@ -43,7 +43,8 @@ pub mod prelude {
     pub use crate::functions::{AggregateFunction, Count, ReduceAgg, Sum};
     pub use crate::job::{JobArgs, JobRegistry};
     pub use crate::keyed::{
-        KeyedContext, KeyedOpenContext, KeyedProcessFunction, ListState, MapState, TimeDomain, ValueState,
+        KeyedContext, KeyedOpenContext, KeyedProcessFunction, ListState, MapState, ReducingState, TimeDomain,
+        ValueState,
     };
     pub use crate::operator::{Context, Data, Key, OpenContext, Operator, SubtaskInfo};
     pub use crate::source::{Sink, Source, SourceContext, SourcePoll, WatermarkStrategy};

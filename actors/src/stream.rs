@@ -52,6 +52,15 @@ impl StreamEnv {
     }
 
     /// Sets the default parallelism of operators.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.set_parallelism(2);
+    ///     env.source("clicks", Generator::new(GeneratorConfig { events: Some(10), ..Default::default() }))
+    /// }).unwrap();
+    /// assert_eq!(out.len(), 10);
+    /// ```
     pub fn set_parallelism(&mut self, parallelism: usize) -> &mut Self {
         self.inner.borrow_mut().graph.default_parallelism = parallelism;
         self
@@ -59,6 +68,15 @@ impl StreamEnv {
 
     /// Sets the number of key groups (default 128): the upper bound of any keyed
     /// operator's parallelism, fixed for the life of the job's state.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.set_max_parallelism(16);
+    ///     env.from_vec("n", vec![1u32, 2, 1]).key_by(|x: &u32| *x).aggregate("count", Count)
+    /// }).unwrap();
+    /// assert_eq!(out.len(), 3);
+    /// ```
     pub fn set_max_parallelism(&mut self, max_parallelism: u16) -> &mut Self {
         self.inner.borrow_mut().graph.max_parallelism = max_parallelism;
         self
@@ -66,12 +84,29 @@ impl StreamEnv {
 
     /// Sets batching: records per batch, the flush interval (latency bound) and the
     /// capacity of each channel in batches (memory per channel).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.set_batch_config(BatchConfig { max_records: 8, flush_interval: Duration::from_millis(1), channel_capacity: 2 });
+    ///     env.from_vec("n", (0..100u32).collect()).map("inc", |x: u32| x + 1).disable_chaining()
+    /// }).unwrap();
+    /// assert_eq!(out.len(), 100);
+    /// ```
     pub fn set_batch_config(&mut self, batch: BatchConfig) -> &mut Self {
         self.inner.borrow_mut().graph.batch = batch;
         self
     }
 
     /// Adds a source.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let config = GeneratorConfig { events: Some(5), keys: 2, ..Default::default() };
+    /// let out = MiniCluster::collect(move |env| env.source("clicks", Generator::new(config))).unwrap();
+    /// assert_eq!(out.iter().map(|c| c.index).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    /// ```
     pub fn source<S: Source + Clone + Sync>(&mut self, name: &str, source: S) -> DataStream<S::Out> {
         let factory: Arc<dyn NodeFactory> = Arc::new(SourceNode { source });
         DataStream::<()>::add_node(&self.inner, name, NodeKind::Source, Vec::new(), factory)
@@ -89,6 +124,22 @@ impl StreamEnv {
     }
 
     /// A source over `(record, event timestamp)` pairs (parallelism 1), with monotonous watermarks.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// struct Stamp;
+    /// impl Operator for Stamp {
+    ///     type In = char;
+    ///     type Out = (char, i64);
+    ///     fn process(&mut self, c: char, ctx: &mut Context<'_, (char, i64)>) -> Result<()> {
+    ///         let ts = ctx.timestamp().unwrap();
+    ///         ctx.emit((c, ts));
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let out = MiniCluster::collect(|env| env.from_vec_timestamped("t", vec![('a', 5), ('b', 7)]).operator("stamp", || Stamp)).unwrap();
+    /// assert_eq!(out, vec![('a', 5), ('b', 7)]);
+    /// ```
     pub fn from_vec_timestamped<T: Data + Sync>(&mut self, name: &str, items: Vec<(T, Timestamp)>) -> DataStream<T> {
         self.source(name, VecSource::timestamped(items, WatermarkStrategy::monotonous())).set_parallelism(1)
     }
@@ -175,11 +226,26 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Renames this operator.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// use weir_actors::functions::TryMapOp;
+    /// let err = MiniCluster::collect(|env| {
+    ///     env.from_vec("n", vec![0u32]).operator("op", || TryMapOp::new(|_: u32| -> Result<u32> { Err("no".into()) })).name("checker")
+    /// }).unwrap_err();
+    /// assert!(err.to_string().contains("operator 'checker' failed: no"));
+    /// ```
     pub fn name(self, name: &str) -> Self {
         self.with_node(|n| n.name = name.to_owned())
     }
 
     /// Gives this operator a stable id (kept across job versions for its state).
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| env.from_vec("n", vec![1u8]).map("id", |x: u8| x).uid("identity-v1")).unwrap();
+    /// assert_eq!(out, vec![1]);
+    /// ```
     pub fn uid(self, uid: &str) -> Self {
         self.with_node(|n| n.uid = Some(uid.to_owned()))
     }
@@ -196,18 +262,37 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Distributes the next operator's input round-robin.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let mut out = MiniCluster::collect(|env| env.from_vec("n", (0..8u32).collect()).rebalance().map("m", |x: u32| x).set_parallelism(4)).unwrap();
+    /// out.sort();
+    /// assert_eq!(out, (0..8).collect::<Vec<_>>());
+    /// ```
     pub fn rebalance(mut self) -> Self {
         self.partitioning = Some(Partitioning::Rebalance);
         self
     }
 
     /// Distributes the next operator's input round-robin within local groups (Flink's rescale).
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| env.from_vec("n", vec![1u32, 2]).rescale().map("m", |x: u32| x).set_parallelism(2)).unwrap();
+    /// assert_eq!(out.len(), 2);
+    /// ```
     pub fn rescale(mut self) -> Self {
         self.partitioning = Some(Partitioning::Rescale);
         self
     }
 
     /// Sends every record to every subtask of the next operator.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| env.from_vec("n", vec![1u32]).broadcast().map("m", |x: u32| x).set_parallelism(3)).unwrap();
+    /// assert_eq!(out, vec![1, 1, 1]);
+    /// ```
     pub fn broadcast(mut self) -> Self {
         self.partitioning = Some(Partitioning::Broadcast);
         self
@@ -260,6 +345,13 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Runs a hand-written [`Operator`], made once per subtask by `factory`.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// use weir_actors::functions::MapOp;
+    /// let out = MiniCluster::collect(|env| env.from_vec("n", vec![2u32]).operator("double", || MapOp::new(|x: u32| x * 2))).unwrap();
+    /// assert_eq!(out, vec![4]);
+    /// ```
     pub fn operator<O, F>(&self, name: &str, factory: F) -> DataStream<O::Out>
     where
         O: Operator<In = T>,
@@ -292,6 +384,18 @@ impl<T: Data> DataStream<T> {
 
     /// Partitions the stream by key: records with equal keys go to the same subtask, and
     /// the next operator keeps state per key.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let mut out = MiniCluster::collect(|env| {
+    ///     env.from_vec("words", vec!["a".to_owned(), "b".to_owned(), "a".to_owned()])
+    ///         .key_by(|w: &String| w.clone())
+    ///         .aggregate("count", Count)
+    ///         .set_parallelism(2)
+    /// }).unwrap();
+    /// out.sort();
+    /// assert_eq!(out, vec![("a".to_owned(), 1), ("a".to_owned(), 2), ("b".to_owned(), 1)]);
+    /// ```
     pub fn key_by<K: Key, F>(&self, selector: F) -> KeyedStream<K, T>
     where
         F: Fn(&T) -> K + Send + Sync + 'static,
@@ -300,6 +404,17 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Writes the stream to a sink.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let (sink, collected) = CollectSink::new();
+    /// MiniCluster::collect(move |env| {
+    ///     let nums = env.from_vec("n", vec![1u32, 2]);
+    ///     nums.sink("copy", sink.clone());
+    ///     nums
+    /// }).unwrap();
+    /// assert_eq!(collected.take(), vec![1, 2]);
+    /// ```
     pub fn sink<S: Sink<In = T> + Clone + Sync>(&self, name: &str, sink: S) -> DataStream<()> {
         let validator = sink.clone();
         let make: MakeLink<T, ()> =
@@ -308,6 +423,15 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Prints the stream to standard output.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// MiniCluster::collect(|env| {
+    ///     let nums = env.from_vec("n", vec![1u32, 2]);
+    ///     nums.print("print");
+    ///     nums
+    /// }).unwrap();
+    /// ```
     pub fn print(&self, name: &str) -> DataStream<()>
     where
         T: std::fmt::Display,
@@ -340,6 +464,23 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     }
 
     /// Runs a [`KeyedProcessFunction`] (state and timers per key), made per subtask by `factory`.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// struct Echo;
+    /// impl KeyedProcessFunction for Echo {
+    ///     type Key = u32;
+    ///     type In = u32;
+    ///     type Out = (u32, u32);
+    ///     fn process(&mut self, v: u32, ctx: &mut KeyedContext<'_, u32, (u32, u32)>) -> Result<()> {
+    ///         let key = *ctx.key();
+    ///         ctx.emit((key, v));
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let out = MiniCluster::collect(|env| env.from_vec("n", vec![7u32]).key_by(|x: &u32| x % 2).process("echo", || Echo)).unwrap();
+    /// assert_eq!(out, vec![(1, 7)]);
+    /// ```
     pub fn process<F, Mk>(&self, name: &str, factory: Mk) -> DataStream<F::Out>
     where
         F: KeyedProcessFunction<Key = K, In = T>,
@@ -389,6 +530,19 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     }
 
     /// Groups each key's records into windows.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec_timestamped("c", vec![('a', 0), ('a', 50), ('a', 400)])
+    ///         .key_by(|c: &char| *c)
+    ///         .window(Session::event_time(Duration::from_millis(100)))
+    ///         .aggregate("sessions", Count)
+    /// }).unwrap();
+    /// let sessions: Vec<_> = out.iter().map(|w| (w.window.start, w.window.end, w.value)).collect();
+    /// assert_eq!(sessions, vec![(0, 150, 2), (400, 500, 1)]);
+    /// ```
     pub fn window(&self, assigner: WindowAssigner) -> WindowedStream<K, T> {
         if let Err(e) = assigner.validate() {
             self.stream.env.borrow_mut().errors.push(e);
@@ -411,6 +565,21 @@ pub struct WindowedStream<K, T> {
 impl<K: Key, T: Data> WindowedStream<K, T> {
     /// Keeps windows open for late records up to `lateness` past their end (event time):
     /// each late record within the bound fires the window again with the updated result.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec_timestamped("c", vec![('a', 100), ('a', 1500), ('a', 200)])
+    ///         .key_by(|c: &char| *c)
+    ///         .window(Tumbling::event_time(Duration::from_secs(1)))
+    ///         .allowed_lateness(Duration::from_secs(1))
+    ///         .aggregate("count", Count)
+    /// }).unwrap();
+    /// // [0, 1000) fired with 1 when the watermark passed it, then with 2 for the late record.
+    /// let first: Vec<u64> = out.iter().filter(|w| w.window.start == 0).map(|w| w.value).collect();
+    /// assert_eq!(first, vec![1, 2]);
+    /// ```
     pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
         self.lateness = i64::try_from(lateness.as_millis()).unwrap_or(i64::MAX);
         self
@@ -455,6 +624,23 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
 
     /// As [`aggregate`](Self::aggregate), and also returns the late records (those whose
     /// windows were all past allowed lateness) as a side output.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    /// let (late_sink, late) = CollectSink::new();
+    /// let out = MiniCluster::collect(move |env| {
+    ///     let (counts, late_records) = env
+    ///         .from_vec_timestamped("c", vec![('a', 100), ('a', 2500), ('b', 300)])
+    ///         .key_by(|c: &char| *c)
+    ///         .window(Tumbling::event_time(Duration::from_secs(1)))
+    ///         .aggregate_with_late("count", Count);
+    ///     late_records.sink("late", late_sink.clone());
+    ///     counts
+    /// }).unwrap();
+    /// assert_eq!(out.len(), 2);
+    /// assert_eq!(late.take(), vec!['b']);
+    /// ```
     pub fn aggregate_with_late<A: AggregateFunction<T>>(
         &self,
         name: &str,
@@ -473,6 +659,18 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
     }
 
     /// Reduces each key's window with `f`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec_timestamped("n", vec![(('a', 3), 10), (('a', 9), 20)])
+    ///         .key_by(|r: &(char, u32)| r.0)
+    ///         .window(Tumbling::event_time(Duration::from_secs(1)))
+    ///         .reduce("max", |x, y| if x.1 >= y.1 { *x } else { *y })
+    /// }).unwrap();
+    /// assert_eq!(out[0].value, ('a', 9));
+    /// ```
     pub fn reduce<F>(&self, name: &str, f: F) -> DataStream<Windowed<K, T>>
     where
         F: Fn(&T, &T) -> T + Send + Sync + 'static,

@@ -128,12 +128,19 @@ impl WatermarkValve {
             self.idle = all_idle;
             out.idle = Some(all_idle);
         }
-        let min = self.channels.iter().filter(|c| !c.finished && !c.idle && c.aligned).map(|c| c.watermark).min();
-        if let Some(min) = min
-            && min > self.current
+        let candidate = if all_idle {
+            // As Flink: when every input is idle, what the inputs already promised still
+            // holds, so the highest of their watermarks is emitted (else windows that all
+            // inputs are past would wait for an input that may never speak again).
+            self.channels.iter().filter(|c| !c.finished).map(|c| c.watermark).max()
+        } else {
+            self.channels.iter().filter(|c| !c.finished && !c.idle && c.aligned).map(|c| c.watermark).min()
+        };
+        if let Some(wm) = candidate
+            && wm > self.current
         {
-            self.current = min;
-            out.watermark = Some(min);
+            self.current = wm;
+            out.watermark = Some(wm);
         }
         out
     }

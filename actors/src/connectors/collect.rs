@@ -11,7 +11,8 @@ use crate::error::Result;
 use crate::operator::Data;
 use crate::source::Sink;
 
-/// Collects every record into a shared vector (all subtasks into the same one).
+/// Collects every record into a shared vector (all subtasks into the same one), visible as
+/// soon as it is written. For tests and examples.
 #[derive(Debug)]
 pub struct CollectSink<T> {
     shared: Arc<Mutex<Vec<T>>>,
@@ -69,10 +70,10 @@ impl<T: Data> Sink for CollectSink<T> {
     type In = T;
 
     fn write(&mut self, value: T, _timestamp: Option<Timestamp>) -> Result<()> {
+        // Visible at once, so tests of unbounded jobs can poll for results (a test sink:
+        // a lock per record is fine here).
         self.local.push(value);
-        if self.local.len() >= 1024 {
-            self.publish();
-        }
+        self.publish();
         Ok(())
     }
 

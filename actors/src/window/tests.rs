@@ -131,3 +131,60 @@ fn assigners_compute_windows() {
     assert!(TimeWindow { start: 0, end: 10 }.intersects(&TimeWindow { start: 10, end: 20 }));
     assert!(Tumbling::event_time(Duration::ZERO).validate().is_err());
 }
+
+/// Emits timestamps on subtask 0 then waits forever; subtask 1 never emits anything.
+#[derive(Clone)]
+struct HalfIdle {
+    index: usize,
+    sent: bool,
+}
+
+impl crate::source::Source for HalfIdle {
+    type Out = char;
+    fn open(&mut self, ctx: &crate::operator::OpenContext<'_>) -> crate::Result<()> {
+        self.index = ctx.subtask().index;
+        Ok(())
+    }
+    fn poll_next(
+        &mut self,
+        ctx: &mut crate::source::SourceContext<'_, char>,
+    ) -> crate::Result<crate::source::SourcePoll> {
+        if self.index == 0 && !self.sent {
+            self.sent = true;
+            for ts in [100, 200, 1500] {
+                ctx.emit_at('a', ts);
+            }
+        }
+        Ok(crate::source::SourcePoll::Pending(Duration::from_millis(10)))
+    }
+    fn watermark_strategy(&self) -> WatermarkStrategy {
+        WatermarkStrategy::monotonous().with_idleness(Duration::from_millis(50))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_source_subtask_does_not_hold_the_watermark_back() {
+    use crate::prelude::{JobSubmission, MiniClusterConfig};
+    let (sink, results) = crate::connectors::CollectSink::new();
+    let job = JobSubmission::new("idle", 2, move |env, _| {
+        env.source("half-idle", HalfIdle { index: 0, sent: false })
+            .key_by(|c: &char| *c)
+            .window(Tumbling::event_time(Duration::from_secs(1)))
+            .aggregate("count", Count)
+            .sink("out", sink.clone());
+        Ok(())
+    });
+    let cluster = MiniCluster::start(MiniClusterConfig::default()).await.unwrap();
+    let id = cluster.submit(&job).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while results.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the window never fired: the idle subtask held the watermark");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let fired = results.take();
+    assert_eq!(fired.len(), 1);
+    assert_eq!((fired[0].window.start, fired[0].value), (0, 2));
+    cluster.cancel(id).await.unwrap();
+    cluster.wait(id).await.unwrap();
+    cluster.shutdown().await;
+}

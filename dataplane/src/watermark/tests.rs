@@ -117,15 +117,27 @@ fn end_of_data_of_the_slow_channel_lets_the_watermark_advance() {
 }
 
 #[test]
-fn finished_and_idle_channels_leave_nothing_to_combine() {
+fn a_finished_channel_and_an_idle_one_release_the_idle_ones_watermark() {
     let mut v = WatermarkValve::new(2);
     v.on_watermark(0, 5);
     v.on_watermark(1, 50);
     assert_eq!(v.on_idle(1, true), NONE);
-    assert_eq!(v.on_end_of_data(0), status(true));
-    assert_eq!(v.current(), 5);
+    assert_eq!(v.on_end_of_data(0), ValveOutput { watermark: Some(50), idle: Some(true) });
+    assert_eq!(v.current(), 50);
     assert!(v.is_idle());
-    assert_eq!(v.on_idle(1, false), ValveOutput { watermark: Some(50), idle: Some(false) });
+    assert_eq!(v.on_idle(1, false), status(false));
+}
+
+#[test]
+fn when_every_channel_is_idle_the_highest_watermark_is_emitted() {
+    // As Flink: the fast input went idle first, then the one that never spoke.
+    let mut v = WatermarkValve::new(2);
+    assert_eq!(v.on_watermark(0, 1499), NONE);
+    assert_eq!(v.on_idle(0, true), NONE);
+    assert_eq!(v.on_idle(1, true), ValveOutput { watermark: Some(1499), idle: Some(true) });
+    // Coming back active behind the emitted watermark does not move it back.
+    assert_eq!(v.on_idle(1, false), status(false));
+    assert_eq!(v.current(), 1499);
 }
 
 #[test]

@@ -1,0 +1,99 @@
+//! Keyed process functions: every kind of state per key, and deduplicated timers.
+
+use crate::prelude::*;
+
+/// Keeps every kind of state per key; at the end of each key's activity (an event-time timer
+/// registered several times per record) emits what it holds.
+#[derive(Default)]
+struct AllStates {
+    count: Option<ValueState<u32>>,
+    seen: Option<ListState<u32>>,
+    parity: Option<MapState<u32, u32>>,
+    sum: Option<ReducingState<u32>>,
+}
+
+impl KeyedProcessFunction for AllStates {
+    type Key = char;
+    type In = (char, u32);
+    type Out = String;
+
+    fn open(&mut self, ctx: &mut KeyedOpenContext<'_, char>) -> Result<()> {
+        self.count = Some(ctx.value_state("count")?);
+        self.seen = Some(ctx.list_state("seen")?);
+        self.parity = Some(ctx.map_state("parity")?);
+        self.sum = Some(ctx.reducing_state("sum", |a: &u32, b: &u32| a + b)?);
+        Ok(())
+    }
+
+    fn process(&mut self, (_, x): (char, u32), ctx: &mut KeyedContext<'_, char, String>) -> Result<()> {
+        let count = ctx.value(self.count.unwrap()).get()?.unwrap_or(0);
+        ctx.value(self.count.unwrap()).update(count + 1)?;
+        ctx.list(self.seen.unwrap()).add(x)?;
+        let mut parity = ctx.map(self.parity.unwrap());
+        let n = parity.get(&(x % 2))?.unwrap_or(0);
+        parity.put(x % 2, n + 1)?;
+        ctx.reducing(self.sum.as_ref().unwrap()).add(x)?;
+        // The same timer, twice: it must fire once.
+        ctx.register_event_time_timer(1_000);
+        ctx.register_event_time_timer(1_000);
+        Ok(())
+    }
+
+    fn on_timer(&mut self, ts: Timestamp, domain: TimeDomain, ctx: &mut KeyedContext<'_, char, String>) -> Result<()> {
+        assert_eq!((ts, domain), (1_000, TimeDomain::EventTime));
+        let count = ctx.value(self.count.unwrap()).get()?.unwrap();
+        let seen = ctx.list(self.seen.unwrap()).get()?;
+        let mut parity = ctx.map(self.parity.unwrap()).entries()?;
+        parity.sort();
+        let sum = ctx.reducing(self.sum.as_ref().unwrap()).get()?.unwrap();
+        let key = *ctx.key();
+        ctx.emit(format!("{key} count={count} seen={seen:?} parity={parity:?} sum={sum}"));
+        ctx.value(self.count.unwrap()).clear()?;
+        ctx.list(self.seen.unwrap()).clear()?;
+        ctx.map(self.parity.unwrap()).clear()?;
+        ctx.reducing(self.sum.as_ref().unwrap()).clear()?;
+        Ok(())
+    }
+}
+
+#[test]
+fn every_kind_of_state_is_kept_per_key_and_timers_fire_once() {
+    let mut out = MiniCluster::collect(|env| {
+        env.from_vec_timestamped("n", vec![(('a', 1), 10), (('b', 2), 20), (('a', 4), 30), (('a', 5), 40)])
+            .key_by(|r: &(char, u32)| r.0)
+            .process("all", AllStates::default)
+            .set_parallelism(2)
+    })
+    .unwrap();
+    out.sort();
+    assert_eq!(
+        out,
+        vec![
+            "a count=3 seen=[1, 4, 5] parity=[(0, 1), (1, 2)] sum=10".to_owned(),
+            "b count=1 seen=[2] parity=[(0, 1)] sum=2".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn state_registered_twice_with_other_types_is_refused() {
+    struct Twice;
+    impl KeyedProcessFunction for Twice {
+        type Key = u32;
+        type In = u32;
+        type Out = u32;
+        fn open(&mut self, ctx: &mut KeyedOpenContext<'_, u32>) -> Result<()> {
+            ctx.value_state::<u64>("s")?;
+            ctx.list_state::<u64>("s")?;
+            Ok(())
+        }
+        fn process(&mut self, v: u32, ctx: &mut KeyedContext<'_, u32, u32>) -> Result<()> {
+            ctx.emit(v);
+            Ok(())
+        }
+    }
+    let err = MiniCluster::collect(|env| env.from_vec("n", vec![1u32]).key_by(|x: &u32| *x).process("twice", || Twice))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("operator 'twice' failed") && err.contains("state \"s\""), "{err}");
+}
