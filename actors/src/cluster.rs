@@ -18,6 +18,7 @@ pub mod dispatcher;
 pub mod job_master;
 pub mod mini_cluster;
 pub mod resource_manager;
+pub mod rest;
 pub mod subtask;
 pub mod supervisor;
 pub mod task_executor;
@@ -92,6 +93,23 @@ impl TaskState {
     /// Whether the execution has ended.
     pub fn is_terminal(self) -> bool {
         matches!(self, TaskState::Finished | TaskState::Failed | TaskState::Cancelled)
+    }
+
+    /// The state in Flink's upper-case spelling of `ExecutionState` (`RUNNING`, `CANCELED`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Deploying => "DEPLOYING",
+            TaskState::Running => "RUNNING",
+            TaskState::Finished => "FINISHED",
+            TaskState::Failed => "FAILED",
+            TaskState::Cancelled => "CANCELED",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

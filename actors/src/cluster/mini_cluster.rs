@@ -131,6 +131,12 @@ impl MiniCluster {
         Ok(MiniCluster { supervisor, dispatcher, resource_manager, task_managers })
     }
 
+    /// The Dispatcher and the ResourceManager, for serving the REST API
+    /// ([`RestState`](crate::cluster::rest::RestState)) on this cluster.
+    pub fn components(&self) -> (ActorRef<DispatcherMessage>, ActorRef<ResourceManagerMessage>) {
+        (self.dispatcher.clone(), self.resource_manager.clone())
+    }
+
     /// Builds the job's plan (client side) and submits it.
     pub async fn submit(&self, job: &JobSubmission) -> Result<JobId> {
         let prepared = job.prepare()?;

@@ -1,0 +1,470 @@
+//! The JobManager's REST API: Flink-like JSON over HTTP/1.1 for looking at the cluster and its
+//! jobs, submitting registered jobs and cancelling them.
+//!
+//! | Route                           | Answer                                                   |
+//! |---------------------------------|----------------------------------------------------------|
+//! | `GET /overview`                 | TaskManagers, slots, jobs per status, the Weir version   |
+//! | `GET /jobs`                     | every job's id, name and status                          |
+//! | `GET /jobs/{id}`                | one job: status, cause, plan, per-subtask state/counters |
+//! | `GET /taskmanagers`             | every TaskManager's slots                                |
+//! | `POST /jobs`                    | submits `{"job": NAME, "args": [..], "parallelism": N}`  |
+//! | `PATCH /jobs/{id}?mode=cancel`  | cancels a job (`202 {}`)                                 |
+//!
+//! Paths and field names follow Flink's REST API where Flink has them (`slots-total`,
+//! `slotsNumber`, `jid`); statuses use Flink's upper-case spelling (`RUNNING`, `CANCELED`).
+//!
+//! ## Security
+//!
+//! [`serve`] answers on whatever listener its caller bound: it binds nothing itself. The API
+//! has no TLS, so callers bind it to loopback (`127.0.0.1`) unless the cluster configuration
+//! asks for another address (DESIGN §8). Reading needs no credentials; mutating calls (`POST`,
+//! `PATCH`) need `Authorization: Bearer <token>` with the cluster's REST token: without the
+//! header the answer is 401, with another token 403. The token is compared in constant time;
+//! an empty configured token authorizes nothing.
+//!
+//! ## Errors
+//!
+//! Every error is `{"errors": ["message"]}` with its status: 400 for a malformed request (a
+//! bad job id, body, argument, or an unknown job name), 401/403 as above, 404 for an unknown
+//! job id or route, 405 for a method a route lacks, 503 when an actor behind the API is not
+//! running or does not answer within 10 seconds.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::dispatcher::DispatcherMessage;
+use crate::cluster::mini_cluster::JobSubmission;
+use crate::cluster::resource_manager::ResourceManagerMessage;
+use crate::cluster::{JobDetails, JobOverview, JobStatus, TaskManagerInfo};
+use crate::error::{ErrorDomain, WeirError};
+use crate::graph::JobGraph;
+use crate::job::{JobArgs, JobId, JobRegistry};
+
+/// How long a handler waits for an actor's answer before answering 503.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the REST server answers from.
+#[derive(Clone)]
+pub struct RestState {
+    /// Answers for jobs and accepts submissions.
+    pub dispatcher: ActorRef<DispatcherMessage>,
+    /// Answers for TaskManagers and slots.
+    pub resource_manager: ActorRef<ResourceManagerMessage>,
+    /// The jobs `POST /jobs` can submit, by name.
+    pub registry: JobRegistry,
+    /// The bearer token mutating calls must carry; empty refuses every mutating call.
+    pub token: String,
+}
+
+impl fmt::Debug for RestState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The token is a credential: never in logs.
+        f.debug_struct("RestState")
+            .field("dispatcher", &self.dispatcher.get_id())
+            .field("resource_manager", &self.resource_manager.get_id())
+            .field("registry", &self.registry)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Serves the REST API on `listener` until the future is dropped.
+///
+/// The caller chooses the address: bind loopback unless configured otherwise (see the module
+/// docs). Connections accepted before the future is dropped finish their requests.
+pub async fn serve(listener: tokio::net::TcpListener, state: RestState) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).await
+}
+
+/// The REST API's routes, for serving with [`serve`] or embedding in a larger router.
+pub fn router(state: RestState) -> Router {
+    Router::new()
+        .route("/overview", get(overview))
+        .route("/jobs", get(list_jobs).post(submit_job))
+        .route("/jobs/{id}", get(job_details).patch(patch_job))
+        .route("/taskmanagers", get(task_managers))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response bodies: the API's field names, independent of the runtime's structs.
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct OverviewBody {
+    taskmanagers: usize,
+    slots_total: usize,
+    slots_available: usize,
+    jobs_running: usize,
+    jobs_finished: usize,
+    jobs_cancelled: usize,
+    jobs_failed: usize,
+    weir_version: &'static str,
+}
+
+#[derive(Serialize)]
+struct JobsBody {
+    jobs: Vec<JobEntryBody>,
+}
+
+#[derive(Serialize)]
+struct JobEntryBody {
+    id: String,
+    name: String,
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct JobDetailsBody {
+    jid: String,
+    name: String,
+    state: &'static str,
+    /// Milliseconds since submission, or until the job ended.
+    duration: u64,
+    cause: Option<String>,
+    plan: JobGraph,
+    vertices: Vec<VertexBody>,
+}
+
+#[derive(Serialize)]
+struct VertexBody {
+    id: usize,
+    name: String,
+    parallelism: usize,
+    subtasks: Vec<SubtaskBody>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct SubtaskBody {
+    subtask: usize,
+    status: &'static str,
+    /// `null` until the subtask has a slot.
+    taskmanager_id: Option<String>,
+    read_records: u64,
+    write_records: u64,
+    backpressure_ms: u64,
+}
+
+#[derive(Serialize)]
+struct TaskManagersBody {
+    taskmanagers: Vec<TaskManagerBody>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskManagerBody {
+    id: String,
+    slots_number: usize,
+    free_slots: usize,
+}
+
+#[derive(Serialize)]
+struct SubmitResponseBody {
+    jobid: String,
+}
+
+/// `{}`: Flink's answer to an accepted cancellation.
+#[derive(Serialize)]
+struct EmptyBody {}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    errors: Vec<String>,
+}
+
+/// The body of `POST /jobs`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitRequest {
+    job: String,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default = "default_parallelism")]
+    parallelism: usize,
+}
+
+fn default_parallelism() -> usize {
+    1
+}
+
+impl From<&JobOverview> for JobEntryBody {
+    fn from(job: &JobOverview) -> Self {
+        JobEntryBody { id: job.id.to_string(), name: job.name.clone(), status: job.status.as_str() }
+    }
+}
+
+impl From<JobDetails> for JobDetailsBody {
+    fn from(d: JobDetails) -> Self {
+        let vertices = d
+            .vertices
+            .into_iter()
+            .map(|v| VertexBody {
+                id: v.id,
+                name: v.name,
+                parallelism: v.parallelism,
+                subtasks: v
+                    .subtasks
+                    .into_iter()
+                    .map(|s| SubtaskBody {
+                        subtask: s.index,
+                        status: s.state.as_str(),
+                        taskmanager_id: Some(s.task_manager).filter(|tm| !tm.is_empty()),
+                        read_records: s.metrics.records_in,
+                        write_records: s.metrics.records_out,
+                        backpressure_ms: s.metrics.backpressure_ms,
+                    })
+                    .collect(),
+            })
+            .collect();
+        JobDetailsBody {
+            jid: d.id.to_string(),
+            name: d.name,
+            state: d.status.as_str(),
+            duration: u64::try_from(d.duration.as_millis()).unwrap_or(u64::MAX),
+            cause: d.cause,
+            plan: d.graph,
+            vertices,
+        }
+    }
+}
+
+impl From<&TaskManagerInfo> for TaskManagerBody {
+    fn from(tm: &TaskManagerInfo) -> Self {
+        TaskManagerBody { id: tm.id.clone(), slots_number: tm.slots, free_slots: tm.free_slots }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors.
+
+/// An error answer: a status and one message.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError { status, message: message.into() }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn unavailable(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+}
+
+impl From<WeirError> for ApiError {
+    fn from(e: WeirError) -> Self {
+        let status = match &e {
+            WeirError::UnknownJobId(_) => StatusCode::NOT_FOUND,
+            // An actor that did not answer, or a cluster short of slots: worth retrying later.
+            WeirError::Runtime(_) | WeirError::NoResources(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // A job's arguments, builder or inputs: the request's fault.
+            e if matches!(e.domain(), ErrorDomain::User | ErrorDomain::External) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(ErrorBody { errors: vec![self.message] })).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+/// Calls an actor with a deadline; an actor that is gone or silent is a 503 naming it.
+async fn ask<M, T, F>(actor: &ActorRef<M>, name: &str, message: F) -> ApiResult<T>
+where
+    M: ractor::Message,
+    T: Send + 'static,
+    F: FnOnce(RpcReplyPort<T>) -> M,
+{
+    match actor.call(message, Some(CALL_TIMEOUT)).await {
+        Ok(CallResult::Success(reply)) => Ok(reply),
+        Ok(CallResult::Timeout) => {
+            Err(ApiError::unavailable(format!("{name} did not answer within {} s", CALL_TIMEOUT.as_secs())))
+        }
+        Ok(CallResult::SenderError) => Err(ApiError::unavailable(format!("{name} stopped before answering"))),
+        Err(e) => Err(ApiError::unavailable(format!("{name} is not running: {e}"))),
+    }
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess was
+/// right. Lengths are compared first: a token's length is not the secret.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| std::hint::black_box(acc | (x ^ y)));
+    diff == 0
+}
+
+/// Checks the bearer token of a mutating call: 401 without one, 403 with a wrong one.
+fn authorize(headers: &HeaderMap, token: &str) -> ApiResult<()> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(unauthorized("missing Authorization header: this call needs 'Authorization: Bearer <token>'"));
+    };
+    let given = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, given)| given.trim());
+    let Some(given) = given else {
+        return Err(unauthorized("the Authorization header is not of the form 'Bearer <token>'"));
+    };
+    if token.is_empty() || !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "the bearer token is not this cluster's REST token"));
+    }
+    Ok(())
+}
+
+/// Parses a job id of exactly 32 hex digits, as the API shows them.
+fn parse_job_id(path: Result<Path<String>, PathRejection>) -> ApiResult<JobId> {
+    let Path(raw) = path.map_err(|e| ApiError::bad_request(format!("invalid job id in the path: {e}")))?;
+    if raw.len() != 32 || !raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(format!("'{raw}' is not a job id (32 hex digits)")));
+    }
+    raw.parse::<JobId>().map_err(ApiError::from)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers.
+
+async fn overview(State(state): State<RestState>) -> ApiResult<Json<OverviewBody>> {
+    let (task_managers, jobs) = tokio::join!(
+        ask(&state.resource_manager, "the resource manager", ResourceManagerMessage::TaskManagers),
+        ask(&state.dispatcher, "the dispatcher", DispatcherMessage::List),
+    );
+    let (task_managers, jobs) = (task_managers?, jobs?);
+    let count = |status: JobStatus| jobs.iter().filter(|j| j.status == status).count();
+    Ok(Json(OverviewBody {
+        taskmanagers: task_managers.len(),
+        slots_total: task_managers.iter().map(|t| t.slots).sum(),
+        slots_available: task_managers.iter().map(|t| t.free_slots).sum(),
+        jobs_running: jobs.iter().filter(|j| !j.status.is_terminal()).count(),
+        jobs_finished: count(JobStatus::Finished),
+        jobs_cancelled: count(JobStatus::Cancelled),
+        jobs_failed: count(JobStatus::Failed),
+        weir_version: env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn list_jobs(State(state): State<RestState>) -> ApiResult<Json<JobsBody>> {
+    let jobs = ask(&state.dispatcher, "the dispatcher", DispatcherMessage::List).await?;
+    Ok(Json(JobsBody { jobs: jobs.iter().map(JobEntryBody::from).collect() }))
+}
+
+async fn job_details(
+    State(state): State<RestState>,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<JobDetailsBody>> {
+    let id = parse_job_id(id)?;
+    let details = ask(&state.dispatcher, "the dispatcher", |reply| DispatcherMessage::Details(id, reply)).await??;
+    Ok(Json(details.into()))
+}
+
+async fn task_managers(State(state): State<RestState>) -> ApiResult<Json<TaskManagersBody>> {
+    let tms = ask(&state.resource_manager, "the resource manager", ResourceManagerMessage::TaskManagers).await?;
+    Ok(Json(TaskManagersBody { taskmanagers: tms.iter().map(TaskManagerBody::from).collect() }))
+}
+
+async fn patch_job(
+    State(state): State<RestState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<(StatusCode, Json<EmptyBody>)> {
+    authorize(&headers, &state.token)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
+    match query.get("mode").map(String::as_str) {
+        Some("cancel") => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unsupported mode '{other}' for PATCH /jobs/{{id}}: the only mode is 'cancel'"
+            )));
+        }
+        None => return Err(ApiError::bad_request("missing query parameter 'mode' (PATCH /jobs/{id}?mode=cancel)")),
+    }
+    let id = parse_job_id(id)?;
+    ask(&state.dispatcher, "the dispatcher", |reply| DispatcherMessage::Cancel(id, reply)).await??;
+    Ok((StatusCode::ACCEPTED, Json(EmptyBody {})))
+}
+
+async fn submit_job(
+    State(state): State<RestState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<SubmitResponseBody>> {
+    authorize(&headers, &state.token)?;
+    let request: SubmitRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "invalid body for POST /jobs: {e} (expected {{\"job\": NAME, \"args\": [\"--key\", \"value\", ..], \
+             \"parallelism\": N}})"
+        ))
+    })?;
+    if request.parallelism == 0 {
+        return Err(ApiError::bad_request("invalid parallelism 0 for POST /jobs: it must be at least 1"));
+    }
+    let args = JobArgs::parse(&request.args)?;
+    let submission = JobSubmission::from_registry(&state.registry, &request.job, args, request.parallelism)?;
+    // Building the plan runs the job's builder and its client-side checks (files, arguments):
+    // user code that may block, so off the async workers.
+    let prepared =
+        tokio::task::spawn_blocking(move || submission.prepare()).await.map_err(|e| match e.try_into_panic() {
+            Ok(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                ApiError::bad_request(format!("the builder of job '{}' panicked: {message}", request.job))
+            }
+            Err(e) => ApiError::unavailable(format!("building job '{}' was cancelled: {e}", request.job)),
+        })??;
+    let id = ask(&state.dispatcher, "the dispatcher", |reply| DispatcherMessage::Submit(Box::new(prepared), reply))
+        .await??;
+    Ok(Json(SubmitResponseBody { jobid: id.to_string() }))
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests;
