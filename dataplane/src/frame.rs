@@ -129,6 +129,21 @@ impl FrameDecoder {
         Ok(Some(payload))
     }
 
+    /// How many more bytes the next frame needs: at least 1 while no complete frame is
+    /// buffered, 0 once one is (or the decoder failed). A reader that reads no more than this
+    /// never holds more than one frame.
+    pub fn missing(&self) -> usize {
+        if self.failed.is_some() {
+            return 0;
+        }
+        let unread = &self.buf[self.start..];
+        let wanted = match unread.first_chunk::<LENGTH_BYTES>() {
+            Some(prefix) => LENGTH_BYTES + u32::from_be_bytes(*prefix) as usize,
+            None => LENGTH_BYTES,
+        };
+        wanted.saturating_sub(unread.len())
+    }
+
     /// The number of bytes pushed and not yet returned in a frame.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.start

@@ -1,8 +1,9 @@
 //! The Weir data plane: stream elements, key groups, partitioning, output batching and the
-//! local exchange of batches between subtasks.
+//! exchange of batches between subtasks, in one process or over QUIC between processes.
 //!
-//! Protocol logic (batching, watermark combination, key-group assignment) is sans-IO and
-//! unit-tested on its own; the async parts ([`channel`], [`shuffle`]) are a thin layer on top.
+//! Protocol logic (batching, watermark combination, key-group assignment, framing) is sans-IO
+//! and unit-tested on its own; the async parts ([`channel`], [`shuffle`], [`net`]) are a thin
+//! layer on top.
 
 pub mod batch;
 pub mod channel;
@@ -10,6 +11,7 @@ pub mod element;
 pub mod error;
 pub mod frame;
 pub mod keygroup;
+pub mod net;
 pub mod partition;
 pub mod shuffle;
 pub mod watermark;
@@ -20,6 +22,7 @@ pub use element::*;
 pub use error::*;
 pub use frame::*;
 pub use keygroup::*;
+pub use net::*;
 pub use partition::*;
 pub use shuffle::*;
 pub use watermark::*;

@@ -81,6 +81,37 @@ fn bytes_fed_one_at_a_time_give_the_same_frames() {
 }
 
 #[test]
+fn missing_counts_the_bytes_the_next_frame_needs() {
+    let mut wire = Vec::new();
+    encode_frame(b"abc", 64, &mut wire).unwrap();
+    encode_frame(b"de", 64, &mut wire).unwrap();
+    let mut decoder = FrameDecoder::new(64);
+    let mut fed = 0;
+    let mut frames = Vec::new();
+    // Feeding exactly what is missing yields each frame with nothing left over.
+    while fed < wire.len() {
+        let missing = decoder.missing();
+        assert!(missing > 0);
+        decoder.push(&wire[fed..fed + missing]);
+        fed += missing;
+        if let Some(frame) = decoder.next_frame().unwrap() {
+            assert_eq!(decoder.buffered(), 0);
+            frames.push(frame);
+        }
+    }
+    assert_eq!(frames, [b"abc".to_vec(), b"de".to_vec()]);
+    assert_eq!(decoder.missing(), 4);
+
+    decoder.push(&wire);
+    assert_eq!(decoder.missing(), 0, "a whole frame is buffered");
+    decoder.push(&u32::MAX.to_be_bytes());
+    decoder.next_frame().unwrap();
+    decoder.next_frame().unwrap();
+    assert!(decoder.next_frame().is_err());
+    assert_eq!(decoder.missing(), 0, "a failed decoder wants nothing");
+}
+
+#[test]
 fn truncated_input_never_yields_a_frame() {
     let mut wire = Vec::new();
     encode_frame(b"complete", 64, &mut wire).unwrap();
