@@ -74,33 +74,27 @@ impl<T> BatchSender<T> {
     ///
     /// Fails with [`DataplaneError::ChannelClosed`] if the receiver is gone.
     pub async fn send(&self, batch: Batch<T>) -> Result<()> {
-        let records = count_records(&batch) as u64;
-        // Counted before the batch is visible to the receiver, which subtracts on receipt,
-        // so the queued count never goes below zero.
-        let queued = self.metrics.queued_records.fetch_add(records, Ordering::Relaxed) + records;
-        self.metrics.peak_queued_records.fetch_max(queued, Ordering::Relaxed);
-        let result = match self.inner.try_send((batch, records)) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(carried)) => {
+        let permit = match self.inner.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Full(())) => {
                 let started = tokio::time::Instant::now();
-                let result = self.inner.send(carried).await.map_err(|_| ());
+                let permit = self.inner.reserve().await;
                 let waited = started.elapsed().as_nanos().try_into().unwrap_or(u64::MAX);
                 self.metrics.send_blocked_nanos.fetch_add(waited, Ordering::Relaxed);
-                result
+                permit.map_err(|_| DataplaneError::ChannelClosed)?
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(DataplaneError::ChannelClosed),
         };
-        match result {
-            Ok(()) => {
-                self.metrics.records_sent.fetch_add(records, Ordering::Relaxed);
-                self.metrics.batches_sent.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(()) => {
-                self.metrics.queued_records.fetch_sub(records, Ordering::Relaxed);
-                Err(DataplaneError::ChannelClosed)
-            }
-        }
+        // Counted once there is room and before the batch is visible to the receiver, which
+        // subtracts on receipt: the queued count never goes below zero, and a send cancelled
+        // while waiting leaves no trace.
+        let records = count_records(&batch) as u64;
+        let queued = self.metrics.queued_records.fetch_add(records, Ordering::Relaxed) + records;
+        self.metrics.peak_queued_records.fetch_max(queued, Ordering::Relaxed);
+        permit.send((batch, records));
+        self.metrics.records_sent.fetch_add(records, Ordering::Relaxed);
+        self.metrics.batches_sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Whether the receiver is gone.

@@ -29,6 +29,39 @@ pub enum DataplaneError {
     /// The other end of a channel is gone.
     #[error("the other end of the channel is closed")]
     ChannelClosed,
+    /// A frame longer than the maximum, announced by a peer or about to be sent.
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    FrameTooLarge {
+        /// The frame's length in bytes.
+        len: u64,
+        /// The largest frame allowed.
+        max: usize,
+    },
+    /// A frame or message that does not decode; says what and why.
+    #[error("malformed {0}")]
+    Malformed(String),
+    /// A message of a protocol version this build does not speak.
+    #[error("unsupported protocol version {got} (this node speaks version {supported})")]
+    UnsupportedVersion {
+        /// The version the message carries.
+        got: u16,
+        /// The version this build speaks.
+        supported: u16,
+    },
+    /// A certificate, key or TLS configuration problem.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// A connection could not be made or was refused.
+    #[error("cannot connect to {peer}: {reason}")]
+    Connect {
+        /// The peer's address.
+        peer: String,
+        /// Why the connection failed.
+        reason: String,
+    },
+    /// Stream or connection I/O failed; says what was being done.
+    #[error("i/o failed while {0}")]
+    Io(String),
 }
 
 /// The result type of the data plane.

@@ -1,14 +1,17 @@
 //! The Weir data plane: stream elements, key groups, partitioning, output batching and the
-//! local exchange of batches between subtasks.
+//! exchange of batches between subtasks, in one process or over QUIC between processes.
 //!
-//! Protocol logic (batching, watermark combination, key-group assignment) is sans-IO and
-//! unit-tested on its own; the async parts ([`channel`], [`shuffle`]) are a thin layer on top.
+//! Protocol logic (batching, watermark combination, key-group assignment, framing) is sans-IO
+//! and unit-tested on its own; the async parts ([`channel`], [`shuffle`], [`net`]) are a thin
+//! layer on top.
 
 pub mod batch;
 pub mod channel;
 pub mod element;
 pub mod error;
+pub mod frame;
 pub mod keygroup;
+pub mod net;
 pub mod partition;
 pub mod shuffle;
 pub mod watermark;
@@ -17,7 +20,9 @@ pub use batch::*;
 pub use channel::*;
 pub use element::*;
 pub use error::*;
+pub use frame::*;
 pub use keygroup::*;
+pub use net::*;
 pub use partition::*;
 pub use shuffle::*;
 pub use watermark::*;

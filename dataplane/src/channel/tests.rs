@@ -33,6 +33,16 @@ async fn sender_waits_while_the_channel_is_full() {
 }
 
 #[tokio::test]
+async fn a_send_cancelled_while_waiting_is_not_counted() {
+    let (tx, _rx) = local_channel::<u32>(1);
+    tx.send(records(0..3)).await.unwrap();
+    let blocked = tokio::time::timeout(Duration::from_millis(20), tx.send(records(3..5))).await;
+    assert!(blocked.is_err());
+    let m = tx.metrics();
+    assert_eq!((m.queued_records(), m.peak_queued_records(), m.records_sent(), m.batches_sent()), (3, 3, 3, 1));
+}
+
+#[tokio::test]
 async fn metrics_track_queued_and_peak() {
     let (tx, mut rx) = local_channel::<u32>(4);
     let mut batch = records(0..3);
