@@ -40,15 +40,30 @@ pub(crate) struct WriterEdge {
     pub(crate) partitioning: Partitioning,
     pub(crate) key_group: Option<Arc<dyn Any + Send + Sync>>,
     pub(crate) consumer_parallelism: usize,
-    pub(crate) channels: Vec<ChannelId>,
+    /// Each channel, and the consumer's data address when it runs in another process.
+    pub(crate) channels: Vec<(ChannelId, Option<std::net::SocketAddr>)>,
     pub(crate) consumers: std::ops::Range<usize>,
 }
 
 /// What a subtask needs from its environment to wire and run.
 pub(crate) struct TaskWiring<'a> {
     pub(crate) shuffle: &'a LocalShuffle,
+    /// Channels to and from other processes (cluster mode).
+    pub(crate) net: Option<&'a std::sync::Arc<weir_dataplane::NetShuffle>>,
+    /// This TaskManager's id and where every slot of the job is (cluster mode).
+    pub(crate) slots: Option<(&'a str, &'a [crate::cluster::task_executor::SlotLocation])>,
     pub(crate) batch: BatchConfig,
     pub(crate) max_parallelism: u16,
+}
+
+impl TaskWiring<'_> {
+    /// The data address of the subtask with `index` (of any vertex: slot sharing puts subtask
+    /// `i` of every vertex in slot `i`) when it runs in another process.
+    pub(crate) fn remote_peer(&self, index: usize) -> Option<std::net::SocketAddr> {
+        let (me, slots) = self.slots?;
+        let slot = slots.get(index)?;
+        if slot.task_manager == me { None } else { slot.data_addr }
+    }
 }
 
 /// Builds the runtime pieces of one node for any subtask; typed inside, erased outside.
@@ -70,7 +85,7 @@ pub(crate) trait NodeFactory: Send + Sync {
         &self,
         name: Arc<str>,
         down: AnyBox,
-        inputs: Vec<ChannelId>,
+        inputs: Vec<(ChannelId, bool)>,
         wiring: &TaskWiring<'_>,
         io: TaskIo,
         outputs: Vec<Box<dyn ErasedOutput>>,

@@ -249,6 +249,19 @@ impl JobRegistry {
         })
     }
 
+    /// A fingerprint of the jobs this registry carries (names and descriptions) and of
+    /// Weir's version: nodes of one cluster must agree on it.
+    pub fn fingerprint(&self) -> u64 {
+        let mut text = format!("weir {}\n", env!("CARGO_PKG_VERSION"));
+        for job in self.jobs.values() {
+            text.push_str(&job.name);
+            text.push('\0');
+            text.push_str(&job.description);
+            text.push('\n');
+        }
+        xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+    }
+
     /// All registered jobs, by name.
     pub fn iter(&self) -> impl Iterator<Item = &JobEntry> {
         self.jobs.values()

@@ -16,6 +16,7 @@ pub mod graph;
 pub mod job;
 pub mod keyed;
 pub mod operator;
+pub mod remote;
 mod runtime;
 pub mod source;
 pub mod stream;

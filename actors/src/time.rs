@@ -24,8 +24,7 @@ pub struct TokioClock {
 impl TokioClock {
     /// A clock anchored at the current wall-clock time.
     pub fn new() -> Self {
-        let epoch_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Timestamp).unwrap_or(0);
-        TokioClock { epoch_ms, start: tokio::time::Instant::now() }
+        TokioClock { epoch_ms: wall_clock_ms(), start: tokio::time::Instant::now() }
     }
 
     /// A clock that starts at `epoch_ms` (for tests).
@@ -50,6 +49,11 @@ impl Clock for TokioClock {
     fn now_ms(&self) -> Timestamp {
         self.epoch_ms + self.start.elapsed().as_millis() as Timestamp
     }
+}
+
+/// The wall clock in epoch milliseconds, for timestamps of reports (not for timers).
+pub fn wall_clock_ms() -> Timestamp {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Timestamp).unwrap_or(0)
 }
 
 /// A shared clock.

@@ -1,8 +1,11 @@
-//! `weir bench`: throughput of stateless, keyed and windowed pipelines on a MiniCluster, fed
-//! by the generator and ending in a discarding sink.
+//! `weir bench`: throughput of stateless, keyed and windowed pipelines fed by the generator
+//! and ending in a discarding sink; on a MiniCluster, and with `--cluster` also across two
+//! TaskManager processes (a hash exchange over QUIC) beside the in-process figure.
 //!
-//! Each case is timed from its first record to the end of its input (startup is reported
-//! apart). Run it from a release build; the figures are this machine's, not a promise.
+//! The pipelines are registered jobs (`bench-stateless`, `bench-keyed`, `bench-window`) that
+//! every `weir` binary carries, so remote TaskManagers can run them. Each case is timed from
+//! its first record to the end of its input (startup is reported apart). Run it from a
+//! release build; the figures are this machine's, not a promise.
 
 use std::time::Duration;
 
@@ -10,6 +13,57 @@ use anyhow::Context as _;
 use clap::Args;
 use serde::Serialize;
 use weir_actors::prelude::*;
+use weir_actors::{JobDetails, JobRegistry};
+
+/// Adds the benchmark pipelines to a registry.
+pub(crate) fn register(registry: JobRegistry) -> JobRegistry {
+    registry
+        .job("bench-stateless", "benchmark: generator -> filter -> map -> discard (--events, --keys)", bench_stateless)
+        .job("bench-keyed", "benchmark: generator -> key_by -> reduce -> discard (--events, --keys)", bench_keyed)
+        .job(
+            "bench-window",
+            "benchmark: generator -> key_by -> 1 s tumbling count -> discard (--events, --keys)",
+            bench_window,
+        )
+}
+
+fn generator(args: &JobArgs) -> Result<Generator> {
+    Ok(Generator::new(GeneratorConfig {
+        events: Some(args.parse_or("events", 10_000_000)?),
+        keys: args.parse_or("keys", 10_000)?,
+        seed: 7,
+        rate: None,
+        out_of_order_ms: 100,
+        // A million events per event-time second: a 1 s window holds ~100 events per key.
+        event_time_rate: 1_000_000,
+    }))
+}
+
+fn bench_stateless(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    env.source("generator", generator(args)?)
+        .filter("filter", |c: &Click| !c.user.is_multiple_of(4))
+        .map("map", |c: Click| (c.user, c.time))
+        .sink("discard", DiscardSink::new().0);
+    Ok(())
+}
+
+fn bench_keyed(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    env.source("generator", generator(args)?)
+        .map("pair", |c: Click| (c.user, 1u64))
+        .key_by(|r: &(u32, u64)| r.0)
+        .reduce("sum", |a, b| (a.0, a.1 + b.1))
+        .sink("discard", DiscardSink::new().0);
+    Ok(())
+}
+
+fn bench_window(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    env.source("generator", generator(args)?)
+        .key_by(|c: &Click| c.user)
+        .window(Tumbling::event_time(Duration::from_secs(1)))
+        .aggregate("count", Count)
+        .sink("discard", DiscardSink::new().0);
+    Ok(())
+}
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
@@ -19,12 +73,16 @@ pub(crate) struct BenchArgs {
     /// Distinct keys.
     #[arg(long, default_value_t = 10_000)]
     keys: u32,
-    /// Parallelisms to run each case at.
+    /// Parallelisms to run each case at (in-process).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     parallelism: Vec<usize>,
     /// Cases to run: stateless, keyed, window.
     #[arg(long, value_delimiter = ',', default_value = "stateless,keyed,window")]
     cases: Vec<String>,
+    /// Also run the keyed and window cases across two TaskManager processes (parallelism 2,
+    /// one slot each, so half the records cross processes), on a temporary local cluster.
+    #[arg(long)]
+    cluster: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -33,9 +91,9 @@ pub(crate) struct BenchArgs {
 #[derive(Debug, Serialize)]
 struct CaseResult {
     case: String,
+    mode: &'static str,
     parallelism: usize,
     events: u64,
-    records_out: u64,
     seconds: f64,
     records_per_second: f64,
     startup_ms: f64,
@@ -47,58 +105,6 @@ struct Report {
     peak_rss_bytes: Option<u64>,
 }
 
-fn generator(args: &BenchArgs) -> Generator {
-    Generator::new(GeneratorConfig {
-        events: Some(args.events),
-        keys: args.keys,
-        seed: 7,
-        rate: None,
-        out_of_order_ms: 100,
-        // A million events per event-time second: a 1 s window holds ~100 events per key.
-        event_time_rate: 1_000_000,
-    })
-}
-
-fn job(
-    case: &str,
-    args: &BenchArgs,
-    parallelism: usize,
-) -> anyhow::Result<(JobSubmission, std::sync::Arc<std::sync::atomic::AtomicU64>)> {
-    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = count.clone();
-    let source = generator(args);
-    let case = case.to_owned();
-    let known = ["stateless", "keyed", "window"];
-    anyhow::ensure!(known.contains(&case.as_str()), "unknown bench case '{case}' (cases: {})", known.join(", "));
-    let job = JobSubmission::new(&format!("bench-{case}"), parallelism, move |env, _| {
-        let clicks = env.source("generator", source.clone());
-        match case.as_str() {
-            "stateless" => {
-                clicks
-                    .filter("filter", |c: &Click| !c.user.is_multiple_of(4))
-                    .map("map", |c: Click| (c.user, c.time))
-                    .sink("discard", DiscardSink::counting_into(counter.clone()));
-            }
-            "keyed" => {
-                clicks
-                    .map("pair", |c: Click| (c.user, 1u64))
-                    .key_by(|r: &(u32, u64)| r.0)
-                    .reduce("sum", |a, b| (a.0, a.1 + b.1))
-                    .sink("discard", DiscardSink::counting_into(counter.clone()));
-            }
-            _ => {
-                clicks
-                    .key_by(|c: &Click| c.user)
-                    .window(Tumbling::event_time(Duration::from_secs(1)))
-                    .aggregate("count", Count)
-                    .sink("discard", DiscardSink::counting_into(counter.clone()));
-            }
-        }
-        Ok(())
-    });
-    Ok((job, count))
-}
-
 fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -106,12 +112,52 @@ fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
+fn result(case: &str, mode: &'static str, parallelism: usize, d: &JobDetails) -> anyhow::Result<CaseResult> {
+    let first = d.first_record_after.context("the job handled no record")?;
+    let end = d.input_ended_after.context("the job did not report its end of input")?;
+    let seconds = (end.saturating_sub(first)).as_secs_f64().max(1e-3);
+    let events = d.source_records();
+    Ok(CaseResult {
+        case: case.to_owned(),
+        mode,
+        parallelism,
+        events,
+        seconds,
+        records_per_second: events as f64 / seconds,
+        startup_ms: first.as_secs_f64() * 1000.0,
+    })
+}
+
+fn job_args(args: &BenchArgs) -> anyhow::Result<JobArgs> {
+    Ok(JobArgs::parse(&["--events".to_owned(), args.events.to_string(), "--keys".to_owned(), args.keys.to_string()])?)
+}
+
+fn print_progress(json: bool, r: &CaseResult) {
+    if !json {
+        eprintln!(
+            "{:<10} {:<8} p{}  {:>7.2} M rec/s  ({} events in {:.3} s, startup {:.1} ms)",
+            r.case,
+            r.mode,
+            r.parallelism,
+            r.records_per_second / 1e6,
+            r.events,
+            r.seconds,
+            r.startup_ms
+        );
+    }
+}
+
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let registry = register(JobRegistry::new());
+    let known = ["stateless", "keyed", "window"];
+    for case in &args.cases {
+        anyhow::ensure!(known.contains(&case.as_str()), "unknown bench case '{case}' (cases: {})", known.join(", "));
+    }
     let runtime = super::runtime()?;
     let mut results = Vec::new();
     for case in &args.cases {
         for &parallelism in &args.parallelism {
-            let (job, count) = job(case, &args, parallelism)?;
+            let job = JobSubmission::from_registry(&registry, &format!("bench-{case}"), job_args(&args)?, parallelism)?;
             let details = runtime.block_on(async {
                 let config = MiniClusterConfig { slots_per_task_manager: parallelism, ..MiniClusterConfig::default() };
                 let cluster = MiniCluster::start(config).await?;
@@ -119,50 +165,34 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
                 cluster.shutdown().await;
                 result?.into_result()
             })?;
-            let d = details.details;
-            let first = d.first_record_after.context("the job handled no record")?;
-            let end = d.input_ended_after.context("the job did not report its end of input")?;
-            let seconds = (end - first).as_secs_f64();
-            let events = d.source_records();
-            let result = CaseResult {
-                case: case.clone(),
-                parallelism,
-                events,
-                records_out: count.load(std::sync::atomic::Ordering::Relaxed),
-                seconds,
-                records_per_second: events as f64 / seconds,
-                startup_ms: first.as_secs_f64() * 1000.0,
-            };
-            if !args.json {
-                eprintln!(
-                    "{:<10} p{}  {:>6.2} M rec/s  ({} events in {:.3} s, startup {:.1} ms)",
-                    result.case,
-                    result.parallelism,
-                    result.records_per_second / 1e6,
-                    result.events,
-                    result.seconds,
-                    result.startup_ms
-                );
-            }
-            results.push(result);
+            let r = result(case, "local", parallelism, &details.details)?;
+            print_progress(args.json, &r);
+            results.push(r);
         }
+    }
+    if args.cluster {
+        results.extend(crate::cluster::bench_across_processes(&registry, &args.cases, &job_args(&args)?, |r| {
+            let r = result(&r.0, "cluster", 2, &r.1)?;
+            print_progress(args.json, &r);
+            Ok(r)
+        })?);
     }
     let report = Report { cases: results, peak_rss_bytes: peak_rss() };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "\n{:<10} {:>11} {:>12} {:>10} {:>14} {:>11}",
-            "case", "parallelism", "events", "seconds", "records/s", "startup ms"
+            "\n{:<10} {:<8} {:>11} {:>12} {:>10} {:>14} {:>11}",
+            "case", "mode", "parallelism", "events", "seconds", "records/s", "startup ms"
         );
         for r in &report.cases {
             println!(
-                "{:<10} {:>11} {:>12} {:>10.3} {:>14.0} {:>11.1}",
-                r.case, r.parallelism, r.events, r.seconds, r.records_per_second, r.startup_ms
+                "{:<10} {:<8} {:>11} {:>12} {:>10.3} {:>14.0} {:>11.1}",
+                r.case, r.mode, r.parallelism, r.events, r.seconds, r.records_per_second, r.startup_ms
             );
         }
         if let Some(rss) = report.peak_rss_bytes {
-            println!("peak RSS (whole process, all cases): {:.0} MiB", rss as f64 / (1024.0 * 1024.0));
+            println!("peak RSS of this process (all in-process cases): {:.0} MiB", rss as f64 / (1024.0 * 1024.0));
         }
     }
     Ok(())

@@ -13,6 +13,9 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod bench;
+mod cluster;
+mod config;
+mod node;
 
 use std::process::ExitCode;
 
@@ -34,6 +37,19 @@ enum Command {
     Run(RunArgs),
     /// List the jobs this binary can run.
     Jobs,
+    /// List the jobs of a running cluster.
+    List(cluster::DirArg),
+    /// Show a job of a running cluster: status, subtasks, where they run, records.
+    Status(cluster::JobIdArg),
+    /// Cancel a job of a running cluster; returns when it has stopped everywhere.
+    Cancel(cluster::JobIdArg),
+    /// Manage a local standalone cluster (processes on this machine).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Run a JobManager process (as `weir cluster start` does).
+    Jobmanager(node::JobManagerArgs),
+    /// Run a TaskManager process (as `weir cluster start` does).
+    Taskmanager(node::TaskManagerArgs),
     /// Measure throughput of stateless, keyed and windowed pipelines on a MiniCluster.
     Bench(bench::BenchArgs),
 }
@@ -42,16 +58,22 @@ enum Command {
 struct RunArgs {
     /// The registered job (see `weir jobs`).
     job: String,
-    /// Run on an embedded MiniCluster in this process.
+    /// Run on an embedded MiniCluster in this process instead of a running cluster.
     #[arg(long)]
     local: bool,
+    /// Submit and return at once, printing the job id (cluster mode).
+    #[arg(long)]
+    detached: bool,
+    /// The cluster directory (default: $WEIR_CLUSTER_DIR, else ~/.weir/cluster).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
     /// Default parallelism of the job's operators.
     #[arg(long, short = 'p', default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=32768))]
     parallelism: u64,
-    /// Slots per TaskManager of the MiniCluster (default: the parallelism).
+    /// Slots per TaskManager of the MiniCluster (--local; default: the parallelism).
     #[arg(long)]
     slots: Option<usize>,
-    /// TaskManagers of the MiniCluster.
+    /// TaskManagers of the MiniCluster (--local).
     #[arg(long, default_value_t = 1)]
     task_managers: usize,
     /// The job's arguments, after `--`.
@@ -65,12 +87,15 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")
 }
 
 /// Runs the CLI with the given job registry; returns the process exit code.
 pub fn main(registry: JobRegistry) -> ExitCode {
+    // Every binary carries the benchmark pipelines, so `weir bench --cluster` finds them on
+    // its TaskManagers.
+    let registry = bench::register(registry);
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
@@ -82,6 +107,12 @@ pub fn main(registry: JobRegistry) -> ExitCode {
             }
             Ok(())
         }
+        Command::List(a) => cluster::list(a.dir),
+        Command::Status(a) => cluster::job_status(a),
+        Command::Cancel(a) => cluster::cancel(a),
+        Command::Cluster(c) => cluster::command(c),
+        Command::Jobmanager(a) => node::job_manager(&registry, a),
+        Command::Taskmanager(a) => node::task_manager(&registry, a),
         Command::Bench(args) => bench::run(args),
     };
     match result {
@@ -94,10 +125,10 @@ pub fn main(registry: JobRegistry) -> ExitCode {
 }
 
 fn run(registry: &JobRegistry, args: RunArgs) -> anyhow::Result<()> {
-    if !args.local {
-        bail!("cluster mode is not available yet: run the job on an embedded MiniCluster with --local");
-    }
     let parallelism = args.parallelism as usize;
+    if !args.local {
+        return cluster::run(registry, &args.job, &args.args, parallelism, args.detached, args.dir);
+    }
     let job_args = JobArgs::parse(&args.args)?;
     let job = JobSubmission::from_registry(registry, &args.job, job_args, parallelism)?;
     // Client-side planning first: bad arguments fail here, before any actor starts.

@@ -9,12 +9,14 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod alerts;
+mod throttle;
 
 use std::time::Duration;
 
 use weir_actors::prelude::*;
 
 pub use alerts::BurstAlerts;
+pub use throttle::ThrottledSink;
 
 /// Every example job, by name.
 pub fn registry() -> JobRegistry {
@@ -26,6 +28,11 @@ pub fn registry() -> JobRegistry {
             "alerts",
             "a hand-written keyed operator: alert when a user clicks more than --threshold times within --within-ms",
             alerts,
+        )
+        .job(
+            "slow-sink",
+            "backpressure: clicks into a sink that takes at most --sink-rate records/s per subtask",
+            slow_sink,
         )
 }
 
@@ -95,4 +102,35 @@ pub fn alerts(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
         .process("bursts", move || BurstAlerts::new(threshold, within))
         .sink("output", FileSink::new(output));
     Ok(())
+}
+
+/// `slow-sink`: generated clicks, keyed by user, into a sink that takes at most
+/// `--sink-rate` (default 1000) clicks per second per subtask and writes each as a
+/// `user<TAB>index` line. The source runs only as fast as the sink lets it: backpressure,
+/// across processes too.
+pub fn slow_sink(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let config = GeneratorConfig::from_args(args)?;
+    let rate: f64 = args.parse_or("sink-rate", 1000.0)?;
+    if !(rate > 0.0 && rate.is_finite()) {
+        return Err(WeirError::Argument("--sink-rate must be a positive number of records per second".into()));
+    }
+    let output = args.get("output")?.to_owned();
+    env.source("clicks", Generator::new(config))
+        .key_by(|c: &Click| c.user)
+        .process("by-user", || PassThrough)
+        .sink("throttled", ThrottledSink::new(rate, output));
+    Ok(())
+}
+
+/// Forwards each click; it only gives the keyed exchange an operator to end in.
+struct PassThrough;
+
+impl KeyedProcessFunction for PassThrough {
+    type Key = u32;
+    type In = Click;
+    type Out = Click;
+    fn process(&mut self, click: Click, ctx: &mut KeyedContext<'_, u32, Click>) -> Result<()> {
+        ctx.emit(click);
+        Ok(())
+    }
 }

@@ -155,3 +155,11 @@ fn alerts() {
     }
     check_example("alerts", &args, oracle);
 }
+
+#[test]
+fn slow_sink() {
+    let (mut args, config) = generator_args(&[]);
+    args.extend(["--sink-rate", "1000000"]);
+    let oracle = events(&config).iter().map(|c| format!("{}\t{}", c.user, c.index)).collect();
+    check_example("slow-sink", &args, oracle);
+}

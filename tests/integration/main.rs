@@ -3,6 +3,7 @@
 
 mod backpressure;
 mod cli;
+mod cluster;
 mod golden;
 mod supervision;
 mod support;

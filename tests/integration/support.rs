@@ -69,8 +69,14 @@ where
 
 /// Runs the `weir` binary with `args`, killing it if it runs longer than `timeout`.
 pub(crate) fn weir(args: &[&str], timeout: Duration) -> Output {
+    weir_with_env(args, &[], timeout)
+}
+
+/// As [`weir`], with extra environment variables for the process (and what it starts).
+pub(crate) fn weir_with_env(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(repo_root())
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

@@ -141,18 +141,28 @@ impl Actor for DispatcherActor {
                         let _ = reply.send(Ok(result.details.clone()));
                     }
                     (None, Some(master)) => {
-                        // The JobMaster answers the caller directly.
-                        let master = master.clone();
+                        // The JobMaster answers the caller directly. If it has just ended, its
+                        // `Terminated` report is already in this mailbox (it is sent before the
+                        // JobMaster stops), so asking again here finds the final result.
+                        let (master, dispatcher) = (master.clone(), myself.clone());
                         tokio::spawn(async move {
-                            let details = match master.call(JobMasterMessage::Details, None).await {
-                                Ok(ractor::rpc::CallResult::Success(d)) => Ok(d),
-                                _ => Err(WeirError::runtime("the job master did not answer")),
-                            };
-                            let _ = reply.send(details);
+                            match master.call(JobMasterMessage::Details, None).await {
+                                Ok(ractor::rpc::CallResult::Success(d)) => {
+                                    let _ = reply.send(Ok(d));
+                                }
+                                _ if master.get_status() > ractor::ActorStatus::Upgrading => {
+                                    let _ = dispatcher.cast(DispatcherMessage::Details(id, reply));
+                                }
+                                _ => {
+                                    let _ = reply.send(Err(WeirError::runtime("the job master did not answer")));
+                                }
+                            }
                         });
                     }
                     (None, None) => {
-                        let _ = reply.send(Err(unknown(id)));
+                        // The JobMaster stopped and its `Terminated` report is still queued
+                        // behind this message (supervision events overtake messages).
+                        let _ = myself.cast(DispatcherMessage::Details(id, reply));
                     }
                 },
             },
@@ -216,7 +226,13 @@ impl Actor for DispatcherActor {
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
-                state.masters.remove(&cell.get_id());
+                // A JobMaster that stopped has reported its job's end (or never will): stop
+                // forwarding questions to it.
+                if let Some(id) = state.masters.remove(&cell.get_id())
+                    && let Some(job) = state.jobs.get_mut(&id)
+                {
+                    job.master = None;
+                }
             }
             _ => {}
         }

@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::cluster::dispatcher::DispatcherMessage;
 use crate::cluster::resource_manager::{ResourceManagerMessage, SlotGrant};
-use crate::cluster::task_executor::{TaskDeployment, TaskExecutorMessage};
+use crate::cluster::task_executor::{SlotLocation, TaskDeployment, TaskExecutorMessage};
 use crate::cluster::{
     ExecutionId, Failure, JobDetails, JobResult, JobStatus, SubtaskDetails, TaskState, VertexDetails, ask,
 };
@@ -88,6 +88,8 @@ pub struct JobMasterState {
     /// The recorded cause is only a consequence; a root cause replaces it.
     cause_secondary: bool,
     started: Instant,
+    /// Submission time on the processing-time clock (epoch ms), for task timings.
+    started_ms: i64,
     ended: Option<Instant>,
     attempt: u32,
     slots: Vec<SlotGrant>,
@@ -123,12 +125,13 @@ impl JobMasterState {
                     .collect(),
             })
             .collect();
-        let since = |i: Option<&Instant>| i.map(|i| i.saturating_duration_since(self.started));
-        let first_record_after = self.tasks.values().filter_map(|t| since(t.metrics.first_record.get())).min();
-        let all_finished = self.tasks.len() == self.job.graph.subtask_count()
-            && self.tasks.values().all(|t| t.metrics.finished.get().is_some());
+        let snapshots: Vec<_> = self.tasks.values().map(|t| t.metrics.snapshot()).collect();
+        let since = |ms: i64| std::time::Duration::from_millis(ms.saturating_sub(self.started_ms).max(0) as u64);
+        let first_record_after = snapshots.iter().filter_map(|s| s.first_record_ms).min().map(since);
+        let all_finished =
+            self.tasks.len() == self.job.graph.subtask_count() && snapshots.iter().all(|s| s.finished_ms.is_some());
         let input_ended_after =
-            if all_finished { self.tasks.values().filter_map(|t| since(t.metrics.finished.get())).max() } else { None };
+            if all_finished { snapshots.iter().filter_map(|s| s.finished_ms).max().map(since) } else { None };
         JobDetails {
             first_record_after,
             input_ended_after,
@@ -210,6 +213,12 @@ impl JobMasterState {
         })??;
         self.slots = slots;
         self.status = JobStatus::Running;
+        let slots: Arc<Vec<SlotLocation>> = Arc::new(
+            self.slots
+                .iter()
+                .map(|s| SlotLocation { task_manager: s.task_manager.clone(), data_addr: s.data_addr })
+                .collect(),
+        );
         let vertices: Vec<(usize, usize)> = self.job.graph.vertices.iter().map(|v| (v.id, v.parallelism)).collect();
         for (vertex, parallelism) in vertices {
             for index in 0..parallelism {
@@ -218,9 +227,10 @@ impl JobMasterState {
                 }
                 let metrics = Arc::new(TaskMetrics::default());
                 let deployment = TaskDeployment {
+                    slots: slots.clone(),
                     execution: self.execution(vertex, index),
                     job_name: self.job.name.clone(),
-                    builder: self.job.builder.clone(),
+                    builder: Some(self.job.builder.clone()),
                     args: self.job.args.clone(),
                     parallelism: self.job.parallelism,
                     fingerprint: self.job.graph.fingerprint,
@@ -262,6 +272,7 @@ impl Actor for JobMasterActor {
             cause: None,
             cause_secondary: false,
             started: Instant::now(),
+            started_ms: crate::time::wall_clock_ms(),
             ended: None,
             attempt: 0,
             slots: Vec::new(),

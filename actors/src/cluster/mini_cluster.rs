@@ -121,7 +121,10 @@ impl MiniCluster {
                 slots: config.slots_per_task_manager,
                 resource_manager: resource_manager.clone(),
                 shuffle: shuffle.clone(),
+                net: None,
                 clock: clock.clone(),
+                registry: None,
+                data_addr: None,
             };
             let (tm, _) = Actor::spawn(None, TaskManagerSupervisor, (args, RestartIntensity::default()))
                 .await

@@ -24,6 +24,8 @@ use crate::job::JobId;
 pub struct SlotGrant {
     /// The TaskManager holding the slot.
     pub task_manager: String,
+    /// Where its data streams are accepted (`None`: in this process).
+    pub data_addr: Option<std::net::SocketAddr>,
     /// Its TaskExecutor.
     pub executor: ActorRef<TaskExecutorMessage>,
 }
@@ -36,6 +38,8 @@ pub enum ResourceManagerMessage {
         task_manager: String,
         /// Slots offered.
         slots: usize,
+        /// Where its data streams are accepted (`None`: in this process).
+        data_addr: Option<std::net::SocketAddr>,
         /// The executor.
         executor: ActorRef<TaskExecutorMessage>,
         /// Ok, or why it was refused.
@@ -71,6 +75,7 @@ pub struct ResourceManagerArgs {
 
 struct Registered {
     executor: ActorRef<TaskExecutorMessage>,
+    data_addr: Option<std::net::SocketAddr>,
     slots: usize,
     /// Per slot: the job holding it.
     allocated: Vec<Option<JobId>>,
@@ -112,7 +117,7 @@ impl ResourceManagerState {
                 .expect("checked free slots");
             let slot = tm.allocated.iter().position(Option::is_none).expect("checked free slots");
             tm.allocated[slot] = Some(job);
-            grants.push(SlotGrant { task_manager: id.clone(), executor: tm.executor.clone() });
+            grants.push(SlotGrant { task_manager: id.clone(), data_addr: tm.data_addr, executor: tm.executor.clone() });
         }
         grants
     }
@@ -167,13 +172,15 @@ impl Actor for ResourceManagerActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ResourceManagerMessage::Register { task_manager, slots, executor, reply } => {
+            ResourceManagerMessage::Register { task_manager, slots, data_addr, executor, reply } => {
                 if state.task_managers.contains_key(&task_manager) {
                     warn!(task_manager = %task_manager, "task executor registered again: the old one is lost");
                     state.lose(&task_manager);
                 }
                 info!(task_manager = %task_manager, slots, "task executor registered");
-                state.task_managers.insert(task_manager, Registered { executor, slots, allocated: vec![None; slots] });
+                state
+                    .task_managers
+                    .insert(task_manager, Registered { executor, data_addr, slots, allocated: vec![None; slots] });
                 let _ = reply.send(Ok(()));
                 state.serve_pending();
             }

@@ -158,6 +158,9 @@ struct SubtaskBody {
     read_records: u64,
     write_records: u64,
     backpressure_ms: u64,
+    /// Records waiting in its output channels now, and the most there ever were.
+    queued_out: u64,
+    peak_queued_out: u64,
 }
 
 #[derive(Serialize)]
@@ -227,6 +230,8 @@ impl From<JobDetails> for JobDetailsBody {
                         read_records: s.metrics.records_in,
                         write_records: s.metrics.records_out,
                         backpressure_ms: s.metrics.backpressure_ms,
+                        queued_out: s.metrics.queued_out,
+                        peak_queued_out: s.metrics.peak_queued_out,
                     })
                     .collect(),
             })

@@ -27,9 +27,9 @@ use crate::cluster::subtask::{SubtaskActor, SubtaskArgs, SubtaskMessage};
 use crate::cluster::{ExecutionId, Failure, TaskState, ask};
 use crate::error::{Result, WeirError};
 use crate::graph::{ExecutableGraph, build_job};
-use crate::job::{JobArgs, JobFn, JobId};
+use crate::job::{JobArgs, JobFn, JobId, JobRegistry};
 use crate::runtime::io::TaskMetrics;
-use crate::runtime::task::{SubtaskSpec, build_subtask};
+use crate::runtime::task::{RemoteWiring, SubtaskSpec, build_subtask};
 use crate::time::SharedClock;
 
 /// One subtask to run.
@@ -38,8 +38,9 @@ pub struct TaskDeployment {
     pub execution: ExecutionId,
     /// The registered job name.
     pub job_name: String,
-    /// The job builder (in-process; remote nodes look the name up in their registry).
-    pub builder: JobFn,
+    /// The job builder when the JobMaster shares this process; otherwise the executor looks
+    /// the job up by name in its own registry.
+    pub builder: Option<JobFn>,
     /// The job's arguments.
     pub args: JobArgs,
     /// The job's default parallelism.
@@ -50,6 +51,18 @@ pub struct TaskDeployment {
     pub job_master: ActorRef<JobMasterMessage>,
     /// Counters the JobMaster reads.
     pub metrics: Arc<TaskMetrics>,
+    /// Where every slot of the job is, by subtask index (slot sharing: subtask `i` of every
+    /// vertex runs in slot `i`).
+    pub slots: Arc<Vec<SlotLocation>>,
+}
+
+/// Where one slot of a job is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SlotLocation {
+    /// The TaskManager holding it.
+    pub task_manager: String,
+    /// Where that TaskManager accepts data streams (`None`: in the JobManager's process).
+    pub data_addr: Option<std::net::SocketAddr>,
 }
 
 /// Messages of a TaskExecutor.
@@ -75,8 +88,14 @@ pub struct TaskExecutorArgs {
     pub resource_manager: ActorRef<ResourceManagerMessage>,
     /// The process's local shuffle.
     pub shuffle: Arc<LocalShuffle>,
+    /// Channels to other processes (cluster mode).
+    pub net: Option<Arc<weir_dataplane::NetShuffle>>,
     /// Processing-time clock.
     pub clock: SharedClock,
+    /// The jobs this binary carries, for deployments that come without a builder.
+    pub registry: Option<JobRegistry>,
+    /// Where this TaskManager accepts data streams from other processes.
+    pub data_addr: Option<std::net::SocketAddr>,
 }
 
 struct Running {
@@ -97,7 +116,16 @@ impl TaskExecutorState {
         if let Some(g) = self.graphs.get(&d.execution.job) {
             return Ok(g.clone());
         }
-        let graph = build_job(&d.job_name, &d.builder, &d.args, d.parallelism, false)?;
+        let builder = match (&d.builder, &self.args.registry) {
+            (Some(builder), _) => builder.clone(),
+            (None, Some(registry)) => registry.get(&d.job_name)?.builder.clone(),
+            (None, None) => {
+                return Err(WeirError::runtime(
+                    "a deployment without a builder reached an executor without a registry",
+                ));
+            }
+        };
+        let graph = build_job(&d.job_name, &builder, &d.args, d.parallelism, false)?;
         if graph.job.fingerprint != d.fingerprint {
             return Err(WeirError::Graph(format!(
                 "job '{}' builds a different plan here (fingerprint {}) than the one submitted ({:016x}): the nodes run different builds",
@@ -126,6 +154,11 @@ impl TaskExecutorState {
             shuffle: &self.args.shuffle,
             clock: self.args.clock.clone(),
             metrics: d.metrics.clone(),
+            remote: self.args.net.as_ref().map(|net| RemoteWiring {
+                net,
+                task_manager: &self.args.task_manager,
+                slots: &d.slots,
+            }),
         })?;
         let args = SubtaskArgs { execution: e, name, task, job_master: d.job_master.clone() };
         let (actor, _) = Actor::spawn_linked(None, SubtaskActor, args, myself.get_cell())
@@ -153,6 +186,7 @@ impl Actor for TaskExecutorActor {
             ask!(args.resource_manager, "the resource manager", |reply| ResourceManagerMessage::Register {
                 task_manager: args.task_manager.clone(),
                 slots: args.slots,
+                data_addr: args.data_addr,
                 executor: myself.clone(),
                 reply,
             })?;
@@ -180,6 +214,9 @@ impl Actor for TaskExecutorActor {
             TaskExecutorMessage::ReleaseJob(job) => {
                 state.graphs.remove(&job);
                 state.args.shuffle.release_job(job.0);
+                if let Some(net) = &state.args.net {
+                    net.release_job(job.0);
+                }
             }
             TaskExecutorMessage::RunningTasks(reply) => {
                 let _ = reply.send(state.running.values().map(|r| r.execution).collect());

@@ -40,11 +40,18 @@ fn writer<T: Data>(edges: Vec<WriterEdge>, wiring: &TaskWiring<'_>) -> Result<(A
     let mut writers = Vec::with_capacity(edges.len());
     let mut outputs: Vec<Box<dyn ErasedOutput>> = Vec::with_capacity(edges.len());
     for edge in edges {
+        let capacity = wiring.batch.channel_capacity;
         let senders = edge
             .channels
             .iter()
-            .map(|id| wiring.shuffle.sender::<T>(*id, wiring.batch.channel_capacity))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+            .map(|&(id, peer)| match (peer, wiring.net) {
+                (None, _) => Ok(wiring.shuffle.sender::<T>(id, capacity)?),
+                (Some(peer), Some(net)) => Ok(net.remote_sender::<T>(id, peer, capacity)),
+                (Some(peer), None) => {
+                    Err(WeirError::runtime(format!("channel {id} leads to {peer}, but this process has no network")))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
         let key_group = match edge.key_group {
             Some(any) => Some(
                 any.downcast::<KeyGroupFn<T>>()
@@ -98,16 +105,23 @@ impl<In: Data, Out: Data> NodeFactory for OperatorNode<In, Out> {
         &self,
         name: Arc<str>,
         down: AnyBox,
-        inputs: Vec<ChannelId>,
+        inputs: Vec<(ChannelId, bool)>,
         wiring: &TaskWiring<'_>,
         io: TaskIo,
         outputs: Vec<Box<dyn ErasedOutput>>,
     ) -> Result<TaskFuture> {
         let head = (self.make)(name, typed::<Out>(down));
+        let capacity = wiring.batch.channel_capacity;
         let receivers = inputs
             .iter()
-            .map(|id| wiring.shuffle.receiver::<In>(*id, wiring.batch.channel_capacity))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+            .map(|&(id, remote)| match (remote, wiring.net) {
+                (false, _) => Ok(wiring.shuffle.receiver::<In>(id, capacity)?),
+                (true, Some(net)) => Ok(net.remote_receiver::<In>(id, capacity)),
+                (true, None) => Err(WeirError::runtime(format!(
+                    "channel {id} comes from another process, but this process has no network"
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Box::pin(run_input(InputGate::new(receivers), head, io, outputs, wiring.batch)))
     }
     fn validate(&self) -> Result<()> {
@@ -143,7 +157,7 @@ impl<S: Source + Clone + Sync> NodeFactory for SourceNode<S> {
         &self,
         name: Arc<str>,
         down: AnyBox,
-        _inputs: Vec<ChannelId>,
+        _inputs: Vec<(ChannelId, bool)>,
         wiring: &TaskWiring<'_>,
         io: TaskIo,
         outputs: Vec<Box<dyn ErasedOutput>>,

@@ -139,7 +139,7 @@ pub(crate) async fn run_input<T: Data>(
                 let Some((channel, elements)) = next else {
                     return Err(WeirError::Disconnected("an upstream subtask ended without end-of-data (it failed or was cancelled)".into()));
                 };
-                io.metrics.first_record.get_or_init(Instant::now);
+                io.metrics.mark_first_record(io.now_ms());
                 io.metrics.records_in.fetch_add(records_in(&elements), std::sync::atomic::Ordering::Relaxed);
                 for element in elements {
                     match element {
@@ -203,7 +203,7 @@ async fn finish<T>(head: &mut dyn Link<T>, io: &mut TaskIo, outputs: &mut [Box<d
     check(io)?;
     drain(io, outputs).await?;
     io.publish_metrics();
-    io.metrics.finished.get_or_init(Instant::now);
+    io.metrics.mark_finished(io.now_ms());
     check(io)
 }
 
@@ -250,7 +250,7 @@ pub(crate) async fn run_source<S: Source>(
         let poll = source.poll_next(&mut ctx).map_err(|e| e.in_operator(&name))?;
         let emitted = ctx.emitted as u64;
         if emitted > 0 {
-            io.metrics.first_record.get_or_init(Instant::now);
+            io.metrics.mark_first_record(io.now_ms());
         }
         io.metrics.records_in.fetch_add(emitted, std::sync::atomic::Ordering::Relaxed);
         if let Some(bound) = strategy.out_of_orderness_ms
@@ -329,12 +329,15 @@ fn build_down(
             let consumers = edge.partitioning.consumers_of(subtask, p_up, p_down);
             let channels = consumers
                 .clone()
-                .map(|c| ChannelId {
-                    job: job.0,
-                    attempt,
-                    edge: edge_id as u32,
-                    producer: subtask as u32,
-                    consumer: c as u32,
+                .map(|c| {
+                    let id = ChannelId {
+                        job: job.0,
+                        attempt,
+                        edge: edge_id as u32,
+                        producer: subtask as u32,
+                        consumer: c as u32,
+                    };
+                    (id, wiring.remote_peer(c))
                 })
                 .collect();
             edges.push(WriterEdge {
@@ -367,6 +370,16 @@ pub(crate) struct SubtaskSpec<'a> {
     pub(crate) shuffle: &'a weir_dataplane::LocalShuffle,
     pub(crate) clock: SharedClock,
     pub(crate) metrics: Arc<TaskMetrics>,
+    /// Channels to other processes, this TaskManager's id and where every slot of the job is
+    /// (cluster mode; `None` in a MiniCluster).
+    pub(crate) remote: Option<RemoteWiring<'a>>,
+}
+
+/// What a subtask needs to wire channels to other processes.
+pub(crate) struct RemoteWiring<'a> {
+    pub(crate) net: &'a Arc<weir_dataplane::NetShuffle>,
+    pub(crate) task_manager: &'a str,
+    pub(crate) slots: &'a [crate::cluster::task_executor::SlotLocation],
 }
 
 /// Wires one subtask's chain and returns its processing loop.
@@ -382,24 +395,33 @@ pub(crate) fn build_subtask(spec: SubtaskSpec<'_>) -> Result<TaskFuture> {
         max_parallelism: graph.job.max_parallelism,
         attempt: spec.attempt,
     });
-    let wiring =
-        TaskWiring { shuffle: spec.shuffle, batch: graph.stream.batch, max_parallelism: graph.job.max_parallelism };
+    let wiring = TaskWiring {
+        shuffle: spec.shuffle,
+        net: spec.remote.as_ref().map(|r| r.net),
+        slots: spec.remote.as_ref().map(|r| (r.task_manager, r.slots)),
+        batch: graph.stream.batch,
+        max_parallelism: graph.job.max_parallelism,
+    };
     let mut outputs = Vec::new();
     let head = vertex.head;
     let down = build_down(graph, head, spec.index, spec.job, spec.attempt, &wiring, &mut outputs)?;
-    let inputs: Vec<ChannelId> = graph
+    let inputs: Vec<(ChannelId, bool)> = graph
         .job
         .edges
         .iter()
         .filter(|e| e.to_node == head)
         .flat_map(|e| {
             let p_up = graph.node_parallelism[e.from_node];
-            e.partitioning.producers_of(spec.index, p_up, vertex.parallelism).map(move |p| ChannelId {
-                job: spec.job.0,
-                attempt: spec.attempt,
-                edge: e.id as u32,
-                producer: p as u32,
-                consumer: spec.index as u32,
+            let wiring = &wiring;
+            e.partitioning.producers_of(spec.index, p_up, vertex.parallelism).map(move |p| {
+                let id = ChannelId {
+                    job: spec.job.0,
+                    attempt: spec.attempt,
+                    edge: e.id as u32,
+                    producer: p as u32,
+                    consumer: spec.index as u32,
+                };
+                (id, wiring.remote_peer(p).is_some())
             })
         })
         .collect();

@@ -1,0 +1,404 @@
+//! The JobManager process: its supervision tree, the QUIC endpoint TaskManagers and clients
+//! connect to, and one session per connection.
+//!
+//! A TaskManager's session owns a [`TaskManagerProxy`]: an actor with the TaskExecutor's
+//! message type that the ResourceManager and JobMasters use as if the executor were local.
+//! The session reads the TaskManager's messages, answers heartbeats, relays task states to
+//! their JobMasters and subtask counters into the JobMasters' metrics, and declares the
+//! TaskManager lost when its connection drops or it stays silent past the heartbeat timeout.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::time::Instant;
+use tracing::{info, warn};
+use weir_dataplane::{ControlReceiver, ControlSender, NetConfig, NetEndpoint, NodeIdentity, accept_control};
+
+use crate::cluster::dispatcher::DispatcherMessage;
+use crate::cluster::job_master::{JobMasterMessage, PreparedJob};
+use crate::cluster::resource_manager::{ResourceManagerArgs, ResourceManagerMessage};
+use crate::cluster::supervisor::{JobManagerSupervisor, JobManagerSupervisorMessage};
+use crate::cluster::task_executor::TaskExecutorMessage;
+use crate::cluster::{ExecutionId, ask};
+use crate::error::{Result, WeirError};
+use crate::graph::build_job;
+use crate::job::{JobId, JobRegistry};
+use crate::remote::HeartbeatConfig;
+use crate::remote::protocol::{
+    ClientRequest, ClientResponse, ClusterOverview, FromTaskManager, Hello, ToTaskManager, WireDeployment,
+};
+use crate::runtime::io::TaskMetrics;
+
+/// How a JobManager process runs.
+#[derive(Clone)]
+pub struct JobManagerConfig {
+    /// Where TaskManagers and clients connect (QUIC).
+    pub bind: SocketAddr,
+    /// The cluster identity (CA and this node's certificate).
+    pub identity: NodeIdentity,
+    /// Transport settings.
+    pub net: NetConfig,
+    /// Heartbeats with TaskManagers.
+    pub heartbeat: HeartbeatConfig,
+    /// The jobs this binary carries.
+    pub registry: JobRegistry,
+    /// How long a job waits for slots held by other jobs.
+    pub slot_request_timeout: Duration,
+}
+
+/// A running JobManager.
+pub struct JobManager {
+    endpoint: Arc<NetEndpoint>,
+    supervisor: ActorRef<JobManagerSupervisorMessage>,
+    dispatcher: ActorRef<DispatcherMessage>,
+    resource_manager: ActorRef<ResourceManagerMessage>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+/// Connections refused at the door (kept for `cluster status`).
+type Refusals = Arc<Mutex<Vec<String>>>;
+
+#[derive(Clone)]
+struct Shared {
+    dispatcher: ActorRef<DispatcherMessage>,
+    resource_manager: ActorRef<ResourceManagerMessage>,
+    registry: JobRegistry,
+    fingerprint: u64,
+    heartbeat: HeartbeatConfig,
+    max_frame: usize,
+    refused: Refusals,
+}
+
+fn refuse(refused: &Refusals, what: String) {
+    warn!("{what}");
+    let mut list = refused.lock().expect("refusals lock");
+    list.push(what);
+    let excess = list.len().saturating_sub(20);
+    list.drain(..excess);
+}
+
+impl JobManager {
+    /// Starts the supervision tree and the endpoint.
+    pub async fn start(config: JobManagerConfig) -> Result<JobManager> {
+        let (supervisor, _) = Actor::spawn(
+            None,
+            JobManagerSupervisor,
+            ResourceManagerArgs { slot_request_timeout: config.slot_request_timeout },
+        )
+        .await
+        .map_err(|e| WeirError::runtime(format!("cannot start the job manager: {e}")))?;
+        let (dispatcher, resource_manager) =
+            ask!(supervisor, "the job manager", JobManagerSupervisorMessage::Components)?;
+        let endpoint = NetEndpoint::bind(config.bind, &config.identity, config.net.clone())?;
+        info!(addr = %endpoint.local_addr(), "job manager listening");
+        let shared = Shared {
+            dispatcher: dispatcher.clone(),
+            resource_manager: resource_manager.clone(),
+            fingerprint: config.registry.fingerprint(),
+            registry: config.registry,
+            heartbeat: config.heartbeat,
+            max_frame: config.net.max_frame_bytes,
+            refused: Arc::new(Mutex::new(Vec::new())),
+        };
+        let accept = tokio::spawn(accept_loop(endpoint.clone(), shared));
+        Ok(JobManager { endpoint, supervisor, dispatcher, resource_manager, accept })
+    }
+
+    /// Where TaskManagers and clients connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.endpoint.local_addr()
+    }
+
+    /// The Dispatcher and ResourceManager (for the REST server).
+    pub fn components(&self) -> (ActorRef<DispatcherMessage>, ActorRef<ResourceManagerMessage>) {
+        (self.dispatcher.clone(), self.resource_manager.clone())
+    }
+
+    /// Waits until the supervision tree stops (it only does when a component fails).
+    pub async fn wait(&self) {
+        let _ = self.supervisor.wait(None).await;
+    }
+
+    /// Stops everything.
+    pub async fn shutdown(self) {
+        self.accept.abort();
+        self.endpoint.close();
+        let _ = self.supervisor.stop_and_wait(None, Some(Duration::from_secs(5))).await;
+    }
+}
+
+async fn accept_loop(endpoint: Arc<NetEndpoint>, shared: Shared) {
+    while let Some(incoming) = endpoint.accept().await {
+        match incoming {
+            Ok(conn) => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let peer = conn.remote_address();
+                    if let Err(e) = session(conn, shared).await {
+                        warn!(%peer, "session ended: {e}");
+                    }
+                });
+            }
+            Err(e) => refuse(&shared.refused, format!("refused a connection: {e}")),
+        }
+    }
+}
+
+async fn session(conn: quinn::Connection, shared: Shared) -> Result<()> {
+    let (mut tx, mut rx) = accept_control(&conn, shared.max_frame).await?;
+    match rx.recv::<Hello>().await? {
+        Some(Hello::TaskManager(hello)) => {
+            if hello.registry_fingerprint != shared.fingerprint {
+                let reason = format!(
+                    "task manager '{}' runs a different build: its job registry fingerprint is {:016x}, the job manager's is {:016x}",
+                    hello.task_manager, hello.registry_fingerprint, shared.fingerprint
+                );
+                refuse(&shared.refused, reason.clone());
+                tx.send(&ToTaskManager::Welcome(Err(reason))).await?;
+                let _ = tx.finish().await;
+                return Ok(());
+            }
+            tx.send(&ToTaskManager::Welcome(Ok(()))).await?;
+            info!(task_manager = %hello.task_manager, peer = %conn.remote_address(), "task manager connected");
+            task_manager_session(conn, tx, rx, hello.task_manager, hello.data_addr, shared).await
+        }
+        Some(Hello::Client) => client_session(tx, rx, shared).await,
+        None => Ok(()),
+    }
+}
+
+/// What a TaskManager's session shares with its proxy actor.
+struct Link {
+    tx: tokio::sync::Mutex<ControlSender>,
+    next_request: AtomicU64,
+    deploys: Mutex<HashMap<u64, RpcReplyPort<Result<()>>>>,
+    running: Mutex<HashMap<u64, RpcReplyPort<Vec<ExecutionId>>>>,
+    metrics: Mutex<HashMap<ExecutionId, Arc<TaskMetrics>>>,
+    job_masters: Mutex<HashMap<JobId, ActorRef<JobMasterMessage>>>,
+}
+
+impl Link {
+    async fn send(&self, message: &ToTaskManager) -> Result<()> {
+        Ok(self.tx.lock().await.send(message).await?)
+    }
+
+    /// Fails every request still waiting for the TaskManager.
+    fn fail_pending(&self, reason: &str) {
+        for (_, reply) in self.deploys.lock().expect("link lock").drain() {
+            let _ = reply.send(Err(WeirError::runtime(reason)));
+        }
+        for (_, reply) in self.running.lock().expect("link lock").drain() {
+            let _ = reply.send(Vec::new());
+        }
+    }
+}
+
+/// A remote TaskExecutor, as the ResourceManager and JobMasters see it.
+struct TaskManagerProxy;
+
+impl Actor for TaskManagerProxy {
+    type Msg = TaskExecutorMessage;
+    type State = Arc<Link>;
+    type Arguments = Arc<Link>;
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, link: Arc<Link>) -> Result<Arc<Link>, ActorProcessingErr> {
+        Ok(link)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        link: &mut Arc<Link>,
+    ) -> Result<(), ActorProcessingErr> {
+        let request = link.next_request.fetch_add(1, Ordering::Relaxed);
+        let sent = match message {
+            TaskExecutorMessage::Deploy(d, reply) => {
+                let e = d.execution;
+                link.metrics.lock().expect("link lock").insert(e, d.metrics.clone());
+                link.job_masters.lock().expect("link lock").insert(e.job, d.job_master.clone());
+                link.deploys.lock().expect("link lock").insert(request, reply);
+                let deployment = WireDeployment {
+                    execution: e,
+                    job_name: d.job_name,
+                    args: d.args,
+                    parallelism: d.parallelism,
+                    fingerprint: d.fingerprint,
+                    slots: d.slots.as_ref().clone(),
+                };
+                link.send(&ToTaskManager::Deploy { request, deployment }).await
+            }
+            TaskExecutorMessage::Cancel(e) => link.send(&ToTaskManager::Cancel(e)).await,
+            TaskExecutorMessage::ReleaseJob(job) => {
+                link.metrics.lock().expect("link lock").retain(|e, _| e.job != job);
+                link.job_masters.lock().expect("link lock").remove(&job);
+                link.send(&ToTaskManager::ReleaseJob(job)).await
+            }
+            TaskExecutorMessage::RunningTasks(reply) => {
+                link.running.lock().expect("link lock").insert(request, reply);
+                link.send(&ToTaskManager::RunningTasks { request }).await
+            }
+        };
+        if let Err(e) = sent {
+            // The session notices the broken connection and declares the TaskManager lost.
+            warn!("cannot reach the task manager: {e}");
+            link.fail_pending("the task manager is unreachable");
+        }
+        Ok(())
+    }
+}
+
+async fn task_manager_session(
+    conn: quinn::Connection,
+    tx: ControlSender,
+    mut rx: ControlReceiver,
+    task_manager: String,
+    data_addr: SocketAddr,
+    shared: Shared,
+) -> Result<()> {
+    let link = Arc::new(Link {
+        tx: tokio::sync::Mutex::new(tx),
+        next_request: AtomicU64::new(0),
+        deploys: Mutex::new(HashMap::new()),
+        running: Mutex::new(HashMap::new()),
+        metrics: Mutex::new(HashMap::new()),
+        job_masters: Mutex::new(HashMap::new()),
+    });
+    let (proxy, _) = Actor::spawn(None, TaskManagerProxy, link.clone())
+        .await
+        .map_err(|e| WeirError::runtime(format!("cannot start the task manager proxy: {e}")))?;
+    let mut last_seen = Instant::now();
+    let mut check = tokio::time::interval(shared.heartbeat.interval);
+    let reason = loop {
+        tokio::select! {
+            message = rx.recv::<FromTaskManager>() => {
+                let message = match message {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break "it closed its connection".to_owned(),
+                    Err(e) => break format!("its connection failed: {e}"),
+                };
+                last_seen = Instant::now();
+                match message {
+                    FromTaskManager::Register(offer) => {
+                        let registered = ask!(shared.resource_manager, "the resource manager", |reply| ResourceManagerMessage::Register {
+                            task_manager: task_manager.clone(),
+                            slots: offer.slots,
+                            data_addr: Some(data_addr),
+                            executor: proxy.clone(),
+                            reply,
+                        })
+                        .and_then(|r| r.map_err(WeirError::runtime))
+                        .map_err(|e| e.to_string());
+                        link.send(&ToTaskManager::Registered(registered)).await?;
+                    }
+                    FromTaskManager::ExecutorLost => {
+                        let _ = shared.resource_manager.cast(ResourceManagerMessage::TaskManagerLost(task_manager.clone()));
+                    }
+                    FromTaskManager::Heartbeat(tasks) => {
+                        {
+                            let metrics = link.metrics.lock().expect("link lock");
+                            for (execution, snapshot) in tasks {
+                                if let Some(m) = metrics.get(&execution) {
+                                    m.set_remote(snapshot);
+                                }
+                            }
+                        }
+                        link.send(&ToTaskManager::HeartbeatAck).await?;
+                    }
+                    FromTaskManager::Deployed { request, result } => {
+                        if let Some(reply) = link.deploys.lock().expect("link lock").remove(&request) {
+                            let _ = reply.send(result.map_err(WeirError::runtime));
+                        }
+                    }
+                    FromTaskManager::TaskState { execution, state, cause, metrics } => {
+                        if let (Some(snapshot), Some(m)) = (metrics, link.metrics.lock().expect("link lock").get(&execution)) {
+                            m.set_remote(snapshot);
+                        }
+                        let master = link.job_masters.lock().expect("link lock").get(&execution.job).cloned();
+                        if let Some(master) = master {
+                            let _ = master.cast(JobMasterMessage::TaskState { execution, state, cause });
+                        }
+                    }
+                    FromTaskManager::RunningTasks { request, tasks } => {
+                        if let Some(reply) = link.running.lock().expect("link lock").remove(&request) {
+                            let _ = reply.send(tasks);
+                        }
+                    }
+                }
+            }
+            _ = check.tick() => {
+                let silent = last_seen.elapsed();
+                if silent > shared.heartbeat.timeout {
+                    break format!("no heartbeat for {:.1} s", silent.as_secs_f64());
+                }
+            }
+        }
+    };
+    warn!(task_manager = %task_manager, %reason, "task manager lost");
+    let _ = shared.resource_manager.cast(ResourceManagerMessage::TaskManagerLost(task_manager.clone()));
+    link.fail_pending(&format!("task manager '{task_manager}' was lost: {reason}"));
+    proxy.stop(None);
+    conn.close(0u32.into(), b"lost");
+    Ok(())
+}
+
+async fn client_session(mut tx: ControlSender, mut rx: ControlReceiver, shared: Shared) -> Result<()> {
+    while let Some(request) = rx.recv::<ClientRequest>().await? {
+        let response = match request {
+            ClientRequest::Submit { job, args, parallelism, graph } => ClientResponse::Submitted(
+                submit(&shared, job, args, parallelism, graph).await.map_err(|e| e.to_string()),
+            ),
+            ClientRequest::List => {
+                ClientResponse::Jobs(ask!(shared.dispatcher, "the dispatcher", DispatcherMessage::List)?)
+            }
+            ClientRequest::Details(id) => ClientResponse::Details(
+                ask!(shared.dispatcher, "the dispatcher", |reply| DispatcherMessage::Details(id, reply))
+                    .and_then(|r| r)
+                    .map(Box::new)
+                    .map_err(|e| e.to_string()),
+            ),
+            ClientRequest::Cancel(id) => ClientResponse::Cancelled(
+                ask!(shared.dispatcher, "the dispatcher", |reply| DispatcherMessage::Cancel(id, reply))
+                    .and_then(|r| r)
+                    .map_err(|e| e.to_string()),
+            ),
+            ClientRequest::Overview => ClientResponse::Overview(ClusterOverview {
+                task_managers: ask!(
+                    shared.resource_manager,
+                    "the resource manager",
+                    ResourceManagerMessage::TaskManagers
+                )?,
+                jobs: ask!(shared.dispatcher, "the dispatcher", DispatcherMessage::List)?,
+                refused: shared.refused.lock().expect("refusals lock").clone(),
+            }),
+        };
+        tx.send(&response).await?;
+    }
+    Ok(())
+}
+
+/// Accepts a client's job: the JobManager rebuilds the plan from its own registry and refuses
+/// it if the client's plan differs (another build of the job).
+async fn submit(
+    shared: &Shared,
+    job: String,
+    args: crate::job::JobArgs,
+    parallelism: usize,
+    graph: crate::graph::JobGraph,
+) -> Result<JobId> {
+    let entry = shared.registry.get(&job)?.clone();
+    let own = build_job(&job, &entry.builder, &args, parallelism, false)?;
+    if own.job.fingerprint != graph.fingerprint {
+        return Err(WeirError::Graph(format!(
+            "the client's plan of '{job}' (fingerprint {}) differs from the job manager's ({}): they run different builds",
+            graph.fingerprint_hex(),
+            own.job.fingerprint_hex()
+        )));
+    }
+    let prepared = PreparedJob { id: JobId::generate(), name: job, builder: entry.builder, args, parallelism, graph };
+    ask!(shared.dispatcher, "the dispatcher", |reply| DispatcherMessage::Submit(Box::new(prepared), reply))?
+}

@@ -1,0 +1,176 @@
+//! The control protocol: versioned postcard messages on one bidirectional stream per
+//! connection (`weir_dataplane::encode_message` puts the version in front of each).
+//!
+//! A connection starts with the opener's [`Hello`]: a TaskManager presents itself (and is
+//! accepted or refused with [`ToTaskManager::Welcome`]), a client just says who it is. After
+//! that a TaskManager sends [`FromTaskManager`] and receives [`ToTaskManager`]; a client sends
+//! [`ClientRequest`]s and gets one [`ClientResponse`] each, in order.
+
+use std::net::SocketAddr;
+
+use crate::cluster::task_executor::SlotLocation;
+use crate::cluster::{ExecutionId, Failure, JobDetails, JobOverview, TaskManagerInfo, TaskState};
+use crate::graph::JobGraph;
+use crate::job::{JobArgs, JobId};
+use crate::runtime::io::TaskMetricsSnapshot;
+
+/// The first message on a connection.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum Hello {
+    /// A TaskManager joins the cluster.
+    TaskManager(TaskManagerHello),
+    /// A client (the CLI) connects.
+    Client,
+}
+
+/// Who a TaskManager is.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TaskManagerHello {
+    /// Its id, unique in the cluster.
+    pub task_manager: String,
+    /// Where it accepts data streams from other TaskManagers.
+    pub data_addr: SocketAddr,
+    /// The fingerprint of the jobs its binary carries: nodes must run the same build.
+    pub registry_fingerprint: u64,
+    /// Its Weir version.
+    pub version: String,
+}
+
+/// A TaskExecutor's offer of slots (repeated when the executor restarts).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SlotOffer {
+    /// How many slots.
+    pub slots: usize,
+}
+
+/// TaskManager → JobManager.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum FromTaskManager {
+    /// The TaskExecutor registers its slots.
+    Register(SlotOffer),
+    /// The TaskExecutor died; its slots and subtasks are gone (a new one will register).
+    ExecutorLost,
+    /// Alive, with the counters of its subtasks.
+    Heartbeat(Vec<(ExecutionId, TaskMetricsSnapshot)>),
+    /// The result of a deployment.
+    Deployed {
+        /// The request it answers.
+        request: u64,
+        /// Ok, or why it could not run.
+        result: Result<(), String>,
+    },
+    /// A subtask's state changed.
+    TaskState {
+        /// Which execution.
+        execution: ExecutionId,
+        /// Its new state.
+        state: TaskState,
+        /// Why it failed.
+        cause: Option<Failure>,
+        /// Its counters as it ended (sent with terminal states, so a job's final figures do
+        /// not wait for the next heartbeat).
+        metrics: Option<TaskMetricsSnapshot>,
+    },
+    /// The subtasks running there.
+    RunningTasks {
+        /// The request it answers.
+        request: u64,
+        /// The executions.
+        tasks: Vec<ExecutionId>,
+    },
+}
+
+/// JobManager → TaskManager.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum ToTaskManager {
+    /// The answer to [`Hello::TaskManager`]: accepted, or refused with the reason.
+    Welcome(Result<(), String>),
+    /// The answer to [`FromTaskManager::Register`].
+    Registered(Result<(), String>),
+    /// Run a subtask.
+    Deploy {
+        /// Answered by [`FromTaskManager::Deployed`].
+        request: u64,
+        /// What to run.
+        deployment: WireDeployment,
+    },
+    /// Cancel a subtask.
+    Cancel(ExecutionId),
+    /// A job ended.
+    ReleaseJob(JobId),
+    /// Which subtasks run there.
+    RunningTasks {
+        /// Answered by [`FromTaskManager::RunningTasks`].
+        request: u64,
+    },
+    /// The JobManager is alive.
+    HeartbeatAck,
+}
+
+/// A deployment as it travels: the job by name (the TaskManager's binary carries the
+/// builder), its arguments and the fingerprint of the plan it must rebuild.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WireDeployment {
+    /// Which execution.
+    pub execution: ExecutionId,
+    /// The registered job name.
+    pub job_name: String,
+    /// Its arguments.
+    pub args: JobArgs,
+    /// Default parallelism.
+    pub parallelism: usize,
+    /// The submitted plan's fingerprint.
+    pub fingerprint: u64,
+    /// Where every slot of the job is.
+    pub slots: Vec<SlotLocation>,
+}
+
+/// Client → JobManager.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum ClientRequest {
+    /// Run a registered job; the plan was built (and its inputs checked) by the client.
+    Submit {
+        /// The registered name.
+        job: String,
+        /// Its arguments.
+        args: JobArgs,
+        /// Default parallelism.
+        parallelism: usize,
+        /// The client's plan.
+        graph: JobGraph,
+    },
+    /// All jobs.
+    List,
+    /// One job.
+    Details(JobId),
+    /// Cancel a job.
+    Cancel(JobId),
+    /// The cluster: TaskManagers, jobs, refused connections.
+    Overview,
+}
+
+/// JobManager → client, one per request.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum ClientResponse {
+    /// The submitted job's id, or why it was refused.
+    Submitted(Result<JobId, String>),
+    /// All jobs.
+    Jobs(Vec<JobOverview>),
+    /// One job, or why not.
+    Details(Result<Box<JobDetails>, String>),
+    /// Cancellation requested, or why not.
+    Cancelled(Result<(), String>),
+    /// The cluster.
+    Overview(ClusterOverview),
+}
+
+/// What a client sees of the cluster.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ClusterOverview {
+    /// Registered TaskManagers.
+    pub task_managers: Vec<TaskManagerInfo>,
+    /// All jobs.
+    pub jobs: Vec<JobOverview>,
+    /// Recent connections the JobManager refused, with the reason (newest last).
+    pub refused: Vec<String>,
+}

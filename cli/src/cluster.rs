@@ -1,0 +1,422 @@
+//! `weir cluster init|start|stop|status` (a local standalone cluster of processes) and the
+//! client commands against a running cluster: `run`, `list`, `status`, `cancel`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use weir_actors::remote::client::ClusterClient;
+use weir_actors::{JobArgs, JobId, JobRegistry, JobStatus, JobSubmission};
+use weir_dataplane::NetConfig;
+
+use crate::config::ClusterDir;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// Create the cluster's CA, node certificate, REST token and weir.toml.
+    Init(DirArg),
+    /// Start a JobManager and TaskManagers as background processes.
+    Start(StartArgs),
+    /// Stop exactly the processes `cluster start` started.
+    Stop(DirArg),
+    /// Show the JobManager, the TaskManagers and their slots.
+    Status(DirArg),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DirArg {
+    /// The cluster directory (default: $WEIR_CLUSTER_DIR, else ~/.weir/cluster).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StartArgs {
+    /// The cluster directory (default: $WEIR_CLUSTER_DIR, else ~/.weir/cluster).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// TaskManagers to start.
+    #[arg(long, default_value_t = 1)]
+    taskmanagers: usize,
+    /// Slots per TaskManager (default: weir.toml's).
+    #[arg(long)]
+    slots: Option<usize>,
+}
+
+const STARTUP: Duration = Duration::from_secs(30);
+
+pub(crate) fn command(cmd: ClusterCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClusterCommand::Init(a) => {
+            let dir = ClusterDir::resolve(a.dir)?;
+            dir.init()?;
+            println!("initialised cluster directory {}", dir.path.display());
+            Ok(())
+        }
+        ClusterCommand::Start(a) => {
+            let (dir, published, registered) = start(a)?;
+            println!("cluster {} started", dir.path.display());
+            println!("  job manager  quic {}  rest http://{}  (pid {})", published.quic, published.rest, published.pid);
+            for tm in registered {
+                println!("  {}  {} slots", tm.id, tm.slots);
+            }
+            Ok(())
+        }
+        ClusterCommand::Stop(a) => {
+            let dir = ClusterDir::resolve(a.dir)?;
+            let stopped = stop(&dir)?;
+            println!("stopped {stopped} process{} of {}", if stopped == 1 { "" } else { "es" }, dir.path.display());
+            Ok(())
+        }
+        ClusterCommand::Status(a) => status(&ClusterDir::resolve(a.dir)?),
+    }
+}
+
+fn pid_file(dir: &ClusterDir, name: &str) -> PathBuf {
+    dir.file("pids").join(format!("{name}.pid"))
+}
+
+/// The pid in `file` if that process still runs *and* belongs to this cluster directory
+/// (its command line names it), so a reused pid is never signalled.
+fn live_pid(dir: &ClusterDir, file: &std::path::Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    cmdline.contains(dir.path.to_string_lossy().as_ref()).then_some(pid)
+}
+
+fn spawn(dir: &ClusterDir, name: &str, args: &[String]) -> anyhow::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir_all(dir.file("logs"))?;
+    std::fs::create_dir_all(dir.file("pids"))?;
+    let log_path = dir.file("logs").join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find the weir binary")?;
+    let child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        // Its own process group: a Ctrl-C in this terminal must not reach the cluster.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    std::fs::write(pid_file(dir, name), child.id().to_string())?;
+    Ok(child.id())
+}
+
+fn log_tail(dir: &ClusterDir, name: &str) -> String {
+    let text = std::fs::read_to_string(dir.file("logs").join(format!("{name}.log"))).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n")
+}
+
+fn start(
+    args: StartArgs,
+) -> anyhow::Result<(ClusterDir, crate::config::Published, Vec<weir_actors::cluster::TaskManagerInfo>)> {
+    let dir = ClusterDir::resolve(args.dir)?;
+    if !dir.is_initialised() {
+        dir.init()?;
+        eprintln!("initialised cluster directory {}", dir.path.display());
+    }
+    if let Some(pid) = live_pid(&dir, &pid_file(&dir, "jobmanager")) {
+        bail!("a job manager of {} already runs (pid {pid}); `weir cluster stop` it first", dir.path.display());
+    }
+    let _ = std::fs::remove_file(dir.file("jobmanager.addr"));
+    let dir_arg = dir.path.display().to_string();
+    let pid = spawn(&dir, "jobmanager", &["jobmanager".into(), "--dir".into(), dir_arg.clone()])?;
+    let deadline = Instant::now() + STARTUP;
+    let published = loop {
+        if let Ok(p) = dir.published() {
+            break p;
+        }
+        if std::fs::metadata(format!("/proc/{pid}")).is_err() || Instant::now() > deadline {
+            bail!("the job manager did not start:\n{}", log_tail(&dir, "jobmanager"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for i in 0..args.taskmanagers {
+        let name = format!("taskmanager-{i}");
+        let mut cmd = vec!["taskmanager".into(), "--dir".into(), dir_arg.clone(), "--id".into(), name.clone()];
+        if let Some(slots) = args.slots {
+            cmd.extend(["--slots".into(), slots.to_string()]);
+        }
+        spawn(&dir, &name, &cmd)?;
+    }
+    // Ready when every TaskManager has registered its slots.
+    let identity = dir.identity()?;
+    let registered = crate::runtime()?.block_on(async {
+        let mut client = ClusterClient::connect(published.quic, &identity, NetConfig::default()).await?;
+        loop {
+            let overview = client.overview().await?;
+            if overview.task_managers.len() >= args.taskmanagers {
+                client.close().await;
+                return anyhow::Ok(overview.task_managers);
+            }
+            if Instant::now() > deadline {
+                let tails: Vec<String> =
+                    (0..args.taskmanagers).map(|i| log_tail(&dir, &format!("taskmanager-{i}"))).collect();
+                bail!(
+                    "only {} of {} task managers registered:\n{}",
+                    overview.task_managers.len(),
+                    args.taskmanagers,
+                    tails.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })?;
+    Ok((dir, published, registered))
+}
+
+fn stop(dir: &ClusterDir) -> anyhow::Result<usize> {
+    let pids_dir = dir.file("pids");
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&pids_dir) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(_) => Vec::new(),
+    };
+    // TaskManagers first, so they do not report their JobManager lost.
+    files.sort_by_key(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("jobmanager")));
+    let mut stopped = 0;
+    for file in &files {
+        if let Some(pid) = live_pid(dir, file) {
+            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while live_pid(dir, file).is_some() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if live_pid(dir, file).is_some() {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+            stopped += 1;
+        }
+        let _ = std::fs::remove_file(file);
+    }
+    let _ = std::fs::remove_file(dir.file("jobmanager.addr"));
+    Ok(stopped)
+}
+
+fn status(dir: &ClusterDir) -> anyhow::Result<()> {
+    let published = dir.published()?;
+    let identity = dir.identity()?;
+    let overview = crate::runtime()?.block_on(async {
+        let mut client = ClusterClient::connect(published.quic, &identity, NetConfig::default()).await?;
+        let overview = client.overview().await?;
+        client.close().await;
+        anyhow::Ok(overview)
+    })?;
+    println!("job manager  quic {}  rest http://{}  pid {}", published.quic, published.rest, published.pid);
+    let (total, free): (usize, usize) =
+        overview.task_managers.iter().fold((0, 0), |(t, f), tm| (t + tm.slots, f + tm.free_slots));
+    println!("task managers: {} registered, slots {free} free of {total}", overview.task_managers.len());
+    for tm in &overview.task_managers {
+        println!("  {:<20} slots {} free {}", tm.id, tm.slots, tm.free_slots);
+    }
+    // Processes started here that did not register (refused, or still starting).
+    if let Ok(entries) = std::fs::read_dir(dir.file("pids")) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().trim_end_matches(".pid").to_owned();
+            if name == "jobmanager" || overview.task_managers.iter().any(|tm| tm.id == name) {
+                continue;
+            }
+            let state = if live_pid(dir, &entry.path()).is_some() { "running, not registered" } else { "not running" };
+            println!("  {name:<20} {state} (see {})", dir.file("logs").join(format!("{name}.log")).display());
+        }
+    }
+    let running = overview.jobs.iter().filter(|j| !j.status.is_terminal()).count();
+    println!("jobs: {} running, {} in total", running, overview.jobs.len());
+    if !overview.refused.is_empty() {
+        println!("refused connections:");
+        for r in &overview.refused {
+            println!("  {r}");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobIdArg {
+    /// The job's id (see `weir list`).
+    pub(crate) job_id: String,
+    /// The cluster directory (default: $WEIR_CLUSTER_DIR, else ~/.weir/cluster).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+}
+
+async fn client(dir: &ClusterDir) -> anyhow::Result<ClusterClient> {
+    let published = dir.published()?;
+    Ok(ClusterClient::connect(published.quic, &dir.identity()?, NetConfig::default()).await?)
+}
+
+/// `weir run JOB` against a cluster: attached, a live progress line until the job ends.
+pub(crate) fn run(
+    registry: &JobRegistry,
+    job: &str,
+    args: &[String],
+    parallelism: usize,
+    detached: bool,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let dir = ClusterDir::resolve(dir)?;
+    let submission = JobSubmission::from_registry(registry, job, JobArgs::parse(args)?, parallelism)?;
+    crate::runtime()?.block_on(async {
+        let mut client = client(&dir).await?;
+        let id = client.submit(&submission).await.with_context(|| format!("cannot run job '{job}'"))?;
+        if detached {
+            println!("{id}");
+            client.close().await;
+            return Ok(());
+        }
+        eprintln!("submitted job '{job}' as {id}");
+        let tty = std::io::stderr().is_terminal();
+        let mut last_status = None;
+        let details = loop {
+            let d = client.details(id).await?;
+            let line = format!(
+                "[{}] {:.1} s  records in {}  out {}",
+                d.status,
+                d.duration.as_secs_f64(),
+                d.source_records(),
+                d.records_out()
+            );
+            if tty {
+                eprint!("\r{line}   ");
+            } else if last_status != Some(d.status) {
+                eprintln!("{line}");
+            }
+            last_status = Some(d.status);
+            if d.status.is_terminal() {
+                break d;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        if tty {
+            eprintln!();
+        }
+        client.close().await;
+        if details.status == JobStatus::Finished {
+            eprintln!("job '{}' ({id}) FINISHED after {:.2} s", details.name, details.duration.as_secs_f64());
+            Ok(())
+        } else {
+            bail!(
+                "job '{}' ({id}) {}: {}",
+                details.name,
+                details.status,
+                details.cause.as_deref().unwrap_or("no cause recorded")
+            )
+        }
+    })
+}
+
+pub(crate) fn list(dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let dir = ClusterDir::resolve(dir)?;
+    let jobs = crate::runtime()?.block_on(async {
+        let mut client = client(&dir).await?;
+        let jobs = client.jobs().await?;
+        client.close().await;
+        anyhow::Ok(jobs)
+    })?;
+    for j in jobs {
+        println!("{}  {:<10}  {}", j.id, j.status.as_str(), j.name);
+    }
+    Ok(())
+}
+
+pub(crate) fn job_status(arg: JobIdArg) -> anyhow::Result<()> {
+    let dir = ClusterDir::resolve(arg.dir)?;
+    let id: JobId = arg.job_id.parse()?;
+    let d = crate::runtime()?.block_on(async {
+        let mut client = client(&dir).await?;
+        let d = client.details(id).await?;
+        client.close().await;
+        anyhow::Ok(d)
+    })?;
+    println!("job {} '{}': {} after {:.2} s", d.id, d.name, d.status, d.duration.as_secs_f64());
+    if let Some(cause) = &d.cause {
+        println!("cause: {cause}");
+    }
+    for v in &d.vertices {
+        println!("  {} [parallelism {}]", v.name, v.parallelism);
+        for s in &v.subtasks {
+            println!(
+                "    {:>3}  {:<10} {:<16} in {:>12}  out {:>12}",
+                s.index + 1,
+                format!("{:?}", s.state).to_uppercase(),
+                s.task_manager,
+                s.metrics.records_in,
+                s.metrics.records_out
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn cancel(arg: JobIdArg) -> anyhow::Result<()> {
+    let dir = ClusterDir::resolve(arg.dir)?;
+    let id: JobId = arg.job_id.parse()?;
+    crate::runtime()?.block_on(async {
+        let mut client = client(&dir).await?;
+        client.cancel(id).await?;
+        // Wait until it has stopped everywhere, so the slots are free when this returns.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let d = client.details(id).await?;
+            if d.status.is_terminal() {
+                println!("job {id} {}", d.status);
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("job {id} is still {} after 60 s", d.status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        client.close().await;
+        Ok(())
+    })
+}
+
+/// Runs benchmark cases on a temporary cluster of one JobManager and two TaskManagers with
+/// one slot each, at parallelism 2: keyed edges cross processes for half their records.
+pub(crate) fn bench_across_processes<R>(
+    registry: &JobRegistry,
+    cases: &[String],
+    args: &JobArgs,
+    mut report: impl FnMut(&(String, weir_actors::JobDetails)) -> anyhow::Result<R>,
+) -> anyhow::Result<Vec<R>> {
+    let tmp = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let dir_path = tmp.join("cluster");
+    start(StartArgs { dir: Some(dir_path.clone()), taskmanagers: 2, slots: Some(1) })?;
+    let dir = ClusterDir::resolve(Some(dir_path))?;
+    let outcome = crate::runtime()?.block_on(async {
+        let mut client = client(&dir).await?;
+        let mut results = Vec::new();
+        for case in cases.iter().filter(|c| c.as_str() != "stateless") {
+            let job = JobSubmission::from_registry(registry, &format!("bench-{case}"), args.clone(), 2)?;
+            let id = client.submit(&job).await?;
+            let details = loop {
+                let d = client.details(id).await?;
+                if d.status.is_terminal() && (d.input_ended_after.is_some() || d.status != JobStatus::Finished) {
+                    break d;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            anyhow::ensure!(
+                details.status == JobStatus::Finished,
+                "bench-{case} {}: {:?}",
+                details.status,
+                details.cause
+            );
+            results.push(report(&(case.clone(), details))?);
+        }
+        client.close().await;
+        anyhow::Ok(results)
+    });
+    let _ = stop(&dir);
+    let _ = std::fs::remove_dir_all(&tmp);
+    outcome
+}

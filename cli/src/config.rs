@@ -1,0 +1,243 @@
+//! The cluster directory and its configuration: certificates, the REST token, `weir.toml`,
+//! and where the processes publish their addresses, pids and logs.
+//!
+//! Precedence: a flag beats a `WEIR_*` environment variable, which beats `weir.toml`, which
+//! beats the built-in default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+use weir_actors::remote::HeartbeatConfig;
+use weir_dataplane::{ClusterCa, NodeIdentity};
+
+/// `weir.toml`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct WeirConfig {
+    pub(crate) jobmanager: JobManagerSection,
+    pub(crate) taskmanager: TaskManagerSection,
+    pub(crate) heartbeat: HeartbeatSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct JobManagerSection {
+    /// Where TaskManagers and clients connect (QUIC, UDP).
+    pub(crate) bind: SocketAddr,
+    /// The REST API (loopback unless you mean it).
+    pub(crate) rest_bind: SocketAddr,
+    /// How long a job waits for slots other jobs hold.
+    pub(crate) slot_request_timeout_ms: u64,
+}
+
+impl Default for JobManagerSection {
+    fn default() -> Self {
+        JobManagerSection {
+            bind: "127.0.0.1:0".parse().expect("address"),
+            rest_bind: "127.0.0.1:0".parse().expect("address"),
+            slot_request_timeout_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TaskManagerSection {
+    /// Where other TaskManagers open data streams.
+    pub(crate) bind: SocketAddr,
+    /// Slots offered.
+    pub(crate) slots: usize,
+}
+
+impl Default for TaskManagerSection {
+    fn default() -> Self {
+        TaskManagerSection { bind: "127.0.0.1:0".parse().expect("address"), slots: 2 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct HeartbeatSection {
+    pub(crate) interval_ms: u64,
+    pub(crate) timeout_ms: u64,
+}
+
+impl Default for HeartbeatSection {
+    fn default() -> Self {
+        let d = HeartbeatConfig::default();
+        HeartbeatSection { interval_ms: d.interval.as_millis() as u64, timeout_ms: d.timeout.as_millis() as u64 }
+    }
+}
+
+impl HeartbeatSection {
+    pub(crate) fn config(&self) -> HeartbeatConfig {
+        HeartbeatConfig {
+            interval: Duration::from_millis(self.interval_ms),
+            timeout: Duration::from_millis(self.timeout_ms),
+        }
+    }
+}
+
+fn env_override<T: std::str::FromStr>(name: &str, target: &mut T) -> anyhow::Result<()>
+where
+    T::Err: std::fmt::Display,
+{
+    if let Ok(raw) = std::env::var(name) {
+        *target = raw.parse().map_err(|e| anyhow::anyhow!("invalid value '{raw}' in ${name}: {e}"))?;
+    }
+    Ok(())
+}
+
+impl WeirConfig {
+    /// Reads `path` (absent: defaults), then applies `WEIR_*` variables.
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
+        let mut config = if path.exists() {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))?
+        } else {
+            WeirConfig::default()
+        };
+        env_override("WEIR_JOBMANAGER_BIND", &mut config.jobmanager.bind)?;
+        env_override("WEIR_REST_BIND", &mut config.jobmanager.rest_bind)?;
+        env_override("WEIR_SLOT_REQUEST_TIMEOUT_MS", &mut config.jobmanager.slot_request_timeout_ms)?;
+        env_override("WEIR_TASKMANAGER_BIND", &mut config.taskmanager.bind)?;
+        env_override("WEIR_TASKMANAGER_SLOTS", &mut config.taskmanager.slots)?;
+        env_override("WEIR_HEARTBEAT_INTERVAL_MS", &mut config.heartbeat.interval_ms)?;
+        env_override("WEIR_HEARTBEAT_TIMEOUT_MS", &mut config.heartbeat.timeout_ms)?;
+        if config.heartbeat.interval_ms == 0 || config.heartbeat.timeout_ms <= config.heartbeat.interval_ms {
+            bail!(
+                "heartbeat timeout ({} ms) must be longer than its interval ({} ms), and the interval positive",
+                config.heartbeat.timeout_ms,
+                config.heartbeat.interval_ms
+            );
+        }
+        if config.taskmanager.slots == 0 {
+            bail!("taskmanager slots must be at least 1");
+        }
+        Ok(config)
+    }
+}
+
+/// Where a running JobManager can be reached (written by it once bound).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Published {
+    pub(crate) quic: SocketAddr,
+    pub(crate) rest: SocketAddr,
+    pub(crate) pid: u32,
+}
+
+/// A cluster's directory.
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterDir {
+    pub(crate) path: PathBuf,
+}
+
+impl ClusterDir {
+    /// `--dir`, else `$WEIR_CLUSTER_DIR`, else `~/.weir/cluster`.
+    pub(crate) fn resolve(flag: Option<PathBuf>) -> anyhow::Result<Self> {
+        let path = match flag.or_else(|| std::env::var_os("WEIR_CLUSTER_DIR").map(PathBuf::from)) {
+            Some(p) => p,
+            None => {
+                let home = std::env::var_os("HOME").context("no --dir, no $WEIR_CLUSTER_DIR and no $HOME")?;
+                PathBuf::from(home).join(".weir/cluster")
+            }
+        };
+        let path = if path.is_absolute() { path } else { std::env::current_dir()?.join(path) };
+        Ok(ClusterDir { path })
+    }
+
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub(crate) fn is_initialised(&self) -> bool {
+        ["ca.pem", "node.pem", "node.key", "token"].iter().all(|f| self.file(f).exists())
+    }
+
+    /// Creates the CA, the node certificate, the REST token and a default `weir.toml`.
+    pub(crate) fn init(&self) -> anyhow::Result<()> {
+        if self.is_initialised() {
+            bail!("{} is already initialised (remove it to start afresh)", self.path.display());
+        }
+        std::fs::create_dir_all(&self.path).with_context(|| format!("cannot create {}", self.path.display()))?;
+        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "weir".into());
+        let ca = ClusterCa::generate(&name)?;
+        let node = ca.issue("weir-node")?;
+        write_private(&self.file("ca.key"), &ca.key_pem())?;
+        std::fs::write(self.file("ca.pem"), ca.cert_pem())?;
+        std::fs::write(self.file("node.pem"), &node.cert_pem)?;
+        write_private(&self.file("node.key"), &node.key_pem)?;
+        write_private(&self.file("token"), &random_token())?;
+        if !self.file("weir.toml").exists() {
+            std::fs::write(self.file("weir.toml"), toml::to_string_pretty(&WeirConfig::default())?)?;
+        }
+        std::fs::create_dir_all(self.file("logs"))?;
+        std::fs::create_dir_all(self.file("pids"))?;
+        Ok(())
+    }
+
+    pub(crate) fn identity(&self) -> anyhow::Result<NodeIdentity> {
+        if !self.is_initialised() {
+            bail!(
+                "{} is not a cluster directory (run `weir cluster init --dir {}`)",
+                self.path.display(),
+                self.path.display()
+            );
+        }
+        let read = |f: &str| {
+            let path = self.file(f);
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        Ok(NodeIdentity { ca_pem: read("ca.pem")?, cert_pem: read("node.pem")?, key_pem: read("node.key")? })
+    }
+
+    pub(crate) fn token(&self) -> anyhow::Result<String> {
+        let path = self.file("token");
+        Ok(std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?.trim().to_owned())
+    }
+
+    pub(crate) fn config(&self, flag: Option<&Path>) -> anyhow::Result<WeirConfig> {
+        WeirConfig::load(flag.unwrap_or(&self.file("weir.toml")))
+    }
+
+    pub(crate) fn publish(&self, published: &Published) -> anyhow::Result<()> {
+        let tmp = self.file(".jobmanager.addr.tmp");
+        std::fs::write(&tmp, toml::to_string(published)?)?;
+        std::fs::rename(&tmp, self.file("jobmanager.addr"))?;
+        Ok(())
+    }
+
+    pub(crate) fn published(&self) -> anyhow::Result<Published> {
+        let path = self.file("jobmanager.addr");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("no job manager is running for {} ({} is missing)", self.path.display(), path.display())
+        })?;
+        toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+/// 256 bits from the kernel's random source, hex.
+fn random_token() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    let mut urandom = std::fs::File::open("/dev/urandom").expect("/dev/urandom");
+    urandom.read_exact(&mut bytes).expect("random bytes");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,164 @@
+//! `weir jobmanager` and `weir taskmanager`: the long-running processes of a cluster.
+//!
+//! Both run until SIGTERM or SIGINT (or, for a TaskManager, until it loses its JobManager)
+//! and leave with a log line saying why; `weir cluster stop` sends SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info};
+use weir_actors::JobRegistry;
+use weir_actors::cluster::rest::{RestState, serve};
+use weir_actors::remote::job_manager::{JobManager, JobManagerConfig};
+use weir_actors::remote::task_manager::{TaskManager, TaskManagerConfig};
+use weir_dataplane::NetConfig;
+
+use crate::config::{ClusterDir, Published};
+
+#[derive(Debug, Args)]
+pub(crate) struct JobManagerArgs {
+    /// The cluster directory (default: $WEIR_CLUSTER_DIR, else ~/.weir/cluster).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Where TaskManagers and clients connect (QUIC over UDP).
+    #[arg(long)]
+    bind: Option<SocketAddr>,
+    /// Where the REST API listens (default loopback).
+    #[arg(long)]
+    rest_bind: Option<SocketAddr>,
+    /// A configuration file instead of the cluster directory's weir.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TaskManagerArgs {
+    /// The cluster directory (default: $WEIR_CLUSTER_DIR, else ~/.weir/cluster).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// The JobManager's address (default: the one the cluster directory publishes).
+    #[arg(long)]
+    jobmanager: Option<SocketAddr>,
+    /// Slots offered.
+    #[arg(long)]
+    slots: Option<usize>,
+    /// Where other TaskManagers open data streams.
+    #[arg(long)]
+    bind: Option<SocketAddr>,
+    /// This TaskManager's id (default: taskmanager-<pid>).
+    #[arg(long)]
+    id: Option<String>,
+    /// Working directory for state (RocksDB comes with fault tolerance).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A configuration file instead of the cluster directory's weir.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+async fn terminated() -> &'static str {
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyhow::Result<()> {
+    let dir = ClusterDir::resolve(args.dir)?;
+    let mut config = dir.config(args.config.as_deref())?;
+    if let Some(bind) = args.bind {
+        config.jobmanager.bind = bind;
+    }
+    if let Some(rest) = args.rest_bind {
+        config.jobmanager.rest_bind = rest;
+    }
+    let identity = dir.identity()?;
+    let token = dir.token()?;
+    let registry = registry.clone();
+    crate::runtime()?.block_on(async move {
+        let jm = JobManager::start(JobManagerConfig {
+            bind: config.jobmanager.bind,
+            identity,
+            net: NetConfig::default(),
+            heartbeat: config.heartbeat.config(),
+            registry: registry.clone(),
+            slot_request_timeout: Duration::from_millis(config.jobmanager.slot_request_timeout_ms),
+        })
+        .await?;
+        let listener = tokio::net::TcpListener::bind(config.jobmanager.rest_bind)
+            .await
+            .with_context(|| format!("cannot bind the REST API to {}", config.jobmanager.rest_bind))?;
+        let rest = listener.local_addr()?;
+        let (dispatcher, resource_manager) = jm.components();
+        let server = tokio::spawn(serve(listener, RestState { dispatcher, resource_manager, registry, token }));
+        dir.publish(&Published { quic: jm.addr(), rest, pid: std::process::id() })?;
+        info!(quic = %jm.addr(), %rest, dir = %dir.path.display(), "job manager running");
+        eprintln!("job manager running: quic {} rest http://{rest}", jm.addr());
+        let why = tokio::select! {
+            signal = terminated() => format!("received {signal}"),
+            _ = jm.wait() => "a component failed".to_owned(),
+        };
+        info!("job manager stopping: {why}");
+        server.abort();
+        let _ = std::fs::remove_file(dir.file("jobmanager.addr"));
+        jm.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+pub(crate) fn task_manager(registry: &JobRegistry, args: TaskManagerArgs) -> anyhow::Result<()> {
+    let dir = ClusterDir::resolve(args.dir)?;
+    let mut config = dir.config(args.config.as_deref())?;
+    if let Some(bind) = args.bind {
+        config.taskmanager.bind = bind;
+    }
+    if let Some(slots) = args.slots {
+        anyhow::ensure!(slots > 0, "--slots must be at least 1");
+        config.taskmanager.slots = slots;
+    }
+    let job_manager = match args.jobmanager {
+        Some(addr) => addr,
+        None => dir.published()?.quic,
+    };
+    if let Some(data_dir) = &args.data_dir {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create --data-dir {}", data_dir.display()))?;
+    }
+    let identity = dir.identity()?;
+    let id = args.id.unwrap_or_else(|| format!("taskmanager-{}", std::process::id()));
+    let registry = registry.clone();
+    crate::runtime()?.block_on(async move {
+        let tm = TaskManager::start(TaskManagerConfig {
+            id: id.clone(),
+            slots: config.taskmanager.slots,
+            job_manager,
+            bind: config.taskmanager.bind,
+            identity,
+            net: NetConfig::default(),
+            heartbeat: config.heartbeat.config(),
+            registry,
+        })
+        .await
+        .inspect_err(|e| error!(task_manager = %id, "cannot join the cluster: {e}"))?;
+        info!(task_manager = %id, data = %tm.data_addr(), %job_manager, slots = config.taskmanager.slots, "task manager running");
+        eprintln!("task manager {id} running: data {} job manager {job_manager}", tm.data_addr());
+        let mut run = std::pin::pin!(tm.run());
+        tokio::select! {
+            signal = terminated() => {
+                info!(task_manager = %id, "task manager stopping: received {signal}");
+                Ok(())
+            }
+            ended = &mut run => {
+                let e = ended.err().map(|e| e.to_string()).unwrap_or_else(|| "the session ended".into());
+                error!(task_manager = %id, "task manager stopping: {e}");
+                Err(anyhow::anyhow!(e))
+            }
+        }
+    })
+}

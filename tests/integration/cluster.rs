@@ -1,0 +1,298 @@
+//! A standalone cluster of real `weir` processes on 127.0.0.1: jobs across TaskManagers,
+//! certificates of another cluster refused, the REST token, cancellation, a killed
+//! TaskManager, backpressure across processes. Every test stops its own processes.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::support::{TempDir, read_output, weir_with_env};
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+fn text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A cluster started with `weir cluster start`, stopped (and its pids killed) when dropped.
+struct Cluster {
+    dir: PathBuf,
+    _tmp: TempDir,
+}
+
+impl Cluster {
+    fn start(task_managers: usize, slots: usize) -> Cluster {
+        let tmp = TempDir::new("cluster");
+        let dir = tmp.join("cluster");
+        let out = weir_env(&[
+            "cluster",
+            "start",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--taskmanagers",
+            &task_managers.to_string(),
+            "--slots",
+            &slots.to_string(),
+        ]);
+        assert!(out.status.success(), "cluster start failed:\n{}", text(&out));
+        Cluster { dir, _tmp: tmp }
+    }
+
+    fn dir(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn pid(&self, name: &str) -> u32 {
+        std::fs::read_to_string(self.file("pids").join(format!("{name}.pid"))).unwrap().trim().parse().unwrap()
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        let Ok(entries) = std::fs::read_dir(self.file("pids")) else { return Vec::new() };
+        entries.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok()).collect()
+    }
+
+    fn rest_addr(&self) -> String {
+        let published = std::fs::read_to_string(self.file("jobmanager.addr")).unwrap();
+        let line = published.lines().find(|l| l.starts_with("rest")).unwrap();
+        line.split('"').nth(1).unwrap().to_owned()
+    }
+
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.file("token")).unwrap().trim().to_owned()
+    }
+
+    /// An HTTP request to the REST API: (status, JSON body).
+    fn rest(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, serde_json::Value) {
+        let mut stream = TcpStream::connect(self.rest_addr()).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let body = body.unwrap_or("");
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+        let json = response.split("\r\n\r\n").nth(1).unwrap_or("");
+        (status, serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
+    }
+
+    fn job(&self, id: &str) -> serde_json::Value {
+        let (status, job) = self.rest("GET", &format!("/jobs/{id}"), None, None);
+        assert_eq!(status, 200, "{job}");
+        job
+    }
+
+    fn wait_for(&self, what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !condition() {
+            assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let pids = self.pids();
+        let _ = weir_env(&["cluster", "stop", "--dir", self.dir()]);
+        // A safety net by the processes' own ids, should `cluster stop` have failed.
+        for pid in pids {
+            if alive(pid) {
+                let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+        }
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie is gone as far as the cluster is concerned.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.split(' ').nth(2).is_none_or(|st| st != "Z"))
+}
+
+/// The binary, with short heartbeats (every 200 ms, a TaskManager lost after 2 s of
+/// silence) for it and the processes it starts.
+fn weir_env(args: &[&str]) -> std::process::Output {
+    weir_with_env(args, &[("WEIR_HEARTBEAT_INTERVAL_MS", "200"), ("WEIR_HEARTBEAT_TIMEOUT_MS", "2000")], TIMEOUT)
+}
+
+fn job_id(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout.lines().last().unwrap_or_default().trim().to_owned()
+}
+
+fn task_managers_of(job: &serde_json::Value) -> BTreeSet<String> {
+    job["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| v["subtasks"].as_array().unwrap().iter())
+        .filter_map(|s| s["taskmanager-id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn records(job: &serde_json::Value, vertex: usize, field: &str) -> u64 {
+    job["vertices"][vertex]["subtasks"].as_array().unwrap().iter().map(|s| s[field].as_u64().unwrap_or(0)).sum()
+}
+
+#[test]
+fn a_job_spans_both_task_managers_and_matches_the_local_run() {
+    let cluster = Cluster::start(2, 2);
+    let out_dir = TempDir::new("cluster-out");
+    let args = ["--events", "20000", "--keys", "50", "--seed", "3", "--out-of-order-ms", "200"];
+    let remote = out_dir.join("remote");
+    let mut cmd = vec!["run", "window-agg", "-p", "4", "--dir", cluster.dir(), "--"];
+    cmd.extend(args);
+    cmd.extend(["--output", remote.to_str().unwrap()]);
+    let out = weir_env(&cmd);
+    assert!(out.status.success(), "{}", text(&out));
+    let local = out_dir.join("local");
+    let mut cmd = vec!["run", "window-agg", "--local", "-p", "4", "--"];
+    cmd.extend(args);
+    cmd.extend(["--output", local.to_str().unwrap()]);
+    let out = weir_env(&cmd);
+    assert!(out.status.success(), "{}", text(&out));
+    let (remote_lines, local_lines) = (read_output(&remote), read_output(&local));
+    assert!(!remote_lines.is_empty());
+    assert_eq!(remote_lines, local_lines, "the cluster's output differs from the local run's");
+
+    let (status, jobs) = cluster.rest("GET", "/jobs", None, None);
+    assert_eq!(status, 200);
+    let id = jobs["jobs"][0]["id"].as_str().unwrap().to_owned();
+    let job = cluster.job(&id);
+    assert_eq!(job["state"], "FINISHED");
+    assert_eq!(task_managers_of(&job).len(), 2, "subtasks on both task managers: {job}");
+
+    let status = weir_env(&["cluster", "status", "--dir", cluster.dir()]);
+    assert!(status.status.success(), "{}", text(&status));
+    let status_text = text(&status);
+    assert!(status_text.contains("2 registered") && status_text.contains("taskmanager-1"), "{status_text}");
+
+    let pids = cluster.pids();
+    assert_eq!(pids.len(), 3);
+    let stop = weir_env(&["cluster", "stop", "--dir", cluster.dir()]);
+    assert!(stop.status.success(), "{}", text(&stop));
+    let left: Vec<u32> = pids.into_iter().filter(|&p| alive(p)).collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+}
+
+#[test]
+fn another_clusters_certificates_and_missing_tokens_are_refused() {
+    let cluster = Cluster::start(1, 1);
+    // A TaskManager with certificates of another cluster.
+    let other = TempDir::new("other-cluster");
+    let other_dir = other.join("c");
+    let out = weir_env(&["cluster", "init", "--dir", other_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let published = std::fs::read_to_string(cluster.file("jobmanager.addr")).unwrap();
+    let quic = published.lines().find(|l| l.starts_with("quic")).unwrap().split('"').nth(1).unwrap().to_owned();
+    let out =
+        weir_env(&["taskmanager", "--dir", other_dir.to_str().unwrap(), "--jobmanager", &quic, "--id", "intruder"]);
+    assert!(!out.status.success(), "the intruder joined:\n{}", text(&out));
+    let log = text(&out);
+    assert!(log.contains("refused") || log.contains("certificate"), "no refusal in its log:\n{log}");
+    let status = text(&weir_env(&["cluster", "status", "--dir", cluster.dir()]));
+    assert!(status.contains("1 registered") && !status.contains("intruder"), "{status}");
+    assert!(status.contains("refused connections"), "the refusal is not in cluster status:\n{status}");
+
+    // REST mutations need the cluster's token.
+    let fake = "0123456789abcdef0123456789abcdef";
+    let (code, _) = cluster.rest("PATCH", &format!("/jobs/{fake}?mode=cancel"), None, None);
+    assert_eq!(code, 401);
+    let body = r#"{"job":"window-agg","args":["--events","10","--output","/tmp/x"],"parallelism":1}"#;
+    let (code, _) = cluster.rest("POST", "/jobs", None, Some(body));
+    assert_eq!(code, 401);
+    let (code, _) = cluster.rest("POST", "/jobs", Some("wrong"), Some(body));
+    assert_eq!(code, 403);
+    let (code, _) = cluster.rest("GET", "/overview", None, None);
+    assert_eq!(code, 200, "reads need no token");
+    let _ = cluster.token();
+}
+
+fn submit_unbounded(cluster: &Cluster, job: &str, parallelism: usize, extra: &[&str], output: &Path) -> String {
+    let p = parallelism.to_string();
+    let mut cmd = vec!["run", job, "-p", &p, "--detached", "--dir", cluster.dir(), "--", "--keys", "100"];
+    cmd.extend(extra);
+    cmd.extend(["--output", output.to_str().unwrap()]);
+    let out = weir_env(&cmd);
+    assert!(out.status.success(), "{}", text(&out));
+    job_id(&out)
+}
+
+#[test]
+fn cancel_stops_an_unbounded_job_everywhere_and_frees_its_slots() {
+    let cluster = Cluster::start(2, 2);
+    let out = TempDir::new("cancel-out");
+    let id = submit_unbounded(&cluster, "window-agg", 4, &["--rate", "20000"], &out.join("o"));
+    cluster.wait_for("the job to run with records flowing", TIMEOUT, || {
+        let job = cluster.job(&id);
+        job["state"] == "RUNNING" && records(&job, 0, "read-records") > 0
+    });
+    let (_, overview) = cluster.rest("GET", "/overview", None, None);
+    assert_eq!(overview["slots-available"], 0);
+    let out = weir_env(&["cancel", &id, "--dir", cluster.dir()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(cluster.job(&id)["state"], "CANCELED");
+    let (_, overview) = cluster.rest("GET", "/overview", None, None);
+    assert_eq!(overview["slots-available"], 4, "{overview}");
+}
+
+#[test]
+fn a_killed_task_manager_fails_its_job_naming_it() {
+    let cluster = Cluster::start(2, 2);
+    let out = TempDir::new("kill-out");
+    let id = submit_unbounded(&cluster, "window-agg", 4, &["--rate", "20000"], &out.join("o"));
+    cluster.wait_for("the job to run", TIMEOUT, || cluster.job(&id)["state"] == "RUNNING");
+    let victim = cluster.pid("taskmanager-1");
+    std::process::Command::new("kill").args(["-KILL", &victim.to_string()]).status().unwrap();
+    let killed = Instant::now();
+    cluster.wait_for("the job to fail", Duration::from_secs(20), || cluster.job(&id)["state"] == "FAILED");
+    let elapsed = killed.elapsed();
+    let job = cluster.job(&id);
+    let cause = job["cause"].as_str().unwrap_or_default();
+    assert!(cause.contains("taskmanager-1"), "the cause does not name the lost task manager: {cause}");
+    // Heartbeat timeout 2 s in these tests; allow for a slow machine, but not a hang.
+    assert!(elapsed < Duration::from_secs(15), "noticed after {elapsed:?}");
+    let (_, tms) = cluster.rest("GET", "/taskmanagers", None, None);
+    let ids: Vec<&str> = tms["taskmanagers"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["taskmanager-0"], "the lost task manager's slots are gone");
+}
+
+#[test]
+fn a_slow_sink_on_one_task_manager_bounds_the_other_ones_queues() {
+    let cluster = Cluster::start(2, 1);
+    let out = TempDir::new("slow-out");
+    // Two subtasks per vertex: source 0 on one task manager sends half its records to the
+    // sink on the other, which takes 2000 records/s.
+    let id = submit_unbounded(&cluster, "slow-sink", 2, &["--sink-rate", "2000"], &out.join("o"));
+    cluster.wait_for("the sinks to take 10,000 records", TIMEOUT, || {
+        let job = cluster.job(&id);
+        job["state"] == "RUNNING" && records(&job, 1, "read-records") >= 10_000
+    });
+    let job = cluster.job(&id);
+    let produced = records(&job, 0, "read-records");
+    let consumed = records(&job, 1, "read-records");
+    // What may sit between them, per channel (4 channels): the sender's bounded queue (9
+    // batches of 1024), QUIC's stream window (512 KiB, a few thousand records) and the
+    // receiver's queue (8 batches); plus the heartbeat staleness of the counters.
+    let bound = 4 * (9 * 1024 + 20_000 + 8 * 1024) + 2 * 2000;
+    assert!(
+        produced <= consumed + bound,
+        "the sources ran ahead of the slow sinks: produced {produced}, consumed {consumed}, bound {bound}"
+    );
+    for s in job["vertices"][0]["subtasks"].as_array().unwrap() {
+        let peak = s["peak-queued-out"].as_u64().unwrap();
+        assert!(peak <= 2 * 9 * 1024, "a source's output queues grew to {peak} records");
+    }
+    let out = weir_env(&["cancel", &id, "--dir", cluster.dir()]);
+    assert!(out.status.success(), "{}", text(&out));
+}
