@@ -124,10 +124,26 @@ impl NetEndpoint {
     ///
     /// Keep the connection (for instance in [`super::NetShuffle::serve_connection`]): quinn
     /// closes a connection once every handle to it is dropped.
+    ///
+    /// An accepted connection also becomes the one [`NetEndpoint::connect`] returns for that
+    /// peer (unless this side dialed one already): every node dials from the socket it
+    /// listens on, so a peer's remote address is its listening address, and the pair of
+    /// processes then shares one connection.
     pub async fn accept(&self) -> Option<Result<quinn::Connection>> {
         let incoming = self.endpoint.accept().await?;
         let peer = incoming.remote_address();
-        Some(incoming.await.map_err(|e| DataplaneError::Connect { peer: peer.to_string(), reason: e.to_string() }))
+        let accepted =
+            incoming.await.map_err(|e| DataplaneError::Connect { peer: peer.to_string(), reason: e.to_string() });
+        if let Ok(connection) = &accepted {
+            let slot = self.dialed().entry(peer).or_default().clone();
+            // A dial in progress keeps its own connection; a rare double connection is harmless.
+            if let Ok(mut slot) = slot.try_lock()
+                && slot.as_ref().is_none_or(|c| c.close_reason().is_some())
+            {
+                *slot = Some(connection.clone());
+            }
+        }
+        Some(accepted)
     }
 
     /// Closes every connection and stops accepting new ones.

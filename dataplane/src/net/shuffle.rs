@@ -62,12 +62,14 @@ pub struct NetShuffle {
     endpoint: Arc<NetEndpoint>,
     inbound: Mutex<HashMap<ChannelId, Inbound>>,
     next_serial: AtomicU64,
+    /// Connections whose data streams are served already (by `stable_id`).
+    served: Mutex<std::collections::HashSet<usize>>,
 }
 
 impl NetShuffle {
     /// The remote exchange over `endpoint`.
     pub fn new(endpoint: Arc<NetEndpoint>) -> Arc<Self> {
-        Arc::new(Self { endpoint, inbound: Mutex::default(), next_serial: AtomicU64::new(0) })
+        Arc::new(Self { endpoint, inbound: Mutex::default(), next_serial: AtomicU64::new(0), served: Mutex::default() })
     }
 
     /// Serves the data streams a peer opens on `conn`, until it closes: reads each stream's
@@ -78,6 +80,9 @@ impl NetShuffle {
     /// streams on the connection they dialed. Only unidirectional streams are taken, so the
     /// same connection can carry control streams for [`super::accept_control`].
     pub fn serve_connection(self: &Arc<Self>, conn: quinn::Connection) {
+        if !self.served.lock().unwrap_or_else(|e| e.into_inner()).insert(conn.stable_id()) {
+            return;
+        }
         let shuffle = self.clone();
         tokio::spawn(async move {
             let peer = conn.remote_address();
@@ -109,9 +114,9 @@ impl NetShuffle {
         capacity_batches: usize,
     ) -> BatchSender<T> {
         let (sender, batches) = local_channel(capacity_batches);
-        let endpoint = self.endpoint.clone();
+        let shuffle = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = send_stream(&endpoint, id, peer, batches).await {
+            if let Err(e) = send_stream(&shuffle, id, peer, batches).await {
                 warn!(channel = %id, %peer, error = %e, "data stream failed; closing the channel");
             }
         });
@@ -242,13 +247,16 @@ impl NetShuffle {
 /// The producer's side of channel `id`: writes the header, then a frame per batch until the
 /// local channel closes, then finishes the stream.
 async fn send_stream<T: Serialize>(
-    endpoint: &NetEndpoint,
+    shuffle: &Arc<NetShuffle>,
     id: ChannelId,
     peer: SocketAddr,
     mut batches: BatchReceiver<T>,
 ) -> Result<()> {
-    let max_frame = endpoint.config().max_frame_bytes;
-    let conn = endpoint.connect(peer).await?;
+    let max_frame = shuffle.endpoint.config().max_frame_bytes;
+    let conn = shuffle.endpoint.connect(peer).await?;
+    // One connection per pair of processes: the peer may open its own data streams on the
+    // connection this side dialed, so serve them here too.
+    shuffle.serve_connection(conn.clone());
     let mut stream =
         conn.open_uni().await.map_err(|e| DataplaneError::Io(format!("opening a data stream to {peer}: {e}")))?;
     let mut frame = Vec::new();

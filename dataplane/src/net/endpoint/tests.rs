@@ -65,6 +65,24 @@ async fn one_connection_per_peer() {
     accepting.abort();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_of_nodes_shares_one_connection_whoever_dialed() {
+    let ca = ClusterCa::generate("test").unwrap();
+    let (a, b) = (node(&ca, "a", NetConfig::default()), node(&ca, "b", NetConfig::default()));
+    let accepted = tokio::spawn({
+        let b = b.clone();
+        async move { b.accept().await.unwrap().unwrap() }
+    });
+    let dialed = within("connect", a.connect(b.local_addr())).await.unwrap();
+    let accepted = within("accept", accepted).await.unwrap();
+    // B now "dials" A: it gets the connection A opened, not a second one.
+    let back = within("connect back", b.connect(a.local_addr())).await.unwrap();
+    assert_eq!(back.stable_id(), accepted.stable_id());
+    assert_eq!(b.endpoint.open_connections(), 1);
+    assert_eq!(a.endpoint.open_connections(), 1);
+    drop(dialed);
+}
+
 /// Whether `conn` can carry a control round trip to a peer that echoes.
 async fn usable(conn: &quinn::Connection) -> bool {
     let Ok((mut tx, mut rx)) = open_control(conn, 1024).await else { return false };
