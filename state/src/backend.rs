@@ -5,6 +5,10 @@
 //! it stores (typed objects for memory; later, a byte table wrapped in serde codecs for RocksDB).
 //! Tables are partitioned by key group so that a key-group range can be snapshotted and
 //! redistributed on its own.
+//!
+//! Every table snapshots and restores one key group at a time, as opaque bytes: the memory
+//! backend encodes its typed entries with postcard; a file-based backend may encode something
+//! else, as long as its own `restore_key_group` reads it back.
 
 use std::any::Any;
 use std::ops::Range;
@@ -38,6 +42,16 @@ pub trait ValueTable<K, N, V>: Send {
     fn upsert(&mut self, kg: KeyGroup, key: &K, ns: &N, f: &mut dyn FnMut(Option<&mut V>) -> Option<V>) -> Result<()>;
     /// Removes the value, returning it if there was one.
     fn remove(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<Option<V>>;
+    /// The entries of key group `kg` as bytes, or `None` if it has none; equal contents give
+    /// equal bytes, whatever order they were written in.
+    fn snapshot_key_group(&self, kg: KeyGroup) -> Result<Option<Vec<u8>>>;
+    /// Adds the entries of a [`snapshot_key_group`](Self::snapshot_key_group) of key group `kg`
+    /// to this table, replacing the values of keys and namespaces it already has.
+    ///
+    /// Fails with [`StateError::KeyGroupOutOfRange`](crate::StateError::KeyGroupOutOfRange) if
+    /// the table does not cover `kg`, and with [`StateError::Corrupt`](crate::StateError::Corrupt)
+    /// (adding nothing) if `bytes` is not such a snapshot.
+    fn restore_key_group(&mut self, kg: KeyGroup, bytes: &[u8]) -> Result<()>;
     /// The number of entries over all key groups.
     fn len(&self) -> usize;
 }
@@ -56,6 +70,16 @@ pub trait ListTable<K, N, V>: Send {
     fn update(&mut self, kg: KeyGroup, key: &K, ns: &N, values: Vec<V>) -> Result<()>;
     /// Removes the list.
     fn clear(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<()>;
+    /// The entries of key group `kg` as bytes, or `None` if it has none; equal contents give
+    /// equal bytes, whatever order they were written in.
+    fn snapshot_key_group(&self, kg: KeyGroup) -> Result<Option<Vec<u8>>>;
+    /// Adds the entries of a [`snapshot_key_group`](Self::snapshot_key_group) of key group `kg`
+    /// to this table, appending to the lists of keys and namespaces it already has.
+    ///
+    /// Fails with [`StateError::KeyGroupOutOfRange`](crate::StateError::KeyGroupOutOfRange) if
+    /// the table does not cover `kg`, and with [`StateError::Corrupt`](crate::StateError::Corrupt)
+    /// (adding nothing) if `bytes` is not such a snapshot.
+    fn restore_key_group(&mut self, kg: KeyGroup, bytes: &[u8]) -> Result<()>;
     /// The number of (key, namespace) lists over all key groups.
     fn len(&self) -> usize;
 }
@@ -80,6 +104,16 @@ pub trait MapTable<K, N, UK, UV>: Send {
     fn is_empty(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<bool>;
     /// Removes all entries of the map.
     fn clear(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<()>;
+    /// The entries of key group `kg` as bytes, or `None` if it has none; equal contents give
+    /// equal bytes, whatever order they were written in.
+    fn snapshot_key_group(&self, kg: KeyGroup) -> Result<Option<Vec<u8>>>;
+    /// Adds the entries of a [`snapshot_key_group`](Self::snapshot_key_group) of key group `kg`
+    /// to this table, replacing the values of user keys it already has.
+    ///
+    /// Fails with [`StateError::KeyGroupOutOfRange`](crate::StateError::KeyGroupOutOfRange) if
+    /// the table does not cover `kg`, and with [`StateError::Corrupt`](crate::StateError::Corrupt)
+    /// (adding nothing) if `bytes` is not such a snapshot.
+    fn restore_key_group(&mut self, kg: KeyGroup, bytes: &[u8]) -> Result<()>;
     /// The number of non-empty (key, namespace) maps over all key groups.
     fn len(&self) -> usize;
 }

@@ -22,6 +22,18 @@ pub enum StateError {
         /// The key groups the backend covers.
         range: Range<KeyGroup>,
     },
+    /// A checkpoint holds a state that is not registered in the store restoring it.
+    #[error("checkpoint has state {name:?} that this operator does not register")]
+    UnknownState {
+        /// The name of the state in the checkpoint.
+        name: String,
+    },
+    /// A state snapshot could not be decoded.
+    #[error("corrupt state snapshot: {what}")]
+    Corrupt {
+        /// What was wrong, naming the state and key group where the store knows them.
+        what: String,
+    },
     /// The state backend failed.
     #[error("state backend failed: {0}")]
     Backend(String),

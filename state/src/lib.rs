@@ -2,7 +2,9 @@
 //! one object-safe backend trait, plus the timer queue of a keyed operator.
 //!
 //! A keyed operator owns a [`KeyedStateStore`]: it registers its states once (getting cheap
-//! `Copy` handles) and then reads and writes through the handles on every record.
+//! `Copy` handles) and then reads and writes through the handles on every record. At a
+//! checkpoint the store becomes a [`KeyedSnapshot`], with each state's entries per key group, so
+//! that a restore at another parallelism loads just the key groups it owns.
 //!
 //! ```
 //! use weir_state::{KeyedStateStore, MemoryBackend};
@@ -23,12 +25,14 @@
 mod backend;
 mod error;
 mod memory;
+mod snapshot;
 mod store;
 mod timers;
 
 pub use backend::{KeyedStateBackend, ListTable, MapTable, StateKind, TableFactory, ValueTable};
 pub use error::{Result, StateError};
 pub use memory::MemoryBackend;
+pub use snapshot::{KeyedSnapshot, StateSnapshot};
 pub use store::{KeyedStateStore, ListStateHandle, MapStateHandle, ValueStateHandle};
 pub use timers::TimerService;
 

@@ -1,5 +1,10 @@
 //! The in-memory backend: typed objects in one hash map per key group, no serialization on
 //! access, since a keyed reduce updates state once per record.
+//!
+//! A key group's snapshot is the postcard encoding of its entries as a list of
+//! `(key, namespace, value)` (the value being the list, or the map as a list of
+//! `(user key, value)`), sorted by the encoded key and namespace (and user key), so that equal
+//! contents give equal bytes whatever the hash maps' iteration order.
 
 use std::any::Any;
 use std::hash::{Hash, Hasher};
@@ -8,6 +13,8 @@ use std::ops::Range;
 use hashbrown::hash_map::EntryRef;
 use hashbrown::{Equivalent, HashMap};
 use rustc_hash::FxBuildHasher;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::backend::{KeyedStateBackend, ListTable, MapTable, TableFactory, ValueTable};
 use crate::{KeyGroup, Result, StateError};
@@ -140,6 +147,47 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone, T> KeyGroupMaps<K, N, T> {
     }
 }
 
+impl<K: Hash + Eq + Serialize, N: Hash + Eq + Serialize, T> KeyGroupMaps<K, N, T> {
+    /// The entries of key group `kg`, sorted by their encoded key and namespace; `None` if it
+    /// has none.
+    fn sorted_group(&self, kg: KeyGroup) -> Result<Option<Entries<&K, &N, &T>>> {
+        let group = self.group(kg)?;
+        if group.is_empty() {
+            return Ok(None);
+        }
+        let entries = group.iter().map(|((key, ns), value)| (key, ns, value));
+        Ok(Some(sorted_by_encoding(entries, |&(key, ns, _)| (key, ns))?))
+    }
+}
+
+/// `items` sorted by the postcard encoding of `sort_key(item)`: a total order for any
+/// serializable type, unlike `Ord`, which keys and namespaces need not implement.
+fn sorted_by_encoding<T, S: Serialize>(items: impl Iterator<Item = T>, sort_key: impl Fn(&T) -> S) -> Result<Vec<T>> {
+    let mut keyed = items.map(|item| Ok((encode(&sort_key(&item))?, item))).collect::<Result<Vec<_>>>()?;
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(keyed.into_iter().map(|(_, item)| item).collect())
+}
+
+fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    postcard::to_allocvec(value)
+        .map_err(|e| StateError::Backend(format!("cannot encode state entries for a snapshot: {e}")))
+}
+
+/// Decodes a whole key-group snapshot; bytes left over mean it was not one.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    match postcard::take_from_bytes(bytes) {
+        Ok((entries, [])) => Ok(entries),
+        Ok((_, rest)) => {
+            Err(StateError::Corrupt { what: format!("bytes left over after the entries ({})", rest.len()) })
+        }
+        Err(e) => Err(StateError::Corrupt { what: format!("cannot decode the entries: {e}") }),
+    }
+}
+
+/// A key group's entries as its snapshot encodes them: `(key, namespace, value)`, where the value
+/// of a map is its `(user key, value)` pairs.
+type Entries<K, N, T> = Vec<(K, N, T)>;
+
 #[cold]
 fn out_of_range(key_group: KeyGroup, range: &Range<KeyGroup>) -> StateError {
     StateError::KeyGroupOutOfRange { key_group, range: range.clone() }
@@ -158,9 +206,9 @@ impl<K: Hash + Eq, N: Hash + Eq, V> MemoryValueTable<K, N, V> {
 
 impl<K, N, V> ValueTable<K, N, V> for MemoryValueTable<K, N, V>
 where
-    K: Hash + Eq + Clone + Send,
-    N: Hash + Eq + Clone + Send,
-    V: Clone + Send,
+    K: Hash + Eq + Clone + Send + Serialize + DeserializeOwned,
+    N: Hash + Eq + Clone + Send + Serialize + DeserializeOwned,
+    V: Clone + Send + Serialize + DeserializeOwned,
 {
     #[inline]
     fn get(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<Option<V>> {
@@ -194,6 +242,17 @@ where
         self.maps.remove(kg, key, ns)
     }
 
+    fn snapshot_key_group(&self, kg: KeyGroup) -> Result<Option<Vec<u8>>> {
+        self.maps.sorted_group(kg)?.map(|entries| encode(&entries)).transpose()
+    }
+
+    fn restore_key_group(&mut self, kg: KeyGroup, bytes: &[u8]) -> Result<()> {
+        let group = self.maps.group_mut(kg)?;
+        let entries: Entries<K, N, V> = decode(bytes)?;
+        group.extend(entries.into_iter().map(|(key, ns, value)| ((key, ns), value)));
+        Ok(())
+    }
+
     fn len(&self) -> usize {
         self.maps.len()
     }
@@ -213,9 +272,9 @@ impl<K: Hash + Eq, N: Hash + Eq, V> MemoryListTable<K, N, V> {
 
 impl<K, N, V> ListTable<K, N, V> for MemoryListTable<K, N, V>
 where
-    K: Hash + Eq + Clone + Send,
-    N: Hash + Eq + Clone + Send,
-    V: Clone + Send,
+    K: Hash + Eq + Clone + Send + Serialize + DeserializeOwned,
+    N: Hash + Eq + Clone + Send + Serialize + DeserializeOwned,
+    V: Clone + Send + Serialize + DeserializeOwned,
 {
     fn get(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<Vec<V>> {
         Ok(self.maps.get(kg, key, ns)?.cloned().unwrap_or_default())
@@ -240,6 +299,22 @@ where
         Ok(())
     }
 
+    fn snapshot_key_group(&self, kg: KeyGroup) -> Result<Option<Vec<u8>>> {
+        self.maps.sorted_group(kg)?.map(|entries| encode(&entries)).transpose()
+    }
+
+    fn restore_key_group(&mut self, kg: KeyGroup, bytes: &[u8]) -> Result<()> {
+        let group = self.maps.group_mut(kg)?;
+        let entries: Entries<K, N, Vec<V>> = decode(bytes)?;
+        for (key, ns, values) in entries {
+            // No empty list is kept; a snapshot we wrote has none, but a foreign one might.
+            if !values.is_empty() {
+                group.entry((key, ns)).or_default().extend(values);
+            }
+        }
+        Ok(())
+    }
+
     fn len(&self) -> usize {
         self.maps.len()
     }
@@ -258,10 +333,10 @@ impl<K: Hash + Eq, N: Hash + Eq, UK, UV> MemoryMapTable<K, N, UK, UV> {
 
 impl<K, N, UK, UV> MapTable<K, N, UK, UV> for MemoryMapTable<K, N, UK, UV>
 where
-    K: Hash + Eq + Clone + Send,
-    N: Hash + Eq + Clone + Send,
-    UK: Hash + Eq + Clone + Send,
-    UV: Clone + Send,
+    K: Hash + Eq + Clone + Send + Serialize + DeserializeOwned,
+    N: Hash + Eq + Clone + Send + Serialize + DeserializeOwned,
+    UK: Hash + Eq + Clone + Send + Serialize + DeserializeOwned,
+    UV: Clone + Send + Serialize + DeserializeOwned,
 {
     fn get(&mut self, kg: KeyGroup, key: &K, ns: &N, user_key: &UK) -> Result<Option<UV>> {
         Ok(self.maps.get(kg, key, ns)?.and_then(|m| m.get(user_key)).cloned())
@@ -300,6 +375,29 @@ where
 
     fn clear(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<()> {
         self.maps.remove(kg, key, ns)?;
+        Ok(())
+    }
+
+    fn snapshot_key_group(&self, kg: KeyGroup) -> Result<Option<Vec<u8>>> {
+        let Some(entries) = self.maps.sorted_group(kg)? else {
+            return Ok(None);
+        };
+        let entries = entries
+            .into_iter()
+            .map(|(key, ns, map)| Ok((key, ns, sorted_by_encoding(map.iter(), |&(user_key, _)| user_key)?)))
+            .collect::<Result<Vec<_>>>()?;
+        encode(&entries).map(Some)
+    }
+
+    fn restore_key_group(&mut self, kg: KeyGroup, bytes: &[u8]) -> Result<()> {
+        let group = self.maps.group_mut(kg)?;
+        let entries: Entries<K, N, Vec<(UK, UV)>> = decode(bytes)?;
+        for (key, ns, map) in entries {
+            // No empty map is kept; a snapshot we wrote has none, but a foreign one might.
+            if !map.is_empty() {
+                group.entry((key, ns)).or_default().extend(map);
+            }
+        }
         Ok(())
     }
 

@@ -1,5 +1,6 @@
 //! The typed front end of keyed state: registers states by name on a backend and hands out
-//! `Copy` handles through which a keyed operator reaches its typed tables.
+//! `Copy` handles through which a keyed operator reaches its typed tables; snapshots and
+//! restores them all for checkpoints.
 
 use std::any::{Any, TypeId, type_name};
 use std::fmt;
@@ -8,6 +9,7 @@ use std::ops::Range;
 
 use crate::backend::{KeyedStateBackend, ListTable, MapTable, StateKind, TableFactory, ValueTable};
 use crate::memory::{MemoryListTable, MemoryMapTable, MemoryValueTable};
+use crate::snapshot::{KeyedSnapshot, StateSnapshot};
 use crate::{KeyGroup, Result, StateData, StateError, StateKey};
 
 #[cfg(test)]
@@ -33,6 +35,30 @@ struct RegisteredState {
     types: TypeId,
     /// A `Box<dyn ValueTable<K, N, V>>` (or list or map table).
     table: Box<dyn Any + Send>,
+    /// Snapshots a key group of `table` without knowing its types.
+    snapshot_key_group: SnapshotFn,
+    /// Restores a key group of `table` without knowing its types.
+    restore_key_group: RestoreFn,
+}
+
+/// Snapshots a key group of a type-erased table: a [`snapshot_erased`] for the table's type.
+type SnapshotFn = fn(&(dyn Any + Send), KeyGroup) -> Result<Option<Vec<u8>>>;
+
+/// Restores a key group of a type-erased table: a [`restore_erased`] for the table's type.
+type RestoreFn = fn(&mut (dyn Any + Send), KeyGroup, &[u8]) -> Result<()>;
+
+impl RegisteredState {
+    /// Puts this state's name and `kg` into a table's error, which knows neither.
+    fn locate(&self, kg: KeyGroup, err: StateError) -> StateError {
+        let name = &self.name;
+        match err {
+            StateError::Corrupt { what } => {
+                StateError::Corrupt { what: format!("state {name:?} key group {kg}: {what}") }
+            }
+            StateError::Backend(what) => StateError::Backend(format!("state {name:?} key group {kg}: {what}")),
+            other => other,
+        }
+    }
 }
 
 impl<K> fmt::Debug for KeyedStateStore<K> {
@@ -132,10 +158,66 @@ impl<K: StateKey> KeyedStateStore<K> {
         self.states.iter().map(|s| (s.name.clone(), s.kind)).collect()
     }
 
+    /// A snapshot of every registered state, with every non-empty key group this store covers.
+    ///
+    /// A state with no entries is still listed, with no key groups, so that a restore checks
+    /// that it is registered.
+    pub fn snapshot(&self) -> Result<KeyedSnapshot> {
+        let key_groups = self.key_groups();
+        let mut states = Vec::with_capacity(self.states.len());
+        for state in &self.states {
+            let mut snapshot = StateSnapshot { name: state.name.clone(), kind: state.kind, key_groups: Vec::new() };
+            for kg in key_groups.clone() {
+                if let Some(bytes) = (state.snapshot_key_group)(&*state.table, kg).map_err(|e| state.locate(kg, e))? {
+                    snapshot.key_groups.push((kg, bytes));
+                }
+            }
+            states.push(snapshot);
+        }
+        Ok(KeyedSnapshot { states })
+    }
+
+    /// Adds the entries of `snapshot` in the key groups this store covers; the others are
+    /// skipped, which is how a restore at another parallelism picks its share.
+    ///
+    /// Every state of `snapshot` must already be registered here under its name and kind (an
+    /// operator registers its states when it opens, and restores right after): otherwise this
+    /// fails with [`StateError::UnknownState`] or [`StateError::TypeMismatch`] before changing
+    /// anything. A key group that cannot be decoded fails with [`StateError::Corrupt`] naming the
+    /// state and key group; the store is then partly restored and should be dropped.
+    pub fn restore(&mut self, snapshot: &KeyedSnapshot) -> Result<()> {
+        let mut targets = Vec::with_capacity(snapshot.states.len());
+        for state in &snapshot.states {
+            let index = self
+                .states
+                .iter()
+                .position(|s| s.name == state.name)
+                .ok_or_else(|| StateError::UnknownState { name: state.name.clone() })?;
+            if self.states[index].kind != state.kind {
+                return Err(StateError::TypeMismatch { name: state.name.clone() });
+            }
+            targets.push(index);
+        }
+        let key_groups = self.key_groups();
+        for (state, index) in snapshot.states.iter().zip(targets) {
+            let target = &mut self.states[index];
+            for (kg, bytes) in state.key_groups.iter().filter(|(kg, _)| key_groups.contains(kg)) {
+                if let Err(e) = (target.restore_key_group)(&mut *target.table, *kg, bytes) {
+                    return Err(target.locate(*kg, e));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The index of the state `name`, registering it with the backend if it is new. `Types`
     /// identifies the state's types besides the store's key; `Table` is what the table must
     /// downcast to.
-    fn register<Types: 'static, Table: 'static>(&mut self, name: &str, factory: &dyn TableFactory) -> Result<usize> {
+    fn register<Types: 'static, Table: CheckpointedTable>(
+        &mut self,
+        name: &str,
+        factory: &dyn TableFactory,
+    ) -> Result<usize> {
         let kind = factory.kind();
         let types = TypeId::of::<Types>();
         if let Some(index) = self.states.iter().position(|s| s.name == name) {
@@ -155,7 +237,14 @@ impl<K: StateKey> KeyedStateStore<K> {
                 type_name::<Table>(),
             )));
         }
-        self.states.push(RegisteredState { name: name.to_owned(), kind, types, table });
+        self.states.push(RegisteredState {
+            name: name.to_owned(),
+            kind,
+            types,
+            table,
+            snapshot_key_group: snapshot_erased::<Table>,
+            restore_key_group: restore_erased::<Table>,
+        });
         Ok(self.states.len() - 1)
     }
 
@@ -172,6 +261,46 @@ impl<K: StateKey> KeyedStateStore<K> {
 #[track_caller]
 fn foreign_handle(index: usize, table: &str) -> ! {
     panic!("state handle {index} does not belong to this keyed state store (expected a {table})")
+}
+
+/// A boxed table as the store keeps it, snapshotted and restored by key group through
+/// [`snapshot_erased`] and [`restore_erased`], which know its type.
+trait CheckpointedTable: Send + 'static {
+    fn snapshot_key_group(&self, kg: KeyGroup) -> Result<Option<Vec<u8>>>;
+    fn restore_key_group(&mut self, kg: KeyGroup, bytes: &[u8]) -> Result<()>;
+}
+
+/// Implements [`CheckpointedTable`] for a boxed table trait by delegating to it.
+macro_rules! checkpointed_table {
+    ($table:ident<$($param:ident),+>) => {
+        impl<$($param: 'static),+> CheckpointedTable for Box<dyn $table<$($param),+>> {
+            fn snapshot_key_group(&self, kg: KeyGroup) -> Result<Option<Vec<u8>>> {
+                (**self).snapshot_key_group(kg)
+            }
+
+            fn restore_key_group(&mut self, kg: KeyGroup, bytes: &[u8]) -> Result<()> {
+                (**self).restore_key_group(kg, bytes)
+            }
+        }
+    };
+}
+
+checkpointed_table!(ValueTable<K, N, V>);
+checkpointed_table!(ListTable<K, N, V>);
+checkpointed_table!(MapTable<K, N, UK, UV>);
+
+fn snapshot_erased<Table: CheckpointedTable>(table: &(dyn Any + Send), kg: KeyGroup) -> Result<Option<Vec<u8>>> {
+    table.downcast_ref::<Table>().ok_or_else(not_the_registered_table::<Table>)?.snapshot_key_group(kg)
+}
+
+fn restore_erased<Table: CheckpointedTable>(table: &mut (dyn Any + Send), kg: KeyGroup, bytes: &[u8]) -> Result<()> {
+    table.downcast_mut::<Table>().ok_or_else(not_the_registered_table::<Table>)?.restore_key_group(kg, bytes)
+}
+
+/// Unreachable, as `register` checked the table's type; an error rather than a panic all the same.
+#[cold]
+fn not_the_registered_table<Table>() -> StateError {
+    StateError::Backend(format!("state table is not a {}", type_name::<Table>()))
 }
 
 /// Marks the types a factory or handle stands for without owning them, so it is `Send`,

@@ -95,6 +95,20 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerService<K, N> {
         Some((ts, key, ns))
     }
 
+    /// All timers in firing order (by timestamp, then registration), e.g. for a checkpoint.
+    pub fn entries(&self) -> Vec<(Timestamp, K, N)> {
+        self.queue.iter().map(|(&(ts, _), (key, ns))| (ts, key.clone(), ns.clone())).collect()
+    }
+
+    /// Registers each timer of `entries` in turn, skipping those already registered, as
+    /// [`register`](Self::register) does; restoring [`entries`](Self::entries) into an empty
+    /// service gives one that fires the same timers in the same order.
+    pub fn restore(&mut self, entries: impl IntoIterator<Item = (Timestamp, K, N)>) {
+        for (ts, key, ns) in entries {
+            self.register(ts, &key, &ns);
+        }
+    }
+
     /// The number of registered timers.
     pub fn len(&self) -> usize {
         self.queue.len()

@@ -176,3 +176,236 @@ fn backend_reports_name_and_key_groups() {
     assert_eq!(backend.name(), "memory");
     assert_eq!(backend.key_groups(), 3..7);
 }
+
+/// A small deterministic generator, so that a failing fuzz case can be replayed from its seed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn bytes(&mut self, max_len: u64) -> Vec<u8> {
+        let len = self.next() % (max_len + 1);
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+fn filled_value_table(order: &[(u64, u64)]) -> MemoryValueTable<String, u64, i64> {
+    let mut t = value_table();
+    for &(key, ns) in order {
+        t.put(13, &format!("key-{key}"), &ns, (key * 10 + ns) as i64).unwrap();
+    }
+    t
+}
+
+fn sorted_values(t: &MemoryValueTable<String, u64, i64>, kg: KeyGroup) -> Vec<(String, u64, i64)> {
+    let mut all: Vec<_> =
+        t.maps.group(kg).unwrap().iter().map(|((key, ns), value)| (key.clone(), *ns, *value)).collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn value_snapshot_restores_into_a_fresh_table() {
+    let mut t = value_table();
+    t.put(10, &k("a"), &1, 1).unwrap();
+    t.put(10, &k("a"), &2, 2).unwrap();
+    t.put(10, &k("b"), &1, 3).unwrap();
+    t.put(17, &k("c"), &0, 4).unwrap();
+
+    let mut fresh = value_table();
+    for kg in 10..20 {
+        match t.snapshot_key_group(kg).unwrap() {
+            Some(bytes) => fresh.restore_key_group(kg, &bytes).unwrap(),
+            None => assert!(![10, 17].contains(&kg), "key group {kg} has entries"),
+        }
+    }
+    assert_eq!(fresh.len(), 4);
+    for kg in [10, 17] {
+        assert_eq!(sorted_values(&fresh, kg), sorted_values(&t, kg));
+    }
+    assert_eq!(fresh.get(10, &k("a"), &2).unwrap(), Some(2));
+    assert_eq!(fresh.get(10, &k("a"), &3).unwrap(), None);
+
+    // Restoring adds: existing entries stay, restored ones replace the same key and namespace.
+    let mut other = value_table();
+    other.put(10, &k("a"), &1, 100).unwrap();
+    other.put(10, &k("z"), &1, 26).unwrap();
+    other.restore_key_group(10, &t.snapshot_key_group(10).unwrap().unwrap()).unwrap();
+    assert_eq!(other.get(10, &k("a"), &1).unwrap(), Some(1));
+    assert_eq!(other.get(10, &k("z"), &1).unwrap(), Some(26));
+    assert_eq!(other.len(), 4);
+}
+
+#[test]
+fn equal_contents_give_equal_bytes_whatever_the_insertion_order() {
+    let pairs: Vec<(u64, u64)> = (0..200).map(|i| (i % 37, i / 37)).collect();
+    let mut reversed = pairs.clone();
+    reversed.reverse();
+    let mut shuffled = pairs.clone();
+    let mut rng = XorShift(0x5EED);
+    for i in (1..shuffled.len()).rev() {
+        shuffled.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+    }
+    let bytes = filled_value_table(&pairs).snapshot_key_group(13).unwrap();
+    assert!(bytes.is_some());
+    assert_eq!(filled_value_table(&reversed).snapshot_key_group(13).unwrap(), bytes);
+    assert_eq!(filled_value_table(&shuffled).snapshot_key_group(13).unwrap(), bytes);
+    // A table that grew and shrank back has other hash map capacity, but the same bytes.
+    let mut grown = filled_value_table(&shuffled);
+    for i in 0..1000 {
+        grown.put(13, &format!("extra-{i}"), &0, 0).unwrap();
+    }
+    for i in 0..1000 {
+        grown.remove(13, &format!("extra-{i}"), &0).unwrap();
+    }
+    assert_eq!(grown.snapshot_key_group(13).unwrap(), bytes);
+
+    let mut lists = [MemoryListTable::<String, u8, u8>::new(0..1), MemoryListTable::new(0..1)];
+    let mut maps = [MemoryMapTable::<String, u8, String, u8>::new(0..1), MemoryMapTable::new(0..1)];
+    for (n, (list, map)) in lists.iter_mut().zip(&mut maps).enumerate() {
+        for i in 0..50u8 {
+            let i = if n == 0 { i } else { 49 - i };
+            list.add(0, &format!("k{}", i % 7), &(i % 3), 1).unwrap();
+            map.put(0, &format!("k{}", i % 7), &(i % 3), format!("u{i}"), i).unwrap();
+        }
+    }
+    assert_eq!(lists[0].snapshot_key_group(0).unwrap(), lists[1].snapshot_key_group(0).unwrap());
+    assert_eq!(maps[0].snapshot_key_group(0).unwrap(), maps[1].snapshot_key_group(0).unwrap());
+}
+
+#[test]
+fn list_snapshot_restores_into_a_fresh_table() {
+    let mut t = MemoryListTable::<String, u64, i32>::new(0..4);
+    t.add(1, &k("a"), &0, 1).unwrap();
+    t.add(1, &k("a"), &0, 2).unwrap();
+    t.add(1, &k("a"), &7, 9).unwrap();
+    t.add(3, &k("b"), &0, 5).unwrap();
+    assert_eq!(t.snapshot_key_group(0).unwrap(), None);
+    assert_eq!(t.snapshot_key_group(2).unwrap(), None);
+
+    let mut fresh = MemoryListTable::<String, u64, i32>::new(0..4);
+    for kg in [1, 3] {
+        fresh.restore_key_group(kg, &t.snapshot_key_group(kg).unwrap().unwrap()).unwrap();
+    }
+    assert_eq!(fresh.len(), 3);
+    assert_eq!(fresh.get(1, &k("a"), &0).unwrap(), [1, 2]);
+    assert_eq!(fresh.get(1, &k("a"), &7).unwrap(), [9]);
+    assert_eq!(fresh.get(3, &k("b"), &0).unwrap(), [5]);
+
+    // Restoring a key group twice (as after merging overlapping snapshots) appends.
+    fresh.restore_key_group(3, &t.snapshot_key_group(3).unwrap().unwrap()).unwrap();
+    assert_eq!(fresh.get(3, &k("b"), &0).unwrap(), [5, 5]);
+}
+
+#[test]
+fn map_snapshot_restores_into_a_fresh_table() {
+    let mut t = MemoryMapTable::<String, u64, String, u32>::new(0..4);
+    t.put(2, &k("a"), &0, k("x"), 1).unwrap();
+    t.put(2, &k("a"), &0, k("y"), 2).unwrap();
+    t.put(2, &k("a"), &5, k("x"), 3).unwrap();
+    t.put(0, &k("b"), &0, k("z"), 4).unwrap();
+
+    let mut fresh = MemoryMapTable::<String, u64, String, u32>::new(0..4);
+    for kg in 0..4 {
+        if let Some(bytes) = t.snapshot_key_group(kg).unwrap() {
+            fresh.restore_key_group(kg, &bytes).unwrap();
+        }
+    }
+    assert_eq!(fresh.len(), 3);
+    let mut entries = fresh.entries(2, &k("a"), &0).unwrap();
+    entries.sort();
+    assert_eq!(entries, [(k("x"), 1), (k("y"), 2)]);
+    assert_eq!(fresh.entries(2, &k("a"), &5).unwrap(), [(k("x"), 3)]);
+    assert_eq!(fresh.entries(0, &k("b"), &0).unwrap(), [(k("z"), 4)]);
+    assert!(fresh.is_empty(2, &k("b"), &0).unwrap());
+}
+
+#[test]
+fn snapshot_and_restore_outside_the_key_groups_are_errors() {
+    let mut t = value_table();
+    t.put(10, &k("a"), &0, 1).unwrap();
+    let bytes = t.snapshot_key_group(10).unwrap().unwrap();
+    for kg in [0, 9, 20, u16::MAX] {
+        let err = t.restore_key_group(kg, &bytes).unwrap_err();
+        assert!(
+            matches!(err, StateError::KeyGroupOutOfRange { key_group, ref range } if key_group == kg && *range == (10..20)),
+            "{err:?}"
+        );
+        assert!(matches!(t.snapshot_key_group(kg), Err(StateError::KeyGroupOutOfRange { .. })));
+    }
+    let mut l = MemoryListTable::<String, (), u8>::new(0..4);
+    assert!(matches!(l.restore_key_group(4, &[0]), Err(StateError::KeyGroupOutOfRange { .. })));
+    let mut m = MemoryMapTable::<String, (), u8, u8>::new(0..4);
+    assert!(matches!(m.restore_key_group(4, &[0]), Err(StateError::KeyGroupOutOfRange { .. })));
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn truncated_or_padded_snapshots_are_corrupt_and_add_nothing() {
+    let mut t = value_table();
+    for i in 0..10 {
+        t.put(10, &format!("key-{i}"), &i, i as i64).unwrap();
+    }
+    let bytes = t.snapshot_key_group(10).unwrap().unwrap();
+    let mut fresh = value_table();
+    for len in 0..bytes.len() {
+        let err = fresh.restore_key_group(10, &bytes[..len]).unwrap_err();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{len} bytes: {err:?}");
+    }
+    let mut padded = bytes.clone();
+    padded.push(0);
+    let err = fresh.restore_key_group(10, &padded).unwrap_err();
+    assert_eq!(err.to_string(), "corrupt state snapshot: bytes left over after the entries (1)");
+    assert_eq!(fresh.len(), 0);
+}
+
+#[test]
+fn garbage_bytes_are_corrupt_never_a_panic() {
+    let seed = 0x00C0_FFEE_u64;
+    println!("seed {seed:#x}");
+    let mut rng = XorShift(seed);
+    let mut values = MemoryValueTable::<String, u64, String>::new(0..2);
+    let mut lists = MemoryListTable::<String, (u32, String), Vec<u8>>::new(0..2);
+    let mut maps = MemoryMapTable::<String, (), String, (i64, bool)>::new(0..2);
+    let mut corrupt = 0;
+    for case in 0..1_000 {
+        let bytes = rng.bytes(64);
+        let results = [
+            values.restore_key_group(0, &bytes),
+            lists.restore_key_group(0, &bytes),
+            maps.restore_key_group(0, &bytes),
+        ];
+        for result in results {
+            match result {
+                // Some byte strings happen to be valid encodings, e.g. `[0]`, the empty list.
+                Ok(()) => {}
+                Err(StateError::Corrupt { what }) => {
+                    assert!(!what.is_empty());
+                    corrupt += 1;
+                }
+                Err(err) => panic!("case {case} ({bytes:?}): {err:?}"),
+            }
+        }
+    }
+    assert!(corrupt > 2_000, "only {corrupt} of 3000 garbage snapshots were corrupt");
+
+    // Valid snapshots with one byte changed reach deeper into the decoder.
+    for i in 0..20u64 {
+        maps.put(1, &format!("key-{i}"), &(), format!("user-{i}"), (i as i64 - 10, i % 2 == 0)).unwrap();
+    }
+    let valid = maps.snapshot_key_group(1).unwrap().unwrap();
+    for case in 0..1_000 {
+        let mut bytes = valid.clone();
+        let at = (rng.next() % bytes.len() as u64) as usize;
+        bytes[at] = rng.next() as u8;
+        match maps.restore_key_group(0, &bytes) {
+            Ok(()) | Err(StateError::Corrupt { .. }) => {}
+            Err(err) => panic!("mutation {case} ({bytes:?}): {err:?}"),
+        }
+    }
+}

@@ -1,3 +1,4 @@
+use std::ops::Range;
 use std::time::Instant;
 
 use super::*;
@@ -97,6 +98,223 @@ fn foreign_handle_of_other_types_panics() {
     let mut store = store();
     store.value_state::<(), u64>("x").unwrap();
     store.value(foreign);
+}
+
+/// The three states of [`filled`], as an operator's `open` would register them.
+struct Handles {
+    count: ValueStateHandle<(), u64>,
+    buffer: ListStateHandle<u64, String>,
+    seen: MapStateHandle<(), String, u32>,
+}
+
+fn register(store: &mut KeyedStateStore<String>) -> Handles {
+    Handles {
+        count: store.value_state("count").unwrap(),
+        buffer: store.list_state("buffer").unwrap(),
+        seen: store.map_state("seen").unwrap(),
+    }
+}
+
+fn store_over(key_groups: Range<KeyGroup>) -> (KeyedStateStore<String>, Handles) {
+    let mut store = KeyedStateStore::new(Box::new(MemoryBackend::new(key_groups)));
+    let handles = register(&mut store);
+    (store, handles)
+}
+
+const KEYS: u64 = 1_000;
+
+/// Key `i` and its key group, spread over all of 0..128.
+fn key(i: u64) -> (KeyGroup, String) {
+    ((i * 37 % 128) as KeyGroup, format!("key-{i}"))
+}
+
+/// A store over 0..128 with entries of all three states for [`KEYS`] keys.
+fn filled() -> (KeyedStateStore<String>, Handles) {
+    let (mut store, h) = store_over(0..128);
+    for i in 0..KEYS {
+        let (kg, key) = key(i);
+        store.value(h.count).put(kg, &key, &(), i).unwrap();
+        for window in 0..i % 3 {
+            store.list(h.buffer).add(kg, &key, &window, format!("{i}/{window}/a")).unwrap();
+            store.list(h.buffer).add(kg, &key, &window, format!("{i}/{window}/b")).unwrap();
+        }
+        store.map(h.seen).put(kg, &key, &(), format!("user-{}", i % 5), i as u32).unwrap();
+    }
+    (store, h)
+}
+
+/// Whether `store` holds exactly the entries [`filled`] wrote for key `i`.
+fn holds_key(store: &mut KeyedStateStore<String>, h: &Handles, i: u64) -> bool {
+    let (kg, key) = key(i);
+    let lists_ok = (0..3).all(|window| {
+        let expected: Vec<String> =
+            if window < i % 3 { vec![format!("{i}/{window}/a"), format!("{i}/{window}/b")] } else { Vec::new() };
+        store.list(h.buffer).get(kg, &key, &window).unwrap() == expected
+    });
+    store.value(h.count).get(kg, &key, &()).unwrap() == Some(i)
+        && lists_ok
+        && store.map(h.seen).entries(kg, &key, &()).unwrap() == [(format!("user-{}", i % 5), i as u32)]
+}
+
+fn lens(store: &mut KeyedStateStore<String>, h: &Handles) -> [usize; 3] {
+    [store.value(h.count).len(), store.list(h.buffer).len(), store.map(h.seen).len()]
+}
+
+#[test]
+fn snapshot_lists_every_state_and_non_empty_key_group() {
+    let (mut store, h) = store_over(0..8);
+    store.list_state::<(), u8>("never-written").unwrap();
+    store.value(h.count).put(5, &"a".to_owned(), &(), 1).unwrap();
+    store.value(h.count).put(2, &"b".to_owned(), &(), 2).unwrap();
+    store.map(h.seen).put(7, &"a".to_owned(), &(), "x".to_owned(), 1).unwrap();
+    let snapshot = store.snapshot().unwrap();
+    let layout: Vec<_> = snapshot
+        .states
+        .iter()
+        .map(|s| (s.name.as_str(), s.kind, s.key_groups.iter().map(|(kg, _)| *kg).collect::<Vec<_>>()))
+        .collect();
+    assert_eq!(
+        layout,
+        [
+            ("count", StateKind::Value, vec![2, 5]),
+            ("buffer", StateKind::List, vec![]),
+            ("seen", StateKind::Map, vec![7]),
+            ("never-written", StateKind::List, vec![]),
+        ]
+    );
+    assert!(snapshot.size_bytes() > 0);
+}
+
+#[test]
+fn snapshot_restores_three_kinds_of_state() {
+    let (mut original, h) = filled();
+    let snapshot = original.snapshot().unwrap();
+    let (mut restored, r) = store_over(0..128);
+    restored.restore(&snapshot).unwrap();
+    assert_eq!(lens(&mut restored, &r), lens(&mut original, &h));
+    for i in 0..KEYS {
+        assert!(holds_key(&mut restored, &r, i), "key {i}");
+    }
+    // Equal state, equal bytes.
+    assert_eq!(restored.snapshot().unwrap(), snapshot);
+}
+
+#[test]
+fn restore_at_another_parallelism_splits_the_key_groups() {
+    let (mut original, h) = filled();
+    let snapshot = original.snapshot().unwrap();
+    let (mut low, l) = store_over(0..64);
+    let (mut high, hi) = store_over(64..128);
+    low.restore(&snapshot).unwrap();
+    high.restore(&snapshot).unwrap();
+
+    for i in 0..KEYS {
+        let (kg, _) = key(i);
+        if kg < 64 {
+            assert!(holds_key(&mut low, &l, i), "key {i} missing from 0..64");
+        } else {
+            assert!(holds_key(&mut high, &hi, i), "key {i} missing from 64..128");
+        }
+    }
+    let [low_lens, high_lens, all_lens] = [lens(&mut low, &l), lens(&mut high, &hi), lens(&mut original, &h)];
+    assert!(low_lens.iter().all(|&n| n > 0) && high_lens.iter().all(|&n| n > 0));
+    for state in 0..3 {
+        // Each holds its own keys (above) and nothing else.
+        assert_eq!(low_lens[state] + high_lens[state], all_lens[state], "state {state}");
+    }
+
+    // Each one's snapshot is exactly its share of the original's.
+    let mut low_share = snapshot.clone();
+    low_share.retain_key_groups(0..64);
+    let mut high_share = snapshot.clone();
+    high_share.retain_key_groups(64..128);
+    let mut low_snapshot = low.snapshot().unwrap();
+    let mut high_snapshot = high.snapshot().unwrap();
+    low_snapshot.retain_key_groups(0..128);
+    high_snapshot.retain_key_groups(0..128);
+    assert_eq!(low_snapshot, low_share);
+    assert_eq!(high_snapshot, high_share);
+
+    // And back to one subtask: the merged halves restore the original.
+    low_snapshot.merge(high_snapshot);
+    let (mut merged, m) = store_over(0..128);
+    merged.restore(&low_snapshot).unwrap();
+    assert_eq!(lens(&mut merged, &m), all_lens);
+    for i in 0..KEYS {
+        assert!(holds_key(&mut merged, &m, i), "key {i}");
+    }
+    assert_eq!(merged.snapshot().unwrap(), snapshot);
+}
+
+#[test]
+fn restore_of_a_merge_gives_the_union() {
+    let (mut a, ha) = store_over(0..128);
+    let (mut b, hb) = store_over(0..128);
+    let key = |s: &str| s.to_owned();
+    a.value(ha.count).put(1, &key("a"), &(), 1).unwrap();
+    a.list(ha.buffer).add(9, &key("a"), &0, key("from a")).unwrap();
+    b.value(hb.count).put(100, &key("b"), &(), 2).unwrap();
+    b.list(hb.buffer).add(9, &key("a"), &0, key("from b")).unwrap();
+    b.map(hb.seen).put(1, &key("b"), &(), key("u"), 3).unwrap();
+
+    let mut snapshot = a.snapshot().unwrap();
+    snapshot.merge(b.snapshot().unwrap());
+    let (mut union, u) = store_over(0..128);
+    union.restore(&snapshot).unwrap();
+    assert_eq!(union.value(u.count).get(1, &key("a"), &()).unwrap(), Some(1));
+    assert_eq!(union.value(u.count).get(100, &key("b"), &()).unwrap(), Some(2));
+    assert_eq!(union.map(u.seen).get(1, &key("b"), &(), &key("u")).unwrap(), Some(3));
+    // Key group 9 came from both: the restore applied both.
+    assert_eq!(union.list(u.buffer).get(9, &key("a"), &0).unwrap(), [key("from a"), key("from b")]);
+    assert_eq!(lens(&mut union, &u), [2, 1, 1]);
+}
+
+#[test]
+fn restore_of_an_unregistered_state_or_another_kind_names_the_state() {
+    let (original, _) = filled();
+    let snapshot = original.snapshot().unwrap();
+
+    let mut missing = KeyedStateStore::<String>::new(Box::new(MemoryBackend::new(0..128)));
+    missing.value_state::<(), u64>("count").unwrap();
+    missing.map_state::<(), String, u32>("seen").unwrap();
+    let err = missing.restore(&snapshot).unwrap_err();
+    assert!(matches!(&err, StateError::UnknownState { name } if name == "buffer"), "{err:?}");
+    assert_eq!(err.to_string(), "checkpoint has state \"buffer\" that this operator does not register");
+    // Checked before anything is loaded.
+    let count = missing.value_state::<(), u64>("count").unwrap();
+    assert_eq!(missing.value(count).len(), 0);
+
+    let mut other_kind = KeyedStateStore::<String>::new(Box::new(MemoryBackend::new(0..128)));
+    other_kind.value_state::<(), u64>("count").unwrap();
+    other_kind.value_state::<u64, String>("buffer").unwrap();
+    other_kind.map_state::<(), String, u32>("seen").unwrap();
+    let err = other_kind.restore(&snapshot).unwrap_err();
+    assert!(matches!(&err, StateError::TypeMismatch { name } if name == "buffer"), "{err:?}");
+    assert!(err.to_string().contains("\"buffer\""), "{err}");
+
+    // A store may register more states than the checkpoint has.
+    let (mut more, _) = store_over(0..128);
+    more.value_state::<(), u64>("new").unwrap();
+    more.restore(&snapshot).unwrap();
+}
+
+#[test]
+fn corrupt_key_group_names_the_state_and_key_group() {
+    let (original, _) = filled();
+    let mut snapshot = original.snapshot().unwrap();
+    let seen = snapshot.states.iter_mut().find(|s| s.name == "seen").unwrap();
+    let (kg, bytes) = &mut seen.key_groups[3];
+    let kg = *kg;
+    bytes.truncate(bytes.len() - 1);
+    let (mut restored, _) = store_over(0..128);
+    let err = restored.restore(&snapshot).unwrap_err();
+    assert!(matches!(err, StateError::Corrupt { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.starts_with(&format!("corrupt state snapshot: state \"seen\" key group {kg}: ")), "{message}");
+
+    // A store that does not own that key group never reads it.
+    let (mut elsewhere, _) = store_over(kg + 1..128);
+    elsewhere.restore(&snapshot).unwrap();
 }
 
 /// A keyed reduce's hot path: one upsert per record. Run with

@@ -78,3 +78,36 @@ fn borrowed_timer_hashes_as_the_tuple() {
     let hasher = FxBuildHasher;
     assert_eq!(hasher.hash_one(TimerRef(-3, &key, &ns)), hasher.hash_one((-3i64, key, ns)));
 }
+
+#[test]
+fn entries_restore_round_trip_keeps_order_and_dedup() {
+    let mut t = TimerService::<String, u32>::new();
+    t.register(30, &k("c"), &0);
+    t.register(20, &k("z"), &0);
+    t.register(20, &k("a"), &0);
+    t.register(10, &k("m"), &0);
+    t.register(20, &k("m"), &1);
+    t.delete(30, &k("c"), &0);
+    let entries = t.entries();
+    assert_eq!(entries, [(10, k("m"), 0), (20, k("z"), 0), (20, k("a"), 0), (20, k("m"), 1)]);
+    assert_eq!(t.len(), 4, "entries leaves the timers registered");
+
+    let mut restored = TimerService::<String, u32>::new();
+    // A timer registered before the restore fires before restored ones of the same timestamp.
+    restored.register(20, &k("early"), &0);
+    let mut doubled = entries.clone();
+    doubled.extend(entries.iter().cloned());
+    restored.restore(doubled);
+    assert_eq!(restored.len(), 5);
+    assert_eq!(restored.entries()[1..4], [(20, k("early"), 0), (20, k("z"), 0), (20, k("a"), 0)]);
+    // Registering a restored timer again is deduplicated.
+    assert!(!restored.register(20, &k("a"), &0));
+    assert_eq!(
+        drain(&mut restored, 100),
+        [(10, k("m"), 0), (20, k("early"), 0), (20, k("z"), 0), (20, k("a"), 0), (20, k("m"), 1)]
+    );
+
+    let mut copy = TimerService::<String, u32>::new();
+    copy.restore(t.entries());
+    assert_eq!(drain(&mut copy, 100), drain(&mut t, 100));
+}
