@@ -44,6 +44,9 @@ pub enum JobStatus {
     Cancelling,
     /// Cancelled by request.
     Cancelled,
+    /// A failure is being recovered: subtasks are cancelled, then redeployed from the latest
+    /// checkpoint.
+    Restarting,
     /// All input processed and all output written.
     Finished,
 }
@@ -63,6 +66,7 @@ impl JobStatus {
             JobStatus::Failed => "FAILED",
             JobStatus::Cancelling => "CANCELLING",
             JobStatus::Cancelled => "CANCELED",
+            JobStatus::Restarting => "RESTARTING",
             JobStatus::Finished => "FINISHED",
         }
     }
@@ -182,6 +186,23 @@ pub struct JobDetails {
     pub first_record_after: Option<Duration>,
     /// From submission to the last subtask's end of input.
     pub input_ended_after: Option<Duration>,
+    /// Restarts after failures so far.
+    pub restarts: u32,
+    /// The checkpoint the job last restored from.
+    pub restored_from: Option<u64>,
+    /// Failures, oldest first.
+    pub exceptions: Vec<ExceptionRecord>,
+}
+
+/// A failure in a job's history.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ExceptionRecord {
+    /// When (epoch ms).
+    pub time_ms: i64,
+    /// The attempt that failed.
+    pub attempt: u32,
+    /// What happened.
+    pub cause: String,
 }
 
 impl JobDetails {

@@ -14,7 +14,7 @@ use weir_dataplane::{BatchConfig, ChannelId, LocalShuffle, Partitioning, check_p
 
 use crate::error::{Result, WeirError};
 use crate::job::{JobArgs, JobFn};
-use crate::runtime::io::{ErasedOutput, TaskIo};
+use crate::runtime::io::{ErasedOutput, LinkInfo};
 use crate::stream::StreamEnv;
 
 /// A type-erased box: a `Box<dyn Link<T>>` for the node's input or output type.
@@ -73,7 +73,7 @@ pub(crate) trait NodeFactory: Send + Sync {
     /// The output type's name.
     fn out_type(&self) -> &'static str;
     /// This node's link (`Box<dyn Link<In>>`) feeding `down` (`Box<dyn Link<Out>>`).
-    fn link(&self, name: Arc<str>, down: AnyBox) -> Result<AnyBox>;
+    fn link(&self, name: LinkInfo, down: AnyBox) -> Result<AnyBox>;
     /// One `Box<dyn Link<Out>>` feeding all of `downs`.
     fn fan_out(&self, downs: Vec<AnyBox>) -> AnyBox;
     /// A `Box<dyn Link<Out>>` that drops everything (after a sink).
@@ -83,12 +83,11 @@ pub(crate) trait NodeFactory: Send + Sync {
     /// The processing loop of a subtask whose chain starts at this node.
     fn task(
         &self,
-        name: Arc<str>,
+        name: LinkInfo,
         down: AnyBox,
         inputs: Vec<(ChannelId, bool)>,
         wiring: &TaskWiring<'_>,
-        io: TaskIo,
-        outputs: Vec<Box<dyn ErasedOutput>>,
+        parts: crate::runtime::task::TaskParts,
     ) -> Result<TaskFuture>;
     /// Client-side checks of the node's configuration (sources' inputs, sinks' outputs).
     fn validate(&self) -> Result<()> {

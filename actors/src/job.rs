@@ -270,3 +270,63 @@ impl JobRegistry {
 
 #[cfg(test)]
 mod tests;
+
+/// How a job reacts to a failure (as Flink's restart strategies).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Default)]
+pub enum RestartStrategy {
+    /// Fail the job at the first failure.
+    #[default]
+    None,
+    /// Restart up to `attempts` times, `delay` after each failure.
+    FixedDelay {
+        /// Restarts allowed.
+        attempts: u32,
+        /// Wait before each.
+        delay: std::time::Duration,
+    },
+    /// Restart up to `attempts` times, the delay doubling from `initial` up to `max`.
+    ExponentialBackoff {
+        /// Restarts allowed.
+        attempts: u32,
+        /// The first delay.
+        initial: std::time::Duration,
+        /// The longest delay.
+        max: std::time::Duration,
+    },
+    /// Restart after `delay` unless more than `failures` happened within `interval`.
+    FailureRate {
+        /// Failures tolerated per interval.
+        failures: u32,
+        /// The interval.
+        interval: std::time::Duration,
+        /// Wait before each restart.
+        delay: std::time::Duration,
+    },
+}
+
+impl RestartStrategy {
+    /// The delay before the next restart, given the restarts so far and how long ago each
+    /// failure happened; `None` when the strategy is exhausted.
+    pub fn next_delay(&self, restarts: u32, failures_ago: &[std::time::Duration]) -> Option<std::time::Duration> {
+        match *self {
+            RestartStrategy::None => None,
+            RestartStrategy::FixedDelay { attempts, delay } => (restarts < attempts).then_some(delay),
+            RestartStrategy::ExponentialBackoff { attempts, initial, max } => {
+                (restarts < attempts).then(|| initial.saturating_mul(1u32 << restarts.min(20)).min(max))
+            }
+            RestartStrategy::FailureRate { failures, interval, delay } => {
+                let recent = failures_ago.iter().filter(|ago| **ago <= interval).count();
+                (recent <= failures as usize).then_some(delay)
+            }
+        }
+    }
+}
+
+/// How a job runs: checkpoints and restarts.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct JobConfig {
+    /// Checkpoints, if the job takes them.
+    pub checkpoints: Option<crate::checkpoint::CheckpointConfig>,
+    /// What a failure does.
+    pub restart: RestartStrategy,
+}

@@ -7,16 +7,17 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use weir_dataplane::{KeyGroup, KeyGroupRange, Timestamp, key_group_of};
+use weir_dataplane::{CheckpointBarrier, KeyGroup, KeyGroupRange, Timestamp, key_group_of};
 use weir_state::{
     KeyedStateStore, ListStateHandle, ListTable, MapStateHandle, MapTable, MemoryBackend, StateData, StateKey,
     TimerService, ValueStateHandle, ValueTable,
 };
 
-use crate::error::Result;
+use crate::checkpoint::{OperatorState, RestoredState};
+use crate::error::{Result, WeirError};
 use crate::functions::AggregateFunction;
 use crate::operator::{Data, Key, SubtaskInfo};
-use crate::runtime::io::{Link, TaskIo};
+use crate::runtime::io::{Link, LinkInfo, TaskIo};
 
 /// Extracts the key of a record.
 pub type KeySelector<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
@@ -125,7 +126,11 @@ pub(crate) struct KeyedParts<K: StateKey, N> {
     pub(crate) event_timers: TimerService<K, N>,
     pub(crate) processing_timers: TimerService<K, N>,
     pub(crate) max_parallelism: u16,
+    pub(crate) key_groups: KeyGroupRange,
 }
+
+/// Timers as a checkpoint stores them: event time, then processing time.
+type TimerEntries<K, N> = (Vec<(Timestamp, K, N)>, Vec<(Timestamp, K, N)>);
 
 impl<K: Key, N: std::hash::Hash + Eq + Clone> KeyedParts<K, N> {
     /// State for the key groups this subtask owns.
@@ -136,7 +141,42 @@ impl<K: Key, N: std::hash::Hash + Eq + Clone> KeyedParts<K, N> {
             event_timers: TimerService::new(),
             processing_timers: TimerService::new(),
             max_parallelism: info.max_parallelism,
+            key_groups,
         }
+    }
+
+    /// The keyed state and timers of this operator at a checkpoint.
+    pub(crate) fn snapshot(&self, node: usize) -> Result<OperatorState>
+    where
+        N: serde::Serialize,
+    {
+        let timers: TimerEntries<K, N> = (self.event_timers.entries(), self.processing_timers.entries());
+        let timers =
+            postcard::to_allocvec(&timers).map_err(|e| WeirError::runtime(format!("cannot encode timers: {e}")))?;
+        Ok(OperatorState { node, keyed: Some(self.store.snapshot()?), timers: Some(timers), operator: None })
+    }
+
+    /// Loads what a checkpoint holds for this operator's key groups (all its states must be
+    /// registered already).
+    pub(crate) fn restore(&mut self, restored: &RestoredState, node: usize, io: &mut TaskIo) -> Result<()>
+    where
+        N: serde::de::DeserializeOwned,
+    {
+        if let Some(keyed) = restored.keyed(node) {
+            self.store.restore(&keyed)?;
+        }
+        for bytes in restored.timers(node) {
+            let (event, processing): TimerEntries<K, N> = postcard::from_bytes(&bytes)
+                .map_err(|e| WeirError::runtime(format!("corrupt timers in the checkpoint: {e}")))?;
+            let mine =
+                |(_, key, _): &(Timestamp, K, N)| self.key_groups.contains(key_group_of(key, self.max_parallelism));
+            let event: Vec<_> = event.into_iter().filter(mine).collect();
+            let processing: Vec<_> = processing.into_iter().filter(mine).collect();
+            self.event_timers.restore(event);
+            self.processing_timers.restore(processing);
+        }
+        self.report_next_processing_timer(io);
+        Ok(())
     }
 
     /// Tells the loop when this operator's next processing-time timer is due.
@@ -400,7 +440,7 @@ pub(crate) struct KeyedLink<F: KeyedProcessFunction> {
     pub(crate) selector: KeySelector<F::In, F::Key>,
     pub(crate) parts: Option<KeyedParts<F::Key, ()>>,
     pub(crate) down: Box<dyn Link<F::Out>>,
-    pub(crate) name: Arc<str>,
+    pub(crate) name: LinkInfo,
 }
 
 impl<F: KeyedProcessFunction> KeyedLink<F> {
@@ -437,7 +477,24 @@ impl<F: KeyedProcessFunction> Link<F::In> for KeyedLink<F> {
         if let Err(e) = self.f.open(&mut KeyedOpenContext { store: &mut parts.store, info: &info }) {
             io.fail(e.in_operator(&self.name));
         }
+        if let Some(restored) = io.restored.clone()
+            && let Err(e) = parts.restore(&restored, self.name.node, io)
+        {
+            io.fail(e.in_operator(&self.name));
+        }
         self.parts = Some(parts);
+    }
+
+    fn checkpoint(&mut self, barrier: CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
+        match self.parts.as_ref().expect("opened").snapshot(self.name.node) {
+            Ok(state) => out.push(state),
+            Err(e) => io.fail(e.in_operator(&self.name)),
+        }
+        self.down.checkpoint(barrier, io, out);
+    }
+
+    fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo) {
+        self.down.checkpoint_complete(id, io);
     }
 
     #[inline]

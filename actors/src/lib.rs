@@ -8,6 +8,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod checkpoint;
 pub mod cluster;
 pub mod connectors;
 pub mod error;

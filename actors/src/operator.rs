@@ -110,8 +110,22 @@ pub trait Operator: Send + 'static {
         Ok(())
     }
 
-    /// Called when checkpoint `checkpoint_id` completed (two-phase sinks commit here; checkpoints
-    /// arrive with fault tolerance).
+    /// Called at a checkpoint barrier, between records: the operator's own (non-keyed)
+    /// state, if it has any. Keyed state is snapshotted by the runtime.
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+        let _ = checkpoint_id;
+        Ok(None)
+    }
+
+    /// Called after `open` when the job restores from a checkpoint: this subtask's state
+    /// at the same parallelism, every subtask's state at another (union redistribution).
+    fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
+        let _ = states;
+        Ok(())
+    }
+
+    /// Called when checkpoint `checkpoint_id` completed everywhere (two-phase sinks commit
+    /// here).
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
         let _ = checkpoint_id;
         Ok(())

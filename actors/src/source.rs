@@ -84,6 +84,18 @@ pub trait Source: Send + 'static {
     fn watermark_strategy(&self) -> WatermarkStrategy {
         WatermarkStrategy::none()
     }
+
+    /// Its position at a checkpoint (between polls), to resume from exactly there.
+    fn snapshot_state(&mut self) -> Result<Vec<u8>> {
+        Ok(Vec::new())
+    }
+
+    /// Called after `open` when the job restores: this subtask's position at the same
+    /// parallelism, every subtask's at another (union redistribution).
+    fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
+        let _ = states;
+        Ok(())
+    }
 }
 
 /// Where a source emits.
@@ -156,6 +168,26 @@ pub trait Sink: Send + 'static {
     fn finish(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// At a checkpoint barrier: pre-commit what was written since the last one and return
+    /// the sink's state (for a two-phase sink, the pending transactions).
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+        let _ = checkpoint_id;
+        Ok(None)
+    }
+
+    /// When restoring: commit what the checkpoint had pre-committed (idempotently) and
+    /// discard what was written after it.
+    fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
+        let _ = states;
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint_id` completed everywhere: commit its transactions.
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        let _ = checkpoint_id;
+        Ok(())
+    }
 }
 
 /// Runs a [`Sink`] as an operator with no output.
@@ -178,5 +210,17 @@ impl<S: Sink> Operator for SinkOperator<S> {
 
     fn end_input(&mut self, _ctx: &mut Context<'_, ()>) -> Result<()> {
         self.sink.finish()
+    }
+
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+        self.sink.snapshot_state(checkpoint_id)
+    }
+
+    fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
+        self.sink.restore_state(states)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.sink.notify_checkpoint_complete(checkpoint_id)
     }
 }

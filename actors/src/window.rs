@@ -15,14 +15,16 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_dataplane::{NO_TIMESTAMP, Timestamp};
+use weir_dataplane::{CheckpointBarrier, NO_TIMESTAMP, Timestamp};
+
+use crate::checkpoint::OperatorState;
 use weir_state::ValueStateHandle;
 
 use crate::error::WeirError;
 use crate::functions::AggregateFunction;
 use crate::keyed::{KeySelector, KeyedParts, TimeDomain};
 use crate::operator::{Data, Key};
-use crate::runtime::io::{Link, TaskIo};
+use crate::runtime::io::{Link, LinkInfo, TaskIo};
 
 /// A window of time `[start, end)` in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -246,7 +248,7 @@ pub(crate) struct WindowLink<K: Key, T, A: AggregateFunction<T>> {
     pub(crate) accs: Option<ValueStateHandle<TimeWindow, A::Acc>>,
     pub(crate) sessions: Option<ValueStateHandle<(), Sessions<A::Acc>>>,
     pub(crate) down: Box<dyn Link<WindowEvent<K, A::Out, T>>>,
-    pub(crate) name: Arc<str>,
+    pub(crate) name: LinkInfo,
     pub(crate) scratch: Vec<TimeWindow>,
     pub(crate) _types: PhantomData<fn(T)>,
 }
@@ -259,7 +261,7 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> WindowLink<K, T, A> {
         agg: Arc<A>,
         selector: KeySelector<T, K>,
         down: Box<dyn Link<WindowEvent<K, A::Out, T>>>,
-        name: Arc<str>,
+        name: LinkInfo,
     ) -> Self {
         WindowLink {
             // Processing time has no lateness: records are never behind the clock.
@@ -469,7 +471,24 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> Link<T> for WindowLink<K, T, A> {
         if let Err(e) = registered {
             io.fail(WeirError::from(e).in_operator(&self.name));
         }
+        if let Some(restored) = io.restored.clone()
+            && let Err(e) = parts.restore(&restored, self.name.node, io)
+        {
+            io.fail(e.in_operator(&self.name));
+        }
         self.parts = Some(parts);
+    }
+
+    fn checkpoint(&mut self, barrier: CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
+        match self.parts.as_ref().expect("opened").snapshot(self.name.node) {
+            Ok(state) => out.push(state),
+            Err(e) => io.fail(e.in_operator(&self.name)),
+        }
+        self.down.checkpoint(barrier, io, out);
+    }
+
+    fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo) {
+        self.down.checkpoint_complete(id, io);
     }
 
     #[inline]

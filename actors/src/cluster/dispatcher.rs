@@ -221,6 +221,9 @@ impl Actor for DispatcherActor {
                         vertices: Vec::new(),
                         first_record_after: None,
                         input_ended_after: None,
+                        restarts: 0,
+                        restored_from: None,
+                        exceptions: Vec::new(),
                     };
                     job.end(JobResult { details });
                 }

@@ -4,17 +4,32 @@
 //!
 //! Scheduling uses slot sharing as Flink: subtask `i` of every vertex goes to slot `i`, so a
 //! job needs as many slots as its highest parallelism, and slots are spread over TaskManagers.
-//! Until fault tolerance arrives, the first task failure (or a lost TaskManager) fails the
-//! job: the other tasks are cancelled, and the job ends `FAILED` with that first cause once
-//! every task has stopped. Attempt numbers fence messages from old executions.
+//!
+//! A failure (a subtask failed, a TaskManager was lost) is handled by the job's restart
+//! strategy. While it allows, the job goes `RESTARTING`: checkpoints are suspended, every
+//! subtask is cancelled, and once all have stopped the job is redeployed (new attempt, slots
+//! requested again) from the latest completed checkpoint that reads back whole. Attempt
+//! numbers fence messages and channels of older executions. When the strategy is exhausted,
+//! the job fails with the last cause.
+//!
+//! ## Supervision
+//!
+//! Child: the job's CheckpointCoordinator (when it checkpoints). If it fails, it is started
+//! again; it finds the next checkpoint id from the checkpoint storage, and is told the current
+//! deployment, so at most the checkpoint in flight is lost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+use crate::checkpoint::coordinator::{
+    CheckpointCoordinator, CheckpointStats, CoordinatedTask, CoordinatorArgs, CoordinatorMessage,
+};
+use crate::checkpoint::storage::CheckpointStorage;
+use crate::cluster::ExceptionRecord;
 use crate::cluster::dispatcher::DispatcherMessage;
 use crate::cluster::resource_manager::{ResourceManagerMessage, SlotGrant};
 use crate::cluster::task_executor::{SlotLocation, TaskDeployment, TaskExecutorMessage};
@@ -22,8 +37,8 @@ use crate::cluster::{
     ExecutionId, Failure, JobDetails, JobResult, JobStatus, SubtaskDetails, TaskState, VertexDetails, ask,
 };
 use crate::error::WeirError;
-use crate::graph::JobGraph;
-use crate::job::{JobArgs, JobFn, JobId};
+use crate::graph::{JobGraph, NodeKind};
+use crate::job::{JobArgs, JobConfig, JobFn, JobId};
 use crate::runtime::io::TaskMetrics;
 
 /// A job accepted by the Dispatcher, with its client-built plan.
@@ -41,6 +56,8 @@ pub struct PreparedJob {
     pub parallelism: usize,
     /// The plan built by the client.
     pub graph: JobGraph,
+    /// Checkpoints and restarts.
+    pub config: JobConfig,
 }
 
 /// Messages of a JobMaster.
@@ -60,6 +77,12 @@ pub enum JobMasterMessage {
     Cancel,
     /// The job's details.
     Details(RpcReplyPort<JobDetails>),
+    /// A subtask stored its state for a checkpoint.
+    CheckpointAck(ExecutionId, crate::checkpoint::CheckpointAck),
+    /// Timer: redeploy after a failure (stamped with the failed attempt).
+    Restart(u32),
+    /// The job's checkpoint statistics.
+    CheckpointStats(RpcReplyPort<Option<CheckpointStats>>),
 }
 
 /// What a JobMaster starts with.
@@ -94,6 +117,16 @@ pub struct JobMasterState {
     attempt: u32,
     slots: Vec<SlotGrant>,
     tasks: HashMap<(usize, usize), Task>,
+    /// The job's checkpoints (when it takes them) and its coordinator.
+    storage: Option<CheckpointStorage>,
+    coordinator: Option<ActorRef<CoordinatorMessage>>,
+    restored_from: Option<u64>,
+    /// Restarts so far, and when each failure happened.
+    restarts: u32,
+    failures: Vec<Instant>,
+    restart_scheduled: bool,
+    restart_delay: std::time::Duration,
+    exceptions: Vec<ExceptionRecord>,
 }
 
 impl JobMasterState {
@@ -133,6 +166,9 @@ impl JobMasterState {
         let input_ended_after =
             if all_finished { snapshots.iter().filter_map(|s| s.finished_ms).max().map(since) } else { None };
         JobDetails {
+            restarts: self.restarts,
+            restored_from: self.restored_from,
+            exceptions: self.exceptions.clone(),
             first_record_after,
             input_ended_after,
             id: self.job.id,
@@ -158,6 +194,10 @@ impl JobMasterState {
         if self.cause.is_none() {
             self.cause = cause;
         }
+        self.cancel_tasks();
+    }
+
+    fn cancel_tasks(&self) {
         for (&(vertex, index), task) in &self.tasks {
             if !task.state.is_terminal()
                 && let Some(slot) = self.slots.get(task.slot)
@@ -168,6 +208,35 @@ impl JobMasterState {
     }
 
     fn fail(&mut self, cause: String, secondary: bool) {
+        if !secondary || self.exceptions.is_empty() {
+            self.exceptions.push(ExceptionRecord {
+                time_ms: crate::time::wall_clock_ms(),
+                attempt: self.attempt,
+                cause: cause.clone(),
+            });
+            let excess = self.exceptions.len().saturating_sub(50);
+            self.exceptions.drain(..excess);
+        }
+        if self.status == JobStatus::Restarting {
+            return; // the restart already under way covers this one (a consequence, mostly)
+        }
+        if self.status == JobStatus::Running {
+            let now = Instant::now();
+            self.failures.push(now);
+            let ago: Vec<_> = self.failures.iter().map(|t| now - *t).collect();
+            if let Some(delay) = self.job.config.restart.next_delay(self.restarts, &ago) {
+                warn!(job = %self.job.id, name = %self.job.name, %cause, ?delay, "job restarting");
+                self.status = JobStatus::Restarting;
+                self.cause = Some(cause);
+                self.cause_secondary = secondary;
+                self.restart_delay = delay;
+                if let Some(coordinator) = &self.coordinator {
+                    let _ = coordinator.cast(CoordinatorMessage::Suspend);
+                }
+                self.cancel_tasks();
+                return;
+            }
+        }
         error!(job = %self.job.id, name = %self.job.name, %cause, "job failing");
         if self.cause_secondary && !secondary {
             self.cause = Some(cause.clone());
@@ -190,6 +259,12 @@ impl JobMasterState {
             JobStatus::Failing if ended == self.tasks.len() => JobStatus::Failed,
             JobStatus::Cancelling if ended == self.tasks.len() => JobStatus::Cancelled,
             JobStatus::Created if self.tasks.is_empty() && self.cause.is_some() => JobStatus::Failed,
+            JobStatus::Restarting if ended == self.tasks.len() && !self.restart_scheduled => {
+                self.restart_scheduled = true;
+                let attempt = self.attempt;
+                myself.send_after(self.restart_delay, move || JobMasterMessage::Restart(attempt));
+                return;
+            }
             _ => return,
         };
         self.status = final_status;
@@ -200,6 +275,9 @@ impl JobMasterState {
         executors.dedup_by_key(|e| e.get_id());
         for executor in executors {
             let _ = executor.cast(TaskExecutorMessage::ReleaseJob(self.job.id));
+        }
+        if let Some(coordinator) = &self.coordinator {
+            coordinator.stop(None);
         }
         let _ = self.dispatcher.cast(DispatcherMessage::Terminated(Box::new(JobResult { details: self.details() })));
         myself.stop(None);
@@ -213,6 +291,12 @@ impl JobMasterState {
         })??;
         self.slots = slots;
         self.status = JobStatus::Running;
+        // After a failover: the latest checkpoint that reads back whole.
+        let restore = self.storage.as_ref().and_then(|s| s.latest_valid(self.job.graph.fingerprint)).map(Arc::new);
+        self.restored_from = restore.as_ref().map(|r| r.metadata.checkpoint).or(self.restored_from);
+        if let Some(r) = &restore {
+            info!(job = %self.job.id, checkpoint = r.metadata.checkpoint, attempt = self.attempt, "restoring from checkpoint");
+        }
         let slots: Arc<Vec<SlotLocation>> = Arc::new(
             self.slots
                 .iter()
@@ -236,6 +320,8 @@ impl JobMasterState {
                     fingerprint: self.job.graph.fingerprint,
                     job_master: myself.clone(),
                     metrics: metrics.clone(),
+                    checkpoints: self.storage.clone(),
+                    restore: restore.clone(),
                 };
                 self.tasks.insert((vertex, index), Task { state: TaskState::Deploying, slot: index, metrics });
                 let executor = self.slots[index].executor.clone();
@@ -247,6 +333,41 @@ impl JobMasterState {
                 }
             }
         }
+        self.coordinate();
+        Ok(())
+    }
+
+    /// Tells the coordinator what runs now.
+    fn coordinate(&self) {
+        let Some(coordinator) = &self.coordinator else { return };
+        let tasks = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| !t.state.is_terminal())
+            .filter_map(|(&(vertex, index), t)| {
+                Some(CoordinatedTask {
+                    execution: self.execution(vertex, index),
+                    executor: self.slots.get(t.slot)?.executor.clone(),
+                    source: self.job.graph.vertices[vertex].operators[0].kind == NodeKind::Source,
+                })
+            })
+            .collect();
+        let _ = coordinator.cast(CoordinatorMessage::Deployed(tasks));
+    }
+
+    async fn start_coordinator(&mut self, myself: &ActorRef<JobMasterMessage>) -> Result<(), WeirError> {
+        let (Some(config), Some(storage)) = (&self.job.config.checkpoints, &self.storage) else { return Ok(()) };
+        let args = CoordinatorArgs {
+            job: self.job.id,
+            fingerprint: self.job.graph.fingerprint,
+            config: config.clone(),
+            storage: storage.clone(),
+            restored_from: self.restored_from,
+        };
+        let (coordinator, _) = Actor::spawn_linked(None, CheckpointCoordinator, args, myself.get_cell())
+            .await
+            .map_err(|e| WeirError::runtime(format!("cannot start the checkpoint coordinator: {e}")))?;
+        self.coordinator = Some(coordinator);
         Ok(())
     }
 }
@@ -277,11 +398,25 @@ impl Actor for JobMasterActor {
             attempt: 0,
             slots: Vec::new(),
             tasks: HashMap::new(),
+            storage: None,
+            coordinator: None,
+            restored_from: None,
+            restarts: 0,
+            failures: Vec::new(),
+            restart_scheduled: false,
+            restart_delay: std::time::Duration::ZERO,
+            exceptions: Vec::new(),
         })
     }
 
     async fn post_start(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         info!(job = %state.job.id, name = %state.job.name, slots = state.job.graph.slots_needed(), "scheduling job");
+        state.storage = state.job.config.checkpoints.as_ref().map(|c| CheckpointStorage::new(&c.dir, state.job.id));
+        if let Err(e) = state.start_coordinator(&myself).await {
+            state.cause = Some(e.to_string());
+            state.maybe_end(&myself);
+            return Ok(());
+        }
         if let Err(e) = state.schedule(&myself).await {
             if state.status == JobStatus::Created {
                 state.cause = Some(e.to_string());
@@ -310,6 +445,11 @@ impl Actor for JobMasterActor {
                     return Ok(());
                 }
                 task.state = task_state;
+                if task_state == TaskState::Finished
+                    && let Some(coordinator) = &state.coordinator
+                {
+                    let _ = coordinator.cast(CoordinatorMessage::Finished(execution));
+                }
                 if task_state == TaskState::Failed {
                     let vertex = &state.job.graph.vertices[execution.vertex];
                     let failure = cause.unwrap_or(Failure { message: "no cause given".into(), secondary: false });
@@ -352,6 +492,67 @@ impl Actor for JobMasterActor {
             }
             JobMasterMessage::Details(reply) => {
                 let _ = reply.send(state.details());
+            }
+            JobMasterMessage::CheckpointAck(execution, ack) => {
+                if execution.attempt == state.attempt
+                    && let Some(coordinator) = &state.coordinator
+                {
+                    let _ = coordinator.cast(CoordinatorMessage::Ack(execution, ack));
+                }
+            }
+            JobMasterMessage::CheckpointStats(reply) => match &state.coordinator {
+                Some(coordinator) => {
+                    let coordinator = coordinator.clone();
+                    tokio::spawn(async move {
+                        let stats =
+                            coordinator.call(CoordinatorMessage::Stats, None).await.ok().and_then(|r| match r {
+                                ractor::rpc::CallResult::Success(s) => Some(s),
+                                _ => None,
+                            });
+                        let _ = reply.send(stats);
+                    });
+                }
+                None => {
+                    let _ = reply.send(None);
+                }
+            },
+            JobMasterMessage::Restart(attempt) => {
+                if state.status != JobStatus::Restarting || attempt != state.attempt {
+                    return Ok(());
+                }
+                state.attempt += 1;
+                state.restarts += 1;
+                state.restart_scheduled = false;
+                state.tasks.clear();
+                // Slots are requested again: a lost TaskManager's are gone.
+                let _ = state.resource_manager.cast(ResourceManagerMessage::Release(state.job.id));
+                info!(job = %state.job.id, attempt = state.attempt, "redeploying");
+                if let Err(e) = state.schedule(&myself).await {
+                    state.status = JobStatus::Running;
+                    state.fail(e.to_string(), e.is_secondary());
+                }
+                state.maybe_end(&myself);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, err) = event
+            && state.coordinator.as_ref().is_some_and(|c| c.get_id() == cell.get_id())
+        {
+            warn!(job = %state.job.id, %err, "checkpoint coordinator failed; starting it again");
+            state.coordinator = None;
+            if !state.status.is_terminal() {
+                state.start_coordinator(&myself).await?;
+                if state.status == JobStatus::Running {
+                    state.coordinate();
+                }
             }
         }
         Ok(())

@@ -53,13 +53,21 @@ pub struct JobSubmission {
     pub args: JobArgs,
     /// Default parallelism of the job's operators.
     pub parallelism: usize,
+    /// Checkpoints and restarts.
+    pub config: crate::job::JobConfig,
 }
 
 impl JobSubmission {
     /// A registered job.
     pub fn from_registry(registry: &JobRegistry, name: &str, args: JobArgs, parallelism: usize) -> Result<Self> {
         let entry = registry.get(name)?;
-        Ok(JobSubmission { name: entry.name.clone(), builder: entry.builder.clone(), args, parallelism })
+        Ok(JobSubmission {
+            name: entry.name.clone(),
+            builder: entry.builder.clone(),
+            args,
+            parallelism,
+            config: Default::default(),
+        })
     }
 
     /// An ad-hoc job from a closure (tests).
@@ -67,12 +75,24 @@ impl JobSubmission {
     where
         F: Fn(&mut StreamEnv, &JobArgs) -> Result<()> + Send + Sync + 'static,
     {
-        JobSubmission { name: name.to_owned(), builder: Arc::new(builder), args: JobArgs::default(), parallelism }
+        JobSubmission {
+            name: name.to_owned(),
+            builder: Arc::new(builder),
+            args: JobArgs::default(),
+            parallelism,
+            config: Default::default(),
+        }
     }
 
     /// Sets the arguments.
     pub fn with_args(mut self, args: JobArgs) -> Self {
         self.args = args;
+        self
+    }
+
+    /// Sets checkpoints and restarts.
+    pub fn with_config(mut self, config: crate::job::JobConfig) -> Self {
+        self.config = config;
         self
     }
 
@@ -87,6 +107,7 @@ impl JobSubmission {
             args: self.args.clone(),
             parallelism: self.parallelism,
             graph: graph.job,
+            config: self.config.clone(),
         })
     }
 }

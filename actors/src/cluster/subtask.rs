@@ -9,6 +9,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::AbortHandle;
 use tracing::{Instrument, debug};
 
+use crate::checkpoint::TaskControl;
 use crate::cluster::job_master::JobMasterMessage;
 use crate::cluster::{ExecutionId, TaskState};
 use crate::error::WeirError;
@@ -18,6 +19,8 @@ use crate::graph::TaskFuture;
 pub enum SubtaskMessage {
     /// The processing loop ended: its result, or the panic message.
     Exited(Result<crate::Result<()>, String>),
+    /// A checkpoint message for the processing loop.
+    Control(TaskControl),
 }
 
 /// What a Subtask starts with.
@@ -28,6 +31,8 @@ pub struct SubtaskArgs {
     pub name: String,
     /// The processing loop.
     pub(crate) task: TaskFuture,
+    /// Its control channel.
+    pub(crate) control: tokio::sync::mpsc::UnboundedSender<TaskControl>,
     /// Where task states go.
     pub job_master: ActorRef<JobMasterMessage>,
 }
@@ -45,6 +50,7 @@ pub struct SubtaskState {
     execution: ExecutionId,
     name: String,
     job_master: ActorRef<JobMasterMessage>,
+    control: tokio::sync::mpsc::UnboundedSender<TaskControl>,
     /// A terminal state was reported (by us or, on failure, by the TaskExecutor).
     reported: bool,
     _task: AbortOnDrop,
@@ -90,6 +96,7 @@ impl Actor for SubtaskActor {
             execution: args.execution,
             name: args.name,
             job_master: args.job_master,
+            control: args.control,
             reported: false,
             _task: AbortOnDrop(abort),
         })
@@ -114,7 +121,13 @@ impl Actor for SubtaskActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let SubtaskMessage::Exited(exited) = message;
+        let exited = match message {
+            SubtaskMessage::Control(control) => {
+                let _ = state.control.send(control);
+                return Ok(());
+            }
+            SubtaskMessage::Exited(exited) => exited,
+        };
         state.reported = true;
         match exited {
             Ok(Ok(())) => {

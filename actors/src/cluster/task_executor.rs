@@ -9,7 +9,7 @@
 //! ## Supervision
 //!
 //! Children: one Subtask per running subtask. A Subtask that fails (its operator returned an
-//! error or panicked) is not restarted in place: its state and channels must roll back with
+//! error or panicked) or is killed is not restarted in place: its state and channels must roll back with
 //! its neighbours', so the TaskExecutor reports `TaskState::Failed` with the cause to the
 //! job's JobMaster, which decides for the whole job. A Subtask that stops reports its own
 //! final state.
@@ -21,6 +21,8 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPo
 use tracing::{info, warn};
 use weir_dataplane::LocalShuffle;
 
+use crate::checkpoint::storage::CheckpointStorage;
+use crate::checkpoint::{CheckpointIo, RestoreFrom, RestoredState, TaskControl};
 use crate::cluster::job_master::JobMasterMessage;
 use crate::cluster::resource_manager::ResourceManagerMessage;
 use crate::cluster::subtask::{SubtaskActor, SubtaskArgs, SubtaskMessage};
@@ -54,6 +56,10 @@ pub struct TaskDeployment {
     /// Where every slot of the job is, by subtask index (slot sharing: subtask `i` of every
     /// vertex runs in slot `i`).
     pub slots: Arc<Vec<SlotLocation>>,
+    /// Where the job's checkpoints go (when it checkpoints).
+    pub checkpoints: Option<CheckpointStorage>,
+    /// The checkpoint to restore from (after a failover).
+    pub restore: Option<Arc<RestoreFrom>>,
 }
 
 /// Where one slot of a job is.
@@ -75,6 +81,8 @@ pub enum TaskExecutorMessage {
     ReleaseJob(JobId),
     /// Running subtasks.
     RunningTasks(RpcReplyPort<Vec<ExecutionId>>),
+    /// A checkpoint message for a running subtask.
+    Control(ExecutionId, TaskControl),
 }
 
 /// What a TaskExecutor starts with.
@@ -145,7 +153,23 @@ impl TaskExecutorState {
         let vertex =
             graph.job.vertices.get(e.vertex).ok_or_else(|| WeirError::runtime("deployment of an unknown vertex"))?;
         let name = format!("{} ({}/{})", vertex.name, e.index + 1, vertex.parallelism);
-        let task = build_subtask(SubtaskSpec {
+        let restored = match &d.restore {
+            Some(from) => Some(Arc::new(restored_state(from, e.vertex, e.index, vertex.parallelism)?)),
+            None => None,
+        };
+        let checkpoints = d.checkpoints.clone().map(|storage| {
+            // Acknowledgements leave the processing loop on a channel; a small task takes them
+            // to the JobMaster (it ends with the loop, which owns the sending side).
+            let (acks, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let job_master = d.job_master.clone();
+            tokio::spawn(async move {
+                while let Some(ack) = rx.recv().await {
+                    let _ = job_master.cast(JobMasterMessage::CheckpointAck(e, ack));
+                }
+            });
+            CheckpointIo { storage, vertex: e.vertex, acks }
+        });
+        let (task, control) = build_subtask(SubtaskSpec {
             graph: &graph,
             job: e.job,
             vertex: e.vertex,
@@ -159,8 +183,10 @@ impl TaskExecutorState {
                 task_manager: &self.args.task_manager,
                 slots: &d.slots,
             }),
+            checkpoints,
+            restored,
         })?;
-        let args = SubtaskArgs { execution: e, name, task, job_master: d.job_master.clone() };
+        let args = SubtaskArgs { execution: e, name, task, control, job_master: d.job_master.clone() };
         let (actor, _) = Actor::spawn_linked(None, SubtaskActor, args, myself.get_cell())
             .await
             .map_err(|err| WeirError::runtime(format!("cannot start subtask: {err}")))?;
@@ -221,6 +247,11 @@ impl Actor for TaskExecutorActor {
             TaskExecutorMessage::RunningTasks(reply) => {
                 let _ = reply.send(state.running.values().map(|r| r.execution).collect());
             }
+            TaskExecutorMessage::Control(execution, control) => {
+                if let Some(r) = state.running.values().find(|r| r.execution == execution) {
+                    let _ = r.actor.cast(SubtaskMessage::Control(control));
+                }
+            }
         }
         Ok(())
     }
@@ -243,6 +274,17 @@ impl Actor for TaskExecutorActor {
                     });
                 }
             }
+            // Killed (no state, no post_stop): it reported nothing, so this is its failure.
+            SupervisionEvent::ActorTerminated(cell, None, Some(reason)) if reason == "killed" => {
+                if let Some(r) = take(state, &cell) {
+                    warn!(task = ?r.execution, "subtask actor was killed");
+                    let _ = r.job_master.cast(JobMasterMessage::TaskState {
+                        execution: r.execution,
+                        state: TaskState::Failed,
+                        cause: Some(Failure { message: "its subtask actor was killed".into(), secondary: false }),
+                    });
+                }
+            }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 take(state, &cell);
             }
@@ -254,4 +296,26 @@ impl Actor for TaskExecutorActor {
 
 fn take(state: &mut TaskExecutorState, cell: &ActorCell) -> Option<Running> {
     state.running.remove(&cell.get_id())
+}
+
+/// Reads the states of vertex `vertex` at the checkpoint, for subtask `index` of
+/// `parallelism` (all of the vertex's files: keyed state is redistributed by key group).
+fn restored_state(from: &RestoreFrom, vertex: usize, index: usize, parallelism: usize) -> Result<RestoredState> {
+    let storage = CheckpointStorage::at(from.dir.parent().expect("a checkpoint lives in its job's directory"));
+    let mut handles: Vec<_> = from.metadata.tasks.iter().filter(|t| t.vertex == vertex).collect();
+    handles.sort_by_key(|t| t.subtask);
+    let mut restored = RestoredState { same_parallelism: handles.len() == parallelism, index, ..Default::default() };
+    for handle in handles {
+        let snapshot = storage.read_task(from.metadata.checkpoint, handle)?;
+        for state in snapshot.operators {
+            let per_node = restored.by_node.entry(state.node).or_default();
+            // Keep the old subtask index as the position (a node absent in one subtask's
+            // snapshot still leaves the others in place).
+            while per_node.len() < handle.subtask {
+                per_node.push(Default::default());
+            }
+            per_node.push(state);
+        }
+    }
+    Ok(restored)
 }

@@ -1,16 +1,28 @@
-//! A sink that writes text lines to one part file per subtask in a directory.
+//! A two-phase file sink: text lines into part files of a directory, made visible exactly
+//! once.
 //!
-//! A subtask writes `.part-N.inprogress` and renames it to `part-N` when its input ends, so
-//! files whose names start with `.` are never output. (Two-phase commits on checkpoints come
-//! with fault tolerance.) On the client, before the job runs, the directory is checked: part
-//! files of an earlier run are removed so outputs of two parallelisms never mix, and a
-//! directory holding anything else is refused rather than written into.
+//! A subtask writes `.part-<subtask>-<n>.inprogress`. At a checkpoint barrier it pre-commits:
+//! the file becomes `.part-<subtask>-<n>.pending`, and the sink's state lists it. When the
+//! checkpoint completes everywhere, pending files are committed by an atomic rename to
+//! `part-<subtask>-<n>`. Restoring from a checkpoint commits what it had pre-committed
+//! (idempotently: an already committed file is fine) and deletes what was written after it.
+//! Files whose names start with `.` are therefore never output. Without checkpoints, the file
+//! is committed when the input ends.
+//!
+//! Known gap (until jobs take a final checkpoint after their input ends): a subtask commits
+//! its last file at end of input, so a failure elsewhere after that and before the job ends
+//! would restore and write that subtask's tail again.
+//!
+//! On the client, before the job runs, the directory is checked: part files of an earlier
+//! run are removed so outputs of two runs never mix, and a directory holding anything else
+//! is refused rather than written into.
 
+use std::collections::BTreeSet;
 use std::fmt::Display;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::marker::PhantomData;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use weir_dataplane::Timestamp;
 
@@ -22,25 +34,104 @@ use crate::source::Sink;
 #[derive(Debug)]
 pub struct FileSink<T> {
     dir: PathBuf,
-    writer: Option<(BufWriter<File>, PathBuf, PathBuf)>,
+    index: usize,
+    current: Option<(BufWriter<File>, u64)>,
+    next_seq: u64,
+    /// Pre-committed files: (checkpoint, sequence number).
+    pending: Vec<(u64, u64)>,
+    cleaned: bool,
     _types: PhantomData<fn(T)>,
+}
+
+/// What a checkpoint keeps of a file sink subtask.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct FileSinkState {
+    subtask: usize,
+    next_seq: u64,
+    pending: Vec<(u64, u64)>,
 }
 
 impl<T> Clone for FileSink<T> {
     fn clone(&self) -> Self {
-        FileSink { dir: self.dir.clone(), writer: None, _types: PhantomData }
+        FileSink::new(self.dir.clone())
     }
 }
 
 impl<T> FileSink<T> {
     /// Writes into directory `dir` (created if missing).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        FileSink { dir: dir.into(), writer: None, _types: PhantomData }
+        FileSink {
+            dir: dir.into(),
+            index: 0,
+            current: None,
+            next_seq: 0,
+            pending: Vec::new(),
+            cleaned: false,
+            _types: PhantomData,
+        }
+    }
+
+    fn in_progress(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!(".part-{}-{seq}.inprogress", self.index))
+    }
+
+    fn pending_file(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!(".part-{}-{seq}.pending", self.index))
+    }
+
+    fn committed(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!("part-{}-{seq}", self.index))
+    }
+
+    /// Renames a pending file to its final name; committing twice is fine.
+    fn commit(&self, seq: u64) -> Result<()> {
+        let (pending, done) = (self.pending_file(seq), self.committed(seq));
+        match std::fs::rename(&pending, &done) {
+            Ok(()) => Ok(()),
+            Err(_) if done.exists() => Ok(()),
+            Err(e) => Err(WeirError::io(format!("cannot commit '{}'", pending.display()), e)),
+        }
+    }
+
+    /// Before the first file of this execution: delete this subtask's uncommitted files that
+    /// no checkpoint pre-committed (written after the checkpoint the job restored from).
+    fn clean(&mut self) -> Result<()> {
+        if std::mem::replace(&mut self.cleaned, true) {
+            return Ok(());
+        }
+        let keep: BTreeSet<PathBuf> = self.pending.iter().map(|&(_, seq)| self.pending_file(seq)).collect();
+        let prefix = format!(".part-{}-", self.index);
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| WeirError::io(format!("cannot list '{}'", self.dir.display()), e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) && !keep.contains(&entry.path()) {
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| WeirError::io(format!("cannot remove '{}'", entry.path().display()), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the current file (flushed and synced) and returns its sequence number.
+    fn close_current(&mut self) -> Result<Option<u64>> {
+        let Some((writer, seq)) = self.current.take() else { return Ok(None) };
+        let path = self.in_progress(seq);
+        let file = writer
+            .into_inner()
+            .map_err(|e| WeirError::io(format!("cannot write '{}'", path.display()), e.into_error()))?;
+        file.sync_all().map_err(|e| WeirError::io(format!("cannot sync '{}'", path.display()), e))?;
+        Ok(Some(seq))
     }
 }
 
 fn is_part_file(name: &str) -> bool {
-    name.starts_with("part-") || (name.starts_with(".part-") && name.ends_with(".inprogress"))
+    name.starts_with("part-")
+        || (name.starts_with(".part-") && (name.ends_with(".inprogress") || name.ends_with(".pending")))
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|e| WeirError::io(format!("cannot rename '{}'", from.display()), e))
 }
 
 impl<T: Data + Display> Sink for FileSink<T> {
@@ -78,25 +169,82 @@ impl<T: Data + Display> Sink for FileSink<T> {
     fn open(&mut self, ctx: &OpenContext<'_>) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| WeirError::io(format!("cannot create output directory '{}'", self.dir.display()), e))?;
-        let index = ctx.subtask().index;
-        let temp = self.dir.join(format!(".part-{index}.inprogress"));
-        let done = self.dir.join(format!("part-{index}"));
-        let file = File::create(&temp).map_err(|e| WeirError::io(format!("cannot create '{}'", temp.display()), e))?;
-        self.writer = Some((BufWriter::with_capacity(256 * 1024, file), temp, done));
+        self.index = ctx.subtask().index;
         Ok(())
     }
 
     #[inline]
     fn write(&mut self, value: T, _timestamp: Option<Timestamp>) -> Result<()> {
-        let (w, temp, _) = self.writer.as_mut().expect("opened");
-        writeln!(w, "{value}").map_err(|e| WeirError::io(format!("cannot write '{}'", temp.display()), e))
+        if self.current.is_none() {
+            self.clean()?;
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let path = self.in_progress(seq);
+            let file =
+                File::create(&path).map_err(|e| WeirError::io(format!("cannot create '{}'", path.display()), e))?;
+            self.current = Some((BufWriter::with_capacity(256 * 1024, file), seq));
+        }
+        let (w, seq) = self.current.as_mut().expect("just opened");
+        let seq = *seq;
+        writeln!(w, "{value}")
+            .map_err(|e| WeirError::io(format!("cannot write part {seq} in '{}'", self.dir.display()), e))
+    }
+
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+        self.clean()?;
+        if let Some(seq) = self.close_current()? {
+            rename(&self.in_progress(seq), &self.pending_file(seq))?;
+            self.pending.push((checkpoint_id, seq));
+        }
+        let state = FileSinkState { subtask: self.index, next_seq: self.next_seq, pending: self.pending.clone() };
+        Ok(Some(
+            postcard::to_allocvec(&state)
+                .map_err(|e| WeirError::runtime(format!("cannot encode the sink's state: {e}")))?,
+        ))
+    }
+
+    fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
+        let states = states
+            .iter()
+            .map(|bytes| postcard::from_bytes::<FileSinkState>(bytes))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| WeirError::runtime(format!("the file sink's checkpointed state is corrupt: {e}")))?;
+        for state in &states {
+            // What the restored checkpoint pre-committed is committed: that checkpoint completed.
+            let owner = FileSink::<T> { index: state.subtask, ..FileSink::new(self.dir.clone()) };
+            for &(_, seq) in &state.pending {
+                owner.commit(seq)?;
+            }
+            if state.subtask == self.index {
+                self.next_seq = self.next_seq.max(state.next_seq);
+            }
+        }
+        // At another parallelism old subtasks' leftovers cannot be told apart safely: only
+        // this subtask's own files are cleaned (in `clean`).
+        self.next_seq = self.next_seq.max(states.iter().map(|s| s.next_seq).max().unwrap_or(0));
+        Ok(())
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        let (done, waiting): (Vec<_>, Vec<_>) = self.pending.iter().partition(|(c, _)| *c <= checkpoint_id);
+        for (_, seq) in done {
+            self.commit(seq)?;
+        }
+        self.pending = waiting;
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {
-        let Some((w, temp, done)) = self.writer.take() else { return Ok(()) };
-        let file =
-            w.into_inner().map_err(|e| WeirError::io(format!("cannot write '{}'", temp.display()), e.into_error()))?;
-        file.sync_all().map_err(|e| WeirError::io(format!("cannot sync '{}'", temp.display()), e))?;
-        std::fs::rename(&temp, &done).map_err(|e| WeirError::io(format!("cannot publish '{}'", done.display()), e))
+        self.clean()?;
+        for (_, seq) in std::mem::take(&mut self.pending) {
+            self.commit(seq)?;
+        }
+        if let Some(seq) = self.close_current()? {
+            rename(&self.in_progress(seq), &self.committed(seq))?;
+        }
+        Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -131,12 +131,39 @@ pub struct Generator {
     emitted: u64,
     started: Option<tokio::time::Instant>,
     subtask_rate: Option<f64>,
+    /// After a restore at another parallelism: what the old subtasks emitted already.
+    done: Vec<Position>,
+    done_below: u64,
+}
+
+/// A generator subtask's position: it emits the events `offset, offset + stride, …` and has
+/// emitted those below `next`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Position {
+    stride: u64,
+    offset: u64,
+    next: u64,
+}
+
+impl Position {
+    fn covers(&self, index: u64) -> bool {
+        index < self.next && index % self.stride == self.offset
+    }
 }
 
 impl Generator {
     /// A generator of `config`'s events.
     pub fn new(config: GeneratorConfig) -> Self {
-        Generator { config, next: 0, stride: 1, emitted: 0, started: None, subtask_rate: None }
+        Generator {
+            config,
+            next: 0,
+            stride: 1,
+            emitted: 0,
+            started: None,
+            subtask_rate: None,
+            done: Vec::new(),
+            done_below: 0,
+        }
     }
 }
 
@@ -171,6 +198,10 @@ impl Source for Generator {
             if self.next >= end {
                 return Ok(SourcePoll::Finished);
             }
+            if self.next < self.done_below && self.done.iter().any(|p| p.covers(self.next)) {
+                self.next += self.stride;
+                continue;
+            }
             let click = self.config.event(self.next);
             ctx.emit_at(click, click.time);
             self.next += self.stride;
@@ -181,5 +212,28 @@ impl Source for Generator {
 
     fn watermark_strategy(&self) -> WatermarkStrategy {
         WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(self.config.out_of_order_ms as u64))
+    }
+
+    fn snapshot_state(&mut self) -> Result<Vec<u8>> {
+        let position = Position { stride: self.stride, offset: self.next % self.stride, next: self.next };
+        postcard::to_allocvec(&position).map_err(|e| WeirError::runtime(format!("cannot encode a position: {e}")))
+    }
+
+    fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
+        let positions = states
+            .iter()
+            .map(|b| postcard::from_bytes::<Position>(b))
+            .collect::<std::result::Result<Vec<Position>, _>>()
+            .map_err(|e| WeirError::runtime(format!("the generator's checkpointed position is corrupt: {e}")))?;
+        match positions.as_slice() {
+            // The same subtask at the same parallelism: resume where it stood.
+            [p] if p.stride == self.stride && p.offset == self.next % self.stride => self.next = p.next,
+            // Another parallelism: emit what no old subtask emitted.
+            _ => {
+                self.done_below = positions.iter().map(|p| p.next).max().unwrap_or(0);
+                self.done = positions;
+            }
+        }
+        Ok(())
     }
 }

@@ -19,9 +19,11 @@ pub struct TextFile {
     path: PathBuf,
     splits: Vec<Split>,
     current: Option<Reader>,
+    /// (index, parallelism) of the subtask it runs in.
+    subtask: (usize, usize),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Split {
     path: PathBuf,
     start: u64,
@@ -39,14 +41,14 @@ struct Reader {
 // Each subtask gets a clone of the configured source; an open reader is never shared.
 impl Clone for TextFile {
     fn clone(&self) -> Self {
-        TextFile { path: self.path.clone(), splits: self.splits.clone(), current: None }
+        TextFile { path: self.path.clone(), splits: self.splits.clone(), current: None, subtask: self.subtask }
     }
 }
 
 impl TextFile {
     /// Reads `path`: a file, or every file (not starting with `.`) directly in a directory.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        TextFile { path: path.into(), splits: Vec::new(), current: None }
+        TextFile { path: path.into(), splits: Vec::new(), current: None, subtask: (0, 1) }
     }
 
     fn files(&self) -> Result<Vec<(PathBuf, u64)>> {
@@ -105,6 +107,7 @@ impl Source for TextFile {
 
     fn open(&mut self, ctx: &OpenContext<'_>) -> Result<()> {
         let info = ctx.subtask();
+        self.subtask = (info.index, info.parallelism);
         let (p, j) = (info.parallelism as u64, info.index as u64);
         self.splits = self
             .files()?
@@ -150,6 +153,39 @@ impl Source for TextFile {
             ctx.emit(line.to_owned());
         }
         Ok(SourcePoll::Ready)
+    }
+
+    /// The splits left, the current one from the line after the last emitted (a line
+    /// boundary, which is where a split may start).
+    fn snapshot_state(&mut self) -> Result<Vec<u8>> {
+        let mut left: Vec<Split> = Vec::new();
+        if let Some(r) = &self.current
+            && r.position < r.split.end
+        {
+            left.push(Split { start: r.position, ..r.split.clone() });
+        }
+        left.extend(self.splits.iter().rev().cloned());
+        postcard::to_allocvec(&left)
+            .map_err(|e| WeirError::runtime(format!("cannot encode the text source's position: {e}")))
+    }
+
+    fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
+        let mut left = Vec::new();
+        for bytes in &states {
+            let splits: Vec<Split> = postcard::from_bytes(bytes)
+                .map_err(|e| WeirError::runtime(format!("the text source's checkpointed position is corrupt: {e}")))?;
+            left.extend(splits);
+        }
+        // One state: this subtask's own. Several (another parallelism): share them out.
+        let (index, parallelism) = self.subtask;
+        let mine: Vec<Split> = if states.len() == 1 {
+            left
+        } else {
+            left.into_iter().enumerate().filter(|(i, _)| i % parallelism == index).map(|(_, s)| s).collect()
+        };
+        self.current = None;
+        self.splits = mine.into_iter().rev().collect();
+        Ok(())
     }
 }
 

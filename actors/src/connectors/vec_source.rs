@@ -56,4 +56,20 @@ impl<T: Data + Sync> Source for VecSource<T> {
     fn watermark_strategy(&self) -> WatermarkStrategy {
         self.strategy
     }
+
+    fn snapshot_state(&mut self) -> Result<Vec<u8>> {
+        Ok((self.next as u64).to_le_bytes().to_vec())
+    }
+
+    fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
+        // Parallelism 1: one position.
+        if let Some(bytes) = states.first() {
+            let raw: [u8; 8] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| crate::WeirError::runtime("the vector source's checkpointed position is corrupt"))?;
+            self.next = (u64::from_le_bytes(raw) as usize).min(self.items.len());
+        }
+        Ok(())
+    }
 }

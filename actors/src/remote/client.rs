@@ -54,7 +54,8 @@ impl ClusterClient {
             job: prepared.name,
             args: prepared.args,
             parallelism: prepared.parallelism,
-            graph: prepared.graph,
+            graph: Box::new(prepared.graph),
+            config: prepared.config,
         };
         match self.request(request).await? {
             ClientResponse::Submitted(result) => result.map_err(WeirError::runtime),

@@ -229,10 +229,13 @@ impl Actor for TaskManagerProxy {
                     parallelism: d.parallelism,
                     fingerprint: d.fingerprint,
                     slots: d.slots.as_ref().clone(),
+                    checkpoints: d.checkpoints,
+                    restore: d.restore.map(|r| r.as_ref().clone()),
                 };
-                link.send(&ToTaskManager::Deploy { request, deployment }).await
+                link.send(&ToTaskManager::Deploy { request, deployment: Box::new(deployment) }).await
             }
             TaskExecutorMessage::Cancel(e) => link.send(&ToTaskManager::Cancel(e)).await,
+            TaskExecutorMessage::Control(e, control) => link.send(&ToTaskManager::Control(e, control)).await,
             TaskExecutorMessage::ReleaseJob(job) => {
                 link.metrics.lock().expect("link lock").retain(|e, _| e.job != job);
                 link.job_masters.lock().expect("link lock").remove(&job);
@@ -323,6 +326,12 @@ async fn task_manager_session(
                             let _ = master.cast(JobMasterMessage::TaskState { execution, state, cause });
                         }
                     }
+                    FromTaskManager::CheckpointAck(execution, ack) => {
+                        let master = link.job_masters.lock().expect("link lock").get(&execution.job).cloned();
+                        if let Some(master) = master {
+                            let _ = master.cast(JobMasterMessage::CheckpointAck(execution, ack));
+                        }
+                    }
                     FromTaskManager::RunningTasks { request, tasks } => {
                         if let Some(reply) = link.running.lock().expect("link lock").remove(&request) {
                             let _ = reply.send(tasks);
@@ -349,8 +358,8 @@ async fn task_manager_session(
 async fn client_session(mut tx: ControlSender, mut rx: ControlReceiver, shared: Shared) -> Result<()> {
     while let Some(request) = rx.recv::<ClientRequest>().await? {
         let response = match request {
-            ClientRequest::Submit { job, args, parallelism, graph } => ClientResponse::Submitted(
-                submit(&shared, job, args, parallelism, graph).await.map_err(|e| e.to_string()),
+            ClientRequest::Submit { job, args, parallelism, graph, config } => ClientResponse::Submitted(
+                submit(&shared, job, args, parallelism, graph, config).await.map_err(|e| e.to_string()),
             ),
             ClientRequest::List => {
                 ClientResponse::Jobs(ask!(shared.dispatcher, "the dispatcher", DispatcherMessage::List)?)
@@ -388,8 +397,10 @@ async fn submit(
     job: String,
     args: crate::job::JobArgs,
     parallelism: usize,
-    graph: crate::graph::JobGraph,
+    graph: Box<crate::graph::JobGraph>,
+    config: crate::job::JobConfig,
 ) -> Result<JobId> {
+    let graph = *graph;
     let entry = shared.registry.get(&job)?.clone();
     let own = build_job(&job, &entry.builder, &args, parallelism, false)?;
     if own.job.fingerprint != graph.fingerprint {
@@ -399,6 +410,7 @@ async fn submit(
             own.job.fingerprint_hex()
         )));
     }
-    let prepared = PreparedJob { id: JobId::generate(), name: job, builder: entry.builder, args, parallelism, graph };
+    let prepared =
+        PreparedJob { id: JobId::generate(), name: job, builder: entry.builder, args, parallelism, graph, config };
     ask!(shared.dispatcher, "the dispatcher", |reply| DispatcherMessage::Submit(Box::new(prepared), reply))?
 }

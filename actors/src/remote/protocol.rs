@@ -8,10 +8,12 @@
 
 use std::net::SocketAddr;
 
+use crate::checkpoint::storage::CheckpointStorage;
+use crate::checkpoint::{CheckpointAck, RestoreFrom, TaskControl};
 use crate::cluster::task_executor::SlotLocation;
 use crate::cluster::{ExecutionId, Failure, JobDetails, JobOverview, TaskManagerInfo, TaskState};
 use crate::graph::JobGraph;
-use crate::job::{JobArgs, JobId};
+use crate::job::{JobArgs, JobConfig, JobId};
 use crate::runtime::io::TaskMetricsSnapshot;
 
 /// The first message on a connection.
@@ -78,6 +80,8 @@ pub enum FromTaskManager {
         /// The executions.
         tasks: Vec<ExecutionId>,
     },
+    /// A subtask stored its state for a checkpoint.
+    CheckpointAck(ExecutionId, CheckpointAck),
 }
 
 /// JobManager → TaskManager.
@@ -92,7 +96,7 @@ pub enum ToTaskManager {
         /// Answered by [`FromTaskManager::Deployed`].
         request: u64,
         /// What to run.
-        deployment: WireDeployment,
+        deployment: Box<WireDeployment>,
     },
     /// Cancel a subtask.
     Cancel(ExecutionId),
@@ -105,6 +109,8 @@ pub enum ToTaskManager {
     },
     /// The JobManager is alive.
     HeartbeatAck,
+    /// A checkpoint message for a running subtask.
+    Control(ExecutionId, TaskControl),
 }
 
 /// A deployment as it travels: the job by name (the TaskManager's binary carries the
@@ -123,6 +129,10 @@ pub struct WireDeployment {
     pub fingerprint: u64,
     /// Where every slot of the job is.
     pub slots: Vec<SlotLocation>,
+    /// Where the job's checkpoints go.
+    pub checkpoints: Option<CheckpointStorage>,
+    /// The checkpoint to restore from.
+    pub restore: Option<RestoreFrom>,
 }
 
 /// Client → JobManager.
@@ -137,7 +147,9 @@ pub enum ClientRequest {
         /// Default parallelism.
         parallelism: usize,
         /// The client's plan.
-        graph: JobGraph,
+        graph: Box<JobGraph>,
+        /// Checkpoints and restarts.
+        config: JobConfig,
     },
     /// All jobs.
     List,

@@ -113,13 +113,19 @@ impl Actor for JobMasterProxy {
         message: Self::Msg,
         link: &mut Arc<Link>,
     ) -> Result<(), ActorProcessingErr> {
-        if let JobMasterMessage::TaskState { execution, state, cause } = message {
-            let metrics = if state.is_terminal() {
-                link.metrics.lock().expect("link lock").get(&execution).map(|m| m.snapshot())
-            } else {
-                None
-            };
-            link.send(&FromTaskManager::TaskState { execution, state, cause, metrics }).await?;
+        match message {
+            JobMasterMessage::TaskState { execution, state, cause } => {
+                let metrics = if state.is_terminal() {
+                    link.metrics.lock().expect("link lock").get(&execution).map(|m| m.snapshot())
+                } else {
+                    None
+                };
+                link.send(&FromTaskManager::TaskState { execution, state, cause, metrics }).await?;
+            }
+            JobMasterMessage::CheckpointAck(execution, ack) => {
+                link.send(&FromTaskManager::CheckpointAck(execution, ack)).await?;
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -308,6 +314,8 @@ async fn handle(
                 job_master: job_master.clone(),
                 metrics,
                 slots: Arc::new(deployment.slots),
+                checkpoints: deployment.checkpoints,
+                restore: deployment.restore.map(Arc::new),
             };
             // Deploying builds the job's plan: let the session keep reading meanwhile.
             let link = link.clone();
@@ -324,6 +332,11 @@ async fn handle(
                     error!("cannot answer a deployment: {e}");
                 }
             });
+        }
+        ToTaskManager::Control(execution, control) => {
+            if let Some(executor) = executor {
+                let _ = executor.cast(TaskExecutorMessage::Control(execution, control));
+            }
         }
         ToTaskManager::Cancel(execution) => {
             if let Some(executor) = executor {

@@ -15,16 +15,32 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use weir_dataplane::{
-    BatchSender, ChannelMetrics, Element, KeyGroup, OutputBuffer, Partitioning, Timestamp, count_records,
-    subtask_for_key_group,
+    BatchSender, ChannelMetrics, CheckpointBarrier, Element, KeyGroup, OutputBuffer, Partitioning, Timestamp,
+    count_records, subtask_for_key_group,
 };
 
+use crate::checkpoint::{CheckpointIo, OperatorState, RestoredState};
 use crate::error::{Result, WeirError};
 use crate::operator::{Data, SubtaskInfo};
 use crate::time::SharedClock;
 
 /// A boxed future that sends one batch.
 pub(crate) type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
+/// Which operator a link runs: its name (for messages) and its node in the stream graph
+/// (what its checkpointed state is filed under).
+#[derive(Debug, Clone)]
+pub(crate) struct LinkInfo {
+    pub(crate) name: Arc<str>,
+    pub(crate) node: usize,
+}
+
+impl std::ops::Deref for LinkInfo {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
 
 /// One step of an operator chain, typed by what flows into it.
 pub(crate) trait Link<T>: Send {
@@ -40,6 +56,11 @@ pub(crate) trait Link<T>: Send {
     fn processing_time(&mut self, now: Timestamp, io: &mut TaskIo);
     /// Move partial batches out (the latency bound).
     fn flush(&mut self, io: &mut TaskIo);
+    /// Every input delivered `barrier`: snapshot this link's state into `out`, then pass the
+    /// barrier on (the writer sends it on every output channel).
+    fn checkpoint(&mut self, barrier: CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>);
+    /// Checkpoint `id` completed everywhere (two-phase sinks commit).
+    fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo);
     /// All input ended: finish, close, and pass the end on.
     fn end_input(&mut self, io: &mut TaskIo);
 }
@@ -146,6 +167,10 @@ pub(crate) struct TaskIo {
     pub(crate) watermark: Timestamp,
     pub(crate) records_out: u64,
     pub(crate) late_records: u64,
+    /// Checkpoint storage and where acknowledgements go (when the job checkpoints).
+    pub(crate) checkpoints: Option<CheckpointIo>,
+    /// What to restore from, read by each link as it opens.
+    pub(crate) restored: Option<Arc<RestoredState>>,
 }
 
 impl TaskIo {
@@ -161,6 +186,8 @@ impl TaskIo {
             watermark: Timestamp::MIN,
             records_out: 0,
             late_records: 0,
+            checkpoints: None,
+            restored: None,
         }
     }
 
@@ -331,6 +358,13 @@ impl<T: Data> Link<T> for Writer<T> {
         self.broadcast(Element::EndOfData, io);
         self.flush(io);
     }
+
+    fn checkpoint(&mut self, barrier: CheckpointBarrier, io: &mut TaskIo, _out: &mut Vec<OperatorState>) {
+        // Broadcasting a barrier closes every channel's batch: it leaves at once.
+        self.broadcast(Element::Barrier(barrier), io);
+    }
+
+    fn checkpoint_complete(&mut self, _id: u64, _io: &mut TaskIo) {}
 }
 
 /// The end of a chain with no outputs (after a sink).
@@ -344,6 +378,8 @@ impl<T: Send> Link<T> for NullLink {
     fn processing_time(&mut self, _now: Timestamp, _io: &mut TaskIo) {}
     fn flush(&mut self, _io: &mut TaskIo) {}
     fn end_input(&mut self, _io: &mut TaskIo) {}
+    fn checkpoint(&mut self, _barrier: CheckpointBarrier, _io: &mut TaskIo, _out: &mut Vec<OperatorState>) {}
+    fn checkpoint_complete(&mut self, _id: u64, _io: &mut TaskIo) {}
 }
 
 /// Several chained successors (and maybe a writer) fed the same records.
@@ -377,6 +413,12 @@ impl<T: Data> Link<T> for FanOut<T> {
     }
     fn end_input(&mut self, io: &mut TaskIo) {
         self.outs.iter_mut().for_each(|o| o.end_input(io));
+    }
+    fn checkpoint(&mut self, barrier: CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
+        self.outs.iter_mut().for_each(|o| o.checkpoint(barrier, io, out));
+    }
+    fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo) {
+        self.outs.iter_mut().for_each(|o| o.checkpoint_complete(id, io));
     }
 }
 

@@ -9,13 +9,13 @@ use crate::error::{Result, WeirError};
 use crate::graph::{AnyBox, NodeFactory, TaskFuture, TaskWiring, WriterEdge};
 use crate::operator::Data;
 use crate::runtime::io::{
-    EdgeWriter, ErasedOutput, FanOut, KeyGroupFn, Link, NullLink, OutputChannels, TaskIo, Writer,
+    EdgeWriter, ErasedOutput, FanOut, KeyGroupFn, Link, LinkInfo, NullLink, OutputChannels, Writer,
 };
-use crate::runtime::task::{run_input, run_source};
+use crate::runtime::task::{TaskParts, run_input, run_source};
 use crate::source::Source;
 
 /// Makes an operator's link for one subtask, given its downstream.
-pub(crate) type MakeLink<In, Out> = Arc<dyn Fn(Arc<str>, Box<dyn Link<Out>>) -> Box<dyn Link<In>> + Send + Sync>;
+pub(crate) type MakeLink<In, Out> = Arc<dyn Fn(LinkInfo, Box<dyn Link<Out>>) -> Box<dyn Link<In>> + Send + Sync>;
 
 /// A client-side check.
 pub(crate) type Validate = Arc<dyn Fn() -> Result<()> + Send + Sync>;
@@ -89,7 +89,7 @@ impl<In: Data, Out: Data> NodeFactory for OperatorNode<In, Out> {
     fn out_type(&self) -> &'static str {
         type_name::<Out>()
     }
-    fn link(&self, name: Arc<str>, down: AnyBox) -> Result<AnyBox> {
+    fn link(&self, name: LinkInfo, down: AnyBox) -> Result<AnyBox> {
         Ok(erase::<In>((self.make)(name, typed::<Out>(down))))
     }
     fn fan_out(&self, downs: Vec<AnyBox>) -> AnyBox {
@@ -103,12 +103,11 @@ impl<In: Data, Out: Data> NodeFactory for OperatorNode<In, Out> {
     }
     fn task(
         &self,
-        name: Arc<str>,
+        name: LinkInfo,
         down: AnyBox,
         inputs: Vec<(ChannelId, bool)>,
         wiring: &TaskWiring<'_>,
-        io: TaskIo,
-        outputs: Vec<Box<dyn ErasedOutput>>,
+        parts: TaskParts,
     ) -> Result<TaskFuture> {
         let head = (self.make)(name, typed::<Out>(down));
         let capacity = wiring.batch.channel_capacity;
@@ -122,7 +121,7 @@ impl<In: Data, Out: Data> NodeFactory for OperatorNode<In, Out> {
                 ))),
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Box::pin(run_input(InputGate::new(receivers), head, io, outputs, wiring.batch)))
+        Ok(Box::pin(run_input(InputGate::new(receivers), head, parts, wiring.batch)))
     }
     fn validate(&self) -> Result<()> {
         self.validate.as_ref().map_or(Ok(()), |v| v())
@@ -141,7 +140,7 @@ impl<S: Source + Clone + Sync> NodeFactory for SourceNode<S> {
     fn out_type(&self) -> &'static str {
         type_name::<S::Out>()
     }
-    fn link(&self, _name: Arc<str>, _down: AnyBox) -> Result<AnyBox> {
+    fn link(&self, _name: LinkInfo, _down: AnyBox) -> Result<AnyBox> {
         Err(WeirError::Graph("a source cannot consume another operator's output".into()))
     }
     fn fan_out(&self, downs: Vec<AnyBox>) -> AnyBox {
@@ -155,14 +154,13 @@ impl<S: Source + Clone + Sync> NodeFactory for SourceNode<S> {
     }
     fn task(
         &self,
-        name: Arc<str>,
+        name: LinkInfo,
         down: AnyBox,
         _inputs: Vec<(ChannelId, bool)>,
         wiring: &TaskWiring<'_>,
-        io: TaskIo,
-        outputs: Vec<Box<dyn ErasedOutput>>,
+        parts: TaskParts,
     ) -> Result<TaskFuture> {
-        Ok(Box::pin(run_source(self.source.clone(), name, typed::<S::Out>(down), io, outputs, wiring.batch)))
+        Ok(Box::pin(run_source(self.source.clone(), name, typed::<S::Out>(down), parts, wiring.batch)))
     }
     fn validate(&self) -> Result<()> {
         self.source.validate()

@@ -1,17 +1,17 @@
 //! The link that runs a user [`Operator`] inside a chain.
 
-use std::sync::Arc;
+use weir_dataplane::{CheckpointBarrier, Timestamp};
 
-use weir_dataplane::Timestamp;
+use crate::checkpoint::OperatorState;
 
 use crate::operator::{Context, OpenContext, Operator};
-use crate::runtime::io::{Link, TaskIo};
+use crate::runtime::io::{Link, LinkInfo, TaskIo};
 
 /// Runs one operator and passes its output to the next link.
 pub(crate) struct OperatorLink<O: Operator> {
     pub(crate) op: O,
     pub(crate) down: Box<dyn Link<O::Out>>,
-    pub(crate) name: Arc<str>,
+    pub(crate) name: LinkInfo,
 }
 
 impl<O: Operator> Link<O::In> for OperatorLink<O> {
@@ -23,7 +23,32 @@ impl<O: Operator> Link<O::In> for OperatorLink<O> {
         let info = io.info.clone();
         if let Err(e) = self.op.open(&mut OpenContext { info: &info }) {
             io.fail(e.in_operator(&self.name));
+            return;
         }
+        let states = io.restored.as_ref().map(|r| r.operator_states(self.name.node)).unwrap_or_default();
+        if !states.is_empty()
+            && let Err(e) = self.op.restore_state(states)
+        {
+            io.fail(e.in_operator(&self.name));
+        }
+    }
+
+    fn checkpoint(&mut self, barrier: CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
+        match self.op.snapshot_state(barrier.checkpoint_id) {
+            Ok(Some(state)) => {
+                out.push(OperatorState { node: self.name.node, operator: Some(state), ..Default::default() })
+            }
+            Ok(None) => {}
+            Err(e) => io.fail(e.in_operator(&self.name)),
+        }
+        self.down.checkpoint(barrier, io, out);
+    }
+
+    fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo) {
+        if let Err(e) = self.op.notify_checkpoint_complete(id) {
+            io.fail(e.in_operator(&self.name));
+        }
+        self.down.checkpoint_complete(id, io);
     }
 
     #[inline]

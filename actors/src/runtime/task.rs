@@ -10,13 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use weir_dataplane::{BatchConfig, ChannelId, Element, InputGate, MAX_WATERMARK, Timestamp, WatermarkValve};
+use weir_dataplane::{
+    BatchConfig, ChannelId, CheckpointBarrier, Element, InputGate, MAX_WATERMARK, Timestamp, WatermarkValve,
+};
+
+use crate::checkpoint::{CheckpointAck, OperatorState, TaskControl, TaskSnapshot};
 
 use crate::error::{Result, WeirError};
 use crate::graph::{AnyBox, ExecutableGraph, TaskFuture, TaskWiring, WriterEdge};
 use crate::job::JobId;
 use crate::operator::{Data, OpenContext, SubtaskInfo};
-use crate::runtime::io::{ErasedOutput, Link, TaskIo, TaskMetrics, records_in};
+use crate::runtime::io::{ErasedOutput, Link, LinkInfo, TaskIo, TaskMetrics, records_in};
 use crate::source::{Source, SourceContext, SourcePoll};
 use crate::time::SharedClock;
 
@@ -109,28 +113,215 @@ fn fire_processing_time<T>(head: &mut dyn Link<T>, io: &mut TaskIo, timers: &mut
     head.processing_time(now, io);
 }
 
+/// Control messages of a subtask's loop.
+pub(crate) type ControlReceiver = tokio::sync::mpsc::UnboundedReceiver<TaskControl>;
+
+/// What a processing loop runs with besides its chain: the runtime services, the output
+/// senders and the control channel.
+pub(crate) struct TaskParts {
+    pub(crate) io: TaskIo,
+    pub(crate) outputs: Vec<Box<dyn ErasedOutput>>,
+    pub(crate) control: ControlReceiver,
+}
+
+/// Snapshots the chain at `barrier` (which the links then pass on) and stores the snapshot
+/// off the loop; the acknowledgement follows once it is stored.
+fn checkpoint_chain<T>(
+    head: &mut dyn Link<T>,
+    barrier: CheckpointBarrier,
+    io: &mut TaskIo,
+    alignment: Duration,
+    mut operators: Vec<OperatorState>,
+) {
+    head.checkpoint(barrier, io, &mut operators);
+    let Some(checkpoints) = io.checkpoints.clone() else { return };
+    if io.has_failed() {
+        return;
+    }
+    let snapshot = TaskSnapshot {
+        checkpoint: barrier.checkpoint_id,
+        vertex: checkpoints.vertex,
+        subtask: io.info.index,
+        operators,
+    };
+    tokio::task::spawn_blocking(move || {
+        let handle = checkpoints.storage.write_task(&snapshot).map_err(|e| e.to_string());
+        let _ = checkpoints.acks.send(CheckpointAck {
+            checkpoint: snapshot.checkpoint,
+            handle,
+            alignment_ms: alignment.as_millis() as u64,
+        });
+    });
+}
+
+/// Barrier alignment of a subtask with several input channels: a channel that delivered
+/// the barrier of checkpoint `n` is not read further until every open channel has.
+struct Alignment {
+    barrier: CheckpointBarrier,
+    arrived: Vec<bool>,
+    started: Instant,
+}
+
+/// What happens to the rest of a batch after one element.
+enum Next {
+    Continue,
+    /// The channel is blocked for alignment: keep the rest of its batch for later.
+    Stash,
+}
+
+struct InputState<T> {
+    valve: WatermarkValve,
+    ended: Vec<bool>,
+    open_channels: usize,
+    alignment: Option<Alignment>,
+    stash: Vec<std::collections::VecDeque<Element<T>>>,
+}
+
+impl<T: Data> InputState<T> {
+    fn element(
+        &mut self,
+        channel: usize,
+        element: Element<T>,
+        head: &mut dyn Link<T>,
+        io: &mut TaskIo,
+        gate: &mut InputGate<T>,
+    ) -> Next {
+        match element {
+            Element::Record(value, ts) => head.record(value, ts, io),
+            Element::Watermark(wm) => {
+                if let Some(wm) = self.valve.on_watermark(channel, wm).watermark {
+                    io.watermark = wm;
+                    head.watermark(wm, io);
+                }
+            }
+            Element::Idle(idle) => {
+                let out = self.valve.on_idle(channel, idle);
+                if let Some(idle) = out.idle {
+                    head.idle(idle, io);
+                }
+                if let Some(wm) = out.watermark {
+                    io.watermark = wm;
+                    head.watermark(wm, io);
+                }
+            }
+            Element::Barrier(barrier) => {
+                match &self.alignment {
+                    Some(a) if a.barrier.checkpoint_id > barrier.checkpoint_id => return Next::Continue, // stale
+                    Some(a) if a.barrier.checkpoint_id == barrier.checkpoint_id => {}
+                    // A newer checkpoint overtook one that never completed here: give it up.
+                    Some(_) => self.abort_alignment(gate),
+                    None => {}
+                }
+                let alignment = self.alignment.get_or_insert_with(|| Alignment {
+                    barrier,
+                    arrived: vec![false; gate.num_channels()],
+                    started: Instant::now(),
+                });
+                alignment.arrived[channel] = true;
+                gate.block(channel);
+                if !self.try_complete(head, io, gate) {
+                    return Next::Stash;
+                }
+            }
+            Element::EndOfData => {
+                if !std::mem::replace(&mut self.ended[channel], true) {
+                    self.open_channels -= 1;
+                    if let Some(wm) = self.valve.on_end_of_data(channel).watermark {
+                        io.watermark = wm;
+                        head.watermark(wm, io);
+                    }
+                    self.try_complete(head, io, gate);
+                }
+            }
+        }
+        Next::Continue
+    }
+
+    /// Completes the alignment if every channel delivered the barrier or ended.
+    fn try_complete(&mut self, head: &mut dyn Link<T>, io: &mut TaskIo, gate: &mut InputGate<T>) -> bool {
+        let Some(a) = &self.alignment else { return true };
+        if !(0..a.arrived.len()).all(|c| a.arrived[c] || self.ended[c]) {
+            return false;
+        }
+        let (barrier, waited) = (a.barrier, a.started.elapsed());
+        self.alignment = None;
+        checkpoint_chain(head, barrier, io, waited, Vec::new());
+        gate.unblock_all();
+        true
+    }
+
+    fn abort_alignment(&mut self, gate: &mut InputGate<T>) {
+        self.alignment = None;
+        gate.unblock_all();
+    }
+
+    /// Feeds `elements` of `channel` to the chain, stashing what follows a barrier that
+    /// blocked the channel.
+    fn batch(
+        &mut self,
+        channel: usize,
+        elements: impl IntoIterator<Item = Element<T>>,
+        head: &mut dyn Link<T>,
+        io: &mut TaskIo,
+        gate: &mut InputGate<T>,
+    ) {
+        let mut elements = elements.into_iter();
+        while let Some(element) = elements.next() {
+            if let Next::Stash = self.element(channel, element, head, io, gate) {
+                self.stash[channel].extend(elements);
+                return;
+            }
+            if io.has_failed() {
+                return;
+            }
+        }
+    }
+}
+
 /// The loop of a subtask whose chain reads input channels.
 pub(crate) async fn run_input<T: Data>(
     mut gate: InputGate<T>,
     mut head: Box<dyn Link<T>>,
-    mut io: TaskIo,
-    mut outputs: Vec<Box<dyn ErasedOutput>>,
+    parts: TaskParts,
     batch: BatchConfig,
 ) -> Result<()> {
+    let TaskParts { mut io, mut outputs, mut control } = parts;
     head.open(&mut io);
     check(&mut io)?;
     let channels = gate.num_channels();
-    let mut valve = WatermarkValve::new(channels);
-    let mut ended = vec![false; channels];
-    let mut open_channels = channels;
+    let mut state = InputState {
+        valve: WatermarkValve::new(channels),
+        ended: vec![false; channels],
+        open_channels: channels,
+        alignment: None,
+        stash: (0..channels).map(|_| std::collections::VecDeque::new()).collect(),
+    };
     let mut timers = LoopTimers::new(batch.flush_interval);
     let mut last_open = gate.num_open();
-    while open_channels > 0 {
+    let mut control_open = true;
+    while state.open_channels > 0 {
         drain(&mut io, &mut outputs).await?;
         check(&mut io)?;
         timers.arm(&io);
+        // What a finished alignment unblocked comes before new input, in channel order.
+        if let Some(c) = (0..channels).find(|&c| !gate.is_blocked(c) && !state.stash[c].is_empty()) {
+            let stashed = std::mem::take(&mut state.stash[c]);
+            state.batch(c, stashed, &mut *head, &mut io, &mut gate);
+            continue;
+        }
         tokio::select! {
             biased;
+            ctl = control.recv(), if control_open => match ctl {
+                Some(TaskControl::CheckpointComplete(id)) => head.checkpoint_complete(id, &mut io),
+                Some(TaskControl::CheckpointAborted(id)) => {
+                    if state.alignment.as_ref().is_some_and(|a| a.barrier.checkpoint_id == id) {
+                        state.abort_alignment(&mut gate);
+                    }
+                }
+                // Only sources start checkpoints.
+                Some(TaskControl::TriggerCheckpoint(_)) => {}
+                None => control_open = false,
+            },
             _ = timers.flush.as_mut(), if timers.flush_armed => flush(&mut *head, &mut io, &mut timers),
             _ = timers.processing.as_mut(), if timers.processing_at != Timestamp::MAX => {
                 fire_processing_time(&mut *head, &mut io, &mut timers)
@@ -141,46 +332,12 @@ pub(crate) async fn run_input<T: Data>(
                 };
                 io.metrics.mark_first_record(io.now_ms());
                 io.metrics.records_in.fetch_add(records_in(&elements), std::sync::atomic::Ordering::Relaxed);
-                for element in elements {
-                    match element {
-                        Element::Record(value, ts) => head.record(value, ts, &mut io),
-                        Element::Watermark(wm) => {
-                            if let Some(wm) = valve.on_watermark(channel, wm).watermark {
-                                io.watermark = wm;
-                                head.watermark(wm, &mut io);
-                            }
-                        }
-                        Element::Idle(idle) => {
-                            let out = valve.on_idle(channel, idle);
-                            if let Some(idle) = out.idle {
-                                head.idle(idle, &mut io);
-                            }
-                            if let Some(wm) = out.watermark {
-                                io.watermark = wm;
-                                head.watermark(wm, &mut io);
-                            }
-                        }
-                        // Checkpoint barriers are carried in order; the protocol arrives with fault tolerance.
-                        Element::Barrier(_) => {}
-                        Element::EndOfData => {
-                            if !std::mem::replace(&mut ended[channel], true) {
-                                open_channels -= 1;
-                                if let Some(wm) = valve.on_end_of_data(channel).watermark {
-                                    io.watermark = wm;
-                                    head.watermark(wm, &mut io);
-                                }
-                            }
-                        }
-                    }
-                    if io.has_failed() {
-                        break;
-                    }
-                }
+                state.batch(channel, elements, &mut *head, &mut io, &mut gate);
             }
         }
         if gate.num_open() != last_open {
             last_open = gate.num_open();
-            if let Some(c) = (0..channels).find(|&c| gate.is_closed(c) && !ended[c]) {
+            if let Some(c) = (0..channels).find(|&c| gate.is_closed(c) && !state.ended[c]) {
                 return Err(WeirError::Disconnected(format!(
                     "input channel {c} closed without end-of-data (its producer failed or was cancelled)"
                 )));
@@ -210,16 +367,20 @@ async fn finish<T>(head: &mut dyn Link<T>, io: &mut TaskIo, outputs: &mut [Box<d
 /// The loop of a subtask whose chain starts at a source.
 pub(crate) async fn run_source<S: Source>(
     mut source: S,
-    name: Arc<str>,
+    name: LinkInfo,
     mut head: Box<dyn Link<S::Out>>,
-    mut io: TaskIo,
-    mut outputs: Vec<Box<dyn ErasedOutput>>,
+    parts: TaskParts,
     batch: BatchConfig,
 ) -> Result<()> {
+    let TaskParts { mut io, mut outputs, mut control } = parts;
     head.open(&mut io);
     check(&mut io)?;
     let info = io.info.clone();
     source.open(&OpenContext { info: &info }).map_err(|e| e.in_operator(&name))?;
+    let restored = io.restored.as_ref().map(|r| r.operator_states(name.node)).unwrap_or_default();
+    if !restored.is_empty() {
+        source.restore_state(restored).map_err(|e| e.in_operator(&name))?;
+    }
     let strategy = source.watermark_strategy();
     let mut max_timestamp = Timestamp::MIN;
     let mut emitted_watermark = Timestamp::MIN;
@@ -227,7 +388,32 @@ pub(crate) async fn run_source<S: Source>(
     let mut pending_since: Option<Instant> = None;
     let mut timers = LoopTimers::new(batch.flush_interval);
     let mut polls: u32 = 0;
+    let mut control_open = true;
+    // Between polls, the source's position is consistent: that is where barriers go in.
+    let handle_control =
+        |ctl: TaskControl, source: &mut S, head: &mut dyn Link<S::Out>, io: &mut TaskIo| -> Result<()> {
+            match ctl {
+                TaskControl::TriggerCheckpoint(barrier) => {
+                    let position = source.snapshot_state().map_err(|e| e.in_operator(&name))?;
+                    let operators =
+                        vec![OperatorState { node: name.node, operator: Some(position), ..Default::default() }];
+                    checkpoint_chain(head, barrier, io, Duration::ZERO, operators);
+                }
+                TaskControl::CheckpointComplete(id) => head.checkpoint_complete(id, io),
+                TaskControl::CheckpointAborted(_) => {}
+            }
+            Ok(())
+        };
     loop {
+        drain(&mut io, &mut outputs).await?;
+        check(&mut io)?;
+        while control_open {
+            match control.try_recv() {
+                Ok(ctl) => handle_control(ctl, &mut source, &mut *head, &mut io)?,
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => control_open = false,
+            }
+        }
         drain(&mut io, &mut outputs).await?;
         check(&mut io)?;
         timers.arm(&io);
@@ -286,6 +472,10 @@ pub(crate) async fn run_source<S: Source>(
                 timers.arm(&io);
                 tokio::select! {
                     biased;
+                    ctl = control.recv(), if control_open => match ctl {
+                        Some(ctl) => handle_control(ctl, &mut source, &mut *head, &mut io)?,
+                        None => control_open = false,
+                    },
                     _ = timers.flush.as_mut(), if timers.flush_armed => flush(&mut *head, &mut io, &mut timers),
                     _ = timers.processing.as_mut(), if timers.processing_at != Timestamp::MAX => {
                         fire_processing_time(&mut *head, &mut io, &mut timers)
@@ -318,7 +508,7 @@ fn build_down(
     for &child in &graph.chained_children[node] {
         let down = build_down(graph, child, subtask, job, attempt, wiring, outputs)?;
         let child_node = &graph.stream.nodes[child];
-        downs.push(child_node.factory.link(Arc::from(child_node.name.as_str()), down)?);
+        downs.push(child_node.factory.link(LinkInfo { name: Arc::from(child_node.name.as_str()), node: child }, down)?);
     }
     if !graph.out_edges[node].is_empty() {
         let mut edges = Vec::new();
@@ -373,6 +563,10 @@ pub(crate) struct SubtaskSpec<'a> {
     /// Channels to other processes, this TaskManager's id and where every slot of the job is
     /// (cluster mode; `None` in a MiniCluster).
     pub(crate) remote: Option<RemoteWiring<'a>>,
+    /// Checkpoint storage and where acknowledgements go (when the job checkpoints).
+    pub(crate) checkpoints: Option<crate::checkpoint::CheckpointIo>,
+    /// What to restore from.
+    pub(crate) restored: Option<Arc<crate::checkpoint::RestoredState>>,
 }
 
 /// What a subtask needs to wire channels to other processes.
@@ -382,8 +576,11 @@ pub(crate) struct RemoteWiring<'a> {
     pub(crate) slots: &'a [crate::cluster::task_executor::SlotLocation],
 }
 
-/// Wires one subtask's chain and returns its processing loop.
-pub(crate) fn build_subtask(spec: SubtaskSpec<'_>) -> Result<TaskFuture> {
+/// Wires one subtask's chain and returns its processing loop and where its control
+/// messages go.
+pub(crate) fn build_subtask(
+    spec: SubtaskSpec<'_>,
+) -> Result<(TaskFuture, tokio::sync::mpsc::UnboundedSender<TaskControl>)> {
     let graph = spec.graph;
     let vertex = &graph.job.vertices[spec.vertex];
     let info = Arc::new(SubtaskInfo {
@@ -426,7 +623,12 @@ pub(crate) fn build_subtask(spec: SubtaskSpec<'_>) -> Result<TaskFuture> {
         })
         .collect();
     let _ = spec.metrics.output_channels.set(outputs.iter().flat_map(|o| o.metrics()).collect());
-    let io = TaskIo::new(info, spec.clock, spec.metrics);
+    let mut io = TaskIo::new(info, spec.clock, spec.metrics);
+    io.checkpoints = spec.checkpoints;
+    io.restored = spec.restored;
     let node = &graph.stream.nodes[head];
-    node.factory.task(Arc::from(node.name.as_str()), down, inputs, &wiring, io, outputs)
+    let (control_tx, control) = tokio::sync::mpsc::unbounded_channel();
+    let info = LinkInfo { name: Arc::from(node.name.as_str()), node: head };
+    let task = node.factory.task(info, down, inputs, &wiring, TaskParts { io, outputs, control })?;
+    Ok((task, control_tx))
 }

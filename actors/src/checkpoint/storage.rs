@@ -1,0 +1,178 @@
+//! Checkpoint storage in a directory (a local path, or a filesystem every node shares).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tracing::warn;
+
+use crate::checkpoint::{CheckpointMetadata, RestoreFrom, TaskSnapshot, TaskStateHandle};
+use crate::error::{Result, WeirError};
+use crate::job::JobId;
+
+const METADATA: &str = "_metadata";
+
+/// The checkpoints of one job: `<root>/<job>/chk-<n>/…`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointStorage {
+    job_dir: PathBuf,
+}
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> WeirError {
+    WeirError::io(format!("cannot {what} checkpoint file '{}'", path.display()), e)
+}
+
+/// Writes `bytes` to `path` through a temporary file, fsync and rename, then syncs the
+/// directory: the file is either absent or complete.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("checkpoint files live in a directory");
+    std::fs::create_dir_all(dir).map_err(|e| io("create the directory of", path, e))?;
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().expect("a file name").to_string_lossy()));
+    let mut file = File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
+    file.write_all(bytes).map_err(|e| io("write", &tmp, e))?;
+    file.sync_all().map_err(|e| io("sync", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io("publish", path, e))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("sync the directory of", path, e))
+}
+
+impl CheckpointStorage {
+    /// The storage of `job` under `root`.
+    pub fn new(root: &Path, job: JobId) -> Self {
+        CheckpointStorage { job_dir: root.join(job.to_string()) }
+    }
+
+    /// The storage whose job directory is `job_dir`.
+    pub fn at(job_dir: &Path) -> Self {
+        CheckpointStorage { job_dir: job_dir.to_path_buf() }
+    }
+
+    /// The job's directory.
+    pub fn job_dir(&self) -> &Path {
+        &self.job_dir
+    }
+
+    /// Checkpoint `n`'s directory.
+    pub fn checkpoint_dir(&self, n: u64) -> PathBuf {
+        self.job_dir.join(format!("chk-{n}"))
+    }
+
+    /// Stores one subtask's state (blocking: call it off the processing loop).
+    pub fn write_task(&self, snapshot: &TaskSnapshot) -> Result<TaskStateHandle> {
+        let file = format!("{}-{}", snapshot.vertex, snapshot.subtask);
+        let path = self.checkpoint_dir(snapshot.checkpoint).join(&file);
+        let bytes = postcard::to_allocvec(snapshot)
+            .map_err(|e| WeirError::runtime(format!("cannot encode a snapshot: {e}")))?;
+        write_atomically(&path, &bytes)?;
+        Ok(TaskStateHandle { vertex: snapshot.vertex, subtask: snapshot.subtask, file, bytes: bytes.len() as u64 })
+    }
+
+    /// Completes checkpoint `metadata.checkpoint` by writing its `_metadata`, last.
+    pub fn write_metadata(&self, metadata: &CheckpointMetadata) -> Result<()> {
+        let path = self.checkpoint_dir(metadata.checkpoint).join(METADATA);
+        let json = serde_json::to_vec_pretty(metadata)
+            .map_err(|e| WeirError::runtime(format!("cannot encode metadata: {e}")))?;
+        write_atomically(&path, &json)
+    }
+
+    /// Reads checkpoint `n`'s metadata; a missing or corrupt file is an error naming it.
+    pub fn read_metadata(&self, n: u64) -> Result<CheckpointMetadata> {
+        let path = self.checkpoint_dir(n).join(METADATA);
+        let bytes = std::fs::read(&path).map_err(|e| io("read", &path, e))?;
+        let metadata: CheckpointMetadata = serde_json::from_slice(&bytes)
+            .map_err(|e| WeirError::runtime(format!("checkpoint file '{}' is corrupt: {e}", path.display())))?;
+        if metadata.checkpoint != n || metadata.version != CheckpointMetadata::VERSION {
+            return Err(WeirError::runtime(format!(
+                "checkpoint file '{}' describes checkpoint {} in format {} (expected {n} in format {})",
+                path.display(),
+                metadata.checkpoint,
+                metadata.version,
+                CheckpointMetadata::VERSION
+            )));
+        }
+        Ok(metadata)
+    }
+
+    /// Reads one subtask's state; a missing or corrupt file is an error naming it.
+    pub fn read_task(&self, checkpoint: u64, handle: &TaskStateHandle) -> Result<TaskSnapshot> {
+        let path = self.checkpoint_dir(checkpoint).join(&handle.file);
+        let bytes = std::fs::read(&path).map_err(|e| io("read", &path, e))?;
+        let snapshot: TaskSnapshot = postcard::from_bytes(&bytes)
+            .map_err(|e| WeirError::runtime(format!("checkpoint file '{}' is corrupt: {e}", path.display())))?;
+        if (snapshot.checkpoint, snapshot.vertex, snapshot.subtask) != (checkpoint, handle.vertex, handle.subtask) {
+            return Err(WeirError::runtime(format!(
+                "checkpoint file '{}' holds another subtask's state",
+                path.display()
+            )));
+        }
+        Ok(snapshot)
+    }
+
+    /// Ids of the completed checkpoints (those with a `_metadata`), ascending.
+    pub fn completed(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = std::fs::read_dir(&self.job_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+            .filter(|n| self.checkpoint_dir(*n).join(METADATA).exists())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The newest completed checkpoint whose every file is readable; a broken one is
+    /// skipped with a warning naming the file, falling back to the one before.
+    pub fn latest_valid(&self, fingerprint: u64) -> Option<RestoreFrom> {
+        for n in self.completed().into_iter().rev() {
+            let valid = self.read_metadata(n).and_then(|metadata| {
+                if metadata.fingerprint != fingerprint {
+                    return Err(WeirError::runtime(format!(
+                        "checkpoint {n} was taken by another plan (fingerprint {:016x}, the job's is {fingerprint:016x})",
+                        metadata.fingerprint
+                    )));
+                }
+                for handle in &metadata.tasks {
+                    self.read_task(n, handle)?;
+                }
+                Ok(metadata)
+            });
+            match valid {
+                Ok(metadata) => return Some(RestoreFrom { dir: self.checkpoint_dir(n), metadata }),
+                Err(e) => warn!(checkpoint = n, "cannot restore from checkpoint {n}: {e}; trying an older one"),
+            }
+        }
+        None
+    }
+
+    /// Deletes checkpoint `n` (aborted, or no longer retained).
+    pub fn discard(&self, n: u64) {
+        let dir = self.checkpoint_dir(n);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(checkpoint = n, "cannot delete '{}': {e}", dir.display());
+        }
+    }
+
+    /// Keeps the newest `retained` completed checkpoints; deletes older ones and any
+    /// incomplete checkpoint older than the newest completed.
+    pub fn prune(&self, retained: usize) {
+        let completed = self.completed();
+        let Some(&newest) = completed.last() else { return };
+        for &n in &completed[..completed.len().saturating_sub(retained.max(1))] {
+            self.discard(n);
+        }
+        let incomplete = std::fs::read_dir(&self.job_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse::<u64>().ok())
+            .filter(|n| *n < newest && !completed.contains(n));
+        for n in incomplete.collect::<Vec<_>>() {
+            self.discard(n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,89 @@
+use super::*;
+use crate::checkpoint::OperatorState;
+
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn storage(label: &str) -> (Dir, CheckpointStorage) {
+    let dir = std::env::temp_dir().join(format!("weir-chk-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let storage = CheckpointStorage::new(&dir, JobId(7));
+    (Dir(dir), storage)
+}
+
+fn complete(storage: &CheckpointStorage, n: u64) {
+    let snapshot = TaskSnapshot {
+        checkpoint: n,
+        vertex: 0,
+        subtask: 0,
+        operators: vec![OperatorState { node: 0, operator: Some(vec![n as u8; 10]), ..Default::default() }],
+    };
+    let handle = storage.write_task(&snapshot).unwrap();
+    let metadata = CheckpointMetadata {
+        version: CheckpointMetadata::VERSION,
+        job: JobId(7),
+        checkpoint: n,
+        fingerprint: 42,
+        triggered_ms: 0,
+        duration_ms: 1,
+        tasks: vec![handle],
+    };
+    storage.write_metadata(&metadata).unwrap();
+}
+
+#[test]
+fn a_checkpoint_without_metadata_does_not_exist() {
+    let (_dir, storage) = storage("half");
+    complete(&storage, 1);
+    // Checkpoint 2 got as far as a subtask's file.
+    let half = TaskSnapshot { checkpoint: 2, vertex: 0, subtask: 0, operators: Vec::new() };
+    storage.write_task(&half).unwrap();
+    assert_eq!(storage.completed(), vec![1]);
+    assert_eq!(storage.latest_valid(42).unwrap().metadata.checkpoint, 1);
+}
+
+#[test]
+fn a_corrupt_file_is_named_and_the_previous_checkpoint_is_used() {
+    let (_dir, storage) = storage("corrupt");
+    complete(&storage, 1);
+    complete(&storage, 2);
+    let task_file = storage.checkpoint_dir(2).join("0-0");
+    std::fs::write(&task_file, b"\xff\xff not a snapshot").unwrap();
+    let metadata = storage.read_metadata(2).unwrap();
+    let err = storage.read_task(2, &metadata.tasks[0]).unwrap_err().to_string();
+    assert!(err.contains(&task_file.display().to_string()) && err.contains("corrupt"), "{err}");
+    assert_eq!(storage.latest_valid(42).unwrap().metadata.checkpoint, 1, "falls back to checkpoint 1");
+
+    // A missing file too; and corrupt metadata.
+    std::fs::remove_file(&task_file).unwrap();
+    assert!(storage.read_task(2, &metadata.tasks[0]).unwrap_err().to_string().contains("0-0"));
+    std::fs::write(storage.checkpoint_dir(1).join("_metadata"), b"{").unwrap();
+    let err = storage.read_metadata(1).unwrap_err().to_string();
+    assert!(err.contains("chk-1/_metadata"), "{err}");
+    assert!(storage.latest_valid(42).is_none());
+}
+
+#[test]
+fn another_plans_checkpoint_is_not_restored() {
+    let (_dir, storage) = storage("plan");
+    complete(&storage, 1);
+    assert!(storage.latest_valid(43).is_none());
+}
+
+#[test]
+fn pruning_keeps_the_newest_and_drops_stale_incomplete_ones() {
+    let (_dir, storage) = storage("prune");
+    for n in 1..=4 {
+        complete(&storage, n);
+    }
+    storage.write_task(&TaskSnapshot { checkpoint: 3, vertex: 1, subtask: 0, operators: Vec::new() }).unwrap();
+    std::fs::create_dir_all(storage.checkpoint_dir(0)).unwrap();
+    storage.prune(2);
+    assert_eq!(storage.completed(), vec![3, 4]);
+    assert!(!storage.checkpoint_dir(0).exists());
+}
