@@ -4,6 +4,7 @@
 mod backpressure;
 mod cli;
 mod cluster;
+mod fault_tolerance;
 mod golden;
 mod supervision;
 mod support;

@@ -14,6 +14,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use tokio::time::Instant;
 use tracing::error;
 
+use crate::checkpoint::coordinator::CheckpointStats;
 use crate::cluster::job_master::{JobMasterActor, JobMasterArgs, JobMasterMessage, PreparedJob};
 use crate::cluster::resource_manager::ResourceManagerMessage;
 use crate::cluster::{JobDetails, JobOverview, JobResult, JobStatus};
@@ -34,6 +35,8 @@ pub enum DispatcherMessage {
     Cancel(JobId, RpcReplyPort<Result<()>>),
     /// A JobMaster reports its job's end.
     Terminated(Box<JobResult>),
+    /// A running job's checkpoint statistics (`None`: it takes no checkpoints or ended).
+    CheckpointStats(JobId, RpcReplyPort<Option<CheckpointStats>>),
 }
 
 /// What the Dispatcher starts with.
@@ -186,6 +189,14 @@ impl Actor for DispatcherActor {
                         let _ = master.cast(JobMasterMessage::Cancel);
                     }
                     let _ = reply.send(Ok(()));
+                }
+            },
+            DispatcherMessage::CheckpointStats(id, reply) => match state.jobs.get(&id).and_then(|j| j.master.clone()) {
+                Some(master) => {
+                    let _ = master.cast(JobMasterMessage::CheckpointStats(reply));
+                }
+                None => {
+                    let _ = reply.send(None);
                 }
             },
             DispatcherMessage::Terminated(result) => {

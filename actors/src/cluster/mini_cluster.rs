@@ -209,6 +209,30 @@ impl MiniCluster {
         ask!(tm, "a task manager", TaskManagerSupervisorMessage::Executor)
     }
 
+    /// A running job's checkpoint statistics.
+    pub async fn checkpoint_stats(&self, id: JobId) -> Result<Option<crate::checkpoint::coordinator::CheckpointStats>> {
+        ask!(self.dispatcher, "the dispatcher", |reply| DispatcherMessage::CheckpointStats(id, reply))
+    }
+
+    /// Fault injection: kills the actor of subtask `index` of vertex `vertex` of a job, as a
+    /// crash would (tests and chaos runs).
+    pub async fn kill_subtask(&self, job: JobId, vertex: usize, index: usize) -> Result<()> {
+        let details = self.details(job).await?;
+        let task_manager = details
+            .vertices
+            .get(vertex)
+            .and_then(|v| v.subtasks.get(index))
+            .map(|s| s.task_manager.clone())
+            .ok_or_else(|| WeirError::runtime(format!("job {job} has no subtask {index} of vertex {vertex}")))?;
+        let tm: usize = task_manager
+            .strip_prefix("taskmanager-")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| WeirError::runtime(format!("subtask {index} of vertex {vertex} is not placed yet")))?;
+        let executor = self.task_executor(tm).await?;
+        let _ = executor.cast(TaskExecutorMessage::KillSubtask { job, vertex, index });
+        Ok(())
+    }
+
     /// Stops every actor and waits for them.
     pub async fn shutdown(self) {
         for tm in &self.task_managers {

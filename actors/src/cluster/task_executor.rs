@@ -83,6 +83,16 @@ pub enum TaskExecutorMessage {
     RunningTasks(RpcReplyPort<Vec<ExecutionId>>),
     /// A checkpoint message for a running subtask.
     Control(ExecutionId, TaskControl),
+    /// Fault injection: kill the actor of subtask `index` of `vertex` of `job` (any attempt),
+    /// as a crash would.
+    KillSubtask {
+        /// The job.
+        job: JobId,
+        /// The vertex.
+        vertex: usize,
+        /// The subtask.
+        index: usize,
+    },
 }
 
 /// What a TaskExecutor starts with.
@@ -247,6 +257,16 @@ impl Actor for TaskExecutorActor {
             TaskExecutorMessage::RunningTasks(reply) => {
                 let _ = reply.send(state.running.values().map(|r| r.execution).collect());
             }
+            TaskExecutorMessage::KillSubtask { job, vertex, index } => {
+                let victim = state.running.values().find(|r| {
+                    let e = r.execution;
+                    (e.job, e.vertex, e.index) == (job, vertex, index)
+                });
+                if let Some(r) = victim {
+                    warn!(task = ?r.execution, "killing a subtask actor (fault injection)");
+                    r.actor.kill();
+                }
+            }
             TaskExecutorMessage::Control(execution, control) => {
                 if let Some(r) = state.running.values().find(|r| r.execution == execution) {
                     let _ = r.actor.cast(SubtaskMessage::Control(control));
@@ -274,8 +294,8 @@ impl Actor for TaskExecutorActor {
                     });
                 }
             }
-            // Killed (no state, no post_stop): it reported nothing, so this is its failure.
-            SupervisionEvent::ActorTerminated(cell, None, Some(reason)) if reason == "killed" => {
+            // Killed (no post_stop ran): it reported nothing, so this is its failure.
+            SupervisionEvent::ActorTerminated(cell, _, Some(reason)) if reason == "killed" => {
                 if let Some(r) = take(state, &cell) {
                     warn!(task = ?r.execution, "subtask actor was killed");
                     let _ = r.job_master.cast(JobMasterMessage::TaskState {

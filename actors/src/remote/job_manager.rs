@@ -236,6 +236,7 @@ impl Actor for TaskManagerProxy {
             }
             TaskExecutorMessage::Cancel(e) => link.send(&ToTaskManager::Cancel(e)).await,
             TaskExecutorMessage::Control(e, control) => link.send(&ToTaskManager::Control(e, control)).await,
+            TaskExecutorMessage::KillSubtask { .. } => Ok(()), // fault injection is in-process only
             TaskExecutorMessage::ReleaseJob(job) => {
                 link.metrics.lock().expect("link lock").retain(|e, _| e.job != job);
                 link.job_masters.lock().expect("link lock").remove(&job);

@@ -632,3 +632,6 @@ pub(crate) fn build_subtask(
     let task = node.factory.task(info, down, inputs, &wiring, TaskParts { io, outputs, control })?;
     Ok((task, control_tx))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,127 @@
+//! Failover to the latest completed checkpoint, with exactly-once output: faults injected
+//! while a job runs leave its committed output equal to a fault-free run's.
+
+use std::path::Path;
+use std::time::Duration;
+
+use weir_actors::checkpoint::CheckpointConfig;
+use weir_actors::job::{JobConfig, RestartStrategy};
+use weir_actors::prelude::*;
+use weir_actors::{JobId, JobStatus};
+
+use crate::support::{TempDir, eventually, read_output};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// What to break while the job runs.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    None,
+    /// Kill these subtasks' actors, one after another, each after a new checkpoint.
+    Subtasks(&'static [(usize, usize)]),
+    /// Kill TaskManager 1's TaskExecutor actor.
+    TaskExecutor,
+}
+
+fn config(dir: &Path) -> JobConfig {
+    JobConfig {
+        checkpoints: Some(CheckpointConfig { retained: 2, ..CheckpointConfig::every(Duration::from_millis(100), dir) }),
+        restart: RestartStrategy::FixedDelay { attempts: 10, delay: Duration::from_millis(50) },
+    }
+}
+
+async fn completed_checkpoints(cluster: &MiniCluster, id: JobId) -> u64 {
+    cluster.checkpoint_stats(id).await.ok().flatten().map_or(0, |s| s.completed)
+}
+
+/// Runs window-agg (parallelism 2, ~1.5 s of rate-limited input) with `fault`; returns its
+/// committed output and its final details.
+async fn window_agg(fault: Fault, out: &TempDir) -> (Vec<String>, weir_actors::JobDetails) {
+    let output = out.join("output");
+    let args = JobArgs::parse(&[
+        "--events",
+        "30000",
+        "--rate",
+        "20000",
+        "--keys",
+        "40",
+        "--seed",
+        "11",
+        "--out-of-order-ms",
+        "150",
+        "--output",
+        output.to_str().unwrap(),
+    ])
+    .unwrap();
+    let job = JobSubmission::from_registry(&weir_examples::registry(), "window-agg", args, 2)
+        .unwrap()
+        .with_config(config(&out.join("checkpoints")));
+    let cluster =
+        MiniCluster::start(MiniClusterConfig { task_managers: 2, slots_per_task_manager: 1, ..Default::default() })
+            .await
+            .unwrap();
+    let id = cluster.submit(&job).await.unwrap();
+    match fault {
+        Fault::None => {}
+        Fault::Subtasks(victims) => {
+            for (n, &(vertex, index)) in victims.iter().enumerate() {
+                let target = completed_checkpoints(&cluster, id).await + 1;
+                eventually("a new completed checkpoint", DEADLINE, || async {
+                    completed_checkpoints(&cluster, id).await >= target
+                })
+                .await;
+                cluster.kill_subtask(id, vertex, index).await.unwrap();
+                eventually("the job to restart", DEADLINE, || async {
+                    let d = cluster.details(id).await.unwrap();
+                    d.restarts as usize > n && d.status == JobStatus::Running || d.status.is_terminal()
+                })
+                .await;
+            }
+        }
+        Fault::TaskExecutor => {
+            eventually("two completed checkpoints", DEADLINE, || async {
+                completed_checkpoints(&cluster, id).await >= 2
+            })
+            .await;
+            cluster.task_executor(1).await.unwrap().kill();
+        }
+    }
+    let result = tokio::time::timeout(DEADLINE, cluster.wait(id)).await.expect("the job ended").unwrap();
+    cluster.shutdown().await;
+    assert_eq!(
+        result.status(),
+        JobStatus::Finished,
+        "{fault:?}: {:?} {:?}",
+        result.details.cause,
+        result.details.exceptions
+    );
+    (read_output(&output), result.details)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_subtasks_restore_from_the_checkpoint_and_output_is_exactly_once() {
+    let clean = TempDir::new("ft-clean");
+    let (expected, details) = window_agg(Fault::None, &clean).await;
+    assert_eq!(details.restarts, 0);
+    assert!(!expected.is_empty());
+
+    let faulty = TempDir::new("ft-subtasks");
+    // The window operator, then a source, each killed after a fresh checkpoint.
+    let (output, details) = window_agg(Fault::Subtasks(&[(1, 0), (0, 1)]), &faulty).await;
+    assert_eq!(details.restarts, 2, "{:?}", details.exceptions);
+    assert!(details.restored_from.is_some(), "restored from a checkpoint");
+    assert!(details.exceptions.iter().any(|e| e.cause.contains("killed")), "{:?}", details.exceptions);
+    assert_eq!(output.len(), expected.len(), "records lost or duplicated");
+    assert_eq!(output, expected, "the output differs from the fault-free run's");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_task_executor_is_restarted_and_the_job_recovers_exactly_once() {
+    let clean = TempDir::new("ft-clean-te");
+    let (expected, _) = window_agg(Fault::None, &clean).await;
+    let faulty = TempDir::new("ft-te");
+    let (output, details) = window_agg(Fault::TaskExecutor, &faulty).await;
+    assert!(details.restarts >= 1, "{:?}", details.exceptions);
+    assert!(details.exceptions.iter().any(|e| e.cause.contains("taskmanager-1")), "{:?}", details.exceptions);
+    assert_eq!(output, expected);
+}
