@@ -258,11 +258,13 @@ pub(crate) fn run(
     job: &str,
     args: &[String],
     parallelism: usize,
+    config: weir_actors::job::JobConfig,
     detached: bool,
     dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let dir = ClusterDir::resolve(dir)?;
-    let submission = JobSubmission::from_registry(registry, job, JobArgs::parse(args)?, parallelism)?;
+    let submission =
+        JobSubmission::from_registry(registry, job, JobArgs::parse(args)?, parallelism)?.with_config(config);
     crate::runtime()?.block_on(async {
         let mut client = client(&dir).await?;
         let id = client.submit(&submission).await.with_context(|| format!("cannot run job '{job}'"))?;

@@ -21,6 +21,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
+use std::time::Duration;
+
+use weir_actors::checkpoint::CheckpointConfig;
+use weir_actors::job::{JobConfig, RestartStrategy};
 use weir_actors::{JobArgs, JobRegistry, JobStatus, JobSubmission, MiniCluster, MiniClusterConfig};
 
 /// Weir: a distributed stream processor.
@@ -76,9 +80,106 @@ struct RunArgs {
     /// TaskManagers of the MiniCluster (--local).
     #[arg(long, default_value_t = 1)]
     task_managers: usize,
+    #[command(flatten)]
+    fault_tolerance: FaultToleranceArgs,
     /// The job's arguments, after `--`.
     #[arg(last = true, value_name = "JOB_ARGS")]
     args: Vec<String>,
+}
+
+/// Checkpoints and restarts of a job.
+#[derive(Debug, Args)]
+struct FaultToleranceArgs {
+    /// Take a checkpoint this often (e.g. 300ms, 2s, 1m); without it the job takes none.
+    #[arg(long, value_parser = parse_duration)]
+    checkpoint_interval: Option<Duration>,
+    /// Where checkpoints go (default: the cluster directory's checkpoints/).
+    #[arg(long)]
+    checkpoint_dir: Option<std::path::PathBuf>,
+    /// Completed checkpoints kept.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoints_retained: u64,
+    /// A checkpoint not complete within this is aborted.
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    checkpoint_timeout: Duration,
+    /// What a failure does: none, fixed-delay, exponential-backoff or failure-rate (default:
+    /// fixed-delay when the job checkpoints, none otherwise).
+    #[arg(long, value_parser = ["none", "fixed-delay", "exponential-backoff", "failure-rate"])]
+    restart_strategy: Option<String>,
+    /// Restarts allowed (fixed-delay, exponential-backoff), or failures tolerated per
+    /// --failure-rate-interval (failure-rate). Default: unlimited / 3.
+    #[arg(long)]
+    restart_attempts: Option<u32>,
+    /// Wait before a restart (the first one, for exponential-backoff).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    restart_delay: Duration,
+    /// The longest wait (exponential-backoff).
+    #[arg(long, value_parser = parse_duration, default_value = "1m")]
+    restart_max_delay: Duration,
+    /// The window failures are counted in (failure-rate).
+    #[arg(long, value_parser = parse_duration, default_value = "1m")]
+    failure_rate_interval: Duration,
+}
+
+impl FaultToleranceArgs {
+    fn config(&self, dir: Option<std::path::PathBuf>) -> anyhow::Result<JobConfig> {
+        let checkpoints = match self.checkpoint_interval {
+            None => None,
+            Some(interval) => {
+                anyhow::ensure!(!interval.is_zero(), "--checkpoint-interval must be positive");
+                let dir = match &self.checkpoint_dir {
+                    Some(d) => d.clone(),
+                    None => config::ClusterDir::resolve(dir)?.file("checkpoints"),
+                };
+                Some(CheckpointConfig {
+                    interval,
+                    timeout: self.checkpoint_timeout,
+                    min_pause: Duration::ZERO,
+                    retained: self.checkpoints_retained as usize,
+                    dir,
+                })
+            }
+        };
+        let strategy =
+            self.restart_strategy.as_deref().unwrap_or(if checkpoints.is_some() { "fixed-delay" } else { "none" });
+        let restart = match strategy {
+            "none" => RestartStrategy::None,
+            "fixed-delay" => RestartStrategy::FixedDelay {
+                attempts: self.restart_attempts.unwrap_or(u32::MAX),
+                delay: self.restart_delay,
+            },
+            "exponential-backoff" => RestartStrategy::ExponentialBackoff {
+                attempts: self.restart_attempts.unwrap_or(u32::MAX),
+                initial: self.restart_delay,
+                max: self.restart_max_delay,
+            },
+            _ => RestartStrategy::FailureRate {
+                failures: self.restart_attempts.unwrap_or(3),
+                interval: self.failure_rate_interval,
+                delay: self.restart_delay,
+            },
+        };
+        Ok(JobConfig { checkpoints, restart })
+    }
+}
+
+/// A duration as `300ms`, `2s`, `1m` or `1h` (a bare number is seconds).
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("'{raw}' is not a duration (e.g. 300ms, 2s, 1m)"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit '{other}' in '{raw}' (use ms, s, m or h)")),
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("'{raw}' is not a duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn init_logging() {
@@ -126,11 +227,12 @@ pub fn main(registry: JobRegistry) -> ExitCode {
 
 fn run(registry: &JobRegistry, args: RunArgs) -> anyhow::Result<()> {
     let parallelism = args.parallelism as usize;
+    let config = args.fault_tolerance.config(args.dir.clone())?;
     if !args.local {
-        return cluster::run(registry, &args.job, &args.args, parallelism, args.detached, args.dir);
+        return cluster::run(registry, &args.job, &args.args, parallelism, config, args.detached, args.dir);
     }
     let job_args = JobArgs::parse(&args.args)?;
-    let job = JobSubmission::from_registry(registry, &args.job, job_args, parallelism)?;
+    let job = JobSubmission::from_registry(registry, &args.job, job_args, parallelism)?.with_config(config);
     // Client-side planning first: bad arguments fail here, before any actor starts.
     let prepared = job.prepare().with_context(|| format!("cannot run job '{}'", args.job))?;
     let slots = args.slots.unwrap_or_else(|| prepared.graph.slots_needed().div_ceil(args.task_managers.max(1)));
@@ -162,5 +264,21 @@ fn run(registry: &JobRegistry, args: RunArgs) -> anyhow::Result<()> {
         Ok(())
     } else {
         bail!("{summary}: {}", d.cause.as_deref().unwrap_or("no cause recorded"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_in_humantime_forms() {
+        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert!(parse_duration("2 weeks").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
     }
 }

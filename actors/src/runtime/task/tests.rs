@@ -11,11 +11,14 @@ use crate::checkpoint::{CheckpointIo, OperatorState};
 use crate::job::JobId;
 use crate::time::TokioClock;
 
+/// Per snapshot: the checkpoint and the records seen before it.
+type Snapshots = Arc<Mutex<Vec<(u64, Vec<u32>)>>>;
+
 /// A chain that records what reaches it, and what it had seen when each snapshot was taken.
 #[derive(Clone, Default)]
 struct Recorder {
     seen: Arc<Mutex<Vec<u32>>>,
-    snapshots: Arc<Mutex<Vec<(u64, Vec<u32>)>>>,
+    snapshots: Snapshots,
 }
 
 impl Link<u32> for Recorder {
