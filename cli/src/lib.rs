@@ -13,6 +13,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod bench;
+pub mod chaos;
 mod cluster;
 mod config;
 mod node;
@@ -56,6 +57,8 @@ enum Command {
     Taskmanager(node::TaskManagerArgs),
     /// Measure throughput of stateless, keyed and windowed pipelines on a MiniCluster.
     Bench(bench::BenchArgs),
+    /// Inject faults from a seed and check the output stays exactly once (a soak test).
+    Chaos(chaos::ChaosArgs),
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +218,7 @@ pub fn main(registry: JobRegistry) -> ExitCode {
         Command::Jobmanager(a) => node::job_manager(&registry, a),
         Command::Taskmanager(a) => node::task_manager(&registry, a),
         Command::Bench(args) => bench::run(args),
+        Command::Chaos(args) => chaos::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -125,3 +125,22 @@ async fn a_killed_task_executor_is_restarted_and_the_job_recovers_exactly_once()
     assert!(details.exceptions.iter().any(|e| e.cause.contains("taskmanager-1")), "{:?}", details.exceptions);
     assert_eq!(output, expected);
 }
+
+/// The chaos suite, bounded for CI: seeded faults (killed subtasks and TaskExecutors) and a
+/// comparison with a fault-free run. `weir chaos --runs N` soaks longer.
+#[test]
+fn chaos_runs_are_exactly_once() {
+    let out = crate::support::weir_with_env(
+        &["chaos", "--runs", "2", "--seed", "2026"],
+        &[("RUST_LOG", "error")],
+        Duration::from_secs(240),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout.lines().filter(|l| l.ends_with("exactly once") && l.contains("lost 0, duplicated 0")).count(),
+        2,
+        "{stdout}"
+    );
+    println!("{stdout}");
+}
