@@ -156,6 +156,21 @@ impl<K: Key, N: std::hash::Hash + Eq + Clone> KeyedParts<K, N> {
         Ok(OperatorState { node, keyed: Some(self.store.snapshot()?), timers: Some(timers), operator: None })
     }
 
+    /// Adds this operator's snapshot to a checkpoint (or fails the subtask, naming it).
+    pub(crate) fn snapshot_into(
+        &self,
+        name: &crate::runtime::io::LinkInfo,
+        io: &mut TaskIo,
+        out: &mut Vec<OperatorState>,
+    ) where
+        N: serde::Serialize,
+    {
+        match self.snapshot(name.node) {
+            Ok(state) => out.push(state),
+            Err(e) => io.fail(e.in_operator(name)),
+        }
+    }
+
     /// Loads what a checkpoint holds for this operator's key groups (all its states must be
     /// registered already).
     pub(crate) fn restore(&mut self, restored: &RestoredState, node: usize, io: &mut TaskIo) -> Result<()>
@@ -486,10 +501,7 @@ impl<F: KeyedProcessFunction> Link<F::In> for KeyedLink<F> {
     }
 
     fn checkpoint(&mut self, barrier: CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
-        match self.parts.as_ref().expect("opened").snapshot(self.name.node) {
-            Ok(state) => out.push(state),
-            Err(e) => io.fail(e.in_operator(&self.name)),
-        }
+        self.parts.as_ref().expect("opened").snapshot_into(&self.name, io, out);
         self.down.checkpoint(barrier, io, out);
     }
 

@@ -480,10 +480,7 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> Link<T> for WindowLink<K, T, A> {
     }
 
     fn checkpoint(&mut self, barrier: CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
-        match self.parts.as_ref().expect("opened").snapshot(self.name.node) {
-            Ok(state) => out.push(state),
-            Err(e) => io.fail(e.in_operator(&self.name)),
-        }
+        self.parts.as_ref().expect("opened").snapshot_into(&self.name, io, out);
         self.down.checkpoint(barrier, io, out);
     }
 

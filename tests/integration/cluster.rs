@@ -219,8 +219,21 @@ fn another_clusters_certificates_and_missing_tokens_are_refused() {
 }
 
 fn submit_unbounded(cluster: &Cluster, job: &str, parallelism: usize, extra: &[&str], output: &Path) -> String {
+    submit_with(cluster, job, parallelism, &[], extra, output)
+}
+
+fn submit_with(
+    cluster: &Cluster,
+    job: &str,
+    parallelism: usize,
+    flags: &[&str],
+    extra: &[&str],
+    output: &Path,
+) -> String {
     let p = parallelism.to_string();
-    let mut cmd = vec!["run", job, "-p", &p, "--detached", "--dir", cluster.dir(), "--", "--keys", "100"];
+    let mut cmd = vec!["run", job, "-p", &p, "--detached", "--dir", cluster.dir()];
+    cmd.extend(flags);
+    cmd.extend(["--", "--keys", "100"]);
     cmd.extend(extra);
     cmd.extend(["--output", output.to_str().unwrap()]);
     let out = weir_env(&cmd);
@@ -232,11 +245,25 @@ fn submit_unbounded(cluster: &Cluster, job: &str, parallelism: usize, extra: &[&
 fn cancel_stops_an_unbounded_job_everywhere_and_frees_its_slots() {
     let cluster = Cluster::start(2, 2);
     let out = TempDir::new("cancel-out");
-    let id = submit_unbounded(&cluster, "window-agg", 4, &["--rate", "20000"], &out.join("o"));
+    // It checkpoints across processes meanwhile: acknowledgements travel back over QUIC.
+    let id = submit_with(
+        &cluster,
+        "window-agg",
+        4,
+        &["--checkpoint-interval", "200ms"],
+        &["--rate", "20000"],
+        &out.join("o"),
+    );
     cluster.wait_for("the job to run with records flowing", TIMEOUT, || {
         let job = cluster.job(&id);
         job["state"] == "RUNNING" && records(&job, 0, "read-records") > 0
     });
+    cluster.wait_for("a completed checkpoint", TIMEOUT, || {
+        let (status, checkpoints) = cluster.rest("GET", &format!("/jobs/{id}/checkpoints"), None, None);
+        status == 200 && checkpoints["counts"]["completed"].as_u64().unwrap_or(0) >= 1
+    });
+    let (status, exceptions) = cluster.rest("GET", &format!("/jobs/{id}/exceptions"), None, None);
+    assert_eq!((status, &exceptions["restarts"]), (200, &serde_json::json!(0)), "{exceptions}");
     let (_, overview) = cluster.rest("GET", "/overview", None, None);
     assert_eq!(overview["slots-available"], 0);
     let out = weir_env(&["cancel", &id, "--dir", cluster.dir()]);

@@ -94,6 +94,8 @@ pub fn router(state: RestState) -> Router {
         .route("/overview", get(overview))
         .route("/jobs", get(list_jobs).post(submit_job))
         .route("/jobs/{id}", get(job_details).patch(patch_job))
+        .route("/jobs/{id}/checkpoints", get(job_checkpoints))
+        .route("/jobs/{id}/exceptions", get(job_exceptions))
         .route("/taskmanagers", get(task_managers))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -398,6 +400,37 @@ async fn job_details(
     let id = parse_job_id(id)?;
     let details = ask(&state.dispatcher, "the dispatcher", |reply| DispatcherMessage::Details(id, reply)).await??;
     Ok(Json(details.into()))
+}
+
+/// `GET /jobs/{id}/checkpoints`: counts, the latest completed checkpoint, and recent ones
+/// with duration, size and alignment time (`null` counts for a job without checkpoints).
+async fn job_checkpoints(
+    State(state): State<RestState>,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let id = parse_job_id(id)?;
+    // Unknown ids are 404 as for the job itself.
+    ask(&state.dispatcher, "the dispatcher", |reply| DispatcherMessage::Details(id, reply)).await??;
+    let stats = ask(&state.dispatcher, "the dispatcher", |reply| DispatcherMessage::CheckpointStats(id, reply)).await?;
+    Ok(Json(serde_json::json!({
+        "counts": stats.as_ref().map(|s| serde_json::json!({
+            "completed": s.completed,
+            "failed": s.failed,
+            "in_progress": s.in_progress.map_or(0, |_| 1),
+        })),
+        "latest": { "completed": stats.as_ref().and_then(|s| s.latest_completed.clone()), "restored": stats.as_ref().and_then(|s| s.restored_from) },
+        "history": stats.map(|s| s.history).unwrap_or_default(),
+    })))
+}
+
+/// `GET /jobs/{id}/exceptions`: the job's failures, oldest first.
+async fn job_exceptions(
+    State(state): State<RestState>,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let id = parse_job_id(id)?;
+    let details = ask(&state.dispatcher, "the dispatcher", |reply| DispatcherMessage::Details(id, reply)).await??;
+    Ok(Json(serde_json::json!({ "restarts": details.restarts, "exceptions": details.exceptions })))
 }
 
 async fn task_managers(State(state): State<RestState>) -> ApiResult<Json<TaskManagersBody>> {
