@@ -83,6 +83,9 @@ pub(crate) struct BenchArgs {
     /// one slot each, so half the records cross processes), on a temporary local cluster.
     #[arg(long)]
     cluster: bool,
+    /// Take checkpoints this often while benchmarking (in-process cases; state in memory).
+    #[arg(long, value_parser = super::parse_duration)]
+    checkpoint_interval: Option<Duration>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -157,7 +160,15 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut results = Vec::new();
     for case in &args.cases {
         for &parallelism in &args.parallelism {
-            let job = JobSubmission::from_registry(&registry, &format!("bench-{case}"), job_args(&args)?, parallelism)?;
+            let mut job =
+                JobSubmission::from_registry(&registry, &format!("bench-{case}"), job_args(&args)?, parallelism)?;
+            let checkpoint_dir = std::env::temp_dir().join(format!("weir-bench-checkpoints-{}", std::process::id()));
+            if let Some(interval) = args.checkpoint_interval {
+                job = job.with_config(weir_actors::job::JobConfig {
+                    checkpoints: Some(weir_actors::checkpoint::CheckpointConfig::every(interval, &checkpoint_dir)),
+                    restart: weir_actors::job::RestartStrategy::None,
+                });
+            }
             let details = runtime.block_on(async {
                 let config = MiniClusterConfig { slots_per_task_manager: parallelism, ..MiniClusterConfig::default() };
                 let cluster = MiniCluster::start(config).await?;
@@ -165,6 +176,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
                 cluster.shutdown().await;
                 result?.into_result()
             })?;
+            let _ = std::fs::remove_dir_all(&checkpoint_dir);
             let r = result(case, "local", parallelism, &details.details)?;
             print_progress(args.json, &r);
             results.push(r);

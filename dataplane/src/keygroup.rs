@@ -22,6 +22,7 @@ pub const UPPER_MAX_PARALLELISM: u16 = 32768;
 const STACK_KEY_BYTES: usize = 128;
 
 /// The stable 64-bit hash of key bytes: xxh3_64 with seed 0. Must never change.
+#[inline]
 pub fn stable_hash(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(bytes)
 }
@@ -43,6 +44,7 @@ pub fn key_group_for_hash(hash: u64, max_parallelism: u16) -> KeyGroup {
 /// # Panics
 /// If `max_parallelism` is 0, or if postcard cannot encode the key (for example a sequence
 /// of unknown length): such a key type is a programming error.
+#[inline]
 pub fn key_group_of<K: serde::Serialize + ?Sized>(key: &K, max_parallelism: u16) -> KeyGroup {
     let mut buf = [0u8; STACK_KEY_BYTES];
     let mut encoder = encoder::KeyEncoder::new(&mut buf);

@@ -267,6 +267,11 @@ impl<T: Data> InputState<T> {
     ) {
         let mut elements = elements.into_iter();
         while let Some(element) = elements.next() {
+            // Records are nearly every element: keep them off the general path.
+            if let Element::Record(value, ts) = element {
+                head.record(value, ts, io);
+                continue;
+            }
             if let Next::Stash = self.element(channel, element, head, io, gate) {
                 self.stash[channel].extend(elements);
                 return;
