@@ -151,21 +151,28 @@ impl CoordinatorState {
         self.stats.history.drain(..excess);
     }
 
+    /// Aborts the checkpoint in flight, if any, and schedules the next one.
     fn abort(&mut self, myself: &ActorRef<CoordinatorMessage>, reason: String) {
-        let Some(p) = self.pending.take() else { return };
-        warn!(job = %self.args.job, checkpoint = p.id, %reason, "checkpoint aborted");
-        self.args.storage.discard(p.id);
-        self.send(TaskControl::CheckpointAborted(p.id), false);
+        if let Some(p) = self.pending.take() {
+            self.discard(p.id, p.started, p.alignment_ms, reason);
+        }
+        self.schedule(myself);
+    }
+
+    /// Deletes a failed checkpoint, tells the subtasks and records it.
+    fn discard(&mut self, id: u64, started: Instant, alignment_ms: u64, reason: String) {
+        warn!(job = %self.args.job, checkpoint = id, %reason, "checkpoint aborted");
+        self.args.storage.discard(id);
+        self.send(TaskControl::CheckpointAborted(id), false);
         self.stats.in_progress = None;
         self.record(CheckpointRecord {
-            id: p.id,
+            id,
             status: "FAILED".into(),
-            duration_ms: p.started.elapsed().as_millis() as u64,
+            duration_ms: started.elapsed().as_millis() as u64,
             bytes: 0,
-            alignment_ms: p.alignment_ms,
+            alignment_ms,
             failure: Some(reason),
         });
-        self.schedule(myself);
     }
 
     async fn complete(&mut self, myself: &ActorRef<CoordinatorMessage>) {
@@ -200,18 +207,8 @@ impl CoordinatorState {
                     failure: None,
                 });
             }
-            Ok(Err(e)) => {
-                self.pending = Some(Pending {
-                    id: p.id,
-                    triggered_ms: p.triggered_ms,
-                    started: p.started,
-                    handles: BTreeMap::new(),
-                    alignment_ms: p.alignment_ms,
-                });
-                self.abort(myself, format!("cannot write its metadata: {e}"));
-                return;
-            }
-            Err(e) => warn!("checkpoint metadata task: {e}"),
+            Ok(Err(e)) => self.discard(p.id, p.started, p.alignment_ms, format!("cannot write its metadata: {e}")),
+            Err(e) => self.discard(p.id, p.started, p.alignment_ms, format!("the metadata task failed: {e}")),
         }
         self.schedule(myself);
     }
@@ -260,9 +257,11 @@ impl Actor for CheckpointCoordinator {
                 state.schedule(&myself);
             }
             CoordinatorMessage::Suspend => {
+                // No reschedule: triggers resume with the next deployment.
                 state.generation += 1;
-                state.abort(&myself, "the job is failing over".into());
-                state.generation += 1; // abort() rescheduled: cancel that too
+                if let Some(p) = state.pending.take() {
+                    state.discard(p.id, p.started, p.alignment_ms, "the job is failing over".into());
+                }
                 state.tasks.clear();
             }
             CoordinatorMessage::Finished(execution) => {

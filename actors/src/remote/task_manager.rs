@@ -162,7 +162,8 @@ impl TaskManager {
             .connect(jm)
             .await
             .map_err(|e| WeirError::runtime(format!("cannot reach the job manager at {jm}: {e}")))?;
-        // Data streams may also come over this connection's peers; the JobManager opens none.
+        // Only control travels to the JobManager: it opens no data streams, so this connection
+        // needs no serve_connection.
         let (mut tx, mut rx) = open_control(&conn, config.net.max_frame_bytes).await?;
         let data_addr = endpoint.local_addr();
         tx.send(&Hello::TaskManager(TaskManagerHello {
