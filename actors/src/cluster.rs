@@ -16,6 +16,7 @@
 
 pub mod dispatcher;
 pub mod job_master;
+pub mod job_store;
 pub mod mini_cluster;
 pub mod resource_manager;
 pub mod rest;
@@ -272,6 +273,54 @@ pub struct TaskManagerInfo {
     pub slots: usize,
     /// Slots not allocated to a job.
     pub free_slots: usize,
+}
+
+/// The address of a control-plane component (Dispatcher, ResourceManager) that its supervisor
+/// restarts: every holder reaches the current incarnation, and can watch for a new one.
+///
+/// A restarted actor has a new [`ActorRef`](ractor::ActorRef), so components never keep a bare
+/// one to each other: they keep this, and read it at each use. Between a component's death
+/// and its successor's start, the old reference answers nothing; callers see that as the
+/// component not answering, as they would a slow one, and retry or fail over.
+pub struct ComponentRef<M>(std::sync::Arc<tokio::sync::watch::Sender<ractor::ActorRef<M>>>);
+
+impl<M> Clone for ComponentRef<M> {
+    fn clone(&self) -> Self {
+        ComponentRef(self.0.clone())
+    }
+}
+
+impl<M: ractor::Message> ComponentRef<M> {
+    /// An address whose first incarnation is `actor`.
+    pub fn new(actor: ractor::ActorRef<M>) -> Self {
+        ComponentRef(std::sync::Arc::new(tokio::sync::watch::Sender::new(actor)))
+    }
+
+    /// The current incarnation.
+    pub fn get(&self) -> ractor::ActorRef<M> {
+        self.0.borrow().clone()
+    }
+
+    /// Casts to the current incarnation; a message to a dead one is dropped.
+    pub fn cast(&self, message: M) {
+        let _ = self.get().cast(message);
+    }
+
+    /// Points every holder at a new incarnation.
+    pub(crate) fn replace(&self, actor: ractor::ActorRef<M>) {
+        self.0.send_replace(actor);
+    }
+
+    /// Changes to the incarnation, from now on.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<ractor::ActorRef<M>> {
+        self.0.subscribe()
+    }
+}
+
+impl<M> std::fmt::Debug for ComponentRef<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ComponentRef({:?})", self.0.borrow().get_id())
+    }
 }
 
 /// Turns a reply that did not arrive into an error naming the actor.

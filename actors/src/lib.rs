@@ -11,6 +11,7 @@
 pub mod checkpoint;
 pub mod cluster;
 pub mod connectors;
+mod durable;
 pub mod error;
 pub mod functions;
 pub mod graph;

@@ -89,6 +89,7 @@ pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyho
             heartbeat: config.heartbeat.config(),
             registry: registry.clone(),
             slot_request_timeout: Duration::from_millis(config.jobmanager.slot_request_timeout_ms),
+            job_store: Some(dir.file("jobs")),
         })
         .await?;
         let listener = tokio::net::TcpListener::bind(config.jobmanager.rest_bind)

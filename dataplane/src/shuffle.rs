@@ -99,15 +99,17 @@ impl LocalShuffle {
         })
     }
 
-    /// Drops every parked end and every record of job `job` (after it ended, or before it
-    /// restarts); returns how many parked ends were dropped.
+    /// Drops every parked end and every record of job `job`'s attempts up to `last_attempt`
+    /// (after the job ended, or before it restarts); returns how many parked ends were dropped.
+    /// Channels of later attempts, which another executor of this process may be wiring
+    /// already, are kept.
     ///
     /// A dropped receiver fails its producer's next send with
     /// [`DataplaneError::ChannelClosed`]; a dropped sender ends its consumer's input.
-    pub fn release_job(&self, job: u128) -> usize {
+    pub fn release_job(&self, job: u128, last_attempt: u32) -> usize {
         let mut parked = 0;
         self.lock().retain(|id, slot| {
-            if id.job != job {
+            if id.job != job || id.attempt > last_attempt {
                 return true;
             }
             if matches!(slot, Slot::Parked { .. }) {

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use weir_actors::checkpoint::CheckpointConfig;
+use weir_actors::cluster::mini_cluster::ControlActor;
 use weir_actors::job::{JobConfig, RestartStrategy};
 use weir_actors::prelude::*;
 use weir_actors::{JobId, JobStatus};
@@ -12,6 +13,8 @@ use weir_actors::{JobId, JobStatus};
 use crate::support::{TempDir, eventually, read_output};
 
 const DEADLINE: Duration = Duration::from_secs(60);
+/// Input records of a run: 1.5 s at the generator's rate limit.
+const EVENTS: usize = 30_000;
 
 /// What to break while the job runs.
 #[derive(Clone, Copy, Debug)]
@@ -21,6 +24,17 @@ enum Fault {
     Subtasks(&'static [(usize, usize)]),
     /// Kill TaskManager 1's TaskExecutor actor.
     TaskExecutor,
+    /// Kill these control-plane actors, one after another, each after a new checkpoint.
+    Control(&'static [Component]),
+}
+
+/// A control-plane actor of the job's MiniCluster.
+#[derive(Clone, Copy, Debug)]
+enum Component {
+    JobMaster,
+    Coordinator,
+    Dispatcher,
+    ResourceManager,
 }
 
 fn config(dir: &Path) -> JobConfig {
@@ -30,17 +44,22 @@ fn config(dir: &Path) -> JobConfig {
     }
 }
 
-async fn completed_checkpoints(cluster: &MiniCluster, id: JobId) -> u64 {
-    cluster.checkpoint_stats(id).await.ok().flatten().map_or(0, |s| s.completed)
+/// The id of the job's latest completed checkpoint (0: none yet). Ids keep rising across
+/// restarted coordinators and JobMasters, unlike their counters.
+async fn latest_checkpoint(cluster: &MiniCluster, id: JobId) -> u64 {
+    let stats = cluster.checkpoint_stats(id).await.ok().flatten();
+    stats.map_or(0, |s| s.latest_completed.map(|c| c.id).or(s.restored_from).unwrap_or(0))
 }
 
-/// Runs window-agg (parallelism 2, ~1.5 s of rate-limited input) with `fault`; returns its
+/// Runs window-agg (parallelism 2, `events` at 20k/s) with `fault`; returns its
 /// committed output and its final details.
-async fn window_agg(fault: Fault, out: &TempDir) -> (Vec<String>, weir_actors::JobDetails) {
+async fn window_agg(fault: Fault, events: usize, out: &TempDir) -> (Vec<String>, weir_actors::JobDetails) {
+    let events = events.to_string();
+    crate::support::init_logging();
     let output = out.join("output");
     let args = JobArgs::parse(&[
         "--events",
-        "30000",
+        &events,
         "--rate",
         "20000",
         "--keys",
@@ -65,9 +84,9 @@ async fn window_agg(fault: Fault, out: &TempDir) -> (Vec<String>, weir_actors::J
         Fault::None => {}
         Fault::Subtasks(victims) => {
             for (n, &(vertex, index)) in victims.iter().enumerate() {
-                let target = completed_checkpoints(&cluster, id).await + 1;
+                let target = latest_checkpoint(&cluster, id).await + 1;
                 eventually("a new completed checkpoint", DEADLINE, || async {
-                    completed_checkpoints(&cluster, id).await >= target
+                    latest_checkpoint(&cluster, id).await >= target
                 })
                 .await;
                 cluster.kill_subtask(id, vertex, index).await.unwrap();
@@ -79,11 +98,27 @@ async fn window_agg(fault: Fault, out: &TempDir) -> (Vec<String>, weir_actors::J
             }
         }
         Fault::TaskExecutor => {
-            eventually("two completed checkpoints", DEADLINE, || async {
-                completed_checkpoints(&cluster, id).await >= 2
-            })
-            .await;
+            eventually("two completed checkpoints", DEADLINE, || async { latest_checkpoint(&cluster, id).await >= 2 })
+                .await;
             cluster.task_executor(1).await.unwrap().kill();
+        }
+        Fault::Control(victims) => {
+            for &victim in victims {
+                let target = latest_checkpoint(&cluster, id).await + 1;
+                eventually("a new completed checkpoint", DEADLINE, || async {
+                    let ended = cluster.details(id).await.is_ok_and(|d| d.status.is_terminal());
+                    assert!(!ended, "the job ended before {victim:?} could be killed");
+                    latest_checkpoint(&cluster, id).await >= target
+                })
+                .await;
+                let which = match victim {
+                    Component::JobMaster => ControlActor::JobMaster(id),
+                    Component::Coordinator => ControlActor::Coordinator(id),
+                    Component::Dispatcher => ControlActor::Dispatcher,
+                    Component::ResourceManager => ControlActor::ResourceManager,
+                };
+                cluster.kill(which).await.unwrap();
+            }
         }
     }
     let result = tokio::time::timeout(DEADLINE, cluster.wait(id)).await.expect("the job ended").unwrap();
@@ -101,13 +136,13 @@ async fn window_agg(fault: Fault, out: &TempDir) -> (Vec<String>, weir_actors::J
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_subtasks_restore_from_the_checkpoint_and_output_is_exactly_once() {
     let clean = TempDir::new("ft-clean");
-    let (expected, details) = window_agg(Fault::None, &clean).await;
+    let (expected, details) = window_agg(Fault::None, EVENTS, &clean).await;
     assert_eq!(details.restarts, 0);
     assert!(!expected.is_empty());
 
     let faulty = TempDir::new("ft-subtasks");
     // The window operator, then a source, each killed after a fresh checkpoint.
-    let (output, details) = window_agg(Fault::Subtasks(&[(1, 0), (0, 1)]), &faulty).await;
+    let (output, details) = window_agg(Fault::Subtasks(&[(1, 0), (0, 1)]), EVENTS, &faulty).await;
     assert_eq!(details.restarts, 2, "{:?}", details.exceptions);
     assert!(details.restored_from.is_some(), "restored from a checkpoint");
     assert!(details.exceptions.iter().any(|e| e.cause.contains("killed")), "{:?}", details.exceptions);
@@ -118,12 +153,31 @@ async fn killed_subtasks_restore_from_the_checkpoint_and_output_is_exactly_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_task_executor_is_restarted_and_the_job_recovers_exactly_once() {
     let clean = TempDir::new("ft-clean-te");
-    let (expected, _) = window_agg(Fault::None, &clean).await;
+    let (expected, _) = window_agg(Fault::None, EVENTS, &clean).await;
     let faulty = TempDir::new("ft-te");
-    let (output, details) = window_agg(Fault::TaskExecutor, &faulty).await;
+    let (output, details) = window_agg(Fault::TaskExecutor, EVENTS, &faulty).await;
     assert!(details.restarts >= 1, "{:?}", details.exceptions);
     assert!(details.exceptions.iter().any(|e| e.cause.contains("taskmanager-1")), "{:?}", details.exceptions);
     assert_eq!(output, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_control_plane_actors_are_restarted_and_output_is_exactly_once() {
+    let clean = TempDir::new("ft-clean-cp");
+    // Four faults, each after a fresh checkpoint: a longer run.
+    let (expected, _) = window_agg(Fault::None, 2 * EVENTS, &clean).await;
+    let faulty = TempDir::new("ft-cp");
+    let victims = &[Component::Coordinator, Component::ResourceManager, Component::JobMaster, Component::Dispatcher];
+    let (output, details) = window_agg(Fault::Control(victims), 2 * EVENTS, &faulty).await;
+    // The last JobMaster was started by the restarted Dispatcher, from the job store.
+    assert!(
+        details.exceptions.iter().any(|e| e.cause.contains("recovered from the job store")),
+        "{:?}",
+        details.exceptions
+    );
+    assert!(details.restored_from.is_some(), "the last JobMaster restored from a checkpoint");
+    assert_eq!(output.len(), expected.len(), "records lost or duplicated");
+    assert_eq!(output, expected, "the output differs from the fault-free run's");
 }
 
 /// The chaos suite, bounded for CI: seeded faults (killed subtasks and TaskExecutors) and a

@@ -97,3 +97,14 @@ pub(crate) fn weir_with_env(args: &[&str], env: &[(&str, &str)], timeout: Durati
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Logs of the actors in this test process, filtered by `RUST_LOG` (nothing when unset), to
+/// the test's captured output: `RUST_LOG=warn cargo test … -- --nocapture` shows them.
+pub(crate) fn init_logging() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
+    });
+}

@@ -1,7 +1,5 @@
 //! Checkpoint storage in a directory (a local path, or a filesystem every node shares).
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tracing::warn;
@@ -22,17 +20,8 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> WeirError {
     WeirError::io(format!("cannot {what} checkpoint file '{}'", path.display()), e)
 }
 
-/// Writes `bytes` to `path` through a temporary file, fsync and rename, then syncs the
-/// directory: the file is either absent or complete.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().expect("checkpoint files live in a directory");
-    std::fs::create_dir_all(dir).map_err(|e| io("create the directory of", path, e))?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().expect("a file name").to_string_lossy()));
-    let mut file = File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
-    file.write_all(bytes).map_err(|e| io("write", &tmp, e))?;
-    file.sync_all().map_err(|e| io("sync", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("publish", path, e))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("sync the directory of", path, e))
+    crate::durable::write_atomically(path, bytes).map_err(|(what, at, e)| io(what, &at, e))
 }
 
 impl CheckpointStorage {

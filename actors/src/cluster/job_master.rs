@@ -12,11 +12,17 @@
 //! numbers fence messages and channels of older executions. When the strategy is exhausted,
 //! the job fails with the last cause.
 //!
+//! A JobMaster that is started again (by its Dispatcher, after it failed or was killed, or in
+//! a restarted JobManager) runs a new generation: its attempt numbers start at
+//! [`first_attempt`]`(generation)`, above every attempt of its predecessors, and before it
+//! schedules it frees the job's slots, which stops whatever subtasks its predecessor left
+//! running. It then deploys from the latest completed checkpoint, as a failover does.
+//!
 //! ## Supervision
 //!
-//! Child: the job's CheckpointCoordinator (when it checkpoints). If it fails, it is started
-//! again; it finds the next checkpoint id from the checkpoint storage, and is told the current
-//! deployment, so at most the checkpoint in flight is lost.
+//! Child: the job's CheckpointCoordinator (when it checkpoints). If it fails or is killed, it
+//! is started again; it finds the next checkpoint id from the checkpoint storage, and is told
+//! the current deployment, so at most the checkpoint in flight is lost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,10 +37,11 @@ use crate::checkpoint::coordinator::{
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::cluster::ExceptionRecord;
 use crate::cluster::dispatcher::DispatcherMessage;
+use crate::cluster::job_store::first_attempt;
 use crate::cluster::resource_manager::{ResourceManagerMessage, SlotGrant};
 use crate::cluster::task_executor::{SlotLocation, TaskDeployment, TaskExecutorMessage};
 use crate::cluster::{
-    ExecutionId, Failure, JobDetails, JobResult, JobStatus, SubtaskDetails, TaskState, VertexDetails, ask,
+    ComponentRef, ExecutionId, Failure, JobDetails, JobResult, JobStatus, SubtaskDetails, TaskState, VertexDetails, ask,
 };
 use crate::error::WeirError;
 use crate::graph::{JobGraph, NodeKind};
@@ -83,6 +90,10 @@ pub enum JobMasterMessage {
     Restart(u32),
     /// The job's checkpoint statistics.
     CheckpointStats(RpcReplyPort<Option<CheckpointStats>>),
+    /// The ResourceManager was restarted: tell the new one about this job's slots.
+    ReconnectResourceManager,
+    /// The job's CheckpointCoordinator, if it has one (fault injection and tests).
+    Coordinator(RpcReplyPort<Option<ActorRef<CoordinatorMessage>>>),
 }
 
 /// What a JobMaster starts with.
@@ -90,9 +101,13 @@ pub struct JobMasterArgs {
     /// The job.
     pub job: PreparedJob,
     /// Where slots come from.
-    pub resource_manager: ActorRef<ResourceManagerMessage>,
+    pub resource_manager: ComponentRef<ResourceManagerMessage>,
     /// Who is told when the job ends.
     pub dispatcher: ActorRef<DispatcherMessage>,
+    /// Starts of this job's JobMaster so far, this one included (from the job store).
+    pub generation: u32,
+    /// Why this is not the job's first JobMaster (`None`: it is).
+    pub recovered: Option<String>,
 }
 
 struct Task {
@@ -104,8 +119,10 @@ struct Task {
 /// A JobMaster's state.
 pub struct JobMasterState {
     job: PreparedJob,
-    resource_manager: ActorRef<ResourceManagerMessage>,
+    resource_manager: ComponentRef<ResourceManagerMessage>,
     dispatcher: ActorRef<DispatcherMessage>,
+    /// Set until the first scheduling: free what a predecessor held first.
+    recovered: Option<String>,
     status: JobStatus,
     cause: Option<String>,
     /// The recorded cause is only a consequence; a root cause replaces it.
@@ -270,7 +287,7 @@ impl JobMasterState {
         self.status = final_status;
         self.ended = Some(Instant::now());
         info!(job = %self.job.id, name = %self.job.name, status = %final_status, "job ended");
-        let _ = self.resource_manager.cast(ResourceManagerMessage::Release(self.job.id));
+        self.resource_manager.cast(ResourceManagerMessage::Release(self.job.id));
         let mut executors: Vec<_> = self.slots.iter().map(|s| s.executor.clone()).collect();
         executors.dedup_by_key(|e| e.get_id());
         for executor in executors {
@@ -286,7 +303,7 @@ impl JobMasterState {
     async fn schedule(&mut self, myself: &ActorRef<JobMasterMessage>) -> Result<(), WeirError> {
         let needed = self.job.graph.slots_needed();
         let job = self.job.id;
-        let slots = ask!(self.resource_manager, "the resource manager", |reply| {
+        let slots = ask!(self.resource_manager.get(), "the resource manager", |reply| {
             ResourceManagerMessage::RequestSlots { job, slots: needed, job_master: myself.clone(), reply }
         })??;
         self.slots = slots;
@@ -389,13 +406,14 @@ impl Actor for JobMasterActor {
             job: args.job,
             resource_manager: args.resource_manager,
             dispatcher: args.dispatcher,
+            recovered: args.recovered,
             status: JobStatus::Created,
             cause: None,
             cause_secondary: false,
             started: Instant::now(),
             started_ms: crate::time::wall_clock_ms(),
             ended: None,
-            attempt: 0,
+            attempt: first_attempt(args.generation),
             slots: Vec::new(),
             tasks: HashMap::new(),
             storage: None,
@@ -412,6 +430,17 @@ impl Actor for JobMasterActor {
     async fn post_start(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         info!(job = %state.job.id, name = %state.job.name, slots = state.job.graph.slots_needed(), "scheduling job");
         state.storage = state.job.config.checkpoints.as_ref().map(|c| CheckpointStorage::new(&c.dir, state.job.id));
+        if let Some(why) = state.recovered.take() {
+            // A predecessor's subtasks may still run: freeing the job's slots stops them
+            // before any of this generation's are deployed.
+            info!(job = %state.job.id, attempt = state.attempt, %why, "job master started again");
+            state.exceptions.push(ExceptionRecord {
+                time_ms: crate::time::wall_clock_ms(),
+                attempt: state.attempt,
+                cause: format!("job master restarted: {why}"),
+            });
+            state.resource_manager.cast(ResourceManagerMessage::Release(state.job.id));
+        }
         if let Err(e) = state.start_coordinator(&myself).await {
             state.cause = Some(e.to_string());
             state.maybe_end(&myself);
@@ -516,6 +545,14 @@ impl Actor for JobMasterActor {
                     let _ = reply.send(None);
                 }
             },
+            JobMasterMessage::ReconnectResourceManager => {
+                if !state.slots.is_empty() && !state.status.is_terminal() {
+                    state.resource_manager.cast(ResourceManagerMessage::Reconnect(state.job.id, myself.clone()));
+                }
+            }
+            JobMasterMessage::Coordinator(reply) => {
+                let _ = reply.send(state.coordinator.clone());
+            }
             JobMasterMessage::Restart(attempt) => {
                 if state.status != JobStatus::Restarting || attempt != state.attempt {
                     return Ok(());
@@ -525,7 +562,7 @@ impl Actor for JobMasterActor {
                 state.restart_scheduled = false;
                 state.tasks.clear();
                 // Slots are requested again: a lost TaskManager's are gone.
-                let _ = state.resource_manager.cast(ResourceManagerMessage::Release(state.job.id));
+                state.resource_manager.cast(ResourceManagerMessage::Release(state.job.id));
                 info!(job = %state.job.id, attempt = state.attempt, "redeploying");
                 if let Err(e) = state.schedule(&myself).await {
                     state.status = JobStatus::Running;
@@ -543,10 +580,13 @@ impl Actor for JobMasterActor {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorFailed(cell, err) = event
-            && state.coordinator.as_ref().is_some_and(|c| c.get_id() == cell.get_id())
-        {
-            warn!(job = %state.job.id, %err, "checkpoint coordinator failed; starting it again");
+        let (cell, cause) = match event {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, Some(reason)) if reason == "killed" => (cell, reason),
+            _ => return Ok(()),
+        };
+        if state.coordinator.as_ref().is_some_and(|c| c.get_id() == cell.get_id()) {
+            warn!(job = %state.job.id, %cause, "checkpoint coordinator ended; starting it again");
             state.coordinator = None;
             if !state.status.is_terminal() {
                 state.start_coordinator(&myself).await?;

@@ -9,14 +9,15 @@ use ractor::{Actor, ActorRef};
 use weir_dataplane::LocalShuffle;
 
 use crate::cluster::dispatcher::DispatcherMessage;
-use crate::cluster::job_master::PreparedJob;
+use crate::cluster::job_master::{JobMasterMessage, PreparedJob};
+use crate::cluster::job_store::JobStore;
 use crate::cluster::resource_manager::{ResourceManagerArgs, ResourceManagerMessage};
 use crate::cluster::supervisor::{
-    JobManagerSupervisor, JobManagerSupervisorMessage, RestartIntensity, TaskManagerSupervisor,
+    JobManagerArgs, JobManagerSupervisor, JobManagerSupervisorMessage, RestartIntensity, TaskManagerSupervisor,
     TaskManagerSupervisorMessage,
 };
 use crate::cluster::task_executor::{TaskExecutorArgs, TaskExecutorMessage};
-use crate::cluster::{JobDetails, JobOverview, JobResult, TaskManagerInfo, ask};
+use crate::cluster::{ComponentRef, JobDetails, JobOverview, JobResult, TaskManagerInfo, ask};
 use crate::connectors::CollectSink;
 use crate::error::{Result, WeirError};
 use crate::graph::build_job;
@@ -115,22 +116,37 @@ impl JobSubmission {
 /// A JobManager and TaskManagers in one process.
 pub struct MiniCluster {
     supervisor: ActorRef<JobManagerSupervisorMessage>,
-    dispatcher: ActorRef<DispatcherMessage>,
-    resource_manager: ActorRef<ResourceManagerMessage>,
+    dispatcher: ComponentRef<DispatcherMessage>,
+    resource_manager: ComponentRef<ResourceManagerMessage>,
     task_managers: Vec<ActorRef<TaskManagerSupervisorMessage>>,
 }
+
+/// A control-plane actor that fault injection can kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlActor {
+    /// The Dispatcher.
+    Dispatcher,
+    /// The ResourceManager.
+    ResourceManager,
+    /// A job's JobMaster.
+    JobMaster(JobId),
+    /// A job's CheckpointCoordinator.
+    Coordinator(JobId),
+}
+
+/// How long a caller waits for a restarted Dispatcher before giving up.
+const DISPATCHER_RESTART_WAIT: Duration = Duration::from_secs(10);
 
 impl MiniCluster {
     /// Starts the actors; returns once every TaskExecutor has registered.
     pub async fn start(config: MiniClusterConfig) -> Result<Self> {
         let spawn_err = |e: ractor::SpawnErr| WeirError::runtime(format!("cannot start the mini cluster: {e}"));
-        let (supervisor, _) = Actor::spawn(
-            None,
-            JobManagerSupervisor,
-            ResourceManagerArgs { slot_request_timeout: config.slot_request_timeout },
-        )
-        .await
-        .map_err(spawn_err)?;
+        let args = JobManagerArgs {
+            resource_manager: ResourceManagerArgs { slot_request_timeout: config.slot_request_timeout },
+            store: Arc::new(JobStore::in_memory()),
+            intensity: RestartIntensity::default(),
+        };
+        let (supervisor, _) = Actor::spawn(None, JobManagerSupervisor, args).await.map_err(spawn_err)?;
         let (dispatcher, resource_manager) =
             ask!(supervisor, "the job manager", JobManagerSupervisorMessage::Components)?;
         let shuffle = Arc::new(LocalShuffle::new());
@@ -157,8 +173,49 @@ impl MiniCluster {
 
     /// The Dispatcher and the ResourceManager, for serving the REST API
     /// ([`RestState`](crate::cluster::rest::RestState)) on this cluster.
-    pub fn components(&self) -> (ActorRef<DispatcherMessage>, ActorRef<ResourceManagerMessage>) {
+    pub fn components(&self) -> (ComponentRef<DispatcherMessage>, ComponentRef<ResourceManagerMessage>) {
         (self.dispatcher.clone(), self.resource_manager.clone())
+    }
+
+    /// Asks the Dispatcher; if it dies before answering, asks its successor (a restarted
+    /// Dispatcher recovers every job, so the question still has its answer).
+    async fn ask_dispatcher<R, F>(&self, message: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: Fn(ractor::RpcReplyPort<R>) -> DispatcherMessage,
+    {
+        loop {
+            let mut incarnations = self.dispatcher.watch();
+            let current = self.dispatcher.get();
+            match current.call(&message, None).await {
+                Ok(ractor::rpc::CallResult::Success(reply)) => return Ok(reply),
+                failed => {
+                    // A live Dispatcher that did not answer (a JobMaster it asked was gone):
+                    // that is the answer. A dead one: ask its successor.
+                    let dead = current.get_status() >= ractor::ActorStatus::Stopping;
+                    let restarted = if !dead {
+                        Ok(false)
+                    } else {
+                        tokio::time::timeout(DISPATCHER_RESTART_WAIT, async {
+                            while incarnations.borrow_and_update().get_id() == current.get_id() {
+                                if incarnations.changed().await.is_err() {
+                                    return false;
+                                }
+                            }
+                            true
+                        })
+                        .await
+                    };
+                    if restarted != Ok(true) {
+                        let detail = match failed {
+                            Ok(_) => "no reply".to_owned(),
+                            Err(e) => e.to_string(),
+                        };
+                        return Err(crate::cluster::call_failed("the dispatcher", detail));
+                    }
+                }
+            }
+        }
     }
 
     /// Builds the job's plan (client side) and submits it.
@@ -169,12 +226,13 @@ impl MiniCluster {
 
     /// Submits a job whose plan was built already.
     pub async fn submit_prepared(&self, prepared: PreparedJob) -> Result<JobId> {
-        ask!(self.dispatcher, "the dispatcher", |reply| DispatcherMessage::Submit(Box::new(prepared), reply))?
+        // Not retried: a Dispatcher that died after storing the job runs it when it restarts.
+        ask!(self.dispatcher.get(), "the dispatcher", |reply| DispatcherMessage::Submit(Box::new(prepared), reply))?
     }
 
     /// Waits until the job ends.
     pub async fn wait(&self, id: JobId) -> Result<JobResult> {
-        ask!(self.dispatcher, "the dispatcher", |reply| DispatcherMessage::Wait(id, reply))?
+        self.ask_dispatcher(|reply| DispatcherMessage::Wait(id, reply)).await?
     }
 
     /// Submits a job and waits until it ends.
@@ -185,22 +243,22 @@ impl MiniCluster {
 
     /// Cancels a job.
     pub async fn cancel(&self, id: JobId) -> Result<()> {
-        ask!(self.dispatcher, "the dispatcher", |reply| DispatcherMessage::Cancel(id, reply))?
+        self.ask_dispatcher(|reply| DispatcherMessage::Cancel(id, reply)).await?
     }
 
     /// A job's details.
     pub async fn details(&self, id: JobId) -> Result<JobDetails> {
-        ask!(self.dispatcher, "the dispatcher", |reply| DispatcherMessage::Details(id, reply))?
+        self.ask_dispatcher(|reply| DispatcherMessage::Details(id, reply)).await?
     }
 
     /// All jobs.
     pub async fn jobs(&self) -> Result<Vec<JobOverview>> {
-        ask!(self.dispatcher, "the dispatcher", DispatcherMessage::List)
+        self.ask_dispatcher(DispatcherMessage::List).await
     }
 
     /// The registered TaskManagers and their slots.
     pub async fn task_managers(&self) -> Result<Vec<TaskManagerInfo>> {
-        ask!(self.resource_manager, "the resource manager", ResourceManagerMessage::TaskManagers)
+        ask!(self.resource_manager.get(), "the resource manager", ResourceManagerMessage::TaskManagers)
     }
 
     /// The current TaskExecutor of TaskManager `index` (tests kill it to exercise supervision).
@@ -211,7 +269,7 @@ impl MiniCluster {
 
     /// A running job's checkpoint statistics.
     pub async fn checkpoint_stats(&self, id: JobId) -> Result<Option<crate::checkpoint::coordinator::CheckpointStats>> {
-        ask!(self.dispatcher, "the dispatcher", |reply| DispatcherMessage::CheckpointStats(id, reply))
+        self.ask_dispatcher(|reply| DispatcherMessage::CheckpointStats(id, reply)).await
     }
 
     /// Fault injection: kills the actor of subtask `index` of vertex `vertex` of a job, as a
@@ -230,6 +288,29 @@ impl MiniCluster {
             .ok_or_else(|| WeirError::runtime(format!("subtask {index} of vertex {vertex} is not placed yet")))?;
         let executor = self.task_executor(tm).await?;
         let _ = executor.cast(TaskExecutorMessage::KillSubtask { job, vertex, index });
+        Ok(())
+    }
+
+    /// Fault injection: kills a control-plane actor, as a crash would; its supervisor starts it
+    /// again (chaos runs and tests).
+    pub async fn kill(&self, which: ControlActor) -> Result<()> {
+        let job_master = |job| async move {
+            self.ask_dispatcher(|reply| DispatcherMessage::JobMaster(job, reply))
+                .await?
+                .ok_or_else(|| WeirError::runtime(format!("job {job} has no job master running")))
+        };
+        let cell = match which {
+            ControlActor::Dispatcher => self.dispatcher.get().get_cell(),
+            ControlActor::ResourceManager => self.resource_manager.get().get_cell(),
+            ControlActor::JobMaster(job) => job_master(job).await?.get_cell(),
+            ControlActor::Coordinator(job) => {
+                ask!(job_master(job).await?, "the job master", JobMasterMessage::Coordinator)?
+                    .ok_or_else(|| WeirError::runtime(format!("job {job} has no checkpoint coordinator")))?
+                    .get_cell()
+            }
+        };
+        tracing::warn!(actor = ?which, "killing a control-plane actor (fault injection)");
+        cell.kill();
         Ok(())
     }
 

@@ -6,6 +6,15 @@
 //! the slot-request timeout, then fails. A TaskExecutor that registers again under the same
 //! TaskManager id (it was restarted) replaces the old one: jobs with slots there are told the
 //! TaskManager was lost.
+//!
+//! ## Restarts
+//!
+//! The ResourceManager keeps nothing durable: its supervisor restarts it empty and rebuilds it
+//! from the other components, as Flink's does after a leader change. Every TaskExecutor
+//! registers again, with a slot report naming the jobs its slots serve (so slots in use stay
+//! in use), and every JobMaster reconnects so that it hears of lost TaskManagers again. A slot
+//! request in flight when it died fails like any unanswered call; the job's restart strategy
+//! covers it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -42,6 +51,9 @@ pub enum ResourceManagerMessage {
         data_addr: Option<std::net::SocketAddr>,
         /// The executor.
         executor: ActorRef<TaskExecutorMessage>,
+        /// Slot report: the jobs that hold slots there, with how many (empty on a first
+        /// registration).
+        allocated: Vec<(JobId, usize)>,
         /// Ok, or why it was refused.
         reply: RpcReplyPort<Result<(), String>>,
     },
@@ -56,8 +68,10 @@ pub enum ResourceManagerMessage {
         /// The grants, or why not.
         reply: RpcReplyPort<Result<Vec<SlotGrant>, WeirError>>,
     },
-    /// A job's slots are free again.
+    /// A job's slots are free again; executors still running its subtasks stop them.
     Release(JobId),
+    /// A JobMaster holding slots reconnects (after this ResourceManager was restarted).
+    Reconnect(JobId, ActorRef<JobMasterMessage>),
     /// The registered TaskManagers.
     TaskManagers(RpcReplyPort<Vec<TaskManagerInfo>>),
     /// A TaskManager's executor died: its slots are gone.
@@ -172,15 +186,26 @@ impl Actor for ResourceManagerActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ResourceManagerMessage::Register { task_manager, slots, data_addr, executor, reply } => {
+            ResourceManagerMessage::Register { task_manager, slots, data_addr, executor, allocated, reply } => {
                 if state.task_managers.contains_key(&task_manager) {
                     warn!(task_manager = %task_manager, "task executor registered again: the old one is lost");
                     state.lose(&task_manager);
                 }
-                info!(task_manager = %task_manager, slots, "task executor registered");
+                let in_use: Vec<Option<JobId>> =
+                    allocated.iter().flat_map(|&(job, n)| std::iter::repeat_n(Some(job), n)).collect();
+                if in_use.len() > slots {
+                    let _ = reply.send(Err(format!(
+                        "its slot report names {} slots in use but it offers {slots}",
+                        in_use.len()
+                    )));
+                    return Ok(());
+                }
+                info!(task_manager = %task_manager, slots, in_use = in_use.len(), "task executor registered");
+                let mut slot_table = in_use;
+                slot_table.resize(slots, None);
                 state
                     .task_managers
-                    .insert(task_manager, Registered { executor, data_addr, slots, allocated: vec![None; slots] });
+                    .insert(task_manager, Registered { executor, data_addr, slots, allocated: slot_table });
                 let _ = reply.send(Ok(()));
                 state.serve_pending();
             }
@@ -209,14 +234,24 @@ impl Actor for ResourceManagerActor {
             }
             ResourceManagerMessage::Release(job) => {
                 for tm in state.task_managers.values_mut() {
+                    let mut held = false;
                     for slot in &mut tm.allocated {
                         if *slot == Some(job) {
                             *slot = None;
+                            held = true;
                         }
+                    }
+                    if held {
+                        // Freed slots must not keep running the job: after a JobMaster was
+                        // restarted, its predecessor's subtasks may still run there.
+                        let _ = tm.executor.cast(TaskExecutorMessage::ReleaseJob(job));
                     }
                 }
                 state.job_masters.remove(&job);
                 state.serve_pending();
+            }
+            ResourceManagerMessage::Reconnect(job, job_master) => {
+                state.job_masters.insert(job, job_master);
             }
             ResourceManagerMessage::TaskManagers(reply) => {
                 let infos = state

@@ -40,10 +40,11 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use ractor::RpcReplyPort;
 use ractor::rpc::CallResult;
-use ractor::{ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::ComponentRef;
 use crate::cluster::dispatcher::DispatcherMessage;
 use crate::cluster::mini_cluster::JobSubmission;
 use crate::cluster::resource_manager::ResourceManagerMessage;
@@ -59,9 +60,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct RestState {
     /// Answers for jobs and accepts submissions.
-    pub dispatcher: ActorRef<DispatcherMessage>,
+    pub dispatcher: ComponentRef<DispatcherMessage>,
     /// Answers for TaskManagers and slots.
-    pub resource_manager: ActorRef<ResourceManagerMessage>,
+    pub resource_manager: ComponentRef<ResourceManagerMessage>,
     /// The jobs `POST /jobs` can submit, by name.
     pub registry: JobRegistry,
     /// The bearer token mutating calls must carry; empty refuses every mutating call.
@@ -72,8 +73,8 @@ impl fmt::Debug for RestState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The token is a credential: never in logs.
         f.debug_struct("RestState")
-            .field("dispatcher", &self.dispatcher.get_id())
-            .field("resource_manager", &self.resource_manager.get_id())
+            .field("dispatcher", &self.dispatcher)
+            .field("resource_manager", &self.resource_manager)
             .field("registry", &self.registry)
             .field("token", &"<redacted>")
             .finish()
@@ -310,13 +311,15 @@ impl IntoResponse for ApiError {
 // Helpers.
 
 /// Calls an actor with a deadline; an actor that is gone or silent is a 503 naming it.
-async fn ask<M, T, F>(actor: &ActorRef<M>, name: &str, message: F) -> ApiResult<T>
+async fn ask<M, T, F>(actor: &ComponentRef<M>, name: &str, message: F) -> ApiResult<T>
 where
     M: ractor::Message,
     T: Send + 'static,
     F: FnOnce(RpcReplyPort<T>) -> M,
 {
-    match actor.call(message, Some(CALL_TIMEOUT)).await {
+    // A restarted component answers at the same address; one that is restarting right now is
+    // reported as unavailable (503), and the client may ask again.
+    match actor.get().call(message, Some(CALL_TIMEOUT)).await {
         Ok(CallResult::Success(reply)) => Ok(reply),
         Ok(CallResult::Timeout) => {
             Err(ApiError::unavailable(format!("{name} did not answer within {} s", CALL_TIMEOUT.as_secs())))

@@ -1,57 +1,110 @@
 //! The roots of the two supervision trees: the JobManager's and each TaskManager's.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::time::Instant;
 use tracing::{error, warn};
 
+use crate::cluster::ComponentRef;
 use crate::cluster::dispatcher::{DispatcherActor, DispatcherArgs, DispatcherMessage};
+use crate::cluster::job_store::JobStore;
 use crate::cluster::resource_manager::{ResourceManagerActor, ResourceManagerArgs, ResourceManagerMessage};
 use crate::cluster::task_executor::{TaskExecutorActor, TaskExecutorArgs, TaskExecutorMessage};
 
 /// Messages of the JobManager supervisor.
 pub enum JobManagerSupervisorMessage {
     /// The Dispatcher and ResourceManager.
-    Components(RpcReplyPort<(ActorRef<DispatcherMessage>, ActorRef<ResourceManagerMessage>)>),
+    Components(RpcReplyPort<(ComponentRef<DispatcherMessage>, ComponentRef<ResourceManagerMessage>)>),
+}
+
+/// What a JobManager starts with.
+#[derive(Debug, Clone)]
+pub struct JobManagerArgs {
+    /// The ResourceManager's configuration.
+    pub resource_manager: ResourceManagerArgs,
+    /// Where submitted jobs are kept.
+    pub store: Arc<JobStore>,
+    /// How often each component may be restarted.
+    pub intensity: RestartIntensity,
 }
 
 /// The root of a JobManager: a ResourceManager and a Dispatcher.
 ///
 /// ## Supervision
 ///
-/// Children: the ResourceManager and the Dispatcher. Their state (registrations, running
-/// jobs) lives only in memory until the job store and checkpoint store exist, so a restart
-/// could not rebuild it; a failure of either therefore stops the JobManager loudly, with the
-/// cause logged, rather than carrying on with a component that forgot every job. (Restarting
-/// them from durable stores is the fault-tolerance work.)
+/// Children: the ResourceManager and the Dispatcher. Either one that fails or is killed is
+/// started again, and every holder of its [`ComponentRef`] reaches the new one:
+/// - a new ResourceManager starts empty; TaskExecutors register again with slot reports
+///   (they watch its address), and the Dispatcher has every JobMaster reconnect;
+/// - a new Dispatcher recovers every job from the job store: ended jobs with their results,
+///   running ones with a new JobMaster (the old ones died with their parent), which stops the
+///   old subtasks and restores the job from its latest completed checkpoint.
+///
+/// Restarts are bounded per component by [`RestartIntensity`]; past it the JobManager stops
+/// loudly, with the cause, instead of spinning. A component that stops normally only does so
+/// when the JobManager shuts down, and the supervisor stops with it.
 pub struct JobManagerSupervisor;
 
 /// The JobManager supervisor's state.
 pub struct JobManagerSupervisorState {
-    dispatcher: ActorRef<DispatcherMessage>,
-    resource_manager: ActorRef<ResourceManagerMessage>,
+    args: JobManagerArgs,
+    dispatcher: ComponentRef<DispatcherMessage>,
+    resource_manager: ComponentRef<ResourceManagerMessage>,
+    restarts: Vec<(ActorKind, Instant)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ActorKind {
+    Dispatcher,
+    ResourceManager,
+}
+
+impl JobManagerSupervisorState {
+    /// Records a restart of `kind`; false if it has been restarted too often.
+    fn may_restart(&mut self, kind: ActorKind) -> bool {
+        let now = Instant::now();
+        let window = self.args.intensity.window;
+        self.restarts.retain(|(_, t)| now.duration_since(*t) < window);
+        if self.restarts.iter().filter(|(k, _)| *k == kind).count() >= self.args.intensity.max_restarts {
+            return false;
+        }
+        self.restarts.push((kind, now));
+        true
+    }
+}
+
+async fn spawn_dispatcher(
+    supervisor: &ActorRef<JobManagerSupervisorMessage>,
+    args: &JobManagerArgs,
+    resource_manager: &ComponentRef<ResourceManagerMessage>,
+) -> Result<ActorRef<DispatcherMessage>, ActorProcessingErr> {
+    let args = DispatcherArgs { resource_manager: resource_manager.clone(), store: args.store.clone() };
+    Ok(Actor::spawn_linked(None, DispatcherActor, args, supervisor.get_cell()).await?.0)
+}
+
+async fn spawn_resource_manager(
+    supervisor: &ActorRef<JobManagerSupervisorMessage>,
+    args: &JobManagerArgs,
+) -> Result<ActorRef<ResourceManagerMessage>, ActorProcessingErr> {
+    let args = args.resource_manager.clone();
+    Ok(Actor::spawn_linked(None, ResourceManagerActor, args, supervisor.get_cell()).await?.0)
 }
 
 impl Actor for JobManagerSupervisor {
     type Msg = JobManagerSupervisorMessage;
     type State = JobManagerSupervisorState;
-    type Arguments = ResourceManagerArgs;
+    type Arguments = JobManagerArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let (resource_manager, _) = Actor::spawn_linked(None, ResourceManagerActor, args, myself.get_cell()).await?;
-        let (dispatcher, _) = Actor::spawn_linked(
-            None,
-            DispatcherActor,
-            DispatcherArgs { resource_manager: resource_manager.clone() },
-            myself.get_cell(),
-        )
-        .await?;
-        Ok(JobManagerSupervisorState { dispatcher, resource_manager })
+        let resource_manager = ComponentRef::new(spawn_resource_manager(&myself, &args).await?);
+        let dispatcher = ComponentRef::new(spawn_dispatcher(&myself, &args, &resource_manager).await?);
+        Ok(JobManagerSupervisorState { args, dispatcher, resource_manager, restarts: Vec::new() })
     }
 
     async fn handle(
@@ -69,18 +122,41 @@ impl Actor for JobManagerSupervisor {
         &self,
         myself: ActorRef<Self::Msg>,
         event: SupervisionEvent,
-        _state: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match event {
-            SupervisionEvent::ActorFailed(cell, err) => {
-                error!(child = ?cell.get_id(), %err, "a job manager component failed; stopping the job manager");
-                myself.stop(Some(format!("component failed: {err}")));
-            }
+        let (cell, cause) = match event {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, Some(reason)) if reason == "killed" => (cell, reason),
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 warn!(child = ?cell.get_id(), ?reason, "a job manager component stopped; stopping the job manager");
                 myself.stop(reason);
+                return Ok(());
             }
-            _ => {}
+            _ => return Ok(()),
+        };
+        let kind = if cell.get_id() == state.dispatcher.get().get_id() {
+            ActorKind::Dispatcher
+        } else if cell.get_id() == state.resource_manager.get().get_id() {
+            ActorKind::ResourceManager
+        } else {
+            return Ok(());
+        };
+        if !state.may_restart(kind) {
+            error!(component = ?kind, %cause, "a job manager component failed too often; stopping the job manager");
+            myself.stop(Some(format!("{kind:?} failed too often: {cause}")));
+            return Ok(());
+        }
+        warn!(component = ?kind, %cause, "a job manager component ended; restarting it");
+        match kind {
+            ActorKind::ResourceManager => {
+                let new = spawn_resource_manager(&myself, &state.args).await?;
+                state.resource_manager.replace(new);
+                state.dispatcher.cast(DispatcherMessage::ResourceManagerRestarted);
+            }
+            ActorKind::Dispatcher => {
+                let new = spawn_dispatcher(&myself, &state.args, &state.resource_manager).await?;
+                state.dispatcher.replace(new);
+            }
         }
         Ok(())
     }
@@ -167,8 +243,7 @@ impl Actor for TaskManagerSupervisor {
         }
         // Tell the ResourceManager now, not when the new executor registers: jobs with
         // subtasks there must learn the root cause before their neighbours' disconnections.
-        let _ =
-            state.args.resource_manager.cast(ResourceManagerMessage::TaskManagerLost(state.args.task_manager.clone()));
+        state.args.resource_manager.cast(ResourceManagerMessage::TaskManagerLost(state.args.task_manager.clone()));
         let now = Instant::now();
         state.restarts.retain(|t| now.duration_since(*t) < state.intensity.window);
         if state.restarts.len() >= state.intensity.max_restarts {

@@ -13,6 +13,14 @@
 //! its neighbours', so the TaskExecutor reports `TaskState::Failed` with the cause to the
 //! job's JobMaster, which decides for the whole job. A Subtask that stops reports its own
 //! final state.
+//!
+//! ## Registration
+//!
+//! The TaskExecutor registers with the ResourceManager when it starts and again whenever the
+//! ResourceManager is restarted (it watches the [`ComponentRef`]), each time with a slot report:
+//! the jobs its slots serve, so a restarted ResourceManager does not hand them out twice.
+//! `ReleaseJob` frees a job's slots here: subtasks of the job still running (a restarted
+//! JobMaster's predecessor's) are stopped before the executor handles its next message.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,7 +34,7 @@ use crate::checkpoint::{CheckpointIo, RestoreFrom, RestoredState, TaskControl};
 use crate::cluster::job_master::JobMasterMessage;
 use crate::cluster::resource_manager::ResourceManagerMessage;
 use crate::cluster::subtask::{SubtaskActor, SubtaskArgs, SubtaskMessage};
-use crate::cluster::{ExecutionId, Failure, TaskState, ask};
+use crate::cluster::{ComponentRef, ExecutionId, Failure, TaskState, ask};
 use crate::error::{Result, WeirError};
 use crate::graph::{ExecutableGraph, build_job};
 use crate::job::{JobArgs, JobFn, JobId, JobRegistry};
@@ -77,8 +85,10 @@ pub enum TaskExecutorMessage {
     Deploy(Box<TaskDeployment>, RpcReplyPort<Result<()>>),
     /// Cancel a running subtask (it reports `Cancelled`).
     Cancel(ExecutionId),
-    /// A job ended: drop what this executor kept for it.
+    /// A job's slots here were freed: stop its subtasks and drop what this executor kept for it.
     ReleaseJob(JobId),
+    /// The ResourceManager was restarted: register again, with a slot report.
+    Reregister,
     /// Running subtasks.
     RunningTasks(RpcReplyPort<Vec<ExecutionId>>),
     /// A checkpoint message for a running subtask.
@@ -103,7 +113,7 @@ pub struct TaskExecutorArgs {
     /// Slots offered.
     pub slots: usize,
     /// The ResourceManager to register with.
-    pub resource_manager: ActorRef<ResourceManagerMessage>,
+    pub resource_manager: ComponentRef<ResourceManagerMessage>,
     /// The process's local shuffle.
     pub shuffle: Arc<LocalShuffle>,
     /// Channels to other processes (cluster mode).
@@ -127,6 +137,32 @@ pub struct TaskExecutorState {
     args: TaskExecutorArgs,
     graphs: HashMap<JobId, Arc<ExecutableGraph>>,
     running: HashMap<ActorId, Running>,
+    /// Slots of this TaskManager each job holds (from its deployments), for slot reports.
+    job_slots: HashMap<JobId, usize>,
+    /// The latest attempt of each job deployed here.
+    job_attempts: HashMap<JobId, u32>,
+}
+
+/// Registers `executor` with the current ResourceManager, reporting the slots in use.
+async fn register(
+    args: &TaskExecutorArgs,
+    executor: &ActorRef<TaskExecutorMessage>,
+    job_slots: &HashMap<JobId, usize>,
+) -> Result<()> {
+    let allocated: Vec<(JobId, usize)> = job_slots.iter().map(|(&job, &n)| (job, n)).collect();
+    let registered = ask!(args.resource_manager.get(), "the resource manager", |reply| {
+        ResourceManagerMessage::Register {
+            task_manager: args.task_manager.clone(),
+            slots: args.slots,
+            data_addr: args.data_addr,
+            executor: executor.clone(),
+            allocated,
+            reply,
+        }
+    })?;
+    registered.map_err(|refused| WeirError::runtime(format!("registration refused: {refused}")))?;
+    info!(task_manager = %args.task_manager, slots = args.slots, "task executor registered");
+    Ok(())
 }
 
 impl TaskExecutorState {
@@ -160,6 +196,10 @@ impl TaskExecutorState {
     async fn deploy(&mut self, myself: &ActorRef<TaskExecutorMessage>, d: TaskDeployment) -> Result<()> {
         let graph = self.graph(&d)?;
         let e = d.execution;
+        let held = d.slots.iter().filter(|s| s.task_manager == self.args.task_manager).count();
+        self.job_slots.insert(e.job, held);
+        let last = self.job_attempts.entry(e.job).or_insert(e.attempt);
+        *last = (*last).max(e.attempt);
         let vertex =
             graph.job.vertices.get(e.vertex).ok_or_else(|| WeirError::runtime("deployment of an unknown vertex"))?;
         let name = format!("{} ({}/{})", vertex.name, e.index + 1, vertex.parallelism);
@@ -205,6 +245,9 @@ impl TaskExecutorState {
     }
 }
 
+/// How long `ReleaseJob` waits for each leftover subtask to stop.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The TaskExecutor actor.
 pub struct TaskExecutorActor;
 
@@ -218,17 +261,25 @@ impl Actor for TaskExecutorActor {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let registered =
-            ask!(args.resource_manager, "the resource manager", |reply| ResourceManagerMessage::Register {
-                task_manager: args.task_manager.clone(),
-                slots: args.slots,
-                data_addr: args.data_addr,
-                executor: myself.clone(),
-                reply,
-            })?;
-        registered.map_err(|refused| WeirError::runtime(format!("registration refused: {refused}")))?;
-        info!(task_manager = %args.task_manager, slots = args.slots, "task executor registered");
-        Ok(TaskExecutorState { args, graphs: HashMap::new(), running: HashMap::new() })
+        register(&args, &myself, &HashMap::new()).await?;
+        // A restarted ResourceManager knows nobody: register with each new incarnation. The
+        // watch ends with this executor (its casts fail) or with the ResourceManager's address.
+        let mut incarnations = args.resource_manager.watch();
+        let executor = myself.clone();
+        tokio::spawn(async move {
+            while incarnations.changed().await.is_ok() {
+                if executor.cast(TaskExecutorMessage::Reregister).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(TaskExecutorState {
+            args,
+            graphs: HashMap::new(),
+            running: HashMap::new(),
+            job_slots: HashMap::new(),
+            job_attempts: HashMap::new(),
+        })
     }
 
     async fn handle(
@@ -248,11 +299,26 @@ impl Actor for TaskExecutorActor {
                 }
             }
             TaskExecutorMessage::ReleaseJob(job) => {
-                state.graphs.remove(&job);
-                state.args.shuffle.release_job(job.0);
-                if let Some(net) = &state.args.net {
-                    net.release_job(job.0);
+                let leftovers: Vec<_> =
+                    state.running.values().filter(|r| r.execution.job == job).map(|r| r.actor.clone()).collect();
+                for actor in leftovers {
+                    warn!(job = %job, "stopping a subtask of a released job");
+                    let _ = actor.stop_and_wait(Some("its job's slots were released".into()), Some(RELEASE_WAIT)).await;
                 }
+                state.job_slots.remove(&job);
+                state.graphs.remove(&job);
+                // Only the attempts this executor ran: a later one may be wiring up already
+                // on another executor of this process (after a JobMaster restart).
+                if let Some(last_attempt) = state.job_attempts.remove(&job) {
+                    state.args.shuffle.release_job(job.0, last_attempt);
+                    if let Some(net) = &state.args.net {
+                        net.release_job(job.0, last_attempt);
+                    }
+                }
+            }
+            TaskExecutorMessage::Reregister => {
+                // Failing here restarts this executor, which registers afresh.
+                register(&state.args, &myself, &state.job_slots).await?;
             }
             TaskExecutorMessage::RunningTasks(reply) => {
                 let _ = reply.send(state.running.values().map(|r| r.execution).collect());

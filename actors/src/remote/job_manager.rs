@@ -20,10 +20,11 @@ use weir_dataplane::{ControlReceiver, ControlSender, NetConfig, NetEndpoint, Nod
 
 use crate::cluster::dispatcher::DispatcherMessage;
 use crate::cluster::job_master::{JobMasterMessage, PreparedJob};
+use crate::cluster::job_store::JobStore;
 use crate::cluster::resource_manager::{ResourceManagerArgs, ResourceManagerMessage};
-use crate::cluster::supervisor::{JobManagerSupervisor, JobManagerSupervisorMessage};
+use crate::cluster::supervisor::{JobManagerArgs, JobManagerSupervisor, JobManagerSupervisorMessage, RestartIntensity};
 use crate::cluster::task_executor::TaskExecutorMessage;
-use crate::cluster::{ExecutionId, ask};
+use crate::cluster::{ComponentRef, ExecutionId, ask};
 use crate::error::{Result, WeirError};
 use crate::graph::build_job;
 use crate::job::{JobId, JobRegistry};
@@ -48,14 +49,17 @@ pub struct JobManagerConfig {
     pub registry: JobRegistry,
     /// How long a job waits for slots held by other jobs.
     pub slot_request_timeout: Duration,
+    /// Where submitted jobs are kept, so that a restarted JobManager runs them again
+    /// (`None`: in memory, lost with the process).
+    pub job_store: Option<std::path::PathBuf>,
 }
 
 /// A running JobManager.
 pub struct JobManager {
     endpoint: Arc<NetEndpoint>,
     supervisor: ActorRef<JobManagerSupervisorMessage>,
-    dispatcher: ActorRef<DispatcherMessage>,
-    resource_manager: ActorRef<ResourceManagerMessage>,
+    dispatcher: ComponentRef<DispatcherMessage>,
+    resource_manager: ComponentRef<ResourceManagerMessage>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -64,8 +68,8 @@ type Refusals = Arc<Mutex<Vec<String>>>;
 
 #[derive(Clone)]
 struct Shared {
-    dispatcher: ActorRef<DispatcherMessage>,
-    resource_manager: ActorRef<ResourceManagerMessage>,
+    dispatcher: ComponentRef<DispatcherMessage>,
+    resource_manager: ComponentRef<ResourceManagerMessage>,
     registry: JobRegistry,
     fingerprint: u64,
     heartbeat: HeartbeatConfig,
@@ -84,13 +88,18 @@ fn refuse(refused: &Refusals, what: String) {
 impl JobManager {
     /// Starts the supervision tree and the endpoint.
     pub async fn start(config: JobManagerConfig) -> Result<JobManager> {
-        let (supervisor, _) = Actor::spawn(
-            None,
-            JobManagerSupervisor,
-            ResourceManagerArgs { slot_request_timeout: config.slot_request_timeout },
-        )
-        .await
-        .map_err(|e| WeirError::runtime(format!("cannot start the job manager: {e}")))?;
+        let store = match &config.job_store {
+            Some(dir) => JobStore::open(dir, config.registry.clone())?,
+            None => JobStore::in_memory(),
+        };
+        let args = JobManagerArgs {
+            resource_manager: ResourceManagerArgs { slot_request_timeout: config.slot_request_timeout },
+            store: Arc::new(store),
+            intensity: RestartIntensity::default(),
+        };
+        let (supervisor, _) = Actor::spawn(None, JobManagerSupervisor, args)
+            .await
+            .map_err(|e| WeirError::runtime(format!("cannot start the job manager: {e}")))?;
         let (dispatcher, resource_manager) =
             ask!(supervisor, "the job manager", JobManagerSupervisorMessage::Components)?;
         let endpoint = NetEndpoint::bind(config.bind, &config.identity, config.net.clone())?;
@@ -114,7 +123,7 @@ impl JobManager {
     }
 
     /// The Dispatcher and ResourceManager (for the REST server).
-    pub fn components(&self) -> (ActorRef<DispatcherMessage>, ActorRef<ResourceManagerMessage>) {
+    pub fn components(&self) -> (ComponentRef<DispatcherMessage>, ComponentRef<ResourceManagerMessage>) {
         (self.dispatcher.clone(), self.resource_manager.clone())
     }
 
@@ -237,6 +246,7 @@ impl Actor for TaskManagerProxy {
             TaskExecutorMessage::Cancel(e) => link.send(&ToTaskManager::Cancel(e)).await,
             TaskExecutorMessage::Control(e, control) => link.send(&ToTaskManager::Control(e, control)).await,
             TaskExecutorMessage::KillSubtask { .. } => Ok(()), // fault injection is in-process only
+            TaskExecutorMessage::Reregister => link.send(&ToTaskManager::Reregister).await,
             TaskExecutorMessage::ReleaseJob(job) => {
                 link.metrics.lock().expect("link lock").retain(|e, _| e.job != job);
                 link.job_masters.lock().expect("link lock").remove(&job);
@@ -277,6 +287,7 @@ async fn task_manager_session(
         .map_err(|e| WeirError::runtime(format!("cannot start the task manager proxy: {e}")))?;
     let mut last_seen = Instant::now();
     let mut check = tokio::time::interval(shared.heartbeat.interval);
+    let mut resource_managers = shared.resource_manager.watch();
     let reason = loop {
         tokio::select! {
             message = rx.recv::<FromTaskManager>() => {
@@ -288,11 +299,12 @@ async fn task_manager_session(
                 last_seen = Instant::now();
                 match message {
                     FromTaskManager::Register(offer) => {
-                        let registered = ask!(shared.resource_manager, "the resource manager", |reply| ResourceManagerMessage::Register {
+                        let registered = ask!(shared.resource_manager.get(), "the resource manager", |reply| ResourceManagerMessage::Register {
                             task_manager: task_manager.clone(),
                             slots: offer.slots,
                             data_addr: Some(data_addr),
                             executor: proxy.clone(),
+                            allocated: offer.allocated,
                             reply,
                         })
                         .and_then(|r| r.map_err(WeirError::runtime))
@@ -300,7 +312,7 @@ async fn task_manager_session(
                         link.send(&ToTaskManager::Registered(registered)).await?;
                     }
                     FromTaskManager::ExecutorLost => {
-                        let _ = shared.resource_manager.cast(ResourceManagerMessage::TaskManagerLost(task_manager.clone()));
+                        shared.resource_manager.cast(ResourceManagerMessage::TaskManagerLost(task_manager.clone()));
                     }
                     FromTaskManager::Heartbeat(tasks) => {
                         {
@@ -340,6 +352,10 @@ async fn task_manager_session(
                     }
                 }
             }
+            Ok(()) = resource_managers.changed() => {
+                // A restarted ResourceManager knows nobody: the TaskExecutor registers again.
+                link.send(&ToTaskManager::Reregister).await?;
+            }
             _ = check.tick() => {
                 let silent = last_seen.elapsed();
                 if silent > shared.heartbeat.timeout {
@@ -349,7 +365,7 @@ async fn task_manager_session(
         }
     };
     warn!(task_manager = %task_manager, %reason, "task manager lost");
-    let _ = shared.resource_manager.cast(ResourceManagerMessage::TaskManagerLost(task_manager.clone()));
+    shared.resource_manager.cast(ResourceManagerMessage::TaskManagerLost(task_manager.clone()));
     link.fail_pending(&format!("task manager '{task_manager}' was lost: {reason}"));
     proxy.stop(None);
     conn.close(0u32.into(), b"lost");
@@ -363,26 +379,26 @@ async fn client_session(mut tx: ControlSender, mut rx: ControlReceiver, shared: 
                 submit(&shared, job, args, parallelism, graph, config).await.map_err(|e| e.to_string()),
             ),
             ClientRequest::List => {
-                ClientResponse::Jobs(ask!(shared.dispatcher, "the dispatcher", DispatcherMessage::List)?)
+                ClientResponse::Jobs(ask!(shared.dispatcher.get(), "the dispatcher", DispatcherMessage::List)?)
             }
             ClientRequest::Details(id) => ClientResponse::Details(
-                ask!(shared.dispatcher, "the dispatcher", |reply| DispatcherMessage::Details(id, reply))
+                ask!(shared.dispatcher.get(), "the dispatcher", |reply| DispatcherMessage::Details(id, reply))
                     .and_then(|r| r)
                     .map(Box::new)
                     .map_err(|e| e.to_string()),
             ),
             ClientRequest::Cancel(id) => ClientResponse::Cancelled(
-                ask!(shared.dispatcher, "the dispatcher", |reply| DispatcherMessage::Cancel(id, reply))
+                ask!(shared.dispatcher.get(), "the dispatcher", |reply| DispatcherMessage::Cancel(id, reply))
                     .and_then(|r| r)
                     .map_err(|e| e.to_string()),
             ),
             ClientRequest::Overview => ClientResponse::Overview(ClusterOverview {
                 task_managers: ask!(
-                    shared.resource_manager,
+                    shared.resource_manager.get(),
                     "the resource manager",
                     ResourceManagerMessage::TaskManagers
                 )?,
-                jobs: ask!(shared.dispatcher, "the dispatcher", DispatcherMessage::List)?,
+                jobs: ask!(shared.dispatcher.get(), "the dispatcher", DispatcherMessage::List)?,
                 refused: shared.refused.lock().expect("refusals lock").clone(),
             }),
         };
@@ -413,5 +429,5 @@ async fn submit(
     }
     let prepared =
         PreparedJob { id: JobId::generate(), name: job, builder: entry.builder, args, parallelism, graph, config };
-    ask!(shared.dispatcher, "the dispatcher", |reply| DispatcherMessage::Submit(Box::new(prepared), reply))?
+    ask!(shared.dispatcher.get(), "the dispatcher", |reply| DispatcherMessage::Submit(Box::new(prepared), reply))?
 }

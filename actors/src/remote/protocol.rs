@@ -43,6 +43,8 @@ pub struct TaskManagerHello {
 pub struct SlotOffer {
     /// How many slots.
     pub slots: usize,
+    /// Slot report: the jobs holding slots there, with how many (re-registrations).
+    pub allocated: Vec<(JobId, usize)>,
 }
 
 /// TaskManager → JobManager.
@@ -111,6 +113,8 @@ pub enum ToTaskManager {
     HeartbeatAck,
     /// A checkpoint message for a running subtask.
     Control(ExecutionId, TaskControl),
+    /// The ResourceManager was restarted: register again, with a slot report.
+    Reregister,
 }
 
 /// A deployment as it travels: the job by name (the TaskManager's binary carries the

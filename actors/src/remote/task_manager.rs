@@ -84,9 +84,9 @@ impl Actor for ResourceManagerProxy {
         link: &mut Arc<Link>,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ResourceManagerMessage::Register { slots, reply, .. } => {
+            ResourceManagerMessage::Register { slots, allocated, reply, .. } => {
                 *link.register.lock().expect("link lock") = Some(reply);
-                link.send(&FromTaskManager::Register(SlotOffer { slots })).await?;
+                link.send(&FromTaskManager::Register(SlotOffer { slots, allocated })).await?;
             }
             ResourceManagerMessage::TaskManagerLost(_) => link.send(&FromTaskManager::ExecutorLost).await?,
             _ => warn!("a task manager's executor sent a resource manager message it has no use for"),
@@ -196,7 +196,7 @@ impl TaskManager {
         let args = TaskExecutorArgs {
             task_manager: config.id.clone(),
             slots: config.slots,
-            resource_manager: rm.clone(),
+            resource_manager: crate::cluster::ComponentRef::new(rm.clone()),
             shuffle: Arc::new(LocalShuffle::new()),
             net: Some(shuffle),
             clock: Arc::new(TokioClock::new()),
@@ -348,6 +348,11 @@ async fn handle(
             release(link, job);
             if let Some(executor) = executor {
                 let _ = executor.cast(TaskExecutorMessage::ReleaseJob(job));
+            }
+        }
+        ToTaskManager::Reregister => {
+            if let Some(executor) = executor {
+                let _ = executor.cast(TaskExecutorMessage::Reregister);
             }
         }
         ToTaskManager::RunningTasks { request } => {

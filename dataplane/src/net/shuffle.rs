@@ -160,11 +160,16 @@ impl NetShuffle {
         receiver
     }
 
-    /// Drops the parked streams and waiting receivers of job `job` (after it ended, or
-    /// before it restarts): their producers are told to stop, their consumers see the end of
-    /// their input. Channels already streaming are left to end on their own.
-    pub fn release_job(&self, job: u128) {
-        let released: Vec<_> = self.inbound().extract_if(|id, _| id.job == job).map(|(_, entry)| entry).collect();
+    /// Drops the parked streams and waiting receivers of job `job`'s attempts up to
+    /// `last_attempt` (after the job ended, or before it restarts): their producers are told
+    /// to stop, their consumers see the end of their input. Channels already streaming are
+    /// left to end on their own, and those of later attempts are kept.
+    pub fn release_job(&self, job: u128, last_attempt: u32) {
+        let released: Vec<_> = self
+            .inbound()
+            .extract_if(|id, _| id.job == job && id.attempt <= last_attempt)
+            .map(|(_, entry)| entry)
+            .collect();
         for entry in released {
             if let Inbound::Parked { mut stream, .. } = entry {
                 stream.reader.stop(STOP_UNCLAIMED);

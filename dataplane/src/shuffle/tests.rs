@@ -81,11 +81,23 @@ async fn release_job_drops_only_that_jobs_ends() {
     let _ = shuffle.receiver::<u32>(id(1, 0, 2), 1).unwrap();
     let _other = shuffle.sender::<u32>(id(2, 0, 0), 1).unwrap();
     assert_eq!(shuffle.parked(), 3);
-    assert_eq!(shuffle.release_job(1), 2);
+    assert_eq!(shuffle.release_job(1, u32::MAX), 2);
     assert_eq!(shuffle.parked(), 1);
     // The parked receiver is gone, so the producer learns its consumer will never come.
     assert!(matches!(tx.send(Vec::new()).await, Err(DataplaneError::ChannelClosed)));
     // The ids of a released job can be used again.
     assert!(shuffle.sender::<u32>(id(1, 0, 2), 1).is_ok());
-    assert_eq!(shuffle.release_job(3), 0);
+    assert_eq!(shuffle.release_job(3, u32::MAX), 0);
+}
+
+#[tokio::test]
+async fn release_job_keeps_the_channels_of_later_attempts() {
+    let shuffle = LocalShuffle::new();
+    let old = ChannelId { attempt: 1, ..id(1, 0, 0) };
+    let new = ChannelId { attempt: 2, ..id(1, 0, 0) };
+    let _ = shuffle.sender::<u32>(old, 1).unwrap();
+    let _ = shuffle.sender::<u32>(new, 1).unwrap();
+    assert_eq!(shuffle.release_job(1, 1), 1);
+    assert_eq!(shuffle.parked(), 1);
+    assert!(shuffle.receiver::<u32>(new, 1).is_ok(), "the later attempt's channel is still there");
 }

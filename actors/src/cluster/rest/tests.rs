@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -349,8 +349,8 @@ async fn actors_that_are_gone_or_mute_are_503() {
             Actor::spawn(None, Mute(PhantomData), ()).await.expect("spawn a resource manager stand-in");
         dispatcher.stop_and_wait(None, Some(Duration::from_secs(5))).await.expect("stop the dispatcher stand-in");
         let state = RestState {
-            dispatcher,
-            resource_manager: resource_manager.clone(),
+            dispatcher: ComponentRef::new(dispatcher),
+            resource_manager: ComponentRef::new(resource_manager.clone()),
             registry: registry(),
             token: TOKEN.to_owned(),
         };

@@ -92,7 +92,7 @@ async fn releasing_a_job_drops_its_parked_streams_and_waiting_receivers() {
     tx.send(batch(0)).await.unwrap();
     eventually("the stream is parked", || b.parked() == 1).await;
 
-    b.release_job(7);
+    b.release_job(7, u32::MAX);
     assert_eq!(b.parked(), 0);
     assert_eq!(within("waiting receiver", waiting.recv()).await, None);
     // The producer is told to stop: its channel closes.

@@ -1,0 +1,247 @@
+//! The job store: every submitted job, kept so that a restarted Dispatcher, or a restarted
+//! JobManager process, runs its jobs again (Flink's `JobGraphStore` and `JobResultStore` in one).
+//!
+//! A record holds what rebuilds the job (its registered name, arguments, parallelism, plan and
+//! configuration), the generation of its JobMaster, and its result once it has ended. The
+//! builder itself is code: a store in a JobManager process finds it again in the binary's
+//! [`JobRegistry`] by name; a store without a directory (a MiniCluster) keeps it in memory,
+//! which outlives any actor of the process but not the process.
+//!
+//! On disk (`weir jobmanager` keeps it in `<cluster dir>/jobs/`), a job is one JSON file,
+//! `<job id>.json`, replaced atomically (temporary file, fsync, rename) at every change. A
+//! record that cannot be read is reported by name and skipped; it is not deleted, so a person
+//! can look at it. Ended jobs are kept (the newest [`ENDED_KEPT`]) so that `weir list` still
+//! shows them after a restart.
+//!
+//! Generations fence JobMasters: each start of a job's JobMaster (first or after a restart)
+//! takes the next generation, persisted before the JobMaster runs, and attempt numbers start
+//! at `generation << 16` (see [`first_attempt`]), so an attempt of a new JobMaster never equals
+//! one of an old JobMaster whose subtasks may still be stopping.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tracing::{error, warn};
+
+use crate::cluster::JobStatus;
+use crate::cluster::job_master::PreparedJob;
+use crate::error::{Result, WeirError};
+use crate::graph::JobGraph;
+use crate::job::{JobArgs, JobConfig, JobFn, JobId, JobRegistry};
+
+/// Ended jobs kept in the store; older ones are forgotten.
+pub const ENDED_KEPT: usize = 100;
+
+/// The first attempt number of a job's JobMaster of `generation`.
+pub fn first_attempt(generation: u32) -> u32 {
+    generation << 16
+}
+
+/// A job as the store keeps it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct JobRecord {
+    /// Format version of the record.
+    pub version: u32,
+    /// The job.
+    pub id: JobId,
+    /// Its registered name.
+    pub name: String,
+    /// Its arguments.
+    pub args: JobArgs,
+    /// Its default parallelism.
+    pub parallelism: usize,
+    /// The plan it was submitted with.
+    pub graph: JobGraph,
+    /// Checkpoints and restarts.
+    pub config: JobConfig,
+    /// When it was submitted (epoch ms).
+    pub submitted_ms: i64,
+    /// Starts of its JobMaster so far.
+    pub generation: u32,
+    /// How it ended, once it has.
+    pub ended: Option<EndedJob>,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EndedJob {
+    /// Its final status.
+    pub status: JobStatus,
+    /// Why, if it did not finish.
+    pub cause: Option<String>,
+    /// When (epoch ms).
+    pub ended_ms: i64,
+}
+
+impl JobRecord {
+    /// The current format version.
+    pub const VERSION: u32 = 1;
+}
+
+/// A job the store gives back to a starting Dispatcher.
+pub struct RecoveredJob {
+    /// The record.
+    pub record: JobRecord,
+    /// The job, ready to run again (`Err`: it cannot be, e.g. this binary lacks its builder).
+    pub job: Result<PreparedJob>,
+}
+
+/// The job store (see the module doc).
+pub struct JobStore {
+    dir: Option<PathBuf>,
+    registry: Option<JobRegistry>,
+    jobs: Mutex<BTreeMap<JobId, (JobRecord, Option<JobFn>)>>,
+}
+
+impl std::fmt::Debug for JobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobStore").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> WeirError {
+    WeirError::io(format!("cannot {what} job store file '{}'", path.display()), e)
+}
+
+impl JobStore {
+    /// A store in this process's memory only.
+    pub fn in_memory() -> Self {
+        JobStore { dir: None, registry: None, jobs: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// The store in `dir` (created if needed), with the jobs it holds; builders come from
+    /// `registry`. Records that cannot be read are logged, naming the file, and skipped.
+    pub fn open(dir: &Path, registry: JobRegistry) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| io_error("create the directory of", dir, e))?;
+        let mut jobs = BTreeMap::new();
+        let entries = std::fs::read_dir(dir).map_err(|e| io_error("list", dir, e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| io_error("list", dir, e))?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            match Self::read(&path) {
+                Ok(record) => {
+                    jobs.insert(record.id, (record, None));
+                }
+                Err(e) => error!("{e}; the job it holds is not recovered"),
+            }
+        }
+        Ok(JobStore { dir: Some(dir.to_path_buf()), registry: Some(registry), jobs: Mutex::new(jobs) })
+    }
+
+    fn read(path: &Path) -> Result<JobRecord> {
+        let bytes = std::fs::read(path).map_err(|e| io_error("read", path, e))?;
+        let record: JobRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| WeirError::runtime(format!("job store file '{}' is corrupt: {e}", path.display())))?;
+        if record.version != JobRecord::VERSION {
+            return Err(WeirError::runtime(format!(
+                "job store file '{}' is in format {} (this build reads {})",
+                path.display(),
+                record.version,
+                JobRecord::VERSION
+            )));
+        }
+        Ok(record)
+    }
+
+    fn path(&self, id: JobId) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join(format!("{id}.json")))
+    }
+
+    fn persist(&self, record: &JobRecord) -> Result<()> {
+        let Some(path) = self.path(record.id) else { return Ok(()) };
+        let json = serde_json::to_vec_pretty(record)
+            .map_err(|e| WeirError::runtime(format!("cannot encode the record of job {}: {e}", record.id)))?;
+        crate::durable::write_atomically(&path, &json).map_err(|(what, at, e)| io_error(what, &at, e))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<JobId, (JobRecord, Option<JobFn>)>> {
+        self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stores a newly submitted job (durably, before the submission is accepted).
+    pub fn add(&self, job: &PreparedJob) -> Result<()> {
+        let record = JobRecord {
+            version: JobRecord::VERSION,
+            id: job.id,
+            name: job.name.clone(),
+            args: job.args.clone(),
+            parallelism: job.parallelism,
+            graph: job.graph.clone(),
+            config: job.config.clone(),
+            submitted_ms: crate::time::wall_clock_ms(),
+            generation: 0,
+            ended: None,
+        };
+        self.persist(&record)?;
+        self.lock().insert(job.id, (record, Some(job.builder.clone())));
+        Ok(())
+    }
+
+    /// Takes the next generation of job `id`'s JobMaster, durably.
+    pub fn next_generation(&self, id: JobId) -> Result<u32> {
+        let mut jobs = self.lock();
+        let (record, _) = jobs.get_mut(&id).ok_or_else(|| WeirError::UnknownJobId(id.to_string()))?;
+        let mut next = record.clone();
+        next.generation += 1;
+        self.persist(&next)?;
+        *record = next;
+        Ok(record.generation)
+    }
+
+    /// Records how job `id` ended, and forgets the oldest ended jobs beyond [`ENDED_KEPT`].
+    pub fn end(&self, id: JobId, status: JobStatus, cause: Option<String>) {
+        let mut jobs = self.lock();
+        let Some((record, builder)) = jobs.get_mut(&id) else { return };
+        record.ended = Some(EndedJob { status, cause, ended_ms: crate::time::wall_clock_ms() });
+        *builder = None;
+        if let Err(e) = self.persist(record) {
+            // The job ran to its end; at worst a restart runs it again from its last checkpoint.
+            warn!(job = %id, "{e}");
+        }
+        let mut ended: Vec<(i64, JobId)> =
+            jobs.values().filter_map(|(r, _)| Some((r.ended.as_ref()?.ended_ms, r.id))).collect();
+        ended.sort_unstable();
+        for (_, old) in &ended[..ended.len().saturating_sub(ENDED_KEPT)] {
+            jobs.remove(old);
+            if let Some(path) = self.path(*old)
+                && let Err(e) = std::fs::remove_file(&path)
+            {
+                warn!("cannot delete job store file '{}': {e}", path.display());
+            }
+        }
+    }
+
+    /// Every stored job, oldest submission first, with the jobs still to run rebuilt.
+    pub fn recover(&self) -> Vec<RecoveredJob> {
+        let jobs = self.lock();
+        let mut recovered: Vec<RecoveredJob> = jobs
+            .values()
+            .map(|(record, builder)| RecoveredJob { record: record.clone(), job: self.rebuild(record, builder) })
+            .collect();
+        recovered.sort_by_key(|r| r.record.submitted_ms);
+        recovered
+    }
+
+    fn rebuild(&self, record: &JobRecord, builder: &Option<JobFn>) -> Result<PreparedJob> {
+        let builder = match (builder, &self.registry) {
+            (Some(builder), _) => builder.clone(),
+            (None, Some(registry)) => registry.get(&record.name)?.builder.clone(),
+            (None, None) => return Err(WeirError::runtime("the job's builder is gone with the process that had it")),
+        };
+        Ok(PreparedJob {
+            id: record.id,
+            name: record.name.clone(),
+            builder,
+            args: record.args.clone(),
+            parallelism: record.parallelism,
+            graph: record.graph.clone(),
+            config: record.config.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

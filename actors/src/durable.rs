@@ -1,0 +1,21 @@
+//! Files that are either absent or whole: what the checkpoint storage and the job store write.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A failed step of [`write_atomically`]: what it was doing, to which file, and the error.
+pub(crate) type WriteError = (&'static str, PathBuf, std::io::Error);
+
+/// Writes `bytes` to `path` through a temporary file, fsync and rename, then syncs the
+/// directory: after a crash at any point, the file is either absent (or as before) or complete.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let dir = path.parent().expect("durable files live in a directory");
+    std::fs::create_dir_all(dir).map_err(|e| ("create the directory of", path.to_path_buf(), e))?;
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().expect("a file name").to_string_lossy()));
+    let mut file = File::create(&tmp).map_err(|e| ("create", tmp.clone(), e))?;
+    file.write_all(bytes).map_err(|e| ("write", tmp.clone(), e))?;
+    file.sync_all().map_err(|e| ("sync", tmp.clone(), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| ("publish", path.to_path_buf(), e))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| ("sync the directory of", path.to_path_buf(), e))
+}
