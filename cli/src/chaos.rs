@@ -2,7 +2,9 @@
 //!
 //! Each run executes the `window-agg` example twice on a MiniCluster of two TaskManagers: once
 //! without faults, once with checkpoints every 100 ms while faults strike at moments drawn
-//! from the seed — subtask actors killed, TaskExecutor actors killed. The committed output of
+//! from the seed — subtask actors, TaskExecutor actors, and the control plane's actors (the
+//! job's JobMaster and CheckpointCoordinator, the Dispatcher, the ResourceManager) killed, each
+//! restarted by its supervisor. The committed output of
 //! the faulty run must equal the reference exactly (compared as multisets: nothing lost,
 //! nothing duplicated). Every run prints its seed, so a failure reproduces with `--seed`.
 //!
@@ -15,6 +17,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use weir_actors::checkpoint::CheckpointConfig;
+use weir_actors::cluster::mini_cluster::ControlActor;
 use weir_actors::job::{JobConfig, RestartStrategy};
 use weir_actors::prelude::*;
 use weir_actors::{JobId, JobStatus};
@@ -59,7 +62,7 @@ pub struct ChaosReport {
     pub seed: u64,
     /// Faults injected, by kind.
     pub faults: BTreeMap<String, u32>,
-    /// Restarts the job went through.
+    /// Restarts the job went through (by its restart strategy, or by a new JobMaster).
     pub failovers: u32,
     /// The checkpoint the job last restored from.
     pub restored_from: Option<u64>,
@@ -148,19 +151,37 @@ async fn inject(
         if d.status != JobStatus::Running {
             continue;
         }
-        let kind = if rng.below(4) == 0 {
-            let tm = rng.below(2) as usize;
-            cluster.task_executor(tm).await?.kill();
-            "task-executor killed"
-        } else {
-            let vertex = rng.below(d.vertices.len() as u64) as usize;
-            let index = rng.below(d.vertices[vertex].parallelism as u64) as usize;
-            cluster.kill_subtask(id, vertex, index).await?;
-            "subtask killed"
+        // Half the faults hit subtasks; the rest TaskExecutors and each control-plane actor.
+        let kind = match rng.below(20) {
+            0..=9 => {
+                let vertex = rng.below(d.vertices.len() as u64) as usize;
+                let index = rng.below(d.vertices[vertex].parallelism as u64) as usize;
+                cluster.kill_subtask(id, vertex, index).await?;
+                "subtask killed"
+            }
+            10..=12 => {
+                let tm = rng.below(2) as usize;
+                cluster.task_executor(tm).await?.kill();
+                "task-executor killed"
+            }
+            13..=14 => kill(cluster, ControlActor::JobMaster(id), "job-master killed").await?,
+            15..=16 => kill(cluster, ControlActor::Coordinator(id), "coordinator killed").await?,
+            17..=18 => kill(cluster, ControlActor::ResourceManager, "resource-manager killed").await?,
+            _ => kill(cluster, ControlActor::Dispatcher, "dispatcher killed").await?,
         };
         *kinds.entry(kind.to_owned()).or_default() += 1;
     }
     Ok(())
+}
+
+/// Kills a control-plane actor; a job that is between JobMasters or coordinators has none to
+/// kill, which is not an error.
+async fn kill(cluster: &MiniCluster, which: ControlActor, kind: &'static str) -> anyhow::Result<&'static str> {
+    match cluster.kill(which).await {
+        Ok(()) => Ok(kind),
+        Err(e) if e.to_string().contains("has no") => Ok("nothing to kill"),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// One chaos run.
@@ -199,7 +220,9 @@ pub async fn run_seed(seed: u64, events: u64, faults: u32) -> anyhow::Result<Cha
     Ok(ChaosReport {
         seed,
         faults: kinds,
-        failovers: details.restarts,
+        // Restarts by the restart strategy, and recoveries by a JobMaster started again.
+        failovers: details.restarts
+            + details.exceptions.iter().filter(|e| e.cause.starts_with("job master restarted")).count() as u32,
         restored_from: details.restored_from,
         records: expected.len(),
         lost,

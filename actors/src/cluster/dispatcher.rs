@@ -164,6 +164,7 @@ impl DispatcherState {
             dispatcher: myself.clone(),
             generation,
             recovered,
+            store: self.store.clone(),
         };
         let (master, _) = Actor::spawn_linked(None, JobMasterActor, args, myself.get_cell())
             .await

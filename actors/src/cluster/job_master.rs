@@ -37,7 +37,7 @@ use crate::checkpoint::coordinator::{
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::cluster::ExceptionRecord;
 use crate::cluster::dispatcher::DispatcherMessage;
-use crate::cluster::job_store::first_attempt;
+use crate::cluster::job_store::{EXCEPTIONS_KEPT, JobStore, first_attempt};
 use crate::cluster::resource_manager::{ResourceManagerMessage, SlotGrant};
 use crate::cluster::task_executor::{SlotLocation, TaskDeployment, TaskExecutorMessage};
 use crate::cluster::{
@@ -108,6 +108,8 @@ pub struct JobMasterArgs {
     pub generation: u32,
     /// Why this is not the job's first JobMaster (`None`: it is).
     pub recovered: Option<String>,
+    /// The job store, which keeps the job's failure history across JobMasters.
+    pub store: Arc<JobStore>,
 }
 
 struct Task {
@@ -123,6 +125,7 @@ pub struct JobMasterState {
     dispatcher: ActorRef<DispatcherMessage>,
     /// Set until the first scheduling: free what a predecessor held first.
     recovered: Option<String>,
+    store: Arc<JobStore>,
     status: JobStatus,
     cause: Option<String>,
     /// The recorded cause is only a consequence; a root cause replaces it.
@@ -231,8 +234,9 @@ impl JobMasterState {
                 attempt: self.attempt,
                 cause: cause.clone(),
             });
-            let excess = self.exceptions.len().saturating_sub(50);
+            let excess = self.exceptions.len().saturating_sub(EXCEPTIONS_KEPT);
             self.exceptions.drain(..excess);
+            self.store.record_history(self.job.id, self.restarts, &self.exceptions);
         }
         if self.status == JobStatus::Restarting {
             return; // the restart already under way covers this one (a consequence, mostly)
@@ -402,11 +406,14 @@ impl Actor for JobMasterActor {
         _myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        // A successor carries on with the job's history, and so do its restart strategy's counts.
+        let (restarts, exceptions) = args.store.history(args.job.id);
         Ok(JobMasterState {
             job: args.job,
             resource_manager: args.resource_manager,
             dispatcher: args.dispatcher,
             recovered: args.recovered,
+            store: args.store.clone(),
             status: JobStatus::Created,
             cause: None,
             cause_secondary: false,
@@ -419,11 +426,11 @@ impl Actor for JobMasterActor {
             storage: None,
             coordinator: None,
             restored_from: None,
-            restarts: 0,
+            restarts,
             failures: Vec::new(),
             restart_scheduled: false,
             restart_delay: std::time::Duration::ZERO,
-            exceptions: Vec::new(),
+            exceptions,
         })
     }
 
@@ -439,6 +446,7 @@ impl Actor for JobMasterActor {
                 attempt: state.attempt,
                 cause: format!("job master restarted: {why}"),
             });
+            state.store.record_history(state.job.id, state.restarts, &state.exceptions);
             state.resource_manager.cast(ResourceManagerMessage::Release(state.job.id));
         }
         if let Err(e) = state.start_coordinator(&myself).await {
@@ -559,6 +567,7 @@ impl Actor for JobMasterActor {
                 }
                 state.attempt += 1;
                 state.restarts += 1;
+                state.store.record_history(state.job.id, state.restarts, &state.exceptions);
                 state.restart_scheduled = false;
                 state.tasks.clear();
                 // Slots are requested again: a lost TaskManager's are gone.

@@ -24,8 +24,8 @@ use std::sync::Mutex;
 
 use tracing::{error, warn};
 
-use crate::cluster::JobStatus;
 use crate::cluster::job_master::PreparedJob;
+use crate::cluster::{ExceptionRecord, JobStatus};
 use crate::error::{Result, WeirError};
 use crate::graph::JobGraph;
 use crate::job::{JobArgs, JobConfig, JobFn, JobId, JobRegistry};
@@ -59,9 +59,16 @@ pub struct JobRecord {
     pub submitted_ms: i64,
     /// Starts of its JobMaster so far.
     pub generation: u32,
+    /// Restarts after failures so far, over all its JobMasters.
+    pub restarts: u32,
+    /// Its failures, oldest first (the newest [`EXCEPTIONS_KEPT`]), over all its JobMasters.
+    pub exceptions: Vec<ExceptionRecord>,
     /// How it ended, once it has.
     pub ended: Option<EndedJob>,
 }
+
+/// Failures kept per job.
+pub const EXCEPTIONS_KEPT: usize = 50;
 
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -173,6 +180,8 @@ impl JobStore {
             config: job.config.clone(),
             submitted_ms: crate::time::wall_clock_ms(),
             generation: 0,
+            restarts: 0,
+            exceptions: Vec::new(),
             ended: None,
         };
         self.persist(&record)?;
@@ -189,6 +198,24 @@ impl JobStore {
         self.persist(&next)?;
         *record = next;
         Ok(record.generation)
+    }
+
+    /// Job `id`'s failure history: restarts so far and failures, over all its JobMasters.
+    pub fn history(&self, id: JobId) -> (u32, Vec<ExceptionRecord>) {
+        self.lock().get(&id).map(|(r, _)| (r.restarts, r.exceptions.clone())).unwrap_or_default()
+    }
+
+    /// Records job `id`'s failure history (a JobMaster does at each failure and restart, so
+    /// that its successor carries on with it and its restart strategy's counts).
+    pub fn record_history(&self, id: JobId, restarts: u32, exceptions: &[ExceptionRecord]) {
+        let mut jobs = self.lock();
+        let Some((record, _)) = jobs.get_mut(&id) else { return };
+        record.restarts = restarts;
+        record.exceptions = exceptions[exceptions.len().saturating_sub(EXCEPTIONS_KEPT)..].to_vec();
+        if let Err(e) = self.persist(record) {
+            // Only the history is at stake: the job runs on.
+            warn!(job = %id, "{e}");
+        }
     }
 
     /// Records how job `id` ended, and forgets the oldest ended jobs beyond [`ENDED_KEPT`].

@@ -99,3 +99,23 @@ fn only_the_newest_ended_jobs_are_kept() {
     assert_eq!(recovered.len(), ENDED_KEPT + 1);
     assert!(recovered.iter().any(|r| r.record.id == running.id && r.record.ended.is_none()));
 }
+
+#[test]
+fn the_failure_history_outlives_the_job_master_and_the_process() {
+    let dir = temp_dir("history");
+    let registry = registry();
+    let job = prepared(&registry);
+    let failures: Vec<ExceptionRecord> = (0..EXCEPTIONS_KEPT + 5)
+        .map(|i| ExceptionRecord { time_ms: i as i64, attempt: i as u32, cause: format!("failure {i}") })
+        .collect();
+    {
+        let store = JobStore::open(&dir, registry.clone()).unwrap();
+        store.add(&job).unwrap();
+        store.record_history(job.id, 7, &failures);
+    }
+    let (restarts, kept) = JobStore::open(&dir, registry).unwrap().history(job.id);
+    assert_eq!(restarts, 7);
+    assert_eq!(kept.len(), EXCEPTIONS_KEPT, "the newest are kept");
+    assert_eq!(kept.last().unwrap().cause, format!("failure {}", EXCEPTIONS_KEPT + 4));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
