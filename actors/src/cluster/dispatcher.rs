@@ -37,6 +37,18 @@ pub enum DispatcherMessage {
     Terminated(Box<JobResult>),
     /// A running job's checkpoint statistics (`None`: it takes no checkpoints or ended).
     CheckpointStats(JobId, RpcReplyPort<Option<CheckpointStats>>),
+    /// Take a savepoint of a running job into a directory under `dir` (stopping it after,
+    /// if `stop`); the reply is the savepoint's directory.
+    TriggerSavepoint {
+        /// The job.
+        job: JobId,
+        /// Where savepoints go.
+        dir: std::path::PathBuf,
+        /// Stop the job after the savepoint, draining or not.
+        stop: Option<crate::checkpoint::StopMode>,
+        /// The savepoint's directory, or why there is none.
+        reply: RpcReplyPort<Result<std::path::PathBuf>>,
+    },
 }
 
 /// What the Dispatcher starts with.
@@ -197,6 +209,18 @@ impl Actor for DispatcherActor {
                 }
                 None => {
                     let _ = reply.send(None);
+                }
+            },
+            DispatcherMessage::TriggerSavepoint { job, dir, stop, reply } => match state.jobs.get(&job) {
+                None => {
+                    let _ = reply.send(Err(unknown(job)));
+                }
+                Some(Job { master: Some(master), .. }) => {
+                    let _ = master.cast(JobMasterMessage::TriggerSavepoint { dir, stop, reply });
+                }
+                Some(Job { result, .. }) => {
+                    let status = result.as_ref().map_or(JobStatus::Running, |r| r.details.status);
+                    let _ = reply.send(Err(WeirError::Savepoint(format!("job {job} has ended ({status})"))));
                 }
             },
             DispatcherMessage::Terminated(result) => {

@@ -4,6 +4,12 @@
 //! the actor watches it. When the loop returns an error or panics, the actor fails with that
 //! cause, which reaches its TaskExecutor as a supervision event. When the actor stops or is
 //! killed, dropping its state aborts the loop: no orphaned processing survives its actor.
+//!
+//! A loop that failed just as its actor was stopped (a failover cancelling every subtask)
+//! still reports its failure, not a cancellation: its cause is often the root of the
+//! failover, and the neighbours' "channel closed" errors only its consequence.
+
+use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::AbortHandle;
@@ -11,7 +17,7 @@ use tracing::{Instrument, debug};
 
 use crate::checkpoint::TaskControl;
 use crate::cluster::job_master::JobMasterMessage;
-use crate::cluster::{ExecutionId, TaskState};
+use crate::cluster::{ExecutionId, Failure, TaskState};
 use crate::error::WeirError;
 use crate::graph::TaskFuture;
 
@@ -53,6 +59,8 @@ pub struct SubtaskState {
     control: tokio::sync::mpsc::UnboundedSender<TaskControl>,
     /// A terminal state was reported (by us or, on failure, by the TaskExecutor).
     reported: bool,
+    /// The loop's failure, set before `Exited` is sent (which a stop may overtake).
+    failure: Arc<Mutex<Option<Failure>>>,
     _task: AbortOnDrop,
 }
 
@@ -84,12 +92,23 @@ impl Actor for SubtaskActor {
             tracing::info_span!("subtask", job = %e.job, vertex = e.vertex, subtask = e.index, attempt = e.attempt);
         let handle = tokio::spawn(args.task.instrument(span));
         let abort = handle.abort_handle();
+        let exit = Arc::new(Mutex::new(None));
+        let (slot, name) = (exit.clone(), args.name.clone());
         tokio::spawn(async move {
             let exited = match handle.await {
                 Ok(result) => Ok(result),
                 Err(e) if e.is_panic() => Err(panic_message(e.into_panic())),
                 Err(_) => return, // aborted: the actor is already gone
             };
+            let failure = match &exited {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(Failure { message: e.to_string(), secondary: e.is_secondary() }),
+                Err(message) => {
+                    let panic = WeirError::Panic { task: name, message: message.clone() };
+                    Some(Failure { message: panic.to_string(), secondary: false })
+                }
+            };
+            *slot.lock().expect("exit slot") = failure;
             let _ = myself.cast(SubtaskMessage::Exited(exited));
         });
         Ok(SubtaskState {
@@ -98,6 +117,7 @@ impl Actor for SubtaskActor {
             job_master: args.job_master,
             control: args.control,
             reported: false,
+            failure: exit,
             _task: AbortOnDrop(abort),
         })
     }
@@ -148,10 +168,12 @@ impl Actor for SubtaskActor {
 
     async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         if !state.reported {
+            let cause = state.failure.lock().expect("exit slot").take();
+            let task_state = if cause.is_some() { TaskState::Failed } else { TaskState::Cancelled };
             let _ = state.job_master.cast(JobMasterMessage::TaskState {
                 execution: state.execution,
-                state: TaskState::Cancelled,
-                cause: None,
+                state: task_state,
+                cause,
             });
         }
         Ok(())

@@ -30,7 +30,7 @@ fn output_appears_only_when_its_checkpoint_completes_and_a_restore_discards_the_
     let dir = std::env::temp_dir().join(format!("weir-sink-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut sink = FileSink::<String>::new(&dir);
-    sink.open(&OpenContext { info: &info(1) }).unwrap();
+    sink.open(&OpenContext { info: &info(1), checkpointing: false }).unwrap();
     sink.write("a".into(), None).unwrap();
     let state1 = sink.snapshot_state(1).unwrap().unwrap();
     assert!(visible(&dir).is_empty(), "pre-committed, not committed");
@@ -42,7 +42,7 @@ fn output_appears_only_when_its_checkpoint_completes_and_a_restore_discards_the_
     // The job fails here; checkpoint 2 never completed. Restore from checkpoint 1.
     drop(sink);
     let mut restored = FileSink::<String>::new(&dir);
-    restored.open(&OpenContext { info: &info(1) }).unwrap();
+    restored.open(&OpenContext { info: &info(1), checkpointing: false }).unwrap();
     restored.restore_state(vec![state1.clone()]).unwrap();
     restored.write("b2".into(), None).unwrap();
     restored.finish().unwrap();
@@ -55,7 +55,7 @@ fn output_appears_only_when_its_checkpoint_completes_and_a_restore_discards_the_
     assert!(hidden.is_empty(), "no in-progress or pending files are left");
     // Committing what was committed already is fine (a restore after the commit).
     let mut again = FileSink::<String>::new(&dir);
-    again.open(&OpenContext { info: &info(1) }).unwrap();
+    again.open(&OpenContext { info: &info(1), checkpointing: false }).unwrap();
     again.restore_state(vec![state1]).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }

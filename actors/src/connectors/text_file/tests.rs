@@ -15,7 +15,7 @@ fn read_all(path: &Path, p: usize) -> Vec<String> {
             attempt: 0,
         };
         let mut source = TextFile::new(path);
-        source.open(&OpenContext { info: &info }).unwrap();
+        source.open(&OpenContext { info: &info, checkpointing: false }).unwrap();
         while let Some(split) = source.splits.pop() {
             let mut r = TextFile::open_split(&split).unwrap();
             loop {
@@ -60,6 +60,6 @@ fn every_line_is_read_once_at_any_parallelism() {
 
 #[test]
 fn a_missing_input_names_the_path() {
-    let err = TextFile::new("/no/such/weir-input.txt").validate().unwrap_err().to_string();
+    let err = TextFile::new("/no/such/weir-input.txt").validate(&Default::default()).unwrap_err().to_string();
     assert!(err.contains("/no/such/weir-input.txt"), "{err}");
 }
