@@ -11,31 +11,17 @@ use weir_actors::job::JobConfig;
 use weir_actors::prelude::*;
 use weir_actors::{JobId, JobStatus};
 
-use crate::support::{TempDir, eventually, read_output};
+use crate::support::{RESCALE_ARGS, TempDir, eventually, read_output};
 
 const DEADLINE: Duration = Duration::from_secs(60);
+/// The clicks of [`RESCALE_ARGS`].
 const EVENTS: u64 = 60_000;
 
 /// window-agg over `EVENTS` generated clicks (30,000/s), into `output`.
 fn window_agg(output: &Path, parallelism: usize, config: JobConfig) -> JobSubmission {
-    let events = EVENTS.to_string();
-    let args = JobArgs::parse(&[
-        "--events",
-        &events,
-        "--rate",
-        "30000",
-        "--keys",
-        "50",
-        "--seed",
-        "7",
-        "--out-of-order-ms",
-        "100",
-        "--window-ms",
-        "200",
-        "--output",
-        output.to_str().unwrap(),
-    ])
-    .unwrap();
+    let mut args = RESCALE_ARGS.to_vec();
+    args.extend(["--output", output.to_str().unwrap()]);
+    let args = JobArgs::parse(&args).unwrap();
     JobSubmission::from_registry(&weir_examples::registry(), "window-agg", args, parallelism)
         .unwrap()
         .with_config(config)

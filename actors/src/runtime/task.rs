@@ -154,21 +154,31 @@ struct Lifecycle {
     after_end: Vec<u64>,
     /// The job's last checkpoint completed: end (without draining if still running).
     released: bool,
+    /// Restored from a snapshot taken after its input had ended: its operators finished
+    /// already, and must not finish (nor fire timers) again.
+    finished_before: bool,
 }
 
 impl Lifecycle {
     fn new(io: &TaskIo) -> Self {
-        Lifecycle { periodic: io.checkpointing(), ended: false, stopping: None, after_end: Vec::new(), released: false }
+        Lifecycle {
+            periodic: io.checkpointing(),
+            ended: false,
+            stopping: None,
+            after_end: Vec::new(),
+            released: false,
+            finished_before: io.restored.as_ref().is_some_and(|r| r.finished),
+        }
     }
 
-    /// Whether records and timers are processed.
+    /// Whether records, watermarks and timers are processed.
     fn active(&self) -> bool {
-        !self.ended && !self.released && self.stopping.is_none()
+        !self.ended && self.drains()
     }
 
-    /// Whether the input may still be drained when it ends (not after a stop).
+    /// Whether the operators finish when the input ends (not after a stop, nor twice).
     fn drains(&self) -> bool {
-        self.stopping.is_none() && !self.released
+        self.stopping.is_none() && !self.released && !self.finished_before
     }
 
     /// It took `barrier`'s snapshot.
@@ -311,14 +321,21 @@ impl<T: Data> InputState<T> {
     ) -> Next {
         match element {
             Element::Record(value, ts) => head.record(value, ts, io),
+            // After a stop-with-savepoint's barrier, time stands still: the savepoint holds
+            // the windows and timers a later watermark would fire.
             Element::Watermark(wm) => {
-                if let Some(wm) = self.valve.on_watermark(channel, wm).watermark {
+                if let Some(wm) = self.valve.on_watermark(channel, wm).watermark
+                    && self.life.active()
+                {
                     io.watermark = wm;
                     head.watermark(wm, io);
                 }
             }
             Element::Idle(idle) => {
                 let out = self.valve.on_idle(channel, idle);
+                if !self.life.active() {
+                    return Next::Continue;
+                }
                 if let Some(idle) = out.idle {
                     head.idle(idle, io);
                 }
@@ -352,7 +369,9 @@ impl<T: Data> InputState<T> {
             Element::EndOfData => {
                 if !std::mem::replace(&mut self.ended[channel], true) {
                     self.open_channels -= 1;
-                    if let Some(wm) = self.valve.on_end_of_data(channel).watermark {
+                    if let Some(wm) = self.valve.on_end_of_data(channel).watermark
+                        && self.life.active()
+                    {
                         io.watermark = wm;
                         head.watermark(wm, io);
                     }
@@ -436,7 +455,6 @@ pub(crate) async fn run_input<T: Data>(
     let TaskParts { mut io, mut outputs, mut control } = parts;
     head.open(&mut io);
     check(&mut io)?;
-    let finished_on_restore = io.restored.as_ref().is_some_and(|r| r.finished);
     let channels = gate.num_channels();
     let mut state = InputState {
         valve: WatermarkValve::new(channels),
@@ -454,8 +472,7 @@ pub(crate) async fn run_input<T: Data>(
         drain(&mut io, &mut outputs).await?;
         check(&mut io)?;
         if !state.life.ended && (state.open_channels == 0 || state.life.released) {
-            // Restored after it had finished, its operators are finished already.
-            let drain = state.open_channels == 0 && state.life.drains() && !finished_on_restore;
+            let drain = state.open_channels == 0 && state.life.drains();
             end_chain(&mut *head, &mut io, drain, &mut state.life);
             continue;
         }
@@ -569,6 +586,7 @@ pub(crate) async fn run_source<S: Source>(
     let mut polls: u32 = 0;
     let mut control_open = true;
     let mut life = Lifecycle::new(&io);
+    let finished_before = life.finished_before;
     macro_rules! task {
         () => {
             SourceTask {
@@ -581,7 +599,7 @@ pub(crate) async fn run_source<S: Source>(
             }
         };
     }
-    if io.restored.as_ref().is_some_and(|r| r.finished) {
+    if finished_before {
         // It had ended before the checkpoint: end of data at once, nothing finished again.
         end_chain(&mut *head, &mut io, false, &mut life);
     }

@@ -19,6 +19,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq)]
 enum Seen {
     Record(u32),
+    Watermark(Timestamp),
     /// A snapshot, with the records seen before it.
     Snapshot(u64, Vec<u32>),
     Complete(u64),
@@ -61,7 +62,9 @@ impl Link<u32> for Recorder {
     fn record(&mut self, value: u32, _ts: Timestamp, _io: &mut TaskIo) {
         self.push(Seen::Record(value));
     }
-    fn watermark(&mut self, _wm: Timestamp, _io: &mut TaskIo) {}
+    fn watermark(&mut self, wm: Timestamp, _io: &mut TaskIo) {
+        self.push(Seen::Watermark(wm));
+    }
     fn idle(&mut self, _idle: bool, _io: &mut TaskIo) {}
     fn processing_time(&mut self, _now: Timestamp, _io: &mut TaskIo) {}
     fn flush(&mut self, _io: &mut TaskIo) {}
@@ -247,19 +250,25 @@ async fn an_ended_subtask_takes_part_in_checkpoints_until_the_last_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_with_savepoint_ends_without_draining_and_a_failed_one_resumes() {
-    let mut h = Harness::start("stop", 1, true);
-    h.send(0, vec![Element::Record(1, 0), h.barrier(100, Some(StopMode::NoDrain))]).await;
+    let mut h = Harness::start("stop", 2, true);
+    h.send(0, vec![Element::Record(1, 0), Element::Watermark(10), h.barrier(100, Some(StopMode::NoDrain))]).await;
+    h.send(1, vec![Element::Watermark(50), h.barrier(100, Some(StopMode::NoDrain))]).await;
     h.ack(100).await;
     // The savepoint failed: the subtask runs on.
     h.control(TaskControl::CheckpointAborted(100));
     h.send(0, vec![Element::Record(2, 0), h.barrier(101, Some(StopMode::NoDrain))]).await;
+    h.send(1, vec![h.barrier(101, Some(StopMode::NoDrain))]).await;
     assert_eq!(h.ack(101).await.operators.len(), 1);
     assert_eq!(h.recorder.records(), vec![1, 2]);
+    // One producer stops first: that its input ended does not move the watermark to 50
+    // (which would fire windows the savepoint holds).
+    h.send(0, vec![Element::EndOfData]).await;
     h.control(TaskControl::CheckpointComplete { checkpoint: 101, commit: true, end: true });
     h.recorder.wait_for("the end without draining", |s| s.contains(&Seen::EndInput { drain: false })).await;
-    // Its producer stopped too: it sends end of data, then goes.
-    h.send(0, vec![Element::EndOfData]).await;
+    h.send(1, vec![Element::EndOfData]).await;
     let seen = h.end().await.seen();
+    let watermarks: Vec<_> = seen.iter().filter(|s| matches!(s, Seen::Watermark(_))).collect();
+    assert_eq!(watermarks, vec![&Seen::Watermark(10)], "{seen:?}");
     assert_eq!(
         &seen[seen.len() - 3..],
         &[Seen::Complete(101), Seen::EndInput { drain: false }, Seen::Close],
