@@ -211,6 +211,9 @@ pub struct CheckpointAck {
     pub handle: Result<TaskStateHandle, String>,
     /// Time the subtask spent aligning its inputs' barriers.
     pub alignment_ms: u64,
+    /// Its input had ended when it took the snapshot. Once every source's has, every
+    /// subtask ended before its snapshot: the checkpoint is the job's last.
+    pub finished: bool,
 }
 
 /// What a subtask tells its job's CheckpointCoordinator.

@@ -13,9 +13,12 @@
 //!
 //! Subtasks whose input ended stay and take part in checkpoints (see the runtime's task
 //! loop). Once every source reported the end of its input, the next checkpoint is triggered
-//! at once (after the minimum pause), not an interval later: it is the job's final
-//! checkpoint, and its completion tells every subtask to commit and end. A stop-with-savepoint
-//! ends the job the same way. After that nothing more is triggered.
+//! at once (after the minimum pause), not an interval later. A checkpoint whose every
+//! source snapshot was taken after that source's input ended is the job's final one (every
+//! subtask ended before its own snapshot, so it holds all the output): its completion tells
+//! every subtask to commit and end. A stop-with-savepoint ends the job the same way. After
+//! that nothing more is triggered. Finality is read from the acknowledgements, not from the
+//! end-of-input reports, so a coordinator restarted meanwhile still ends the job.
 //!
 //! ## Savepoints
 //!
@@ -166,9 +169,17 @@ struct Pending {
     started: Instant,
     handles: BTreeMap<(usize, usize), TaskStateHandle>,
     alignment_ms: u64,
-    /// Triggered after every source's input ended: the job's last checkpoint.
-    last: bool,
+    /// The subtasks whose input had ended when they took their snapshot.
+    finished: HashSet<(usize, usize)>,
     savepoint: Option<PendingSavepoint>,
+}
+
+impl Pending {
+    /// Every source's input had ended before its barrier, so every subtask's before its
+    /// snapshot: this checkpoint holds the job's final state, and is its last.
+    fn is_final(&self, sources: &[&CoordinatedTask]) -> bool {
+        !sources.is_empty() && sources.iter().all(|t| self.finished.contains(&(t.execution.vertex, t.execution.index)))
+    }
 }
 
 /// The coordinator's state.
@@ -294,7 +305,7 @@ impl CoordinatorState {
             started: Instant::now(),
             handles: BTreeMap::new(),
             alignment_ms: 0,
-            last: self.sources_ended(),
+            finished: HashSet::new(),
             savepoint,
         });
         self.stats.in_progress = Some(id);
@@ -402,7 +413,8 @@ impl CoordinatorState {
         }
         self.last_failed = false;
         let stop = p.savepoint.as_ref().and_then(|s| s.stop);
-        let end = p.last || stop.is_some();
+        let sources: Vec<&CoordinatedTask> = self.running_sources().collect();
+        let end = p.is_final(&sources) || stop.is_some();
         info!(job = %self.args.job, checkpoint = p.id, bytes = metadata.bytes(), ms = metadata.duration_ms, savepoint = p.savepoint.is_some(), end, "checkpoint completed");
         if let (Some(s), Some(_), Some(on_stopped)) = (&p.savepoint, stop, &self.args.on_stopped) {
             on_stopped(s.target.clone());
@@ -549,6 +561,11 @@ impl Actor for CheckpointCoordinator {
                     Ok(handle) => {
                         p.alignment_ms = p.alignment_ms.max(ack.alignment_ms);
                         p.handles.insert((execution.vertex, execution.index), handle);
+                        if ack.finished {
+                            p.finished.insert((execution.vertex, execution.index));
+                            // Also known this way after this actor restarted.
+                            state.input_ended.insert(execution);
+                        }
                         if p.handles.len() >= state.expected() {
                             state.complete(&myself).await;
                         }

@@ -35,7 +35,7 @@ pub enum DispatcherMessage {
     Cancel(JobId, RpcReplyPort<Result<()>>),
     /// A JobMaster reports its job's end.
     Terminated(Box<JobResult>),
-    /// A running job's checkpoint statistics (`None`: it takes no checkpoints or ended).
+    /// A running job's checkpoint and savepoint statistics (`None`: it ended).
     CheckpointStats(JobId, RpcReplyPort<Option<CheckpointStats>>),
     /// Take a savepoint of a running job into a directory under `dir` (stopping it after,
     /// if `stop`); the reply is the savepoint's directory.

@@ -445,7 +445,7 @@ async fn job_details(
 }
 
 /// `GET /jobs/{id}/checkpoints`: counts, the latest completed checkpoint, and recent ones
-/// with duration, size and alignment time (`null` counts for a job without checkpoints).
+/// with duration, size and alignment time (savepoints included; `null` counts once the job ended).
 async fn job_checkpoints(
     State(state): State<RestState>,
     id: Result<Path<String>, PathRejection>,

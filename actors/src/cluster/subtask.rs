@@ -9,7 +9,7 @@
 //! still reports its failure, not a cancellation: its cause is often the root of the
 //! failover, and the neighbours' "channel closed" errors only its consequence.
 
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::AbortHandle;
@@ -59,8 +59,10 @@ pub struct SubtaskState {
     control: tokio::sync::mpsc::UnboundedSender<TaskControl>,
     /// A terminal state was reported (by us or, on failure, by the TaskExecutor).
     reported: bool,
-    /// The loop's failure, set before `Exited` is sent (which a stop may overtake).
-    failure: Arc<Mutex<Option<Failure>>>,
+    /// How the loop ended (`Some(None)`: normally), sent before `Exited` (which a stop may
+    /// overtake).
+    ended: tokio::sync::watch::Receiver<Option<Option<Failure>>>,
+    abort: AbortHandle,
     _task: AbortOnDrop,
 }
 
@@ -92,8 +94,8 @@ impl Actor for SubtaskActor {
             tracing::info_span!("subtask", job = %e.job, vertex = e.vertex, subtask = e.index, attempt = e.attempt);
         let handle = tokio::spawn(args.task.instrument(span));
         let abort = handle.abort_handle();
-        let exit = Arc::new(Mutex::new(None));
-        let (slot, name) = (exit.clone(), args.name.clone());
+        let (ended_tx, ended) = tokio::sync::watch::channel(None);
+        let name = args.name.clone();
         tokio::spawn(async move {
             let exited = match handle.await {
                 Ok(result) => Ok(result),
@@ -108,7 +110,7 @@ impl Actor for SubtaskActor {
                     Some(Failure { message: panic.to_string(), secondary: false })
                 }
             };
-            *slot.lock().expect("exit slot") = failure;
+            let _ = ended_tx.send(Some(failure));
             let _ = myself.cast(SubtaskMessage::Exited(exited));
         });
         Ok(SubtaskState {
@@ -117,7 +119,8 @@ impl Actor for SubtaskActor {
             job_master: args.job_master,
             control: args.control,
             reported: false,
-            failure: exit,
+            ended,
+            abort: abort.clone(),
             _task: AbortOnDrop(abort),
         })
     }
@@ -168,8 +171,17 @@ impl Actor for SubtaskActor {
 
     async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         if !state.reported {
-            let cause = state.failure.lock().expect("exit slot").take();
-            let task_state = if cause.is_some() { TaskState::Failed } else { TaskState::Cancelled };
+            // A loop that has just returned: its result is a wake-up away.
+            let mut outcome = None;
+            if state.abort.is_finished() {
+                let ended = tokio::time::timeout(Duration::from_secs(1), state.ended.wait_for(Option::is_some)).await;
+                outcome = ended.ok().and_then(|r| r.ok().and_then(|ended| (*ended).clone()));
+            }
+            let (task_state, cause) = match outcome {
+                Some(Some(failure)) => (TaskState::Failed, Some(failure)),
+                Some(None) => (TaskState::Finished, None),
+                None => (TaskState::Cancelled, None),
+            };
             let _ = state.job_master.cast(JobMasterMessage::TaskState {
                 execution: state.execution,
                 state: task_state,

@@ -278,7 +278,7 @@ fn checkpoint_chain<T>(
         TaskSnapshot { checkpoint: id, vertex: checkpoints.vertex, subtask: io.info.index, finished, operators };
     tokio::task::spawn_blocking(move || {
         let handle = dir.and_then(|dir| write_task_in(&dir, &snapshot).map_err(|e| e.to_string()));
-        let ack = CheckpointAck { checkpoint: id, handle, alignment_ms: alignment.as_millis() as u64 };
+        let ack = CheckpointAck { checkpoint: id, handle, alignment_ms: alignment.as_millis() as u64, finished };
         let _ = checkpoints.events.send(CheckpointEvent::Ack(ack));
     });
 }
@@ -391,6 +391,12 @@ impl<T: Data> InputState<T> {
         let (barrier, waited) = (a.barrier.clone(), a.started.elapsed());
         self.alignment = None;
         self.last_checkpoint = barrier.checkpoint_id;
+        if self.open_channels == 0 && !self.life.ended {
+            // Every input ended before the barrier: the chain ends first, so the snapshot
+            // (and the downstream one after it) holds what ending it emits.
+            let drain = self.life.drains();
+            end_chain(head, io, drain, &mut self.life);
+        }
         checkpoint_chain(head, &barrier, io, waited, Vec::new(), &mut self.life);
         gate.unblock_all();
         true

@@ -275,3 +275,19 @@ async fn a_stop_with_savepoint_ends_without_draining_and_a_failed_one_resumes() 
         "committed, ended without finishing its operators"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_barrier_behind_every_inputs_end_is_taken_after_the_chain_ended() {
+    let mut h = Harness::start("final", 2, true);
+    // Input 0's barrier arrives first; input 1's end completes the alignment.
+    h.send(0, vec![Element::Record(1, 0), Element::EndOfData, h.barrier(1, None)]).await;
+    h.recorder.wait_for("record 1", |s| s.contains(&Seen::Record(1))).await;
+    h.send(1, vec![Element::Record(2, 0), Element::EndOfData, h.barrier(1, None)]).await;
+    assert!(h.ack(1).await.finished, "the snapshot holds the state after the end of input");
+    let seen = h.recorder.seen();
+    let end = seen.iter().position(|s| *s == Seen::EndInput { drain: true }).expect("ended");
+    let snapshot = seen.iter().position(|s| matches!(s, Seen::Snapshot(1, _))).expect("snapshot");
+    assert!(end < snapshot, "what ending the chain emits precedes the barrier: {seen:?}");
+    h.control(TaskControl::CheckpointComplete { checkpoint: 1, commit: true, end: true });
+    h.end().await;
+}
