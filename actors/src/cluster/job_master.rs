@@ -21,8 +21,8 @@
 //! ## Supervision
 //!
 //! Child: the job's CheckpointCoordinator (every job has one: savepoints need it). If it
-//! fails, it is started again; it finds the next checkpoint id from the checkpoint storage, and is told the current
-//! deployment, so at most the checkpoint in flight is lost.
+//! fails, it is started again; it finds the next checkpoint id from the checkpoint storage,
+//! and is told the current deployment, so at most the checkpoint in flight is lost.
 
 use std::collections::HashMap;
 use std::sync::Arc;

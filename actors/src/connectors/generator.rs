@@ -259,3 +259,6 @@ impl Source for Generator {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
