@@ -1,19 +1,32 @@
-//! Checkpoints: what a subtask's state looks like at a barrier, where checkpoints are stored,
-//! and the coordinator that triggers, collects and completes them.
+//! Checkpoints and savepoints: what a subtask's state looks like at a barrier, where it is
+//! stored, the coordinator that triggers, collects and completes them, and how a subtask
+//! finds its state again when a job restores.
 //!
 //! Layout (as Flink's): `<dir>/<job>/chk-<n>/<vertex>-<subtask>` holds one subtask's state,
 //! and `<dir>/<job>/chk-<n>/_metadata` (JSON) is written last, through a temporary file, fsync
-//! and rename: a checkpoint exists if and only if its `_metadata` does.
+//! and rename: a checkpoint exists if and only if its `_metadata` does. A savepoint has the
+//! same files in a directory of the user's choice (see [`savepoint`]).
+//!
+//! The metadata lists the plan's operators (uid, name, types, vertex, parallelism) beside the
+//! subtasks' files, so a savepoint can be restored into another version of the job or at
+//! another parallelism: its state is matched to the new plan operator by operator
+//! ([`RestoreFrom::nodes`]), then redistributed ([`RestoredState`]).
 
 pub mod coordinator;
+pub mod savepoint;
 pub mod storage;
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use weir_state::KeyedSnapshot;
 
+use crate::error::Result;
+use crate::graph::{JobGraph, JobVertex, NodeKind};
 use crate::job::JobId;
+
+pub use weir_dataplane::{BarrierKind, CheckpointBarrier, StopMode};
 
 /// How a job checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -57,6 +70,13 @@ pub struct OperatorState {
     pub operator: Option<Vec<u8>>,
 }
 
+impl OperatorState {
+    /// Whether it holds any state at all.
+    pub fn is_empty(&self) -> bool {
+        self.keyed.is_none() && self.timers.is_none() && self.operator.is_none()
+    }
+}
+
 /// Everything one subtask stored for a checkpoint.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskSnapshot {
@@ -66,6 +86,10 @@ pub struct TaskSnapshot {
     pub vertex: usize,
     /// The subtask's index.
     pub subtask: usize,
+    /// Its input had ended and its operators had finished when it took the snapshot: a
+    /// subtask restored from it does not finish them a second time (Flink's "finished on
+    /// restore").
+    pub finished: bool,
     /// Its operators' states.
     pub operators: Vec<OperatorState>,
 }
@@ -81,9 +105,64 @@ pub struct TaskStateHandle {
     pub file: String,
     /// Its size.
     pub bytes: u64,
+    /// The nodes whose state the file holds (operators without state are left out).
+    pub operators: Vec<usize>,
 }
 
-/// A completed checkpoint: the `_metadata` file.
+/// One operator of the plan a checkpoint was taken by: what a restore matches state by.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OperatorMetadata {
+    /// Its node in the stream graph.
+    pub node: usize,
+    /// Its stable id, if the job set one.
+    pub uid: Option<String>,
+    /// Its name.
+    pub name: String,
+    /// Source, operator or sink.
+    pub kind: NodeKind,
+    /// Its input record type.
+    pub in_type: String,
+    /// Its output record type.
+    pub out_type: String,
+    /// The vertex (operator chain) it ran in.
+    pub vertex: usize,
+    /// That vertex's parallelism.
+    pub parallelism: usize,
+}
+
+impl OperatorMetadata {
+    /// Every operator of `plan`, by node.
+    pub fn of_plan(plan: &JobGraph) -> Vec<OperatorMetadata> {
+        let mut operators: Vec<OperatorMetadata> = plan
+            .vertices
+            .iter()
+            .flat_map(|v| {
+                v.operators.iter().map(|op| OperatorMetadata {
+                    node: op.node,
+                    uid: op.uid.clone(),
+                    name: op.name.clone(),
+                    kind: op.kind,
+                    in_type: op.in_type.clone(),
+                    out_type: op.out_type.clone(),
+                    vertex: v.id,
+                    parallelism: v.parallelism,
+                })
+            })
+            .collect();
+        operators.sort_by_key(|op| op.node);
+        operators
+    }
+
+    /// How messages name it: `'count' (uid "c-v1")` or `'count' (node 3)`.
+    pub fn describe(&self) -> String {
+        match &self.uid {
+            Some(uid) => format!("'{}' (uid \"{uid}\")", self.name),
+            None => format!("'{}' (node {})", self.name, self.node),
+        }
+    }
+}
+
+/// A completed checkpoint or savepoint: the `_metadata` file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointMetadata {
     /// Format version of this file.
@@ -92,23 +171,34 @@ pub struct CheckpointMetadata {
     pub job: JobId,
     /// The checkpoint's id.
     pub checkpoint: u64,
-    /// The job plan's fingerprint: a checkpoint restores only into the same plan.
+    /// A savepoint (triggered by the user), not a periodic checkpoint.
+    pub savepoint: bool,
+    /// The job plan's fingerprint: a failover restores a checkpoint only into the same plan.
     pub fingerprint: u64,
+    /// The number of key groups of the job's keyed state.
+    pub max_parallelism: u16,
     /// When it was triggered (epoch ms).
     pub triggered_ms: i64,
     /// From trigger to completion.
     pub duration_ms: u64,
+    /// The plan's operators, by node.
+    pub operators: Vec<OperatorMetadata>,
     /// Every subtask's state.
     pub tasks: Vec<TaskStateHandle>,
 }
 
 impl CheckpointMetadata {
     /// The current format version.
-    pub const VERSION: u32 = 1;
+    pub const VERSION: u32 = 2;
 
     /// Total bytes of the subtasks' state.
     pub fn bytes(&self) -> u64 {
         self.tasks.iter().map(|t| t.bytes).sum()
+    }
+
+    /// The operator of node `node`.
+    pub fn operator(&self, node: usize) -> Option<&OperatorMetadata> {
+        self.operators.iter().find(|op| op.node == node)
     }
 }
 
@@ -121,64 +211,154 @@ pub struct CheckpointAck {
     pub handle: Result<TaskStateHandle, String>,
     /// Time the subtask spent aligning its inputs' barriers.
     pub alignment_ms: u64,
+    /// Its input had ended when it took the snapshot. Once every source's has, every
+    /// subtask ended before its snapshot: the checkpoint is the job's last.
+    pub finished: bool,
+}
+
+/// What a subtask tells its job's CheckpointCoordinator.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum CheckpointEvent {
+    /// Its state for a checkpoint is stored (or could not be).
+    Ack(CheckpointAck),
+    /// Its input ended: a source is exhausted (or stopped), or every input channel delivered
+    /// end of data. Once every source has said so, the coordinator triggers the job's final
+    /// checkpoint at once.
+    InputEnded,
 }
 
 /// What a job restores from.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RestoreFrom {
-    /// The checkpoint's directory.
+    /// The checkpoint's (or savepoint's) directory.
     pub dir: PathBuf,
     /// Its metadata.
     pub metadata: CheckpointMetadata,
+    /// For each node of the restoring plan that takes state: the node of the checkpoint's
+    /// plan whose state it takes.
+    pub nodes: BTreeMap<usize, usize>,
+}
+
+impl RestoreFrom {
+    /// A checkpoint the same plan took: every node takes its own state back.
+    pub fn same_plan(dir: PathBuf, metadata: CheckpointMetadata) -> Self {
+        let nodes = metadata.operators.iter().map(|op| (op.node, op.node)).collect();
+        RestoreFrom { dir, metadata, nodes }
+    }
+
+    /// The checkpoint's id.
+    pub fn checkpoint(&self) -> u64 {
+        self.metadata.checkpoint
+    }
 }
 
 /// Control of a running subtask by its JobMaster and CheckpointCoordinator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TaskControl {
     /// (Sources) snapshot your position and emit this barrier.
-    TriggerCheckpoint(weir_dataplane::CheckpointBarrier),
-    /// Checkpoint `n` completed everywhere: two-phase sinks commit.
-    CheckpointComplete(u64),
-    /// Checkpoint `n` was aborted: stop aligning for it.
+    TriggerCheckpoint(CheckpointBarrier),
+    /// A checkpoint or savepoint completed everywhere.
+    CheckpointComplete {
+        /// Which.
+        checkpoint: u64,
+        /// Two-phase sinks commit its transactions (not for an intermediate savepoint: as
+        /// in Flink since 1.15, a savepoint the job runs on after commits nothing, since
+        /// failovers restore checkpoints, not savepoints).
+        commit: bool,
+        /// It was the job's last: the job's final checkpoint (taken after every source
+        /// ended) or a stop-with-savepoint. Every subtask ends after committing.
+        end: bool,
+    },
+    /// Checkpoint `n` was aborted: stop aligning for it (and resume, after a stop).
     CheckpointAborted(u64),
 }
 
-/// What a subtask needs to take part in checkpoints.
+/// What a subtask needs to take part in checkpoints and savepoints.
 #[derive(Debug, Clone)]
 pub(crate) struct CheckpointIo {
-    pub(crate) storage: storage::CheckpointStorage,
+    /// Where periodic checkpoints go; `None` when the job takes only savepoints.
+    pub(crate) storage: Option<storage::CheckpointStorage>,
     pub(crate) vertex: usize,
-    pub(crate) acks: tokio::sync::mpsc::UnboundedSender<CheckpointAck>,
+    pub(crate) events: tokio::sync::mpsc::UnboundedSender<CheckpointEvent>,
+}
+
+/// The states of one node at a checkpoint, by the old subtask index.
+#[derive(Debug, Default)]
+pub(crate) struct NodeStates {
+    /// The parallelism the node had.
+    parallelism: usize,
+    /// Each old subtask's state of the node (empty where it had none).
+    states: Vec<OperatorState>,
 }
 
 /// The state a subtask restores from, by operator node.
 #[derive(Debug, Default)]
 pub(crate) struct RestoredState {
-    /// Per node: the states of every subtask of the vertex at the checkpoint, by old index.
-    pub(crate) by_node: std::collections::HashMap<usize, Vec<OperatorState>>,
-    /// The vertex ran at the same parallelism: operator state goes back to the same index.
-    pub(crate) same_parallelism: bool,
-    /// This subtask's index.
-    pub(crate) index: usize,
+    by_node: HashMap<usize, NodeStates>,
+    /// This subtask's index and its vertex's parallelism now.
+    index: usize,
+    parallelism: usize,
+    /// The subtask had finished: it ends its chain without finishing its operators again.
+    pub(crate) finished: bool,
 }
 
 impl RestoredState {
+    /// Reads what subtask `index` of `vertex` restores from `from`: for each of the
+    /// vertex's operators the state of its node in the checkpoint's plan, from every old
+    /// subtask (keyed state is redistributed by key group, operator state by union).
+    pub(crate) fn read(from: &RestoreFrom, vertex: &JobVertex, index: usize) -> Result<RestoredState> {
+        let mut snapshots: HashMap<usize, Vec<TaskSnapshot>> = HashMap::new();
+        let mut restored = RestoredState { index, parallelism: vertex.parallelism, ..Default::default() };
+        for op in &vertex.operators {
+            let Some(old) = from.nodes.get(&op.node).and_then(|&n| from.metadata.operator(n)) else { continue };
+            let old_vertex = match snapshots.entry(old.vertex) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let mut handles: Vec<_> = from.metadata.tasks.iter().filter(|t| t.vertex == old.vertex).collect();
+                    handles.sort_by_key(|t| t.subtask);
+                    let read = handles
+                        .into_iter()
+                        .map(|h| storage::read_task_in(&from.dir, from.metadata.checkpoint, h))
+                        .collect::<Result<Vec<_>>>()?;
+                    e.insert(read)
+                }
+            };
+            let mut states = vec![OperatorState::default(); old.parallelism];
+            for snapshot in old_vertex.iter() {
+                if let Some(state) = snapshot.operators.iter().find(|s| s.node == old.node)
+                    && let Some(slot) = states.get_mut(snapshot.subtask)
+                {
+                    *slot = OperatorState { node: op.node, ..state.clone() };
+                }
+            }
+            if op.node == vertex.head {
+                restored.finished = if old.parallelism == vertex.parallelism {
+                    old_vertex.iter().any(|s| s.subtask == index && s.finished)
+                } else {
+                    !old_vertex.is_empty() && old_vertex.iter().all(|s| s.finished)
+                };
+            }
+            restored.by_node.insert(op.node, NodeStates { parallelism: old.parallelism, states });
+        }
+        Ok(restored)
+    }
+
     /// The operator (non-keyed) states for `node`: this subtask's own at the same
     /// parallelism, every subtask's otherwise (union redistribution, as Flink's union list
     /// state).
     pub(crate) fn operator_states(&self, node: usize) -> Vec<Vec<u8>> {
-        let Some(states) = self.by_node.get(&node) else { return Vec::new() };
+        let Some(node) = self.by_node.get(&node) else { return Vec::new() };
         let pick = |s: &OperatorState| s.operator.clone();
-        if self.same_parallelism {
-            states.get(self.index).and_then(pick).into_iter().collect()
+        if node.parallelism == self.parallelism {
+            node.states.get(self.index).and_then(pick).into_iter().collect()
         } else {
-            states.iter().filter_map(pick).collect()
+            node.states.iter().filter_map(pick).collect()
         }
     }
 
     /// Every subtask's keyed state for `node`, merged (each subtask keeps its key groups).
     pub(crate) fn keyed(&self, node: usize) -> Option<KeyedSnapshot> {
-        let states = self.by_node.get(&node)?;
+        let states = &self.by_node.get(&node)?.states;
         let mut merged: Option<KeyedSnapshot> = None;
         for keyed in states.iter().filter_map(|s| s.keyed.clone()) {
             match &mut merged {
@@ -191,6 +371,6 @@ impl RestoredState {
 
     /// Every subtask's encoded timers for `node` (each subtask keeps its key groups').
     pub(crate) fn timers(&self, node: usize) -> Vec<Vec<u8>> {
-        self.by_node.get(&node).map(|s| s.iter().filter_map(|s| s.timers.clone()).collect()).unwrap_or_default()
+        self.by_node.get(&node).map(|n| n.states.iter().filter_map(|s| s.timers.clone()).collect()).unwrap_or_default()
     }
 }

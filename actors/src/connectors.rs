@@ -4,6 +4,8 @@ mod collect;
 mod file_sink;
 mod generator;
 mod print;
+#[cfg(test)]
+mod testing;
 mod text_file;
 mod vec_source;
 

@@ -78,6 +78,9 @@ pub enum WeirError {
     /// An actor of the runtime could not be reached or failed.
     #[error("runtime: {0}")]
     Runtime(String),
+    /// A savepoint could not be taken, or a job cannot restore from the one it names.
+    #[error("savepoint: {0}")]
+    Savepoint(String),
 }
 
 impl WeirError {
@@ -121,6 +124,7 @@ impl WeirError {
             | WeirError::Graph(_)
             | WeirError::Operator { .. }
             | WeirError::User(_)
+            | WeirError::Savepoint(_)
             | WeirError::Panic { .. } => ErrorDomain::User,
             WeirError::Io { .. } => ErrorDomain::External,
             _ => ErrorDomain::Internal,

@@ -90,7 +90,8 @@ pub(crate) trait NodeFactory: Send + Sync {
         parts: crate::runtime::task::TaskParts,
     ) -> Result<TaskFuture>;
     /// Client-side checks of the node's configuration (sources' inputs, sinks' outputs).
-    fn validate(&self) -> Result<()> {
+    fn validate(&self, ctx: &crate::source::ValidateContext) -> Result<()> {
+        let _ = ctx;
         Ok(())
     }
 }
@@ -249,23 +250,23 @@ pub(crate) struct ExecutableGraph {
     pub(crate) edge_key_group: Vec<Option<Arc<dyn Any + Send + Sync>>>,
 }
 
-/// Runs a job builder and derives its plan. `client` runs the client-side checks (inputs
-/// exist, output directories are usable) that must not run again on every node.
+/// Runs a job builder and derives its plan. With `client`, runs the client-side checks
+/// (inputs exist, output directories are usable) that must not run again on every node.
 pub(crate) fn build_job(
     name: &str,
     builder: &JobFn,
     args: &JobArgs,
     parallelism: usize,
-    client: bool,
+    client: Option<&crate::source::ValidateContext>,
 ) -> Result<ExecutableGraph> {
     let args = args.clone();
     let mut env = StreamEnv::new(parallelism);
     builder(&mut env, &args)?;
     args.check_all_read(name)?;
     let stream = env.finish()?;
-    if client {
+    if let Some(ctx) = client {
         for node in &stream.nodes {
-            node.factory.validate()?;
+            node.factory.validate(ctx)?;
         }
     }
     plan(name, stream)
@@ -281,6 +282,18 @@ fn plan(job_name: &str, stream: StreamGraph) -> Result<ExecutableGraph> {
         stream.nodes.iter().map(|node| node.parallelism.unwrap_or(stream.default_parallelism)).collect();
     for (node, &p) in stream.nodes.iter().zip(&parallelism) {
         check_parallelism(p, max).map_err(|e| WeirError::Graph(format!("operator '{}': {e}", node.name)))?;
+    }
+    // A uid names an operator's state in savepoints: two operators cannot share one.
+    let mut uids = std::collections::HashMap::new();
+    for node in &stream.nodes {
+        if let Some(uid) = &node.uid
+            && let Some(other) = uids.insert(uid, &node.name)
+        {
+            return Err(WeirError::Graph(format!(
+                "operators '{other}' and '{}' have the same uid '{uid}': a uid must be unique in a job",
+                node.name
+            )));
+        }
     }
     // Resolve partitioning and decide chaining per stream edge.
     let mut resolved: Vec<Vec<(Partitioning, bool)>> = Vec::with_capacity(n);

@@ -322,11 +322,14 @@ impl RestartStrategy {
     }
 }
 
-/// How a job runs: checkpoints and restarts.
+/// How a job runs: checkpoints, restarts, and the savepoint it starts from.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct JobConfig {
-    /// Checkpoints, if the job takes them.
+    /// Periodic checkpoints, if the job takes them (savepoints need none).
     pub checkpoints: Option<crate::checkpoint::CheckpointConfig>,
     /// What a failure does.
     pub restart: RestartStrategy,
+    /// The savepoint the job's first deployment restores (later failovers restore the job's
+    /// own latest checkpoint, or this savepoint while the job has none).
+    pub savepoint: Option<crate::checkpoint::savepoint::SavepointRestore>,
 }

@@ -145,8 +145,11 @@ impl<K: Key, N: std::hash::Hash + Eq + Clone> KeyedParts<K, N> {
         }
     }
 
-    /// The keyed state and timers of this operator at a checkpoint.
-    pub(crate) fn snapshot(&self, node: usize) -> Result<OperatorState>
+    /// The keyed state and timers of this operator at `barrier`. Savepoints must stay the
+    /// canonical per-key-group [`KeyedSnapshot`](weir_state::KeyedSnapshot), whatever the
+    /// backend (an incremental format is for checkpoints only): another backend or
+    /// parallelism reads them.
+    pub(crate) fn snapshot(&self, node: usize, _barrier: &CheckpointBarrier) -> Result<OperatorState>
     where
         N: serde::Serialize,
     {
@@ -160,12 +163,13 @@ impl<K: Key, N: std::hash::Hash + Eq + Clone> KeyedParts<K, N> {
     pub(crate) fn snapshot_into(
         &self,
         name: &crate::runtime::io::LinkInfo,
+        barrier: &CheckpointBarrier,
         io: &mut TaskIo,
         out: &mut Vec<OperatorState>,
     ) where
         N: serde::Serialize,
     {
-        match self.snapshot(name.node) {
+        match self.snapshot(name.node, barrier) {
             Ok(state) => out.push(state),
             Err(e) => io.fail(e.in_operator(name)),
         }
@@ -500,8 +504,8 @@ impl<F: KeyedProcessFunction> Link<F::In> for KeyedLink<F> {
         self.parts = Some(parts);
     }
 
-    fn checkpoint(&mut self, barrier: CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
-        self.parts.as_ref().expect("opened").snapshot_into(&self.name, io, out);
+    fn checkpoint(&mut self, barrier: &CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
+        self.parts.as_ref().expect("opened").snapshot_into(&self.name, barrier, io, out);
         self.down.checkpoint(barrier, io, out);
     }
 
@@ -541,8 +545,12 @@ impl<F: KeyedProcessFunction> Link<F::In> for KeyedLink<F> {
         self.down.flush(io);
     }
 
-    fn end_input(&mut self, io: &mut TaskIo) {
-        self.down.end_input(io);
+    fn end_input(&mut self, drain: bool, io: &mut TaskIo) {
+        self.down.end_input(drain, io);
+    }
+
+    fn close(&mut self, io: &mut TaskIo) {
+        self.down.close(io);
     }
 }
 

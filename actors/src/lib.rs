@@ -50,7 +50,7 @@ pub mod prelude {
         ValueState,
     };
     pub use crate::operator::{Context, Data, Key, OpenContext, Operator, SubtaskInfo};
-    pub use crate::source::{Sink, Source, SourceContext, SourcePoll, WatermarkStrategy};
+    pub use crate::source::{Sink, Source, SourceContext, SourcePoll, ValidateContext, WatermarkStrategy};
     pub use crate::stream::{DataStream, KeyedStream, StreamEnv, WindowedStream};
     pub use crate::window::{Global, Session, Sliding, TimeWindow, Tumbling, WindowAssigner, Windowed};
     pub use crate::{JobSubmission, MiniCluster, MiniClusterConfig};

@@ -105,7 +105,9 @@ pub trait Operator: Send + 'static {
         Ok(())
     }
 
-    /// Called once when the subtask ends normally, after `end_input`.
+    /// Called once when the subtask ends normally: after `end_input` and, when the job
+    /// checkpoints, after the job's final checkpoint (state may be snapshotted between the
+    /// two, so release resources here, not in `end_input`).
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
@@ -135,12 +137,24 @@ pub trait Operator: Send + 'static {
 /// What an operator sees when it opens.
 pub struct OpenContext<'a> {
     pub(crate) info: &'a SubtaskInfo,
+    pub(crate) checkpointing: bool,
 }
 
-impl OpenContext<'_> {
+impl<'a> OpenContext<'a> {
+    pub(crate) fn new(io: &'a TaskIo) -> Self {
+        OpenContext { info: &io.info, checkpointing: io.checkpointing() }
+    }
+
     /// The subtask this operator runs in.
     pub fn subtask(&self) -> &SubtaskInfo {
         self.info
+    }
+
+    /// Whether the job takes periodic checkpoints. A two-phase sink then commits only when
+    /// a checkpoint completes, even at the end of input: the job's final checkpoint, taken
+    /// after every source ended, commits the last transaction exactly once.
+    pub fn checkpointing(&self) -> bool {
+        self.checkpointing
     }
 }
 

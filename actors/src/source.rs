@@ -55,6 +55,25 @@ pub enum SourcePoll {
     Finished,
 }
 
+/// What the client knows when it checks a job's sources and sinks, before submitting it.
+#[derive(Debug, Clone, Default)]
+pub struct ValidateContext {
+    pub(crate) restoring: bool,
+}
+
+impl ValidateContext {
+    /// A job that restores from a savepoint (`true`) or starts afresh.
+    pub fn new(restoring: bool) -> Self {
+        ValidateContext { restoring }
+    }
+
+    /// Whether the job resumes from a savepoint: its output so far belongs to it (a sink
+    /// must not clear it).
+    pub fn restoring(&self) -> bool {
+        self.restoring
+    }
+}
+
 /// A source of records.
 pub trait Source: Send + 'static {
     /// The record type.
@@ -62,7 +81,8 @@ pub trait Source: Send + 'static {
 
     /// Checks the source's configuration on the client, before the job is submitted
     /// (e.g. that an input path exists), so a bad argument fails early and clearly.
-    fn validate(&self) -> Result<()> {
+    fn validate(&self, ctx: &ValidateContext) -> Result<()> {
+        let _ = ctx;
         Ok(())
     }
 
@@ -75,7 +95,8 @@ pub trait Source: Send + 'static {
     /// Emits up to about [`SourceContext::batch_size`] records.
     fn poll_next(&mut self, ctx: &mut SourceContext<'_, Self::Out>) -> Result<SourcePoll>;
 
-    /// Called once when the subtask ends normally.
+    /// Called once when the subtask ends normally (when the job checkpoints, after the
+    /// job's final checkpoint, which may snapshot the source at its end).
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
@@ -91,7 +112,9 @@ pub trait Source: Send + 'static {
     }
 
     /// Called after `open` when the job restores: this subtask's position at the same
-    /// parallelism, every subtask's at another (union redistribution).
+    /// parallelism, every subtask's at another (union redistribution: the subtasks must
+    /// share the old positions out between them so that nothing is read twice or never,
+    /// whatever the old and new parallelism).
     fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
         let _ = states;
         Ok(())
@@ -151,7 +174,8 @@ pub trait Sink: Send + 'static {
     type In: Data;
 
     /// Checks the sink's configuration on the client, before the job is submitted.
-    fn validate(&self) -> Result<()> {
+    fn validate(&self, ctx: &ValidateContext) -> Result<()> {
+        let _ = ctx;
         Ok(())
     }
 
@@ -164,7 +188,9 @@ pub trait Sink: Send + 'static {
     /// Writes one record.
     fn write(&mut self, value: Self::In, timestamp: Option<Timestamp>) -> Result<()>;
 
-    /// The input ended: flush and make the output visible.
+    /// The input ended: flush, and make the output visible unless the job checkpoints
+    /// ([`OpenContext::checkpointing`]): a two-phase sink then pre-commits what is left at
+    /// the job's final checkpoint, which follows, and commits it when that completes.
     fn finish(&mut self) -> Result<()> {
         Ok(())
     }

@@ -419,7 +419,7 @@ impl<T: Data> DataStream<T> {
         let validator = sink.clone();
         let make: MakeLink<T, ()> =
             Arc::new(move |name, down| Box::new(OperatorLink { op: SinkOperator { sink: sink.clone() }, down, name }));
-        self.then(name, NodeKind::Sink, make, Some(Arc::new(move || validator.validate())))
+        self.then(name, NodeKind::Sink, make, Some(Arc::new(move |ctx| validator.validate(ctx))))
     }
 
     /// Prints the stream to standard output.

@@ -479,8 +479,8 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> Link<T> for WindowLink<K, T, A> {
         self.parts = Some(parts);
     }
 
-    fn checkpoint(&mut self, barrier: CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
-        self.parts.as_ref().expect("opened").snapshot_into(&self.name, io, out);
+    fn checkpoint(&mut self, barrier: &CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
+        self.parts.as_ref().expect("opened").snapshot_into(&self.name, barrier, io, out);
         self.down.checkpoint(barrier, io, out);
     }
 
@@ -520,13 +520,17 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> Link<T> for WindowLink<K, T, A> {
         self.down.flush(io);
     }
 
-    fn end_input(&mut self, io: &mut TaskIo) {
+    fn end_input(&mut self, drain: bool, io: &mut TaskIo) {
         // Processing-time windows still open when a bounded input ends fire now, as Flink
         // does at end of input; event-time ones fired with the final watermark.
-        if let Err(e) = self.fire(TimeDomain::ProcessingTime, Timestamp::MAX, io) {
+        if drain && let Err(e) = self.fire(TimeDomain::ProcessingTime, Timestamp::MAX, io) {
             io.fail(e.in_operator(&self.name));
         }
-        self.down.end_input(io);
+        self.down.end_input(drain, io);
+    }
+
+    fn close(&mut self, io: &mut TaskIo) {
+        self.down.close(io);
     }
 }
 

@@ -167,6 +167,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
                 job = job.with_config(weir_actors::job::JobConfig {
                     checkpoints: Some(weir_actors::checkpoint::CheckpointConfig::every(interval, &checkpoint_dir)),
                     restart: weir_actors::job::RestartStrategy::None,
+                    savepoint: None,
                 });
             }
             let details = runtime.block_on(async {

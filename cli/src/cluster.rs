@@ -1,5 +1,6 @@
 //! `weir cluster init|start|stop|status` (a local standalone cluster of processes) and the
-//! client commands against a running cluster: `run`, `list`, `status`, `cancel`.
+//! client commands against a running cluster: `run`, `list`, `status`, `cancel`,
+//! `savepoint`, `stop`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
+use weir_actors::checkpoint::StopMode;
 use weir_actors::remote::client::ClusterClient;
 use weir_actors::{JobArgs, JobId, JobRegistry, JobStatus, JobSubmission};
 use weir_dataplane::NetConfig;
@@ -377,6 +379,95 @@ pub(crate) fn cancel(arg: JobIdArg) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         client.close().await;
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SavepointArgs {
+    /// The job's id (see `weir list`).
+    job_id: String,
+    /// Where the savepoint goes: a directory the JobManager and every TaskManager reach
+    /// (default: weir.toml's `[state] savepoints_dir`, else the cluster directory's
+    /// savepoints/). The savepoint is a new directory in it.
+    target_directory: Option<PathBuf>,
+    /// The cluster directory (default: $WEIR_CLUSTER_DIR, else ~/.weir/cluster).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StopArgs {
+    /// The job's id (see `weir list`).
+    job_id: String,
+    /// Where the savepoint goes (default as for `weir savepoint`).
+    #[arg(long, short = 'p', value_name = "DIR")]
+    savepoint: Option<PathBuf>,
+    /// End the job for good: sources end their input first, so the final watermark fires
+    /// every event-time timer and operators flush before the savepoint (Flink's --drain).
+    #[arg(long, short = 'd')]
+    drain: bool,
+    /// The cluster directory (default: $WEIR_CLUSTER_DIR, else ~/.weir/cluster).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// The directory savepoints go to: the one given (made absolute: the cluster's processes
+/// resolve it), else the configured one.
+fn savepoint_target(dir: &ClusterDir, given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let target = match given {
+        Some(target) => target,
+        None => dir.savepoints_dir()?,
+    };
+    std::path::absolute(&target).with_context(|| format!("invalid savepoint directory {}", target.display()))
+}
+
+pub(crate) fn savepoint(args: SavepointArgs) -> anyhow::Result<()> {
+    let dir = ClusterDir::resolve(args.dir)?;
+    let id: JobId = args.job_id.parse()?;
+    let target = savepoint_target(&dir, args.target_directory)?;
+    let path = crate::runtime()?.block_on(async {
+        let mut client = client(&dir).await?;
+        let path = client.savepoint(id, target, None).await;
+        client.close().await;
+        anyhow::Ok(path.with_context(|| format!("no savepoint of job {id}"))?)
+    })?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+pub(crate) fn stop_job(args: StopArgs) -> anyhow::Result<()> {
+    let dir = ClusterDir::resolve(args.dir)?;
+    let id: JobId = args.job_id.parse()?;
+    let target = savepoint_target(&dir, args.savepoint)?;
+    let mode = if args.drain { StopMode::Drain } else { StopMode::NoDrain };
+    crate::runtime()?.block_on(async {
+        let mut client = client(&dir).await?;
+        let path =
+            client.savepoint(id, target, Some(mode)).await.with_context(|| format!("job {id} was not stopped"))?;
+        // The job ends once every subtask committed the savepoint's transactions.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let details = loop {
+            let d = client.details(id).await?;
+            if d.status.is_terminal() {
+                break d;
+            }
+            if Instant::now() > deadline {
+                bail!("job {id} is still {} 60 s after its savepoint {} completed", d.status, path.display());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        client.close().await;
+        if details.status != JobStatus::Finished {
+            bail!(
+                "job {id} {} after its savepoint {} completed: {}",
+                details.status,
+                path.display(),
+                details.cause.as_deref().unwrap_or("no cause recorded")
+            );
+        }
+        eprintln!("job {id} stopped with a savepoint");
+        println!("{}", path.display());
         Ok(())
     })
 }

@@ -20,6 +20,17 @@ pub(crate) struct WeirConfig {
     pub(crate) jobmanager: JobManagerSection,
     pub(crate) taskmanager: TaskManagerSection,
     pub(crate) heartbeat: HeartbeatSection,
+    pub(crate) state: StateSection,
+}
+
+/// Checkpoints and savepoints (Flink's `state.savepoints.dir`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct StateSection {
+    /// Where `weir savepoint` and `weir stop` put savepoints when not told (relative paths
+    /// are under the cluster directory; default: its `savepoints/`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) savepoints_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +118,9 @@ impl WeirConfig {
         env_override("WEIR_TASKMANAGER_SLOTS", &mut config.taskmanager.slots)?;
         env_override("WEIR_HEARTBEAT_INTERVAL_MS", &mut config.heartbeat.interval_ms)?;
         env_override("WEIR_HEARTBEAT_TIMEOUT_MS", &mut config.heartbeat.timeout_ms)?;
+        if let Some(dir) = std::env::var_os("WEIR_SAVEPOINTS_DIR") {
+            config.state.savepoints_dir = Some(PathBuf::from(dir));
+        }
         if config.heartbeat.interval_ms == 0 || config.heartbeat.timeout_ms <= config.heartbeat.interval_ms {
             bail!(
                 "heartbeat timeout ({} ms) must be longer than its interval ({} ms), and the interval positive",
@@ -192,6 +206,22 @@ impl ClusterDir {
             std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
         };
         Ok(NodeIdentity { ca_pem: read("ca.pem")?, cert_pem: read("node.pem")?, key_pem: read("node.key")? })
+    }
+
+    /// Where savepoints go when a command names no directory: `state.savepoints_dir` of
+    /// `weir.toml` (or `$WEIR_SAVEPOINTS_DIR`), relative to the cluster directory, else its
+    /// `savepoints/`.
+    pub(crate) fn savepoints_dir(&self) -> anyhow::Result<PathBuf> {
+        Ok(self.savepoints_dir_in(&self.config(None)?))
+    }
+
+    /// As [`ClusterDir::savepoints_dir`], with `config` loaded already.
+    pub(crate) fn savepoints_dir_in(&self, config: &WeirConfig) -> PathBuf {
+        match &config.state.savepoints_dir {
+            Some(dir) if dir.is_absolute() => dir.clone(),
+            Some(dir) => self.path.join(dir),
+            None => self.file("savepoints"),
+        }
     }
 
     pub(crate) fn token(&self) -> anyhow::Result<String> {

@@ -25,6 +25,7 @@ use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
 use weir_actors::checkpoint::CheckpointConfig;
+use weir_actors::checkpoint::savepoint::SavepointRestore;
 use weir_actors::job::{JobConfig, RestartStrategy};
 use weir_actors::{JobArgs, JobRegistry, JobStatus, JobSubmission, MiniCluster, MiniClusterConfig};
 
@@ -48,6 +49,11 @@ enum Command {
     Status(cluster::JobIdArg),
     /// Cancel a job of a running cluster; returns when it has stopped everywhere.
     Cancel(cluster::JobIdArg),
+    /// Take a savepoint of a running job; prints its directory.
+    Savepoint(cluster::SavepointArgs),
+    /// Stop a running job with a savepoint (Flink's stop-with-savepoint); prints its
+    /// directory once the job has ended.
+    Stop(cluster::StopArgs),
     /// Manage a local standalone cluster (processes on this machine).
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -85,6 +91,14 @@ struct RunArgs {
     task_managers: usize,
     #[command(flatten)]
     fault_tolerance: FaultToleranceArgs,
+    /// Start from this savepoint (its directory, the one holding `_metadata`), at any
+    /// parallelism.
+    #[arg(long, short = 's', value_name = "SAVEPOINT")]
+    from_savepoint: Option<std::path::PathBuf>,
+    /// With --from-savepoint: skip state of operators the job no longer has instead of
+    /// refusing to start.
+    #[arg(long, short = 'n', requires = "from_savepoint")]
+    allow_non_restored_state: bool,
     /// The job's arguments, after `--`.
     #[arg(last = true, value_name = "JOB_ARGS")]
     args: Vec<String>,
@@ -162,7 +176,7 @@ impl FaultToleranceArgs {
                 delay: self.restart_delay,
             },
         };
-        Ok(JobConfig { checkpoints, restart })
+        Ok(JobConfig { checkpoints, restart, savepoint: None })
     }
 }
 
@@ -214,6 +228,8 @@ pub fn main(registry: JobRegistry) -> ExitCode {
         Command::List(a) => cluster::list(a.dir),
         Command::Status(a) => cluster::job_status(a),
         Command::Cancel(a) => cluster::cancel(a),
+        Command::Savepoint(a) => cluster::savepoint(a),
+        Command::Stop(a) => cluster::stop_job(a),
         Command::Cluster(c) => cluster::command(c),
         Command::Jobmanager(a) => node::job_manager(&registry, a),
         Command::Taskmanager(a) => node::task_manager(&registry, a),
@@ -231,7 +247,12 @@ pub fn main(registry: JobRegistry) -> ExitCode {
 
 fn run(registry: &JobRegistry, args: RunArgs) -> anyhow::Result<()> {
     let parallelism = args.parallelism as usize;
-    let config = args.fault_tolerance.config(args.dir.clone())?;
+    let mut config = args.fault_tolerance.config(args.dir.clone())?;
+    if let Some(path) = &args.from_savepoint {
+        // The JobManager and TaskManagers resolve it from elsewhere: make it absolute.
+        let path = std::path::absolute(path).with_context(|| format!("invalid savepoint path {}", path.display()))?;
+        config.savepoint = Some(SavepointRestore { path, allow_non_restored_state: args.allow_non_restored_state });
+    }
     if !args.local {
         return cluster::run(registry, &args.job, &args.args, parallelism, config, args.detached, args.dir);
     }

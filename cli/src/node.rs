@@ -97,7 +97,9 @@ pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyho
             .with_context(|| format!("cannot bind the REST API to {}", config.jobmanager.rest_bind))?;
         let rest = listener.local_addr()?;
         let (dispatcher, resource_manager) = jm.components();
-        let server = tokio::spawn(serve(listener, RestState { dispatcher, resource_manager, registry, token }));
+        let savepoint_dir = Some(dir.savepoints_dir_in(&config));
+        let state = RestState { dispatcher, resource_manager, registry, token, savepoint_dir };
+        let server = tokio::spawn(serve(listener, state));
         dir.publish(&Published { quic: jm.addr(), rest, pid: std::process::id() })?;
         info!(quic = %jm.addr(), %rest, dir = %dir.path.display(), "job manager running");
         eprintln!("job manager running: quic {} rest http://{rest}", jm.addr());

@@ -41,8 +41,8 @@ fn io(what: &str, path: &std::path::Path, e: std::io::Error) -> WeirError {
 impl Sink for ThrottledSink {
     type In = Click;
 
-    fn validate(&self) -> Result<()> {
-        FileSink::<String>::new(self.dir.clone()).validate()
+    fn validate(&self, ctx: &ValidateContext) -> Result<()> {
+        FileSink::<String>::new(self.dir.clone()).validate(ctx)
     }
 
     fn open(&mut self, ctx: &OpenContext<'_>) -> Result<()> {

@@ -141,3 +141,26 @@ fn help_is_there_everywhere() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
     }
 }
+
+#[test]
+fn a_missing_savepoint_is_named_and_its_options_checked() {
+    let dir = TempDir::new("cli-savepoint");
+    let (missing, output) = (dir.join("no-such-savepoint"), dir.join("out"));
+    let (missing, output) = (missing.to_str().unwrap(), output.to_str().unwrap());
+    let out = weir(
+        &["run", "window-agg", "--local", "--from-savepoint", missing, "--", "--events", "10", "--output", output],
+        TIMEOUT,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(missing) && stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    let out = weir(
+        &["run", "window-agg", "--local", "--allow-non-restored-state", "--", "--events", "10", "--output", output],
+        TIMEOUT,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--from-savepoint"), "{}", stderr(&out));
+    let out =
+        weir(&["stop", "0123456789abcdef0123456789abcdef", "--dir", dir.join("no-cluster").to_str().unwrap()], TIMEOUT);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no job manager is running"), "{}", stderr(&out));
+}

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::support::{TempDir, read_output, weir_with_env};
+use crate::support::{RESCALE_ARGS, TempDir, read_output, weir_with_env};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -322,4 +322,79 @@ fn a_slow_sink_on_one_task_manager_bounds_the_other_ones_queues() {
     }
     let out = weir_env(&["cancel", &id, "--dir", cluster.dir()]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// The last line of a command's standard output.
+fn last_line(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_owned()
+}
+
+#[test]
+fn rescaling_2_3_1_through_savepoints_across_processes_keeps_the_output_exactly_once() {
+    let cluster = Cluster::start(2, 2);
+    let work = TempDir::new("rescale-processes");
+    let args = RESCALE_ARGS;
+    let reference = work.join("reference");
+    let mut cmd = vec!["run", "window-agg", "--local", "-p", "2", "--"];
+    cmd.extend(args);
+    cmd.extend(["--output", reference.to_str().unwrap()]);
+    let out = weir_env(&cmd);
+    assert!(out.status.success(), "{}", text(&out));
+    let expected = read_output(&reference);
+
+    let (output, savepoints) = (work.join("out"), work.join("savepoints"));
+    let local_checkpoints = work.join("local-checkpoints");
+    let (output, savepoints) = (output.to_str().unwrap(), savepoints.to_str().unwrap());
+    let checkpoints = local_checkpoints.to_str().unwrap();
+    // One leg: from a savepoint (or afresh) at `p`, checkpointing, stopped with a savepoint
+    // once its sources read a quarter of the input; the last runs to the end, in this
+    // process (`--local`) from the cluster's savepoint.
+    let leg = |p: &str, from: Option<&str>, stop: bool| -> Option<String> {
+        let mut cmd = vec!["run", "window-agg", "-p", p, "--dir", cluster.dir(), "--checkpoint-interval", "200ms"];
+        if !stop {
+            cmd.extend(["--local", "--checkpoint-dir", checkpoints]);
+        }
+        if let Some(from) = from {
+            cmd.extend(["--from-savepoint", from]);
+        }
+        if stop {
+            cmd.push("--detached");
+        }
+        cmd.push("--");
+        cmd.extend(args);
+        cmd.extend(["--output", output]);
+        let out = weir_env(&cmd);
+        assert!(out.status.success(), "{}", text(&out));
+        if !stop {
+            assert!(text(&out).contains("FINISHED"), "{}", text(&out));
+            return None;
+        }
+        let id = job_id(&out);
+        cluster.wait_for("a quarter of the input read", TIMEOUT, || {
+            let job = cluster.job(&id);
+            assert_eq!(job["state"], "RUNNING", "{job}");
+            records(&job, 0, "read-records") >= 15_000
+        });
+        if from.is_some() {
+            // A savepoint of the running job, into the cluster's default directory.
+            let out = weir_env(&["savepoint", &id, "--dir", cluster.dir()]);
+            assert!(out.status.success(), "{}", text(&out));
+            let path = PathBuf::from(last_line(&out));
+            assert!(path.starts_with(cluster.file("savepoints")) && path.join("_metadata").is_file(), "{path:?}");
+        }
+        let out = weir_env(&["stop", &id, "--savepoint", savepoints, "--dir", cluster.dir()]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(cluster.job(&id)["state"], "FINISHED", "a stopped job ends FINISHED");
+        let path = last_line(&out);
+        assert!(Path::new(&path).join("_metadata").is_file(), "{path}: {}", text(&out));
+        Some(path)
+    };
+    let first = leg("2", None, true).unwrap();
+    let partial = read_output(Path::new(output));
+    assert!(!partial.is_empty() && partial.len() < expected.len(), "{} of {} lines", partial.len(), expected.len());
+    let second = leg("3", Some(&first), true).unwrap();
+    leg("1", Some(&second), false);
+    let lines = read_output(Path::new(output));
+    assert_eq!(lines.len(), expected.len(), "records lost or duplicated");
+    assert_eq!(lines, expected, "the output differs from one fault-free run's");
 }

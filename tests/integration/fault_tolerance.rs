@@ -41,6 +41,7 @@ fn config(dir: &Path) -> JobConfig {
     JobConfig {
         checkpoints: Some(CheckpointConfig { retained: 2, ..CheckpointConfig::every(Duration::from_millis(100), dir) }),
         restart: RestartStrategy::FixedDelay { attempts: 10, delay: Duration::from_millis(50) },
+        savepoint: None,
     }
 }
 
@@ -197,4 +198,89 @@ fn chaos_runs_are_exactly_once() {
         "{stdout}"
     );
     println!("{stdout}");
+}
+
+/// Fails its subtask once, at the first checkpoint it takes part in after its input ended:
+/// a deterministic fault after the sources finished and before the job ends.
+struct FailAfterEnd {
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ended: bool,
+}
+
+impl Operator for FailAfterEnd {
+    type In = String;
+    type Out = String;
+
+    fn process(&mut self, value: String, ctx: &mut Context<'_, String>) -> Result<()> {
+        ctx.emit(value);
+        Ok(())
+    }
+
+    fn end_input(&mut self, _ctx: &mut Context<'_, String>) -> Result<()> {
+        self.ended = true;
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+        if self.ended && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err("injected failure after the end of input".into());
+        }
+        Ok(None)
+    }
+}
+
+/// Clicks per user and 100 ms window from a source that ends at once and one that runs
+/// ~1 s, into a two-phase file sink behind a rebalance; `fail` arms [`FailAfterEnd`] in the
+/// sink's upstream.
+async fn ends_early_and_late(out: &TempDir, fail: bool) -> (Vec<String>, weir_actors::JobDetails) {
+    let output = out.join("output");
+    let sink_dir = output.clone();
+    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(fail));
+    let job = JobSubmission::new("ends-early-and-late", 2, move |env, _| {
+        let early = GeneratorConfig { events: Some(500), keys: 20, seed: 3, ..GeneratorConfig::default() };
+        let late = GeneratorConfig {
+            events: Some(20_000),
+            keys: 20,
+            seed: 4,
+            rate: Some(20_000.0),
+            out_of_order_ms: 50,
+            ..GeneratorConfig::default()
+        };
+        let armed = armed.clone();
+        env.source("early", Generator::new(early))
+            .union(&[env.source("late", Generator::new(late))])
+            .key_by(|c: &Click| c.user)
+            .window(Tumbling::event_time(Duration::from_millis(100)))
+            .aggregate("count", Count)
+            .map("format", |w: Windowed<u32, u64>| format!("{}\t{}\t{}", w.key, w.window.start, w.value))
+            .operator("fail-after-end", move || FailAfterEnd { armed: armed.clone(), ended: false })
+            .rebalance()
+            .sink("output", FileSink::new(sink_dir.clone()));
+        Ok(())
+    })
+    .with_config(config(&out.join("checkpoints")));
+    let cluster = MiniCluster::start(MiniClusterConfig::default()).await.unwrap();
+    let result = tokio::time::timeout(DEADLINE, cluster.execute(&job)).await.expect("the job ended").unwrap();
+    let stats = cluster.checkpoint_stats(result.details.id).await.unwrap();
+    cluster.shutdown().await;
+    assert_eq!(result.status(), JobStatus::Finished, "{:?} {:?}", result.details.cause, result.details.exceptions);
+    assert!(stats.is_none(), "the coordinator ended with its job");
+    (read_output(&output), result.details)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_the_sources_ended_leaves_the_output_exactly_once() {
+    let clean = TempDir::new("ft-end-clean");
+    let (expected, details) = ends_early_and_late(&clean, false).await;
+    assert_eq!(details.restarts, 0);
+    assert!(expected.len() > 1000, "{} lines", expected.len());
+    let faulty = TempDir::new("ft-end-faulty");
+    let (output, details) = ends_early_and_late(&faulty, true).await;
+    assert_eq!(details.restarts, 1, "{:?}", details.exceptions);
+    let injected =
+        |e: &weir_actors::cluster::ExceptionRecord| e.cause.contains("injected failure after the end of input");
+    assert!(details.exceptions.iter().any(injected), "{:?}", details.exceptions);
+    assert!(details.restored_from.is_some(), "restored from a checkpoint");
+    assert_eq!(output.len(), expected.len(), "records lost or duplicated");
+    assert_eq!(output, expected, "the output differs from the fault-free run's");
 }

@@ -6,5 +6,6 @@ mod cli;
 mod cluster;
 mod fault_tolerance;
 mod golden;
+mod savepoints;
 mod supervision;
 mod support;

@@ -108,3 +108,20 @@ pub(crate) fn init_logging() {
         }
     });
 }
+
+/// The window-agg arguments of the rescaling tests, without `--output`: 60,000 clicks of
+/// 50 users at 30,000 per second, 200 ms windows.
+pub(crate) const RESCALE_ARGS: [&str; 12] = [
+    "--events",
+    "60000",
+    "--rate",
+    "30000",
+    "--keys",
+    "50",
+    "--seed",
+    "7",
+    "--out-of-order-ms",
+    "100",
+    "--window-ms",
+    "200",
+];

@@ -1,24 +1,58 @@
 //! The CheckpointCoordinator: one per job, child of its JobMaster. It triggers checkpoints
-//! at the sources on a timer, collects every running subtask's acknowledgement, completes a
-//! checkpoint by writing its `_metadata` last, keeps the retained count, and tells the
-//! subtasks (two-phase sinks commit then). A checkpoint that times out or that a subtask
-//! cannot store is aborted and deleted; it never becomes a restore point.
+//! at the sources on a timer and savepoints on request, collects every running subtask's
+//! acknowledgement, completes a checkpoint by writing its `_metadata` last, keeps the
+//! retained count, and tells the subtasks (two-phase sinks commit then). A checkpoint that
+//! times out or that a subtask cannot store is aborted and deleted; it never becomes a
+//! restore point.
 //!
-//! At most one checkpoint is in flight. Finished subtasks take no part (their channels count
-//! as aligned downstream); failover suspends the coordinator until the job is redeployed.
+//! At most one checkpoint or savepoint is in flight; a savepoint requested meanwhile waits
+//! for it (one at a time). Every job has a coordinator: without periodic checkpoints it only
+//! takes savepoints. Failover suspends the coordinator until the job is redeployed.
+//!
+//! ## The end of a job (Flink's FLIP-147)
+//!
+//! Subtasks whose input ended stay and take part in checkpoints (see the runtime's task
+//! loop). Once every source reported the end of its input, the next checkpoint is triggered
+//! at once (after the minimum pause), not an interval later. A checkpoint whose every
+//! source snapshot was taken after that source's input ended is the job's final one (every
+//! subtask ended before its own snapshot, so it holds all the output): its completion tells
+//! every subtask to commit and end. A stop-with-savepoint ends the job the same way. After
+//! that nothing more is triggered. Finality is read from the acknowledgements, not from the
+//! end-of-input reports, so a coordinator restarted meanwhile still ends the job.
+//!
+//! ## Savepoints
+//!
+//! A savepoint goes through the same barriers into `<dir>/savepoint-<job>-<n>`, is never
+//! pruned, and does not commit two-phase sinks' transactions unless it ends the job (as in
+//! Flink since 1.15: failovers restore checkpoints, not savepoints, so a savepoint's commits
+//! could be replayed). Stop-with-savepoint: sources emit the barrier and pause; when the
+//! savepoint completes, the JobMaster hears of it first, then every subtask commits and
+//! ends (without draining, unless asked to drain); if it fails, the sources resume and the
+//! job runs on.
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
-use weir_dataplane::CheckpointBarrier;
 
-use crate::checkpoint::storage::CheckpointStorage;
-use crate::checkpoint::{CheckpointAck, CheckpointConfig, CheckpointMetadata, TaskControl, TaskStateHandle};
+use crate::checkpoint::savepoint::savepoint_dir;
+use crate::checkpoint::storage::{CheckpointStorage, write_metadata_in};
+use crate::checkpoint::{
+    BarrierKind, CheckpointBarrier, CheckpointConfig, CheckpointEvent, CheckpointMetadata, OperatorMetadata, StopMode,
+    TaskControl, TaskStateHandle,
+};
 use crate::cluster::ExecutionId;
 use crate::cluster::task_executor::TaskExecutorMessage;
+use crate::error::{Result, WeirError};
+use crate::graph::JobGraph;
 use crate::job::JobId;
+
+/// How long a savepoint may take when the job has no checkpoint configuration (Flink's
+/// default checkpoint timeout).
+const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A deployed subtask, as the coordinator addresses it.
 #[derive(Clone)]
@@ -37,14 +71,24 @@ pub enum CoordinatorMessage {
     Deployed(Vec<CoordinatedTask>),
     /// Failover: abort what is in flight and trigger nothing until redeployed.
     Suspend,
-    /// A subtask finished (it takes part in no further checkpoint).
+    /// A subtask ended (it takes part in no further checkpoint).
     Finished(ExecutionId),
-    /// A subtask's acknowledgement.
-    Ack(ExecutionId, CheckpointAck),
+    /// A subtask's acknowledgement or end-of-input report.
+    Event(ExecutionId, CheckpointEvent),
     /// Timer: trigger the next checkpoint (generation-stamped).
     Trigger(u64),
     /// Timer: checkpoint `n` took too long.
     Timeout(u64),
+    /// Take a savepoint into a directory under `dir`; with `stop`, end the job after it.
+    /// The reply is the savepoint's directory, or why there is none.
+    TriggerSavepoint {
+        /// Where savepoints go.
+        dir: PathBuf,
+        /// Stop the job after the savepoint, draining or not.
+        stop: Option<StopMode>,
+        /// The savepoint's directory once it completed.
+        reply: RpcReplyPort<Result<PathBuf>>,
+    },
     /// Statistics for the REST API and tests.
     Stats(RpcReplyPort<CheckpointStats>),
 }
@@ -64,6 +108,8 @@ pub struct CheckpointRecord {
     pub alignment_ms: u64,
     /// Why it failed.
     pub failure: Option<String>,
+    /// A savepoint's directory (`None` for a checkpoint).
+    pub savepoint: Option<PathBuf>,
 }
 
 /// Checkpoint statistics of a job.
@@ -83,18 +129,38 @@ pub struct CheckpointStats {
     pub restored_from: Option<u64>,
 }
 
+/// Called with a stop-with-savepoint's directory when it completed, before any subtask
+/// hears of it.
+pub type OnStopped = Box<dyn Fn(PathBuf) + Send + Sync>;
+
 /// What the coordinator starts with.
 pub struct CoordinatorArgs {
     /// The job.
     pub job: JobId,
-    /// Its plan's fingerprint (recorded in every checkpoint).
-    pub fingerprint: u64,
-    /// How to checkpoint.
-    pub config: CheckpointConfig,
-    /// Where.
-    pub storage: CheckpointStorage,
+    /// Its plan (its fingerprint and operators go into every checkpoint's metadata).
+    pub plan: JobGraph,
+    /// Periodic checkpoints; `None`: savepoints only.
+    pub config: Option<CheckpointConfig>,
+    /// Where periodic checkpoints go.
+    pub storage: Option<CheckpointStorage>,
     /// The checkpoint the job restored from, if any.
     pub restored_from: Option<u64>,
+    /// Told when a stop-with-savepoint completed.
+    pub on_stopped: Option<OnStopped>,
+}
+
+/// A savepoint someone waits for.
+struct SavepointRequest {
+    dir: PathBuf,
+    stop: Option<StopMode>,
+    reply: RpcReplyPort<Result<PathBuf>>,
+}
+
+/// A savepoint in flight.
+struct PendingSavepoint {
+    target: PathBuf,
+    stop: Option<StopMode>,
+    reply: RpcReplyPort<Result<PathBuf>>,
 }
 
 struct Pending {
@@ -103,17 +169,35 @@ struct Pending {
     started: Instant,
     handles: BTreeMap<(usize, usize), TaskStateHandle>,
     alignment_ms: u64,
+    /// The subtasks whose input had ended when they took their snapshot.
+    finished: HashSet<(usize, usize)>,
+    savepoint: Option<PendingSavepoint>,
+}
+
+impl Pending {
+    /// Every source's input had ended before its barrier, so every subtask's before its
+    /// snapshot: this checkpoint holds the job's final state, and is its last.
+    fn is_final(&self, sources: &[&CoordinatedTask]) -> bool {
+        !sources.is_empty() && sources.iter().all(|t| self.finished.contains(&(t.execution.vertex, t.execution.index)))
+    }
 }
 
 /// The coordinator's state.
 pub struct CoordinatorState {
     args: CoordinatorArgs,
+    operators: Vec<OperatorMetadata>,
     tasks: Vec<CoordinatedTask>,
     finished: HashSet<ExecutionId>,
+    input_ended: HashSet<ExecutionId>,
     next_id: u64,
     pending: Option<Pending>,
+    queued: Option<SavepointRequest>,
     generation: u64,
     last_trigger: Option<Instant>,
+    /// The previous checkpoint failed: the next waits a whole interval, even at the end.
+    last_failed: bool,
+    /// The job's last checkpoint completed: nothing more is triggered.
+    ending: bool,
     stats: CheckpointStats,
 }
 
@@ -124,18 +208,37 @@ impl CoordinatorState {
     fn send(&self, control: TaskControl, only_sources: bool) {
         for task in &self.tasks {
             if (!only_sources || task.source) && !self.finished.contains(&task.execution) {
-                let _ = task.executor.cast(TaskExecutorMessage::Control(task.execution, control));
+                let _ = task.executor.cast(TaskExecutorMessage::Control(task.execution, control.clone()));
             }
         }
     }
 
-    /// Schedules the next trigger after the interval (from the last trigger) and the minimum
-    /// pause (from now).
+    fn running_sources(&self) -> impl Iterator<Item = &CoordinatedTask> {
+        self.tasks.iter().filter(|t| t.source && !self.finished.contains(&t.execution))
+    }
+
+    /// Every source reported the end of its input.
+    fn sources_ended(&self) -> bool {
+        let mut sources = self.tasks.iter().filter(|t| t.source).peekable();
+        sources.peek().is_some() && sources.all(|t| self.input_ended.contains(&t.execution))
+    }
+
+    /// Schedules the next periodic checkpoint: after the interval (from the last trigger) and
+    /// the minimum pause (from now); right after the minimum pause once every source ended
+    /// (the final checkpoint), unless the previous one failed.
     fn schedule(&mut self, myself: &ActorRef<CoordinatorMessage>) {
+        let Some(config) = &self.args.config else { return };
+        if self.ending {
+            return;
+        }
         self.generation += 1;
         let generation = self.generation;
-        let since_trigger = self.last_trigger.map(|t| t.elapsed()).unwrap_or_default();
-        let wait = self.args.config.interval.saturating_sub(since_trigger).max(self.args.config.min_pause);
+        let wait = if self.sources_ended() && !self.last_failed {
+            config.min_pause
+        } else {
+            let since_trigger = self.last_trigger.map(|t| t.elapsed()).unwrap_or_default();
+            config.interval.saturating_sub(since_trigger).max(config.min_pause)
+        };
         myself.send_after(wait, move || CoordinatorMessage::Trigger(generation));
     }
 
@@ -151,28 +254,122 @@ impl CoordinatorState {
         self.stats.history.drain(..excess);
     }
 
-    /// Aborts the checkpoint in flight, if any, and schedules the next one.
-    fn abort(&mut self, myself: &ActorRef<CoordinatorMessage>, reason: String) {
-        if let Some(p) = self.pending.take() {
-            self.discard(p.id, p.started, p.alignment_ms, reason);
+    /// Why a savepoint cannot be taken now, if it cannot.
+    fn refuse_savepoint(&self) -> Option<String> {
+        if self.tasks.is_empty() {
+            return Some("the job is not running (it is being deployed or restarting)".into());
         }
-        self.schedule(myself);
+        if self.ending {
+            return Some("the job is ending: its last checkpoint completed".into());
+        }
+        if let Some(done) = self.tasks.iter().find(|t| self.finished.contains(&t.execution)) {
+            return Some(format!(
+                "subtask {} of vertex {} has ended, and its state with it (without periodic checkpoints, a subtask \
+                 does not wait for the job's end); run the job with --checkpoint-interval to take savepoints until it ends",
+                done.execution.index, done.execution.vertex
+            ));
+        }
+        if self.pending.as_ref().is_some_and(|p| p.savepoint.is_some()) || self.queued.is_some() {
+            return Some("another savepoint is in progress".into());
+        }
+        None
     }
 
-    /// Deletes a failed checkpoint, tells the subtasks and records it.
-    fn discard(&mut self, id: u64, started: Instant, alignment_ms: u64, reason: String) {
-        warn!(job = %self.args.job, checkpoint = id, %reason, "checkpoint aborted");
-        self.args.storage.discard(id);
-        self.send(TaskControl::CheckpointAborted(id), false);
+    /// Triggers a checkpoint, or the savepoint `request` asks for.
+    fn trigger(&mut self, myself: &ActorRef<CoordinatorMessage>, request: Option<SavepointRequest>) {
+        let id = self.next_id;
+        let triggered_ms = crate::time::wall_clock_ms();
+        let (kind, savepoint) = match request {
+            None => (BarrierKind::Checkpoint, None),
+            Some(SavepointRequest { dir, stop, reply }) => {
+                let target = savepoint_dir(&dir, self.args.job, id);
+                let refused = if target.exists() {
+                    Some(format!("'{}' exists already", target.display()))
+                } else if target.to_str().is_none() {
+                    Some(format!("the directory '{}' is not valid UTF-8", target.display()))
+                } else {
+                    None
+                };
+                if let Some(reason) = refused {
+                    let _ = reply.send(Err(WeirError::Savepoint(reason)));
+                    return self.schedule(myself);
+                }
+                let kind = BarrierKind::Savepoint { target: target.to_str().expect("checked").to_owned(), stop };
+                (kind, Some(PendingSavepoint { target, stop, reply }))
+            }
+        };
+        self.next_id += 1;
+        self.pending = Some(Pending {
+            id,
+            triggered_ms,
+            started: Instant::now(),
+            handles: BTreeMap::new(),
+            alignment_ms: 0,
+            finished: HashSet::new(),
+            savepoint,
+        });
+        self.stats.in_progress = Some(id);
+        self.last_trigger = Some(Instant::now());
+        debug!(job = %self.args.job, checkpoint = id, ?kind, "triggering");
+        self.send(
+            TaskControl::TriggerCheckpoint(CheckpointBarrier { checkpoint_id: id, timestamp_ms: triggered_ms, kind }),
+            true,
+        );
+        let timeout = self.args.config.as_ref().map_or(SAVEPOINT_TIMEOUT, |c| c.timeout);
+        myself.send_after(timeout, move || CoordinatorMessage::Timeout(id));
+    }
+
+    /// Aborts the checkpoint in flight, if any, and goes on with the next one.
+    fn abort(&mut self, myself: &ActorRef<CoordinatorMessage>, reason: String) {
+        if let Some(p) = self.pending.take() {
+            self.discard(p, reason);
+        }
+        self.next(myself);
+    }
+
+    /// Deletes a failed checkpoint, tells the subtasks and whoever waits, and records it.
+    fn discard(&mut self, p: Pending, reason: String) {
+        warn!(job = %self.args.job, checkpoint = p.id, %reason, "checkpoint aborted");
+        self.last_failed = true;
+        let savepoint = p.savepoint.map(|s| {
+            if let Err(e) = std::fs::remove_dir_all(&s.target)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                warn!(checkpoint = p.id, "cannot delete '{}': {e}", s.target.display());
+            }
+            let _ = s.reply.send(Err(WeirError::Savepoint(format!("savepoint {} failed: {reason}", p.id))));
+            s.target
+        });
+        if savepoint.is_none()
+            && let Some(storage) = &self.args.storage
+        {
+            storage.discard(p.id);
+        }
+        self.send(TaskControl::CheckpointAborted(p.id), false);
         self.stats.in_progress = None;
         self.record(CheckpointRecord {
-            id,
+            id: p.id,
             status: "FAILED".into(),
-            duration_ms: started.elapsed().as_millis() as u64,
+            duration_ms: p.started.elapsed().as_millis() as u64,
             bytes: 0,
-            alignment_ms,
+            alignment_ms: p.alignment_ms,
             failure: Some(reason),
+            savepoint,
         });
+    }
+
+    /// After a checkpoint: the savepoint waiting for it, or the next periodic one.
+    fn next(&mut self, myself: &ActorRef<CoordinatorMessage>) {
+        match self.queued.take() {
+            Some(request) => match self.refuse_savepoint() {
+                Some(reason) => {
+                    let _ = request.reply.send(Err(WeirError::Savepoint(reason)));
+                    self.schedule(myself);
+                }
+                None => self.trigger(myself, Some(request)),
+            },
+            None => self.schedule(myself),
+        }
     }
 
     async fn complete(&mut self, myself: &ActorRef<CoordinatorMessage>) {
@@ -181,36 +378,63 @@ impl CoordinatorState {
             version: CheckpointMetadata::VERSION,
             job: self.args.job,
             checkpoint: p.id,
-            fingerprint: self.args.fingerprint,
+            savepoint: p.savepoint.is_some(),
+            fingerprint: self.args.plan.fingerprint,
+            max_parallelism: self.args.plan.max_parallelism,
             triggered_ms: p.triggered_ms,
             duration_ms: p.started.elapsed().as_millis() as u64,
-            tasks: p.handles.into_values().collect(),
+            operators: self.operators.clone(),
+            tasks: p.handles.values().cloned().collect(),
         };
-        let (storage, retained, meta) = (self.args.storage.clone(), self.args.config.retained, metadata.clone());
-        let written: Result<crate::Result<()>, _> = tokio::task::spawn_blocking(move || {
-            storage.write_metadata(&meta)?;
-            storage.prune(retained);
-            crate::Result::Ok(())
-        })
-        .await;
+        let target = p.savepoint.as_ref().map(|s| s.target.clone());
+        let (storage, retained, meta) =
+            (self.args.storage.clone(), self.args.config.as_ref().map(|c| c.retained), metadata.clone());
+        let written: std::result::Result<Result<()>, _> =
+            tokio::task::spawn_blocking(move || match (&target, storage) {
+                // A savepoint is the user's: never pruned.
+                (Some(target), _) => write_metadata_in(target, &meta),
+                (None, Some(storage)) => {
+                    storage.write_metadata(&meta)?;
+                    storage.prune(retained.unwrap_or(1));
+                    Ok(())
+                }
+                (None, None) => Err(WeirError::runtime("a checkpoint without checkpoint storage")),
+            })
+            .await;
         self.stats.in_progress = None;
-        match written {
-            Ok(Ok(())) => {
-                info!(job = %self.args.job, checkpoint = p.id, bytes = metadata.bytes(), ms = metadata.duration_ms, "checkpoint completed");
-                self.send(TaskControl::CheckpointComplete(p.id), false);
-                self.record(CheckpointRecord {
-                    id: p.id,
-                    status: "COMPLETED".into(),
-                    duration_ms: metadata.duration_ms,
-                    bytes: metadata.bytes(),
-                    alignment_ms: p.alignment_ms,
-                    failure: None,
-                });
-            }
-            Ok(Err(e)) => self.discard(p.id, p.started, p.alignment_ms, format!("cannot write its metadata: {e}")),
-            Err(e) => self.discard(p.id, p.started, p.alignment_ms, format!("the metadata task failed: {e}")),
+        let failure = match written {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("cannot write its metadata: {e}")),
+            Err(e) => Some(format!("the metadata task failed: {e}")),
+        };
+        if let Some(reason) = failure {
+            self.discard(p, reason);
+            return self.next(myself);
         }
-        self.schedule(myself);
+        self.last_failed = false;
+        let stop = p.savepoint.as_ref().and_then(|s| s.stop);
+        let sources: Vec<&CoordinatedTask> = self.running_sources().collect();
+        let end = p.is_final(&sources) || stop.is_some();
+        info!(job = %self.args.job, checkpoint = p.id, bytes = metadata.bytes(), ms = metadata.duration_ms, savepoint = p.savepoint.is_some(), end, "checkpoint completed");
+        if let (Some(s), Some(_), Some(on_stopped)) = (&p.savepoint, stop, &self.args.on_stopped) {
+            on_stopped(s.target.clone());
+        }
+        self.ending |= end;
+        let commit = p.savepoint.is_none() || end;
+        self.send(TaskControl::CheckpointComplete { checkpoint: p.id, commit, end }, false);
+        self.record(CheckpointRecord {
+            id: p.id,
+            status: "COMPLETED".into(),
+            duration_ms: metadata.duration_ms,
+            bytes: metadata.bytes(),
+            alignment_ms: p.alignment_ms,
+            failure: None,
+            savepoint: p.savepoint.as_ref().map(|s| s.target.clone()),
+        });
+        if let Some(s) = p.savepoint {
+            let _ = s.reply.send(Ok(s.target));
+        }
+        self.next(myself);
     }
 
     fn expected(&self) -> usize {
@@ -228,17 +452,24 @@ impl Actor for CheckpointCoordinator {
         _myself: ActorRef<Self::Msg>,
         args: CoordinatorArgs,
     ) -> Result<CoordinatorState, ActorProcessingErr> {
-        // Ids keep growing across restarts of the job and of this actor: never reuse one.
-        let next_id = args.storage.completed().last().map_or(1, |n| n + 1).max(args.restored_from.map_or(1, |n| n + 1));
+        // Ids keep growing across restarts of the job and of this actor, and after the
+        // savepoint a job resumed from: never reuse one.
+        let stored = args.storage.as_ref().and_then(|s| s.completed().last().copied()).map_or(1, |n| n + 1);
+        let next_id = stored.max(args.restored_from.map_or(1, |n| n + 1));
         let stats = CheckpointStats { restored_from: args.restored_from, ..Default::default() };
         Ok(CoordinatorState {
+            operators: OperatorMetadata::of_plan(&args.plan),
             args,
             tasks: Vec::new(),
             finished: HashSet::new(),
+            input_ended: HashSet::new(),
             next_id,
             pending: None,
+            queued: None,
             generation: 0,
             last_trigger: None,
+            last_failed: false,
+            ending: false,
             stats,
         })
     }
@@ -253,6 +484,8 @@ impl Actor for CheckpointCoordinator {
             CoordinatorMessage::Deployed(tasks) => {
                 state.tasks = tasks;
                 state.finished.clear();
+                state.input_ended.clear();
+                state.ending = false;
                 state.last_trigger = Some(Instant::now());
                 state.schedule(&myself);
             }
@@ -260,61 +493,79 @@ impl Actor for CheckpointCoordinator {
                 // No reschedule: triggers resume with the next deployment.
                 state.generation += 1;
                 if let Some(p) = state.pending.take() {
-                    state.discard(p.id, p.started, p.alignment_ms, "the job is failing over".into());
+                    state.discard(p, "the job is failing over".into());
+                }
+                if let Some(request) = state.queued.take() {
+                    let _ = request.reply.send(Err(WeirError::Savepoint("the job is failing over".into())));
                 }
                 state.tasks.clear();
             }
             CoordinatorMessage::Finished(execution) => {
                 state.finished.insert(execution);
-                // A pending checkpoint no longer waits for it.
-                if let Some(p) = &state.pending
-                    && p.handles.len() >= state.expected()
-                {
+                let Some(p) = &state.pending else { return Ok(()) };
+                if !p.handles.contains_key(&(execution.vertex, execution.index)) {
+                    // Its state would be missing (possible only without periodic checkpoints,
+                    // where subtasks end with their input).
+                    let reason =
+                        format!("subtask {} of vertex {} ended before it took part", execution.index, execution.vertex);
+                    state.abort(&myself, reason);
+                } else if p.handles.len() >= state.expected() {
                     state.complete(&myself).await;
                 }
             }
             CoordinatorMessage::Trigger(generation) => {
-                if generation != state.generation || state.pending.is_some() || state.tasks.is_empty() {
+                let idle = generation != state.generation || state.pending.is_some() || state.ending;
+                if idle || state.running_sources().next().is_none() {
                     return Ok(());
                 }
-                if !state.tasks.iter().any(|t| t.source && !state.finished.contains(&t.execution)) {
-                    debug!(job = %state.args.job, "every source finished: no more checkpoints");
+                state.trigger(&myself, None);
+            }
+            CoordinatorMessage::TriggerSavepoint { dir, stop, reply } => {
+                if let Some(reason) = state.refuse_savepoint() {
+                    let _ = reply.send(Err(WeirError::Savepoint(reason)));
                     return Ok(());
                 }
-                let id = state.next_id;
-                state.next_id += 1;
-                let triggered_ms = crate::time::wall_clock_ms();
-                state.pending = Some(Pending {
-                    id,
-                    triggered_ms,
-                    started: Instant::now(),
-                    handles: BTreeMap::new(),
-                    alignment_ms: 0,
-                });
-                state.stats.in_progress = Some(id);
-                state.last_trigger = Some(Instant::now());
-                debug!(job = %state.args.job, checkpoint = id, "triggering checkpoint");
-                state.send(
-                    TaskControl::TriggerCheckpoint(CheckpointBarrier { checkpoint_id: id, timestamp_ms: triggered_ms }),
-                    true,
-                );
-                myself.send_after(state.args.config.timeout, move || CoordinatorMessage::Timeout(id));
+                let request = SavepointRequest { dir, stop, reply };
+                if state.pending.is_some() {
+                    state.queued = Some(request); // right after the checkpoint in flight
+                } else {
+                    state.generation += 1; // the periodic trigger is scheduled again after it
+                    state.trigger(&myself, Some(request));
+                }
             }
             CoordinatorMessage::Timeout(id) => {
                 if state.pending.as_ref().is_some_and(|p| p.id == id) {
-                    let timeout = state.args.config.timeout;
+                    let timeout = state.args.config.as_ref().map_or(SAVEPOINT_TIMEOUT, |c| c.timeout);
                     state.abort(&myself, format!("not complete within the timeout of {timeout:?}"));
                 }
             }
-            CoordinatorMessage::Ack(execution, ack) => {
-                let current = state.tasks.iter().any(|t| t.execution == execution);
-                let Some(p) = state.pending.as_mut().filter(|p| p.id == ack.checkpoint && current) else {
-                    return Ok(()); // late or stale
+            CoordinatorMessage::Event(execution, event) => {
+                if !state.tasks.iter().any(|t| t.execution == execution) {
+                    return Ok(()); // stale
+                }
+                let ack = match event {
+                    CheckpointEvent::Ack(ack) => ack,
+                    CheckpointEvent::InputEnded => {
+                        state.input_ended.insert(execution);
+                        // The final checkpoint: right away, not an interval later.
+                        if state.sources_ended() && state.pending.is_none() && state.queued.is_none() {
+                            state.schedule(&myself);
+                        }
+                        return Ok(());
+                    }
+                };
+                let Some(p) = state.pending.as_mut().filter(|p| p.id == ack.checkpoint) else {
+                    return Ok(()); // late
                 };
                 match ack.handle {
                     Ok(handle) => {
                         p.alignment_ms = p.alignment_ms.max(ack.alignment_ms);
                         p.handles.insert((execution.vertex, execution.index), handle);
+                        if ack.finished {
+                            p.finished.insert((execution.vertex, execution.index));
+                            // Also known this way after this actor restarted.
+                            state.input_ended.insert(execution);
+                        }
                         if p.handles.len() >= state.expected() {
                             state.complete(&myself).await;
                         }

@@ -8,7 +8,8 @@ use crate::checkpoint::{CheckpointMetadata, RestoreFrom, TaskSnapshot, TaskState
 use crate::error::{Result, WeirError};
 use crate::job::JobId;
 
-const METADATA: &str = "_metadata";
+/// The file whose presence makes a checkpoint (or savepoint) complete.
+pub(crate) const METADATA: &str = "_metadata";
 
 /// The checkpoints of one job: `<root>/<job>/chk-<n>/…`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -22,6 +23,62 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> WeirError {
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     crate::durable::write_atomically(path, bytes).map_err(|(what, at, e)| io(what, &at, e))
+}
+
+/// Stores one subtask's state in checkpoint directory `dir` (blocking: call it off the
+/// processing loop).
+pub(crate) fn write_task_in(dir: &Path, snapshot: &TaskSnapshot) -> Result<TaskStateHandle> {
+    let file = format!("{}-{}", snapshot.vertex, snapshot.subtask);
+    let path = dir.join(&file);
+    let bytes =
+        postcard::to_allocvec(snapshot).map_err(|e| WeirError::runtime(format!("cannot encode a snapshot: {e}")))?;
+    write_atomically(&path, &bytes)?;
+    let operators = snapshot.operators.iter().filter(|s| !s.is_empty()).map(|s| s.node).collect();
+    Ok(TaskStateHandle {
+        vertex: snapshot.vertex,
+        subtask: snapshot.subtask,
+        file,
+        bytes: bytes.len() as u64,
+        operators,
+    })
+}
+
+/// Completes the checkpoint in `dir` by writing its `_metadata`, last.
+pub(crate) fn write_metadata_in(dir: &Path, metadata: &CheckpointMetadata) -> Result<()> {
+    let json =
+        serde_json::to_vec_pretty(metadata).map_err(|e| WeirError::runtime(format!("cannot encode metadata: {e}")))?;
+    write_atomically(&dir.join(METADATA), &json)
+}
+
+/// Reads the `_metadata` of the checkpoint in `dir`; a missing or corrupt file, or one of
+/// another format version, is an error naming it.
+pub(crate) fn read_metadata_in(dir: &Path) -> Result<CheckpointMetadata> {
+    let path = dir.join(METADATA);
+    let bytes = std::fs::read(&path).map_err(|e| io("read", &path, e))?;
+    let metadata: CheckpointMetadata = serde_json::from_slice(&bytes)
+        .map_err(|e| WeirError::runtime(format!("checkpoint file '{}' is corrupt: {e}", path.display())))?;
+    if metadata.version != CheckpointMetadata::VERSION {
+        return Err(WeirError::runtime(format!(
+            "checkpoint file '{}' is in format {} (this build reads format {})",
+            path.display(),
+            metadata.version,
+            CheckpointMetadata::VERSION
+        )));
+    }
+    Ok(metadata)
+}
+
+/// Reads one subtask's state of checkpoint `checkpoint` in `dir`; a missing or corrupt file
+/// is an error naming it.
+pub(crate) fn read_task_in(dir: &Path, checkpoint: u64, handle: &TaskStateHandle) -> Result<TaskSnapshot> {
+    let path = dir.join(&handle.file);
+    let bytes = std::fs::read(&path).map_err(|e| io("read", &path, e))?;
+    let snapshot: TaskSnapshot = postcard::from_bytes(&bytes)
+        .map_err(|e| WeirError::runtime(format!("checkpoint file '{}' is corrupt: {e}", path.display())))?;
+    if (snapshot.checkpoint, snapshot.vertex, snapshot.subtask) != (checkpoint, handle.vertex, handle.subtask) {
+        return Err(WeirError::runtime(format!("checkpoint file '{}' holds another subtask's state", path.display())));
+    }
+    Ok(snapshot)
 }
 
 impl CheckpointStorage {
@@ -47,35 +104,23 @@ impl CheckpointStorage {
 
     /// Stores one subtask's state (blocking: call it off the processing loop).
     pub fn write_task(&self, snapshot: &TaskSnapshot) -> Result<TaskStateHandle> {
-        let file = format!("{}-{}", snapshot.vertex, snapshot.subtask);
-        let path = self.checkpoint_dir(snapshot.checkpoint).join(&file);
-        let bytes = postcard::to_allocvec(snapshot)
-            .map_err(|e| WeirError::runtime(format!("cannot encode a snapshot: {e}")))?;
-        write_atomically(&path, &bytes)?;
-        Ok(TaskStateHandle { vertex: snapshot.vertex, subtask: snapshot.subtask, file, bytes: bytes.len() as u64 })
+        write_task_in(&self.checkpoint_dir(snapshot.checkpoint), snapshot)
     }
 
     /// Completes checkpoint `metadata.checkpoint` by writing its `_metadata`, last.
     pub fn write_metadata(&self, metadata: &CheckpointMetadata) -> Result<()> {
-        let path = self.checkpoint_dir(metadata.checkpoint).join(METADATA);
-        let json = serde_json::to_vec_pretty(metadata)
-            .map_err(|e| WeirError::runtime(format!("cannot encode metadata: {e}")))?;
-        write_atomically(&path, &json)
+        write_metadata_in(&self.checkpoint_dir(metadata.checkpoint), metadata)
     }
 
     /// Reads checkpoint `n`'s metadata; a missing or corrupt file is an error naming it.
     pub fn read_metadata(&self, n: u64) -> Result<CheckpointMetadata> {
-        let path = self.checkpoint_dir(n).join(METADATA);
-        let bytes = std::fs::read(&path).map_err(|e| io("read", &path, e))?;
-        let metadata: CheckpointMetadata = serde_json::from_slice(&bytes)
-            .map_err(|e| WeirError::runtime(format!("checkpoint file '{}' is corrupt: {e}", path.display())))?;
-        if metadata.checkpoint != n || metadata.version != CheckpointMetadata::VERSION {
+        let dir = self.checkpoint_dir(n);
+        let metadata = read_metadata_in(&dir)?;
+        if metadata.checkpoint != n {
             return Err(WeirError::runtime(format!(
-                "checkpoint file '{}' describes checkpoint {} in format {} (expected {n} in format {})",
-                path.display(),
-                metadata.checkpoint,
-                metadata.version,
-                CheckpointMetadata::VERSION
+                "checkpoint file '{}' describes checkpoint {} (expected {n})",
+                dir.join(METADATA).display(),
+                metadata.checkpoint
             )));
         }
         Ok(metadata)
@@ -83,17 +128,7 @@ impl CheckpointStorage {
 
     /// Reads one subtask's state; a missing or corrupt file is an error naming it.
     pub fn read_task(&self, checkpoint: u64, handle: &TaskStateHandle) -> Result<TaskSnapshot> {
-        let path = self.checkpoint_dir(checkpoint).join(&handle.file);
-        let bytes = std::fs::read(&path).map_err(|e| io("read", &path, e))?;
-        let snapshot: TaskSnapshot = postcard::from_bytes(&bytes)
-            .map_err(|e| WeirError::runtime(format!("checkpoint file '{}' is corrupt: {e}", path.display())))?;
-        if (snapshot.checkpoint, snapshot.vertex, snapshot.subtask) != (checkpoint, handle.vertex, handle.subtask) {
-            return Err(WeirError::runtime(format!(
-                "checkpoint file '{}' holds another subtask's state",
-                path.display()
-            )));
-        }
-        Ok(snapshot)
+        read_task_in(&self.checkpoint_dir(checkpoint), checkpoint, handle)
     }
 
     /// Ids of the completed checkpoints (those with a `_metadata`), ascending.
@@ -126,7 +161,7 @@ impl CheckpointStorage {
                 Ok(metadata)
             });
             match valid {
-                Ok(metadata) => return Some(RestoreFrom { dir: self.checkpoint_dir(n), metadata }),
+                Ok(metadata) => return Some(RestoreFrom::same_plan(self.checkpoint_dir(n), metadata)),
                 Err(e) => warn!(checkpoint = n, "cannot restore from checkpoint {n}: {e}; trying an older one"),
             }
         }

@@ -45,12 +45,24 @@ pub enum DispatcherMessage {
     Cancel(JobId, RpcReplyPort<Result<()>>),
     /// A JobMaster reports its job's end.
     Terminated(Box<JobResult>),
-    /// A running job's checkpoint statistics (`None`: it takes no checkpoints or ended).
+    /// A running job's checkpoint and savepoint statistics (`None`: it ended).
     CheckpointStats(JobId, RpcReplyPort<Option<CheckpointStats>>),
     /// The ResourceManager was restarted: every JobMaster reconnects.
     ResourceManagerRestarted,
     /// A running job's JobMaster (fault injection and tests).
     JobMaster(JobId, RpcReplyPort<Option<ActorRef<JobMasterMessage>>>),
+    /// Take a savepoint of a running job into a directory under `dir` (stopping it after,
+    /// if `stop`); the reply is the savepoint's directory.
+    TriggerSavepoint {
+        /// The job.
+        job: JobId,
+        /// Where savepoints go.
+        dir: std::path::PathBuf,
+        /// Stop the job after the savepoint, draining or not.
+        stop: Option<crate::checkpoint::StopMode>,
+        /// The savepoint's directory, or why there is none.
+        reply: RpcReplyPort<Result<std::path::PathBuf>>,
+    },
 }
 
 /// JobMaster restarts allowed per job within [`JOB_MASTER_RESTART_WINDOW`].
@@ -334,6 +346,18 @@ impl Actor for DispatcherActor {
                 }
                 None => {
                     let _ = reply.send(None);
+                }
+            },
+            DispatcherMessage::TriggerSavepoint { job, dir, stop, reply } => match state.jobs.get(&job) {
+                None => {
+                    let _ = reply.send(Err(unknown(job)));
+                }
+                Some(Job { master: Some(master), .. }) => {
+                    let _ = master.cast(JobMasterMessage::TriggerSavepoint { dir, stop, reply });
+                }
+                Some(Job { result, .. }) => {
+                    let status = result.as_ref().map_or(JobStatus::Running, |r| r.details.status);
+                    let _ = reply.send(Err(WeirError::Savepoint(format!("job {job} has ended ({status})"))));
                 }
             },
             DispatcherMessage::Terminated(result) => {

@@ -12,6 +12,12 @@
 //! numbers fence messages and channels of older executions. When the strategy is exhausted,
 //! the job fails with the last cause.
 //!
+//! A job started from a savepoint restores it at its first deployment, and falls back to it
+//! on a failover while it has no checkpoint of its own. Once a stop-with-savepoint completed,
+//! a failure does not restart the job (its state is in the savepoint, and a restart from an
+//! older checkpoint would replay what the savepoint committed): the job fails, naming the
+//! savepoint.
+//!
 //! A JobMaster that is started again (by its Dispatcher, after it failed or was killed, or in
 //! a restarted JobManager) runs a new generation: its attempt numbers start at
 //! [`first_attempt`]`(generation)`, above every attempt of its predecessors, and before it
@@ -20,9 +26,10 @@
 //!
 //! ## Supervision
 //!
-//! Child: the job's CheckpointCoordinator (when it checkpoints). If it fails or is killed, it
-//! is started again; it finds the next checkpoint id from the checkpoint storage, and is told
-//! the current deployment, so at most the checkpoint in flight is lost.
+//! Child: the job's CheckpointCoordinator (every job has one: savepoints need it). If it
+//! fails or is killed, it is started again; it finds the next checkpoint id from the
+//! checkpoint storage, and is told the current deployment, so at most the checkpoint in
+//! flight is lost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +38,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+use crate::checkpoint::RestoreFrom;
 use crate::checkpoint::coordinator::{
     CheckpointCoordinator, CheckpointStats, CoordinatedTask, CoordinatorArgs, CoordinatorMessage,
 };
@@ -84,8 +92,19 @@ pub enum JobMasterMessage {
     Cancel,
     /// The job's details.
     Details(RpcReplyPort<JobDetails>),
-    /// A subtask stored its state for a checkpoint.
-    CheckpointAck(ExecutionId, crate::checkpoint::CheckpointAck),
+    /// A subtask stored its state for a checkpoint, or its input ended.
+    Checkpoint(ExecutionId, crate::checkpoint::CheckpointEvent),
+    /// Take a savepoint into a directory under `dir`, stopping the job after it if `stop`.
+    TriggerSavepoint {
+        /// Where savepoints go.
+        dir: std::path::PathBuf,
+        /// Stop the job after the savepoint, draining or not.
+        stop: Option<crate::checkpoint::StopMode>,
+        /// The savepoint's directory, or why there is none.
+        reply: RpcReplyPort<crate::Result<std::path::PathBuf>>,
+    },
+    /// A stop-with-savepoint completed (its directory): the job ends now.
+    StoppedWithSavepoint(std::path::PathBuf),
     /// Timer: redeploy after a failure (stamped with the failed attempt).
     Restart(u32),
     /// The job's checkpoint statistics.
@@ -141,6 +160,10 @@ pub struct JobMasterState {
     storage: Option<CheckpointStorage>,
     coordinator: Option<ActorRef<CoordinatorMessage>>,
     restored_from: Option<u64>,
+    /// The savepoint the job started from.
+    savepoint: Option<Arc<RestoreFrom>>,
+    /// A stop-with-savepoint completed: no more restarts.
+    stopped_with: Option<std::path::PathBuf>,
     /// Restarts so far, and when each failure happened.
     restarts: u32,
     failures: Vec<Instant>,
@@ -241,6 +264,13 @@ impl JobMasterState {
         if self.status == JobStatus::Restarting {
             return; // the restart already under way covers this one (a consequence, mostly)
         }
+        if let Some(savepoint) = &self.stopped_with {
+            let cause = format!(
+                "{cause} (after the job stopped with savepoint '{}', which holds its state)",
+                savepoint.display()
+            );
+            return self.stop_tasks(JobStatus::Failing, Some(cause));
+        }
         if self.status == JobStatus::Running {
             let now = Instant::now();
             self.failures.push(now);
@@ -312,8 +342,9 @@ impl JobMasterState {
         })??;
         self.slots = slots;
         self.status = JobStatus::Running;
-        // After a failover: the latest checkpoint that reads back whole.
-        let restore = self.storage.as_ref().and_then(|s| s.latest_valid(self.job.graph.fingerprint)).map(Arc::new);
+        // The latest checkpoint that reads back whole, else the savepoint the job started from.
+        let latest = self.storage.as_ref().and_then(|s| s.latest_valid(self.job.graph.fingerprint)).map(Arc::new);
+        let restore = latest.or_else(|| self.savepoint.clone());
         self.restored_from = restore.as_ref().map(|r| r.metadata.checkpoint).or(self.restored_from);
         if let Some(r) = &restore {
             info!(job = %self.job.id, checkpoint = r.metadata.checkpoint, attempt = self.attempt, "restoring from checkpoint");
@@ -377,13 +408,16 @@ impl JobMasterState {
     }
 
     async fn start_coordinator(&mut self, myself: &ActorRef<JobMasterMessage>) -> Result<(), WeirError> {
-        let (Some(config), Some(storage)) = (&self.job.config.checkpoints, &self.storage) else { return Ok(()) };
+        let job_master = myself.clone();
         let args = CoordinatorArgs {
             job: self.job.id,
-            fingerprint: self.job.graph.fingerprint,
-            config: config.clone(),
-            storage: storage.clone(),
+            plan: self.job.graph.clone(),
+            config: self.job.config.checkpoints.clone(),
+            storage: self.storage.clone(),
             restored_from: self.restored_from,
+            on_stopped: Some(Box::new(move |dir| {
+                let _ = job_master.cast(JobMasterMessage::StoppedWithSavepoint(dir));
+            })),
         };
         let (coordinator, _) = Actor::spawn_linked(None, CheckpointCoordinator, args, myself.get_cell())
             .await
@@ -426,6 +460,8 @@ impl Actor for JobMasterActor {
             storage: None,
             coordinator: None,
             restored_from: None,
+            savepoint: None,
+            stopped_with: None,
             restarts,
             failures: Vec::new(),
             restart_scheduled: false,
@@ -448,6 +484,20 @@ impl Actor for JobMasterActor {
             });
             state.store.record_history(state.job.id, state.restarts, &state.exceptions);
             state.resource_manager.cast(ResourceManagerMessage::Release(state.job.id));
+        }
+        if let Some(settings) = &state.job.config.savepoint {
+            match RestoreFrom::savepoint(settings, &state.job.graph) {
+                Ok(from) => {
+                    info!(job = %state.job.id, savepoint = %settings.path.display(), "restoring from savepoint");
+                    state.restored_from = Some(from.checkpoint());
+                    state.savepoint = Some(Arc::new(from));
+                }
+                Err(e) => {
+                    state.cause = Some(e.to_string());
+                    state.maybe_end(&myself);
+                    return Ok(());
+                }
+            }
         }
         if let Err(e) = state.start_coordinator(&myself).await {
             state.cause = Some(e.to_string());
@@ -530,12 +580,25 @@ impl Actor for JobMasterActor {
             JobMasterMessage::Details(reply) => {
                 let _ = reply.send(state.details());
             }
-            JobMasterMessage::CheckpointAck(execution, ack) => {
+            JobMasterMessage::Checkpoint(execution, event) => {
                 if execution.attempt == state.attempt
                     && let Some(coordinator) = &state.coordinator
                 {
-                    let _ = coordinator.cast(CoordinatorMessage::Ack(execution, ack));
+                    let _ = coordinator.cast(CoordinatorMessage::Event(execution, event));
                 }
+            }
+            JobMasterMessage::TriggerSavepoint { dir, stop, reply } => match &state.coordinator {
+                Some(coordinator) if state.status == JobStatus::Running => {
+                    let _ = coordinator.cast(CoordinatorMessage::TriggerSavepoint { dir, stop, reply });
+                }
+                _ => {
+                    let why = format!("job {} is {}", state.job.id, state.status);
+                    let _ = reply.send(Err(WeirError::Savepoint(why)));
+                }
+            },
+            JobMasterMessage::StoppedWithSavepoint(dir) => {
+                info!(job = %state.job.id, savepoint = %dir.display(), "stopped with a savepoint");
+                state.stopped_with = Some(dir);
             }
             JobMasterMessage::CheckpointStats(reply) => match &state.coordinator {
                 Some(coordinator) => {

@@ -2,12 +2,14 @@
 //! actors as a real cluster and in-process channels between subtasks. `weir run --local`,
 //! tests and examples run on it.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
 use weir_dataplane::LocalShuffle;
 
+use crate::checkpoint::{RestoreFrom, StopMode};
 use crate::cluster::dispatcher::DispatcherMessage;
 use crate::cluster::job_master::{JobMasterMessage, PreparedJob};
 use crate::cluster::job_store::JobStore;
@@ -98,9 +100,15 @@ impl JobSubmission {
     }
 
     /// Builds the plan as the client does, with the client-side checks (inputs exist,
-    /// outputs are usable). Errors here are the job's arguments' or builder's fault.
+    /// outputs are usable, the savepoint to start from fits the plan). Errors here are the
+    /// job's arguments', builder's or savepoint's fault.
     pub fn prepare(&self) -> Result<PreparedJob> {
-        let graph = build_job(&self.name, &self.builder, &self.args, self.parallelism, true)?;
+        let restoring = self.config.savepoint.is_some();
+        let ctx = crate::source::ValidateContext::new(restoring);
+        let graph = build_job(&self.name, &self.builder, &self.args, self.parallelism, Some(&ctx))?;
+        if let Some(savepoint) = &self.config.savepoint {
+            RestoreFrom::savepoint(savepoint, &graph.job)?;
+        }
         Ok(PreparedJob {
             id: JobId::generate(),
             name: self.name.clone(),
@@ -270,6 +278,19 @@ impl MiniCluster {
     /// A running job's checkpoint statistics.
     pub async fn checkpoint_stats(&self, id: JobId) -> Result<Option<crate::checkpoint::coordinator::CheckpointStats>> {
         self.ask_dispatcher(|reply| DispatcherMessage::CheckpointStats(id, reply)).await
+    }
+
+    /// Takes a savepoint of a running job into a directory under `dir`; returns the
+    /// savepoint's directory once it completed. With `stop`, the job ends after it
+    /// (stop-with-savepoint, draining or not) and ends `FINISHED`.
+    pub async fn savepoint(&self, id: JobId, dir: impl Into<PathBuf>, stop: Option<StopMode>) -> Result<PathBuf> {
+        let dir = dir.into();
+        ask!(self.dispatcher.get(), "the dispatcher", |reply| DispatcherMessage::TriggerSavepoint {
+            job: id,
+            dir,
+            stop,
+            reply
+        })?
     }
 
     /// Fault injection: kills the actor of subtask `index` of vertex `vertex` of a job, as a

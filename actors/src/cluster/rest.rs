@@ -9,6 +9,12 @@
 //! | `GET /taskmanagers`             | every TaskManager's slots                                |
 //! | `POST /jobs`                    | submits `{"job": NAME, "args": [..], "parallelism": N}`  |
 //! | `PATCH /jobs/{id}?mode=cancel`  | cancels a job (`202 {}`)                                 |
+//! | `POST /jobs/{id}/savepoints`    | `{"target-directory": D}` (optional): a savepoint        |
+//! | `POST /jobs/{id}/stop`          | `{"targetDirectory": D, "drain": B}`: stop with savepoint|
+//!
+//! The savepoint calls answer `{"location": PATH}` once the savepoint completed (Flink
+//! answers with a trigger id to poll instead); without a directory they use the cluster's
+//! default savepoint directory. A stopped job ends `FINISHED` shortly after.
 //!
 //! Paths and field names follow Flink's REST API where Flink has them (`slots-total`,
 //! `slotsNumber`, `jid`); statuses use Flink's upper-case spelling (`RUNNING`, `CANCELED`).
@@ -26,11 +32,13 @@
 //!
 //! Every error is `{"errors": ["message"]}` with its status: 400 for a malformed request (a
 //! bad job id, body, argument, or an unknown job name), 401/403 as above, 404 for an unknown
-//! job id or route, 405 for a method a route lacks, 503 when an actor behind the API is not
-//! running or does not answer within 10 seconds.
+//! job id or route, 405 for a method a route lacks, 409 for a savepoint the job cannot take
+//! (not running, another in progress, or it failed), 503 when an actor behind the API is not
+//! running or does not answer within 10 seconds (a savepoint: within 15 minutes).
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -38,12 +46,13 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use ractor::RpcReplyPort;
 use ractor::rpc::CallResult;
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::StopMode;
 use crate::cluster::ComponentRef;
 use crate::cluster::dispatcher::DispatcherMessage;
 use crate::cluster::mini_cluster::JobSubmission;
@@ -55,6 +64,9 @@ use crate::job::{JobArgs, JobId, JobRegistry};
 
 /// How long a handler waits for an actor's answer before answering 503.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a savepoint call waits (the coordinator times a savepoint out after its
+/// checkpoint timeout, 10 minutes by default, and answers first).
+const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// What the REST server answers from.
 #[derive(Clone)]
@@ -67,6 +79,8 @@ pub struct RestState {
     pub registry: JobRegistry,
     /// The bearer token mutating calls must carry; empty refuses every mutating call.
     pub token: String,
+    /// Where savepoints go when a call names no directory.
+    pub savepoint_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for RestState {
@@ -77,6 +91,7 @@ impl fmt::Debug for RestState {
             .field("resource_manager", &self.resource_manager)
             .field("registry", &self.registry)
             .field("token", &"<redacted>")
+            .field("savepoint_dir", &self.savepoint_dir)
             .finish()
     }
 }
@@ -97,6 +112,8 @@ pub fn router(state: RestState) -> Router {
         .route("/jobs/{id}", get(job_details).patch(patch_job))
         .route("/jobs/{id}/checkpoints", get(job_checkpoints))
         .route("/jobs/{id}/exceptions", get(job_exceptions))
+        .route("/jobs/{id}/savepoints", post(trigger_savepoint))
+        .route("/jobs/{id}/stop", post(stop_job))
         .route("/taskmanagers", get(task_managers))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -182,6 +199,30 @@ struct TaskManagerBody {
 #[derive(Serialize)]
 struct SubmitResponseBody {
     jobid: String,
+}
+
+/// Where a completed savepoint is.
+#[derive(Serialize)]
+struct SavepointResponseBody {
+    location: String,
+}
+
+/// The body of `POST /jobs/{id}/savepoints` (Flink's field name).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SavepointRequest {
+    #[serde(default)]
+    target_directory: Option<PathBuf>,
+}
+
+/// The body of `POST /jobs/{id}/stop` (Flink's field names).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct StopRequest {
+    #[serde(default)]
+    target_directory: Option<PathBuf>,
+    #[serde(default)]
+    drain: bool,
 }
 
 /// `{}`: Flink's answer to an accepted cancellation.
@@ -287,6 +328,7 @@ impl From<WeirError> for ApiError {
     fn from(e: WeirError) -> Self {
         let status = match &e {
             WeirError::UnknownJobId(_) => StatusCode::NOT_FOUND,
+            WeirError::Savepoint(_) => StatusCode::CONFLICT,
             // An actor that did not answer, or a cluster short of slots: worth retrying later.
             WeirError::Runtime(_) | WeirError::NoResources(_) => StatusCode::SERVICE_UNAVAILABLE,
             // A job's arguments, builder or inputs: the request's fault.
@@ -406,7 +448,7 @@ async fn job_details(
 }
 
 /// `GET /jobs/{id}/checkpoints`: counts, the latest completed checkpoint, and recent ones
-/// with duration, size and alignment time (`null` counts for a job without checkpoints).
+/// with duration, size and alignment time (savepoints included; `null` counts once the job ended).
 async fn job_checkpoints(
     State(state): State<RestState>,
     id: Result<Path<String>, PathRejection>,
@@ -461,6 +503,77 @@ async fn patch_job(
     let id = parse_job_id(id)?;
     ask(&state.dispatcher, "the dispatcher", |reply| DispatcherMessage::Cancel(id, reply)).await??;
     Ok((StatusCode::ACCEPTED, Json(EmptyBody {})))
+}
+
+/// Parses an optional JSON body (empty means every field's default).
+fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes, route: &str, shape: &str) -> ApiResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid body for POST {route}: {e} (expected {shape})")))
+}
+
+/// Takes the savepoint a call's body asks for (`into` reads its directory and stop mode
+/// from it; without a directory, the default one), after checking the token and job id.
+async fn savepoint<R: serde::de::DeserializeOwned + Default>(
+    state: RestState,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    body: Bytes,
+    (route, shape): (&str, &str),
+    into: impl FnOnce(R) -> (Option<PathBuf>, Option<StopMode>),
+) -> ApiResult<Json<SavepointResponseBody>> {
+    authorize(&headers, &state.token)?;
+    let id = parse_job_id(id)?;
+    let (dir, stop) = into(optional_body(&body, route, shape)?);
+    let dir = dir.or_else(|| state.savepoint_dir.clone()).ok_or_else(|| {
+        ApiError::bad_request("no target directory given, and the cluster has no default savepoint directory")
+    })?;
+    if !dir.is_absolute() {
+        return Err(ApiError::bad_request(format!(
+            "the target directory '{}' is relative: give an absolute path the cluster's nodes reach",
+            dir.display()
+        )));
+    }
+    let message = |reply| DispatcherMessage::TriggerSavepoint { job: id, dir, stop, reply };
+    let path = match state.dispatcher.get().call(message, Some(SAVEPOINT_TIMEOUT)).await {
+        Ok(CallResult::Success(result)) => result?,
+        Ok(CallResult::Timeout) => {
+            return Err(ApiError::unavailable(format!(
+                "the savepoint did not complete within {} s",
+                SAVEPOINT_TIMEOUT.as_secs()
+            )));
+        }
+        Ok(CallResult::SenderError) => return Err(ApiError::unavailable("the dispatcher stopped before answering")),
+        Err(e) => return Err(ApiError::unavailable(format!("the dispatcher is not running: {e}"))),
+    };
+    Ok(Json(SavepointResponseBody { location: path.display().to_string() }))
+}
+
+/// `POST /jobs/{id}/savepoints`: a savepoint of a running job; answers once it completed.
+async fn trigger_savepoint(
+    State(state): State<RestState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> ApiResult<Json<SavepointResponseBody>> {
+    let route = ("/jobs/{id}/savepoints", "{\"target-directory\": DIR} or no body");
+    savepoint(state, headers, id, body, route, |r: SavepointRequest| (r.target_directory, None)).await
+}
+
+/// `POST /jobs/{id}/stop`: stop-with-savepoint; answers once the savepoint completed.
+async fn stop_job(
+    State(state): State<RestState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> ApiResult<Json<SavepointResponseBody>> {
+    let route = ("/jobs/{id}/stop", "{\"targetDirectory\": DIR, \"drain\": BOOL} or no body");
+    savepoint(state, headers, id, body, route, |r: StopRequest| {
+        (r.target_directory, Some(if r.drain { StopMode::Drain } else { StopMode::NoDrain }))
+    })
+    .await
 }
 
 async fn submit_job(

@@ -4,6 +4,12 @@
 //! the actor watches it. When the loop returns an error or panics, the actor fails with that
 //! cause, which reaches its TaskExecutor as a supervision event. When the actor stops or is
 //! killed, dropping its state aborts the loop: no orphaned processing survives its actor.
+//!
+//! A loop that failed just as its actor was stopped (a failover cancelling every subtask)
+//! still reports its failure, not a cancellation: its cause is often the root of the
+//! failover, and the neighbours' "channel closed" errors only its consequence.
+
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::AbortHandle;
@@ -11,7 +17,7 @@ use tracing::{Instrument, debug};
 
 use crate::checkpoint::TaskControl;
 use crate::cluster::job_master::JobMasterMessage;
-use crate::cluster::{ExecutionId, TaskState};
+use crate::cluster::{ExecutionId, Failure, TaskState};
 use crate::error::WeirError;
 use crate::graph::TaskFuture;
 
@@ -53,6 +59,10 @@ pub struct SubtaskState {
     control: tokio::sync::mpsc::UnboundedSender<TaskControl>,
     /// A terminal state was reported (by us or, on failure, by the TaskExecutor).
     reported: bool,
+    /// How the loop ended (`Some(None)`: normally), sent before `Exited` (which a stop may
+    /// overtake).
+    ended: tokio::sync::watch::Receiver<Option<Option<Failure>>>,
+    abort: AbortHandle,
     _task: AbortOnDrop,
 }
 
@@ -84,12 +94,23 @@ impl Actor for SubtaskActor {
             tracing::info_span!("subtask", job = %e.job, vertex = e.vertex, subtask = e.index, attempt = e.attempt);
         let handle = tokio::spawn(args.task.instrument(span));
         let abort = handle.abort_handle();
+        let (ended_tx, ended) = tokio::sync::watch::channel(None);
+        let name = args.name.clone();
         tokio::spawn(async move {
             let exited = match handle.await {
                 Ok(result) => Ok(result),
                 Err(e) if e.is_panic() => Err(panic_message(e.into_panic())),
                 Err(_) => return, // aborted: the actor is already gone
             };
+            let failure = match &exited {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(Failure { message: e.to_string(), secondary: e.is_secondary() }),
+                Err(message) => {
+                    let panic = WeirError::Panic { task: name, message: message.clone() };
+                    Some(Failure { message: panic.to_string(), secondary: false })
+                }
+            };
+            let _ = ended_tx.send(Some(failure));
             let _ = myself.cast(SubtaskMessage::Exited(exited));
         });
         Ok(SubtaskState {
@@ -98,6 +119,8 @@ impl Actor for SubtaskActor {
             job_master: args.job_master,
             control: args.control,
             reported: false,
+            ended,
+            abort: abort.clone(),
             _task: AbortOnDrop(abort),
         })
     }
@@ -148,10 +171,21 @@ impl Actor for SubtaskActor {
 
     async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         if !state.reported {
+            // A loop that has just returned: its result is a wake-up away.
+            let mut outcome = None;
+            if state.abort.is_finished() {
+                let ended = tokio::time::timeout(Duration::from_secs(1), state.ended.wait_for(Option::is_some)).await;
+                outcome = ended.ok().and_then(|r| r.ok().and_then(|ended| (*ended).clone()));
+            }
+            let (task_state, cause) = match outcome {
+                Some(Some(failure)) => (TaskState::Failed, Some(failure)),
+                Some(None) => (TaskState::Finished, None),
+                None => (TaskState::Cancelled, None),
+            };
             let _ = state.job_master.cast(JobMasterMessage::TaskState {
                 execution: state.execution,
-                state: TaskState::Cancelled,
-                cause: None,
+                state: task_state,
+                cause,
             });
         }
         Ok(())

@@ -64,9 +64,9 @@ pub struct TaskDeployment {
     /// Where every slot of the job is, by subtask index (slot sharing: subtask `i` of every
     /// vertex runs in slot `i`).
     pub slots: Arc<Vec<SlotLocation>>,
-    /// Where the job's checkpoints go (when it checkpoints).
+    /// Where the job's periodic checkpoints go (when it takes them).
     pub checkpoints: Option<CheckpointStorage>,
-    /// The checkpoint to restore from (after a failover).
+    /// The checkpoint or savepoint to restore from.
     pub restore: Option<Arc<RestoreFrom>>,
 }
 
@@ -179,7 +179,7 @@ impl TaskExecutorState {
                 ));
             }
         };
-        let graph = build_job(&d.job_name, &builder, &d.args, d.parallelism, false)?;
+        let graph = build_job(&d.job_name, &builder, &d.args, d.parallelism, None)?;
         if graph.job.fingerprint != d.fingerprint {
             return Err(WeirError::Graph(format!(
                 "job '{}' builds a different plan here (fingerprint {}) than the one submitted ({:016x}): the nodes run different builds",
@@ -204,21 +204,20 @@ impl TaskExecutorState {
             graph.job.vertices.get(e.vertex).ok_or_else(|| WeirError::runtime("deployment of an unknown vertex"))?;
         let name = format!("{} ({}/{})", vertex.name, e.index + 1, vertex.parallelism);
         let restored = match &d.restore {
-            Some(from) => Some(Arc::new(restored_state(from, e.vertex, e.index, vertex.parallelism)?)),
+            Some(from) => Some(Arc::new(RestoredState::read(from, vertex, e.index)?)),
             None => None,
         };
-        let checkpoints = d.checkpoints.clone().map(|storage| {
-            // Acknowledgements leave the processing loop on a channel; a small task takes them
-            // to the JobMaster (it ends with the loop, which owns the sending side).
-            let (acks, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let job_master = d.job_master.clone();
-            tokio::spawn(async move {
-                while let Some(ack) = rx.recv().await {
-                    let _ = job_master.cast(JobMasterMessage::CheckpointAck(e, ack));
-                }
-            });
-            CheckpointIo { storage, vertex: e.vertex, acks }
+        // Acknowledgements and end-of-input reports leave the processing loop on a channel; a
+        // small task takes them to the JobMaster (it ends with the loop, which owns the
+        // sending side). Every job can take savepoints, so every subtask has one.
+        let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let job_master = d.job_master.clone();
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                let _ = job_master.cast(JobMasterMessage::Checkpoint(e, event));
+            }
         });
+        let checkpoints = Some(CheckpointIo { storage: d.checkpoints.clone(), vertex: e.vertex, events });
         let (task, control) = build_subtask(SubtaskSpec {
             graph: &graph,
             job: e.job,
@@ -382,26 +381,4 @@ impl Actor for TaskExecutorActor {
 
 fn take(state: &mut TaskExecutorState, cell: &ActorCell) -> Option<Running> {
     state.running.remove(&cell.get_id())
-}
-
-/// Reads the states of vertex `vertex` at the checkpoint, for subtask `index` of
-/// `parallelism` (all of the vertex's files: keyed state is redistributed by key group).
-fn restored_state(from: &RestoreFrom, vertex: usize, index: usize, parallelism: usize) -> Result<RestoredState> {
-    let storage = CheckpointStorage::at(from.dir.parent().expect("a checkpoint lives in its job's directory"));
-    let mut handles: Vec<_> = from.metadata.tasks.iter().filter(|t| t.vertex == vertex).collect();
-    handles.sort_by_key(|t| t.subtask);
-    let mut restored = RestoredState { same_parallelism: handles.len() == parallelism, index, ..Default::default() };
-    for handle in handles {
-        let snapshot = storage.read_task(from.metadata.checkpoint, handle)?;
-        for state in snapshot.operators {
-            let per_node = restored.by_node.entry(state.node).or_default();
-            // Keep the old subtask index as the position (a node absent in one subtask's
-            // snapshot still leaves the others in place).
-            while per_node.len() < handle.subtask {
-                per_node.push(Default::default());
-            }
-            per_node.push(state);
-        }
-    }
-    Ok(restored)
 }

@@ -6,16 +6,23 @@
 //! checkpoint completes everywhere, pending files are committed by an atomic rename to
 //! `part-<subtask>-<n>`. Restoring from a checkpoint commits what it had pre-committed
 //! (idempotently: an already committed file is fine) and deletes what was written after it.
-//! Files whose names start with `.` are therefore never output. Without checkpoints, the file
-//! is committed when the input ends.
+//! Files whose names start with `.` are therefore never output.
 //!
-//! Known gap (until jobs take a final checkpoint after their input ends): a subtask commits
-//! its last file at end of input, so a failure elsewhere after that and before the job ends
-//! would restore and write that subtask's tail again.
+//! The end of input: when the job checkpoints, the last file is not committed when the input
+//! ends but by the job's final checkpoint, which every subtask takes part in after its input
+//! ended (Flink's FLIP-147): it pre-commits the file, and its completion commits it. A
+//! failure anywhere before that restores a checkpoint that has the file pending or not at
+//! all, so the tail is written exactly once. Without checkpoints, the file is committed when
+//! the input ends.
+//!
+//! A stop-with-savepoint pre-commits the current file at the savepoint and commits it when
+//! the savepoint completes; an intermediate savepoint's file stays pending until the next
+//! checkpoint completes (a failover restores checkpoints, not savepoints).
 //!
 //! On the client, before the job runs, the directory is checked: part files of an earlier
-//! run are removed so outputs of two runs never mix, and a directory holding anything else
-//! is refused rather than written into.
+//! run are removed so outputs of two runs never mix (unless the job resumes from a
+//! savepoint: that output is its own), and a directory holding anything else is refused
+//! rather than written into.
 
 use std::collections::BTreeSet;
 use std::fmt::Display;
@@ -28,13 +35,16 @@ use weir_dataplane::Timestamp;
 
 use crate::error::{Result, WeirError};
 use crate::operator::{Data, OpenContext};
-use crate::source::Sink;
+use crate::source::{Sink, ValidateContext};
 
 /// Writes each record's `Display` form as a line.
 #[derive(Debug)]
 pub struct FileSink<T> {
     dir: PathBuf,
     index: usize,
+    parallelism: usize,
+    /// The job checkpoints: the last file waits for the final checkpoint.
+    checkpointing: bool,
     current: Option<(BufWriter<File>, u64)>,
     next_seq: u64,
     /// Pre-committed files: (checkpoint, sequence number).
@@ -63,6 +73,8 @@ impl<T> FileSink<T> {
         FileSink {
             dir: dir.into(),
             index: 0,
+            parallelism: 1,
+            checkpointing: false,
             current: None,
             next_seq: 0,
             pending: Vec::new(),
@@ -95,17 +107,23 @@ impl<T> FileSink<T> {
 
     /// Before the first file of this execution: delete this subtask's uncommitted files that
     /// no checkpoint pre-committed (written after the checkpoint the job restored from).
+    /// Subtask 0 also deletes those of subtasks the job no longer has (it ran at a higher
+    /// parallelism before a restore): every restored subtask committed the restored
+    /// checkpoint's pending files in `restore_state`, so what is left of theirs is not output.
     fn clean(&mut self) -> Result<()> {
         if std::mem::replace(&mut self.cleaned, true) {
             return Ok(());
         }
         let keep: BTreeSet<PathBuf> = self.pending.iter().map(|&(_, seq)| self.pending_file(seq)).collect();
-        let prefix = format!(".part-{}-", self.index);
+        let owned = |name: &str| {
+            let owner = name.strip_prefix(".part-").and_then(|rest| rest.split('-').next()?.parse::<usize>().ok());
+            owner == Some(self.index) || (self.index == 0 && owner.is_some_and(|o| o >= self.parallelism))
+        };
         let entries = std::fs::read_dir(&self.dir)
             .map_err(|e| WeirError::io(format!("cannot list '{}'", self.dir.display()), e))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&prefix) && !keep.contains(&entry.path()) {
+            if owned(&name) && !keep.contains(&entry.path()) {
                 std::fs::remove_file(entry.path())
                     .map_err(|e| WeirError::io(format!("cannot remove '{}'", entry.path().display()), e))?;
             }
@@ -137,7 +155,7 @@ fn rename(from: &Path, to: &Path) -> Result<()> {
 impl<T: Data + Display> Sink for FileSink<T> {
     type In = T;
 
-    fn validate(&self) -> Result<()> {
+    fn validate(&self, ctx: &ValidateContext) -> Result<()> {
         let dir = &self.dir;
         if !dir.exists() {
             return Ok(());
@@ -159,6 +177,9 @@ impl<T: Data + Display> Sink for FileSink<T> {
             }
             parts.push(entry.path());
         }
+        if ctx.restoring() {
+            return Ok(()); // the output so far is the resumed job's own
+        }
         for part in parts {
             std::fs::remove_file(&part)
                 .map_err(|e| WeirError::io(format!("cannot remove old output '{}'", part.display()), e))?;
@@ -170,6 +191,8 @@ impl<T: Data + Display> Sink for FileSink<T> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| WeirError::io(format!("cannot create output directory '{}'", self.dir.display()), e))?;
         self.index = ctx.subtask().index;
+        self.parallelism = ctx.subtask().parallelism;
+        self.checkpointing = ctx.checkpointing();
         Ok(())
     }
 
@@ -236,6 +259,16 @@ impl<T: Data + Display> Sink for FileSink<T> {
 
     fn finish(&mut self) -> Result<()> {
         self.clean()?;
+        if self.checkpointing {
+            // The job's final checkpoint pre-commits the current file; its completion commits.
+            if let Some((writer, seq)) = &mut self.current {
+                let seq = *seq;
+                writer
+                    .flush()
+                    .map_err(|e| WeirError::io(format!("cannot write part {seq} in '{}'", self.dir.display()), e))?;
+            }
+            return Ok(());
+        }
         for (_, seq) in std::mem::take(&mut self.pending) {
             self.commit(seq)?;
         }

@@ -5,6 +5,12 @@
 //! generates the events `i ≡ j (mod p)`. Timestamps advance with `i` and are pulled back by at
 //! most `out_of_order_ms`, which is also the watermark bound, so no record is ever late: the
 //! output of a job is the same at any parallelism and any rate.
+//!
+//! A checkpoint keeps each subtask's position: "the events `i ≡ offset (mod stride)` below
+//! `next` are emitted". Restored at another parallelism, a subtask emits its new residue
+//! class minus every event some old position covers; until it has passed them all, its own
+//! checkpoints carry those inherited positions along, so a second rescale (2 → 3 → 1) still
+//! knows what the first run emitted.
 
 use std::time::Duration;
 
@@ -13,7 +19,7 @@ use weir_dataplane::Timestamp;
 use crate::error::{Result, WeirError};
 use crate::job::JobArgs;
 use crate::operator::OpenContext;
-use crate::source::{Source, SourceContext, SourcePoll, WatermarkStrategy};
+use crate::source::{Source, SourceContext, SourcePoll, ValidateContext, WatermarkStrategy};
 
 /// A generated click.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -131,14 +137,14 @@ pub struct Generator {
     emitted: u64,
     started: Option<tokio::time::Instant>,
     subtask_rate: Option<f64>,
-    /// After a restore at another parallelism: what the old subtasks emitted already.
+    /// After a restore at another parallelism: what earlier subtasks emitted already.
     done: Vec<Position>,
     done_below: u64,
 }
 
 /// A generator subtask's position: it emits the events `offset, offset + stride, …` and has
 /// emitted those below `next`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 struct Position {
     stride: u64,
     offset: u64,
@@ -149,6 +155,14 @@ impl Position {
     fn covers(&self, index: u64) -> bool {
         index < self.next && index % self.stride == self.offset
     }
+}
+
+/// What a checkpoint keeps of a generator subtask: its own position, and the positions of
+/// earlier subtasks (another parallelism) whose events it has not passed yet.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct GeneratorState {
+    position: Position,
+    inherited: Vec<Position>,
 }
 
 impl Generator {
@@ -170,7 +184,7 @@ impl Generator {
 impl Source for Generator {
     type Out = Click;
 
-    fn validate(&self) -> Result<()> {
+    fn validate(&self, _ctx: &ValidateContext) -> Result<()> {
         self.config.check()
     }
 
@@ -216,24 +230,35 @@ impl Source for Generator {
 
     fn snapshot_state(&mut self) -> Result<Vec<u8>> {
         let position = Position { stride: self.stride, offset: self.next % self.stride, next: self.next };
-        postcard::to_allocvec(&position).map_err(|e| WeirError::runtime(format!("cannot encode a position: {e}")))
+        // Once past every inherited event, this subtask's own position covers them.
+        let inherited = if self.next < self.done_below { self.done.clone() } else { Vec::new() };
+        postcard::to_allocvec(&GeneratorState { position, inherited })
+            .map_err(|e| WeirError::runtime(format!("cannot encode a position: {e}")))
     }
 
     fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
-        let positions = states
+        let states = states
             .iter()
-            .map(|b| postcard::from_bytes::<Position>(b))
-            .collect::<std::result::Result<Vec<Position>, _>>()
+            .map(|b| postcard::from_bytes::<GeneratorState>(b))
+            .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| WeirError::runtime(format!("the generator's checkpointed position is corrupt: {e}")))?;
-        match positions.as_slice() {
+        let done: Vec<Position> = match states.as_slice() {
             // The same subtask at the same parallelism: resume where it stood.
-            [p] if p.stride == self.stride && p.offset == self.next % self.stride => self.next = p.next,
-            // Another parallelism: emit what no old subtask emitted.
-            _ => {
-                self.done_below = positions.iter().map(|p| p.next).max().unwrap_or(0);
-                self.done = positions;
+            [own] if own.position.stride == self.stride && own.position.offset == self.next % self.stride => {
+                self.next = own.position.next;
+                own.inherited.clone()
             }
-        }
+            // Another parallelism: emit what no earlier subtask emitted.
+            _ => states.into_iter().flat_map(|s| std::iter::once(s.position).chain(s.inherited)).collect(),
+        };
+        let mut done = done;
+        done.sort_unstable();
+        done.dedup();
+        self.done_below = done.iter().map(|p| p.next).max().unwrap_or(0);
+        self.done = done;
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

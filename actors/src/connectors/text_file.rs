@@ -4,6 +4,10 @@
 //! Each file is cut into `parallelism` byte ranges; subtask `j` reads range `j` of every file.
 //! A line belongs to the range in which it starts, so every line is read exactly once
 //! whatever the parallelism.
+//!
+//! A checkpoint keeps each subtask's ranges left to read (the current one from the next line
+//! on). Restored at another parallelism, the ranges left by all old subtasks are dealt out
+//! to the new subtasks in turn: each is read once, by one of them.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -11,7 +15,7 @@ use std::path::PathBuf;
 
 use crate::error::{Result, WeirError};
 use crate::operator::OpenContext;
-use crate::source::{Source, SourceContext, SourcePoll};
+use crate::source::{Source, SourceContext, SourcePoll, ValidateContext};
 
 /// Reads lines of text (`String`, without the line ending).
 #[derive(Debug)]
@@ -21,6 +25,14 @@ pub struct TextFile {
     current: Option<Reader>,
     /// (index, parallelism) of the subtask it runs in.
     subtask: (usize, usize),
+}
+
+/// What a checkpoint keeps of a subtask: who it was, and what it had left to read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Position {
+    /// (index, parallelism) of the subtask.
+    subtask: (usize, usize),
+    left: Vec<Split>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -101,7 +113,7 @@ impl TextFile {
 impl Source for TextFile {
     type Out = String;
 
-    fn validate(&self) -> Result<()> {
+    fn validate(&self, _ctx: &ValidateContext) -> Result<()> {
         self.files().map(|_| ())
     }
 
@@ -165,23 +177,28 @@ impl Source for TextFile {
             left.push(Split { start: r.position, ..r.split.clone() });
         }
         left.extend(self.splits.iter().rev().cloned());
-        postcard::to_allocvec(&left)
+        postcard::to_allocvec(&Position { subtask: self.subtask, left })
             .map_err(|e| WeirError::runtime(format!("cannot encode the text source's position: {e}")))
     }
 
     fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
-        let mut left = Vec::new();
-        for bytes in &states {
-            let splits: Vec<Split> = postcard::from_bytes(bytes)
-                .map_err(|e| WeirError::runtime(format!("the text source's checkpointed position is corrupt: {e}")))?;
-            left.extend(splits);
-        }
-        // One state: this subtask's own. Several (another parallelism): share them out.
+        let positions = states
+            .iter()
+            .map(|bytes| postcard::from_bytes::<Position>(bytes))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| WeirError::runtime(format!("the text source's checkpointed position is corrupt: {e}")))?;
+        // This subtask's own position at the same parallelism; otherwise every old subtask's
+        // ranges, dealt out in turn (every new subtask sees them in the same order).
         let (index, parallelism) = self.subtask;
-        let mine: Vec<Split> = if states.len() == 1 {
-            left
-        } else {
-            left.into_iter().enumerate().filter(|(i, _)| i % parallelism == index).map(|(_, s)| s).collect()
+        let mine: Vec<Split> = match positions.as_slice() {
+            [own] if own.subtask == self.subtask => own.left.clone(),
+            _ => positions
+                .into_iter()
+                .flat_map(|p| p.left)
+                .enumerate()
+                .filter(|(i, _)| i % parallelism == index)
+                .map(|(_, s)| s)
+                .collect(),
         };
         self.current = None;
         self.splits = mine.into_iter().rev().collect();

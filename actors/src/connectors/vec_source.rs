@@ -14,6 +14,7 @@ pub struct VecSource<T> {
     items: std::sync::Arc<Vec<(T, Timestamp)>>,
     strategy: WatermarkStrategy,
     next: usize,
+    index: usize,
 }
 
 impl<T: Data + Sync> VecSource<T> {
@@ -23,12 +24,13 @@ impl<T: Data + Sync> VecSource<T> {
             items: std::sync::Arc::new(items.into_iter().map(|t| (t, NO_TIMESTAMP)).collect()),
             strategy: WatermarkStrategy::none(),
             next: 0,
+            index: 0,
         }
     }
 
     /// Records with event timestamps; watermarks follow `strategy`.
     pub fn timestamped(items: Vec<(T, Timestamp)>, strategy: WatermarkStrategy) -> Self {
-        VecSource { items: std::sync::Arc::new(items), strategy, next: 0 }
+        VecSource { items: std::sync::Arc::new(items), strategy, next: 0, index: 0 }
     }
 }
 
@@ -37,7 +39,8 @@ impl<T: Data + Sync> Source for VecSource<T> {
 
     fn open(&mut self, ctx: &OpenContext<'_>) -> Result<()> {
         // Only the first subtask emits: a collection is not split.
-        if ctx.subtask().index != 0 {
+        self.index = ctx.subtask().index;
+        if self.index != 0 {
             self.next = self.items.len();
         }
         Ok(())
@@ -57,18 +60,23 @@ impl<T: Data + Sync> Source for VecSource<T> {
         self.strategy
     }
 
+    /// (subtask index, next record): only subtask 0's position matters.
     fn snapshot_state(&mut self) -> Result<Vec<u8>> {
-        Ok((self.next as u64).to_le_bytes().to_vec())
+        postcard::to_allocvec(&(self.index as u64, self.next as u64))
+            .map_err(|e| crate::WeirError::runtime(format!("cannot encode the vector source's position: {e}")))
     }
 
     fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
-        // Parallelism 1: one position.
-        if let Some(bytes) = states.first() {
-            let raw: [u8; 8] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| crate::WeirError::runtime("the vector source's checkpointed position is corrupt"))?;
-            self.next = (u64::from_le_bytes(raw) as usize).min(self.items.len());
+        if self.index != 0 {
+            return Ok(()); // it emits nothing at any parallelism
+        }
+        for bytes in &states {
+            let (index, next): (u64, u64) = postcard::from_bytes(bytes).map_err(|e| {
+                crate::WeirError::runtime(format!("the vector source's checkpointed position is corrupt: {e}"))
+            })?;
+            if index == 0 {
+                self.next = (next as usize).min(self.items.len());
+            }
         }
         Ok(())
     }

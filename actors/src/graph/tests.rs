@@ -27,7 +27,7 @@ fn pipeline() -> JobFn {
 
 #[test]
 fn chains_forward_edges_and_splits_at_hash_edges() {
-    let g = build_job("p", &pipeline(), &JobArgs::default(), 2, false).unwrap().job;
+    let g = build_job("p", &pipeline(), &JobArgs::default(), 2, None).unwrap().job;
     let names: Vec<&str> = g.vertices.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, vec!["src -> m -> f", "count -> count.results -> fmt -> out"]);
     assert_eq!(g.vertices[0].parallelism, 1);
@@ -39,9 +39,9 @@ fn chains_forward_edges_and_splits_at_hash_edges() {
 
 #[test]
 fn fingerprint_is_stable_and_sensitive() {
-    let a = build_job("p", &pipeline(), &JobArgs::default(), 2, false).unwrap().job;
-    let b = build_job("p", &pipeline(), &JobArgs::default(), 2, false).unwrap().job;
-    let c = build_job("p", &pipeline(), &JobArgs::default(), 3, false).unwrap().job;
+    let a = build_job("p", &pipeline(), &JobArgs::default(), 2, None).unwrap().job;
+    let b = build_job("p", &pipeline(), &JobArgs::default(), 2, None).unwrap().job;
+    let c = build_job("p", &pipeline(), &JobArgs::default(), 3, None).unwrap().job;
     assert_eq!(a.fingerprint, b.fingerprint);
     assert_ne!(a.fingerprint, c.fingerprint);
     let bytes = postcard::to_allocvec(&a).unwrap();
@@ -62,7 +62,7 @@ fn parallelism_change_inserts_rebalance_and_disable_chaining_splits() {
         }),
         &JobArgs::default(),
         3,
-        false,
+        None,
     )
     .unwrap()
     .job;
@@ -73,7 +73,7 @@ fn parallelism_change_inserts_rebalance_and_disable_chaining_splits() {
 
 #[test]
 fn bad_graphs_are_refused_with_reasons() {
-    let empty = build_job("e", &job(|_, _| Ok(())), &JobArgs::default(), 1, false).err().unwrap();
+    let empty = build_job("e", &job(|_, _| Ok(())), &JobArgs::default(), 1, None).err().unwrap();
     assert!(empty.to_string().contains("no operators"), "{empty}");
     let too_wide = build_job(
         "w",
@@ -83,11 +83,24 @@ fn bad_graphs_are_refused_with_reasons() {
         }),
         &JobArgs::default(),
         1,
-        false,
+        None,
     )
     .err()
     .unwrap();
     assert!(too_wide.to_string().contains("'m'"), "{too_wide}");
-    let unread = build_job("u", &pipeline(), &JobArgs::parse(&["--nope", "1"]).unwrap(), 1, false).err().unwrap();
+    let unread = build_job("u", &pipeline(), &JobArgs::parse(&["--nope", "1"]).unwrap(), 1, None).err().unwrap();
     assert!(unread.to_string().contains("--nope"), "{unread}");
+    let same_uid = build_job(
+        "d",
+        &job(|env, _| {
+            env.from_vec("src", vec![1u32]).uid("x").map("m", |x: u32| x).uid("x");
+            Ok(())
+        }),
+        &JobArgs::default(),
+        1,
+        None,
+    )
+    .err()
+    .unwrap();
+    assert!(same_uid.to_string().contains("'src' and 'm' have the same uid 'x'"), "{same_uid}");
 }

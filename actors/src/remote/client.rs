@@ -1,5 +1,5 @@
-//! The client side of the control protocol: what `weir run`, `list`, `status` and `cancel`
-//! use to talk to a JobManager.
+//! The client side of the control protocol: what `weir run`, `list`, `status`, `cancel`,
+//! `savepoint` and `stop` use to talk to a JobManager.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,7 +55,7 @@ impl ClusterClient {
             args: prepared.args,
             parallelism: prepared.parallelism,
             graph: Box::new(prepared.graph),
-            config: prepared.config,
+            config: Box::new(prepared.config),
         };
         match self.request(request).await? {
             ClientResponse::Submitted(result) => result.map_err(WeirError::runtime),
@@ -83,6 +83,23 @@ impl ClusterClient {
     pub async fn cancel(&mut self, id: JobId) -> Result<()> {
         match self.request(ClientRequest::Cancel(id)).await? {
             ClientResponse::Cancelled(result) => result.map_err(WeirError::runtime),
+            other => Err(Self::unexpected(other)),
+        }
+    }
+
+    /// Takes a savepoint of job `id` into a directory under `dir` (a path the JobManager
+    /// and the TaskManagers reach), stopping the job after it if `stop`; returns the
+    /// savepoint's directory once it completed.
+    pub async fn savepoint(
+        &mut self,
+        id: JobId,
+        dir: std::path::PathBuf,
+        stop: Option<crate::checkpoint::StopMode>,
+    ) -> Result<std::path::PathBuf> {
+        match self.request(ClientRequest::TriggerSavepoint { job: id, dir, stop }).await? {
+            ClientResponse::Savepoint(result) => {
+                result.map_err(|e| WeirError::Savepoint(e.strip_prefix("savepoint: ").map(str::to_owned).unwrap_or(e)))
+            }
             other => Err(Self::unexpected(other)),
         }
     }

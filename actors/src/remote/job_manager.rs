@@ -339,10 +339,10 @@ async fn task_manager_session(
                             let _ = master.cast(JobMasterMessage::TaskState { execution, state, cause });
                         }
                     }
-                    FromTaskManager::CheckpointAck(execution, ack) => {
+                    FromTaskManager::Checkpoint(execution, event) => {
                         let master = link.job_masters.lock().expect("link lock").get(&execution.job).cloned();
                         if let Some(master) = master {
-                            let _ = master.cast(JobMasterMessage::CheckpointAck(execution, ack));
+                            let _ = master.cast(JobMasterMessage::Checkpoint(execution, event));
                         }
                     }
                     FromTaskManager::RunningTasks { request, tasks } => {
@@ -376,7 +376,7 @@ async fn client_session(mut tx: ControlSender, mut rx: ControlReceiver, shared: 
     while let Some(request) = rx.recv::<ClientRequest>().await? {
         let response = match request {
             ClientRequest::Submit { job, args, parallelism, graph, config } => ClientResponse::Submitted(
-                submit(&shared, job, args, parallelism, graph, config).await.map_err(|e| e.to_string()),
+                submit(&shared, job, args, parallelism, graph, *config).await.map_err(|e| e.to_string()),
             ),
             ClientRequest::List => {
                 ClientResponse::Jobs(ask!(shared.dispatcher.get(), "the dispatcher", DispatcherMessage::List)?)
@@ -391,6 +391,16 @@ async fn client_session(mut tx: ControlSender, mut rx: ControlReceiver, shared: 
                 ask!(shared.dispatcher.get(), "the dispatcher", |reply| DispatcherMessage::Cancel(id, reply))
                     .and_then(|r| r)
                     .map_err(|e| e.to_string()),
+            ),
+            ClientRequest::TriggerSavepoint { job, dir, stop } => ClientResponse::Savepoint(
+                ask!(shared.dispatcher.get(), "the dispatcher", |reply| DispatcherMessage::TriggerSavepoint {
+                    job,
+                    dir,
+                    stop,
+                    reply
+                })
+                .and_then(|r| r)
+                .map_err(|e| e.to_string()),
             ),
             ClientRequest::Overview => ClientResponse::Overview(ClusterOverview {
                 task_managers: ask!(
@@ -419,7 +429,7 @@ async fn submit(
 ) -> Result<JobId> {
     let graph = *graph;
     let entry = shared.registry.get(&job)?.clone();
-    let own = build_job(&job, &entry.builder, &args, parallelism, false)?;
+    let own = build_job(&job, &entry.builder, &args, parallelism, None)?;
     if own.job.fingerprint != graph.fingerprint {
         return Err(WeirError::Graph(format!(
             "the client's plan of '{job}' (fingerprint {}) differs from the job manager's ({}): they run different builds",

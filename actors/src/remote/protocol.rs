@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 
 use crate::checkpoint::storage::CheckpointStorage;
-use crate::checkpoint::{CheckpointAck, RestoreFrom, TaskControl};
+use crate::checkpoint::{CheckpointEvent, RestoreFrom, StopMode, TaskControl};
 use crate::cluster::task_executor::SlotLocation;
 use crate::cluster::{ExecutionId, Failure, JobDetails, JobOverview, TaskManagerInfo, TaskState};
 use crate::graph::JobGraph;
@@ -82,8 +82,8 @@ pub enum FromTaskManager {
         /// The executions.
         tasks: Vec<ExecutionId>,
     },
-    /// A subtask stored its state for a checkpoint.
-    CheckpointAck(ExecutionId, CheckpointAck),
+    /// A subtask stored its state for a checkpoint, or its input ended.
+    Checkpoint(ExecutionId, CheckpointEvent),
 }
 
 /// JobManager → TaskManager.
@@ -153,7 +153,7 @@ pub enum ClientRequest {
         /// The client's plan.
         graph: Box<JobGraph>,
         /// Checkpoints and restarts.
-        config: JobConfig,
+        config: Box<JobConfig>,
     },
     /// All jobs.
     List,
@@ -163,6 +163,16 @@ pub enum ClientRequest {
     Cancel(JobId),
     /// The cluster: TaskManagers, jobs, refused connections.
     Overview,
+    /// Take a savepoint of a job into a directory under `dir` (a path the JobManager and
+    /// every TaskManager reach), stopping the job after it if `stop`.
+    TriggerSavepoint {
+        /// The job.
+        job: JobId,
+        /// Where savepoints go.
+        dir: std::path::PathBuf,
+        /// Stop the job after the savepoint, draining or not.
+        stop: Option<StopMode>,
+    },
 }
 
 /// JobManager → client, one per request.
@@ -178,6 +188,8 @@ pub enum ClientResponse {
     Cancelled(Result<(), String>),
     /// The cluster.
     Overview(ClusterOverview),
+    /// The savepoint's directory, or why there is none.
+    Savepoint(Result<std::path::PathBuf, String>),
 }
 
 /// What a client sees of the cluster.

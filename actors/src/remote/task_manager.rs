@@ -122,8 +122,8 @@ impl Actor for JobMasterProxy {
                 };
                 link.send(&FromTaskManager::TaskState { execution, state, cause, metrics }).await?;
             }
-            JobMasterMessage::CheckpointAck(execution, ack) => {
-                link.send(&FromTaskManager::CheckpointAck(execution, ack)).await?;
+            JobMasterMessage::Checkpoint(execution, event) => {
+                link.send(&FromTaskManager::Checkpoint(execution, event)).await?;
             }
             _ => {}
         }

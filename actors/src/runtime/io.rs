@@ -58,11 +58,17 @@ pub(crate) trait Link<T>: Send {
     fn flush(&mut self, io: &mut TaskIo);
     /// Every input delivered `barrier`: snapshot this link's state into `out`, then pass the
     /// barrier on (the writer sends it on every output channel).
-    fn checkpoint(&mut self, barrier: CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>);
+    fn checkpoint(&mut self, barrier: &CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>);
     /// Checkpoint `id` completed everywhere (two-phase sinks commit).
     fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo);
-    /// All input ended: finish, close, and pass the end on.
-    fn end_input(&mut self, io: &mut TaskIo);
+    /// All input ended. With `drain`, operators finish (they emit what they hold, as Flink's
+    /// `finish()`); without (a stop-with-savepoint without drain, or a subtask restored
+    /// after it had finished), they are left as they are. Then the end is passed on: the
+    /// writer sends end of data on every channel.
+    fn end_input(&mut self, drain: bool, io: &mut TaskIo);
+    /// The subtask ends normally, after its input ended and its last checkpoint: operators
+    /// release what they hold.
+    fn close(&mut self, io: &mut TaskIo);
 }
 
 /// Counters of one subtask, read by the JobMaster and tests while it runs.
@@ -167,7 +173,7 @@ pub(crate) struct TaskIo {
     pub(crate) watermark: Timestamp,
     pub(crate) records_out: u64,
     pub(crate) late_records: u64,
-    /// Checkpoint storage and where acknowledgements go (when the job checkpoints).
+    /// Checkpoint storage and where acknowledgements go (`None` only in unit tests).
     pub(crate) checkpoints: Option<CheckpointIo>,
     /// What to restore from, read by each link as it opens.
     pub(crate) restored: Option<Arc<RestoredState>>,
@@ -196,6 +202,12 @@ impl TaskIo {
         if self.error.is_none() {
             self.error = Some(error);
         }
+    }
+
+    /// Whether the job takes periodic checkpoints (two-phase sinks then commit only when a
+    /// checkpoint completes, even at the end of input).
+    pub(crate) fn checkpointing(&self) -> bool {
+        self.checkpoints.as_ref().is_some_and(|c| c.storage.is_some())
     }
 
     pub(crate) fn has_failed(&self) -> bool {
@@ -354,14 +366,16 @@ impl<T: Data> Link<T> for Writer<T> {
         }
     }
 
-    fn end_input(&mut self, io: &mut TaskIo) {
+    fn end_input(&mut self, _drain: bool, io: &mut TaskIo) {
         self.broadcast(Element::EndOfData, io);
         self.flush(io);
     }
 
-    fn checkpoint(&mut self, barrier: CheckpointBarrier, io: &mut TaskIo, _out: &mut Vec<OperatorState>) {
+    fn close(&mut self, _io: &mut TaskIo) {}
+
+    fn checkpoint(&mut self, barrier: &CheckpointBarrier, io: &mut TaskIo, _out: &mut Vec<OperatorState>) {
         // Broadcasting a barrier closes every channel's batch: it leaves at once.
-        self.broadcast(Element::Barrier(barrier), io);
+        self.broadcast(Element::Barrier(barrier.clone()), io);
     }
 
     fn checkpoint_complete(&mut self, _id: u64, _io: &mut TaskIo) {}
@@ -377,8 +391,9 @@ impl<T: Send> Link<T> for NullLink {
     fn idle(&mut self, _idle: bool, _io: &mut TaskIo) {}
     fn processing_time(&mut self, _now: Timestamp, _io: &mut TaskIo) {}
     fn flush(&mut self, _io: &mut TaskIo) {}
-    fn end_input(&mut self, _io: &mut TaskIo) {}
-    fn checkpoint(&mut self, _barrier: CheckpointBarrier, _io: &mut TaskIo, _out: &mut Vec<OperatorState>) {}
+    fn end_input(&mut self, _drain: bool, _io: &mut TaskIo) {}
+    fn close(&mut self, _io: &mut TaskIo) {}
+    fn checkpoint(&mut self, _barrier: &CheckpointBarrier, _io: &mut TaskIo, _out: &mut Vec<OperatorState>) {}
     fn checkpoint_complete(&mut self, _id: u64, _io: &mut TaskIo) {}
 }
 
@@ -411,10 +426,13 @@ impl<T: Data> Link<T> for FanOut<T> {
     fn flush(&mut self, io: &mut TaskIo) {
         self.outs.iter_mut().for_each(|o| o.flush(io));
     }
-    fn end_input(&mut self, io: &mut TaskIo) {
-        self.outs.iter_mut().for_each(|o| o.end_input(io));
+    fn end_input(&mut self, drain: bool, io: &mut TaskIo) {
+        self.outs.iter_mut().for_each(|o| o.end_input(drain, io));
     }
-    fn checkpoint(&mut self, barrier: CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
+    fn close(&mut self, io: &mut TaskIo) {
+        self.outs.iter_mut().for_each(|o| o.close(io));
+    }
+    fn checkpoint(&mut self, barrier: &CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
         self.outs.iter_mut().for_each(|o| o.checkpoint(barrier, io, out));
     }
     fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo) {

@@ -12,13 +12,13 @@ use crate::runtime::io::{
     EdgeWriter, ErasedOutput, FanOut, KeyGroupFn, Link, LinkInfo, NullLink, OutputChannels, Writer,
 };
 use crate::runtime::task::{TaskParts, run_input, run_source};
-use crate::source::Source;
+use crate::source::{Source, ValidateContext};
 
 /// Makes an operator's link for one subtask, given its downstream.
 pub(crate) type MakeLink<In, Out> = Arc<dyn Fn(LinkInfo, Box<dyn Link<Out>>) -> Box<dyn Link<In>> + Send + Sync>;
 
 /// A client-side check.
-pub(crate) type Validate = Arc<dyn Fn() -> Result<()> + Send + Sync>;
+pub(crate) type Validate = Arc<dyn Fn(&ValidateContext) -> Result<()> + Send + Sync>;
 
 fn typed<T: 'static>(link: AnyBox) -> Box<dyn Link<T>> {
     *link.downcast::<Box<dyn Link<T>>>().expect("chained operators' types match the plan")
@@ -123,8 +123,8 @@ impl<In: Data, Out: Data> NodeFactory for OperatorNode<In, Out> {
             .collect::<Result<Vec<_>>>()?;
         Ok(Box::pin(run_input(InputGate::new(receivers), head, parts, wiring.batch)))
     }
-    fn validate(&self) -> Result<()> {
-        self.validate.as_ref().map_or(Ok(()), |v| v())
+    fn validate(&self, ctx: &ValidateContext) -> Result<()> {
+        self.validate.as_ref().map_or(Ok(()), |v| v(ctx))
     }
 }
 
@@ -162,7 +162,7 @@ impl<S: Source + Clone + Sync> NodeFactory for SourceNode<S> {
     ) -> Result<TaskFuture> {
         Ok(Box::pin(run_source(self.source.clone(), name, typed::<S::Out>(down), parts, wiring.batch)))
     }
-    fn validate(&self) -> Result<()> {
-        self.source.validate()
+    fn validate(&self, ctx: &ValidateContext) -> Result<()> {
+        self.source.validate(ctx)
     }
 }

@@ -20,8 +20,7 @@ impl<O: Operator> Link<O::In> for OperatorLink<O> {
         if io.has_failed() {
             return;
         }
-        let info = io.info.clone();
-        if let Err(e) = self.op.open(&mut OpenContext { info: &info }) {
+        if let Err(e) = self.op.open(&mut OpenContext::new(io)) {
             io.fail(e.in_operator(&self.name));
             return;
         }
@@ -33,7 +32,7 @@ impl<O: Operator> Link<O::In> for OperatorLink<O> {
         }
     }
 
-    fn checkpoint(&mut self, barrier: CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
+    fn checkpoint(&mut self, barrier: &CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
         match self.op.snapshot_state(barrier.checkpoint_id) {
             Ok(Some(state)) => {
                 out.push(OperatorState { node: self.name.node, operator: Some(state), ..Default::default() })
@@ -79,15 +78,21 @@ impl<O: Operator> Link<O::In> for OperatorLink<O> {
         self.down.flush(io);
     }
 
-    fn end_input(&mut self, io: &mut TaskIo) {
-        let wm = io.watermark;
-        let mut ctx = Context::new(&mut *self.down, io, wm);
-        if let Err(e) = self.op.end_input(&mut ctx) {
-            io.fail(e.in_operator(&self.name));
+    fn end_input(&mut self, drain: bool, io: &mut TaskIo) {
+        if drain {
+            let wm = io.watermark;
+            let mut ctx = Context::new(&mut *self.down, io, wm);
+            if let Err(e) = self.op.end_input(&mut ctx) {
+                io.fail(e.in_operator(&self.name));
+            }
         }
+        self.down.end_input(drain, io);
+    }
+
+    fn close(&mut self, io: &mut TaskIo) {
         if let Err(e) = self.op.close() {
             io.fail(e.in_operator(&self.name));
         }
-        self.down.end_input(io);
+        self.down.close(io);
     }
 }

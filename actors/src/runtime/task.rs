@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use weir_dataplane::{
-    BatchConfig, ChannelId, CheckpointBarrier, Element, InputGate, MAX_WATERMARK, Timestamp, WatermarkValve,
+    BarrierKind, BatchConfig, ChannelId, CheckpointBarrier, Element, InputGate, MAX_WATERMARK, StopMode, Timestamp,
+    WatermarkValve,
 };
 
-use crate::checkpoint::{CheckpointAck, OperatorState, TaskControl, TaskSnapshot};
+use crate::checkpoint::storage::write_task_in;
+use crate::checkpoint::{CheckpointAck, CheckpointEvent, OperatorState, TaskControl, TaskSnapshot};
 
 use crate::error::{Result, WeirError};
 use crate::graph::{AnyBox, ExecutableGraph, TaskFuture, TaskWiring, WriterEdge};
@@ -124,33 +126,160 @@ pub(crate) struct TaskParts {
     pub(crate) control: ControlReceiver,
 }
 
+/// Where a subtask stands on its way to its end.
+///
+/// As Flink's FLIP-147: when the job checkpoints, a subtask whose input ended has its
+/// operators finish and sends end of data, then stays, taking part in checkpoints (a source
+/// snapshots its position "at the end", a task aligns, snapshots and forwards barriers),
+/// until the job's last checkpoint completed: the final checkpoint, which the coordinator
+/// triggers once every source has ended, or a stop-with-savepoint. Two-phase sinks commit
+/// their last transaction there, exactly once. Without periodic checkpoints a subtask ends
+/// with its input, unless it still awaits a savepoint it took part in after that.
+///
+/// Every subtask of the job stays until that last checkpoint, including those that ended
+/// early, so every checkpoint holds every subtask's state. Flink instead lets such subtasks
+/// end and marks finished operators in its checkpoints; Weir keeps them (their slots and
+/// state) a little longer, and a restore never lacks a subtask's state.
+///
+/// A subtask ends only once every input channel closed (its producers ended): a producer
+/// never sends to a consumer that is gone.
+struct Lifecycle {
+    /// The job takes periodic checkpoints: an ended subtask waits for the job's last one.
+    periodic: bool,
+    /// The input ended and the chain was ended (drained or not).
+    ended: bool,
+    /// Took the barrier of stop-savepoint `n`, not complete yet: no records, no timers.
+    stopping: Option<u64>,
+    /// Checkpoints whose barrier it took after its input ended, neither complete nor aborted.
+    after_end: Vec<u64>,
+    /// The job's last checkpoint completed: end (without draining if still running).
+    released: bool,
+    /// Restored from a snapshot taken after its input had ended: its operators finished
+    /// already, and must not finish (nor fire timers) again.
+    finished_before: bool,
+}
+
+impl Lifecycle {
+    fn new(io: &TaskIo) -> Self {
+        Lifecycle {
+            periodic: io.checkpointing(),
+            ended: false,
+            stopping: None,
+            after_end: Vec::new(),
+            released: false,
+            finished_before: io.restored.as_ref().is_some_and(|r| r.finished),
+        }
+    }
+
+    /// Whether records, watermarks and timers are processed.
+    fn active(&self) -> bool {
+        !self.ended && self.drains()
+    }
+
+    /// Whether the operators finish when the input ends (not after a stop, nor twice).
+    fn drains(&self) -> bool {
+        self.stopping.is_none() && !self.released && !self.finished_before
+    }
+
+    /// It took `barrier`'s snapshot.
+    fn took(&mut self, barrier: &CheckpointBarrier) {
+        if self.ended {
+            self.after_end.push(barrier.checkpoint_id);
+        } else if barrier.stop().is_some() {
+            self.stopping = Some(barrier.checkpoint_id);
+        }
+    }
+
+    fn completed(&mut self, checkpoint: u64, end: bool) {
+        self.after_end.retain(|&c| c != checkpoint);
+        self.released |= end;
+    }
+
+    fn aborted(&mut self, checkpoint: u64) {
+        self.after_end.retain(|&c| c != checkpoint);
+        if self.stopping == Some(checkpoint) {
+            self.stopping = None; // a failed stop-with-savepoint: the job runs on
+        }
+    }
+
+    /// Whether the subtask may end (once its inputs closed).
+    fn may_end(&self) -> bool {
+        self.released || (self.ended && !self.periodic && self.after_end.is_empty() && self.stopping.is_none())
+    }
+}
+
+/// Ends the chain: with `drain`, the final watermark fires every event-time timer and the
+/// operators finish; then end of data goes out, and the coordinator learns the input ended.
+fn end_chain<T>(head: &mut dyn Link<T>, io: &mut TaskIo, drain: bool, life: &mut Lifecycle) {
+    if drain && io.watermark != MAX_WATERMARK {
+        io.watermark = MAX_WATERMARK;
+        head.watermark(MAX_WATERMARK, io);
+    }
+    head.end_input(drain, io);
+    io.metrics.mark_finished(io.now_ms());
+    life.ended = true;
+    if let Some(checkpoints) = &io.checkpoints {
+        let _ = checkpoints.events.send(CheckpointEvent::InputEnded);
+    }
+}
+
+/// The subtask ends normally: operators close, the last batches leave.
+async fn close_chain<T>(head: &mut dyn Link<T>, io: &mut TaskIo, outputs: &mut [Box<dyn ErasedOutput>]) -> Result<()> {
+    head.close(io);
+    check(io)?;
+    drain(io, outputs).await?;
+    io.publish_metrics();
+    check(io)
+}
+
+/// A checkpoint's completion: two-phase sinks commit, and the lifecycle moves on.
+fn complete<T>(
+    head: &mut dyn Link<T>,
+    io: &mut TaskIo,
+    life: &mut Lifecycle,
+    checkpoint: u64,
+    commit: bool,
+    end: bool,
+) {
+    if commit {
+        head.checkpoint_complete(checkpoint, io);
+    }
+    life.completed(checkpoint, end);
+}
+
 /// Snapshots the chain at `barrier` (which the links then pass on) and stores the snapshot
-/// off the loop; the acknowledgement follows once it is stored.
+/// off the loop, in the job's checkpoint storage or the savepoint's directory; the
+/// acknowledgement follows once it is stored.
 fn checkpoint_chain<T>(
     head: &mut dyn Link<T>,
-    barrier: CheckpointBarrier,
+    barrier: &CheckpointBarrier,
     io: &mut TaskIo,
     alignment: Duration,
     mut operators: Vec<OperatorState>,
+    life: &mut Lifecycle,
 ) {
     head.checkpoint(barrier, io, &mut operators);
+    let finished = life.ended;
+    life.took(barrier);
     let Some(checkpoints) = io.checkpoints.clone() else { return };
     if io.has_failed() {
         return;
     }
-    let snapshot = TaskSnapshot {
-        checkpoint: barrier.checkpoint_id,
-        vertex: checkpoints.vertex,
-        subtask: io.info.index,
-        operators,
+    let id = barrier.checkpoint_id;
+    let dir = match &barrier.kind {
+        BarrierKind::Checkpoint => checkpoints
+            .storage
+            .as_ref()
+            .map(|s| s.checkpoint_dir(id))
+            .ok_or_else(|| "the job takes no periodic checkpoints: it has no checkpoint storage".to_owned()),
+        BarrierKind::Savepoint { target, .. } => Ok(std::path::PathBuf::from(target)),
     };
+    let snapshot =
+        TaskSnapshot { checkpoint: id, vertex: checkpoints.vertex, subtask: io.info.index, finished, operators };
     tokio::task::spawn_blocking(move || {
-        let handle = checkpoints.storage.write_task(&snapshot).map_err(|e| e.to_string());
-        let _ = checkpoints.acks.send(CheckpointAck {
-            checkpoint: snapshot.checkpoint,
-            handle,
-            alignment_ms: alignment.as_millis() as u64,
-        });
+        let handle = dir.and_then(|dir| write_task_in(&dir, &snapshot).map_err(|e| e.to_string()));
+        let ack = CheckpointAck { checkpoint: id, handle, alignment_ms: alignment.as_millis() as u64, finished };
+        let _ = checkpoints.events.send(CheckpointEvent::Ack(ack));
     });
 }
 
@@ -174,7 +303,11 @@ struct InputState<T> {
     ended: Vec<bool>,
     open_channels: usize,
     alignment: Option<Alignment>,
+    /// The newest checkpoint this subtask took: its barriers still to come on channels that
+    /// had ended (and so counted as aligned) are stale.
+    last_checkpoint: u64,
     stash: Vec<std::collections::VecDeque<Element<T>>>,
+    life: Lifecycle,
 }
 
 impl<T: Data> InputState<T> {
@@ -188,14 +321,21 @@ impl<T: Data> InputState<T> {
     ) -> Next {
         match element {
             Element::Record(value, ts) => head.record(value, ts, io),
+            // After a stop-with-savepoint's barrier, time stands still: the savepoint holds
+            // the windows and timers a later watermark would fire.
             Element::Watermark(wm) => {
-                if let Some(wm) = self.valve.on_watermark(channel, wm).watermark {
+                if let Some(wm) = self.valve.on_watermark(channel, wm).watermark
+                    && self.life.active()
+                {
                     io.watermark = wm;
                     head.watermark(wm, io);
                 }
             }
             Element::Idle(idle) => {
                 let out = self.valve.on_idle(channel, idle);
+                if !self.life.active() {
+                    return Next::Continue;
+                }
                 if let Some(idle) = out.idle {
                     head.idle(idle, io);
                 }
@@ -205,6 +345,9 @@ impl<T: Data> InputState<T> {
                 }
             }
             Element::Barrier(barrier) => {
+                if barrier.checkpoint_id <= self.last_checkpoint {
+                    return Next::Continue; // taken already
+                }
                 match &self.alignment {
                     Some(a) if a.barrier.checkpoint_id > barrier.checkpoint_id => return Next::Continue, // stale
                     Some(a) if a.barrier.checkpoint_id == barrier.checkpoint_id => {}
@@ -226,7 +369,9 @@ impl<T: Data> InputState<T> {
             Element::EndOfData => {
                 if !std::mem::replace(&mut self.ended[channel], true) {
                     self.open_channels -= 1;
-                    if let Some(wm) = self.valve.on_end_of_data(channel).watermark {
+                    if let Some(wm) = self.valve.on_end_of_data(channel).watermark
+                        && self.life.active()
+                    {
                         io.watermark = wm;
                         head.watermark(wm, io);
                     }
@@ -243,9 +388,16 @@ impl<T: Data> InputState<T> {
         if !(0..a.arrived.len()).all(|c| a.arrived[c] || self.ended[c]) {
             return false;
         }
-        let (barrier, waited) = (a.barrier, a.started.elapsed());
+        let (barrier, waited) = (a.barrier.clone(), a.started.elapsed());
         self.alignment = None;
-        checkpoint_chain(head, barrier, io, waited, Vec::new());
+        self.last_checkpoint = barrier.checkpoint_id;
+        if self.open_channels == 0 && !self.life.ended {
+            // Every input ended before the barrier: the chain ends first, so the snapshot
+            // (and the downstream one after it) holds what ending it emits.
+            let drain = self.life.drains();
+            end_chain(head, io, drain, &mut self.life);
+        }
+        checkpoint_chain(head, &barrier, io, waited, Vec::new(), &mut self.life);
         gate.unblock_all();
         true
     }
@@ -281,6 +433,22 @@ impl<T: Data> InputState<T> {
             }
         }
     }
+
+    fn control(&mut self, ctl: TaskControl, head: &mut dyn Link<T>, io: &mut TaskIo, gate: &mut InputGate<T>) {
+        match ctl {
+            TaskControl::CheckpointComplete { checkpoint, commit, end } => {
+                complete(head, io, &mut self.life, checkpoint, commit, end)
+            }
+            TaskControl::CheckpointAborted(id) => {
+                if self.alignment.as_ref().is_some_and(|a| a.barrier.checkpoint_id == id) {
+                    self.abort_alignment(gate);
+                }
+                self.life.aborted(id);
+            }
+            // Only sources start checkpoints.
+            TaskControl::TriggerCheckpoint(_) => {}
+        }
+    }
 }
 
 /// The loop of a subtask whose chain reads input channels.
@@ -299,14 +467,24 @@ pub(crate) async fn run_input<T: Data>(
         ended: vec![false; channels],
         open_channels: channels,
         alignment: None,
+        last_checkpoint: 0,
         stash: (0..channels).map(|_| std::collections::VecDeque::new()).collect(),
+        life: Lifecycle::new(&io),
     };
     let mut timers = LoopTimers::new(batch.flush_interval);
     let mut last_open = gate.num_open();
     let mut control_open = true;
-    while state.open_channels > 0 {
+    loop {
         drain(&mut io, &mut outputs).await?;
         check(&mut io)?;
+        if !state.life.ended && (state.open_channels == 0 || state.life.released) {
+            let drain = state.open_channels == 0 && state.life.drains();
+            end_chain(&mut *head, &mut io, drain, &mut state.life);
+            continue;
+        }
+        if state.life.may_end() && gate.num_open() == 0 {
+            break;
+        }
         timers.arm(&io);
         // What a finished alignment unblocked comes before new input, in channel order.
         if let Some(c) = (0..channels).find(|&c| !gate.is_blocked(c) && !state.stash[c].is_empty()) {
@@ -314,31 +492,24 @@ pub(crate) async fn run_input<T: Data>(
             state.batch(c, stashed, &mut *head, &mut io, &mut gate);
             continue;
         }
+        let timers_run = state.life.active() && timers.processing_at != Timestamp::MAX;
         tokio::select! {
             biased;
             ctl = control.recv(), if control_open => match ctl {
-                Some(TaskControl::CheckpointComplete(id)) => head.checkpoint_complete(id, &mut io),
-                Some(TaskControl::CheckpointAborted(id)) => {
-                    if state.alignment.as_ref().is_some_and(|a| a.barrier.checkpoint_id == id) {
-                        state.abort_alignment(&mut gate);
-                    }
-                }
-                // Only sources start checkpoints.
-                Some(TaskControl::TriggerCheckpoint(_)) => {}
+                Some(ctl) => state.control(ctl, &mut *head, &mut io, &mut gate),
                 None => control_open = false,
             },
             _ = timers.flush.as_mut(), if timers.flush_armed => flush(&mut *head, &mut io, &mut timers),
-            _ = timers.processing.as_mut(), if timers.processing_at != Timestamp::MAX => {
-                fire_processing_time(&mut *head, &mut io, &mut timers)
+            _ = timers.processing.as_mut(), if timers_run => fire_processing_time(&mut *head, &mut io, &mut timers),
+            next = gate.next(), if gate.num_open() > 0 => {
+                // `None`: the last channels closed; whether they ended first is checked below.
+                if let Some((channel, elements)) = next {
+                    io.metrics.mark_first_record(io.now_ms());
+                    io.metrics.records_in.fetch_add(records_in(&elements), std::sync::atomic::Ordering::Relaxed);
+                    state.batch(channel, elements, &mut *head, &mut io, &mut gate);
+                }
             }
-            next = gate.next() => {
-                let Some((channel, elements)) = next else {
-                    return Err(WeirError::Disconnected("an upstream subtask ended without end-of-data (it failed or was cancelled)".into()));
-                };
-                io.metrics.mark_first_record(io.now_ms());
-                io.metrics.records_in.fetch_add(records_in(&elements), std::sync::atomic::Ordering::Relaxed);
-                state.batch(channel, elements, &mut *head, &mut io, &mut gate);
-            }
+            else => return Err(WeirError::Disconnected("the subtask lost its control channel while waiting to end".into())),
         }
         if gate.num_open() != last_open {
             last_open = gate.num_open();
@@ -352,21 +523,48 @@ pub(crate) async fn run_input<T: Data>(
             flush(&mut *head, &mut io, &mut timers);
         }
     }
-    finish(&mut *head, &mut io, &mut outputs).await
+    close_chain(&mut *head, &mut io, &mut outputs).await
 }
 
-/// All input ended: the final watermark fires every event-time timer, then the chain ends.
-async fn finish<T>(head: &mut dyn Link<T>, io: &mut TaskIo, outputs: &mut [Box<dyn ErasedOutput>]) -> Result<()> {
-    if io.watermark != MAX_WATERMARK {
-        io.watermark = MAX_WATERMARK;
-        head.watermark(MAX_WATERMARK, io);
+/// What a source subtask's control messages act on.
+struct SourceTask<'a, S: Source> {
+    source: &'a mut S,
+    name: &'a LinkInfo,
+    head: &'a mut dyn Link<S::Out>,
+    io: &'a mut TaskIo,
+    life: &'a mut Lifecycle,
+    idle: &'a mut bool,
+}
+
+impl<S: Source> SourceTask<'_, S> {
+    /// Ends the source's input: the chain ends, draining unless stopped.
+    fn end(&mut self, drain: bool) {
+        if std::mem::take(self.idle) {
+            self.head.idle(false, self.io);
+        }
+        end_chain(self.head, self.io, drain, self.life);
     }
-    head.end_input(io);
-    check(io)?;
-    drain(io, outputs).await?;
-    io.publish_metrics();
-    io.metrics.mark_finished(io.now_ms());
-    check(io)
+
+    /// Between polls the source's position is consistent: that is where barriers go in.
+    fn control(&mut self, ctl: TaskControl) -> Result<()> {
+        match ctl {
+            TaskControl::TriggerCheckpoint(barrier) => {
+                // Stop with drain: the input ends first, then the savepoint is taken.
+                if barrier.stop() == Some(StopMode::Drain) && !self.life.ended {
+                    self.end(true);
+                }
+                let position = self.source.snapshot_state().map_err(|e| e.in_operator(self.name))?;
+                let operators =
+                    vec![OperatorState { node: self.name.node, operator: Some(position), ..Default::default() }];
+                checkpoint_chain(self.head, &barrier, self.io, Duration::ZERO, operators, self.life);
+            }
+            TaskControl::CheckpointComplete { checkpoint, commit, end } => {
+                complete(self.head, self.io, self.life, checkpoint, commit, end)
+            }
+            TaskControl::CheckpointAborted(id) => self.life.aborted(id),
+        }
+        Ok(())
+    }
 }
 
 /// The loop of a subtask whose chain starts at a source.
@@ -380,8 +578,7 @@ pub(crate) async fn run_source<S: Source>(
     let TaskParts { mut io, mut outputs, mut control } = parts;
     head.open(&mut io);
     check(&mut io)?;
-    let info = io.info.clone();
-    source.open(&OpenContext { info: &info }).map_err(|e| e.in_operator(&name))?;
+    source.open(&OpenContext::new(&io)).map_err(|e| e.in_operator(&name))?;
     let restored = io.restored.as_ref().map(|r| r.operator_states(name.node)).unwrap_or_default();
     if !restored.is_empty() {
         source.restore_state(restored).map_err(|e| e.in_operator(&name))?;
@@ -394,27 +591,37 @@ pub(crate) async fn run_source<S: Source>(
     let mut timers = LoopTimers::new(batch.flush_interval);
     let mut polls: u32 = 0;
     let mut control_open = true;
-    // Between polls, the source's position is consistent: that is where barriers go in.
-    let handle_control =
-        |ctl: TaskControl, source: &mut S, head: &mut dyn Link<S::Out>, io: &mut TaskIo| -> Result<()> {
-            match ctl {
-                TaskControl::TriggerCheckpoint(barrier) => {
-                    let position = source.snapshot_state().map_err(|e| e.in_operator(&name))?;
-                    let operators =
-                        vec![OperatorState { node: name.node, operator: Some(position), ..Default::default() }];
-                    checkpoint_chain(head, barrier, io, Duration::ZERO, operators);
-                }
-                TaskControl::CheckpointComplete(id) => head.checkpoint_complete(id, io),
-                TaskControl::CheckpointAborted(_) => {}
+    let mut life = Lifecycle::new(&io);
+    let finished_before = life.finished_before;
+    macro_rules! task {
+        () => {
+            SourceTask {
+                source: &mut source,
+                name: &name,
+                head: &mut *head,
+                io: &mut io,
+                life: &mut life,
+                idle: &mut idle,
             }
-            Ok(())
         };
+    }
+    if finished_before {
+        // It had ended before the checkpoint: end of data at once, nothing finished again.
+        end_chain(&mut *head, &mut io, false, &mut life);
+    }
     loop {
         drain(&mut io, &mut outputs).await?;
         check(&mut io)?;
+        if life.may_end() {
+            if life.ended {
+                break;
+            }
+            end_chain(&mut *head, &mut io, false, &mut life); // stopped
+            continue;
+        }
         while control_open {
             match control.try_recv() {
-                Ok(ctl) => handle_control(ctl, &mut source, &mut *head, &mut io)?,
+                Ok(ctl) => task!().control(ctl)?,
                 Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
                 Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => control_open = false,
             }
@@ -422,79 +629,86 @@ pub(crate) async fn run_source<S: Source>(
         drain(&mut io, &mut outputs).await?;
         check(&mut io)?;
         timers.arm(&io);
-        if timers.flush_due() {
-            flush(&mut *head, &mut io, &mut timers);
-            continue;
-        }
-        if timers.processing_due(&io) {
-            fire_processing_time(&mut *head, &mut io, &mut timers);
-            continue;
-        }
-        let mut ctx = SourceContext {
-            out: &mut *head,
-            io: &mut io,
-            max_timestamp: &mut max_timestamp,
-            idle: &mut idle,
-            emitted: 0,
-            batch_size: batch.max_records,
-        };
-        let poll = source.poll_next(&mut ctx).map_err(|e| e.in_operator(&name))?;
-        let emitted = ctx.emitted as u64;
-        if emitted > 0 {
-            io.metrics.mark_first_record(io.now_ms());
-        }
-        io.metrics.records_in.fetch_add(emitted, std::sync::atomic::Ordering::Relaxed);
-        if let Some(bound) = strategy.out_of_orderness_ms
-            && max_timestamp != Timestamp::MIN
-        {
-            let wm = max_timestamp.saturating_sub(bound).saturating_sub(1);
-            if wm > emitted_watermark {
-                emitted_watermark = wm;
-                io.watermark = wm;
-                head.watermark(wm, &mut io);
+        // Ended or stopping: only control messages (and the last partial batches) matter.
+        let pause = if life.active() {
+            if timers.flush_due() {
+                flush(&mut *head, &mut io, &mut timers);
+                continue;
             }
-        }
-        match poll {
-            SourcePoll::Finished => break,
-            SourcePoll::Ready => {
-                pending_since = None;
-                // A source that never waits must still let other tasks on its worker run.
-                polls = polls.wrapping_add(1);
-                if polls.is_multiple_of(16) {
-                    tokio::task::yield_now().await;
+            if timers.processing_due(&io) {
+                fire_processing_time(&mut *head, &mut io, &mut timers);
+                continue;
+            }
+            let mut ctx = SourceContext {
+                out: &mut *head,
+                io: &mut io,
+                max_timestamp: &mut max_timestamp,
+                idle: &mut idle,
+                emitted: 0,
+                batch_size: batch.max_records,
+            };
+            let poll = source.poll_next(&mut ctx).map_err(|e| e.in_operator(&name))?;
+            let emitted = ctx.emitted as u64;
+            if emitted > 0 {
+                io.metrics.mark_first_record(io.now_ms());
+            }
+            io.metrics.records_in.fetch_add(emitted, std::sync::atomic::Ordering::Relaxed);
+            if let Some(bound) = strategy.out_of_orderness_ms
+                && max_timestamp != Timestamp::MIN
+            {
+                let wm = max_timestamp.saturating_sub(bound).saturating_sub(1);
+                if wm > emitted_watermark {
+                    emitted_watermark = wm;
+                    io.watermark = wm;
+                    head.watermark(wm, &mut io);
                 }
             }
-            SourcePoll::Pending(wait) => {
-                let since = *pending_since.get_or_insert_with(Instant::now);
-                if let Some(timeout) = strategy.idle_timeout
-                    && !idle
-                    && since.elapsed() >= timeout
-                {
-                    idle = true;
-                    head.idle(true, &mut io);
+            match poll {
+                SourcePoll::Finished => {
+                    task!().end(true);
+                    continue;
                 }
-                drain(&mut io, &mut outputs).await?;
-                timers.arm(&io);
-                tokio::select! {
-                    biased;
-                    ctl = control.recv(), if control_open => match ctl {
-                        Some(ctl) => handle_control(ctl, &mut source, &mut *head, &mut io)?,
-                        None => control_open = false,
-                    },
-                    _ = timers.flush.as_mut(), if timers.flush_armed => flush(&mut *head, &mut io, &mut timers),
-                    _ = timers.processing.as_mut(), if timers.processing_at != Timestamp::MAX => {
-                        fire_processing_time(&mut *head, &mut io, &mut timers)
+                SourcePoll::Ready => {
+                    pending_since = None;
+                    // A source that never waits must still let other tasks on its worker run.
+                    polls = polls.wrapping_add(1);
+                    if polls.is_multiple_of(16) {
+                        tokio::task::yield_now().await;
                     }
-                    _ = tokio::time::sleep(wait) => {}
+                    continue;
+                }
+                SourcePoll::Pending(wait) => {
+                    let since = *pending_since.get_or_insert_with(Instant::now);
+                    if let Some(timeout) = strategy.idle_timeout
+                        && !idle
+                        && since.elapsed() >= timeout
+                    {
+                        idle = true;
+                        head.idle(true, &mut io);
+                    }
+                    drain(&mut io, &mut outputs).await?;
+                    timers.arm(&io);
+                    Some(wait)
                 }
             }
+        } else {
+            None
+        };
+        let timers_run = life.active() && timers.processing_at != Timestamp::MAX;
+        tokio::select! {
+            biased;
+            ctl = control.recv(), if control_open => match ctl {
+                Some(ctl) => task!().control(ctl)?,
+                None => control_open = false,
+            },
+            _ = timers.flush.as_mut(), if timers.flush_armed => flush(&mut *head, &mut io, &mut timers),
+            _ = timers.processing.as_mut(), if timers_run => fire_processing_time(&mut *head, &mut io, &mut timers),
+            _ = tokio::time::sleep(pause.unwrap_or(FAR)), if pause.is_some() => {}
+            else => return Err(WeirError::Disconnected("the subtask lost its control channel while waiting to end".into())),
         }
     }
     source.close().map_err(|e| e.in_operator(&name))?;
-    if idle {
-        head.idle(false, &mut io);
-    }
-    finish(&mut *head, &mut io, &mut outputs).await
+    close_chain(&mut *head, &mut io, &mut outputs).await
 }
 
 /// Builds the downstream of `node` inside its vertex: chained successors and the writer of

@@ -2,7 +2,7 @@ use super::*;
 use crate::{CheckpointBarrier, count_records};
 
 fn barrier(id: u64) -> Element<u32> {
-    Element::Barrier(CheckpointBarrier { checkpoint_id: id, timestamp_ms: 0 })
+    Element::Barrier(CheckpointBarrier::checkpoint(id, 0))
 }
 
 fn drain(buf: &mut OutputBuffer<u32>) -> Vec<(usize, Batch<u32>)> {

@@ -7,7 +7,7 @@ fn count_records_ignores_control_elements() {
         Element::Watermark(5),
         Element::Record(2, crate::NO_TIMESTAMP),
         Element::Idle(true),
-        Element::Barrier(CheckpointBarrier { checkpoint_id: 1, timestamp_ms: 0 }),
+        Element::Barrier(CheckpointBarrier::checkpoint(1, 0)),
         Element::EndOfData,
     ];
     assert_eq!(count_records(&batch), 2);
@@ -18,7 +18,11 @@ fn count_records_ignores_control_elements() {
 fn elements_round_trip_through_postcard() {
     let batch: Batch<String> = vec![
         Element::Record("a".into(), 1),
-        Element::Barrier(CheckpointBarrier { checkpoint_id: 7, timestamp_ms: -3 }),
+        Element::Barrier(CheckpointBarrier {
+            checkpoint_id: 7,
+            timestamp_ms: -3,
+            kind: BarrierKind::Savepoint { target: "/sp".into(), stop: Some(StopMode::Drain) },
+        }),
         Element::EndOfData,
     ];
     let bytes = postcard::to_stdvec(&batch).unwrap();

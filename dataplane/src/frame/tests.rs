@@ -29,7 +29,7 @@ fn sample_batch() -> Batch<(u32, String)> {
     vec![
         Element::Record((1, "one".into()), 10),
         Element::Watermark(9),
-        Element::Barrier(CheckpointBarrier { checkpoint_id: 3, timestamp_ms: 4 }),
+        Element::Barrier(CheckpointBarrier::checkpoint(3, 4)),
         Element::Record((2, String::new()), crate::NO_TIMESTAMP),
         Element::EndOfData,
     ]

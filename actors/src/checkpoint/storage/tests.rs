@@ -21,6 +21,7 @@ fn complete(storage: &CheckpointStorage, n: u64) {
         checkpoint: n,
         vertex: 0,
         subtask: 0,
+        finished: false,
         operators: vec![OperatorState { node: 0, operator: Some(vec![n as u8; 10]), ..Default::default() }],
     };
     let handle = storage.write_task(&snapshot).unwrap();
@@ -28,9 +29,12 @@ fn complete(storage: &CheckpointStorage, n: u64) {
         version: CheckpointMetadata::VERSION,
         job: JobId(7),
         checkpoint: n,
+        savepoint: false,
         fingerprint: 42,
+        max_parallelism: 128,
         triggered_ms: 0,
         duration_ms: 1,
+        operators: Vec::new(),
         tasks: vec![handle],
     };
     storage.write_metadata(&metadata).unwrap();
@@ -41,7 +45,7 @@ fn a_checkpoint_without_metadata_does_not_exist() {
     let (_dir, storage) = storage("half");
     complete(&storage, 1);
     // Checkpoint 2 got as far as a subtask's file.
-    let half = TaskSnapshot { checkpoint: 2, vertex: 0, subtask: 0, operators: Vec::new() };
+    let half = TaskSnapshot { checkpoint: 2, vertex: 0, subtask: 0, finished: false, operators: Vec::new() };
     storage.write_task(&half).unwrap();
     assert_eq!(storage.completed(), vec![1]);
     assert_eq!(storage.latest_valid(42).unwrap().metadata.checkpoint, 1);
@@ -81,7 +85,9 @@ fn pruning_keeps_the_newest_and_drops_stale_incomplete_ones() {
     for n in 1..=4 {
         complete(&storage, n);
     }
-    storage.write_task(&TaskSnapshot { checkpoint: 3, vertex: 1, subtask: 0, operators: Vec::new() }).unwrap();
+    storage
+        .write_task(&TaskSnapshot { checkpoint: 3, vertex: 1, subtask: 0, finished: false, operators: Vec::new() })
+        .unwrap();
     std::fs::create_dir_all(storage.checkpoint_dir(0)).unwrap();
     storage.prune(2);
     assert_eq!(storage.completed(), vec![3, 4]);

@@ -80,7 +80,8 @@ async fn cluster_and_server() -> (MiniCluster, Server) {
     .await
     .expect("start the mini cluster");
     let (dispatcher, resource_manager) = cluster.components();
-    let state = RestState { dispatcher, resource_manager, registry: registry(), token: TOKEN.to_owned() };
+    let state =
+        RestState { dispatcher, resource_manager, registry: registry(), token: TOKEN.to_owned(), savepoint_dir: None };
     (cluster, Server::start(state).await)
 }
 
@@ -258,6 +259,69 @@ async fn a_job_is_submitted_watched_and_cancelled_over_rest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn savepoints_are_taken_and_a_job_stopped_over_rest() {
+    within_deadline(async {
+        let (cluster, server) = cluster_and_server().await;
+        let addr = server.addr;
+        let dir = std::env::temp_dir().join(format!("weir-rest-savepoints-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let body = |key: &str| serde_json::json!({ key: dir }).to_string();
+        let r = request(
+            addr,
+            "POST",
+            "/jobs",
+            Some(&bearer(TOKEN)),
+            Some(r#"{"job": "count", "args": ["--rate", "20000"]}"#),
+        )
+        .await;
+        let id = r.body["jobid"].as_str().expect("a job id").to_owned();
+        let (savepoints, stop) = (format!("/jobs/{id}/savepoints"), format!("/jobs/{id}/stop"));
+        eventually("the job running", || async { get(addr, &format!("/jobs/{id}")).await.body["state"] == "RUNNING" })
+            .await;
+
+        let r = request(addr, "POST", &savepoints, None, Some(&body("target-directory"))).await;
+        assert_eq!(r.status, 401, "{r:?}");
+        let r = request(addr, "POST", &savepoints, Some(&bearer(TOKEN)), None).await;
+        assert_eq!(r.status, 400, "{r:?}");
+        assert!(error_of(&r).contains("no default savepoint directory"), "{r:?}");
+        let r =
+            request(addr, "POST", &savepoints, Some(&bearer(TOKEN)), Some(r#"{"target-directory": "rel/dir"}"#)).await;
+        assert_eq!(r.status, 400, "{r:?}");
+        assert!(error_of(&r).contains("'rel/dir' is relative"), "{r:?}");
+        let r = request(addr, "POST", &savepoints, Some(&bearer(TOKEN)), Some(r#"{"targetDirectory": "/x"}"#)).await;
+        assert_eq!(r.status, 400, "{r:?}");
+        let unknown = "/jobs/0123456789abcdef0123456789abcdef/savepoints";
+        let r = request(addr, "POST", unknown, Some(&bearer(TOKEN)), Some(&body("target-directory"))).await;
+        assert_eq!(r.status, 404, "{r:?}");
+
+        let r = request(addr, "POST", &savepoints, Some(&bearer(TOKEN)), Some(&body("target-directory"))).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let location = std::path::PathBuf::from(r.body["location"].as_str().expect("a location"));
+        assert!(location.starts_with(&dir) && location.join("_metadata").is_file(), "{location:?}");
+        let checkpoints = get(addr, &format!("/jobs/{id}/checkpoints")).await.body;
+        assert_eq!(checkpoints["counts"]["completed"], 1, "{checkpoints}");
+        assert_eq!(checkpoints["history"][0]["savepoint"], location.to_str().unwrap(), "{checkpoints}");
+
+        let r = request(addr, "POST", &stop, Some(&bearer(TOKEN)), Some(&body("targetDirectory"))).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let stopped = std::path::PathBuf::from(r.body["location"].as_str().expect("a location"));
+        assert!(stopped.join("_metadata").is_file() && stopped != location, "{stopped:?}");
+        eventually("the job finished", || async {
+            get(addr, &format!("/jobs/{id}")).await.body["state"] == "FINISHED"
+        })
+        .await;
+        let r = request(addr, "POST", &stop, Some(&bearer(TOKEN)), Some(&body("targetDirectory"))).await;
+        assert_eq!(r.status, 409, "{r:?}");
+        assert!(error_of(&r).contains("has ended"), "{r:?}");
+
+        server.stop();
+        cluster.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_are_refused_with_the_reason() {
     within_deadline(async {
         let (cluster, server) = cluster_and_server().await;
@@ -353,6 +417,7 @@ async fn actors_that_are_gone_or_mute_are_503() {
             resource_manager: ComponentRef::new(resource_manager.clone()),
             registry: registry(),
             token: TOKEN.to_owned(),
+            savepoint_dir: None,
         };
         let server = Server::start(state).await;
         let addr = server.addr;

@@ -30,7 +30,7 @@ fn output_appears_only_when_its_checkpoint_completes_and_a_restore_discards_the_
     let dir = std::env::temp_dir().join(format!("weir-sink-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut sink = FileSink::<String>::new(&dir);
-    sink.open(&OpenContext { info: &info(1) }).unwrap();
+    sink.open(&OpenContext { info: &info(1), checkpointing: false }).unwrap();
     sink.write("a".into(), None).unwrap();
     let state1 = sink.snapshot_state(1).unwrap().unwrap();
     assert!(visible(&dir).is_empty(), "pre-committed, not committed");
@@ -42,7 +42,7 @@ fn output_appears_only_when_its_checkpoint_completes_and_a_restore_discards_the_
     // The job fails here; checkpoint 2 never completed. Restore from checkpoint 1.
     drop(sink);
     let mut restored = FileSink::<String>::new(&dir);
-    restored.open(&OpenContext { info: &info(1) }).unwrap();
+    restored.open(&OpenContext { info: &info(1), checkpointing: false }).unwrap();
     restored.restore_state(vec![state1.clone()]).unwrap();
     restored.write("b2".into(), None).unwrap();
     restored.finish().unwrap();
@@ -55,7 +55,57 @@ fn output_appears_only_when_its_checkpoint_completes_and_a_restore_discards_the_
     assert!(hidden.is_empty(), "no in-progress or pending files are left");
     // Committing what was committed already is fine (a restore after the commit).
     let mut again = FileSink::<String>::new(&dir);
-    again.open(&OpenContext { info: &info(1) }).unwrap();
+    again.open(&OpenContext { info: &info(1), checkpointing: false }).unwrap();
     again.restore_state(vec![state1]).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn hidden(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn with_checkpoints_the_last_file_waits_for_the_final_checkpoint() {
+    let dir = std::env::temp_dir().join(format!("weir-sink-final-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut sink = FileSink::<String>::new(&dir);
+    sink.open(&OpenContext { info: &info(0), checkpointing: true }).unwrap();
+    sink.write("tail".into(), None).unwrap();
+    sink.finish().unwrap();
+    assert!(visible(&dir).is_empty(), "not committed at the end of input");
+    // The final checkpoint, taken after the end of input, pre-commits and commits it.
+    sink.snapshot_state(7).unwrap();
+    assert!(visible(&dir).is_empty());
+    sink.notify_checkpoint_complete(7).unwrap();
+    assert_eq!(visible(&dir), vec!["tail"]);
+    assert!(hidden(&dir).is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn subtask_0_cleans_what_subtasks_gone_after_a_rescale_left() {
+    let dir = std::env::temp_dir().join(format!("weir-sink-rescale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A run at parallelism 3 left uncommitted files of subtasks 1 and 2.
+    for name in [".part-1-4.inprogress", ".part-2-3.inprogress", ".part-2-2.pending"] {
+        std::fs::write(dir.join(name), "after the savepoint\n").unwrap();
+    }
+    // Now at parallelism 2 (`info` says 2): subtask 1 cleans its own, subtask 0 subtask 2's.
+    let mut one = FileSink::<String>::new(&dir);
+    one.open(&OpenContext { info: &info(1), checkpointing: true }).unwrap();
+    one.snapshot_state(1).unwrap();
+    assert_eq!(hidden(&dir), vec![".part-2-2.pending", ".part-2-3.inprogress"]);
+    let mut zero = FileSink::<String>::new(&dir);
+    zero.open(&OpenContext { info: &info(0), checkpointing: true }).unwrap();
+    zero.snapshot_state(1).unwrap();
+    assert!(hidden(&dir).is_empty(), "{:?}", hidden(&dir));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,42 +1,86 @@
-//! Barrier alignment: a channel that delivered the barrier is not read past it until every
-//! channel has, so the snapshot holds exactly the records before the barrier.
+//! The input loop against hand-fed channels: barrier alignment (a channel that delivered the
+//! barrier is not read past it until every channel has, so the snapshot holds exactly the
+//! records before the barrier), and the end of a subtask (it stays after its input ended
+//! until the job's last checkpoint; a stop-with-savepoint ends it without draining).
 
 use std::sync::{Arc, Mutex};
 
-use weir_dataplane::{CheckpointBarrier, Element, InputGate, local_channel};
+use weir_dataplane::{BarrierKind, BatchSender, CheckpointBarrier, Element, InputGate, StopMode, local_channel};
 
 use super::*;
 use crate::checkpoint::storage::CheckpointStorage;
-use crate::checkpoint::{CheckpointIo, OperatorState};
+use crate::checkpoint::{CheckpointEvent, CheckpointIo, OperatorState};
 use crate::job::JobId;
 use crate::time::TokioClock;
 
-/// Per snapshot: the checkpoint and the records seen before it.
-type Snapshots = Arc<Mutex<Vec<(u64, Vec<u32>)>>>;
+const DEADLINE: Duration = Duration::from_secs(10);
 
-/// A chain that records what reaches it, and what it had seen when each snapshot was taken.
+/// What reached a chain, and when.
+#[derive(Debug, Clone, PartialEq)]
+enum Seen {
+    Record(u32),
+    Watermark(Timestamp),
+    /// A snapshot, with the records seen before it.
+    Snapshot(u64, Vec<u32>),
+    Complete(u64),
+    EndInput {
+        drain: bool,
+    },
+    Close,
+}
+
+/// A chain that records what reaches it.
 #[derive(Clone, Default)]
 struct Recorder {
-    seen: Arc<Mutex<Vec<u32>>>,
-    snapshots: Snapshots,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Recorder {
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn records(&self) -> Vec<u32> {
+        self.seen().iter().filter_map(|s| if let Seen::Record(r) = s { Some(*r) } else { None }).collect()
+    }
+
+    fn push(&self, seen: Seen) {
+        self.seen.lock().unwrap().push(seen);
+    }
+
+    async fn wait_for(&self, what: &str, condition: impl Fn(&[Seen]) -> bool) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while !condition(&self.seen()) {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {:?}", self.seen());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
 }
 
 impl Link<u32> for Recorder {
     fn open(&mut self, _io: &mut TaskIo) {}
     fn record(&mut self, value: u32, _ts: Timestamp, _io: &mut TaskIo) {
-        self.seen.lock().unwrap().push(value);
+        self.push(Seen::Record(value));
     }
-    fn watermark(&mut self, _wm: Timestamp, _io: &mut TaskIo) {}
+    fn watermark(&mut self, wm: Timestamp, _io: &mut TaskIo) {
+        self.push(Seen::Watermark(wm));
+    }
     fn idle(&mut self, _idle: bool, _io: &mut TaskIo) {}
     fn processing_time(&mut self, _now: Timestamp, _io: &mut TaskIo) {}
     fn flush(&mut self, _io: &mut TaskIo) {}
-    fn end_input(&mut self, _io: &mut TaskIo) {}
-    fn checkpoint(&mut self, barrier: CheckpointBarrier, _io: &mut TaskIo, out: &mut Vec<OperatorState>) {
-        let seen = self.seen.lock().unwrap().clone();
-        self.snapshots.lock().unwrap().push((barrier.checkpoint_id, seen));
-        out.push(OperatorState { node: 0, ..Default::default() });
+    fn end_input(&mut self, drain: bool, _io: &mut TaskIo) {
+        self.push(Seen::EndInput { drain });
     }
-    fn checkpoint_complete(&mut self, _id: u64, _io: &mut TaskIo) {}
+    fn close(&mut self, _io: &mut TaskIo) {
+        self.push(Seen::Close);
+    }
+    fn checkpoint(&mut self, barrier: &CheckpointBarrier, _io: &mut TaskIo, out: &mut Vec<OperatorState>) {
+        self.push(Seen::Snapshot(barrier.checkpoint_id, self.records()));
+        out.push(OperatorState { node: 0, operator: Some(vec![1]), ..Default::default() });
+    }
+    fn checkpoint_complete(&mut self, id: u64, _io: &mut TaskIo) {
+        self.push(Seen::Complete(id));
+    }
 }
 
 fn info() -> Arc<SubtaskInfo> {
@@ -51,44 +95,199 @@ fn info() -> Arc<SubtaskInfo> {
     })
 }
 
+/// A subtask reading `inputs` channels into a [`Recorder`], with periodic checkpoints into
+/// `dir` if `periodic`.
+struct Harness {
+    recorder: Recorder,
+    inputs: Vec<BatchSender<u32>>,
+    control: tokio::sync::mpsc::UnboundedSender<TaskControl>,
+    events: tokio::sync::mpsc::UnboundedReceiver<CheckpointEvent>,
+    task: tokio::task::JoinHandle<Result<()>>,
+    dir: std::path::PathBuf,
+    /// It reported the end of its input.
+    input_ended: bool,
+}
+
+impl Harness {
+    fn start(label: &str, inputs: usize, periodic: bool) -> Harness {
+        let dir = std::env::temp_dir().join(format!("weir-task-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..inputs).map(|_| local_channel::<u32>(8)).unzip();
+        let recorder = Recorder::default();
+        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let mut io = TaskIo::new(info(), Arc::new(TokioClock::new()), Arc::new(TaskMetrics::default()));
+        let storage = periodic.then(|| CheckpointStorage::new(&dir, JobId(3)));
+        io.checkpoints = Some(CheckpointIo { storage, vertex: 0, events: events_tx });
+        let (control, control_rx) = tokio::sync::mpsc::unbounded_channel();
+        let parts = TaskParts { io, outputs: Vec::new(), control: control_rx };
+        let gate = InputGate::new(receivers);
+        let task = tokio::spawn(run_input(gate, Box::new(recorder.clone()), parts, BatchConfig::default()));
+        Harness { recorder, inputs: senders, control, events, task, dir, input_ended: false }
+    }
+
+    async fn send(&self, input: usize, batch: Vec<Element<u32>>) {
+        self.inputs[input].send(batch).await.unwrap();
+    }
+
+    fn control(&self, control: TaskControl) {
+        self.control.send(control).unwrap();
+    }
+
+    async fn event(&mut self) -> CheckpointEvent {
+        let event =
+            tokio::time::timeout(DEADLINE, self.events.recv()).await.expect("an event in time").expect("an event");
+        self.input_ended |= matches!(event, CheckpointEvent::InputEnded);
+        event
+    }
+
+    /// The snapshot the subtask stored for `checkpoint`.
+    async fn ack(&mut self, checkpoint: u64) -> TaskSnapshot {
+        loop {
+            if let CheckpointEvent::Ack(ack) = self.event().await {
+                assert_eq!(ack.checkpoint, checkpoint);
+                let handle = ack.handle.expect("stored");
+                let dir = match self.savepoint(checkpoint) {
+                    BarrierKind::Savepoint { target, .. } => target.into(),
+                    BarrierKind::Checkpoint => CheckpointStorage::new(&self.dir, JobId(3)).checkpoint_dir(checkpoint),
+                };
+                return crate::checkpoint::storage::read_task_in(&dir, checkpoint, &handle).unwrap();
+            }
+        }
+    }
+
+    /// Checkpoints from 100 on are savepoints (into the harness's directory).
+    fn savepoint(&self, checkpoint: u64) -> BarrierKind {
+        if checkpoint < 100 {
+            return BarrierKind::Checkpoint;
+        }
+        let target = self.dir.join(format!("savepoint-{checkpoint}")).to_str().unwrap().to_owned();
+        BarrierKind::Savepoint { target, stop: None }
+    }
+
+    fn barrier(&self, checkpoint: u64, stop: Option<StopMode>) -> Element<u32> {
+        let kind = match self.savepoint(checkpoint) {
+            BarrierKind::Savepoint { target, .. } => BarrierKind::Savepoint { target, stop },
+            kind => kind,
+        };
+        Element::Barrier(CheckpointBarrier { checkpoint_id: checkpoint, timestamp_ms: 0, kind })
+    }
+
+    /// Closes the inputs and waits for the subtask to end.
+    async fn end(mut self) -> Recorder {
+        self.inputs.clear();
+        tokio::time::timeout(DEADLINE, self.task).await.expect("the subtask ended").unwrap().unwrap();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        self.recorder
+    }
+
+    fn still_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_after_a_barrier_wait_for_the_slower_input() {
-    let barrier = CheckpointBarrier { checkpoint_id: 1, timestamp_ms: 0 };
-    let (fast_tx, fast_rx) = local_channel::<u32>(8);
-    let (slow_tx, slow_rx) = local_channel::<u32>(8);
-    let gate = InputGate::new(vec![fast_rx, slow_rx]);
-    let recorder = Recorder::default();
-    let dir = std::env::temp_dir().join(format!("weir-align-{}", std::process::id()));
-    let (acks, mut ack_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut io = TaskIo::new(info(), Arc::new(TokioClock::new()), Arc::new(TaskMetrics::default()));
-    io.checkpoints = Some(CheckpointIo { storage: CheckpointStorage::new(&dir, JobId(3)), vertex: 0, acks });
-    let (_control_tx, control) = tokio::sync::mpsc::unbounded_channel();
-    let parts = TaskParts { io, outputs: Vec::new(), control };
-    let task = tokio::spawn(run_input(gate, Box::new(recorder.clone()), parts, BatchConfig::default()));
-
+    let mut h = Harness::start("align", 2, false);
     // The fast input delivers its barrier, then more records, well before the slow one.
-    fast_tx.send(vec![Element::Record(1, 0), Element::Barrier(barrier), Element::Record(3, 0)]).await.unwrap();
-    fast_tx.send(vec![Element::Record(5, 0), Element::EndOfData]).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !recorder.seen.lock().unwrap().contains(&1) {
-        assert!(tokio::time::Instant::now() < deadline, "record 1 never arrived");
-        tokio::task::yield_now().await;
-    }
-    assert_eq!(*recorder.seen.lock().unwrap(), vec![1], "nothing after the fast input's barrier is read");
-    slow_tx.send(vec![Element::Record(2, 0), Element::Record(4, 0), Element::Barrier(barrier)]).await.unwrap();
-    slow_tx.send(vec![Element::Record(6, 0), Element::EndOfData]).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap().unwrap();
+    h.send(0, vec![Element::Record(1, 0), h.barrier(100, None), Element::Record(3, 0)]).await;
+    h.send(0, vec![Element::Record(5, 0), Element::EndOfData]).await;
+    h.recorder.wait_for("record 1", |s| s.contains(&Seen::Record(1))).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(h.recorder.records(), vec![1], "nothing after the fast input's barrier is read");
+    h.send(1, vec![Element::Record(2, 0), Element::Record(4, 0), h.barrier(100, None)]).await;
+    h.send(1, vec![Element::Record(6, 0), Element::EndOfData]).await;
+    let snapshot = h.ack(100).await;
+    assert!(!snapshot.finished);
+    let recorder = h.end().await;
 
-    let snapshots = recorder.snapshots.lock().unwrap().clone();
+    let seen = recorder.seen();
+    let snapshots: Vec<_> = seen.iter().filter(|s| matches!(s, Seen::Snapshot(..))).collect();
     assert_eq!(snapshots.len(), 1);
-    let (id, mut in_snapshot) = snapshots[0].clone();
+    let Seen::Snapshot(id, mut in_snapshot) = snapshots[0].clone() else { unreachable!() };
     in_snapshot.sort();
-    assert_eq!((id, in_snapshot), (1, vec![1, 2, 4]), "exactly the records before the barrier on each input");
-    let mut all = recorder.seen.lock().unwrap().clone();
+    assert_eq!((id, in_snapshot), (100, vec![1, 2, 4]), "exactly the records before the barrier on each input");
+    let mut all = recorder.records();
     all.sort();
     assert_eq!(all, vec![1, 2, 3, 4, 5, 6]);
-    let ack = tokio::time::timeout(Duration::from_secs(10), ack_rx.recv()).await.unwrap().unwrap();
-    assert_eq!(ack.checkpoint, 1);
-    assert!(ack.handle.is_ok(), "{:?}", ack.handle);
-    let _ = std::fs::remove_dir_all(&dir);
+    // Without periodic checkpoints it ends with its input, after draining.
+    assert_eq!(&seen[seen.len() - 2..], &[Seen::EndInput { drain: true }, Seen::Close]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_subtask_takes_part_in_checkpoints_until_the_last_one() {
+    let mut h = Harness::start("linger", 2, true);
+    h.send(0, vec![Element::Record(1, 0), Element::EndOfData]).await;
+    h.send(1, vec![Element::Record(2, 0), h.barrier(1, None), Element::EndOfData]).await;
+    // Input 0 ended, so checkpoint 1 needs no barrier from it.
+    assert!(!h.ack(1).await.finished);
+    h.recorder.wait_for("the end of input", |s| s.contains(&Seen::EndInput { drain: true })).await;
+    // Input 0's barrier of checkpoint 1 comes late: taken already.
+    h.send(0, vec![h.barrier(1, None)]).await;
+
+    h.control(TaskControl::CheckpointComplete { checkpoint: 1, commit: true, end: false });
+    h.send(0, vec![h.barrier(2, None)]).await;
+    h.send(1, vec![h.barrier(2, None)]).await;
+    assert!(h.ack(2).await.finished, "taken after the input ended");
+    assert!(h.input_ended, "the coordinator heard that the input ended");
+    h.control(TaskControl::CheckpointComplete { checkpoint: 2, commit: true, end: false });
+    h.recorder.wait_for("checkpoint 2's completion", |s| s.contains(&Seen::Complete(2))).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(h.still_running(), "an intermediate checkpoint does not end it");
+
+    // The final checkpoint: the barrier of a channel that ended counts as aligned.
+    h.send(1, vec![h.barrier(3, None)]).await;
+    assert!(h.ack(3).await.finished);
+    h.control(TaskControl::CheckpointComplete { checkpoint: 3, commit: true, end: true });
+    h.recorder.wait_for("checkpoint 3's completion", |s| s.contains(&Seen::Complete(3))).await;
+    h.send(0, vec![h.barrier(3, None)]).await;
+    let recorder = h.end().await;
+    let seen = recorder.seen();
+    let snapshots = seen.iter().filter(|s| matches!(s, Seen::Snapshot(..))).count();
+    assert_eq!(snapshots, 3, "each checkpoint once: {seen:?}");
+    assert_eq!(seen.iter().filter(|s| **s == Seen::EndInput { drain: true }).count(), 1);
+    assert_eq!(seen.last(), Some(&Seen::Close));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_with_savepoint_ends_without_draining_and_a_failed_one_resumes() {
+    let mut h = Harness::start("stop", 2, true);
+    h.send(0, vec![Element::Record(1, 0), Element::Watermark(10), h.barrier(100, Some(StopMode::NoDrain))]).await;
+    h.send(1, vec![Element::Watermark(50), h.barrier(100, Some(StopMode::NoDrain))]).await;
+    h.ack(100).await;
+    // The savepoint failed: the subtask runs on.
+    h.control(TaskControl::CheckpointAborted(100));
+    h.send(0, vec![Element::Record(2, 0), h.barrier(101, Some(StopMode::NoDrain))]).await;
+    h.send(1, vec![h.barrier(101, Some(StopMode::NoDrain))]).await;
+    assert_eq!(h.ack(101).await.operators.len(), 1);
+    assert_eq!(h.recorder.records(), vec![1, 2]);
+    // One producer stops first: that its input ended does not move the watermark to 50
+    // (which would fire windows the savepoint holds).
+    h.send(0, vec![Element::EndOfData]).await;
+    h.control(TaskControl::CheckpointComplete { checkpoint: 101, commit: true, end: true });
+    h.recorder.wait_for("the end without draining", |s| s.contains(&Seen::EndInput { drain: false })).await;
+    h.send(1, vec![Element::EndOfData]).await;
+    let seen = h.end().await.seen();
+    let watermarks: Vec<_> = seen.iter().filter(|s| matches!(s, Seen::Watermark(_))).collect();
+    assert_eq!(watermarks, vec![&Seen::Watermark(10)], "{seen:?}");
+    assert_eq!(
+        &seen[seen.len() - 3..],
+        &[Seen::Complete(101), Seen::EndInput { drain: false }, Seen::Close],
+        "committed, ended without finishing its operators"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_barrier_behind_every_inputs_end_is_taken_after_the_chain_ended() {
+    let mut h = Harness::start("final", 2, true);
+    // Input 0's barrier arrives first; input 1's end completes the alignment.
+    h.send(0, vec![Element::Record(1, 0), Element::EndOfData, h.barrier(1, None)]).await;
+    h.recorder.wait_for("record 1", |s| s.contains(&Seen::Record(1))).await;
+    h.send(1, vec![Element::Record(2, 0), Element::EndOfData, h.barrier(1, None)]).await;
+    assert!(h.ack(1).await.finished, "the snapshot holds the state after the end of input");
+    let seen = h.recorder.seen();
+    let end = seen.iter().position(|s| *s == Seen::EndInput { drain: true }).expect("ended");
+    let snapshot = seen.iter().position(|s| matches!(s, Seen::Snapshot(1, _))).expect("snapshot");
+    assert!(end < snapshot, "what ending the chain emits precedes the barrier: {seen:?}");
+    h.control(TaskControl::CheckpointComplete { checkpoint: 1, commit: true, end: true });
+    h.end().await;
 }

@@ -1,0 +1,168 @@
+//! Savepoints on a MiniCluster: a keyed, windowed job stopped with a savepoint and resumed
+//! at another parallelism, twice (2 → 3 → 1), ends with exactly the output of one
+//! fault-free run; savepoints of a running job; stop with drain; refusals.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use weir_actors::checkpoint::savepoint::SavepointRestore;
+use weir_actors::checkpoint::{CheckpointConfig, StopMode};
+use weir_actors::job::JobConfig;
+use weir_actors::prelude::*;
+use weir_actors::{JobId, JobStatus};
+
+use crate::support::{RESCALE_ARGS, TempDir, eventually, read_output};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+/// The clicks of [`RESCALE_ARGS`].
+const EVENTS: u64 = 60_000;
+
+/// window-agg over `EVENTS` generated clicks (30,000/s), into `output`.
+fn window_agg(output: &Path, parallelism: usize, config: JobConfig) -> JobSubmission {
+    let mut args = RESCALE_ARGS.to_vec();
+    args.extend(["--output", output.to_str().unwrap()]);
+    let args = JobArgs::parse(&args).unwrap();
+    JobSubmission::from_registry(&weir_examples::registry(), "window-agg", args, parallelism)
+        .unwrap()
+        .with_config(config)
+}
+
+async fn cluster() -> MiniCluster {
+    MiniCluster::start(MiniClusterConfig { task_managers: 2, slots_per_task_manager: 2, ..Default::default() })
+        .await
+        .unwrap()
+}
+
+/// Waits until the job's sources read `records` or more.
+async fn wait_for_records(cluster: &MiniCluster, id: JobId, records: u64) {
+    eventually("the sources to read more records", DEADLINE, || async {
+        let d = cluster.details(id).await.unwrap();
+        assert!(!d.status.is_terminal(), "the job ended early: {} {:?}", d.status, d.cause);
+        d.source_records() >= records
+    })
+    .await;
+}
+
+/// Runs from `from` (if any) at `parallelism`; stops with a savepoint after `stop_after`
+/// source records and returns it, or runs to the end.
+async fn leg(
+    output: &Path,
+    savepoints: &Path,
+    parallelism: usize,
+    config: JobConfig,
+    from: Option<&Path>,
+    stop_after: Option<u64>,
+) -> Option<PathBuf> {
+    let config = JobConfig { savepoint: from.map(SavepointRestore::new), ..config };
+    let cluster = cluster().await;
+    let id = cluster.submit(&window_agg(output, parallelism, config)).await.unwrap();
+    let savepoint = match stop_after {
+        Some(records) => {
+            wait_for_records(&cluster, id, records).await;
+            Some(cluster.savepoint(id, savepoints, Some(StopMode::NoDrain)).await.unwrap())
+        }
+        None => None,
+    };
+    let result = tokio::time::timeout(DEADLINE, cluster.wait(id)).await.expect("the job ended").unwrap();
+    cluster.shutdown().await;
+    assert_eq!(result.status(), JobStatus::Finished, "{:?} {:?}", result.details.cause, result.details.exceptions);
+    assert_eq!(result.details.restarts, 0);
+    if let Some(from) = from {
+        assert!(result.details.restored_from.is_some(), "restored from {}", from.display());
+    }
+    savepoint
+}
+
+/// Stop at 2, resume at 3 and stop, resume at 1 to the end: the same output as one run.
+async fn rescale_twice(label: &str, config: JobConfig) {
+    let reference = TempDir::new(&format!("{label}-reference"));
+    leg(&reference.join("out"), &reference.0, 2, JobConfig::default(), None, None).await;
+    let expected = read_output(&reference.join("out"));
+    assert!(expected.len() > 1000, "{} lines", expected.len());
+
+    let work = TempDir::new(label);
+    let (output, savepoints) = (work.join("out"), work.join("savepoints"));
+    let first = leg(&output, &savepoints, 2, config.clone(), None, Some(EVENTS / 4)).await.unwrap();
+    assert!(first.join("_metadata").is_file(), "{}", first.display());
+    let partial = read_output(&output);
+    assert!(!partial.is_empty() && partial.len() < expected.len(), "{} of {} lines", partial.len(), expected.len());
+    let second = leg(&output, &savepoints, 3, config.clone(), Some(&first), Some(EVENTS / 4)).await.unwrap();
+    assert_ne!(first, second);
+    leg(&output, &savepoints, 1, config, Some(&second), None).await;
+    let output = read_output(&output);
+    assert_eq!(output.len(), expected.len(), "records lost or duplicated");
+    assert_eq!(output, expected, "the output differs from the fault-free run's");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rescaling_2_3_1_through_savepoints_keeps_the_output_exactly_once() {
+    rescale_twice("sp-rescale", JobConfig::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rescaling_with_periodic_checkpoints_keeps_the_output_exactly_once() {
+    let work = TempDir::new("sp-rescale-chk-dir");
+    let checkpoints =
+        CheckpointConfig { retained: 2, ..CheckpointConfig::every(Duration::from_millis(100), work.join("chk")) };
+    rescale_twice("sp-rescale-chk", JobConfig { checkpoints: Some(checkpoints), ..Default::default() }).await;
+}
+
+/// The sum of a window-agg output's counts: every click counted once is `EVENTS`.
+fn clicks_counted(lines: &[String]) -> u64 {
+    lines.iter().map(|l| l.rsplit('\t').next().unwrap().parse::<u64>().unwrap()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn savepoints_of_a_running_job_leave_it_running_exactly_once() {
+    let work = TempDir::new("sp-running");
+    let (output, savepoints) = (work.join("out"), work.join("savepoints"));
+    let cluster = cluster().await;
+    let id = cluster.submit(&window_agg(&output, 2, JobConfig::default())).await.unwrap();
+    wait_for_records(&cluster, id, EVENTS / 4).await;
+    let savepoint = cluster.savepoint(id, &savepoints, None).await.unwrap();
+    assert!(savepoint.starts_with(&savepoints) && savepoint.join("_metadata").is_file());
+    let again = cluster.savepoint(id, &savepoints, None).await.unwrap();
+    assert_ne!(savepoint, again, "each savepoint has its own directory");
+    let finished = tokio::time::timeout(DEADLINE, cluster.wait(id)).await.unwrap().unwrap();
+    assert_eq!(finished.status(), JobStatus::Finished, "the job ran on after its savepoints");
+    let err = cluster.savepoint(id, &savepoints, None).await.unwrap_err().to_string();
+    assert!(err.contains("has ended"), "{err}");
+    cluster.shutdown().await;
+    assert_eq!(clicks_counted(&read_output(&output)), EVENTS, "each click counted once");
+    // The savepoints are the user's: both are still there, complete.
+    assert!(savepoint.join("_metadata").is_file() && again.join("_metadata").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_with_drain_fires_every_window_before_the_savepoint() {
+    let work = TempDir::new("sp-drain");
+    let (output, savepoints) = (work.join("out"), work.join("savepoints"));
+    let cluster = cluster().await;
+    let id = cluster.submit(&window_agg(&output, 2, JobConfig::default())).await.unwrap();
+    wait_for_records(&cluster, id, EVENTS / 4).await;
+    let savepoint = cluster.savepoint(id, &savepoints, Some(StopMode::Drain)).await.unwrap();
+    let result = tokio::time::timeout(DEADLINE, cluster.wait(id)).await.unwrap().unwrap();
+    cluster.shutdown().await;
+    assert_eq!(result.status(), JobStatus::Finished, "{:?}", result.details.cause);
+    // Every window of what was read fired: each click read is counted exactly once.
+    let counted = clicks_counted(&read_output(&output));
+    assert_eq!(counted, result.details.source_records(), "every click read is in a fired window");
+    assert!(counted < EVENTS, "stopped early: {counted}");
+    assert!(savepoint.join("_metadata").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_savepoint_is_refused_before_the_job_runs() {
+    let work = TempDir::new("sp-bad");
+    let missing = work.join("no-such-savepoint");
+    let job = window_agg(
+        &work.join("out"),
+        2,
+        JobConfig { savepoint: Some(SavepointRestore::new(&missing)), ..Default::default() },
+    );
+    let err = job.prepare().err().unwrap().to_string();
+    assert!(err.contains(&missing.display().to_string()) && err.contains("does not exist"), "{err}");
+    std::fs::create_dir_all(&missing).unwrap();
+    let err = job.prepare().err().unwrap().to_string();
+    assert!(err.contains("has no _metadata"), "{err}");
+}
