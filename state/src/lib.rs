@@ -4,7 +4,9 @@
 //! A keyed operator owns a [`KeyedStateStore`]: it registers its states once (getting cheap
 //! `Copy` handles) and then reads and writes through the handles on every record. At a
 //! checkpoint the store becomes a [`KeyedSnapshot`], with each state's entries per key group, so
-//! that a restore at another parallelism loads just the key groups it owns.
+//! that a restore at another parallelism loads just the key groups it owns. The same canonical
+//! bytes come out of every backend, whether it keeps typed objects ([`MemoryBackend`]) or bytes
+//! (a [`RawTable`] under the postcard codecs of `bytes.rs`).
 //!
 //! ```
 //! use weir_state::{KeyedStateStore, MemoryBackend};
@@ -23,18 +25,27 @@
 //! ```
 
 mod backend;
+mod bytes;
 mod error;
 mod memory;
 mod snapshot;
 mod store;
+#[cfg(test)]
+mod test_support;
 mod timers;
 
-pub use backend::{KeyedStateBackend, ListTable, MapTable, StateKind, TableFactory, ValueTable};
+pub use backend::{
+    EntryVisitor, KeyedStateBackend, ListTable, MapTable, RawTable, StateKind, TableFactory, ValueTable,
+};
 pub use error::{Result, StateError};
 pub use memory::MemoryBackend;
 pub use snapshot::{KeyedSnapshot, StateSnapshot};
 pub use store::{KeyedStateStore, ListStateHandle, MapStateHandle, ValueStateHandle};
 pub use timers::TimerService;
+
+/// Marks the types a factory, handle or table stands for without owning them, so it is `Send`,
+/// `Sync` and `Copy` whatever they are.
+type Types<T> = std::marker::PhantomData<fn() -> T>;
 
 /// A key group: the unit in which keyed state is partitioned, snapshotted and redistributed.
 pub type KeyGroup = u16;

@@ -7,10 +7,11 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
 
-use crate::backend::{KeyedStateBackend, ListTable, MapTable, StateKind, TableFactory, ValueTable};
+use crate::backend::{KeyedStateBackend, ListTable, MapTable, RawTable, StateKind, TableFactory, ValueTable};
+use crate::bytes::{ByteListTable, ByteMapTable, ByteValueTable};
 use crate::memory::{MemoryListTable, MemoryMapTable, MemoryValueTable};
 use crate::snapshot::{KeyedSnapshot, StateSnapshot};
-use crate::{KeyGroup, Result, StateData, StateError, StateKey};
+use crate::{KeyGroup, Result, StateData, StateError, StateKey, Types};
 
 #[cfg(test)]
 mod tests;
@@ -303,10 +304,6 @@ fn not_the_registered_table<Table>() -> StateError {
     StateError::Backend(format!("state table is not a {}", type_name::<Table>()))
 }
 
-/// Marks the types a factory or handle stands for without owning them, so it is `Send`,
-/// `Sync` and `Copy` whatever they are.
-type Types<T> = PhantomData<fn() -> T>;
-
 /// Builds value tables of the given types.
 struct ValueFactory<K, N, V>(Types<(K, N, V)>);
 
@@ -317,6 +314,11 @@ impl<K: StateKey, N: StateKey, V: StateData> TableFactory for ValueFactory<K, N,
 
     fn memory_table(&self, key_groups: Range<KeyGroup>) -> Box<dyn Any + Send> {
         let table: Box<dyn ValueTable<K, N, V>> = Box::new(MemoryValueTable::<K, N, V>::new(key_groups));
+        Box::new(table)
+    }
+
+    fn byte_table(&self, key_groups: Range<KeyGroup>, raw: Box<dyn RawTable>) -> Box<dyn Any + Send> {
+        let table: Box<dyn ValueTable<K, N, V>> = Box::new(ByteValueTable::<K, N, V>::new(key_groups, raw));
         Box::new(table)
     }
 }
@@ -333,6 +335,11 @@ impl<K: StateKey, N: StateKey, V: StateData> TableFactory for ListFactory<K, N, 
         let table: Box<dyn ListTable<K, N, V>> = Box::new(MemoryListTable::<K, N, V>::new(key_groups));
         Box::new(table)
     }
+
+    fn byte_table(&self, key_groups: Range<KeyGroup>, raw: Box<dyn RawTable>) -> Box<dyn Any + Send> {
+        let table: Box<dyn ListTable<K, N, V>> = Box::new(ByteListTable::<K, N, V>::new(key_groups, raw));
+        Box::new(table)
+    }
 }
 
 /// Builds map tables of the given types.
@@ -345,6 +352,11 @@ impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateData> TableFactory for Map
 
     fn memory_table(&self, key_groups: Range<KeyGroup>) -> Box<dyn Any + Send> {
         let table: Box<dyn MapTable<K, N, UK, UV>> = Box::new(MemoryMapTable::<K, N, UK, UV>::new(key_groups));
+        Box::new(table)
+    }
+
+    fn byte_table(&self, key_groups: Range<KeyGroup>, raw: Box<dyn RawTable>) -> Box<dyn Any + Send> {
+        let table: Box<dyn MapTable<K, N, UK, UV>> = Box::new(ByteMapTable::<K, N, UK, UV>::new(key_groups, raw));
         Box::new(table)
     }
 }
