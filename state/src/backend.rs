@@ -8,11 +8,13 @@
 //!
 //! Every table snapshots and restores one key group at a time in one canonical format (the
 //! postcard encoding of its sorted entries, see `snapshot.rs`), whatever the backend, so that a
-//! savepoint taken on one backend restores on the other.
+//! savepoint taken on one backend restores on the other. A backend can also take checkpoints of
+//! its own ([`KeyedStateBackend::checkpoint`]): RocksDB's are incremental files.
 
 use std::any::Any;
 use std::ops::Range;
 
+use crate::checkpoint::PendingKeyedSnapshot;
 use crate::{KeyGroup, Result};
 
 /// The kind of a keyed state.
@@ -170,4 +172,24 @@ pub trait KeyedStateBackend: Send {
     fn key_groups(&self) -> Range<KeyGroup>;
     /// Creates the table of the state `name`, built by `factory`; the caller downcasts it.
     fn create_table(&mut self, name: &str, factory: &dyn TableFactory) -> Result<Box<dyn Any + Send>>;
+
+    /// Starts checkpoint `checkpoint` in the backend's own format: the short, synchronous part,
+    /// with the slow part left to [`PendingKeyedSnapshot::materialize`].
+    ///
+    /// `None` (the default) means the backend has no format of its own, and the store takes a
+    /// canonical [`KeyedSnapshot`](crate::KeyedSnapshot) of its tables instead.
+    fn checkpoint(&mut self, checkpoint: u64) -> Result<Option<PendingKeyedSnapshot>> {
+        let _ = checkpoint;
+        Ok(None)
+    }
+
+    /// Checkpoint `checkpoint` completed: what it stored may be referenced by later ones.
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) {
+        let _ = checkpoint;
+    }
+
+    /// Checkpoint `checkpoint` was aborted: nothing it stored may be referenced.
+    fn notify_checkpoint_aborted(&mut self, checkpoint: u64) {
+        let _ = checkpoint;
+    }
 }

@@ -9,6 +9,7 @@ use std::ops::Range;
 
 use crate::backend::{KeyedStateBackend, ListTable, MapTable, RawTable, StateKind, TableFactory, ValueTable};
 use crate::bytes::{ByteListTable, ByteMapTable, ByteValueTable};
+use crate::checkpoint::{KeyedStateHandle, PendingKeyedSnapshot};
 use crate::memory::{MemoryListTable, MemoryMapTable, MemoryValueTable};
 use crate::snapshot::{KeyedSnapshot, StateSnapshot};
 use crate::{KeyGroup, Result, StateData, StateError, StateKey, Types};
@@ -176,6 +177,31 @@ impl<K: StateKey> KeyedStateStore<K> {
             states.push(snapshot);
         }
         Ok(KeyedSnapshot { states })
+    }
+
+    /// Starts checkpoint `checkpoint`: the synchronous part, to run between two records. The
+    /// result is materialized off the processing loop with
+    /// [`PendingKeyedSnapshot::materialize`].
+    ///
+    /// A backend with a format of its own takes its own checkpoint (RocksDB: flushes its
+    /// memtables and hard-links its files into a local directory); otherwise this is the
+    /// canonical [`snapshot`](Self::snapshot), complete already.
+    pub fn checkpoint(&mut self, checkpoint: u64) -> Result<PendingKeyedSnapshot> {
+        match self.backend.checkpoint(checkpoint)? {
+            Some(pending) => Ok(pending),
+            None => Ok(PendingKeyedSnapshot::ready(KeyedStateHandle::Full(self.snapshot()?))),
+        }
+    }
+
+    /// Checkpoint `checkpoint` completed everywhere: the backend may reference what it stored
+    /// in later checkpoints.
+    pub fn notify_checkpoint_complete(&mut self, checkpoint: u64) {
+        self.backend.notify_checkpoint_complete(checkpoint);
+    }
+
+    /// Checkpoint `checkpoint` was aborted: the backend must not reference what it stored.
+    pub fn notify_checkpoint_aborted(&mut self, checkpoint: u64) {
+        self.backend.notify_checkpoint_aborted(checkpoint);
     }
 
     /// Adds the entries of `snapshot` in the key groups this store covers; the others are
