@@ -2,17 +2,19 @@
 //!
 //! Table creation is double-dispatched: the typed front end hands the backend a
 //! [`TableFactory`] that knows the state's types, and the backend asks it for the kind of table
-//! it stores (typed objects for memory; later, a byte table wrapped in serde codecs for RocksDB).
-//! Tables are partitioned by key group so that a key-group range can be snapshotted and
-//! redistributed on its own.
+//! it stores: typed objects for memory, or, for a backend that stores bytes (RocksDB), its
+//! [`RawTable`] wrapped in the factory's postcard codecs. Tables are partitioned by key group so
+//! that a key-group range can be snapshotted and redistributed on its own.
 //!
-//! Every table snapshots and restores one key group at a time, as opaque bytes: the memory
-//! backend encodes its typed entries with postcard; a file-based backend may encode something
-//! else, as long as its own `restore_key_group` reads it back.
+//! Every table snapshots and restores one key group at a time in one canonical format (the
+//! postcard encoding of its sorted entries, see `snapshot.rs`), whatever the backend, so that a
+//! savepoint taken on one backend restores on the other. A backend can also take checkpoints of
+//! its own ([`KeyedStateBackend::checkpoint`]): RocksDB's are incremental files.
 
 use std::any::Any;
 use std::ops::Range;
 
+use crate::checkpoint::PendingKeyedSnapshot;
 use crate::{KeyGroup, Result};
 
 /// The kind of a keyed state.
@@ -125,7 +127,42 @@ pub trait TableFactory {
     /// A table that keeps typed objects, covering the given key groups: a
     /// `Box<dyn ValueTable<K, N, V>>` (or list or map table) inside the `Any`.
     fn memory_table(&self, key_groups: Range<KeyGroup>) -> Box<dyn Any + Send>;
+    /// A table that keeps its entries as bytes in `raw`, covering the given key groups: `raw`
+    /// wrapped in the state's postcard codecs, as a `Box<dyn ValueTable<K, N, V>>` (or list or
+    /// map table) inside the `Any`.
+    ///
+    /// The wrapper lays out keys as DESIGN §6 says: key group (2 bytes, big-endian) ‖
+    /// postcard(key) ‖ postcard(namespace), then ‖ postcard(user key) for a map. Postcard
+    /// encodings are self-delimiting, so the first three are a prefix shared by exactly the
+    /// entries of one map, and the key group alone is a prefix shared by exactly its entries.
+    fn byte_table(&self, key_groups: Range<KeyGroup>, raw: Box<dyn RawTable>) -> Box<dyn Any + Send>;
 }
+
+/// A byte-oriented key/value table of one state, as a backend that stores bytes provides it;
+/// [`TableFactory::byte_table`] puts the state's types on top.
+///
+/// Reads hand the stored bytes to a callback rather than returning them, so that a backend can
+/// lend its own buffer (RocksDB's pinned slice) and the caller decodes without a copy.
+pub trait RawTable: Send {
+    /// Calls `found` with the value of `key` and returns `true`, or returns `false` if there is
+    /// none.
+    fn get(&self, key: &[u8], found: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool>;
+    /// Sets the value of `key`.
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()>;
+    /// Appends `bytes` to the value of `key` (creating it if absent): how a list grows without
+    /// reading it.
+    fn append(&mut self, key: &[u8], bytes: &[u8]) -> Result<()>;
+    /// Removes `key`.
+    fn delete(&mut self, key: &[u8]) -> Result<()>;
+    /// Removes every key starting with `prefix`.
+    fn delete_prefix(&mut self, prefix: &[u8]) -> Result<()>;
+    /// Calls `visit` with every key starting with `prefix` and its value, in ascending byte
+    /// order of the keys, until it returns `false`.
+    fn scan(&self, prefix: &[u8], visit: &mut EntryVisitor<'_>) -> Result<()>;
+}
+
+/// What [`RawTable::scan`] calls with each key and value: `Ok(false)` stops the scan.
+pub type EntryVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
 
 /// Where the keyed state of one operator subtask lives.
 pub trait KeyedStateBackend: Send {
@@ -135,4 +172,24 @@ pub trait KeyedStateBackend: Send {
     fn key_groups(&self) -> Range<KeyGroup>;
     /// Creates the table of the state `name`, built by `factory`; the caller downcasts it.
     fn create_table(&mut self, name: &str, factory: &dyn TableFactory) -> Result<Box<dyn Any + Send>>;
+
+    /// Starts checkpoint `checkpoint` in the backend's own format: the short, synchronous part,
+    /// with the slow part left to [`PendingKeyedSnapshot::materialize`].
+    ///
+    /// `None` (the default) means the backend has no format of its own, and the store takes a
+    /// canonical [`KeyedSnapshot`](crate::KeyedSnapshot) of its tables instead.
+    fn checkpoint(&mut self, checkpoint: u64) -> Result<Option<PendingKeyedSnapshot>> {
+        let _ = checkpoint;
+        Ok(None)
+    }
+
+    /// Checkpoint `checkpoint` completed: what it stored may be referenced by later ones.
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) {
+        let _ = checkpoint;
+    }
+
+    /// Checkpoint `checkpoint` was aborted: nothing it stored may be referenced.
+    fn notify_checkpoint_aborted(&mut self, checkpoint: u64) {
+        let _ = checkpoint;
+    }
 }

@@ -1,6 +1,7 @@
 //! The error type of keyed state.
 
 use std::ops::Range;
+use std::path::PathBuf;
 
 use crate::KeyGroup;
 
@@ -37,6 +38,24 @@ pub enum StateError {
     /// The state backend failed.
     #[error("state backend failed: {0}")]
     Backend(String),
+    /// A file of a backend or of a checkpoint could not be read or written.
+    #[error("cannot {action} '{}': {source}", path.display())]
+    Io {
+        /// What was being done, e.g. "read shared file".
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StateError {
+    /// An [`Io`](Self::Io) error: `action` on `path` failed.
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StateError::Io { action, path: path.into(), source }
+    }
 }
 
 /// The result of a state operation.

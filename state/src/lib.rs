@@ -2,9 +2,16 @@
 //! one object-safe backend trait, plus the timer queue of a keyed operator.
 //!
 //! A keyed operator owns a [`KeyedStateStore`]: it registers its states once (getting cheap
-//! `Copy` handles) and then reads and writes through the handles on every record. At a
-//! checkpoint the store becomes a [`KeyedSnapshot`], with each state's entries per key group, so
-//! that a restore at another parallelism loads just the key groups it owns.
+//! `Copy` handles) and then reads and writes through the handles on every record. The store keeps
+//! them in a backend: [`MemoryBackend`] (typed objects in hash maps) or [`RocksDbBackend`] (bytes
+//! in a local RocksDB database).
+//!
+//! At a checkpoint the store starts a [`PendingKeyedSnapshot`] between two records and
+//! materializes it into a [`KeyedStateHandle`] off the processing loop: a canonical
+//! [`KeyedSnapshot`], with each state's entries per key group, for the memory backend; an
+//! incremental set of RocksDB files for the RocksDB backend, whose shared files a
+//! [`SharedStateRegistry`] counts. Either restores at another parallelism, loading just the key
+//! groups it owns. A savepoint is the canonical snapshot of either backend, and restores on both.
 //!
 //! ```
 //! use weir_state::{KeyedStateStore, MemoryBackend};
@@ -23,18 +30,34 @@
 //! ```
 
 mod backend;
+mod bytes;
+mod checkpoint;
 mod error;
 mod memory;
+mod rocks;
 mod snapshot;
 mod store;
+#[cfg(test)]
+mod test_support;
 mod timers;
 
-pub use backend::{KeyedStateBackend, ListTable, MapTable, StateKind, TableFactory, ValueTable};
+pub use backend::{
+    EntryVisitor, KeyedStateBackend, ListTable, MapTable, RawTable, StateKind, TableFactory, ValueTable,
+};
+pub use checkpoint::{
+    IncrementalHandle, IncrementalState, KeyedStateHandle, PendingKeyedSnapshot, PrivateFile, SharedFile,
+    SharedStateRegistry, SnapshotTarget,
+};
 pub use error::{Result, StateError};
 pub use memory::MemoryBackend;
+pub use rocks::{RocksDbBackend, RocksDbConfig};
 pub use snapshot::{KeyedSnapshot, StateSnapshot};
 pub use store::{KeyedStateStore, ListStateHandle, MapStateHandle, ValueStateHandle};
 pub use timers::TimerService;
+
+/// Marks the types a factory, handle or table stands for without owning them, so it is `Send`,
+/// `Sync` and `Copy` whatever they are.
+type Types<T> = std::marker::PhantomData<fn() -> T>;
 
 /// A key group: the unit in which keyed state is partitioned, snapshotted and redistributed.
 pub type KeyGroup = u16;

@@ -1,9 +1,9 @@
 //! The in-memory backend: typed objects in one hash map per key group, no serialization on
 //! access, since a keyed reduce updates state once per record.
 //!
-//! A key group's snapshot is the postcard encoding of its entries as a list of
-//! `(key, namespace, value)` (the value being the list, or the map as a list of
-//! `(user key, value)`), sorted by the encoded key and namespace (and user key), so that equal
+//! A key group's snapshot is the canonical one of `snapshot.rs`: the postcard encoding of its
+//! entries as a list of `(key, namespace, value)` (the value being the list, or the map as a list
+//! of `(user key, value)`), sorted by the encoded key and namespace (and user key), so that equal
 //! contents give equal bytes whatever the hash maps' iteration order.
 
 use std::any::Any;
@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::backend::{KeyedStateBackend, ListTable, MapTable, TableFactory, ValueTable};
+use crate::snapshot::{Entries, decode, encode};
 use crate::{KeyGroup, Result, StateError};
 
 #[cfg(test)]
@@ -167,26 +168,6 @@ fn sorted_by_encoding<T, S: Serialize>(items: impl Iterator<Item = T>, sort_key:
     keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(keyed.into_iter().map(|(_, item)| item).collect())
 }
-
-fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    postcard::to_allocvec(value)
-        .map_err(|e| StateError::Backend(format!("cannot encode state entries for a snapshot: {e}")))
-}
-
-/// Decodes a whole key-group snapshot; bytes left over mean it was not one.
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    match postcard::take_from_bytes(bytes) {
-        Ok((entries, [])) => Ok(entries),
-        Ok((_, rest)) => {
-            Err(StateError::Corrupt { what: format!("bytes left over after the entries ({})", rest.len()) })
-        }
-        Err(e) => Err(StateError::Corrupt { what: format!("cannot decode the entries: {e}") }),
-    }
-}
-
-/// A key group's entries as its snapshot encodes them: `(key, namespace, value)`, where the value
-/// of a map is its `(user key, value)` pairs.
-type Entries<K, N, T> = Vec<(K, N, T)>;
 
 #[cold]
 fn out_of_range(key_group: KeyGroup, range: &Range<KeyGroup>) -> StateError {

@@ -1,13 +1,44 @@
-//! The serializable snapshot of a keyed state store: each state's entries as opaque bytes per key
+//! The serializable snapshot of a keyed state store: each state's entries as bytes per key
 //! group, so that a restore at another parallelism picks just the key groups it owns.
+//!
+//! A key group's bytes are canonical, the same for equal contents whichever backend wrote them:
+//! the postcard encoding of its entries as a list of `(key, namespace, value)`, where a list
+//! state's value is the list and a map state's is its `(user key, value)` pairs, sorted by the
+//! postcard encoding of key and namespace (and of the user key within a map). That order is
+//! bytewise order of RocksDB keys too (key group ‖ postcard(key) ‖ postcard(namespace) ‖
+//! postcard(user key)), so the byte tables emit their entries in scan order without sorting.
 
 use std::ops::Range;
 
-use crate::KeyGroup;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::backend::StateKind;
+use crate::{KeyGroup, Result, StateError};
 
 #[cfg(test)]
 mod tests;
+
+/// A key group's entries as its snapshot encodes them: `(key, namespace, value)`, where the value
+/// of a map is its `(user key, value)` pairs.
+pub(crate) type Entries<K, N, T> = Vec<(K, N, T)>;
+
+/// Postcard-encodes a key group's [`Entries`] (or a sort key of them).
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    postcard::to_allocvec(value)
+        .map_err(|e| StateError::Backend(format!("cannot encode state entries for a snapshot: {e}")))
+}
+
+/// Decodes a whole key-group snapshot; bytes left over mean it was not one.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    match postcard::take_from_bytes(bytes) {
+        Ok((entries, [])) => Ok(entries),
+        Ok((_, rest)) => {
+            Err(StateError::Corrupt { what: format!("bytes left over after the entries ({})", rest.len()) })
+        }
+        Err(e) => Err(StateError::Corrupt { what: format!("cannot decode the entries: {e}") }),
+    }
+}
 
 /// The keyed state of one or more operator subtasks at a checkpoint.
 ///

@@ -7,10 +7,12 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
 
-use crate::backend::{KeyedStateBackend, ListTable, MapTable, StateKind, TableFactory, ValueTable};
+use crate::backend::{KeyedStateBackend, ListTable, MapTable, RawTable, StateKind, TableFactory, ValueTable};
+use crate::bytes::{ByteListTable, ByteMapTable, ByteValueTable};
+use crate::checkpoint::{KeyedStateHandle, PendingKeyedSnapshot};
 use crate::memory::{MemoryListTable, MemoryMapTable, MemoryValueTable};
 use crate::snapshot::{KeyedSnapshot, StateSnapshot};
-use crate::{KeyGroup, Result, StateData, StateError, StateKey};
+use crate::{KeyGroup, Result, StateData, StateError, StateKey, Types};
 
 #[cfg(test)]
 mod tests;
@@ -177,6 +179,31 @@ impl<K: StateKey> KeyedStateStore<K> {
         Ok(KeyedSnapshot { states })
     }
 
+    /// Starts checkpoint `checkpoint`: the synchronous part, to run between two records. The
+    /// result is materialized off the processing loop with
+    /// [`PendingKeyedSnapshot::materialize`].
+    ///
+    /// A backend with a format of its own takes its own checkpoint (RocksDB: flushes its
+    /// memtables and hard-links its files into a local directory); otherwise this is the
+    /// canonical [`snapshot`](Self::snapshot), complete already.
+    pub fn checkpoint(&mut self, checkpoint: u64) -> Result<PendingKeyedSnapshot> {
+        match self.backend.checkpoint(checkpoint)? {
+            Some(pending) => Ok(pending),
+            None => Ok(PendingKeyedSnapshot::ready(KeyedStateHandle::Full(self.snapshot()?))),
+        }
+    }
+
+    /// Checkpoint `checkpoint` completed everywhere: the backend may reference what it stored
+    /// in later checkpoints.
+    pub fn notify_checkpoint_complete(&mut self, checkpoint: u64) {
+        self.backend.notify_checkpoint_complete(checkpoint);
+    }
+
+    /// Checkpoint `checkpoint` was aborted: the backend must not reference what it stored.
+    pub fn notify_checkpoint_aborted(&mut self, checkpoint: u64) {
+        self.backend.notify_checkpoint_aborted(checkpoint);
+    }
+
     /// Adds the entries of `snapshot` in the key groups this store covers; the others are
     /// skipped, which is how a restore at another parallelism picks its share.
     ///
@@ -303,10 +330,6 @@ fn not_the_registered_table<Table>() -> StateError {
     StateError::Backend(format!("state table is not a {}", type_name::<Table>()))
 }
 
-/// Marks the types a factory or handle stands for without owning them, so it is `Send`,
-/// `Sync` and `Copy` whatever they are.
-type Types<T> = PhantomData<fn() -> T>;
-
 /// Builds value tables of the given types.
 struct ValueFactory<K, N, V>(Types<(K, N, V)>);
 
@@ -317,6 +340,11 @@ impl<K: StateKey, N: StateKey, V: StateData> TableFactory for ValueFactory<K, N,
 
     fn memory_table(&self, key_groups: Range<KeyGroup>) -> Box<dyn Any + Send> {
         let table: Box<dyn ValueTable<K, N, V>> = Box::new(MemoryValueTable::<K, N, V>::new(key_groups));
+        Box::new(table)
+    }
+
+    fn byte_table(&self, key_groups: Range<KeyGroup>, raw: Box<dyn RawTable>) -> Box<dyn Any + Send> {
+        let table: Box<dyn ValueTable<K, N, V>> = Box::new(ByteValueTable::<K, N, V>::new(key_groups, raw));
         Box::new(table)
     }
 }
@@ -333,6 +361,11 @@ impl<K: StateKey, N: StateKey, V: StateData> TableFactory for ListFactory<K, N, 
         let table: Box<dyn ListTable<K, N, V>> = Box::new(MemoryListTable::<K, N, V>::new(key_groups));
         Box::new(table)
     }
+
+    fn byte_table(&self, key_groups: Range<KeyGroup>, raw: Box<dyn RawTable>) -> Box<dyn Any + Send> {
+        let table: Box<dyn ListTable<K, N, V>> = Box::new(ByteListTable::<K, N, V>::new(key_groups, raw));
+        Box::new(table)
+    }
 }
 
 /// Builds map tables of the given types.
@@ -345,6 +378,11 @@ impl<K: StateKey, N: StateKey, UK: StateKey, UV: StateData> TableFactory for Map
 
     fn memory_table(&self, key_groups: Range<KeyGroup>) -> Box<dyn Any + Send> {
         let table: Box<dyn MapTable<K, N, UK, UV>> = Box::new(MemoryMapTable::<K, N, UK, UV>::new(key_groups));
+        Box::new(table)
+    }
+
+    fn byte_table(&self, key_groups: Range<KeyGroup>, raw: Box<dyn RawTable>) -> Box<dyn Any + Send> {
+        let table: Box<dyn MapTable<K, N, UK, UV>> = Box::new(ByteMapTable::<K, N, UK, UV>::new(key_groups, raw));
         Box::new(table)
     }
 }

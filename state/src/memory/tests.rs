@@ -1,6 +1,7 @@
 use std::hash::BuildHasher;
 
 use super::*;
+use crate::test_support::XorShift;
 
 fn value_table() -> MemoryValueTable<String, u64, i64> {
     MemoryValueTable::new(10..20)
@@ -175,23 +176,6 @@ fn backend_reports_name_and_key_groups() {
     let backend = MemoryBackend::new(3..7);
     assert_eq!(backend.name(), "memory");
     assert_eq!(backend.key_groups(), 3..7);
-}
-
-/// A small deterministic generator, so that a failing fuzz case can be replayed from its seed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn bytes(&mut self, max_len: u64) -> Vec<u8> {
-        let len = self.next() % (max_len + 1);
-        (0..len).map(|_| self.next() as u8).collect()
-    }
 }
 
 fn filled_value_table(order: &[(u64, u64)]) -> MemoryValueTable<String, u64, i64> {
