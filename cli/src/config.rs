@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use weir_actors::remote::HeartbeatConfig;
+use weir_actors::remote::task_manager::DEFAULT_REGISTRATION_TIMEOUT;
 use weir_dataplane::{ClusterCa, NodeIdentity};
 
 /// `weir.toml`.
@@ -50,11 +51,18 @@ pub(crate) struct TaskManagerSection {
     pub(crate) bind: SocketAddr,
     /// Slots offered.
     pub(crate) slots: usize,
+    /// How long a TaskManager that lost its JobManager tries to register again before it
+    /// exits (Flink's `taskmanager.registration.timeout`).
+    pub(crate) registration_timeout_ms: u64,
 }
 
 impl Default for TaskManagerSection {
     fn default() -> Self {
-        TaskManagerSection { bind: "127.0.0.1:0".parse().expect("address"), slots: 2 }
+        TaskManagerSection {
+            bind: "127.0.0.1:0".parse().expect("address"),
+            slots: 2,
+            registration_timeout_ms: DEFAULT_REGISTRATION_TIMEOUT.as_millis() as u64,
+        }
     }
 }
 
@@ -105,6 +113,7 @@ impl WeirConfig {
         env_override("WEIR_SLOT_REQUEST_TIMEOUT_MS", &mut config.jobmanager.slot_request_timeout_ms)?;
         env_override("WEIR_TASKMANAGER_BIND", &mut config.taskmanager.bind)?;
         env_override("WEIR_TASKMANAGER_SLOTS", &mut config.taskmanager.slots)?;
+        env_override("WEIR_TASKMANAGER_REGISTRATION_TIMEOUT_MS", &mut config.taskmanager.registration_timeout_ms)?;
         env_override("WEIR_HEARTBEAT_INTERVAL_MS", &mut config.heartbeat.interval_ms)?;
         env_override("WEIR_HEARTBEAT_TIMEOUT_MS", &mut config.heartbeat.timeout_ms)?;
         if config.heartbeat.interval_ms == 0 || config.heartbeat.timeout_ms <= config.heartbeat.interval_ms {
@@ -116,6 +125,9 @@ impl WeirConfig {
         }
         if config.taskmanager.slots == 0 {
             bail!("taskmanager slots must be at least 1");
+        }
+        if config.taskmanager.registration_timeout_ms == 0 {
+            bail!("taskmanager registration_timeout_ms must be positive");
         }
         Ok(config)
     }

@@ -6,6 +6,12 @@
 //! The session reads the TaskManager's messages, answers heartbeats, relays task states to
 //! their JobMasters and subtask counters into the JobMasters' metrics, and declares the
 //! TaskManager lost when its connection drops or it stays silent past the heartbeat timeout.
+//!
+//! A TaskManager that lost its JobManager connects again under the same id (see
+//! [`super::task_manager`]). Its new session supersedes the old one, which may not have noticed
+//! the loss yet: the old connection is closed, and the old session, once it ends, does not
+//! declare the TaskManager lost (the new registration already told the jobs that had slots
+//! there).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -66,6 +72,49 @@ pub struct JobManager {
 /// Connections refused at the door (kept for `cluster status`).
 type Refusals = Arc<Mutex<Vec<String>>>;
 
+/// The current session of a connected TaskManager.
+struct Session {
+    /// Tells it from an older or newer session of the same TaskManager.
+    serial: u64,
+    conn: quinn::Connection,
+}
+
+/// The current session of each connected TaskManager, by id.
+#[derive(Clone, Default)]
+struct Sessions {
+    by_task_manager: Arc<Mutex<HashMap<String, Session>>>,
+    next_serial: Arc<AtomicU64>,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.by_task_manager.lock().expect("sessions lock")
+    }
+
+    /// Makes a new session TaskManager `id`'s current one; returns its serial. An older
+    /// session of the same TaskManager is over: its connection is closed.
+    fn open(&self, id: &str, conn: &quinn::Connection) -> u64 {
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        let session = Session { serial, conn: conn.clone() };
+        if let Some(old) = self.lock().insert(id.to_owned(), session) {
+            warn!(task_manager = %id, "task manager connected again; closing its previous connection");
+            old.conn.close(0u32.into(), b"superseded by a new connection");
+        }
+        serial
+    }
+
+    /// Ends session `serial` of TaskManager `id`; false if a newer one superseded it.
+    fn close(&self, id: &str, serial: u64) -> bool {
+        let mut sessions = self.lock();
+        if sessions.get(id).is_some_and(|s| s.serial == serial) {
+            sessions.remove(id);
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Shared {
     dispatcher: ComponentRef<DispatcherMessage>,
@@ -75,6 +124,7 @@ struct Shared {
     heartbeat: HeartbeatConfig,
     max_frame: usize,
     refused: Refusals,
+    sessions: Sessions,
 }
 
 fn refuse(refused: &Refusals, what: String) {
@@ -112,6 +162,7 @@ impl JobManager {
             heartbeat: config.heartbeat,
             max_frame: config.net.max_frame_bytes,
             refused: Arc::new(Mutex::new(Vec::new())),
+            sessions: Sessions::default(),
         };
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared));
         Ok(JobManager { endpoint, supervisor, dispatcher, resource_manager, accept })
@@ -285,6 +336,7 @@ async fn task_manager_session(
     let (proxy, _) = Actor::spawn(None, TaskManagerProxy, link.clone())
         .await
         .map_err(|e| WeirError::runtime(format!("cannot start the task manager proxy: {e}")))?;
+    let serial = shared.sessions.open(&task_manager, &conn);
     let mut last_seen = Instant::now();
     let mut check = tokio::time::interval(shared.heartbeat.interval);
     let mut resource_managers = shared.resource_manager.watch();
@@ -309,7 +361,9 @@ async fn task_manager_session(
                         })
                         .and_then(|r| r.map_err(WeirError::runtime))
                         .map_err(|e| e.to_string());
-                        link.send(&ToTaskManager::Registered(registered)).await?;
+                        if let Err(e) = link.send(&ToTaskManager::Registered(registered)).await {
+                            break format!("cannot send to it: {e}");
+                        }
                     }
                     FromTaskManager::ExecutorLost => {
                         shared.resource_manager.cast(ResourceManagerMessage::TaskManagerLost(task_manager.clone()));
@@ -323,7 +377,9 @@ async fn task_manager_session(
                                 }
                             }
                         }
-                        link.send(&ToTaskManager::HeartbeatAck).await?;
+                        if let Err(e) = link.send(&ToTaskManager::HeartbeatAck).await {
+                            break format!("cannot send to it: {e}");
+                        }
                     }
                     FromTaskManager::Deployed { request, result } => {
                         if let Some(reply) = link.deploys.lock().expect("link lock").remove(&request) {
@@ -354,7 +410,9 @@ async fn task_manager_session(
             }
             Ok(()) = resource_managers.changed() => {
                 // A restarted ResourceManager knows nobody: the TaskExecutor registers again.
-                link.send(&ToTaskManager::Reregister).await?;
+                if let Err(e) = link.send(&ToTaskManager::Reregister).await {
+                    break format!("cannot send to it: {e}");
+                }
             }
             _ = check.tick() => {
                 let silent = last_seen.elapsed();
@@ -364,8 +422,12 @@ async fn task_manager_session(
             }
         }
     };
-    warn!(task_manager = %task_manager, %reason, "task manager lost");
-    shared.resource_manager.cast(ResourceManagerMessage::TaskManagerLost(task_manager.clone()));
+    if shared.sessions.close(&task_manager, serial) {
+        warn!(task_manager = %task_manager, %reason, "task manager lost");
+        shared.resource_manager.cast(ResourceManagerMessage::TaskManagerLost(task_manager.clone()));
+    } else {
+        info!(task_manager = %task_manager, %reason, "a superseded session of the task manager ended");
+    }
     link.fail_pending(&format!("task manager '{task_manager}' was lost: {reason}"));
     proxy.stop(None);
     conn.close(0u32.into(), b"lost");
