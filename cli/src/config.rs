@@ -3,6 +3,10 @@
 //!
 //! Precedence: a flag beats a `WEIR_*` environment variable, which beats `weir.toml`, which
 //! beats the built-in default.
+//!
+//! One switch is an environment variable only, on purpose: `WEIR_FAULT_INJECTION=1` lets
+//! clients cut the cluster's connections (`weir cut-connections`, for tests and chaos runs).
+//! It stays out of `weir.toml` so that a configuration file copied around never turns it on.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -130,6 +134,19 @@ impl WeirConfig {
             bail!("taskmanager registration_timeout_ms must be positive");
         }
         Ok(config)
+    }
+}
+
+/// `WEIR_FAULT_INJECTION`: whether this process obeys fault-injection requests (off unless
+/// set to `1` or `true`).
+pub(crate) fn fault_injection() -> anyhow::Result<bool> {
+    match std::env::var("WEIR_FAULT_INJECTION") {
+        Err(_) => Ok(false),
+        Ok(raw) => match raw.trim() {
+            "1" | "true" => Ok(true),
+            "0" | "false" | "" => Ok(false),
+            _ => bail!("invalid value '{raw}' in $WEIR_FAULT_INJECTION: use 1 or 0"),
+        },
     }
 }
 

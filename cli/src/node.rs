@@ -84,6 +84,7 @@ pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyho
     }
     let identity = dir.identity()?;
     let token = dir.token()?;
+    let fault_injection = crate::config::fault_injection()?;
     let registry = registry.clone();
     crate::runtime()?.block_on(async move {
         let jm = JobManager::start(JobManagerConfig {
@@ -94,6 +95,7 @@ pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyho
             registry: registry.clone(),
             slot_request_timeout: Duration::from_millis(config.jobmanager.slot_request_timeout_ms),
             job_store: Some(dir.file("jobs")),
+            fault_injection,
         })
         .await?;
         let listener = tokio::net::TcpListener::bind(config.jobmanager.rest_bind)
@@ -137,6 +139,7 @@ pub(crate) fn task_manager(registry: &JobRegistry, args: TaskManagerArgs) -> any
             }))
         }
     };
+    let fault_injection = crate::config::fault_injection()?;
     if let Some(data_dir) = &args.data_dir {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create --data-dir {}", data_dir.display()))?;
@@ -155,6 +158,7 @@ pub(crate) fn task_manager(registry: &JobRegistry, args: TaskManagerArgs) -> any
             heartbeat: config.heartbeat.config(),
             registry,
             registration_timeout: Duration::from_millis(config.taskmanager.registration_timeout_ms),
+            fault_injection,
         })
         .await
         .inspect_err(|e| error!(task_manager = %id, "cannot join the cluster: {e}"))?;

@@ -239,6 +239,11 @@ fn another_clusters_certificates_and_missing_tokens_are_refused() {
     let (code, _) = cluster.rest("GET", "/overview", None, None);
     assert_eq!(code, 200, "reads need no token");
     let _ = cluster.token();
+
+    // Fault injection is off unless the cluster was started with it.
+    let out = weir_env(&["cut-connections", "control", "--dir", cluster.dir()]);
+    assert!(!out.status.success(), "a cut without fault injection was obeyed:\n{}", text(&out));
+    assert!(text(&out).contains("fault injection is off"), "{}", text(&out));
 }
 
 fn submit_unbounded(cluster: &Cluster, job: &str, parallelism: usize, extra: &[&str], output: &Path) -> String {

@@ -1,5 +1,5 @@
-//! A cluster of real `weir` processes that loses its JobManager process while a checkpointed
-//! job runs: the job resumes from its latest completed
+//! A cluster of real `weir` processes that loses its JobManager process, or some of its
+//! connections, while a checkpointed job runs: the job resumes from its latest completed
 //! checkpoint, the TaskManagers stay the same processes, and the committed output equals a
 //! fault-free run's exactly.
 
@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::cluster::{Cluster, HEARTBEATS, TIMEOUT, alive, submit_with, text, weir_env};
+use crate::cluster::{Cluster, HEARTBEATS, TIMEOUT, alive, submit_with, task_managers_of, text, weir_env};
 use crate::support::{TempDir, read_output};
 
 /// The generator of `window-agg` (`submit_with` adds `--keys 100`): 160,000 events at 20,000
@@ -120,6 +120,12 @@ fn wait_until_finished(cluster: &Cluster, id: &str) {
     });
 }
 
+/// Waits until the job has restarted `restarts` times in all and runs again.
+fn wait_for_failover(cluster: &Cluster, id: &str, restarts: u64) {
+    cluster.wait_for("a failover", TIMEOUT, || exceptions(cluster, id).0 >= restarts);
+    cluster.wait_for("the job to run again", TIMEOUT, || job(cluster, id).is_some_and(|j| running(&j)));
+}
+
 fn registered_task_managers(cluster: &Cluster) -> Vec<String> {
     let (_, body) = cluster.rest("GET", "/taskmanagers", None, None);
     let mut ids: Vec<String> =
@@ -198,6 +204,44 @@ fn job_manager_restart(when: Restart) {
 }
 
 #[test]
+fn cut_connections_fail_the_job_over_and_the_output_stays_exactly_once() {
+    let cluster = Cluster::start_with_env(2, 2, &[("WEIR_FAULT_INJECTION", "1")]);
+    let out = TempDir::new("cut");
+    let reference = reference_run(out.join("reference"));
+    let output = out.join("cluster");
+    let id = submit_with(&cluster, "window-agg", 2, &JOB_FLAGS, &JOB_ARGS, &output);
+    cluster.wait_for("a checkpoint, with subtasks on both task managers", TIMEOUT, || {
+        job(&cluster, &id).is_some_and(|j| running(&j) && task_managers_of(&j).len() == 2)
+            && latest_checkpoint(&cluster, &id) >= 1
+    });
+
+    // The data connections between the two TaskManagers: the channels on them fail.
+    let cut = weir_env(&["cut-connections", "data", "--taskmanager", "taskmanager-0", "--dir", cluster.dir()]);
+    assert!(cut.status.success() && text(&cut).contains("of 1 task manager"), "{}", text(&cut));
+    let (cut_at, before) = (Instant::now(), latest_checkpoint(&cluster, &id));
+    wait_for_failover(&cluster, &id, 1);
+    println!("data connections cut: the job ran again after {:.2} s", cut_at.elapsed().as_secs_f64());
+    cluster.wait_for("a checkpoint after the failover", TIMEOUT, || latest_checkpoint(&cluster, &id) > before);
+
+    // A TaskManager's control connection: the JobManager loses it, it reconnects.
+    let victim = cluster.pid("taskmanager-1");
+    let cut = weir_env(&["cut-connections", "control", "--taskmanager", "taskmanager-1", "--dir", cluster.dir()]);
+    assert!(cut.status.success(), "{}", text(&cut));
+    let cut_at = Instant::now();
+    wait_for_failover(&cluster, &id, 2);
+    println!("control connection cut: the job ran again after {:.2} s", cut_at.elapsed().as_secs_f64());
+    cluster.wait_for("taskmanager-1 registered again", TIMEOUT, || registered_task_managers(&cluster).len() == 2);
+    println!("control connection cut: registered again after {:.2} s", cut_at.elapsed().as_secs_f64());
+    assert!(alive(victim), "taskmanager-1 exited instead of reconnecting");
+
+    wait_until_finished(&cluster, &id);
+    let (restarts, causes) = exceptions(&cluster, &id);
+    assert!(restarts >= 2, "{causes:?}");
+    assert!(causes.iter().any(|c| c.contains("'taskmanager-1' was lost")), "{causes:?}");
+    assert_exactly_once(reference, &output);
+}
+
+#[test]
 fn a_task_manager_without_a_job_manager_gives_up_after_the_registration_timeout() {
     let cluster = Cluster::start_with_env(1, 1, &[("WEIR_TASKMANAGER_REGISTRATION_TIMEOUT_MS", "1500")]);
     let task_manager = cluster.pid("taskmanager-0");
@@ -211,4 +255,12 @@ fn a_task_manager_without_a_job_manager_gives_up_after_the_registration_timeout(
     let log = std::fs::read_to_string(cluster.file("logs").join("taskmanager-0.log")).unwrap();
     assert!(log.contains("lost the job manager"), "{log}");
     assert!(log.contains("gave up on the job manager: not registered again within 1.5s"), "{log}");
+
+    // A bad switch is named, before anything starts.
+    let out = crate::support::weir_with_env(
+        &["jobmanager", "--dir", cluster.dir()],
+        &[("WEIR_FAULT_INJECTION", "maybe")],
+        TIMEOUT,
+    );
+    assert!(!out.status.success() && text(&out).contains("$WEIR_FAULT_INJECTION"), "{}", text(&out));
 }

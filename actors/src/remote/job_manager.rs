@@ -12,6 +12,14 @@
 //! the loss yet: the old connection is closed, and the old session, once it ends, does not
 //! declare the TaskManager lost (the new registration already told the jobs that had slots
 //! there).
+//!
+//! ## Fault injection
+//!
+//! With [`JobManagerConfig::fault_injection`] on (`WEIR_FAULT_INJECTION=1` for `weir
+//! jobmanager`), a client may ask to cut connections ([`ClientRequest::CutConnections`], `weir
+//! cut-connections`): a TaskManager's control connection is closed here, as a network failure
+//! would close it, and a TaskManager is told to cut its data connections to its peers. Off by
+//! default, the request is refused; nothing on the record path is involved either way.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -36,7 +44,8 @@ use crate::graph::build_job;
 use crate::job::{JobId, JobRegistry};
 use crate::remote::HeartbeatConfig;
 use crate::remote::protocol::{
-    ClientRequest, ClientResponse, ClusterOverview, FromTaskManager, Hello, ToTaskManager, WireDeployment,
+    ClientRequest, ClientResponse, ClusterOverview, ConnectionKind, CutConnections, FromTaskManager, Hello,
+    ToTaskManager, WireDeployment,
 };
 use crate::runtime::io::TaskMetrics;
 
@@ -58,6 +67,8 @@ pub struct JobManagerConfig {
     /// Where submitted jobs are kept, so that a restarted JobManager runs them again
     /// (`None`: in memory, lost with the process).
     pub job_store: Option<std::path::PathBuf>,
+    /// Whether clients may cut connections (tests and chaos runs; see the module doc).
+    pub fault_injection: bool,
 }
 
 /// A running JobManager.
@@ -77,6 +88,7 @@ struct Session {
     /// Tells it from an older or newer session of the same TaskManager.
     serial: u64,
     conn: quinn::Connection,
+    link: Arc<Link>,
 }
 
 /// The current session of each connected TaskManager, by id.
@@ -93,9 +105,9 @@ impl Sessions {
 
     /// Makes a new session TaskManager `id`'s current one; returns its serial. An older
     /// session of the same TaskManager is over: its connection is closed.
-    fn open(&self, id: &str, conn: &quinn::Connection) -> u64 {
+    fn open(&self, id: &str, conn: &quinn::Connection, link: &Arc<Link>) -> u64 {
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
-        let session = Session { serial, conn: conn.clone() };
+        let session = Session { serial, conn: conn.clone(), link: link.clone() };
         if let Some(old) = self.lock().insert(id.to_owned(), session) {
             warn!(task_manager = %id, "task manager connected again; closing its previous connection");
             old.conn.close(0u32.into(), b"superseded by a new connection");
@@ -113,6 +125,15 @@ impl Sessions {
             false
         }
     }
+
+    /// The current sessions of TaskManager `id` (`None`: of every TaskManager).
+    fn select(&self, id: Option<&str>) -> Vec<(String, quinn::Connection, Arc<Link>)> {
+        self.lock()
+            .iter()
+            .filter(|(tm, _)| id.is_none_or(|id| id == tm.as_str()))
+            .map(|(tm, s)| (tm.clone(), s.conn.clone(), s.link.clone()))
+            .collect()
+    }
 }
 
 #[derive(Clone)]
@@ -125,6 +146,7 @@ struct Shared {
     max_frame: usize,
     refused: Refusals,
     sessions: Sessions,
+    fault_injection: bool,
 }
 
 fn refuse(refused: &Refusals, what: String) {
@@ -163,6 +185,7 @@ impl JobManager {
             max_frame: config.net.max_frame_bytes,
             refused: Arc::new(Mutex::new(Vec::new())),
             sessions: Sessions::default(),
+            fault_injection: config.fault_injection,
         };
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared));
         Ok(JobManager { endpoint, supervisor, dispatcher, resource_manager, accept })
@@ -336,7 +359,7 @@ async fn task_manager_session(
     let (proxy, _) = Actor::spawn(None, TaskManagerProxy, link.clone())
         .await
         .map_err(|e| WeirError::runtime(format!("cannot start the task manager proxy: {e}")))?;
-    let serial = shared.sessions.open(&task_manager, &conn);
+    let serial = shared.sessions.open(&task_manager, &conn, &link);
     let mut last_seen = Instant::now();
     let mut check = tokio::time::interval(shared.heartbeat.interval);
     let mut resource_managers = shared.resource_manager.watch();
@@ -463,10 +486,43 @@ async fn client_session(mut tx: ControlSender, mut rx: ControlReceiver, shared: 
                 jobs: ask!(shared.dispatcher.get(), "the dispatcher", DispatcherMessage::List)?,
                 refused: shared.refused.lock().expect("refusals lock").clone(),
             }),
+            ClientRequest::CutConnections(cut) => {
+                ClientResponse::ConnectionsCut(cut_connections(&shared, cut).await.map_err(|e| e.to_string()))
+            }
         };
         tx.send(&response).await?;
     }
     Ok(())
+}
+
+/// Fault injection: cuts the connections `cut` names; returns how many TaskManagers' were cut.
+async fn cut_connections(shared: &Shared, cut: CutConnections) -> Result<usize> {
+    if !shared.fault_injection {
+        return Err(WeirError::runtime(
+            "fault injection is off on this job manager (start it with WEIR_FAULT_INJECTION=1)",
+        ));
+    }
+    let targets = shared.sessions.select(cut.task_manager.as_deref());
+    if targets.is_empty() {
+        let which =
+            cut.task_manager.map_or("no task manager is".to_owned(), |id| format!("task manager '{id}' is not"));
+        return Err(WeirError::runtime(format!("{which} connected")));
+    }
+    let mut cut_count = 0;
+    for (task_manager, conn, link) in targets {
+        match cut.kind {
+            ConnectionKind::Control => {
+                warn!(task_manager = %task_manager, "cutting the control connection (fault injection)");
+                weir_dataplane::cut_connection(&conn);
+                cut_count += 1;
+            }
+            ConnectionKind::Data => match link.send(&ToTaskManager::CutDataConnections).await {
+                Ok(()) => cut_count += 1,
+                Err(e) => warn!(task_manager = %task_manager, "cannot ask it to cut its data connections: {e}"),
+            },
+        }
+    }
+    Ok(cut_count)
 }
 
 /// Accepts a client's job: the JobManager rebuilds the plan from its own registry and refuses

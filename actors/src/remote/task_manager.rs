@@ -12,9 +12,9 @@
 //! see [`JobManagerAddress::Lookup`], read at every heartbeat). As a Flink TaskManager does,
 //! this one then stops the subtasks of every job deployed through that connection and frees
 //! their slots: their JobMasters are gone, or (if only the connection was lost) have declared
-//! this TaskManager lost and fail their jobs over. Then it connects again, with attempts
-//! [`INITIAL_BACKOFF`] apart, doubling up to [`MAX_BACKOFF`]; each attempt looks the address up
-//! afresh, and a newly published address is tried at once. Once welcomed it registers again
+//! this TaskManager lost and fail their jobs over. Then it connects again: at once, then with
+//! waits of [`INITIAL_BACKOFF`] doubling up to [`MAX_BACKOFF`]; each attempt looks the address
+//! up afresh, and a newly published address is tried at once. Once welcomed it registers again
 //! under the same id, with an empty slot report, and a restarted JobManager recovers its jobs
 //! onto it. If it is not registered again within the registration timeout
 //! ([`DEFAULT_REGISTRATION_TIMEOUT`], as Flink's `taskmanager.registration.timeout`), or a
@@ -29,6 +29,12 @@
 //! Decision: the first connection is not retried. A TaskManager started against an address
 //! where no JobManager answers, or whose JobManager refuses it, says so and exits at once, which
 //! is what someone starting it by hand needs to see.
+//!
+//! ## Fault injection
+//!
+//! A TaskManager with [`TaskManagerConfig::fault_injection`] on (`WEIR_FAULT_INJECTION=1`)
+//! obeys the JobManager's request to cut its data connections
+//! ([`NetShuffle::cut_connections`]); without it, it logs the request and does nothing.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -136,6 +142,8 @@ pub struct TaskManagerConfig {
     pub registry: JobRegistry,
     /// How long it tries to register again after losing its JobManager before it gives up.
     pub registration_timeout: Duration,
+    /// Whether it obeys the JobManager's fault-injection requests (tests and chaos runs).
+    pub fault_injection: bool,
 }
 
 /// What the control connection shares with the proxies; it outlives each connection.
@@ -235,6 +243,7 @@ impl Actor for JobMasterProxy {
 struct Node {
     config: TaskManagerConfig,
     endpoint: Arc<NetEndpoint>,
+    shuffle: Arc<NetShuffle>,
     link: Arc<Link>,
     job_master: ActorRef<JobMasterMessage>,
 }
@@ -337,12 +346,12 @@ impl TaskManager {
             slots: config.slots,
             resource_manager: ComponentRef::new(rm.clone()),
             shuffle: Arc::new(LocalShuffle::new()),
-            net: Some(shuffle),
+            net: Some(shuffle.clone()),
             clock: Arc::new(TokioClock::new()),
             registry: Some(config.registry.clone()),
             data_addr: Some(data_addr),
         };
-        let node = Arc::new(Node { config, endpoint: endpoint.clone(), link, job_master: jm_proxy.clone() });
+        let node = Arc::new(Node { config, endpoint: endpoint.clone(), shuffle, link, job_master: jm_proxy.clone() });
         // The control connection must be read before the executor registers: it answers the
         // registration.
         let (executor_tx, executor_rx) = tokio::sync::oneshot::channel();
@@ -630,6 +639,14 @@ async fn handle(message: ToTaskManager, node: &Node, executor: Option<ActorRef<T
                 None => Vec::new(),
             };
             link.send(&FromTaskManager::RunningTasks { request, tasks }).await?;
+        }
+        ToTaskManager::CutDataConnections => {
+            if node.config.fault_injection {
+                let cut = node.shuffle.cut_connections();
+                warn!(task_manager = %node.config.id, cut, "cut the data connections (fault injection)");
+            } else {
+                warn!(task_manager = %node.config.id, "asked to cut data connections, but fault injection is off here");
+            }
         }
     }
     Ok(())
