@@ -11,6 +11,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use weir_actors::checkpoint::StopMode;
 use weir_actors::remote::client::ClusterClient;
+use weir_actors::remote::protocol::{ConnectionKind, CutConnections};
 use weir_actors::{JobArgs, JobId, JobRegistry, JobStatus, JobSubmission};
 use weir_dataplane::NetConfig;
 
@@ -397,6 +398,20 @@ pub(crate) struct SavepointArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct CutArgs {
+    /// Which connections: a TaskManager's control connection to the JobManager, or its data
+    /// connections to other TaskManagers.
+    #[arg(value_enum)]
+    kind: CutKind,
+    /// Only this TaskManager's connections (default: every TaskManager's).
+    #[arg(long)]
+    taskmanager: Option<String>,
+    /// The cluster directory (default: $WEIR_CLUSTER_DIR, else ~/.weir/cluster).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct StopArgs {
     /// The job's id (see `weir list`).
     job_id: String,
@@ -470,6 +485,36 @@ pub(crate) fn stop_job(args: StopArgs) -> anyhow::Result<()> {
         println!("{}", path.display());
         Ok(())
     })
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CutKind {
+    /// TaskManager to JobManager: the TaskManager is lost until it reconnects.
+    Control,
+    /// TaskManager to TaskManager: the channels on them fail.
+    Data,
+}
+
+/// `weir cut-connections`: fault injection through the JobManager.
+pub(crate) fn cut_connections(args: CutArgs) -> anyhow::Result<()> {
+    let dir = ClusterDir::resolve(args.dir)?;
+    let kind = match args.kind {
+        CutKind::Control => ConnectionKind::Control,
+        CutKind::Data => ConnectionKind::Data,
+    };
+    let cut = CutConnections { kind, task_manager: args.taskmanager };
+    let count = crate::runtime()?.block_on(async {
+        let mut client = client(&dir).await?;
+        let count = client.cut_connections(cut).await;
+        client.close().await;
+        anyhow::Ok(count?)
+    })?;
+    let noun = if count == 1 { "task manager" } else { "task managers" };
+    println!(
+        "cut the {} connections of {count} {noun}",
+        if kind == ConnectionKind::Control { "control" } else { "data" }
+    );
+    Ok(())
 }
 
 /// Runs benchmark cases on a temporary cluster of one JobManager and two TaskManagers with

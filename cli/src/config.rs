@@ -3,6 +3,10 @@
 //!
 //! Precedence: a flag beats a `WEIR_*` environment variable, which beats `weir.toml`, which
 //! beats the built-in default.
+//!
+//! One switch is an environment variable only, on purpose: `WEIR_FAULT_INJECTION=1` lets
+//! clients cut the cluster's connections (`weir cut-connections`, for tests and chaos runs).
+//! It stays out of `weir.toml` so that a configuration file copied around never turns it on.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use weir_actors::remote::HeartbeatConfig;
+use weir_actors::remote::task_manager::DEFAULT_REGISTRATION_TIMEOUT;
 use weir_dataplane::{ClusterCa, NodeIdentity};
 
 /// `weir.toml`.
@@ -61,11 +66,18 @@ pub(crate) struct TaskManagerSection {
     pub(crate) bind: SocketAddr,
     /// Slots offered.
     pub(crate) slots: usize,
+    /// How long a TaskManager that lost its JobManager tries to register again before it
+    /// exits (Flink's `taskmanager.registration.timeout`).
+    pub(crate) registration_timeout_ms: u64,
 }
 
 impl Default for TaskManagerSection {
     fn default() -> Self {
-        TaskManagerSection { bind: "127.0.0.1:0".parse().expect("address"), slots: 2 }
+        TaskManagerSection {
+            bind: "127.0.0.1:0".parse().expect("address"),
+            slots: 2,
+            registration_timeout_ms: DEFAULT_REGISTRATION_TIMEOUT.as_millis() as u64,
+        }
     }
 }
 
@@ -116,6 +128,7 @@ impl WeirConfig {
         env_override("WEIR_SLOT_REQUEST_TIMEOUT_MS", &mut config.jobmanager.slot_request_timeout_ms)?;
         env_override("WEIR_TASKMANAGER_BIND", &mut config.taskmanager.bind)?;
         env_override("WEIR_TASKMANAGER_SLOTS", &mut config.taskmanager.slots)?;
+        env_override("WEIR_TASKMANAGER_REGISTRATION_TIMEOUT_MS", &mut config.taskmanager.registration_timeout_ms)?;
         env_override("WEIR_HEARTBEAT_INTERVAL_MS", &mut config.heartbeat.interval_ms)?;
         env_override("WEIR_HEARTBEAT_TIMEOUT_MS", &mut config.heartbeat.timeout_ms)?;
         if let Some(dir) = std::env::var_os("WEIR_SAVEPOINTS_DIR") {
@@ -131,7 +144,23 @@ impl WeirConfig {
         if config.taskmanager.slots == 0 {
             bail!("taskmanager slots must be at least 1");
         }
+        if config.taskmanager.registration_timeout_ms == 0 {
+            bail!("taskmanager registration_timeout_ms must be positive");
+        }
         Ok(config)
+    }
+}
+
+/// `WEIR_FAULT_INJECTION`: whether this process obeys fault-injection requests (off unless
+/// set to `1` or `true`).
+pub(crate) fn fault_injection() -> anyhow::Result<bool> {
+    match std::env::var("WEIR_FAULT_INJECTION") {
+        Err(_) => Ok(false),
+        Ok(raw) => match raw.trim() {
+            "1" | "true" => Ok(true),
+            "0" | "false" | "" => Ok(false),
+            _ => bail!("invalid value '{raw}' in $WEIR_FAULT_INJECTION: use 1 or 0"),
+        },
     }
 }
 

@@ -65,6 +65,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Inject faults from a seed and check the output stays exactly once (a soak test).
     Chaos(chaos::ChaosArgs),
+    /// Fault injection: cut connections of a running cluster as a network failure would (tests
+    /// and chaos runs; the processes must run with WEIR_FAULT_INJECTION=1).
+    CutConnections(cluster::CutArgs),
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +238,7 @@ pub fn main(registry: JobRegistry) -> ExitCode {
         Command::Taskmanager(a) => node::task_manager(&registry, a),
         Command::Bench(args) => bench::run(args),
         Command::Chaos(args) => chaos::run(args),
+        Command::CutConnections(args) => cluster::cut_connections(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,20 +1,23 @@
 //! `weir jobmanager` and `weir taskmanager`: the long-running processes of a cluster.
 //!
-//! Both run until SIGTERM or SIGINT (or, for a TaskManager, until it loses its JobManager)
-//! and leave with a log line saying why; `weir cluster stop` sends SIGTERM.
+//! Both run until SIGTERM or SIGINT and leave with a log line saying why; `weir cluster stop`
+//! sends SIGTERM. A TaskManager that loses its JobManager connects again, to the address the
+//! cluster directory publishes at each attempt unless `--jobmanager` fixes one, and exits
+//! only if it is not registered again within `taskmanager.registration_timeout_ms`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info};
-use weir_actors::JobRegistry;
 use weir_actors::cluster::rest::{RestState, serve};
 use weir_actors::remote::job_manager::{JobManager, JobManagerConfig};
-use weir_actors::remote::task_manager::{TaskManager, TaskManagerConfig};
+use weir_actors::remote::task_manager::{JobManagerAddress, TaskManager, TaskManagerConfig};
+use weir_actors::{JobRegistry, WeirError};
 use weir_dataplane::NetConfig;
 
 use crate::config::{ClusterDir, Published};
@@ -40,7 +43,8 @@ pub(crate) struct TaskManagerArgs {
     /// The cluster directory (default: $WEIR_CLUSTER_DIR, else ~/.weir/cluster).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// The JobManager's address (default: the one the cluster directory publishes).
+    /// The JobManager's address (default: the one the cluster directory publishes, read
+    /// again whenever the JobManager is lost, so a restarted one is found wherever it listens).
     #[arg(long)]
     jobmanager: Option<SocketAddr>,
     /// Slots offered.
@@ -80,6 +84,7 @@ pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyho
     }
     let identity = dir.identity()?;
     let token = dir.token()?;
+    let fault_injection = crate::config::fault_injection()?;
     let registry = registry.clone();
     crate::runtime()?.block_on(async move {
         let jm = JobManager::start(JobManagerConfig {
@@ -90,6 +95,7 @@ pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyho
             registry: registry.clone(),
             slot_request_timeout: Duration::from_millis(config.jobmanager.slot_request_timeout_ms),
             job_store: Some(dir.file("jobs")),
+            fault_injection,
         })
         .await?;
         let listener = tokio::net::TcpListener::bind(config.jobmanager.rest_bind)
@@ -126,9 +132,16 @@ pub(crate) fn task_manager(registry: &JobRegistry, args: TaskManagerArgs) -> any
         config.taskmanager.slots = slots;
     }
     let job_manager = match args.jobmanager {
-        Some(addr) => addr,
-        None => dir.published()?.quic,
+        Some(addr) => JobManagerAddress::Fixed(addr),
+        None => {
+            // Read at every attempt: a restarted JobManager publishes where it listens now.
+            let dir = dir.clone();
+            JobManagerAddress::Lookup(Arc::new(move || {
+                dir.published().map(|p| p.quic).map_err(|e| WeirError::runtime(format!("{e:#}")))
+            }))
+        }
     };
+    let fault_injection = crate::config::fault_injection()?;
     if let Some(data_dir) = &args.data_dir {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create --data-dir {}", data_dir.display()))?;
@@ -146,11 +159,13 @@ pub(crate) fn task_manager(registry: &JobRegistry, args: TaskManagerArgs) -> any
             net: NetConfig::default(),
             heartbeat: config.heartbeat.config(),
             registry,
+            registration_timeout: Duration::from_millis(config.taskmanager.registration_timeout_ms),
+            fault_injection,
         })
         .await
         .inspect_err(|e| error!(task_manager = %id, "cannot join the cluster: {e}"))?;
-        info!(task_manager = %id, data = %tm.data_addr(), %job_manager, slots = config.taskmanager.slots, "task manager running");
-        eprintln!("task manager {id} running: data {} job manager {job_manager}", tm.data_addr());
+        info!(task_manager = %id, data = %tm.data_addr(), slots = config.taskmanager.slots, "task manager running");
+        eprintln!("task manager {id} running: data {}", tm.data_addr());
         let mut run = std::pin::pin!(tm.run());
         tokio::select! {
             signal = terminated() => {

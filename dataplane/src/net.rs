@@ -20,6 +20,19 @@ pub use tls::{ClusterCa, NodeIdentity, SERVER_NAME};
 
 use crate::{DataplaneError, FrameDecoder, Result};
 
+/// The application error code of a connection closed by fault injection.
+pub const CUT_CODE: quinn::VarInt = quinn::VarInt::from_u32(0xC07);
+
+/// Fault injection: closes `conn` at once, as a network failure would look to both ends.
+///
+/// The peer sees the connection closed with [`CUT_CODE`] and a reason saying it was cut on
+/// purpose, so the logs of a chaos run name the fault rather than a mystery. Streams on it
+/// fail at both ends; the next dial opens a new connection. Tests and chaos runs only: nothing
+/// in the runtime calls this unless fault injection is switched on.
+pub fn cut_connection(conn: &quinn::Connection) {
+    conn.close(CUT_CODE, b"connection cut (fault injection)");
+}
+
 /// Reads the frames of one QUIC receive stream.
 #[derive(Debug)]
 struct FrameReader {

@@ -10,49 +10,57 @@ use std::time::{Duration, Instant};
 
 use crate::support::{RESCALE_ARGS, TempDir, read_output, weir_with_env};
 
-const TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(90);
 
-fn text(out: &std::process::Output) -> String {
+pub(crate) fn text(out: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 /// A cluster started with `weir cluster start`, stopped (and its pids killed) when dropped.
-struct Cluster {
+pub(crate) struct Cluster {
     dir: PathBuf,
     _tmp: TempDir,
 }
 
 impl Cluster {
-    fn start(task_managers: usize, slots: usize) -> Cluster {
+    pub(crate) fn start(task_managers: usize, slots: usize) -> Cluster {
+        Cluster::start_with_env(task_managers, slots, &[])
+    }
+
+    /// A cluster whose processes run with `env` on top of the tests' heartbeat settings.
+    pub(crate) fn start_with_env(task_managers: usize, slots: usize, env: &[(&str, &str)]) -> Cluster {
         let tmp = TempDir::new("cluster");
         let dir = tmp.join("cluster");
-        let out = weir_env(&[
-            "cluster",
-            "start",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--taskmanagers",
-            &task_managers.to_string(),
-            "--slots",
-            &slots.to_string(),
-        ]);
+        let out = weir_env_with(
+            &[
+                "cluster",
+                "start",
+                "--dir",
+                dir.to_str().unwrap(),
+                "--taskmanagers",
+                &task_managers.to_string(),
+                "--slots",
+                &slots.to_string(),
+            ],
+            env,
+        );
         assert!(out.status.success(), "cluster start failed:\n{}", text(&out));
         Cluster { dir, _tmp: tmp }
     }
 
-    fn dir(&self) -> &str {
+    pub(crate) fn dir(&self) -> &str {
         self.dir.to_str().unwrap()
     }
 
-    fn file(&self, name: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
-    fn pid(&self, name: &str) -> u32 {
+    pub(crate) fn pid(&self, name: &str) -> u32 {
         std::fs::read_to_string(self.file("pids").join(format!("{name}.pid"))).unwrap().trim().parse().unwrap()
     }
 
-    fn pids(&self) -> Vec<u32> {
+    pub(crate) fn pids(&self) -> Vec<u32> {
         let Ok(entries) = std::fs::read_dir(self.file("pids")) else { return Vec::new() };
         entries.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok()).collect()
     }
@@ -68,7 +76,13 @@ impl Cluster {
     }
 
     /// An HTTP request to the REST API: (status, JSON body).
-    fn rest(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, serde_json::Value) {
+    pub(crate) fn rest(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
         let mut stream = TcpStream::connect(self.rest_addr()).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let body = body.unwrap_or("");
@@ -86,13 +100,13 @@ impl Cluster {
         (status, serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
     }
 
-    fn job(&self, id: &str) -> serde_json::Value {
+    pub(crate) fn job(&self, id: &str) -> serde_json::Value {
         let (status, job) = self.rest("GET", &format!("/jobs/{id}"), None, None);
         assert_eq!(status, 200, "{job}");
         job
     }
 
-    fn wait_for(&self, what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+    pub(crate) fn wait_for(&self, what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
         let start = Instant::now();
         while !condition() {
             assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
@@ -114,23 +128,32 @@ impl Drop for Cluster {
     }
 }
 
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     // A zombie is gone as far as the cluster is concerned.
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.split(' ').nth(2).is_none_or(|st| st != "Z"))
 }
 
-/// The binary, with short heartbeats (every 200 ms, a TaskManager lost after 2 s of
-/// silence) for it and the processes it starts.
-fn weir_env(args: &[&str]) -> std::process::Output {
-    weir_with_env(args, &[("WEIR_HEARTBEAT_INTERVAL_MS", "200"), ("WEIR_HEARTBEAT_TIMEOUT_MS", "2000")], TIMEOUT)
+/// Short heartbeats (every 200 ms, a peer lost after 2 s of silence) for the tests' processes.
+pub(crate) const HEARTBEATS: [(&str, &str); 2] =
+    [("WEIR_HEARTBEAT_INTERVAL_MS", "200"), ("WEIR_HEARTBEAT_TIMEOUT_MS", "2000")];
+
+/// The binary, with short [`HEARTBEATS`] for it and the processes it starts.
+pub(crate) fn weir_env(args: &[&str]) -> std::process::Output {
+    weir_env_with(args, &[])
 }
 
-fn job_id(out: &std::process::Output) -> String {
+/// As [`weir_env`], with `env` on top.
+pub(crate) fn weir_env_with(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let env: Vec<(&str, &str)> = HEARTBEATS.iter().chain(env).copied().collect();
+    weir_with_env(args, &env, TIMEOUT)
+}
+
+pub(crate) fn job_id(out: &std::process::Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout);
     stdout.lines().last().unwrap_or_default().trim().to_owned()
 }
 
-fn task_managers_of(job: &serde_json::Value) -> BTreeSet<String> {
+pub(crate) fn task_managers_of(job: &serde_json::Value) -> BTreeSet<String> {
     job["vertices"]
         .as_array()
         .unwrap()
@@ -216,13 +239,18 @@ fn another_clusters_certificates_and_missing_tokens_are_refused() {
     let (code, _) = cluster.rest("GET", "/overview", None, None);
     assert_eq!(code, 200, "reads need no token");
     let _ = cluster.token();
+
+    // Fault injection is off unless the cluster was started with it.
+    let out = weir_env(&["cut-connections", "control", "--dir", cluster.dir()]);
+    assert!(!out.status.success(), "a cut without fault injection was obeyed:\n{}", text(&out));
+    assert!(text(&out).contains("fault injection is off"), "{}", text(&out));
 }
 
 fn submit_unbounded(cluster: &Cluster, job: &str, parallelism: usize, extra: &[&str], output: &Path) -> String {
     submit_with(cluster, job, parallelism, &[], extra, output)
 }
 
-fn submit_with(
+pub(crate) fn submit_with(
     cluster: &Cluster,
     job: &str,
     parallelism: usize,

@@ -4,6 +4,7 @@
 mod backpressure;
 mod cli;
 mod cluster;
+mod cluster_recovery;
 mod fault_tolerance;
 mod golden;
 mod savepoints;

@@ -145,6 +145,8 @@ pub struct JobMasterState {
     /// Set until the first scheduling: free what a predecessor held first.
     recovered: Option<String>,
     store: Arc<JobStore>,
+    /// Starts of this job's JobMaster so far, this one included.
+    generation: u32,
     status: JobStatus,
     cause: Option<String>,
     /// The recorded cause is only a consequence; a root cause replaces it.
@@ -337,8 +339,10 @@ impl JobMasterState {
     async fn schedule(&mut self, myself: &ActorRef<JobMasterMessage>) -> Result<(), WeirError> {
         let needed = self.job.graph.slots_needed();
         let job = self.job.id;
+        // A job that ran before waits for the TaskManagers it lost to come back.
+        let recovering = self.restarts > 0 || self.generation > 1;
         let slots = ask!(self.resource_manager.get(), "the resource manager", |reply| {
-            ResourceManagerMessage::RequestSlots { job, slots: needed, job_master: myself.clone(), reply }
+            ResourceManagerMessage::RequestSlots { job, slots: needed, job_master: myself.clone(), recovering, reply }
         })??;
         self.slots = slots;
         self.status = JobStatus::Running;
@@ -448,6 +452,7 @@ impl Actor for JobMasterActor {
             dispatcher: args.dispatcher,
             recovered: args.recovered,
             store: args.store.clone(),
+            generation: args.generation,
             status: JobStatus::Created,
             cause: None,
             cause_secondary: false,

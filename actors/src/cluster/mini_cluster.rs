@@ -272,7 +272,7 @@ impl MiniCluster {
     /// The current TaskExecutor of TaskManager `index` (tests kill it to exercise supervision).
     pub async fn task_executor(&self, index: usize) -> Result<ActorRef<TaskExecutorMessage>> {
         let tm = self.task_managers.get(index).ok_or_else(|| WeirError::runtime("no such task manager"))?;
-        ask!(tm, "a task manager", TaskManagerSupervisorMessage::Executor)
+        Ok(ask!(tm, "a task manager", TaskManagerSupervisorMessage::Executor)?.get())
     }
 
     /// A running job's checkpoint statistics.

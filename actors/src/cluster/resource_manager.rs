@@ -1,9 +1,11 @@
 //! The ResourceManager: registered TaskExecutors, their slots, and slot requests.
 //!
 //! Slots are granted spread over TaskManagers (the one with the most free slots first).
-//! A request the cluster can never satisfy (more slots than it has in total) fails at once
-//! with a message naming both numbers; one that must wait for other jobs' slots waits up to
-//! the slot-request timeout, then fails. A TaskExecutor that registers again under the same
+//! A new job's request the cluster can never satisfy (more slots than it has in total) fails
+//! at once with a message naming both numbers; one that must wait for other jobs' slots waits
+//! up to the slot-request timeout, then fails. A recovering job's request (after a failover,
+//! or from a JobMaster started again, e.g. in a restarted JobManager) always waits up to the
+//! timeout: the TaskManagers it lost may be reconnecting. A TaskExecutor that registers again under the same
 //! TaskManager id (it was restarted) replaces the old one: jobs with slots there are told the
 //! TaskManager was lost.
 //!
@@ -65,6 +67,9 @@ pub enum ResourceManagerMessage {
         slots: usize,
         /// Its JobMaster, told if a TaskManager with its slots is lost.
         job_master: ActorRef<JobMasterMessage>,
+        /// The job ran before (a failover, or its JobMaster was started again): wait for
+        /// slots even when the cluster has too few in total right now.
+        recovering: bool,
         /// The grants, or why not.
         reply: RpcReplyPort<Result<Vec<SlotGrant>, WeirError>>,
     },
@@ -209,9 +214,9 @@ impl Actor for ResourceManagerActor {
                 let _ = reply.send(Ok(()));
                 state.serve_pending();
             }
-            ResourceManagerMessage::RequestSlots { job, slots, job_master, reply } => {
+            ResourceManagerMessage::RequestSlots { job, slots, job_master, recovering, reply } => {
                 let total = state.total();
-                if slots > total {
+                if slots > total && !recovering {
                     let _ = reply.send(Err(WeirError::NoResources(format!(
                         "job needs {slots} slot{} (its highest parallelism) but the cluster has {total} in total ({} task manager{}); lower --parallelism or add slots",
                         if slots == 1 { "" } else { "s" },
@@ -225,7 +230,7 @@ impl Actor for ResourceManagerActor {
                 } else {
                     let id = state.next_request;
                     state.next_request += 1;
-                    info!(job = %job, slots, free = state.free(), "slot request waits for slots held by other jobs");
+                    info!(job = %job, slots, free = state.free(), total, "slot request waits for free slots");
                     state.pending.push(Pending { id, job, slots, job_master, reply });
                     myself.send_after(state.args.slot_request_timeout, move || {
                         ResourceManagerMessage::RequestTimedOut(id)

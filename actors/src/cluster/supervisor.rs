@@ -164,8 +164,8 @@ impl Actor for JobManagerSupervisor {
 
 /// Messages of a TaskManager supervisor.
 pub enum TaskManagerSupervisorMessage {
-    /// The current TaskExecutor.
-    Executor(RpcReplyPort<ActorRef<TaskExecutorMessage>>),
+    /// The TaskExecutor's address, which follows it across restarts.
+    Executor(RpcReplyPort<ComponentRef<TaskExecutorMessage>>),
 }
 
 /// How often a TaskExecutor may be restarted before the TaskManager gives up.
@@ -188,9 +188,10 @@ impl Default for RestartIntensity {
 /// ## Supervision
 ///
 /// Child: the TaskExecutor. When it fails (or is killed), its subtasks die with it; the
-/// supervisor starts a new one, which registers again under the same TaskManager id. The
+/// supervisor starts a new one, which registers again under the same TaskManager id, and
+/// points the executor's [`ComponentRef`] at it. The
 /// ResourceManager then tells every job that had slots there that the TaskManager was lost,
-/// and those jobs fail over (today: fail with that cause). Restarts are bounded by
+/// and those jobs fail over under their restart strategy. Restarts are bounded by
 /// [`RestartIntensity`]; past it the TaskManager stops loudly instead of spinning.
 pub struct TaskManagerSupervisor;
 
@@ -198,7 +199,7 @@ pub struct TaskManagerSupervisor;
 pub struct TaskManagerSupervisorState {
     args: TaskExecutorArgs,
     intensity: RestartIntensity,
-    executor: ActorRef<TaskExecutorMessage>,
+    executor: ComponentRef<TaskExecutorMessage>,
     restarts: Vec<Instant>,
 }
 
@@ -213,7 +214,7 @@ impl Actor for TaskManagerSupervisor {
         (args, intensity): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let (executor, _) = Actor::spawn_linked(None, TaskExecutorActor, args.clone(), myself.get_cell()).await?;
-        Ok(TaskManagerSupervisorState { args, intensity, executor, restarts: Vec::new() })
+        Ok(TaskManagerSupervisorState { args, intensity, executor: ComponentRef::new(executor), restarts: Vec::new() })
     }
 
     async fn handle(
@@ -238,7 +239,7 @@ impl Actor for TaskManagerSupervisor {
             SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason.unwrap_or_else(|| "stopped".into())),
             _ => return Ok(()),
         };
-        if cell.get_id() != state.executor.get_id() {
+        if cell.get_id() != state.executor.get().get_id() {
             return Ok(());
         }
         // Tell the ResourceManager now, not when the new executor registers: jobs with
@@ -254,7 +255,7 @@ impl Actor for TaskManagerSupervisor {
         state.restarts.push(now);
         warn!(task_manager = %state.args.task_manager, %cause, "task executor ended; restarting it");
         let (executor, _) = Actor::spawn_linked(None, TaskExecutorActor, state.args.clone(), myself.get_cell()).await?;
-        state.executor = executor;
+        state.executor.replace(executor);
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ use crate::JobSubmission;
 use crate::cluster::{JobDetails, JobOverview};
 use crate::error::{Result, WeirError};
 use crate::job::JobId;
-use crate::remote::protocol::{ClientRequest, ClientResponse, ClusterOverview, Hello};
+use crate::remote::protocol::{ClientRequest, ClientResponse, ClusterOverview, CutConnections, Hello};
 
 /// A connection to a JobManager.
 pub struct ClusterClient {
@@ -108,6 +108,16 @@ impl ClusterClient {
     pub async fn overview(&mut self) -> Result<ClusterOverview> {
         match self.request(ClientRequest::Overview).await? {
             ClientResponse::Overview(overview) => Ok(overview),
+            other => Err(Self::unexpected(other)),
+        }
+    }
+
+    /// Fault injection: cuts connections of the cluster (see [`CutConnections`]); returns
+    /// how many TaskManagers' connections were cut. The JobManager refuses unless it runs with
+    /// fault injection on.
+    pub async fn cut_connections(&mut self, cut: CutConnections) -> Result<usize> {
+        match self.request(ClientRequest::CutConnections(cut)).await? {
+            ClientResponse::ConnectionsCut(result) => result.map_err(WeirError::runtime),
             other => Err(Self::unexpected(other)),
         }
     }

@@ -6,6 +6,20 @@
 //! The session reads the TaskManager's messages, answers heartbeats, relays task states to
 //! their JobMasters and subtask counters into the JobMasters' metrics, and declares the
 //! TaskManager lost when its connection drops or it stays silent past the heartbeat timeout.
+//!
+//! A TaskManager that lost its JobManager connects again under the same id (see
+//! [`super::task_manager`]). Its new session supersedes the old one, which may not have noticed
+//! the loss yet: the old connection is closed, and the old session, once it ends, does not
+//! declare the TaskManager lost (the new registration already told the jobs that had slots
+//! there).
+//!
+//! ## Fault injection
+//!
+//! With [`JobManagerConfig::fault_injection`] on (`WEIR_FAULT_INJECTION=1` for `weir
+//! jobmanager`), a client may ask to cut connections ([`ClientRequest::CutConnections`], `weir
+//! cut-connections`): a TaskManager's control connection is closed here, as a network failure
+//! would close it, and a TaskManager is told to cut its data connections to its peers. Off by
+//! default, the request is refused; nothing on the record path is involved either way.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,7 +44,8 @@ use crate::graph::build_job;
 use crate::job::{JobId, JobRegistry};
 use crate::remote::HeartbeatConfig;
 use crate::remote::protocol::{
-    ClientRequest, ClientResponse, ClusterOverview, FromTaskManager, Hello, ToTaskManager, WireDeployment,
+    ClientRequest, ClientResponse, ClusterOverview, ConnectionKind, CutConnections, FromTaskManager, Hello,
+    ToTaskManager, WireDeployment,
 };
 use crate::runtime::io::TaskMetrics;
 
@@ -52,6 +67,8 @@ pub struct JobManagerConfig {
     /// Where submitted jobs are kept, so that a restarted JobManager runs them again
     /// (`None`: in memory, lost with the process).
     pub job_store: Option<std::path::PathBuf>,
+    /// Whether clients may cut connections (tests and chaos runs; see the module doc).
+    pub fault_injection: bool,
 }
 
 /// A running JobManager.
@@ -66,6 +83,59 @@ pub struct JobManager {
 /// Connections refused at the door (kept for `cluster status`).
 type Refusals = Arc<Mutex<Vec<String>>>;
 
+/// The current session of a connected TaskManager.
+struct Session {
+    /// Tells it from an older or newer session of the same TaskManager.
+    serial: u64,
+    conn: quinn::Connection,
+    link: Arc<Link>,
+}
+
+/// The current session of each connected TaskManager, by id.
+#[derive(Clone, Default)]
+struct Sessions {
+    by_task_manager: Arc<Mutex<HashMap<String, Session>>>,
+    next_serial: Arc<AtomicU64>,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.by_task_manager.lock().expect("sessions lock")
+    }
+
+    /// Makes a new session TaskManager `id`'s current one; returns its serial. An older
+    /// session of the same TaskManager is over: its connection is closed.
+    fn open(&self, id: &str, conn: &quinn::Connection, link: &Arc<Link>) -> u64 {
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        let session = Session { serial, conn: conn.clone(), link: link.clone() };
+        if let Some(old) = self.lock().insert(id.to_owned(), session) {
+            warn!(task_manager = %id, "task manager connected again; closing its previous connection");
+            old.conn.close(0u32.into(), b"superseded by a new connection");
+        }
+        serial
+    }
+
+    /// Ends session `serial` of TaskManager `id`; false if a newer one superseded it.
+    fn close(&self, id: &str, serial: u64) -> bool {
+        let mut sessions = self.lock();
+        if sessions.get(id).is_some_and(|s| s.serial == serial) {
+            sessions.remove(id);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The current sessions of TaskManager `id` (`None`: of every TaskManager).
+    fn select(&self, id: Option<&str>) -> Vec<(String, quinn::Connection, Arc<Link>)> {
+        self.lock()
+            .iter()
+            .filter(|(tm, _)| id.is_none_or(|id| id == tm.as_str()))
+            .map(|(tm, s)| (tm.clone(), s.conn.clone(), s.link.clone()))
+            .collect()
+    }
+}
+
 #[derive(Clone)]
 struct Shared {
     dispatcher: ComponentRef<DispatcherMessage>,
@@ -75,6 +145,8 @@ struct Shared {
     heartbeat: HeartbeatConfig,
     max_frame: usize,
     refused: Refusals,
+    sessions: Sessions,
+    fault_injection: bool,
 }
 
 fn refuse(refused: &Refusals, what: String) {
@@ -112,6 +184,8 @@ impl JobManager {
             heartbeat: config.heartbeat,
             max_frame: config.net.max_frame_bytes,
             refused: Arc::new(Mutex::new(Vec::new())),
+            sessions: Sessions::default(),
+            fault_injection: config.fault_injection,
         };
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared));
         Ok(JobManager { endpoint, supervisor, dispatcher, resource_manager, accept })
@@ -285,6 +359,7 @@ async fn task_manager_session(
     let (proxy, _) = Actor::spawn(None, TaskManagerProxy, link.clone())
         .await
         .map_err(|e| WeirError::runtime(format!("cannot start the task manager proxy: {e}")))?;
+    let serial = shared.sessions.open(&task_manager, &conn, &link);
     let mut last_seen = Instant::now();
     let mut check = tokio::time::interval(shared.heartbeat.interval);
     let mut resource_managers = shared.resource_manager.watch();
@@ -309,7 +384,9 @@ async fn task_manager_session(
                         })
                         .and_then(|r| r.map_err(WeirError::runtime))
                         .map_err(|e| e.to_string());
-                        link.send(&ToTaskManager::Registered(registered)).await?;
+                        if let Err(e) = link.send(&ToTaskManager::Registered(registered)).await {
+                            break format!("cannot send to it: {e}");
+                        }
                     }
                     FromTaskManager::ExecutorLost => {
                         shared.resource_manager.cast(ResourceManagerMessage::TaskManagerLost(task_manager.clone()));
@@ -323,7 +400,9 @@ async fn task_manager_session(
                                 }
                             }
                         }
-                        link.send(&ToTaskManager::HeartbeatAck).await?;
+                        if let Err(e) = link.send(&ToTaskManager::HeartbeatAck).await {
+                            break format!("cannot send to it: {e}");
+                        }
                     }
                     FromTaskManager::Deployed { request, result } => {
                         if let Some(reply) = link.deploys.lock().expect("link lock").remove(&request) {
@@ -354,7 +433,9 @@ async fn task_manager_session(
             }
             Ok(()) = resource_managers.changed() => {
                 // A restarted ResourceManager knows nobody: the TaskExecutor registers again.
-                link.send(&ToTaskManager::Reregister).await?;
+                if let Err(e) = link.send(&ToTaskManager::Reregister).await {
+                    break format!("cannot send to it: {e}");
+                }
             }
             _ = check.tick() => {
                 let silent = last_seen.elapsed();
@@ -364,8 +445,12 @@ async fn task_manager_session(
             }
         }
     };
-    warn!(task_manager = %task_manager, %reason, "task manager lost");
-    shared.resource_manager.cast(ResourceManagerMessage::TaskManagerLost(task_manager.clone()));
+    if shared.sessions.close(&task_manager, serial) {
+        warn!(task_manager = %task_manager, %reason, "task manager lost");
+        shared.resource_manager.cast(ResourceManagerMessage::TaskManagerLost(task_manager.clone()));
+    } else {
+        info!(task_manager = %task_manager, %reason, "a superseded session of the task manager ended");
+    }
     link.fail_pending(&format!("task manager '{task_manager}' was lost: {reason}"));
     proxy.stop(None);
     conn.close(0u32.into(), b"lost");
@@ -411,10 +496,43 @@ async fn client_session(mut tx: ControlSender, mut rx: ControlReceiver, shared: 
                 jobs: ask!(shared.dispatcher.get(), "the dispatcher", DispatcherMessage::List)?,
                 refused: shared.refused.lock().expect("refusals lock").clone(),
             }),
+            ClientRequest::CutConnections(cut) => {
+                ClientResponse::ConnectionsCut(cut_connections(&shared, cut).await.map_err(|e| e.to_string()))
+            }
         };
         tx.send(&response).await?;
     }
     Ok(())
+}
+
+/// Fault injection: cuts the connections `cut` names; returns how many TaskManagers' were cut.
+async fn cut_connections(shared: &Shared, cut: CutConnections) -> Result<usize> {
+    if !shared.fault_injection {
+        return Err(WeirError::runtime(
+            "fault injection is off on this job manager (start it with WEIR_FAULT_INJECTION=1)",
+        ));
+    }
+    let targets = shared.sessions.select(cut.task_manager.as_deref());
+    if targets.is_empty() {
+        let which =
+            cut.task_manager.map_or("no task manager is".to_owned(), |id| format!("task manager '{id}' is not"));
+        return Err(WeirError::runtime(format!("{which} connected")));
+    }
+    let mut cut_count = 0;
+    for (task_manager, conn, link) in targets {
+        match cut.kind {
+            ConnectionKind::Control => {
+                warn!(task_manager = %task_manager, "cutting the control connection (fault injection)");
+                weir_dataplane::cut_connection(&conn);
+                cut_count += 1;
+            }
+            ConnectionKind::Data => match link.send(&ToTaskManager::CutDataConnections).await {
+                Ok(()) => cut_count += 1,
+                Err(e) => warn!(task_manager = %task_manager, "cannot ask it to cut its data connections: {e}"),
+            },
+        }
+    }
+    Ok(cut_count)
 }
 
 /// Accepts a client's job: the JobManager rebuilds the plan from its own registry and refuses

@@ -115,6 +115,9 @@ pub enum ToTaskManager {
     Control(ExecutionId, TaskControl),
     /// The ResourceManager was restarted: register again, with a slot report.
     Reregister,
+    /// Fault injection: cut every data connection to other TaskManagers (obeyed only by a
+    /// TaskManager with fault injection on).
+    CutDataConnections,
 }
 
 /// A deployment as it travels: the job by name (the TaskManager's binary carries the
@@ -173,6 +176,29 @@ pub enum ClientRequest {
         /// Stop the job after the savepoint, draining or not.
         stop: Option<StopMode>,
     },
+    /// Fault injection (tests and chaos runs): cut connections, as a network failure would.
+    /// Refused unless the JobManager runs with fault injection on.
+    CutConnections(CutConnections),
+}
+
+/// Which connections a fault-injection cut closes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CutConnections {
+    /// Control or data connections.
+    pub kind: ConnectionKind,
+    /// Only this TaskManager's (`None`: every TaskManager's).
+    pub task_manager: Option<String>,
+}
+
+/// The two kinds of connections between the processes of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ConnectionKind {
+    /// A TaskManager's control connection to the JobManager: cutting it loses the TaskManager
+    /// (its jobs fail over) until it reconnects.
+    Control,
+    /// A TaskManager's data connections to other TaskManagers: cutting them fails the
+    /// channels on them (their jobs fail over); new channels dial again.
+    Data,
 }
 
 /// JobManager → client, one per request.
@@ -190,6 +216,8 @@ pub enum ClientResponse {
     Overview(ClusterOverview),
     /// The savepoint's directory, or why there is none.
     Savepoint(Result<std::path::PathBuf, String>),
+    /// How many TaskManagers' connections were cut, or why not.
+    ConnectionsCut(Result<usize, String>),
 }
 
 /// What a client sees of the cluster.

@@ -62,8 +62,8 @@ pub struct NetShuffle {
     endpoint: Arc<NetEndpoint>,
     inbound: Mutex<HashMap<ChannelId, Inbound>>,
     next_serial: AtomicU64,
-    /// Connections whose data streams are served already (by `stable_id`).
-    served: Mutex<std::collections::HashSet<usize>>,
+    /// Connections whose data streams are served, by `stable_id`, until they close.
+    served: Mutex<HashMap<usize, quinn::Connection>>,
 }
 
 impl NetShuffle {
@@ -80,7 +80,8 @@ impl NetShuffle {
     /// streams on the connection they dialed. Only unidirectional streams are taken, so the
     /// same connection can carry control streams for [`super::accept_control`].
     pub fn serve_connection(self: &Arc<Self>, conn: quinn::Connection) {
-        if !self.served.lock().unwrap_or_else(|e| e.into_inner()).insert(conn.stable_id()) {
+        let serial = conn.stable_id();
+        if self.served().insert(serial, conn.clone()).is_some() {
             return;
         }
         let shuffle = self.clone();
@@ -94,11 +95,24 @@ impl NetShuffle {
                     }
                     Err(e) => {
                         debug!(%peer, error = %e, "connection closed: no more data streams");
+                        shuffle.served().remove(&serial);
                         return;
                     }
                 }
             }
         });
+    }
+
+    /// Fault injection: cuts every data connection this process has (see
+    /// [`super::cut_connection`]) and returns how many. Every channel on them fails at both
+    /// ends, as after a network failure; channels opened afterwards dial new connections.
+    pub fn cut_connections(&self) -> usize {
+        let cut: Vec<quinn::Connection> = self.served().values().cloned().collect();
+        for conn in &cut {
+            warn!(peer = %conn.remote_address(), "cutting a data connection (fault injection)");
+            super::cut_connection(conn);
+        }
+        cut.len()
     }
 
     /// The sending end of channel `id` to the process at `peer`.
@@ -241,6 +255,11 @@ impl NetShuffle {
             warn!(channel = %id, peer = %stream.peer, "no receiver registered for a data stream; dropping it");
             stream.reader.stop(STOP_UNCLAIMED);
         }
+    }
+
+    fn served(&self) -> MutexGuard<'_, HashMap<usize, quinn::Connection>> {
+        // Every update is a single insert or remove: poisoning cannot leave it half-updated.
+        self.served.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn inbound(&self) -> MutexGuard<'_, HashMap<ChannelId, Inbound>> {

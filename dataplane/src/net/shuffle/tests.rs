@@ -201,3 +201,41 @@ async fn a_failed_connection_closes_the_producer() {
     assert!(nodes.a.connect(impostor.local_addr()).await.is_err());
     accepting.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_connection_fails_its_channels_and_the_next_channel_dials_again() {
+    let (nodes, a, b) = shuffles(NetConfig::default()).await;
+    // `b` serves whatever connections reach it after the cut.
+    let accepting = tokio::spawn({
+        let (endpoint, b) = (nodes.b.clone(), b.clone());
+        async move {
+            while let Some(incoming) = endpoint.accept().await {
+                b.serve_connection(incoming.unwrap());
+            }
+        }
+    });
+    let mut rx = b.remote_receiver::<Record>(id(1, 0), 4);
+    let tx = a.remote_sender::<Record>(id(1, 0), nodes.b.local_addr(), 4);
+    tx.send(batch(0)).await.unwrap();
+    assert_eq!(within("a batch before the cut", rx.recv()).await, Some(batch(0)));
+
+    assert_eq!(a.cut_connections(), 1, "the one connection between the two");
+    // Both ends fail: the consumer sees its input end without end-of-data, the producer's
+    // channel closes.
+    assert_eq!(within("the consumer's end", rx.recv()).await, None);
+    within("producer closed", async { while tx.send(batch(1)).await.is_ok() {} }).await;
+    let reason = within("closed", nodes.b_from_a.closed()).await;
+    assert!(reason.to_string().contains("fault injection"), "{reason}");
+
+    // A channel opened afterwards (the next attempt) gets a new connection.
+    let next = ChannelId { attempt: 2, ..id(1, 0) };
+    let mut rx = b.remote_receiver::<Record>(next, 4);
+    let tx = a.remote_sender::<Record>(next, nodes.b.local_addr(), 4);
+    tx.send(batch(0)).await.unwrap();
+    tx.send(vec![Element::EndOfData]).await.unwrap();
+    assert_eq!(within("a batch after the cut", rx.recv()).await, Some(batch(0)));
+    assert_eq!(within("its end", rx.recv()).await, Some(vec![Element::EndOfData]));
+    let now = within("the connection now", nodes.a.connect(nodes.b.local_addr())).await.unwrap();
+    assert_ne!(now.stable_id(), nodes.a_to_b.stable_id(), "a new connection");
+    accepting.abort();
+}

@@ -1,0 +1,266 @@
+//! A cluster of real `weir` processes that loses its JobManager process, or some of its
+//! connections, while a checkpointed job runs: the job resumes from its latest completed
+//! checkpoint, the TaskManagers stay the same processes, and the committed output equals a
+//! fault-free run's exactly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::cluster::{Cluster, HEARTBEATS, TIMEOUT, alive, submit_with, task_managers_of, text, weir_env};
+use crate::support::{TempDir, read_output};
+
+/// The generator of `window-agg` (`submit_with` adds `--keys 100`): 160,000 events at 20,000
+/// per second, about 8 s of input, so every fault strikes well before the input ends.
+const JOB_ARGS: [&str; 8] = ["--events", "160000", "--rate", "20000", "--seed", "5", "--out-of-order-ms", "150"];
+/// Checkpoints every 200 ms and quick restarts.
+const JOB_FLAGS: [&str; 4] = ["--checkpoint-interval", "200ms", "--restart-delay", "100ms"];
+
+/// The same job on a MiniCluster without faults, in the background; its committed output.
+fn reference_run(output: PathBuf) -> JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let output_arg = output.to_str().unwrap().to_owned();
+        let mut cmd = vec!["run", "window-agg", "--local", "-p", "2", "--", "--keys", "100"];
+        cmd.extend(JOB_ARGS);
+        cmd.extend(["--output", &output_arg]);
+        let out = weir_env(&cmd);
+        assert!(out.status.success(), "the reference run failed:\n{}", text(&out));
+        read_output(&output)
+    })
+}
+
+/// The committed output in `output` equals the reference run's: nothing lost, nothing
+/// duplicated.
+fn assert_exactly_once(reference: JoinHandle<Vec<String>>, output: &Path) {
+    let expected = reference.join().unwrap();
+    let lines = read_output(output);
+    assert!(!expected.is_empty());
+    assert_eq!(lines.len(), expected.len(), "records lost or duplicated");
+    assert_eq!(lines, expected, "the output differs from the fault-free run's");
+}
+
+/// A process this test started, killed (if still running) and reaped when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `weir jobmanager` on the cluster's directory, as an operator restarting it would.
+fn start_job_manager(cluster: &Cluster) -> Process {
+    let log = std::fs::File::create(cluster.file("logs").join("jobmanager-restarted.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["jobmanager", "--dir", cluster.dir()])
+        .envs(HEARTBEATS)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start weir jobmanager");
+    // `weir cluster stop` then stops it as it would the first one.
+    std::fs::write(cluster.file("pids").join("jobmanager.pid"), child.id().to_string()).unwrap();
+    Process(child)
+}
+
+/// The pid in the cluster directory's `jobmanager.addr`.
+fn published_pid(cluster: &Cluster) -> Option<u32> {
+    let published = std::fs::read_to_string(cluster.file("jobmanager.addr")).ok()?;
+    published.lines().find_map(|l| l.strip_prefix("pid = ")?.trim().parse().ok())
+}
+
+/// `GET /jobs/{id}`, or `None` while the JobManager cannot answer.
+fn job(cluster: &Cluster, id: &str) -> Option<Value> {
+    let (status, job) = cluster.rest("GET", &format!("/jobs/{id}"), None, None);
+    (status == 200).then_some(job)
+}
+
+/// Running, with every subtask running.
+fn running(job: &Value) -> bool {
+    let mut subtasks = job["vertices"].as_array().unwrap().iter().flat_map(|v| v["subtasks"].as_array().unwrap());
+    job["state"] == "RUNNING" && subtasks.all(|s| s["status"] == "RUNNING")
+}
+
+/// The id of the job's latest completed checkpoint (0: none yet).
+fn latest_checkpoint(cluster: &Cluster, id: &str) -> u64 {
+    let (status, checkpoints) = cluster.rest("GET", &format!("/jobs/{id}/checkpoints"), None, None);
+    if status != 200 {
+        return 0;
+    }
+    let latest = &checkpoints["latest"];
+    latest["completed"]["id"].as_u64().or(latest["restored"].as_u64()).unwrap_or(0)
+}
+
+/// The job's restarts and the causes of its failures.
+fn exceptions(cluster: &Cluster, id: &str) -> (u64, Vec<String>) {
+    let (status, body) = cluster.rest("GET", &format!("/jobs/{id}/exceptions"), None, None);
+    if status != 200 {
+        return (0, Vec::new());
+    }
+    let causes = body["exceptions"].as_array().unwrap().iter().map(|e| e["cause"].as_str().unwrap().to_owned());
+    (body["restarts"].as_u64().unwrap(), causes.collect())
+}
+
+fn wait_until_finished(cluster: &Cluster, id: &str) {
+    cluster.wait_for("the job to finish", TIMEOUT, || {
+        let Some(job) = job(cluster, id) else { return false };
+        assert!(
+            job["state"] != "FAILED" && job["state"] != "CANCELED",
+            "the job ended {}: {}",
+            job["state"],
+            job["cause"]
+        );
+        job["state"] == "FINISHED"
+    });
+}
+
+/// Waits until the job has restarted `restarts` times in all and runs again.
+fn wait_for_failover(cluster: &Cluster, id: &str, restarts: u64) {
+    cluster.wait_for("a failover", TIMEOUT, || exceptions(cluster, id).0 >= restarts);
+    cluster.wait_for("the job to run again", TIMEOUT, || job(cluster, id).is_some_and(|j| running(&j)));
+}
+
+fn registered_task_managers(cluster: &Cluster) -> Vec<String> {
+    let (_, body) = cluster.rest("GET", "/taskmanagers", None, None);
+    let mut ids: Vec<String> =
+        body["taskmanagers"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+/// When the JobManager comes back, relative to its TaskManagers noticing it is gone.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Restart {
+    /// At once: the TaskManagers see the new address at their next heartbeat.
+    Immediately,
+    /// Once both TaskManagers declared it lost (heartbeat timeout) and dial in vain.
+    AfterTheTaskManagersLostIt,
+}
+
+fn lost_job_manager(cluster: &Cluster, task_manager: &str) -> bool {
+    let log = std::fs::read_to_string(cluster.file("logs").join(format!("{task_manager}.log"))).unwrap_or_default();
+    log.contains("lost the job manager")
+}
+
+#[test]
+fn a_job_manager_restarted_at_once_resumes_its_job_exactly_once() {
+    job_manager_restart(Restart::Immediately);
+}
+
+#[test]
+fn a_job_manager_restarted_after_its_task_managers_lost_it_resumes_its_job_exactly_once() {
+    job_manager_restart(Restart::AfterTheTaskManagersLostIt);
+}
+
+/// SIGKILLs the JobManager of a cluster running a checkpointed job and starts a new one on the
+/// same directory: the job comes back (`weir list`), restores from its latest checkpoint, and
+/// its output equals a fault-free run's.
+fn job_manager_restart(when: Restart) {
+    let cluster = Cluster::start(2, 2);
+    let out = TempDir::new("jm-restart");
+    let reference = reference_run(out.join("reference"));
+    let output = out.join("cluster");
+    let id = submit_with(&cluster, "window-agg", 2, &JOB_FLAGS, &JOB_ARGS, &output);
+    cluster.wait_for("a completed checkpoint", TIMEOUT, || latest_checkpoint(&cluster, &id) >= 1);
+    let task_managers = [cluster.pid("taskmanager-0"), cluster.pid("taskmanager-1")];
+
+    let old = cluster.pid("jobmanager");
+    Command::new("kill").args(["-KILL", &old.to_string()]).status().unwrap();
+    cluster.wait_for("the job manager to die", TIMEOUT, || !alive(old));
+    if when == Restart::AfterTheTaskManagersLostIt {
+        cluster.wait_for("the task managers to declare the job manager lost", TIMEOUT, || {
+            lost_job_manager(&cluster, "taskmanager-0") && lost_job_manager(&cluster, "taskmanager-1")
+        });
+    }
+    let restarted = Instant::now();
+    let job_manager = start_job_manager(&cluster);
+    cluster.wait_for("the new job manager's address", TIMEOUT, || published_pid(&cluster) == Some(job_manager.0.id()));
+    cluster.wait_for("the job in `weir list` again", TIMEOUT, || {
+        let list = weir_env(&["list", "--dir", cluster.dir()]);
+        list.status.success() && String::from_utf8_lossy(&list.stdout).lines().any(|l| l.starts_with(id.as_str()))
+    });
+    cluster.wait_for("the job to run again", TIMEOUT, || job(&cluster, &id).is_some_and(|j| running(&j)));
+    let resumed = restarted.elapsed();
+    println!("{when:?}: the job ran again {:.2} s after the job manager was restarted", resumed.as_secs_f64());
+
+    wait_until_finished(&cluster, &id);
+    let (_, causes) = exceptions(&cluster, &id);
+    assert!(causes.iter().any(|c| c.contains("recovered from the job store")), "{causes:?}");
+    // (`/jobs/{id}/checkpoints` names only the checkpoint a coordinator started from, and the
+    // new one starts before the JobMaster restores: the JobManager's log says it.)
+    let log = std::fs::read_to_string(cluster.file("logs").join("jobmanager-restarted.log")).unwrap();
+    assert!(log.contains("restoring from checkpoint"), "the job did not restore from a checkpoint:\n{log}");
+    // The same TaskManager processes, registered with the new JobManager under their ids.
+    assert!(task_managers.iter().all(|&pid| alive(pid)), "a task manager exited");
+    assert_eq!(registered_task_managers(&cluster), ["taskmanager-0", "taskmanager-1"]);
+
+    assert_exactly_once(reference, &output);
+}
+
+#[test]
+fn cut_connections_fail_the_job_over_and_the_output_stays_exactly_once() {
+    let cluster = Cluster::start_with_env(2, 2, &[("WEIR_FAULT_INJECTION", "1")]);
+    let out = TempDir::new("cut");
+    let reference = reference_run(out.join("reference"));
+    let output = out.join("cluster");
+    let id = submit_with(&cluster, "window-agg", 2, &JOB_FLAGS, &JOB_ARGS, &output);
+    cluster.wait_for("a checkpoint, with subtasks on both task managers", TIMEOUT, || {
+        job(&cluster, &id).is_some_and(|j| running(&j) && task_managers_of(&j).len() == 2)
+            && latest_checkpoint(&cluster, &id) >= 1
+    });
+
+    // The data connections between the two TaskManagers: the channels on them fail.
+    let cut = weir_env(&["cut-connections", "data", "--taskmanager", "taskmanager-0", "--dir", cluster.dir()]);
+    assert!(cut.status.success() && text(&cut).contains("of 1 task manager"), "{}", text(&cut));
+    let (cut_at, before) = (Instant::now(), latest_checkpoint(&cluster, &id));
+    wait_for_failover(&cluster, &id, 1);
+    println!("data connections cut: the job ran again after {:.2} s", cut_at.elapsed().as_secs_f64());
+    cluster.wait_for("a checkpoint after the failover", TIMEOUT, || latest_checkpoint(&cluster, &id) > before);
+
+    // A TaskManager's control connection: the JobManager loses it, it reconnects.
+    let victim = cluster.pid("taskmanager-1");
+    let cut = weir_env(&["cut-connections", "control", "--taskmanager", "taskmanager-1", "--dir", cluster.dir()]);
+    assert!(cut.status.success(), "{}", text(&cut));
+    let cut_at = Instant::now();
+    wait_for_failover(&cluster, &id, 2);
+    println!("control connection cut: the job ran again after {:.2} s", cut_at.elapsed().as_secs_f64());
+    cluster.wait_for("taskmanager-1 registered again", TIMEOUT, || registered_task_managers(&cluster).len() == 2);
+    println!("control connection cut: registered again after {:.2} s", cut_at.elapsed().as_secs_f64());
+    assert!(alive(victim), "taskmanager-1 exited instead of reconnecting");
+
+    wait_until_finished(&cluster, &id);
+    let (restarts, causes) = exceptions(&cluster, &id);
+    assert!(restarts >= 2, "{causes:?}");
+    assert!(causes.iter().any(|c| c.contains("'taskmanager-1' was lost")), "{causes:?}");
+    assert_exactly_once(reference, &output);
+}
+
+#[test]
+fn a_task_manager_without_a_job_manager_gives_up_after_the_registration_timeout() {
+    let cluster = Cluster::start_with_env(1, 1, &[("WEIR_TASKMANAGER_REGISTRATION_TIMEOUT_MS", "1500")]);
+    let task_manager = cluster.pid("taskmanager-0");
+    let job_manager = cluster.pid("jobmanager");
+    Command::new("kill").args(["-KILL", &job_manager.to_string()]).status().unwrap();
+    let killed = Instant::now();
+    cluster.wait_for("the task manager to exit", TIMEOUT, || !alive(task_manager));
+    // The heartbeat timeout (2 s) to notice, then the registration timeout (1.5 s).
+    let waited = killed.elapsed();
+    assert!(waited >= std::time::Duration::from_millis(1500), "it gave up after {waited:?}");
+    let log = std::fs::read_to_string(cluster.file("logs").join("taskmanager-0.log")).unwrap();
+    assert!(log.contains("lost the job manager"), "{log}");
+    assert!(log.contains("gave up on the job manager: not registered again within 1.5s"), "{log}");
+
+    // A bad switch is named, before anything starts.
+    let out = crate::support::weir_with_env(
+        &["jobmanager", "--dir", cluster.dir()],
+        &[("WEIR_FAULT_INJECTION", "maybe")],
+        TIMEOUT,
+    );
+    assert!(!out.status.success() && text(&out).contains("$WEIR_FAULT_INJECTION"), "{}", text(&out));
+}
