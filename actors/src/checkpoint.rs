@@ -62,8 +62,11 @@ impl CheckpointConfig {
 pub struct OperatorState {
     /// The operator's node in the stream graph.
     pub node: usize,
-    /// Keyed state, per key group.
+    /// Keyed state, per key group (memory backend; every savepoint).
     pub keyed: Option<KeyedSnapshot>,
+    /// Keyed state as a RocksDB checkpoint referencing the job's shared files (RocksDB
+    /// backend, checkpoints only).
+    pub incremental: Option<weir_state::IncrementalHandle>,
     /// Timers (event time, processing time), encoded by the operator.
     pub timers: Option<Vec<u8>>,
     /// The operator's own state (a source's position, a sink's pending files).
@@ -73,7 +76,7 @@ pub struct OperatorState {
 impl OperatorState {
     /// Whether it holds any state at all.
     pub fn is_empty(&self) -> bool {
-        self.keyed.is_none() && self.timers.is_none() && self.operator.is_none()
+        self.keyed.is_none() && self.incremental.is_none() && self.timers.is_none() && self.operator.is_none()
     }
 }
 
@@ -107,6 +110,9 @@ pub struct TaskStateHandle {
     pub bytes: u64,
     /// The nodes whose state the file holds (operators without state are left out).
     pub operators: Vec<usize>,
+    /// The files of the job's shared directory its state references (incremental RocksDB
+    /// checkpoints), for the coordinator's reference counts.
+    pub shared: Vec<String>,
 }
 
 /// One operator of the plan a checkpoint was taken by: what a restore matches state by.
@@ -189,7 +195,7 @@ pub struct CheckpointMetadata {
 
 impl CheckpointMetadata {
     /// The current format version.
-    pub const VERSION: u32 = 2;
+    pub const VERSION: u32 = 3;
 
     /// Total bytes of the subtasks' state.
     pub fn bytes(&self) -> u64 {
@@ -225,6 +231,11 @@ pub enum CheckpointEvent {
     /// end of data. Once every source has said so, the coordinator triggers the job's final
     /// checkpoint at once.
     InputEnded,
+}
+
+/// A job's directory of files shared by incremental checkpoints: `<root>/<job>/shared`.
+pub(crate) fn shared_dir(job_dir: &std::path::Path) -> PathBuf {
+    job_dir.join("shared")
 }
 
 /// What a job restores from.
@@ -300,6 +311,8 @@ pub(crate) struct RestoredState {
     parallelism: usize,
     /// The subtask had finished: it ends its chain without finishing its operators again.
     pub(crate) finished: bool,
+    /// The job's shared directory at the checkpoint (incremental RocksDB files).
+    pub(crate) shared_dir: PathBuf,
 }
 
 impl RestoredState {
@@ -309,6 +322,7 @@ impl RestoredState {
     pub(crate) fn read(from: &RestoreFrom, vertex: &JobVertex, index: usize) -> Result<RestoredState> {
         let mut snapshots: HashMap<usize, Vec<TaskSnapshot>> = HashMap::new();
         let mut restored = RestoredState { index, parallelism: vertex.parallelism, ..Default::default() };
+        restored.shared_dir = shared_dir(from.dir.parent().unwrap_or(&from.dir));
         for op in &vertex.operators {
             let Some(old) = from.nodes.get(&op.node).and_then(|&n| from.metadata.operator(n)) else { continue };
             let old_vertex = match snapshots.entry(old.vertex) {
@@ -367,6 +381,14 @@ impl RestoredState {
             }
         }
         merged
+    }
+
+    /// Every subtask's incremental (RocksDB) keyed state for `node`.
+    pub(crate) fn incremental(&self, node: usize) -> Vec<weir_state::IncrementalHandle> {
+        self.by_node
+            .get(&node)
+            .map(|n| n.states.iter().filter_map(|s| s.incremental.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Every subtask's encoded timers for `node` (each subtask keeps its key groups').

@@ -332,4 +332,33 @@ pub struct JobConfig {
     /// The savepoint the job's first deployment restores (later failovers restore the job's
     /// own latest checkpoint, or this savepoint while the job has none).
     pub savepoint: Option<crate::checkpoint::savepoint::SavepointRestore>,
+    /// Where keyed state lives.
+    pub state_backend: StateBackend,
+}
+
+/// Where a job's keyed state lives (`--state-backend`), as Flink's `state.backend.type`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum StateBackend {
+    /// Hash maps per key group in the subtask's memory; a checkpoint is a full copy.
+    #[default]
+    Memory,
+    /// A RocksDB database per stateful operator subtask on the TaskManager's disk; checkpoints
+    /// are incremental (new SST files are uploaded, the others referenced).
+    RocksDb {
+        /// The local directory of the databases (`None`: the system's temporary directory,
+        /// as Flink's `io.tmp.dirs`).
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+impl std::str::FromStr for StateBackend {
+    type Err = WeirError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "memory" | "hashmap" => Ok(StateBackend::Memory),
+            "rocksdb" => Ok(StateBackend::RocksDb { dir: None }),
+            other => Err(WeirError::Argument(format!("unknown state backend '{other}' (expected memory or rocksdb)"))),
+        }
+    }
 }

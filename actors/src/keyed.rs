@@ -9,13 +9,14 @@ use std::sync::Arc;
 
 use weir_dataplane::{CheckpointBarrier, KeyGroup, KeyGroupRange, Timestamp, key_group_of};
 use weir_state::{
-    KeyedStateStore, ListStateHandle, ListTable, MapStateHandle, MapTable, MemoryBackend, StateData, StateKey,
-    TimerService, ValueStateHandle, ValueTable,
+    KeyedStateStore, ListStateHandle, ListTable, MapStateHandle, MapTable, MemoryBackend, RocksDbBackend,
+    RocksDbConfig, StateData, StateKey, TimerService, ValueStateHandle, ValueTable,
 };
 
 use crate::checkpoint::{OperatorState, RestoredState};
 use crate::error::{Result, WeirError};
 use crate::functions::AggregateFunction;
+use crate::job::StateBackend;
 use crate::operator::{Data, Key, SubtaskInfo};
 use crate::runtime::io::{Link, LinkInfo, TaskIo};
 
@@ -133,35 +134,74 @@ pub(crate) struct KeyedParts<K: StateKey, N> {
 type TimerEntries<K, N> = (Vec<(Timestamp, K, N)>, Vec<(Timestamp, K, N)>);
 
 impl<K: Key, N: std::hash::Hash + Eq + Clone> KeyedParts<K, N> {
-    /// State for the key groups this subtask owns.
-    pub(crate) fn for_subtask(info: &SubtaskInfo) -> Self {
+    /// State for the key groups this subtask owns, in the job's state backend: memory, or a
+    /// RocksDB database of its own (rebuilt from the incremental checkpoint being restored,
+    /// if any, at this or another parallelism).
+    pub(crate) fn open(io: &TaskIo, node: usize) -> Result<Self> {
+        let info = &io.info;
         let key_groups = KeyGroupRange::for_subtask(info.max_parallelism, info.parallelism, info.index);
-        KeyedParts {
-            store: KeyedStateStore::new(Box::new(MemoryBackend::new(key_groups.as_range()))),
+        let backend: Box<dyn weir_state::KeyedStateBackend> = match &io.state_backend {
+            StateBackend::Memory => Box::new(MemoryBackend::new(key_groups.as_range())),
+            StateBackend::RocksDb { dir } => {
+                let base = dir.clone().unwrap_or_else(std::env::temp_dir);
+                // One database per operator subtask and attempt: an old attempt's may still be
+                // closing when a new one opens.
+                let db_dir = base.join("weir-rocksdb").join(info.job_id.to_string()).join(format!(
+                    "node{node}-{}-a{}-{}",
+                    info.index,
+                    info.attempt,
+                    std::process::id()
+                ));
+                let (handles, shared) = match &io.restored {
+                    Some(r) => (r.incremental(node), r.shared_dir.clone()),
+                    None => (Vec::new(), std::path::PathBuf::new()),
+                };
+                let range = key_groups.as_range();
+                Box::new(RocksDbBackend::restore(db_dir, range, RocksDbConfig::default(), &handles, &shared)?)
+            }
+        };
+        Ok(KeyedParts {
+            store: KeyedStateStore::new(backend),
             event_timers: TimerService::new(),
             processing_timers: TimerService::new(),
             max_parallelism: info.max_parallelism,
             key_groups,
-        }
+        })
     }
 
-    /// The keyed state and timers of this operator at `barrier`. Savepoints must stay the
-    /// canonical per-key-group [`KeyedSnapshot`](weir_state::KeyedSnapshot), whatever the
-    /// backend (an incremental format is for checkpoints only): another backend or
-    /// parallelism reads them.
-    pub(crate) fn snapshot(&self, node: usize, _barrier: &CheckpointBarrier) -> Result<OperatorState>
+    /// The keyed state and timers of this operator at `barrier`. Savepoints are the canonical
+    /// per-key-group [`KeyedSnapshot`](weir_state::KeyedSnapshot), whatever the backend (an
+    /// incremental format is for checkpoints only): another backend or parallelism reads
+    /// them. A RocksDB checkpoint only starts here (a local RocksDB checkpoint, hard links);
+    /// its upload is left in `io.pending_keyed` for the loop to run off the loop, at position
+    /// `index` of the checkpoint's operator states.
+    fn snapshot(
+        &mut self,
+        node: usize,
+        barrier: &CheckpointBarrier,
+        io: &mut TaskIo,
+        index: usize,
+    ) -> Result<OperatorState>
     where
         N: serde::Serialize,
     {
         let timers: TimerEntries<K, N> = (self.event_timers.entries(), self.processing_timers.entries());
         let timers =
             postcard::to_allocvec(&timers).map_err(|e| WeirError::runtime(format!("cannot encode timers: {e}")))?;
-        Ok(OperatorState { node, keyed: Some(self.store.snapshot()?), timers: Some(timers), operator: None })
+        let incremental =
+            self.store.backend_name() == "rocksdb" && matches!(barrier.kind, weir_dataplane::BarrierKind::Checkpoint);
+        let keyed = if incremental {
+            io.pending_keyed.push((index, self.store.checkpoint(barrier.checkpoint_id)?));
+            None
+        } else {
+            Some(self.store.snapshot()?)
+        };
+        Ok(OperatorState { node, keyed, incremental: None, timers: Some(timers), operator: None })
     }
 
     /// Adds this operator's snapshot to a checkpoint (or fails the subtask, naming it).
     pub(crate) fn snapshot_into(
-        &self,
+        &mut self,
         name: &crate::runtime::io::LinkInfo,
         barrier: &CheckpointBarrier,
         io: &mut TaskIo,
@@ -169,10 +209,15 @@ impl<K: Key, N: std::hash::Hash + Eq + Clone> KeyedParts<K, N> {
     ) where
         N: serde::Serialize,
     {
-        match self.snapshot(name.node, barrier) {
+        match self.snapshot(name.node, barrier, io, out.len()) {
             Ok(state) => out.push(state),
             Err(e) => io.fail(e.in_operator(name)),
         }
+    }
+
+    /// Checkpoint `id` completed: a RocksDB backend may reference its files from now on.
+    pub(crate) fn checkpoint_complete(&mut self, id: u64) {
+        self.store.notify_checkpoint_complete(id);
     }
 
     /// Loads what a checkpoint holds for this operator's key groups (all its states must be
@@ -492,7 +537,13 @@ impl<F: KeyedProcessFunction> Link<F::In> for KeyedLink<F> {
     fn open(&mut self, io: &mut TaskIo) {
         self.down.open(io);
         let info = io.info.clone();
-        let mut parts = KeyedParts::for_subtask(&info);
+        let mut parts = match KeyedParts::open(io, self.name.node) {
+            Ok(parts) => parts,
+            Err(e) => {
+                io.fail(e.in_operator(&self.name));
+                return;
+            }
+        };
         if let Err(e) = self.f.open(&mut KeyedOpenContext { store: &mut parts.store, info: &info }) {
             io.fail(e.in_operator(&self.name));
         }
@@ -505,11 +556,14 @@ impl<F: KeyedProcessFunction> Link<F::In> for KeyedLink<F> {
     }
 
     fn checkpoint(&mut self, barrier: &CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
-        self.parts.as_ref().expect("opened").snapshot_into(&self.name, barrier, io, out);
+        self.parts.as_mut().expect("opened").snapshot_into(&self.name, barrier, io, out);
         self.down.checkpoint(barrier, io, out);
     }
 
     fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo) {
+        if let Some(parts) = &mut self.parts {
+            parts.checkpoint_complete(id);
+        }
         self.down.checkpoint_complete(id, io);
     }
 

@@ -461,7 +461,13 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> WindowLink<K, T, A> {
 impl<K: Key, T: Data, A: AggregateFunction<T>> Link<T> for WindowLink<K, T, A> {
     fn open(&mut self, io: &mut TaskIo) {
         self.down.open(io);
-        let mut parts = KeyedParts::for_subtask(&io.info);
+        let mut parts = match KeyedParts::open(io, self.name.node) {
+            Ok(parts) => parts,
+            Err(e) => {
+                io.fail(e.in_operator(&self.name));
+                return;
+            }
+        };
         let registered = match self.assigner {
             WindowAssigner::Session { .. } => {
                 parts.store.value_state("window-sessions").map(|h| self.sessions = Some(h))
@@ -480,11 +486,14 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> Link<T> for WindowLink<K, T, A> {
     }
 
     fn checkpoint(&mut self, barrier: &CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
-        self.parts.as_ref().expect("opened").snapshot_into(&self.name, barrier, io, out);
+        self.parts.as_mut().expect("opened").snapshot_into(&self.name, barrier, io, out);
         self.down.checkpoint(barrier, io, out);
     }
 
     fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo) {
+        if let Some(parts) = &mut self.parts {
+            parts.checkpoint_complete(id);
+        }
         self.down.checkpoint_complete(id, io);
     }
 

@@ -83,9 +83,12 @@ pub(crate) struct BenchArgs {
     /// one slot each, so half the records cross processes), on a temporary local cluster.
     #[arg(long)]
     cluster: bool,
-    /// Take checkpoints this often while benchmarking (in-process cases; state in memory).
+    /// Take checkpoints this often while benchmarking (in-process cases).
     #[arg(long, value_parser = super::parse_duration)]
     checkpoint_interval: Option<Duration>,
+    /// Where keyed state lives in the in-process cases: memory or rocksdb.
+    #[arg(long, default_value = "memory")]
+    state_backend: weir_actors::job::StateBackend,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -168,6 +171,12 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
                     checkpoints: Some(weir_actors::checkpoint::CheckpointConfig::every(interval, &checkpoint_dir)),
                     restart: weir_actors::job::RestartStrategy::None,
                     savepoint: None,
+                    state_backend: args.state_backend.clone(),
+                });
+            } else {
+                job = job.with_config(weir_actors::job::JobConfig {
+                    state_backend: args.state_backend.clone(),
+                    ..Default::default()
                 });
             }
             let details = runtime.block_on(async {

@@ -36,6 +36,9 @@ pub(crate) struct ChaosArgs {
     /// Faults per run.
     #[arg(long, default_value_t = 4)]
     faults: u32,
+    /// Where the faulty run keeps its keyed state: memory or rocksdb.
+    #[arg(long, default_value = "memory")]
+    state_backend: weir_actors::job::StateBackend,
 }
 
 /// SplitMix64: the seed decides every fault and moment.
@@ -184,7 +187,12 @@ async fn kill(cluster: &MiniCluster, which: ControlActor, kind: &'static str) ->
 }
 
 /// One chaos run.
-pub async fn run_seed(seed: u64, events: u64, faults: u32) -> anyhow::Result<ChaosReport> {
+pub async fn run_seed(
+    seed: u64,
+    events: u64,
+    faults: u32,
+    state_backend: weir_actors::job::StateBackend,
+) -> anyhow::Result<ChaosReport> {
     let work = std::env::temp_dir().join(format!("weir-chaos-{}-{seed}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let (mut expected, _) = run_job(&work, "reference", events, JobConfig::default(), None).await?;
@@ -195,6 +203,7 @@ pub async fn run_seed(seed: u64, events: u64, faults: u32) -> anyhow::Result<Cha
         }),
         restart: RestartStrategy::FixedDelay { attempts: 100, delay: Duration::from_millis(20) },
         savepoint: None,
+        state_backend,
     };
     let mut rng = Rng(seed);
     let mut kinds = BTreeMap::new();
@@ -235,7 +244,7 @@ pub(crate) fn run(args: ChaosArgs) -> anyhow::Result<()> {
     let runtime = super::runtime()?;
     let mut failed = Vec::new();
     for seed in first..first + args.runs {
-        let report = runtime.block_on(run_seed(seed, args.events, args.faults))?;
+        let report = runtime.block_on(run_seed(seed, args.events, args.faults, args.state_backend.clone()))?;
         let faults: Vec<String> = report.faults.iter().map(|(k, n)| format!("{n} {k}")).collect();
         println!(
             "seed {seed}: faults [{}], failovers {}, restored from checkpoint {}, records {}, lost {}, duplicated {}: {}",

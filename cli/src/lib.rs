@@ -139,6 +139,13 @@ struct FaultToleranceArgs {
     /// The window failures are counted in (failure-rate).
     #[arg(long, value_parser = parse_duration, default_value = "1m")]
     failure_rate_interval: Duration,
+    /// Where keyed state lives: memory, or rocksdb (a database per stateful subtask on the
+    /// TaskManager's disk, with incremental checkpoints).
+    #[arg(long, default_value = "memory")]
+    state_backend: weir_actors::job::StateBackend,
+    /// The local directory of RocksDB databases (default: the system's temporary directory).
+    #[arg(long, requires = "state_backend")]
+    state_dir: Option<std::path::PathBuf>,
 }
 
 impl FaultToleranceArgs {
@@ -179,7 +186,14 @@ impl FaultToleranceArgs {
                 delay: self.restart_delay,
             },
         };
-        Ok(JobConfig { checkpoints, restart, savepoint: None })
+        let state_backend = match (&self.state_backend, &self.state_dir) {
+            (weir_actors::job::StateBackend::RocksDb { .. }, dir) => {
+                weir_actors::job::StateBackend::RocksDb { dir: dir.clone() }
+            }
+            (memory, None) => memory.clone(),
+            (_, Some(_)) => anyhow::bail!("--state-dir is for --state-backend rocksdb"),
+        };
+        Ok(JobConfig { checkpoints, restart, savepoint: None, state_backend })
     }
 }
 

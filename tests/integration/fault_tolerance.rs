@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use weir_actors::checkpoint::CheckpointConfig;
 use weir_actors::cluster::mini_cluster::ControlActor;
-use weir_actors::job::{JobConfig, RestartStrategy};
+use weir_actors::job::{JobConfig, RestartStrategy, StateBackend};
 use weir_actors::prelude::*;
 use weir_actors::{JobId, JobStatus};
 
@@ -41,7 +41,7 @@ fn config(dir: &Path) -> JobConfig {
     JobConfig {
         checkpoints: Some(CheckpointConfig { retained: 2, ..CheckpointConfig::every(Duration::from_millis(100), dir) }),
         restart: RestartStrategy::FixedDelay { attempts: 10, delay: Duration::from_millis(50) },
-        savepoint: None,
+        ..Default::default()
     }
 }
 
@@ -55,6 +55,16 @@ async fn latest_checkpoint(cluster: &MiniCluster, id: JobId) -> u64 {
 /// Runs window-agg (parallelism 2, `events` at 20k/s) with `fault`; returns its
 /// committed output and its final details.
 async fn window_agg(fault: Fault, events: usize, out: &TempDir) -> (Vec<String>, weir_actors::JobDetails) {
+    window_agg_on(StateBackend::Memory, fault, events, out).await
+}
+
+/// [`window_agg`] with its keyed state in `backend`.
+async fn window_agg_on(
+    backend: StateBackend,
+    fault: Fault,
+    events: usize,
+    out: &TempDir,
+) -> (Vec<String>, weir_actors::JobDetails) {
     let events = events.to_string();
     crate::support::init_logging();
     let output = out.join("output");
@@ -75,7 +85,7 @@ async fn window_agg(fault: Fault, events: usize, out: &TempDir) -> (Vec<String>,
     .unwrap();
     let job = JobSubmission::from_registry(&weir_examples::registry(), "window-agg", args, 2)
         .unwrap()
-        .with_config(config(&out.join("checkpoints")));
+        .with_config(JobConfig { state_backend: backend, ..config(&out.join("checkpoints")) });
     let cluster =
         MiniCluster::start(MiniClusterConfig { task_managers: 2, slots_per_task_manager: 1, ..Default::default() })
             .await
@@ -179,6 +189,49 @@ async fn killed_control_plane_actors_are_restarted_and_output_is_exactly_once() 
     assert!(details.restored_from.is_some(), "the last JobMaster restored from a checkpoint");
     assert_eq!(output.len(), expected.len(), "records lost or duplicated");
     assert_eq!(output, expected, "the output differs from the fault-free run's");
+}
+
+/// RocksDB keyed state with incremental checkpoints (which SST files a checkpoint uploads and
+/// which it references is tested in weir-state): with two retained, the shared files that only
+/// older checkpoints referenced are released (deleted) as checkpoints complete, and restores
+/// from such checkpoints, after killed subtasks, give exactly the fault-free output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocksdb_state_restores_from_incremental_checkpoints_exactly_once() {
+    let clean = TempDir::new("ft-clean-rocks");
+    let (expected, _) = window_agg(Fault::None, EVENTS, &clean).await;
+    let faulty = TempDir::new("ft-rocks");
+    let backend = StateBackend::RocksDb { dir: Some(faulty.join("rocksdb")) };
+    let (output, details) = window_agg_on(backend, Fault::Subtasks(&[(1, 0), (1, 1)]), EVENTS, &faulty).await;
+    assert_eq!(details.restarts, 2, "{:?}", details.exceptions);
+    assert!(details.restored_from.is_some(), "restored from a checkpoint");
+    assert_eq!(output.len(), expected.len(), "records lost or duplicated");
+    assert_eq!(output, expected, "the output differs from the fault-free run's");
+
+    // The retained checkpoints reference every file left in shared/: the others were released.
+    let job_dir = std::fs::read_dir(faulty.join("checkpoints")).unwrap().flatten().next().unwrap().path();
+    let shared: std::collections::BTreeSet<String> = std::fs::read_dir(job_dir.join("shared"))
+        .expect("a shared directory")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!shared.is_empty(), "incremental checkpoints uploaded SST files");
+    let mut referenced = std::collections::BTreeSet::new();
+    let mut checkpoints = 0;
+    for entry in std::fs::read_dir(&job_dir).unwrap().flatten() {
+        let metadata = entry.path().join("_metadata");
+        if !metadata.exists() {
+            continue;
+        }
+        checkpoints += 1;
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(metadata).unwrap()).unwrap();
+        for task in json["tasks"].as_array().unwrap() {
+            for file in task["shared"].as_array().unwrap() {
+                referenced.insert(file.as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert!(checkpoints <= 2, "two checkpoints retained, found {checkpoints}");
+    assert_eq!(shared, referenced, "shared files no retained checkpoint references were not released");
 }
 
 /// The chaos suite, bounded for CI: seeded faults (killed subtasks and TaskExecutors) and a

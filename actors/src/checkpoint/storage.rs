@@ -34,12 +34,19 @@ pub(crate) fn write_task_in(dir: &Path, snapshot: &TaskSnapshot) -> Result<TaskS
         postcard::to_allocvec(snapshot).map_err(|e| WeirError::runtime(format!("cannot encode a snapshot: {e}")))?;
     write_atomically(&path, &bytes)?;
     let operators = snapshot.operators.iter().filter(|s| !s.is_empty()).map(|s| s.node).collect();
+    let shared = snapshot
+        .operators
+        .iter()
+        .filter_map(|s| s.incremental.as_ref())
+        .flat_map(|h| h.shared.iter().map(|f| f.name.clone()))
+        .collect();
     Ok(TaskStateHandle {
         vertex: snapshot.vertex,
         subtask: snapshot.subtask,
         file,
         bytes: bytes.len() as u64,
         operators,
+        shared,
     })
 }
 
@@ -194,6 +201,39 @@ impl CheckpointStorage {
             .filter(|n| *n < newest && !completed.contains(n));
         for n in incomplete.collect::<Vec<_>>() {
             self.discard(n);
+        }
+        self.release_shared_files();
+    }
+
+    /// Deletes the files of the shared directory (incremental RocksDB checkpoints) that no
+    /// retained checkpoint references any more: those of subsumed checkpoints, and those an
+    /// aborted checkpoint uploaded. The reference counts are rebuilt from the retained
+    /// checkpoints' `_metadata`, so a restarted coordinator keeps them right; it runs when a
+    /// checkpoint completed and before the next is triggered, so no upload is in flight.
+    /// A retained checkpoint whose metadata cannot be read keeps every file (nothing is
+    /// deleted rather than something needed).
+    pub fn release_shared_files(&self) {
+        let shared = crate::checkpoint::shared_dir(&self.job_dir);
+        let Ok(entries) = std::fs::read_dir(&shared) else { return };
+        let mut retained = Vec::new();
+        for n in self.completed() {
+            match self.read_metadata(n) {
+                Ok(m) => retained.push((n, m.tasks.into_iter().flat_map(|t| t.shared).collect::<Vec<_>>())),
+                Err(e) => {
+                    warn!(checkpoint = n, "not deleting shared files: {e}");
+                    return;
+                }
+            }
+        }
+        let registry = weir_state::SharedStateRegistry::rebuild(retained);
+        let files: Vec<String> = entries.flatten().filter_map(|e| e.file_name().to_str().map(str::to_owned)).collect();
+        for file in registry.unreferenced(files.iter().map(String::as_str)) {
+            let path = shared.join(&file);
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                warn!("cannot delete '{}': {e}", path.display());
+            }
         }
     }
 }

@@ -378,6 +378,7 @@ impl JobMasterState {
                     metrics: metrics.clone(),
                     checkpoints: self.storage.clone(),
                     restore: restore.clone(),
+                    state_backend: self.job.config.state_backend.clone(),
                 };
                 self.tasks.insert((vertex, index), Task { state: TaskState::Deploying, slot: index, metrics });
                 let executor = self.slots[index].executor.clone();

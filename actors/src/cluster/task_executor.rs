@@ -68,6 +68,8 @@ pub struct TaskDeployment {
     pub checkpoints: Option<CheckpointStorage>,
     /// The checkpoint or savepoint to restore from.
     pub restore: Option<Arc<RestoreFrom>>,
+    /// Where the job's keyed state lives.
+    pub state_backend: crate::job::StateBackend,
 }
 
 /// Where one slot of a job is.
@@ -234,6 +236,7 @@ impl TaskExecutorState {
             }),
             checkpoints,
             restored,
+            state_backend: d.state_backend.clone(),
         })?;
         let args = SubtaskArgs { execution: e, name, task, control, job_master: d.job_master.clone() };
         let (actor, _) = Actor::spawn_linked(None, SubtaskActor, args, myself.get_cell())

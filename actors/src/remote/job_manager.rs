@@ -314,6 +314,7 @@ impl Actor for TaskManagerProxy {
                     slots: d.slots.as_ref().clone(),
                     checkpoints: d.checkpoints,
                     restore: d.restore.map(|r| r.as_ref().clone()),
+                    state_backend: d.state_backend,
                 };
                 link.send(&ToTaskManager::Deploy { request, deployment: Box::new(deployment) }).await
             }

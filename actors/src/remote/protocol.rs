@@ -140,6 +140,8 @@ pub struct WireDeployment {
     pub checkpoints: Option<CheckpointStorage>,
     /// The checkpoint to restore from.
     pub restore: Option<RestoreFrom>,
+    /// Where the job's keyed state lives.
+    pub state_backend: crate::job::StateBackend,
 }
 
 /// Client → JobManager.

@@ -598,6 +598,7 @@ async fn handle(message: ToTaskManager, node: &Node, executor: Option<ActorRef<T
                 slots: Arc::new(deployment.slots),
                 checkpoints: deployment.checkpoints,
                 restore: deployment.restore.map(Arc::new),
+                state_backend: deployment.state_backend,
             };
             // Deploying builds the job's plan: let the connection keep reading meanwhile.
             let link = link.clone();

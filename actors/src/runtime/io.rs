@@ -177,6 +177,11 @@ pub(crate) struct TaskIo {
     pub(crate) checkpoints: Option<CheckpointIo>,
     /// What to restore from, read by each link as it opens.
     pub(crate) restored: Option<Arc<RestoredState>>,
+    /// Where keyed operators keep their state.
+    pub(crate) state_backend: crate::job::StateBackend,
+    /// Keyed snapshots whose synchronous part is done, by their operator's position in the
+    /// checkpoint's operator states: stored off the loop with the rest of the snapshot.
+    pub(crate) pending_keyed: Vec<(usize, weir_state::PendingKeyedSnapshot)>,
 }
 
 impl TaskIo {
@@ -194,6 +199,8 @@ impl TaskIo {
             late_records: 0,
             checkpoints: None,
             restored: None,
+            state_backend: Default::default(),
+            pending_keyed: Vec::new(),
         }
     }
 

@@ -261,6 +261,8 @@ fn checkpoint_chain<T>(
     head.checkpoint(barrier, io, &mut operators);
     let finished = life.ended;
     life.took(barrier);
+    // Taken now, so that an abandoned checkpoint frees its local RocksDB checkpoints at once.
+    let pending = std::mem::take(&mut io.pending_keyed);
     let Some(checkpoints) = io.checkpoints.clone() else { return };
     if io.has_failed() {
         return;
@@ -274,10 +276,24 @@ fn checkpoint_chain<T>(
             .ok_or_else(|| "the job takes no periodic checkpoints: it has no checkpoint storage".to_owned()),
         BarrierKind::Savepoint { target, .. } => Ok(std::path::PathBuf::from(target)),
     };
-    let snapshot =
+    let shared = checkpoints.storage.as_ref().map(|s| crate::checkpoint::shared_dir(s.job_dir()));
+    let mut snapshot =
         TaskSnapshot { checkpoint: id, vertex: checkpoints.vertex, subtask: io.info.index, finished, operators };
     tokio::task::spawn_blocking(move || {
-        let handle = dir.and_then(|dir| write_task_in(&dir, &snapshot).map_err(|e| e.to_string()));
+        // Incremental keyed state is uploaded here, off the loop, then referenced from the
+        // subtask's file like any other state.
+        let uploaded = pending.into_iter().try_for_each(|(index, pending)| {
+            let shared = shared.as_ref().ok_or("an incremental snapshot needs checkpoint storage")?;
+            let target = weir_state::SnapshotTarget::new(shared.clone());
+            match pending.materialize(&target).map_err(|e| format!("cannot store keyed state: {e}"))? {
+                weir_state::KeyedStateHandle::Incremental(handle) => {
+                    snapshot.operators[index].incremental = Some(handle)
+                }
+                weir_state::KeyedStateHandle::Full(full) => snapshot.operators[index].keyed = Some(full),
+            }
+            Ok::<(), String>(())
+        });
+        let handle = uploaded.and(dir).and_then(|dir| write_task_in(&dir, &snapshot).map_err(|e| e.to_string()));
         let ack = CheckpointAck { checkpoint: id, handle, alignment_ms: alignment.as_millis() as u64, finished };
         let _ = checkpoints.events.send(CheckpointEvent::Ack(ack));
     });
@@ -786,6 +802,8 @@ pub(crate) struct SubtaskSpec<'a> {
     pub(crate) checkpoints: Option<crate::checkpoint::CheckpointIo>,
     /// What to restore from.
     pub(crate) restored: Option<Arc<crate::checkpoint::RestoredState>>,
+    /// Where keyed state lives.
+    pub(crate) state_backend: crate::job::StateBackend,
 }
 
 /// What a subtask needs to wire channels to other processes.
@@ -845,6 +863,7 @@ pub(crate) fn build_subtask(
     let mut io = TaskIo::new(info, spec.clock, spec.metrics);
     io.checkpoints = spec.checkpoints;
     io.restored = spec.restored;
+    io.state_backend = spec.state_backend;
     let node = &graph.stream.nodes[head];
     let (control_tx, control) = tokio::sync::mpsc::unbounded_channel();
     let info = LinkInfo { name: Arc::from(node.name.as_str()), node: head };
