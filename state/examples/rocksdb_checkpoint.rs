@@ -1,14 +1,18 @@
-//! Measures RocksDB checkpoints of about 1 GB of keyed state: a first (full) checkpoint, then
-//! incremental ones after updating 1 % of the keys, and a restore from the last. First, the rate
-//! of a keyed count (one read-modify-write per record) on the empty database.
+//! Measures RocksDB checkpoints of about 1 GB of keyed state: a first (full) checkpoint right
+//! after loading it, then incremental ones, each after updating 1 % of the keys, and a restore
+//! from the last. First, the rate of a keyed count (one read-modify-write per record) on the empty
+//! database.
 //!
 //! ```text
-//! cargo run --release -p weir-state --example rocksdb_checkpoint -- [MB of values] [work dir]
+//! cargo run --release -p weir-state --example rocksdb_checkpoint -- [MB of values] [checkpoints] [work dir]
 //! ```
 //!
 //! Values are random bytes (incompressible, so the files are as big as the state), 256 bytes per
 //! key, in one value state over 128 key groups. The synchronous part is what a subtask pauses
-//! for; the upload runs beside processing in a job. The work directory (a fresh one under the
+//! for; the upload runs beside processing in a job. An incremental checkpoint uploads what was
+//! flushed since the last one (~11 MB here) plus whatever RocksDB's compactions rewrote since:
+//! updates spread over all keys make every compaction into L1 rewrite most of the state, so some
+//! incremental checkpoints are nearly full ones. The work directory (a fresh one under the
 //! system's temporary directory by default) is deleted at the end.
 
 use std::path::PathBuf;
@@ -29,6 +33,7 @@ type Store = KeyedStateStore<u64>;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let megabytes: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1024);
+    let checkpoints: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(8);
     let work = args.next().map_or_else(
         || std::env::temp_dir().join(format!("weir-rocksdb-figure-{}", std::process::id())),
         PathBuf::from,
@@ -72,7 +77,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "checkpoint", "sync ms", "upload ms", "size MB", "uploaded MB", "new/files"
     );
     let mut last = None;
-    for checkpoint in 1..=3u64 {
+    let mut incremental = (0.0, 0.0, 0.0);
+    for checkpoint in 1..=checkpoints {
         if checkpoint > 1 {
             for key in (0..keys).step_by(100) {
                 put(&mut store, values, key, checkpoint, &mut rng)?;
@@ -90,18 +96,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let new = format!("{}/{}", handle.uploaded().count(), handle.shared.len());
         let (size, uploaded) = (mb(handle.size_bytes()), mb(handle.incremental_bytes()));
         println!("{checkpoint:<11} {sync:>9.1} {upload:>10.1} {size:>10.1} {uploaded:>12.1} {new:>9}");
+        if checkpoint > 1 {
+            incremental = (incremental.0 + sync, incremental.1 + upload, incremental.2 + uploaded);
+        }
         last = Some(handle);
+    }
+    if checkpoints > 1 {
+        let n = (checkpoints - 1) as f64;
+        let (sync, upload, uploaded) = (incremental.0 / n, incremental.1 / n, incremental.2 / n);
+        println!("{:<11} {sync:>9.1} {upload:>10.1} {:>10} {uploaded:>12.1}", "mean 2..", "");
     }
     drop(store);
 
-    let handle = last.expect("three checkpoints were taken");
+    let handle = last.ok_or("no checkpoint was taken")?;
     let started = Instant::now();
     let shared = target.shared_dir();
     let backend =
         RocksDbBackend::restore(work.join("restored"), 0..KEY_GROUPS, RocksDbConfig::default(), &[handle], shared)?;
     let mut restored = Store::new(Box::new(backend));
     let values = restored.value_state::<(), Vec<u8>>("values")?;
-    println!("restored from checkpoint 3 in {} ms", started.elapsed().as_millis());
+    println!("restored from checkpoint {checkpoints} in {} ms", started.elapsed().as_millis());
     let probe = keys / 2;
     let value = restored.value(values).get(key_group(probe), &probe, &())?;
     assert_eq!(value.map(|v| v.len()), Some(VALUE_BYTES), "key {probe} is restored");
