@@ -161,6 +161,8 @@ struct Database {
     db: Db,
     /// Writes skip the write-ahead log (see the module doc).
     write: WriteOptions,
+    /// Default reads, made once: `get_pinned_cf` would create and free options on every call.
+    read: ReadOptions,
     _dir: RemoveOnDrop,
 }
 
@@ -171,7 +173,7 @@ impl Database {
             .map_err(|e| rocks_error(format_args!("cannot open the database in '{}'", path.display()), e))?;
         let mut write = WriteOptions::default();
         write.disable_wal(true);
-        Ok(Database { db, write, _dir: RemoveOnDrop(backend_dir.to_path_buf()) })
+        Ok(Database { db, write, read: ReadOptions::default(), _dir: RemoveOnDrop(backend_dir.to_path_buf()) })
     }
 
     /// Compacts every column family fully.
@@ -421,7 +423,7 @@ impl RawTable for RocksTable {
     #[inline]
     fn get(&self, key: &[u8], found: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
         let cf = self.db.cf(&self.column_family)?;
-        match self.db.db.get_pinned_cf(&cf, key) {
+        match self.db.db.get_pinned_cf_opt(&cf, key, &self.db.read) {
             Ok(Some(value)) => found(&value).map(|()| true),
             Ok(None) => Ok(false),
             Err(e) => Err(self.error("read", e)),

@@ -491,3 +491,17 @@ fn prefix_ends_are_the_next_prefix() {
     assert_eq!(prefix_end(&[0xff, 0xff]), None);
     assert_eq!(prefix_end(&[]), None);
 }
+
+/// A restore from another job's checkpoint (another shared directory) references none of its
+/// files in the new job's checkpoints: they live in a directory the new job does not manage.
+#[test]
+fn files_of_another_shared_directory_are_uploaded_again() {
+    let Setup { dir, shared, target, mut store, .. } = setup("other-job", 50);
+    let handle = checkpoint(&mut store, 1, &target);
+    let (mut restored, _db) = restored_store(&dir.join("restored"), 0..8, &[handle], &shared);
+    register(&mut restored);
+    let same_job = checkpoint(&mut restored, 2, &target);
+    assert_eq!(same_job.uploaded().count(), 0);
+    let other_job = checkpoint(&mut restored, 3, &SnapshotTarget::new(dir.join("other-shared")));
+    assert_eq!(other_job.uploaded().count(), 3);
+}
