@@ -323,6 +323,28 @@ impl<M> std::fmt::Debug for ComponentRef<M> {
     }
 }
 
+/// How a supervised child ended, as its supervisor sees it.
+pub(crate) enum ChildEnd {
+    /// It failed or was killed: it reported nothing, and its supervisor must act (the
+    /// text says which, with the error).
+    Crashed(ractor::ActorCell, String),
+    /// It stopped by itself or by request, with this reason.
+    Stopped(ractor::ActorCell, Option<String>),
+}
+
+/// Classifies a supervision event. A killed actor (ractor's `kill`) arrives as a termination
+/// whose reason is `"killed"`, with no `post_stop` run: it counts as a crash.
+pub(crate) fn child_end(event: ractor::SupervisionEvent) -> Option<ChildEnd> {
+    match event {
+        ractor::SupervisionEvent::ActorFailed(cell, err) => Some(ChildEnd::Crashed(cell, err.to_string())),
+        ractor::SupervisionEvent::ActorTerminated(cell, _, Some(reason)) if reason == "killed" => {
+            Some(ChildEnd::Crashed(cell, reason))
+        }
+        ractor::SupervisionEvent::ActorTerminated(cell, _, reason) => Some(ChildEnd::Stopped(cell, reason)),
+        _ => None,
+    }
+}
+
 /// Turns a reply that did not arrive into an error naming the actor.
 pub(crate) fn call_failed(actor: &str, detail: impl std::fmt::Display) -> crate::WeirError {
     crate::WeirError::runtime(format!("{actor} did not answer: {detail}"))

@@ -26,7 +26,7 @@ use crate::checkpoint::coordinator::CheckpointStats;
 use crate::cluster::job_master::{JobMasterActor, JobMasterArgs, JobMasterMessage, PreparedJob};
 use crate::cluster::job_store::{JobRecord, JobStore};
 use crate::cluster::resource_manager::ResourceManagerMessage;
-use crate::cluster::{ComponentRef, JobDetails, JobOverview, JobResult, JobStatus};
+use crate::cluster::{ChildEnd, ComponentRef, JobDetails, JobOverview, JobResult, JobStatus, child_end};
 use crate::error::{Result, WeirError};
 use crate::graph::JobGraph;
 use crate::job::JobId;
@@ -385,13 +385,10 @@ impl Actor for DispatcherActor {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, cause) = match event {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, format!("the job master failed: {err}")),
-            // Killed: no report will come, as with a failure.
-            SupervisionEvent::ActorTerminated(cell, _, Some(reason)) if reason == "killed" => {
-                (cell, "the job master was killed".to_owned())
-            }
-            SupervisionEvent::ActorTerminated(cell, _, _) => {
+        let (cell, cause) = match child_end(event) {
+            Some(ChildEnd::Crashed(cell, cause)) if cause == "killed" => (cell, "the job master was killed".to_owned()),
+            Some(ChildEnd::Crashed(cell, err)) => (cell, format!("the job master failed: {err}")),
+            Some(ChildEnd::Stopped(cell, _)) => {
                 // A JobMaster that stopped has reported its job's end (the report may still be
                 // queued: supervision events overtake messages): stop forwarding to it.
                 if let Some(id) = state.masters.remove(&cell.get_id())
@@ -401,7 +398,7 @@ impl Actor for DispatcherActor {
                 }
                 return Ok(());
             }
-            _ => return Ok(()),
+            None => return Ok(()),
         };
         let Some(id) = state.masters.remove(&cell.get_id()) else { return Ok(()) };
         let Some(job) = state.jobs.get_mut(&id) else { return Ok(()) };

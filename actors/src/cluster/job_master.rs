@@ -49,7 +49,8 @@ use crate::cluster::job_store::{EXCEPTIONS_KEPT, JobStore, first_attempt};
 use crate::cluster::resource_manager::{ResourceManagerMessage, SlotGrant};
 use crate::cluster::task_executor::{SlotLocation, TaskDeployment, TaskExecutorMessage};
 use crate::cluster::{
-    ComponentRef, ExecutionId, Failure, JobDetails, JobResult, JobStatus, SubtaskDetails, TaskState, VertexDetails, ask,
+    ChildEnd, ComponentRef, ExecutionId, Failure, JobDetails, JobResult, JobStatus, SubtaskDetails, TaskState,
+    VertexDetails, ask, child_end,
 };
 use crate::error::WeirError;
 use crate::graph::{JobGraph, NodeKind};
@@ -658,11 +659,7 @@ impl Actor for JobMasterActor {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, cause) = match event {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, Some(reason)) if reason == "killed" => (cell, reason),
-            _ => return Ok(()),
-        };
+        let Some(ChildEnd::Crashed(cell, cause)) = child_end(event) else { return Ok(()) };
         if state.coordinator.as_ref().is_some_and(|c| c.get_id() == cell.get_id()) {
             warn!(job = %state.job.id, %cause, "checkpoint coordinator ended; starting it again");
             state.coordinator = None;

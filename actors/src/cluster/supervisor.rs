@@ -7,11 +7,11 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use tokio::time::Instant;
 use tracing::{error, warn};
 
-use crate::cluster::ComponentRef;
 use crate::cluster::dispatcher::{DispatcherActor, DispatcherArgs, DispatcherMessage};
 use crate::cluster::job_store::JobStore;
 use crate::cluster::resource_manager::{ResourceManagerActor, ResourceManagerArgs, ResourceManagerMessage};
 use crate::cluster::task_executor::{TaskExecutorActor, TaskExecutorArgs, TaskExecutorMessage};
+use crate::cluster::{ChildEnd, ComponentRef, child_end};
 
 /// Messages of the JobManager supervisor.
 pub enum JobManagerSupervisorMessage {
@@ -124,15 +124,14 @@ impl Actor for JobManagerSupervisor {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, cause) = match event {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, Some(reason)) if reason == "killed" => (cell, reason),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+        let (cell, cause) = match child_end(event) {
+            Some(ChildEnd::Crashed(cell, cause)) => (cell, cause),
+            Some(ChildEnd::Stopped(cell, reason)) => {
                 warn!(child = ?cell.get_id(), ?reason, "a job manager component stopped; stopping the job manager");
                 myself.stop(reason);
                 return Ok(());
             }
-            _ => return Ok(()),
+            None => return Ok(()),
         };
         let kind = if cell.get_id() == state.dispatcher.get().get_id() {
             ActorKind::Dispatcher
