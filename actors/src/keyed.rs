@@ -188,8 +188,8 @@ impl<K: Key, N: std::hash::Hash + Eq + Clone> KeyedParts<K, N> {
         let timers: TimerEntries<K, N> = (self.event_timers.entries(), self.processing_timers.entries());
         let timers =
             postcard::to_allocvec(&timers).map_err(|e| WeirError::runtime(format!("cannot encode timers: {e}")))?;
-        let incremental =
-            self.store.backend_name() == "rocksdb" && matches!(barrier.kind, weir_dataplane::BarrierKind::Checkpoint);
+        let incremental = matches!(io.state_backend, StateBackend::RocksDb { .. })
+            && matches!(barrier.kind, weir_dataplane::BarrierKind::Checkpoint);
         let keyed = if incremental {
             io.pending_keyed.push((index, self.store.checkpoint(barrier.checkpoint_id)?));
             None
