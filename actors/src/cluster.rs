@@ -15,6 +15,7 @@
 //! travel on bounded data-plane channels, batch by batch.
 
 pub mod dispatcher;
+pub mod fault_injection;
 pub mod job_master;
 pub mod job_store;
 pub mod mini_cluster;
@@ -191,6 +192,9 @@ pub struct JobDetails {
     pub restarts: u32,
     /// The checkpoint the job last restored from.
     pub restored_from: Option<u64>,
+    /// Every checkpoint (or savepoint) the job restored from, oldest first, over all its
+    /// JobMasters.
+    pub restored: Vec<u64>,
     /// Failures, oldest first.
     pub exceptions: Vec<ExceptionRecord>,
 }
@@ -314,6 +318,41 @@ impl<M: ractor::Message> ComponentRef<M> {
     /// Changes to the incarnation, from now on.
     pub fn watch(&self) -> tokio::sync::watch::Receiver<ractor::ActorRef<M>> {
         self.0.subscribe()
+    }
+
+    /// Asks the current incarnation; if it dies before answering, asks its successor, waiting
+    /// up to `restart_wait` for it (for questions a successor answers the same, as a restarted
+    /// Dispatcher does: it recovers every job). A live incarnation that does not answer gives
+    /// an error at once: that is its answer.
+    pub async fn call_surviving<R, F>(&self, what: &str, restart_wait: Duration, message: F) -> crate::error::Result<R>
+    where
+        R: Send + 'static,
+        F: Fn(ractor::RpcReplyPort<R>) -> M,
+    {
+        loop {
+            let mut incarnations = self.watch();
+            let current = self.get();
+            let failed = match current.call(&message, None).await {
+                Ok(ractor::rpc::CallResult::Success(reply)) => return Ok(reply),
+                Ok(_) => "no reply".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            let dead = current.get_status() >= ractor::ActorStatus::Stopping;
+            let restarted = dead
+                && tokio::time::timeout(restart_wait, async {
+                    while incarnations.borrow_and_update().get_id() == current.get_id() {
+                        if incarnations.changed().await.is_err() {
+                            return false;
+                        }
+                    }
+                    true
+                })
+                .await
+                .unwrap_or(false);
+            if !restarted {
+                return Err(call_failed(what, failed));
+            }
+        }
     }
 }
 

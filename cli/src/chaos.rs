@@ -1,15 +1,24 @@
 //! `weir chaos`: seeded fault injection against a reference run.
 //!
-//! Each run executes the `window-agg` example twice on a MiniCluster of two TaskManagers: once
-//! without faults, once with checkpoints every 100 ms while faults strike at moments drawn
-//! from the seed — subtask actors, TaskExecutor actors, and the control plane's actors (the
-//! job's JobMaster and CheckpointCoordinator, the Dispatcher, the ResourceManager) killed, each
-//! restarted by its supervisor. The committed output of
-//! the faulty run must equal the reference exactly (compared as multisets: nothing lost,
-//! nothing duplicated). Every run prints its seed, so a failure reproduces with `--seed`.
+//! Each run executes the `window-agg` example twice: once without faults on a MiniCluster,
+//! once with checkpoints every 100 ms while faults strike at moments drawn from the seed. The
+//! committed output of the faulty run must equal the reference exactly (compared as
+//! multisets: nothing lost, nothing duplicated). Every run prints its seed, so a failure
+//! reproduces with `--seed`.
+//!
+//! The faulty run goes on one of two clusters:
+//! - a MiniCluster of two TaskManagers (the default): subtask actors, TaskExecutor actors and
+//!   the control plane's actors (the job's JobMaster and CheckpointCoordinator, the
+//!   Dispatcher, the ResourceManager) are killed, each restarted by its supervisor;
+//! - with `--cluster`, a cluster of real processes ([`processes`]): the same actor kills
+//!   (through the JobManager's fault-injection requests), and besides them TaskManager
+//!   processes SIGKILLed and replaced, the JobManager process SIGKILLed and started again, and
+//!   control and data connections cut.
 //!
 //! Faults strike at any moment until the job ends, also after the sources' input ended: the
 //! job's final checkpoint commits the sinks' last files exactly once.
+
+mod processes;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -30,15 +39,19 @@ pub(crate) struct ChaosArgs {
     /// The first seed (default: from the clock; printed).
     #[arg(long)]
     seed: Option<u64>,
-    /// Events per run.
-    #[arg(long, default_value_t = 40_000)]
-    events: u64,
-    /// Faults per run.
-    #[arg(long, default_value_t = 4)]
-    faults: u32,
+    /// Events per run (default: 40,000; 100,000 with --cluster, whose faults take longer).
+    #[arg(long)]
+    events: Option<u64>,
+    /// Faults per run (default: 4; 6 with --cluster).
+    #[arg(long)]
+    faults: Option<u32>,
     /// Where the faulty run keeps its keyed state: memory or rocksdb.
     #[arg(long, default_value = "memory")]
     state_backend: weir_actors::job::StateBackend,
+    /// Run the faulty job on a cluster of processes (a JobManager and three TaskManagers of
+    /// one slot), killing and cutting processes and connections too.
+    #[arg(long)]
+    cluster: bool,
 }
 
 /// SplitMix64: the seed decides every fault and moment.
@@ -67,8 +80,8 @@ pub struct ChaosReport {
     pub faults: BTreeMap<String, u32>,
     /// Restarts the job went through (by its restart strategy, or by a new JobMaster).
     pub failovers: u32,
-    /// The checkpoint the job last restored from.
-    pub restored_from: Option<u64>,
+    /// The checkpoints the job restored from, oldest first.
+    pub restored: Vec<u64>,
     /// Output records of the reference run.
     pub records: usize,
     /// Output records missing from the faulty run.
@@ -95,14 +108,8 @@ fn lines(dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
     Ok(lines)
 }
 
-async fn run_job(
-    work: &std::path::Path,
-    name: &str,
-    events: u64,
-    config: JobConfig,
-    faults: Option<(&mut Rng, u32, &mut BTreeMap<String, u32>)>,
-) -> anyhow::Result<(Vec<String>, weir_actors::JobDetails)> {
-    let output = work.join(name);
+/// The chaos job: `window-agg` at parallelism 2, its output in `output`.
+fn submission(events: u64, output: &std::path::Path, config: JobConfig) -> anyhow::Result<JobSubmission> {
     let args = JobArgs::parse(&[
         "--events".to_owned(),
         events.to_string(),
@@ -117,7 +124,34 @@ async fn run_job(
         "--output".to_owned(),
         output.display().to_string(),
     ])?;
-    let job = JobSubmission::from_registry(&weir_examples::registry(), "window-agg", args, 2)?.with_config(config);
+    Ok(JobSubmission::from_registry(&weir_examples::registry(), "window-agg", args, 2)?.with_config(config))
+}
+
+/// The faulty run's configuration: checkpoints every 100 ms (two retained), quick restarts.
+fn faulty_config(work: &std::path::Path, state_backend: weir_actors::job::StateBackend) -> JobConfig {
+    JobConfig {
+        checkpoints: Some(CheckpointConfig {
+            retained: 2,
+            ..CheckpointConfig::every(Duration::from_millis(100), work.join("checkpoints"))
+        }),
+        restart: RestartStrategy::FixedDelay { attempts: 100, delay: Duration::from_millis(20) },
+        savepoint: None,
+        state_backend,
+    }
+}
+
+/// Where faults are counted, by kind.
+type FaultCounts = BTreeMap<String, u32>;
+
+async fn run_job(
+    work: &std::path::Path,
+    name: &str,
+    events: u64,
+    config: JobConfig,
+    faults: Option<(&mut Rng, u32, &mut FaultCounts)>,
+) -> anyhow::Result<(Vec<String>, weir_actors::JobDetails)> {
+    let output = work.join(name);
+    let job = submission(events, &output, config)?;
     let cluster =
         MiniCluster::start(MiniClusterConfig { task_managers: 2, slots_per_task_manager: 1, ..Default::default() })
             .await?;
@@ -142,7 +176,7 @@ async fn inject(
     id: JobId,
     rng: &mut Rng,
     count: u32,
-    kinds: &mut BTreeMap<String, u32>,
+    kinds: &mut FaultCounts,
 ) -> anyhow::Result<()> {
     for _ in 0..count {
         tokio::time::sleep(Duration::from_millis(100 + rng.below(300))).await;
@@ -186,29 +220,60 @@ async fn kill(cluster: &MiniCluster, which: ControlActor, kind: &'static str) ->
     }
 }
 
-/// One chaos run.
-pub async fn run_seed(
+/// Where a faulty run goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A MiniCluster in this process.
+    MiniCluster,
+    /// A cluster of `weir` processes started from this binary.
+    Processes,
+}
+
+/// One chaos run: the reference, then the faulty run on `target`. A faulty run that fails or
+/// differs keeps its directory (a cluster's logs included), and says where.
+pub fn run_seed(
+    target: Target,
     seed: u64,
     events: u64,
     faults: u32,
     state_backend: weir_actors::job::StateBackend,
 ) -> anyhow::Result<ChaosReport> {
+    let work = work_dir(seed);
+    let runtime = super::runtime()?;
+    let (expected, _) = runtime.block_on(run_job(&work, "reference", events, JobConfig::default(), None))?;
+    let mut rng = Rng(seed);
+    let mut kinds = FaultCounts::new();
+    let config = faulty_config(&work, state_backend);
+    let outcome = match target {
+        Target::MiniCluster => {
+            runtime.block_on(run_job(&work, "faulty", events, config, Some((&mut rng, faults, &mut kinds))))
+        }
+        Target::Processes => processes::faulty_run(&work, events, config, &mut rng, faults, &mut kinds),
+    };
+    match &outcome {
+        Ok((output, _)) if output.len() == expected.len() => {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        _ => eprintln!("seed {seed}: the faulty run's directory is kept in {}", work.display()),
+    }
+    let (output, details) = outcome?;
+    Ok(report(seed, kinds, &details, expected, output))
+}
+
+fn work_dir(seed: u64) -> std::path::PathBuf {
     let work = std::env::temp_dir().join(format!("weir-chaos-{}-{seed}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
-    let (mut expected, _) = run_job(&work, "reference", events, JobConfig::default(), None).await?;
-    let config = JobConfig {
-        checkpoints: Some(CheckpointConfig {
-            retained: 2,
-            ..CheckpointConfig::every(Duration::from_millis(100), work.join("checkpoints"))
-        }),
-        restart: RestartStrategy::FixedDelay { attempts: 100, delay: Duration::from_millis(20) },
-        savepoint: None,
-        state_backend,
-    };
-    let mut rng = Rng(seed);
-    let mut kinds = BTreeMap::new();
-    let (mut output, details) = run_job(&work, "faulty", events, config, Some((&mut rng, faults, &mut kinds))).await?;
-    let _ = std::fs::remove_dir_all(&work);
+    work
+}
+
+/// Compares the faulty run's output with the reference's.
+fn report(
+    seed: u64,
+    faults: FaultCounts,
+    details: &weir_actors::JobDetails,
+    mut expected: Vec<String>,
+    mut output: Vec<String>,
+) -> ChaosReport {
     expected.sort();
     output.sort();
     let (mut lost, mut duplicated) = (0, 0);
@@ -226,31 +291,34 @@ pub async fn run_seed(
             duplicated += (-n) as usize;
         }
     }
-    Ok(ChaosReport {
+    ChaosReport {
         seed,
-        faults: kinds,
+        faults,
         // Restarts by the restart strategy, and recoveries by a JobMaster started again.
         failovers: details.restarts
             + details.exceptions.iter().filter(|e| e.cause.starts_with("job master restarted")).count() as u32,
-        restored_from: details.restored_from,
+        restored: details.restored.clone(),
         records: expected.len(),
         lost,
         duplicated,
-    })
+    }
 }
 
 pub(crate) fn run(args: ChaosArgs) -> anyhow::Result<()> {
     let first = args.seed.unwrap_or_else(|| weir_actors::time::wall_clock_ms() as u64);
-    let runtime = super::runtime()?;
+    let target = if args.cluster { Target::Processes } else { Target::MiniCluster };
+    let events = args.events.unwrap_or(if args.cluster { 100_000 } else { 40_000 });
+    let faults = args.faults.unwrap_or(if args.cluster { 6 } else { 4 });
     let mut failed = Vec::new();
     for seed in first..first + args.runs {
-        let report = runtime.block_on(run_seed(seed, args.events, args.faults, args.state_backend.clone()))?;
+        let report = run_seed(target, seed, events, faults, args.state_backend.clone())?;
         let faults: Vec<String> = report.faults.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let restored: Vec<String> = report.restored.iter().map(u64::to_string).collect();
         println!(
-            "seed {seed}: faults [{}], failovers {}, restored from checkpoint {}, records {}, lost {}, duplicated {}: {}",
+            "seed {seed}: faults [{}], failovers {}, restored checkpoints [{}], records {}, lost {}, duplicated {}: {}",
             faults.join(", "),
             report.failovers,
-            report.restored_from.map_or("-".to_owned(), |c| c.to_string()),
+            restored.join(", "),
             report.records,
             report.lost,
             report.duplicated,

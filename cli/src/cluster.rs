@@ -40,13 +40,16 @@ pub(crate) struct DirArg {
 pub(crate) struct StartArgs {
     /// The cluster directory (default: $WEIR_CLUSTER_DIR, else ~/.weir/cluster).
     #[arg(long)]
-    dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
     /// TaskManagers to start.
     #[arg(long, default_value_t = 1)]
-    taskmanagers: usize,
+    pub(crate) taskmanagers: usize,
     /// Slots per TaskManager (default: weir.toml's).
     #[arg(long)]
-    slots: Option<usize>,
+    pub(crate) slots: Option<usize>,
+    /// Environment of the started processes, on top of this one's (chaos runs).
+    #[arg(skip)]
+    pub(crate) env: Vec<(String, String)>,
 }
 
 const STARTUP: Duration = Duration::from_secs(30);
@@ -60,7 +63,8 @@ pub(crate) fn command(cmd: ClusterCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ClusterCommand::Start(a) => {
-            let (dir, published, registered) = start(a)?;
+            // The processes outlive this one (their own process group): not waited for here.
+            let Started { dir, published, registered, .. } = start(a)?;
             println!("cluster {} started", dir.path.display());
             println!("  job manager  quic {}  rest http://{}  (pid {})", published.quic, published.rest, published.pid);
             for tm in registered {
@@ -78,20 +82,27 @@ pub(crate) fn command(cmd: ClusterCommand) -> anyhow::Result<()> {
     }
 }
 
-fn pid_file(dir: &ClusterDir, name: &str) -> PathBuf {
+pub(crate) fn pid_file(dir: &ClusterDir, name: &str) -> PathBuf {
     dir.file("pids").join(format!("{name}.pid"))
 }
 
 /// The pid in `file` if that process still runs *and* belongs to this cluster directory
 /// (its command line names it), so a reused pid is never signalled.
-fn live_pid(dir: &ClusterDir, file: &std::path::Path) -> Option<u32> {
+pub(crate) fn live_pid(dir: &ClusterDir, file: &std::path::Path) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let cmdline = String::from_utf8_lossy(&cmdline);
     cmdline.contains(dir.path.to_string_lossy().as_ref()).then_some(pid)
 }
 
-fn spawn(dir: &ClusterDir, name: &str, args: &[String]) -> anyhow::Result<u32> {
+/// Starts `weir ARGS` in the background as process `name` of the cluster: its log in `logs/`,
+/// its pid in `pids/` (which `weir cluster stop` stops), `env` on top of this environment.
+pub(crate) fn spawn(
+    dir: &ClusterDir,
+    name: &str,
+    args: &[String],
+    env: &[(String, String)],
+) -> anyhow::Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(dir.file("logs"))?;
     std::fs::create_dir_all(dir.file("pids"))?;
@@ -104,12 +115,13 @@ fn spawn(dir: &ClusterDir, name: &str, args: &[String]) -> anyhow::Result<u32> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         // Its own process group: a Ctrl-C in this terminal must not reach the cluster.
         .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {name}"))?;
     std::fs::write(pid_file(dir, name), child.id().to_string())?;
-    Ok(child.id())
+    Ok(child)
 }
 
 fn log_tail(dir: &ClusterDir, name: &str) -> String {
@@ -118,9 +130,16 @@ fn log_tail(dir: &ClusterDir, name: &str) -> String {
     lines[lines.len().saturating_sub(5)..].join("\n")
 }
 
-fn start(
-    args: StartArgs,
-) -> anyhow::Result<(ClusterDir, crate::config::Published, Vec<weir_actors::cluster::TaskManagerInfo>)> {
+/// A started cluster: its directory, where its JobManager is, the TaskManagers that
+/// registered, and the processes (JobManager first).
+pub(crate) struct Started {
+    pub(crate) dir: ClusterDir,
+    pub(crate) published: crate::config::Published,
+    pub(crate) registered: Vec<weir_actors::cluster::TaskManagerInfo>,
+    pub(crate) processes: Vec<(String, std::process::Child)>,
+}
+
+pub(crate) fn start(args: StartArgs) -> anyhow::Result<Started> {
     let dir = ClusterDir::resolve(args.dir)?;
     if !dir.is_initialised() {
         dir.init()?;
@@ -130,8 +149,9 @@ fn start(
         bail!("a job manager of {} already runs (pid {pid}); `weir cluster stop` it first", dir.path.display());
     }
     let _ = std::fs::remove_file(dir.file("jobmanager.addr"));
-    let dir_arg = dir.path.display().to_string();
-    let pid = spawn(&dir, "jobmanager", &["jobmanager".into(), "--dir".into(), dir_arg.clone()])?;
+    let job_manager = spawn(&dir, "jobmanager", &job_manager_args(&dir), &args.env)?;
+    let pid = job_manager.id();
+    let mut processes = vec![("jobmanager".to_owned(), job_manager)];
     let deadline = Instant::now() + STARTUP;
     let published = loop {
         if let Ok(p) = dir.published() {
@@ -144,11 +164,8 @@ fn start(
     };
     for i in 0..args.taskmanagers {
         let name = format!("taskmanager-{i}");
-        let mut cmd = vec!["taskmanager".into(), "--dir".into(), dir_arg.clone(), "--id".into(), name.clone()];
-        if let Some(slots) = args.slots {
-            cmd.extend(["--slots".into(), slots.to_string()]);
-        }
-        spawn(&dir, &name, &cmd)?;
+        let child = spawn(&dir, &name, &task_manager_args(&dir, &name, args.slots), &args.env)?;
+        processes.push((name, child));
     }
     // Ready when every TaskManager has registered its slots.
     let identity = dir.identity()?;
@@ -173,10 +190,24 @@ fn start(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })?;
-    Ok((dir, published, registered))
+    Ok(Started { dir, published, registered, processes })
 }
 
-fn stop(dir: &ClusterDir) -> anyhow::Result<usize> {
+/// The arguments of `weir jobmanager` for the cluster in `dir`.
+pub(crate) fn job_manager_args(dir: &ClusterDir) -> Vec<String> {
+    vec!["jobmanager".into(), "--dir".into(), dir.path.display().to_string()]
+}
+
+/// The arguments of `weir taskmanager` with id `id` for the cluster in `dir`.
+pub(crate) fn task_manager_args(dir: &ClusterDir, id: &str, slots: Option<usize>) -> Vec<String> {
+    let mut args = vec!["taskmanager".into(), "--dir".into(), dir.path.display().to_string(), "--id".into(), id.into()];
+    if let Some(slots) = slots {
+        args.extend(["--slots".into(), slots.to_string()]);
+    }
+    args
+}
+
+pub(crate) fn stop(dir: &ClusterDir) -> anyhow::Result<usize> {
     let pids_dir = dir.file("pids");
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&pids_dir) {
         Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
@@ -250,7 +281,7 @@ pub(crate) struct JobIdArg {
     pub(crate) dir: Option<PathBuf>,
 }
 
-async fn client(dir: &ClusterDir) -> anyhow::Result<ClusterClient> {
+pub(crate) async fn client(dir: &ClusterDir) -> anyhow::Result<ClusterClient> {
     let published = dir.published()?;
     Ok(ClusterClient::connect(published.quic, &dir.identity()?, NetConfig::default()).await?)
 }
@@ -528,7 +559,7 @@ pub(crate) fn bench_across_processes<R>(
     let tmp = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let dir_path = tmp.join("cluster");
-    start(StartArgs { dir: Some(dir_path.clone()), taskmanagers: 2, slots: Some(1) })?;
+    start(StartArgs { dir: Some(dir_path.clone()), taskmanagers: 2, slots: Some(1), env: Vec::new() })?;
     let dir = ClusterDir::resolve(Some(dir_path))?;
     let outcome = crate::runtime()?.block_on(async {
         let mut client = client(&dir).await?;

@@ -264,3 +264,65 @@ fn a_task_manager_without_a_job_manager_gives_up_after_the_registration_timeout(
     );
     assert!(!out.status.success() && text(&out).contains("$WEIR_FAULT_INJECTION"), "{}", text(&out));
 }
+
+/// The chaos suite on processes, bounded for CI: at seeded moments TaskManager processes are
+/// SIGKILLed and replaced, the JobManager process is restarted, connections are cut and
+/// actors are killed, and the committed output equals a fault-free run's
+/// (`weir chaos --cluster --runs N` soaks longer).
+#[test]
+fn chaos_runs_on_processes_are_exactly_once() {
+    let timeout = std::time::Duration::from_secs(420);
+    let mut chaos = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["chaos", "--cluster", "--runs", "2", "--seed", "2026"])
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start weir chaos");
+    let started = Instant::now();
+    while chaos.try_wait().unwrap().is_none() && started.elapsed() < timeout {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let timed_out = chaos.try_wait().unwrap().is_none();
+    if timed_out {
+        // Its cluster's processes run in their own process group: stop them by their ids.
+        let _ = chaos.kill();
+        kill_chaos_clusters(chaos.id());
+    }
+    let out = chaos.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!timed_out, "weir chaos ran longer than {timeout:?}:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let verdicts: Vec<&str> = stdout.lines().filter(|l| l.starts_with("seed ")).collect();
+    assert_eq!(verdicts.len(), 2, "{stdout}");
+    for line in &verdicts {
+        assert!(line.ends_with("lost 0, duplicated 0: exactly once"), "{line}");
+        // Faults struck (not only "nothing to kill"), and the job restored from checkpoints.
+        assert!(["killed", "restarted", "cut"].iter().any(|k| line.contains(k)), "{line}");
+        assert!(!line.contains("restored checkpoints []"), "{line}");
+    }
+    println!("{stdout}");
+}
+
+/// SIGKILLs the processes of the clusters a `weir chaos --cluster` process `pid` started (their
+/// pid files are under its temporary directories).
+fn kill_chaos_clusters(pid: u32) {
+    let prefix = format!("weir-chaos-{pid}-");
+    for run in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        if !run.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        for pid_file in std::fs::read_dir(run.path().join("cluster").join("pids")).into_iter().flatten().flatten() {
+            let Some(pid) = std::fs::read_to_string(pid_file.path()).ok().and_then(|p| p.trim().parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // Only if that pid is still one of the cluster's (its command line names the run).
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(run.path().to_string_lossy().as_ref()) {
+                Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+            }
+        }
+    }
+}

@@ -156,6 +156,10 @@ async fn killed_subtasks_restore_from_the_checkpoint_and_output_is_exactly_once(
     let (output, details) = window_agg(Fault::Subtasks(&[(1, 0), (0, 1)]), EVENTS, &faulty).await;
     assert_eq!(details.restarts, 2, "{:?}", details.exceptions);
     assert!(details.restored_from.is_some(), "restored from a checkpoint");
+    // Each restart restored a checkpoint, newer each time; the history lists both.
+    assert_eq!(details.restored.len(), 2, "{:?}", details.restored);
+    assert!(details.restored[0] < details.restored[1], "{:?}", details.restored);
+    assert_eq!(details.restored.last().copied(), details.restored_from);
     assert!(details.exceptions.iter().any(|e| e.cause.contains("killed")), "{:?}", details.exceptions);
     assert_eq!(output.len(), expected.len(), "records lost or duplicated");
     assert_eq!(output, expected, "the output differs from the fault-free run's");
@@ -204,6 +208,10 @@ async fn rocksdb_state_restores_from_incremental_checkpoints_exactly_once() {
     let (output, details) = window_agg_on(backend, Fault::Subtasks(&[(1, 0), (1, 1)]), EVENTS, &faulty).await;
     assert_eq!(details.restarts, 2, "{:?}", details.exceptions);
     assert!(details.restored_from.is_some(), "restored from a checkpoint");
+    // Each restart restored a checkpoint, newer each time; the history lists both.
+    assert_eq!(details.restored.len(), 2, "{:?}", details.restored);
+    assert!(details.restored[0] < details.restored[1], "{:?}", details.restored);
+    assert_eq!(details.restored.last().copied(), details.restored_from);
     assert_eq!(output.len(), expected.len(), "records lost or duplicated");
     assert_eq!(output, expected, "the output differs from the fault-free run's");
 

@@ -136,6 +136,7 @@ impl Job {
             input_ended_after: None,
             restarts: 0,
             restored_from: None,
+            restored: Vec::new(),
             exceptions: Vec::new(),
         }
     }

@@ -45,7 +45,7 @@ use crate::checkpoint::coordinator::{
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::cluster::ExceptionRecord;
 use crate::cluster::dispatcher::DispatcherMessage;
-use crate::cluster::job_store::{EXCEPTIONS_KEPT, JobStore, first_attempt};
+use crate::cluster::job_store::{EXCEPTIONS_KEPT, JobHistory, JobStore, first_attempt};
 use crate::cluster::resource_manager::{ResourceManagerMessage, SlotGrant};
 use crate::cluster::task_executor::{SlotLocation, TaskDeployment, TaskExecutorMessage};
 use crate::cluster::{
@@ -167,12 +167,12 @@ pub struct JobMasterState {
     savepoint: Option<Arc<RestoreFrom>>,
     /// A stop-with-savepoint completed: no more restarts.
     stopped_with: Option<std::path::PathBuf>,
-    /// Restarts so far, and when each failure happened.
-    restarts: u32,
+    /// Restarts, failures and restores so far (over all the job's JobMasters), and when each
+    /// failure of this JobMaster's happened.
+    history: JobHistory,
     failures: Vec<Instant>,
     restart_scheduled: bool,
     restart_delay: std::time::Duration,
-    exceptions: Vec<ExceptionRecord>,
 }
 
 impl JobMasterState {
@@ -212,9 +212,10 @@ impl JobMasterState {
         let input_ended_after =
             if all_finished { snapshots.iter().filter_map(|s| s.finished_ms).max().map(since) } else { None };
         JobDetails {
-            restarts: self.restarts,
+            restarts: self.history.restarts,
             restored_from: self.restored_from,
-            exceptions: self.exceptions.clone(),
+            restored: self.history.restored.clone(),
+            exceptions: self.history.exceptions.clone(),
             first_record_after,
             input_ended_after,
             id: self.job.id,
@@ -253,16 +254,18 @@ impl JobMasterState {
         }
     }
 
+    /// Adds a failure to the job's history, durably.
+    fn record_exception(&mut self, cause: String) {
+        let record = ExceptionRecord { time_ms: crate::time::wall_clock_ms(), attempt: self.attempt, cause };
+        self.history.exceptions.push(record);
+        let excess = self.history.exceptions.len().saturating_sub(EXCEPTIONS_KEPT);
+        self.history.exceptions.drain(..excess);
+        self.store.record_history(self.job.id, &self.history);
+    }
+
     fn fail(&mut self, cause: String, secondary: bool) {
-        if !secondary || self.exceptions.is_empty() {
-            self.exceptions.push(ExceptionRecord {
-                time_ms: crate::time::wall_clock_ms(),
-                attempt: self.attempt,
-                cause: cause.clone(),
-            });
-            let excess = self.exceptions.len().saturating_sub(EXCEPTIONS_KEPT);
-            self.exceptions.drain(..excess);
-            self.store.record_history(self.job.id, self.restarts, &self.exceptions);
+        if !secondary || self.history.exceptions.is_empty() {
+            self.record_exception(cause.clone());
         }
         if self.status == JobStatus::Restarting {
             return; // the restart already under way covers this one (a consequence, mostly)
@@ -278,7 +281,7 @@ impl JobMasterState {
             let now = Instant::now();
             self.failures.push(now);
             let ago: Vec<_> = self.failures.iter().map(|t| now - *t).collect();
-            if let Some(delay) = self.job.config.restart.next_delay(self.restarts, &ago) {
+            if let Some(delay) = self.job.config.restart.next_delay(self.history.restarts, &ago) {
                 warn!(job = %self.job.id, name = %self.job.name, %cause, ?delay, "job restarting");
                 self.status = JobStatus::Restarting;
                 self.cause = Some(cause);
@@ -341,7 +344,7 @@ impl JobMasterState {
         let needed = self.job.graph.slots_needed();
         let job = self.job.id;
         // A job that ran before waits for the TaskManagers it lost to come back.
-        let recovering = self.restarts > 0 || self.generation > 1;
+        let recovering = self.history.restarts > 0 || self.generation > 1;
         let slots = ask!(self.resource_manager.get(), "the resource manager", |reply| {
             ResourceManagerMessage::RequestSlots { job, slots: needed, job_master: myself.clone(), recovering, reply }
         })??;
@@ -353,6 +356,8 @@ impl JobMasterState {
         self.restored_from = restore.as_ref().map(|r| r.metadata.checkpoint).or(self.restored_from);
         if let Some(r) = &restore {
             info!(job = %self.job.id, checkpoint = r.metadata.checkpoint, attempt = self.attempt, "restoring from checkpoint");
+            self.history.restored.push(r.metadata.checkpoint);
+            self.store.record_history(self.job.id, &self.history);
         }
         let slots: Arc<Vec<SlotLocation>> = Arc::new(
             self.slots
@@ -447,7 +452,7 @@ impl Actor for JobMasterActor {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         // A successor carries on with the job's history, and so do its restart strategy's counts.
-        let (restarts, exceptions) = args.store.history(args.job.id);
+        let history = args.store.history(args.job.id);
         Ok(JobMasterState {
             job: args.job,
             resource_manager: args.resource_manager,
@@ -469,11 +474,10 @@ impl Actor for JobMasterActor {
             restored_from: None,
             savepoint: None,
             stopped_with: None,
-            restarts,
+            history,
             failures: Vec::new(),
             restart_scheduled: false,
             restart_delay: std::time::Duration::ZERO,
-            exceptions,
         })
     }
 
@@ -484,12 +488,7 @@ impl Actor for JobMasterActor {
             // A predecessor's subtasks may still run: freeing the job's slots stops them
             // before any of this generation's are deployed.
             info!(job = %state.job.id, attempt = state.attempt, %why, "job master started again");
-            state.exceptions.push(ExceptionRecord {
-                time_ms: crate::time::wall_clock_ms(),
-                attempt: state.attempt,
-                cause: format!("job master restarted: {why}"),
-            });
-            state.store.record_history(state.job.id, state.restarts, &state.exceptions);
+            state.record_exception(format!("job master restarted: {why}"));
             state.resource_manager.cast(ResourceManagerMessage::Release(state.job.id));
         }
         if let Some(settings) = &state.job.config.savepoint {
@@ -636,8 +635,8 @@ impl Actor for JobMasterActor {
                     return Ok(());
                 }
                 state.attempt += 1;
-                state.restarts += 1;
-                state.store.record_history(state.job.id, state.restarts, &state.exceptions);
+                state.history.restarts += 1;
+                state.store.record_history(state.job.id, &state.history);
                 state.restart_scheduled = false;
                 state.tasks.clear();
                 // Slots are requested again: a lost TaskManager's are gone.

@@ -59,16 +59,41 @@ pub struct JobRecord {
     pub submitted_ms: i64,
     /// Starts of its JobMaster so far.
     pub generation: u32,
-    /// Restarts after failures so far, over all its JobMasters.
-    pub restarts: u32,
-    /// Its failures, oldest first (the newest [`EXCEPTIONS_KEPT`]), over all its JobMasters.
-    pub exceptions: Vec<ExceptionRecord>,
+    /// Its restarts, failures and restores, over all its JobMasters.
+    #[serde(flatten)]
+    pub history: JobHistory,
     /// How it ended, once it has.
     pub ended: Option<EndedJob>,
 }
 
-/// Failures kept per job.
+/// Failures kept per job, and restores.
 pub const EXCEPTIONS_KEPT: usize = 50;
+
+/// What a job went through, over all its JobMasters: a successor carries on with it, and so
+/// do its restart strategy's counts.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct JobHistory {
+    /// Restarts after failures so far.
+    pub restarts: u32,
+    /// Its failures, oldest first (the newest [`EXCEPTIONS_KEPT`]).
+    pub exceptions: Vec<ExceptionRecord>,
+    /// The checkpoints (or the savepoint) it restored from, oldest first (the newest
+    /// [`EXCEPTIONS_KEPT`]); absent from records of earlier builds.
+    #[serde(default)]
+    pub restored: Vec<u64>,
+}
+
+impl JobHistory {
+    /// Keeps the newest [`EXCEPTIONS_KEPT`] failures and restores.
+    fn trimmed(&self) -> JobHistory {
+        let newest = |n: usize| n.saturating_sub(EXCEPTIONS_KEPT);
+        JobHistory {
+            restarts: self.restarts,
+            exceptions: self.exceptions[newest(self.exceptions.len())..].to_vec(),
+            restored: self.restored[newest(self.restored.len())..].to_vec(),
+        }
+    }
+}
 
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -180,8 +205,7 @@ impl JobStore {
             config: job.config.clone(),
             submitted_ms: crate::time::wall_clock_ms(),
             generation: 0,
-            restarts: 0,
-            exceptions: Vec::new(),
+            history: JobHistory::default(),
             ended: None,
         };
         self.persist(&record)?;
@@ -200,18 +224,17 @@ impl JobStore {
         Ok(record.generation)
     }
 
-    /// Job `id`'s failure history: restarts so far and failures, over all its JobMasters.
-    pub fn history(&self, id: JobId) -> (u32, Vec<ExceptionRecord>) {
-        self.lock().get(&id).map(|(r, _)| (r.restarts, r.exceptions.clone())).unwrap_or_default()
+    /// Job `id`'s history: restarts, failures and restores, over all its JobMasters.
+    pub fn history(&self, id: JobId) -> JobHistory {
+        self.lock().get(&id).map(|(r, _)| r.history.clone()).unwrap_or_default()
     }
 
-    /// Records job `id`'s failure history (a JobMaster does at each failure and restart, so
+    /// Records job `id`'s history (a JobMaster does at each failure, restart and restore, so
     /// that its successor carries on with it and its restart strategy's counts).
-    pub fn record_history(&self, id: JobId, restarts: u32, exceptions: &[ExceptionRecord]) {
+    pub fn record_history(&self, id: JobId, history: &JobHistory) {
         let mut jobs = self.lock();
         let Some((record, _)) = jobs.get_mut(&id) else { return };
-        record.restarts = restarts;
-        record.exceptions = exceptions[exceptions.len().saturating_sub(EXCEPTIONS_KEPT)..].to_vec();
+        record.history = history.trimmed();
         if let Err(e) = self.persist(record) {
             // Only the history is at stake: the job runs on.
             warn!(job = %id, "{e}");

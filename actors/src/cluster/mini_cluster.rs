@@ -11,7 +11,7 @@ use weir_dataplane::LocalShuffle;
 
 use crate::checkpoint::{RestoreFrom, StopMode};
 use crate::cluster::dispatcher::DispatcherMessage;
-use crate::cluster::job_master::{JobMasterMessage, PreparedJob};
+use crate::cluster::job_master::PreparedJob;
 use crate::cluster::job_store::JobStore;
 use crate::cluster::resource_manager::{ResourceManagerArgs, ResourceManagerMessage};
 use crate::cluster::supervisor::{
@@ -129,18 +129,8 @@ pub struct MiniCluster {
     task_managers: Vec<ActorRef<TaskManagerSupervisorMessage>>,
 }
 
-/// A control-plane actor that fault injection can kill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ControlActor {
-    /// The Dispatcher.
-    Dispatcher,
-    /// The ResourceManager.
-    ResourceManager,
-    /// A job's JobMaster.
-    JobMaster(JobId),
-    /// A job's CheckpointCoordinator.
-    Coordinator(JobId),
-}
+pub use crate::cluster::fault_injection::ControlActor;
+use crate::cluster::fault_injection::kill_control_actor;
 
 /// How long a caller waits for a restarted Dispatcher before giving up.
 const DISPATCHER_RESTART_WAIT: Duration = Duration::from_secs(10);
@@ -192,38 +182,7 @@ impl MiniCluster {
         R: Send + 'static,
         F: Fn(ractor::RpcReplyPort<R>) -> DispatcherMessage,
     {
-        loop {
-            let mut incarnations = self.dispatcher.watch();
-            let current = self.dispatcher.get();
-            match current.call(&message, None).await {
-                Ok(ractor::rpc::CallResult::Success(reply)) => return Ok(reply),
-                failed => {
-                    // A live Dispatcher that did not answer (a JobMaster it asked was gone):
-                    // that is the answer. A dead one: ask its successor.
-                    let dead = current.get_status() >= ractor::ActorStatus::Stopping;
-                    let restarted = if !dead {
-                        Ok(false)
-                    } else {
-                        tokio::time::timeout(DISPATCHER_RESTART_WAIT, async {
-                            while incarnations.borrow_and_update().get_id() == current.get_id() {
-                                if incarnations.changed().await.is_err() {
-                                    return false;
-                                }
-                            }
-                            true
-                        })
-                        .await
-                    };
-                    if restarted != Ok(true) {
-                        let detail = match failed {
-                            Ok(_) => "no reply".to_owned(),
-                            Err(e) => e.to_string(),
-                        };
-                        return Err(crate::cluster::call_failed("the dispatcher", detail));
-                    }
-                }
-            }
-        }
+        self.dispatcher.call_surviving("the dispatcher", DISPATCHER_RESTART_WAIT, message).await
     }
 
     /// Builds the job's plan (client side) and submits it.
@@ -315,24 +274,7 @@ impl MiniCluster {
     /// Fault injection: kills a control-plane actor, as a crash would; its supervisor starts it
     /// again (chaos runs and tests).
     pub async fn kill(&self, which: ControlActor) -> Result<()> {
-        let job_master = |job| async move {
-            self.ask_dispatcher(|reply| DispatcherMessage::JobMaster(job, reply))
-                .await?
-                .ok_or_else(|| WeirError::runtime(format!("job {job} has no job master running")))
-        };
-        let cell = match which {
-            ControlActor::Dispatcher => self.dispatcher.get().get_cell(),
-            ControlActor::ResourceManager => self.resource_manager.get().get_cell(),
-            ControlActor::JobMaster(job) => job_master(job).await?.get_cell(),
-            ControlActor::Coordinator(job) => {
-                ask!(job_master(job).await?, "the job master", JobMasterMessage::Coordinator)?
-                    .ok_or_else(|| WeirError::runtime(format!("job {job} has no checkpoint coordinator")))?
-                    .get_cell()
-            }
-        };
-        tracing::warn!(actor = ?which, "killing a control-plane actor (fault injection)");
-        cell.kill();
-        Ok(())
+        kill_control_actor(which, &self.dispatcher, &self.resource_manager).await
     }
 
     /// Stops every actor and waits for them.

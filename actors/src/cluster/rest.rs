@@ -447,23 +447,30 @@ async fn job_details(
     Ok(Json(details.into()))
 }
 
-/// `GET /jobs/{id}/checkpoints`: counts, the latest completed checkpoint, and recent ones
-/// with duration, size and alignment time (savepoints included; `null` counts once the job ended).
+/// `GET /jobs/{id}/checkpoints`: counts, the latest completed checkpoint, every checkpoint the
+/// job restored from, and recent ones with duration, size and alignment time (savepoints
+/// included; `null` counts once the job ended).
 async fn job_checkpoints(
     State(state): State<RestState>,
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let id = parse_job_id(id)?;
     // Unknown ids are 404 as for the job itself.
-    ask(&state.dispatcher, "the dispatcher", |reply| DispatcherMessage::Details(id, reply)).await??;
+    let details = ask(&state.dispatcher, "the dispatcher", |reply| DispatcherMessage::Details(id, reply)).await??;
     let stats = ask(&state.dispatcher, "the dispatcher", |reply| DispatcherMessage::CheckpointStats(id, reply)).await?;
+    // Restores come from the job's history, which outlives its JobMasters and coordinators.
     Ok(Json(serde_json::json!({
         "counts": stats.as_ref().map(|s| serde_json::json!({
+            "restored": details.restored.len(),
             "completed": s.completed,
             "failed": s.failed,
             "in_progress": s.in_progress.map_or(0, |_| 1),
         })),
-        "latest": { "completed": stats.as_ref().and_then(|s| s.latest_completed.clone()), "restored": stats.as_ref().and_then(|s| s.restored_from) },
+        "latest": {
+            "completed": stats.as_ref().and_then(|s| s.latest_completed.clone()),
+            "restored": details.restored.last().copied().or(details.restored_from),
+        },
+        "restored": details.restored,
         "history": stats.map(|s| s.history).unwrap_or_default(),
     })))
 }

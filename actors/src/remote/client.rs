@@ -7,6 +7,7 @@ use std::sync::Arc;
 use weir_dataplane::{ControlReceiver, ControlSender, NetConfig, NetEndpoint, NodeIdentity, open_control};
 
 use crate::JobSubmission;
+use crate::cluster::fault_injection::Kill;
 use crate::cluster::{JobDetails, JobOverview};
 use crate::error::{Result, WeirError};
 use crate::job::JobId;
@@ -118,6 +119,15 @@ impl ClusterClient {
     pub async fn cut_connections(&mut self, cut: CutConnections) -> Result<usize> {
         match self.request(ClientRequest::CutConnections(cut)).await? {
             ClientResponse::ConnectionsCut(result) => result.map_err(WeirError::runtime),
+            other => Err(Self::unexpected(other)),
+        }
+    }
+
+    /// Fault injection: kills an actor of the cluster, as a crash would (see [`Kill`]). The
+    /// JobManager refuses unless it runs with fault injection on.
+    pub async fn kill(&mut self, kill: Kill) -> Result<()> {
+        match self.request(ClientRequest::Kill(kill)).await? {
+            ClientResponse::Killed(result) => result.map_err(WeirError::runtime),
             other => Err(Self::unexpected(other)),
         }
     }

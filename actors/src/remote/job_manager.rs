@@ -33,6 +33,7 @@ use tracing::{info, warn};
 use weir_dataplane::{ControlReceiver, ControlSender, NetConfig, NetEndpoint, NodeIdentity, accept_control};
 
 use crate::cluster::dispatcher::DispatcherMessage;
+use crate::cluster::fault_injection::{Kill, kill_control_actor};
 use crate::cluster::job_master::{JobMasterMessage, PreparedJob};
 use crate::cluster::job_store::JobStore;
 use crate::cluster::resource_manager::{ResourceManagerArgs, ResourceManagerMessage};
@@ -458,33 +459,47 @@ async fn task_manager_session(
     Ok(())
 }
 
+/// How long a client's request waits for a restarted Dispatcher.
+const DISPATCHER_RESTART_WAIT: Duration = Duration::from_secs(10);
+
+/// Asks the Dispatcher for a client; a Dispatcher that dies meanwhile is asked again once its
+/// supervisor restarted it.
+async fn ask_dispatcher<R, F>(shared: &Shared, message: F) -> Result<R>
+where
+    R: Send + 'static,
+    F: Fn(RpcReplyPort<R>) -> DispatcherMessage,
+{
+    shared.dispatcher.call_surviving("the dispatcher", DISPATCHER_RESTART_WAIT, message).await
+}
+
 async fn client_session(mut tx: ControlSender, mut rx: ControlReceiver, shared: Shared) -> Result<()> {
     while let Some(request) = rx.recv::<ClientRequest>().await? {
         let response = match request {
             ClientRequest::Submit { job, args, parallelism, graph, config } => ClientResponse::Submitted(
                 submit(&shared, job, args, parallelism, graph, *config).await.map_err(|e| e.to_string()),
             ),
-            ClientRequest::List => {
-                ClientResponse::Jobs(ask!(shared.dispatcher.get(), "the dispatcher", DispatcherMessage::List)?)
-            }
+            ClientRequest::List => ClientResponse::Jobs(ask_dispatcher(&shared, DispatcherMessage::List).await?),
             ClientRequest::Details(id) => ClientResponse::Details(
-                ask!(shared.dispatcher.get(), "the dispatcher", |reply| DispatcherMessage::Details(id, reply))
+                ask_dispatcher(&shared, |reply| DispatcherMessage::Details(id, reply))
+                    .await
                     .and_then(|r| r)
                     .map(Box::new)
                     .map_err(|e| e.to_string()),
             ),
             ClientRequest::Cancel(id) => ClientResponse::Cancelled(
-                ask!(shared.dispatcher.get(), "the dispatcher", |reply| DispatcherMessage::Cancel(id, reply))
+                ask_dispatcher(&shared, |reply| DispatcherMessage::Cancel(id, reply))
+                    .await
                     .and_then(|r| r)
                     .map_err(|e| e.to_string()),
             ),
             ClientRequest::TriggerSavepoint { job, dir, stop } => ClientResponse::Savepoint(
-                ask!(shared.dispatcher.get(), "the dispatcher", |reply| DispatcherMessage::TriggerSavepoint {
+                ask_dispatcher(&shared, |reply| DispatcherMessage::TriggerSavepoint {
                     job,
-                    dir,
+                    dir: dir.clone(),
                     stop,
-                    reply
+                    reply,
                 })
+                .await
                 .and_then(|r| r)
                 .map_err(|e| e.to_string()),
             ),
@@ -494,11 +509,14 @@ async fn client_session(mut tx: ControlSender, mut rx: ControlReceiver, shared: 
                     "the resource manager",
                     ResourceManagerMessage::TaskManagers
                 )?,
-                jobs: ask!(shared.dispatcher.get(), "the dispatcher", DispatcherMessage::List)?,
+                jobs: ask_dispatcher(&shared, DispatcherMessage::List).await?,
                 refused: shared.refused.lock().expect("refusals lock").clone(),
             }),
             ClientRequest::CutConnections(cut) => {
                 ClientResponse::ConnectionsCut(cut_connections(&shared, cut).await.map_err(|e| e.to_string()))
+            }
+            ClientRequest::Kill(kill) => {
+                ClientResponse::Killed(inject_kill(&shared, kill).await.map_err(|e| e.to_string()))
             }
         };
         tx.send(&response).await?;
@@ -506,13 +524,48 @@ async fn client_session(mut tx: ControlSender, mut rx: ControlReceiver, shared: 
     Ok(())
 }
 
+/// Fault injection must be on for a client to inject faults.
+fn fault_injection_allowed(shared: &Shared) -> Result<()> {
+    if shared.fault_injection {
+        Ok(())
+    } else {
+        Err(WeirError::runtime("fault injection is off on this job manager (start it with WEIR_FAULT_INJECTION=1)"))
+    }
+}
+
+/// Fault injection: kills the actor `kill` names, here or on the TaskManager that runs it.
+async fn inject_kill(shared: &Shared, kill: Kill) -> Result<()> {
+    fault_injection_allowed(shared)?;
+    let task_manager = match &kill {
+        Kill::Control(which) => {
+            return kill_control_actor(*which, &shared.dispatcher, &shared.resource_manager).await;
+        }
+        Kill::TaskExecutor { task_manager } => task_manager.clone(),
+        Kill::Subtask { job, vertex, index } => {
+            let details = ask_dispatcher(shared, |reply| DispatcherMessage::Details(*job, reply))
+                .await?
+                .map_err(WeirError::runtime)?;
+            details
+                .vertices
+                .get(*vertex)
+                .and_then(|v| v.subtasks.get(*index))
+                .map(|s| s.task_manager.clone())
+                .filter(|tm| !tm.is_empty())
+                .ok_or_else(|| {
+                    WeirError::runtime(format!("job {job} has no placed subtask {index} of vertex {vertex}"))
+                })?
+        }
+    };
+    let Some((_, _, link)) = shared.sessions.select(Some(&task_manager)).pop() else {
+        return Err(WeirError::runtime(format!("task manager '{task_manager}' is not connected")));
+    };
+    warn!(task_manager = %task_manager, ?kill, "killing an actor (fault injection)");
+    link.send(&ToTaskManager::Kill(kill)).await
+}
+
 /// Fault injection: cuts the connections `cut` names; returns how many TaskManagers' were cut.
 async fn cut_connections(shared: &Shared, cut: CutConnections) -> Result<usize> {
-    if !shared.fault_injection {
-        return Err(WeirError::runtime(
-            "fault injection is off on this job manager (start it with WEIR_FAULT_INJECTION=1)",
-        ));
-    }
+    fault_injection_allowed(shared)?;
     let targets = shared.sessions.select(cut.task_manager.as_deref());
     if targets.is_empty() {
         let which =

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::checkpoint::{CheckpointEvent, RestoreFrom, StopMode, TaskControl};
+use crate::cluster::fault_injection::Kill;
 use crate::cluster::task_executor::SlotLocation;
 use crate::cluster::{ExecutionId, Failure, JobDetails, JobOverview, TaskManagerInfo, TaskState};
 use crate::graph::JobGraph;
@@ -118,6 +119,9 @@ pub enum ToTaskManager {
     /// Fault injection: cut every data connection to other TaskManagers (obeyed only by a
     /// TaskManager with fault injection on).
     CutDataConnections,
+    /// Fault injection: kill a subtask's actor or the TaskExecutor actor there (obeyed only by
+    /// a TaskManager with fault injection on).
+    Kill(Kill),
 }
 
 /// A deployment as it travels: the job by name (the TaskManager's binary carries the
@@ -181,6 +185,9 @@ pub enum ClientRequest {
     /// Fault injection (tests and chaos runs): cut connections, as a network failure would.
     /// Refused unless the JobManager runs with fault injection on.
     CutConnections(CutConnections),
+    /// Fault injection (tests and chaos runs): kill an actor, as a crash would. Refused
+    /// unless the JobManager runs with fault injection on.
+    Kill(Kill),
 }
 
 /// Which connections a fault-injection cut closes.
@@ -220,6 +227,8 @@ pub enum ClientResponse {
     Savepoint(Result<std::path::PathBuf, String>),
     /// How many TaskManagers' connections were cut, or why not.
     ConnectionsCut(Result<usize, String>),
+    /// The actor was killed, or why not.
+    Killed(Result<(), String>),
 }
 
 /// What a client sees of the cluster.

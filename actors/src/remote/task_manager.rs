@@ -48,6 +48,7 @@ use weir_dataplane::{
     ControlReceiver, ControlSender, LocalShuffle, NetConfig, NetEndpoint, NetShuffle, NodeIdentity, open_control,
 };
 
+use crate::cluster::fault_injection::Kill;
 use crate::cluster::job_master::JobMasterMessage;
 use crate::cluster::resource_manager::ResourceManagerMessage;
 use crate::cluster::supervisor::{RestartIntensity, TaskManagerSupervisor, TaskManagerSupervisorMessage};
@@ -641,6 +642,22 @@ async fn handle(message: ToTaskManager, node: &Node, executor: Option<ActorRef<T
             };
             link.send(&FromTaskManager::RunningTasks { request, tasks }).await?;
         }
+        ToTaskManager::Kill(kill) => match (node.config.fault_injection, executor) {
+            (false, _) => {
+                warn!(task_manager = %node.config.id, ?kill, "asked to kill an actor, but fault injection is off here")
+            }
+            (true, None) => warn!(task_manager = %node.config.id, ?kill, "no task executor to kill or ask"),
+            (true, Some(executor)) => match kill {
+                Kill::Subtask { job, vertex, index } => {
+                    let _ = executor.cast(TaskExecutorMessage::KillSubtask { job, vertex, index });
+                }
+                Kill::TaskExecutor { .. } => {
+                    warn!(task_manager = %node.config.id, "killing the task executor (fault injection)");
+                    executor.kill();
+                }
+                Kill::Control(_) => warn!(task_manager = %node.config.id, ?kill, "not an actor of a task manager"),
+            },
+        },
         ToTaskManager::CutDataConnections => {
             if node.config.fault_injection {
                 let cut = node.shuffle.cut_connections();

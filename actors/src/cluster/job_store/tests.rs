@@ -111,11 +111,29 @@ fn the_failure_history_outlives_the_job_master_and_the_process() {
     {
         let store = JobStore::open(&dir, registry.clone()).unwrap();
         store.add(&job).unwrap();
-        store.record_history(job.id, 7, &failures);
+        let history = JobHistory { restarts: 7, exceptions: failures, restored: vec![3, 5, 9] };
+        store.record_history(job.id, &history);
     }
-    let (restarts, kept) = JobStore::open(&dir, registry).unwrap().history(job.id);
-    assert_eq!(restarts, 7);
+    let history = JobStore::open(&dir, registry).unwrap().history(job.id);
+    assert_eq!(history.restarts, 7);
+    assert_eq!(history.restored, [3, 5, 9]);
+    let kept = history.exceptions;
     assert_eq!(kept.len(), EXCEPTIONS_KEPT, "the newest are kept");
     assert_eq!(kept.last().unwrap().cause, format!("failure {}", EXCEPTIONS_KEPT + 4));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_record_of_an_earlier_build_without_restores_reads() {
+    let dir = temp_dir("no-restores");
+    let registry = registry();
+    let job = prepared(&registry);
+    JobStore::open(&dir, registry.clone()).unwrap().add(&job).unwrap();
+    let path = dir.join(format!("{}.json", job.id));
+    let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(record.as_object_mut().unwrap().remove("restored").is_some(), "{record}");
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+    let history = JobStore::open(&dir, registry).unwrap().history(job.id);
+    assert!(history.restored.is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }
