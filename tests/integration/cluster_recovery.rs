@@ -21,10 +21,15 @@ const JOB_FLAGS: [&str; 4] = ["--checkpoint-interval", "200ms", "--restart-delay
 
 /// The same job on a MiniCluster without faults, in the background; its committed output.
 fn reference_run(output: PathBuf) -> JoinHandle<Vec<String>> {
+    reference_run_with(output, JOB_ARGS)
+}
+
+/// [`reference_run`] with other arguments of the generator.
+fn reference_run_with(output: PathBuf, args: [&'static str; 8]) -> JoinHandle<Vec<String>> {
     std::thread::spawn(move || {
         let output_arg = output.to_str().unwrap().to_owned();
         let mut cmd = vec!["run", "window-agg", "--local", "-p", "2", "--", "--keys", "100"];
-        cmd.extend(JOB_ARGS);
+        cmd.extend(args);
         cmd.extend(["--output", &output_arg]);
         let out = weir_env(&cmd);
         assert!(out.status.success(), "the reference run failed:\n{}", text(&out));
@@ -52,21 +57,27 @@ impl Drop for Process {
     }
 }
 
-/// Starts `weir jobmanager` on the cluster's directory, as an operator restarting it would.
-fn start_job_manager(cluster: &Cluster) -> Process {
-    let log = std::fs::File::create(cluster.file("logs").join("jobmanager-restarted.log")).unwrap();
+/// Starts `weir ARGS` as a process of the cluster, logging to `logs/<log>.log`.
+fn start_process(cluster: &Cluster, log: &str, args: &[&str]) -> Process {
+    let log = std::fs::File::create(cluster.file("logs").join(format!("{log}.log"))).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["jobmanager", "--dir", cluster.dir()])
+        .args(args)
         .envs(HEARTBEATS)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
-        .expect("start weir jobmanager");
-    // `weir cluster stop` then stops it as it would the first one.
-    std::fs::write(cluster.file("pids").join("jobmanager.pid"), child.id().to_string()).unwrap();
+        .expect("start weir");
     Process(child)
+}
+
+/// Starts `weir jobmanager` on the cluster's directory, as an operator restarting it would.
+fn start_job_manager(cluster: &Cluster) -> Process {
+    let process = start_process(cluster, "jobmanager-restarted", &["jobmanager", "--dir", cluster.dir()]);
+    // `weir cluster stop` then stops it as it would the first one.
+    std::fs::write(cluster.file("pids").join("jobmanager.pid"), process.0.id().to_string()).unwrap();
+    process
 }
 
 /// The pid in the cluster directory's `jobmanager.addr`.
@@ -238,6 +249,87 @@ fn cut_connections_fail_the_job_over_and_the_output_stays_exactly_once() {
     let (restarts, causes) = exceptions(&cluster, &id);
     assert!(restarts >= 2, "{causes:?}");
     assert!(causes.iter().any(|c| c.contains("'taskmanager-1' was lost")), "{causes:?}");
+    assert_exactly_once(reference, &output);
+}
+
+/// Starts `weir taskmanager` with id `id` (one slot) on the cluster's directory, as an operator
+/// replacing a lost machine would.
+fn start_task_manager(cluster: &Cluster, id: &str) -> Process {
+    start_process(cluster, id, &["taskmanager", "--dir", cluster.dir(), "--id", id, "--slots", "1"])
+}
+
+/// Files the sink committed (in-progress and pending files are hidden).
+fn committed_files(output: &Path) -> usize {
+    let entries = std::fs::read_dir(output).into_iter().flatten().flatten();
+    entries.filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count()
+}
+
+/// A SIGKILLed TaskManager process: with a spare slot the job resumes at once on the remaining
+/// ones; without, it waits for slots, answering for its status (`RESTARTING`), until a new
+/// TaskManager brings some. Either way it restores its latest checkpoint and the output stays
+/// exactly once. Prints the recovery times.
+#[test]
+fn a_killed_task_manager_process_fails_over_to_a_spare_slot_then_waits_for_a_new_one() {
+    let cluster = Cluster::start(3, 1);
+    let out = TempDir::new("tm-kill");
+    // Twice the usual input: two failovers, one of them waiting for a new TaskManager.
+    let mut args = JOB_ARGS;
+    args[1] = "320000";
+    let reference = reference_run_with(out.join("reference"), args);
+    let output = out.join("cluster");
+    let id = submit_with(&cluster, "window-agg", 2, &JOB_FLAGS, &args, &output);
+    let placed = |j: &Value| running(j) && task_managers_of(j).len() == 2;
+    cluster.wait_for("a checkpoint, on two task managers", TIMEOUT, || {
+        job(&cluster, &id).is_some_and(|j| placed(&j)) && latest_checkpoint(&cluster, &id) >= 1
+    });
+
+    // 1. A spare slot: the job runs again on taskmanager-2 (or wherever is free).
+    let used = task_managers_of(&job(&cluster, &id).unwrap());
+    let victim = used.iter().next().unwrap().clone();
+    let (restarts, _) = exceptions(&cluster, &id);
+    let committed = committed_files(&output);
+    Command::new("kill").args(["-KILL", &cluster.pid(&victim).to_string()]).status().unwrap();
+    let killed = Instant::now();
+    cluster.wait_for("the job to notice", TIMEOUT, || exceptions(&cluster, &id).0 > restarts);
+    let noticed = killed.elapsed();
+    cluster.wait_for("the job to run again", TIMEOUT, || job(&cluster, &id).is_some_and(|j| placed(&j)));
+    let resumed = killed.elapsed();
+    cluster.wait_for("newly committed output", TIMEOUT, || committed_files(&output) > committed);
+    println!(
+        "task manager killed, spare slot: restarting after {:.2} s, running after {:.2} s, new output committed after {:.2} s",
+        noticed.as_secs_f64(),
+        resumed.as_secs_f64(),
+        killed.elapsed().as_secs_f64()
+    );
+
+    // 2. No spare slot: the job waits for one, and says so.
+    let used = task_managers_of(&job(&cluster, &id).unwrap());
+    let victim = used.iter().next().unwrap().clone();
+    let (restarts, _) = exceptions(&cluster, &id);
+    Command::new("kill").args(["-KILL", &cluster.pid(&victim).to_string()]).status().unwrap();
+    cluster.wait_for("the job to notice", TIMEOUT, || exceptions(&cluster, &id).0 > restarts);
+    // It stays RESTARTING, and its JobMaster keeps answering while it waits.
+    for _ in 0..5 {
+        let j = job(&cluster, &id).expect("the job answers while it waits for slots");
+        assert_eq!(j["state"], "RESTARTING", "{j}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = weir_env(&["status", &id, "--dir", cluster.dir()]);
+    assert!(status.status.success() && text(&status).contains("RESTARTING"), "{}", text(&status));
+    let _replacement = start_task_manager(&cluster, "taskmanager-3");
+    let started = Instant::now();
+    cluster.wait_for("the job to run again", TIMEOUT, || job(&cluster, &id).is_some_and(|j| placed(&j)));
+    println!(
+        "task manager killed, no spare slot: running {:.2} s after a new task manager started",
+        started.elapsed().as_secs_f64()
+    );
+
+    wait_until_finished(&cluster, &id);
+    let (restarts, causes) = exceptions(&cluster, &id);
+    assert!(restarts >= 2, "{causes:?}");
+    assert!(causes.iter().any(|c| c.contains("was lost")), "{causes:?}");
+    let (_, checkpoints) = cluster.rest("GET", &format!("/jobs/{id}/checkpoints"), None, None);
+    assert!(checkpoints["restored"].as_array().is_some_and(|r| r.len() >= 2), "{checkpoints}");
     assert_exactly_once(reference, &output);
 }
 

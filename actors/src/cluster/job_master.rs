@@ -108,6 +108,13 @@ pub enum JobMasterMessage {
     StoppedWithSavepoint(std::path::PathBuf),
     /// Timer: redeploy after a failure (stamped with the failed attempt).
     Restart(u32),
+    /// The ResourceManager's answer to the slot request of `attempt`.
+    Slots {
+        /// The attempt that asked.
+        attempt: u32,
+        /// The slots, or why there are none.
+        granted: Result<Vec<SlotGrant>, WeirError>,
+    },
     /// The job's checkpoint statistics.
     CheckpointStats(RpcReplyPort<Option<CheckpointStats>>),
     /// The ResourceManager was restarted: tell the new one about this job's slots.
@@ -172,6 +179,8 @@ pub struct JobMasterState {
     history: JobHistory,
     failures: Vec<Instant>,
     restart_scheduled: bool,
+    /// Slots were requested for the current attempt and have not arrived yet.
+    awaiting_slots: bool,
     restart_delay: std::time::Duration,
 }
 
@@ -316,7 +325,7 @@ impl JobMasterState {
             JobStatus::Failing if ended == self.tasks.len() => JobStatus::Failed,
             JobStatus::Cancelling if ended == self.tasks.len() => JobStatus::Cancelled,
             JobStatus::Created if self.tasks.is_empty() && self.cause.is_some() => JobStatus::Failed,
-            JobStatus::Restarting if ended == self.tasks.len() && !self.restart_scheduled => {
+            JobStatus::Restarting if ended == self.tasks.len() && !self.restart_scheduled && !self.awaiting_slots => {
                 self.restart_scheduled = true;
                 let attempt = self.attempt;
                 myself.send_after(self.restart_delay, move || JobMasterMessage::Restart(attempt));
@@ -340,14 +349,67 @@ impl JobMasterState {
         myself.stop(None);
     }
 
-    async fn schedule(&mut self, myself: &ActorRef<JobMasterMessage>) -> Result<(), WeirError> {
+    /// Asks the ResourceManager for the job's slots. The answer comes as
+    /// [`JobMasterMessage::Slots`], so that the JobMaster answers meanwhile: a job waiting for
+    /// slots (a lost TaskManager's, to come back) shows its status, and can be cancelled.
+    fn request_slots(&mut self, myself: &ActorRef<JobMasterMessage>) {
         let needed = self.job.graph.slots_needed();
         let job = self.job.id;
         // A job that ran before waits for the TaskManagers it lost to come back.
         let recovering = self.history.restarts > 0 || self.generation > 1;
-        let slots = ask!(self.resource_manager.get(), "the resource manager", |reply| {
-            ResourceManagerMessage::RequestSlots { job, slots: needed, job_master: myself.clone(), recovering, reply }
-        })??;
+        let (resource_manager, job_master, attempt) = (self.resource_manager.get(), myself.clone(), self.attempt);
+        self.awaiting_slots = true;
+        tokio::spawn(async move {
+            let granted = ask!(resource_manager, "the resource manager", |reply| {
+                ResourceManagerMessage::RequestSlots {
+                    job,
+                    slots: needed,
+                    job_master: job_master.clone(),
+                    recovering,
+                    reply,
+                }
+            })
+            .and_then(|r| r);
+            let _ = job_master.cast(JobMasterMessage::Slots { attempt, granted });
+        });
+    }
+
+    /// The slots of [`request_slots`](Self::request_slots) arrived (or did not): deploys the
+    /// attempt on them, or fails it.
+    async fn slots_arrived(
+        &mut self,
+        myself: &ActorRef<JobMasterMessage>,
+        attempt: u32,
+        granted: Result<Vec<SlotGrant>, WeirError>,
+    ) {
+        if attempt != self.attempt || !self.awaiting_slots {
+            return;
+        }
+        self.awaiting_slots = false;
+        if !matches!(self.status, JobStatus::Created | JobStatus::Restarting) {
+            // Cancelled or failed meanwhile: the job ends, releasing every slot it holds.
+            return self.maybe_end(myself);
+        }
+        let outcome = match granted {
+            Ok(slots) => self.deploy(slots, myself).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            match self.status {
+                // The job never ran: it fails with the cause.
+                JobStatus::Created => self.cause = Some(e.to_string()),
+                // A recovery that got no slots goes through the restart strategy again.
+                JobStatus::Restarting | JobStatus::Running => {
+                    self.status = JobStatus::Running;
+                    self.fail(e.to_string(), e.is_secondary());
+                }
+                _ => {}
+            }
+        }
+        self.maybe_end(myself);
+    }
+
+    async fn deploy(&mut self, slots: Vec<SlotGrant>, myself: &ActorRef<JobMasterMessage>) -> Result<(), WeirError> {
         self.slots = slots;
         self.status = JobStatus::Running;
         // The latest checkpoint that reads back whole, else the savepoint the job started from.
@@ -477,6 +539,7 @@ impl Actor for JobMasterActor {
             history,
             failures: Vec::new(),
             restart_scheduled: false,
+            awaiting_slots: false,
             restart_delay: std::time::Duration::ZERO,
         })
     }
@@ -510,14 +573,7 @@ impl Actor for JobMasterActor {
             state.maybe_end(&myself);
             return Ok(());
         }
-        if let Err(e) = state.schedule(&myself).await {
-            if state.status == JobStatus::Created {
-                state.cause = Some(e.to_string());
-            } else {
-                state.fail(e.to_string(), e.is_secondary());
-            }
-        }
-        state.maybe_end(&myself);
+        state.request_slots(&myself);
         Ok(())
     }
 
@@ -642,12 +698,9 @@ impl Actor for JobMasterActor {
                 // Slots are requested again: a lost TaskManager's are gone.
                 state.resource_manager.cast(ResourceManagerMessage::Release(state.job.id));
                 info!(job = %state.job.id, attempt = state.attempt, "redeploying");
-                if let Err(e) = state.schedule(&myself).await {
-                    state.status = JobStatus::Running;
-                    state.fail(e.to_string(), e.is_secondary());
-                }
-                state.maybe_end(&myself);
+                state.request_slots(&myself);
             }
+            JobMasterMessage::Slots { attempt, granted } => state.slots_arrived(&myself, attempt, granted).await,
         }
         Ok(())
     }

@@ -253,6 +253,12 @@ impl Actor for ResourceManagerActor {
                     }
                 }
                 state.job_masters.remove(&job);
+                // A request of the job still waiting is a predecessor's (a JobMaster releases
+                // before it requests): it must not get slots nobody would use.
+                for p in state.pending.extract_if(.., |p| p.job == job) {
+                    let _ =
+                        p.reply.send(Err(WeirError::runtime("the job released its slots while this request waited")));
+                }
                 state.serve_pending();
             }
             ResourceManagerMessage::Reconnect(job, job_master) => {
