@@ -194,8 +194,9 @@ pub struct CheckpointMetadata {
 }
 
 impl CheckpointMetadata {
-    /// The current format version.
-    pub const VERSION: u32 = 3;
+    /// The current format version (4: the file sink's state names the attempt of each
+    /// pre-committed file).
+    pub const VERSION: u32 = 4;
 
     /// Total bytes of the subtasks' state.
     pub fn bytes(&self) -> u64 {

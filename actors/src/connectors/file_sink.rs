@@ -1,12 +1,18 @@
 //! A two-phase file sink: text lines into part files of a directory, made visible exactly
 //! once.
 //!
-//! A subtask writes `.part-<subtask>-<n>.inprogress`. At a checkpoint barrier it pre-commits:
-//! the file becomes `.part-<subtask>-<n>.pending`, and the sink's state lists it. When the
-//! checkpoint completes everywhere, pending files are committed by an atomic rename to
-//! `part-<subtask>-<n>`. Restoring from a checkpoint commits what it had pre-committed
-//! (idempotently: an already committed file is fine) and deletes what was written after it.
-//! Files whose names start with `.` are therefore never output.
+//! A subtask writes `.part-<subtask>-<n>.a<attempt>.inprogress`. At a checkpoint barrier it
+//! pre-commits: the file becomes `.part-<subtask>-<n>.a<attempt>.pending`, and the sink's state
+//! lists it. When the checkpoint completes everywhere, pending files are committed by an atomic
+//! rename to `part-<subtask>-<n>`. Restoring from a checkpoint commits what it had
+//! pre-committed (idempotently: an already committed file is fine) and deletes what was written
+//! after it. Files whose names start with `.` are therefore never output.
+//!
+//! The attempt in the uncommitted names fences executions, as the random per-execution part of
+//! Flink's part-file names does: after a failover the new attempt numbers its files from the
+//! restored checkpoint's sequence, which an old attempt still running somewhere (a TaskManager
+//! cut off from the JobManager stops its subtasks only once it notices) may be writing too.
+//! With the attempt in the name neither can truncate, rename or commit the other's file.
 //!
 //! The end of input: when the job checkpoints, the last file is not committed when the input
 //! ends but by the job's final checkpoint, which every subtask takes part in after its input
@@ -45,10 +51,12 @@ pub struct FileSink<T> {
     parallelism: usize,
     /// The job checkpoints: the last file waits for the final checkpoint.
     checkpointing: bool,
+    /// This execution's attempt, in the names of the files it writes.
+    attempt: u32,
     current: Option<(BufWriter<File>, u64)>,
     next_seq: u64,
-    /// Pre-committed files: (checkpoint, sequence number).
-    pending: Vec<(u64, u64)>,
+    /// Pre-committed files: (checkpoint, sequence number, attempt that wrote it).
+    pending: Vec<(u64, u64, u32)>,
     cleaned: bool,
     _types: PhantomData<fn(T)>,
 }
@@ -58,7 +66,7 @@ pub struct FileSink<T> {
 struct FileSinkState {
     subtask: usize,
     next_seq: u64,
-    pending: Vec<(u64, u64)>,
+    pending: Vec<(u64, u64, u32)>,
 }
 
 impl<T> Clone for FileSink<T> {
@@ -75,6 +83,7 @@ impl<T> FileSink<T> {
             index: 0,
             parallelism: 1,
             checkpointing: false,
+            attempt: 0,
             current: None,
             next_seq: 0,
             pending: Vec::new(),
@@ -84,11 +93,11 @@ impl<T> FileSink<T> {
     }
 
     fn in_progress(&self, seq: u64) -> PathBuf {
-        self.dir.join(format!(".part-{}-{seq}.inprogress", self.index))
+        self.dir.join(format!(".part-{}-{seq}.a{}.inprogress", self.index, self.attempt))
     }
 
-    fn pending_file(&self, seq: u64) -> PathBuf {
-        self.dir.join(format!(".part-{}-{seq}.pending", self.index))
+    fn pending_file(&self, seq: u64, attempt: u32) -> PathBuf {
+        self.dir.join(format!(".part-{}-{seq}.a{attempt}.pending", self.index))
     }
 
     fn committed(&self, seq: u64) -> PathBuf {
@@ -96,8 +105,8 @@ impl<T> FileSink<T> {
     }
 
     /// Renames a pending file to its final name; committing twice is fine.
-    fn commit(&self, seq: u64) -> Result<()> {
-        let (pending, done) = (self.pending_file(seq), self.committed(seq));
+    fn commit(&self, seq: u64, attempt: u32) -> Result<()> {
+        let (pending, done) = (self.pending_file(seq, attempt), self.committed(seq));
         match std::fs::rename(&pending, &done) {
             Ok(()) => Ok(()),
             Err(_) if done.exists() => Ok(()),
@@ -114,7 +123,8 @@ impl<T> FileSink<T> {
         if std::mem::replace(&mut self.cleaned, true) {
             return Ok(());
         }
-        let keep: BTreeSet<PathBuf> = self.pending.iter().map(|&(_, seq)| self.pending_file(seq)).collect();
+        let keep: BTreeSet<PathBuf> =
+            self.pending.iter().map(|&(_, seq, attempt)| self.pending_file(seq, attempt)).collect();
         let owned = |name: &str| {
             let owner = name.strip_prefix(".part-").and_then(|rest| rest.split('-').next()?.parse::<usize>().ok());
             owner == Some(self.index) || (self.index == 0 && owner.is_some_and(|o| o >= self.parallelism))
@@ -193,6 +203,7 @@ impl<T: Data + Display> Sink for FileSink<T> {
         self.index = ctx.subtask().index;
         self.parallelism = ctx.subtask().parallelism;
         self.checkpointing = ctx.checkpointing();
+        self.attempt = ctx.subtask().attempt;
         Ok(())
     }
 
@@ -216,8 +227,8 @@ impl<T: Data + Display> Sink for FileSink<T> {
     fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
         self.clean()?;
         if let Some(seq) = self.close_current()? {
-            rename(&self.in_progress(seq), &self.pending_file(seq))?;
-            self.pending.push((checkpoint_id, seq));
+            rename(&self.in_progress(seq), &self.pending_file(seq, self.attempt))?;
+            self.pending.push((checkpoint_id, seq, self.attempt));
         }
         let state = FileSinkState { subtask: self.index, next_seq: self.next_seq, pending: self.pending.clone() };
         Ok(Some(
@@ -235,8 +246,8 @@ impl<T: Data + Display> Sink for FileSink<T> {
         for state in &states {
             // What the restored checkpoint pre-committed is committed: that checkpoint completed.
             let owner = FileSink::<T> { index: state.subtask, ..FileSink::new(self.dir.clone()) };
-            for &(_, seq) in &state.pending {
-                owner.commit(seq)?;
+            for &(_, seq, attempt) in &state.pending {
+                owner.commit(seq, attempt)?;
             }
             if state.subtask == self.index {
                 self.next_seq = self.next_seq.max(state.next_seq);
@@ -249,9 +260,9 @@ impl<T: Data + Display> Sink for FileSink<T> {
     }
 
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
-        let (done, waiting): (Vec<_>, Vec<_>) = self.pending.iter().partition(|(c, _)| *c <= checkpoint_id);
-        for (_, seq) in done {
-            self.commit(seq)?;
+        let (done, waiting): (Vec<_>, Vec<_>) = self.pending.iter().partition(|(c, _, _)| *c <= checkpoint_id);
+        for (_, seq, attempt) in done {
+            self.commit(seq, attempt)?;
         }
         self.pending = waiting;
         Ok(())
@@ -269,8 +280,8 @@ impl<T: Data + Display> Sink for FileSink<T> {
             }
             return Ok(());
         }
-        for (_, seq) in std::mem::take(&mut self.pending) {
-            self.commit(seq)?;
+        for (_, seq, attempt) in std::mem::take(&mut self.pending) {
+            self.commit(seq, attempt)?;
         }
         if let Some(seq) = self.close_current()? {
             rename(&self.in_progress(seq), &self.committed(seq))?;

@@ -109,3 +109,30 @@ fn subtask_0_cleans_what_subtasks_gone_after_a_rescale_left() {
     assert!(hidden(&dir).is_empty(), "{:?}", hidden(&dir));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_old_attempt_still_running_cannot_touch_the_new_attempts_files() {
+    let dir = std::env::temp_dir().join(format!("weir-sink-fence-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let attempt = |attempt| SubtaskInfo { attempt, ..info(0) };
+    let mut old = FileSink::<String>::new(&dir);
+    old.open(&OpenContext { info: &attempt(1), checkpointing: true }).unwrap();
+    old.write("a".into(), None).unwrap();
+    let state1 = old.snapshot_state(1).unwrap().unwrap();
+    old.notify_checkpoint_complete(1).unwrap();
+    // Attempt 1 goes on after checkpoint 1 (a zombie: its TaskManager was cut off) while
+    // attempt 2 restores checkpoint 1 and numbers its files from the same sequence.
+    old.write("zombie".into(), None).unwrap();
+    let mut new = FileSink::<String>::new(&dir);
+    new.open(&OpenContext { info: &attempt(2), checkpointing: true }).unwrap();
+    new.restore_state(vec![state1]).unwrap();
+    new.write("b".into(), None).unwrap();
+    // The zombie pre-commits after the new attempt opened its file: the names differ, so the
+    // new attempt's file is neither truncated nor replaced.
+    old.write("more zombie".into(), None).unwrap();
+    let _ = old.snapshot_state(2);
+    new.snapshot_state(2).unwrap();
+    new.notify_checkpoint_complete(2).unwrap();
+    assert_eq!(visible(&dir), vec!["a", "b"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
