@@ -1,10 +1,16 @@
 //! `weir chaos`: seeded fault injection against a reference run.
 //!
-//! Each run executes the `window-agg` example twice: once without faults on a MiniCluster,
-//! once with checkpoints every 100 ms while faults strike at moments drawn from the seed. The
-//! committed output of the faulty run must equal the reference exactly (compared as
-//! multisets: nothing lost, nothing duplicated). Every run prints its seed, so a failure
-//! reproduces with `--seed`.
+//! Each run executes a job twice: once without faults on a MiniCluster, once with checkpoints
+//! every 100 ms while faults strike at moments drawn from the seed. The committed output of
+//! the faulty run must equal the reference exactly (compared as multisets: nothing lost,
+//! nothing duplicated). Every run prints its seed, so a failure reproduces with `--seed`.
+//!
+//! The job is `semantics-check` (after Flink's `SemanticsCheckMapper`): per-user click
+//! sequences from the generator, a keyed operator that checks each user's sequence advances by
+//! exactly one and keeps a running sum in state, and the two-phase file sink. Its output has a
+//! line per click (the running sum), and a `VIOLATION` line wherever a sequence broke, which
+//! fails the run even if the reference had the same. `--job window-agg` runs event-time
+//! windows and timers instead.
 //!
 //! The faulty run goes on one of two clusters:
 //! - a MiniCluster of two TaskManagers (the default): subtask actors, TaskExecutor actors and
@@ -52,6 +58,42 @@ pub(crate) struct ChaosArgs {
     /// one slot), killing and cutting processes and connections too.
     #[arg(long)]
     cluster: bool,
+    /// The job to run.
+    #[arg(long, value_enum, default_value_t = ChaosJob::SemanticsCheck)]
+    job: ChaosJob,
+}
+
+/// The jobs a chaos run can run (both examples, at parallelism 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChaosJob {
+    /// Per-user sequences checked in keyed state, a line per click.
+    SemanticsCheck,
+    /// Clicks per user in tumbling event-time windows.
+    WindowAgg,
+}
+
+impl ChaosJob {
+    fn name(self) -> &'static str {
+        match self {
+            ChaosJob::SemanticsCheck => "semantics-check",
+            ChaosJob::WindowAgg => "window-agg",
+        }
+    }
+}
+
+/// What each run of a soak does.
+#[derive(Debug, Clone)]
+pub struct ChaosPlan {
+    /// Where the faulty run goes.
+    pub target: Target,
+    /// The job.
+    pub job: ChaosJob,
+    /// Events of its generator.
+    pub events: u64,
+    /// Faults per run.
+    pub faults: u32,
+    /// Where the faulty run keeps its keyed state.
+    pub state_backend: weir_actors::job::StateBackend,
 }
 
 /// SplitMix64: the seed decides every fault and moment.
@@ -88,12 +130,14 @@ pub struct ChaosReport {
     pub lost: usize,
     /// Output records the faulty run has too many of.
     pub duplicated: usize,
+    /// `VIOLATION` lines of the semantics check in the faulty run's output.
+    pub violations: usize,
 }
 
 impl ChaosReport {
-    /// Nothing lost, nothing duplicated.
+    /// Nothing lost, nothing duplicated, no sequence broken.
     pub fn exactly_once(&self) -> bool {
-        self.lost == 0 && self.duplicated == 0
+        self.lost == 0 && self.duplicated == 0 && self.violations == 0
     }
 }
 
@@ -108,8 +152,13 @@ fn lines(dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
     Ok(lines)
 }
 
-/// The chaos job: `window-agg` at parallelism 2, its output in `output`.
-fn submission(events: u64, output: &std::path::Path, config: JobConfig) -> anyhow::Result<JobSubmission> {
+/// The chaos job at parallelism 2, its output in `output`.
+fn submission(
+    job: ChaosJob,
+    events: u64,
+    output: &std::path::Path,
+    config: JobConfig,
+) -> anyhow::Result<JobSubmission> {
     let args = JobArgs::parse(&[
         "--events".to_owned(),
         events.to_string(),
@@ -124,7 +173,7 @@ fn submission(events: u64, output: &std::path::Path, config: JobConfig) -> anyho
         "--output".to_owned(),
         output.display().to_string(),
     ])?;
-    Ok(JobSubmission::from_registry(&weir_examples::registry(), "window-agg", args, 2)?.with_config(config))
+    Ok(JobSubmission::from_registry(&weir_examples::registry(), job.name(), args, 2)?.with_config(config))
 }
 
 /// The faulty run's configuration: checkpoints every 100 ms (two retained), quick restarts.
@@ -146,18 +195,18 @@ type FaultCounts = BTreeMap<String, u32>;
 async fn run_job(
     work: &std::path::Path,
     name: &str,
-    events: u64,
+    plan: &ChaosPlan,
     config: JobConfig,
-    faults: Option<(&mut Rng, u32, &mut FaultCounts)>,
+    faults: Option<(&mut Rng, &mut FaultCounts)>,
 ) -> anyhow::Result<(Vec<String>, weir_actors::JobDetails)> {
     let output = work.join(name);
-    let job = submission(events, &output, config)?;
+    let job = submission(plan.job, plan.events, &output, config)?;
     let cluster =
         MiniCluster::start(MiniClusterConfig { task_managers: 2, slots_per_task_manager: 1, ..Default::default() })
             .await?;
     let id = cluster.submit(&job).await?;
-    if let Some((rng, count, kinds)) = faults {
-        inject(&cluster, id, rng, count, kinds).await?;
+    if let Some((rng, kinds)) = faults {
+        inject(&cluster, id, rng, plan.faults, kinds).await?;
     }
     let result =
         tokio::time::timeout(Duration::from_secs(120), cluster.wait(id)).await.context("the job did not end")??;
@@ -231,24 +280,16 @@ pub enum Target {
 
 /// One chaos run: the reference, then the faulty run on `target`. A faulty run that fails or
 /// differs keeps its directory (a cluster's logs included), and says where.
-pub fn run_seed(
-    target: Target,
-    seed: u64,
-    events: u64,
-    faults: u32,
-    state_backend: weir_actors::job::StateBackend,
-) -> anyhow::Result<ChaosReport> {
+pub fn run_seed(plan: &ChaosPlan, seed: u64) -> anyhow::Result<ChaosReport> {
     let work = work_dir(seed);
     let runtime = super::runtime()?;
-    let (expected, _) = runtime.block_on(run_job(&work, "reference", events, JobConfig::default(), None))?;
+    let (expected, _) = runtime.block_on(run_job(&work, "reference", plan, JobConfig::default(), None))?;
     let mut rng = Rng(seed);
     let mut kinds = FaultCounts::new();
-    let config = faulty_config(&work, state_backend);
-    let outcome = match target {
-        Target::MiniCluster => {
-            runtime.block_on(run_job(&work, "faulty", events, config, Some((&mut rng, faults, &mut kinds))))
-        }
-        Target::Processes => processes::faulty_run(&work, events, config, &mut rng, faults, &mut kinds),
+    let config = faulty_config(&work, plan.state_backend.clone());
+    let outcome = match plan.target {
+        Target::MiniCluster => runtime.block_on(run_job(&work, "faulty", plan, config, Some((&mut rng, &mut kinds)))),
+        Target::Processes => processes::faulty_run(&work, plan, config, &mut rng, &mut kinds),
     };
     match &outcome {
         Ok((output, _)) if output.len() == expected.len() => {
@@ -301,27 +342,33 @@ fn report(
         records: expected.len(),
         lost,
         duplicated,
+        violations: output.iter().filter(|l| l.starts_with("VIOLATION")).count(),
     }
 }
 
 pub(crate) fn run(args: ChaosArgs) -> anyhow::Result<()> {
     let first = args.seed.unwrap_or_else(|| weir_actors::time::wall_clock_ms() as u64);
-    let target = if args.cluster { Target::Processes } else { Target::MiniCluster };
-    let events = args.events.unwrap_or(if args.cluster { 100_000 } else { 40_000 });
-    let faults = args.faults.unwrap_or(if args.cluster { 6 } else { 4 });
+    let plan = ChaosPlan {
+        target: if args.cluster { Target::Processes } else { Target::MiniCluster },
+        job: args.job,
+        events: args.events.unwrap_or(if args.cluster { 100_000 } else { 40_000 }),
+        faults: args.faults.unwrap_or(if args.cluster { 6 } else { 4 }),
+        state_backend: args.state_backend,
+    };
     let mut failed = Vec::new();
     for seed in first..first + args.runs {
-        let report = run_seed(target, seed, events, faults, args.state_backend.clone())?;
+        let report = run_seed(&plan, seed)?;
         let faults: Vec<String> = report.faults.iter().map(|(k, n)| format!("{n} {k}")).collect();
         let restored: Vec<String> = report.restored.iter().map(u64::to_string).collect();
         println!(
-            "seed {seed}: faults [{}], failovers {}, restored checkpoints [{}], records {}, lost {}, duplicated {}: {}",
+            "seed {seed}: faults [{}], failovers {}, restored checkpoints [{}], records {}, lost {}, duplicated {}, sequence violations {}: {}",
             faults.join(", "),
             report.failovers,
             restored.join(", "),
             report.records,
             report.lost,
             report.duplicated,
+            report.violations,
             if report.exactly_once() { "exactly once" } else { "MISMATCH" }
         );
         if !report.exactly_once() {

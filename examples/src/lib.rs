@@ -9,6 +9,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod alerts;
+mod semantics;
 mod throttle;
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use weir_actors::prelude::*;
 
 pub use alerts::BurstAlerts;
+pub use semantics::SequenceCheck;
 pub use throttle::ThrottledSink;
 
 /// Every example job, by name.
@@ -28,6 +30,11 @@ pub fn registry() -> JobRegistry {
             "alerts",
             "a hand-written keyed operator: alert when a user clicks more than --threshold times within --within-ms",
             alerts,
+        )
+        .job(
+            "semantics-check",
+            "the chaos suite's job: per-user click sequences checked for gaps and repeats, with a running sum in state",
+            semantics_check,
         )
         .job(
             "slow-sink",
@@ -55,6 +62,28 @@ pub fn word_count(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
         .window(Global::new())
         .aggregate("count", Count)
         .map("format", |w: Windowed<String, u64>| format!("{}\t{}", w.key, w.value))
+        .sink("output", FileSink::new(output));
+    Ok(())
+}
+
+/// `semantics-check`: users take turns in the generator, and a keyed operator checks each
+/// user's sequence and keeps a running sum ([`SequenceCheck`]); `user<TAB>sequence<TAB>sum`
+/// lines, and `VIOLATION` lines where a sequence breaks. `--keys` must be a multiple of the
+/// parallelism, so that each user's clicks come from one source subtask, in order.
+pub fn semantics_check(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let config = GeneratorConfig { keys_in_turn: true, ..GeneratorConfig::from_args(args)? };
+    let output = args.get("output")?.to_owned();
+    if !(config.keys as usize).is_multiple_of(env.parallelism()) {
+        return Err(WeirError::Argument(format!(
+            "--keys ({}) must be a multiple of the parallelism ({}): each user's clicks must come from one source subtask",
+            config.keys,
+            env.parallelism()
+        )));
+    }
+    let keys = config.keys;
+    env.source("clicks", Generator::new(config))
+        .key_by(|c: &Click| c.user)
+        .process("check", move || SequenceCheck::new(keys))
         .sink("output", FileSink::new(output));
     Ok(())
 }

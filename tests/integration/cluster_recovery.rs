@@ -389,7 +389,7 @@ fn chaos_runs_on_processes_are_exactly_once() {
     let verdicts: Vec<&str> = stdout.lines().filter(|l| l.starts_with("seed ")).collect();
     assert_eq!(verdicts.len(), 2, "{stdout}");
     for line in &verdicts {
-        assert!(line.ends_with("lost 0, duplicated 0: exactly once"), "{line}");
+        assert!(line.ends_with("lost 0, duplicated 0, sequence violations 0: exactly once"), "{line}");
         // Faults struck (not only "nothing to kill"), and the job restored from checkpoints.
         assert!(["killed", "restarted", "cut"].iter().any(|k| line.contains(k)), "{line}");
         assert!(!line.contains("restored checkpoints []"), "{line}");

@@ -254,7 +254,7 @@ fn chaos_runs_are_exactly_once() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
-        stdout.lines().filter(|l| l.ends_with("exactly once") && l.contains("lost 0, duplicated 0")).count(),
+        stdout.lines().filter(|l| l.ends_with("lost 0, duplicated 0, sequence violations 0: exactly once")).count(),
         2,
         "{stdout}"
     );

@@ -32,6 +32,15 @@ pub struct Click {
     pub index: u64,
 }
 
+impl Click {
+    /// The click's number among its user's clicks (`0, 1, 2, …`) when users take turns
+    /// ([`GeneratorConfig::keys_in_turn`]) among `keys` users.
+    #[inline]
+    pub fn key_sequence(&self, keys: u32) -> u64 {
+        self.index / u64::from(keys)
+    }
+}
+
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GeneratorConfig {
@@ -47,6 +56,11 @@ pub struct GeneratorConfig {
     pub out_of_order_ms: i64,
     /// Events per second of event time (the event clock's speed).
     pub event_time_rate: u64,
+    /// Users take turns (`user = index % keys`) instead of being drawn at random: user `u`'s
+    /// `n`-th event is event `n * keys + u`, so [`Click::key_sequence`] numbers each user's
+    /// events `0, 1, 2, …`, and with `keys` a multiple of the parallelism every user's events
+    /// come from one subtask, in order (the semantics check's input).
+    pub keys_in_turn: bool,
 }
 
 impl Default for GeneratorConfig {
@@ -58,6 +72,7 @@ impl Default for GeneratorConfig {
             rate: None,
             out_of_order_ms: 0,
             event_time_rate: 1000,
+            keys_in_turn: false,
         }
     }
 }
@@ -74,6 +89,7 @@ impl GeneratorConfig {
             rate: args.parse_opt("rate")?,
             out_of_order_ms: args.parse_or("out-of-order-ms", d.out_of_order_ms)?,
             event_time_rate: args.parse_or("event-time-rate", d.event_time_rate)?,
+            keys_in_turn: d.keys_in_turn,
         };
         config.check()?;
         Ok(config)
@@ -102,7 +118,7 @@ impl GeneratorConfig {
     #[inline]
     pub fn event(&self, index: u64) -> Click {
         let h = mix(self.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let user = (h % u64::from(self.keys)) as u32;
+        let user = if self.keys_in_turn { index % u64::from(self.keys) } else { h % u64::from(self.keys) } as u32;
         let disorder = if self.out_of_order_ms == 0 { 0 } else { (mix(h) % (self.out_of_order_ms as u64 + 1)) as i64 };
         let base = (u128::from(index) * 1000 / u128::from(self.event_time_rate)) as i64;
         Click { user, time: base + self.out_of_order_ms - disorder, index }

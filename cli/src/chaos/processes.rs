@@ -31,7 +31,7 @@ use weir_actors::{JobDetails, JobId, JobStatus};
 
 use weir_actors::job::JobConfig;
 
-use super::{FaultCounts, Rng, lines, submission};
+use super::{ChaosPlan, FaultCounts, Rng, lines, submission};
 use crate::cluster::{StartArgs, job_manager_args, spawn, start, task_manager_args};
 use crate::config::ClusterDir;
 
@@ -177,20 +177,19 @@ impl Client {
 /// details.
 pub(super) fn faulty_run(
     work: &Path,
-    events: u64,
+    plan: &ChaosPlan,
     config: JobConfig,
     rng: &mut Rng,
-    faults: u32,
     kinds: &mut FaultCounts,
 ) -> anyhow::Result<(Vec<String>, JobDetails)> {
     let mut processes = Processes::start(&work.join("cluster"))?;
     let mut client = Client { dir: processes.dir.clone(), runtime: crate::runtime()?, client: None };
     let output = work.join("faulty");
-    let job = submission(events, &output, config)?;
+    let job = submission(plan.job, plan.events, &output, config)?;
     let id = client.request(async |c| c.submit(&job).await)?;
 
     let deadline = Instant::now() + JOB_DEADLINE;
-    for _ in 0..faults {
+    for _ in 0..plan.faults {
         std::thread::sleep(Duration::from_millis(150 + rng.below(450)));
         let details = client.details(id)?;
         if details.status.is_terminal() {
