@@ -122,6 +122,11 @@ struct FaultToleranceArgs {
     /// A checkpoint not complete within this is aborted.
     #[arg(long, value_parser = parse_duration, default_value = "10m")]
     checkpoint_timeout: Duration,
+    /// At least this long between the end of one checkpoint and the start of the next (Flink's
+    /// `execution.checkpointing.min-pause`), so that slow checkpoints leave the job time to
+    /// process.
+    #[arg(long, value_parser = parse_duration, default_value = "0ms")]
+    checkpoint_min_pause: Duration,
     /// What a failure does: none, fixed-delay, exponential-backoff or failure-rate (default:
     /// fixed-delay when the job checkpoints, none otherwise).
     #[arg(long, value_parser = ["none", "fixed-delay", "exponential-backoff", "failure-rate"])]
@@ -161,7 +166,7 @@ impl FaultToleranceArgs {
                 Some(CheckpointConfig {
                     interval,
                     timeout: self.checkpoint_timeout,
-                    min_pause: Duration::ZERO,
+                    min_pause: self.checkpoint_min_pause,
                     retained: self.checkpoints_retained as usize,
                     dir,
                 })
@@ -312,8 +317,36 @@ fn run(registry: &JobRegistry, args: RunArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{Cli, Command, parse_duration};
+    use clap::Parser as _;
     use std::time::Duration;
+
+    #[test]
+    fn checkpoint_flags_make_the_jobs_checkpoint_config() {
+        let cli = Cli::try_parse_from([
+            "weir",
+            "run",
+            "window-agg",
+            "--checkpoint-interval",
+            "2s",
+            "--checkpoint-dir",
+            "/tmp/c",
+            "--checkpoints-retained",
+            "3",
+            "--checkpoint-timeout",
+            "30s",
+            "--checkpoint-min-pause",
+            "500ms",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else { panic!("not run") };
+        let checkpoints = run.fault_tolerance.config(None).unwrap().checkpoints.unwrap();
+        assert_eq!(checkpoints.interval, Duration::from_secs(2));
+        assert_eq!(checkpoints.timeout, Duration::from_secs(30));
+        assert_eq!(checkpoints.min_pause, Duration::from_millis(500));
+        assert_eq!(checkpoints.retained, 3);
+        assert_eq!(checkpoints.dir, std::path::PathBuf::from("/tmp/c"));
+    }
 
     #[test]
     fn durations_in_humantime_forms() {
