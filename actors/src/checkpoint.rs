@@ -39,6 +39,13 @@ pub struct CheckpointConfig {
     pub min_pause: Duration,
     /// Completed checkpoints kept (older ones are deleted).
     pub retained: usize,
+    /// Checkpoints that may fail in a row (timed out, or a subtask or the coordinator could not
+    /// store its part) before the job fails over, as Flink's
+    /// `execution.checkpointing.tolerable-failed-checkpoints` (default 0: the first such
+    /// failure fails the job over to its latest checkpoint). Checkpoints aborted because the
+    /// job is failing over anyway, and savepoints, are not counted.
+    #[serde(default)]
+    pub tolerable_failures: u32,
     /// The checkpoint directory (its job subdirectories are created).
     pub dir: PathBuf,
 }
@@ -52,6 +59,7 @@ impl CheckpointConfig {
             timeout: Duration::from_secs(600),
             min_pause: Duration::ZERO,
             retained: 1,
+            tolerable_failures: 0,
             dir: dir.into(),
         }
     }

@@ -127,6 +127,10 @@ struct FaultToleranceArgs {
     /// process.
     #[arg(long, value_parser = parse_duration, default_value = "0ms")]
     checkpoint_min_pause: Duration,
+    /// Checkpoints that may fail in a row (time out, or fail to store their state) before the
+    /// job fails over (Flink's `execution.checkpointing.tolerable-failed-checkpoints`).
+    #[arg(long, default_value_t = 0)]
+    tolerable_failed_checkpoints: u32,
     /// What a failure does: none, fixed-delay, exponential-backoff or failure-rate (default:
     /// fixed-delay when the job checkpoints, none otherwise).
     #[arg(long, value_parser = ["none", "fixed-delay", "exponential-backoff", "failure-rate"])]
@@ -167,6 +171,7 @@ impl FaultToleranceArgs {
                     interval,
                     timeout: self.checkpoint_timeout,
                     min_pause: self.checkpoint_min_pause,
+                    tolerable_failures: self.tolerable_failed_checkpoints,
                     retained: self.checkpoints_retained as usize,
                     dir,
                 })
@@ -337,6 +342,8 @@ mod tests {
             "30s",
             "--checkpoint-min-pause",
             "500ms",
+            "--tolerable-failed-checkpoints",
+            "2",
         ])
         .unwrap();
         let Command::Run(run) = cli.command else { panic!("not run") };
@@ -345,6 +352,7 @@ mod tests {
         assert_eq!(checkpoints.timeout, Duration::from_secs(30));
         assert_eq!(checkpoints.min_pause, Duration::from_millis(500));
         assert_eq!(checkpoints.retained, 3);
+        assert_eq!(checkpoints.tolerable_failures, 2);
         assert_eq!(checkpoints.dir, std::path::PathBuf::from("/tmp/c"));
     }
 

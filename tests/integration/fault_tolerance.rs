@@ -345,3 +345,101 @@ async fn a_failure_after_the_sources_ended_leaves_the_output_exactly_once() {
     assert_eq!(output.len(), expected.len(), "records lost or duplicated");
     assert_eq!(output, expected, "the output differs from the fault-free run's");
 }
+
+/// Passes records on; its subtask's snapshot of the `slow_at`-th checkpoint it takes takes
+/// `delay` (on the processing loop, as a stuck snapshot would), and records that checkpoint's id.
+struct SlowSnapshot {
+    slow_at: u32,
+    taken: u32,
+    delay: Duration,
+    slow_checkpoint: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Operator for SlowSnapshot {
+    type In = Click;
+    type Out = String;
+
+    fn process(&mut self, click: Click, ctx: &mut Context<'_, String>) -> Result<()> {
+        ctx.emit(format!("{}\t{}", click.user, click.index));
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+        self.taken += 1;
+        if self.taken == self.slow_at && self.slow_checkpoint.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            self.slow_checkpoint.store(checkpoint_id, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(self.delay);
+        }
+        Ok(None)
+    }
+}
+
+/// Runs 20,000 clicks (1 s) through [`SlowSnapshot`] into a file sink, checkpoints every 100 ms
+/// with a 200 ms timeout, the third taking 600 ms; returns the output, the details, the slow
+/// checkpoint's id and the checkpoint directory.
+async fn slow_checkpoint(out: &TempDir, tolerable_failures: u32) -> (Vec<String>, weir_actors::JobDetails, u64) {
+    let output = out.join("output");
+    let sink_dir = output.clone();
+    let slow = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let slow_in_job = slow.clone();
+    let checkpoints = CheckpointConfig {
+        timeout: Duration::from_millis(200),
+        retained: 2,
+        tolerable_failures,
+        ..CheckpointConfig::every(Duration::from_millis(100), out.join("checkpoints"))
+    };
+    let job = JobSubmission::new("slow-checkpoint", 1, move |env, _| {
+        let clicks = GeneratorConfig { events: Some(20_000), keys: 20, rate: Some(20_000.0), ..Default::default() };
+        let slow = slow_in_job.clone();
+        env.source("clicks", Generator::new(clicks))
+            .operator("slow-snapshot", move || SlowSnapshot {
+                slow_at: 3,
+                taken: 0,
+                delay: Duration::from_millis(600),
+                slow_checkpoint: slow.clone(),
+            })
+            .sink("output", FileSink::new(sink_dir.clone()));
+        Ok(())
+    })
+    .with_config(JobConfig { checkpoints: Some(checkpoints), ..config(&out.join("unused")) });
+    let cluster = MiniCluster::start(MiniClusterConfig::default()).await.unwrap();
+    let result = tokio::time::timeout(DEADLINE, cluster.execute(&job)).await.expect("the job ended").unwrap();
+    cluster.shutdown().await;
+    assert_eq!(result.status(), JobStatus::Finished, "{:?} {:?}", result.details.cause, result.details.exceptions);
+    (read_output(&output), result.details, slow.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// A checkpoint that times out is aborted and deleted, and never restored. Within the
+/// tolerable failures the job runs on; past them (Flink's default: none tolerated) it fails
+/// over to the checkpoint before. The output is exactly once either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_that_times_out_is_aborted_and_never_restored() {
+    let expected: Vec<String> = {
+        let config = GeneratorConfig { events: Some(20_000), keys: 20, ..Default::default() };
+        let mut lines: Vec<String> =
+            (0..20_000).map(|i| config.event(i)).map(|c| format!("{}\t{}", c.user, c.index)).collect();
+        lines.sort();
+        lines
+    };
+
+    // Tolerated: no failover; the timed-out checkpoint left nothing behind. (While the loop is
+    // stuck, the checkpoint triggered after the aborted one times out too: 5 are tolerated.)
+    let tolerant = TempDir::new("ft-timeout-tolerated");
+    let (output, details, slow) = slow_checkpoint(&tolerant, 5).await;
+    assert!(slow > 0, "the slow checkpoint was taken");
+    assert_eq!(details.restarts, 0, "{:?}", details.exceptions);
+    assert_eq!(output, expected, "records lost or duplicated");
+    let job_dir = tolerant.join("checkpoints").join(details.id.to_string());
+    assert!(!job_dir.join(format!("chk-{slow}")).exists(), "the timed-out checkpoint was not deleted");
+
+    // Not tolerated: the timeout fails the job over, to a checkpoint before the timed-out one.
+    let strict = TempDir::new("ft-timeout-strict");
+    let (output, details, slow) = slow_checkpoint(&strict, 0).await;
+    assert_eq!(details.restarts, 1, "{:?}", details.exceptions);
+    let cause = &details.exceptions[0].cause;
+    assert!(cause.contains("exceeded the tolerable checkpoint failures"), "{cause}");
+    assert!(cause.contains(&format!("checkpoint {slow} failed: not complete within the timeout")), "{cause}");
+    assert!(details.restored.iter().all(|&c| c < slow), "restored {:?}, timed out {slow}", details.restored);
+    assert!(!details.restored.is_empty(), "the checkpoints before the slow one completed");
+    assert_eq!(output, expected, "records lost or duplicated");
+}

@@ -133,6 +133,9 @@ pub struct CheckpointStats {
 /// hears of it.
 pub type OnStopped = Box<dyn Fn(PathBuf) + Send + Sync>;
 
+/// Called with the cause when more checkpoints failed in a row than the job tolerates.
+pub type OnFailures = Box<dyn Fn(String) + Send + Sync>;
+
 /// What the coordinator starts with.
 pub struct CoordinatorArgs {
     /// The job.
@@ -147,6 +150,9 @@ pub struct CoordinatorArgs {
     pub restored_from: Option<u64>,
     /// Told when a stop-with-savepoint completed.
     pub on_stopped: Option<OnStopped>,
+    /// Told when more checkpoints failed in a row than
+    /// [`CheckpointConfig::tolerable_failures`]; the job should fail over.
+    pub on_failures: Option<OnFailures>,
 }
 
 /// A savepoint someone waits for.
@@ -196,6 +202,9 @@ pub struct CoordinatorState {
     last_trigger: Option<Instant>,
     /// The previous checkpoint failed: the next waits a whole interval, even at the end.
     last_failed: bool,
+    /// Periodic checkpoints failed in a row, of the kinds that count against
+    /// [`CheckpointConfig::tolerable_failures`].
+    consecutive_failures: u32,
     /// The job's last checkpoint completed: nothing more is triggered.
     ending: bool,
     stats: CheckpointStats,
@@ -203,6 +212,16 @@ pub struct CoordinatorState {
 
 /// The CheckpointCoordinator actor.
 pub struct CheckpointCoordinator;
+
+/// Whether a failed checkpoint counts against the tolerable failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counts {
+    /// It timed out, or its state or metadata could not be stored.
+    Yes,
+    /// It could not complete for a reason that is no fault of checkpointing (the job is
+    /// failing over anyway, a subtask ended first).
+    No,
+}
 
 impl CoordinatorState {
     fn send(&self, control: TaskControl, only_sources: bool) {
@@ -320,17 +339,31 @@ impl CoordinatorState {
     }
 
     /// Aborts the checkpoint in flight, if any, and goes on with the next one.
-    fn abort(&mut self, myself: &ActorRef<CoordinatorMessage>, reason: String) {
+    fn abort(&mut self, myself: &ActorRef<CoordinatorMessage>, reason: String, counts: Counts) {
         if let Some(p) = self.pending.take() {
-            self.discard(p, reason);
+            self.discard(p, reason, counts);
         }
         self.next(myself);
     }
 
-    /// Deletes a failed checkpoint, tells the subtasks and whoever waits, and records it.
-    fn discard(&mut self, p: Pending, reason: String) {
+    /// Deletes a failed checkpoint, tells the subtasks and whoever waits, and records it; a
+    /// failure that `counts` and is one too many fails the job over.
+    fn discard(&mut self, p: Pending, reason: String, counts: Counts) {
         warn!(job = %self.args.job, checkpoint = p.id, %reason, "checkpoint aborted");
         self.last_failed = true;
+        if counts == Counts::Yes && p.savepoint.is_none() {
+            self.consecutive_failures += 1;
+            let tolerated = self.args.config.as_ref().map_or(0, |c| c.tolerable_failures);
+            if self.consecutive_failures > tolerated {
+                self.consecutive_failures = 0;
+                if let Some(on_failures) = &self.args.on_failures {
+                    on_failures(format!(
+                        "exceeded the tolerable checkpoint failures ({tolerated} in a row): checkpoint {} failed: {reason}",
+                        p.id
+                    ));
+                }
+            }
+        }
         let savepoint = p.savepoint.map(|s| {
             if let Err(e) = std::fs::remove_dir_all(&s.target)
                 && e.kind() != std::io::ErrorKind::NotFound
@@ -408,10 +441,11 @@ impl CoordinatorState {
             Err(e) => Some(format!("the metadata task failed: {e}")),
         };
         if let Some(reason) = failure {
-            self.discard(p, reason);
+            self.discard(p, reason, Counts::Yes);
             return self.next(myself);
         }
         self.last_failed = false;
+        self.consecutive_failures = 0;
         let stop = p.savepoint.as_ref().and_then(|s| s.stop);
         let sources: Vec<&CoordinatedTask> = self.running_sources().collect();
         let end = p.is_final(&sources) || stop.is_some();
@@ -469,6 +503,7 @@ impl Actor for CheckpointCoordinator {
             generation: 0,
             last_trigger: None,
             last_failed: false,
+            consecutive_failures: 0,
             ending: false,
             stats,
         })
@@ -493,7 +528,7 @@ impl Actor for CheckpointCoordinator {
                 // No reschedule: triggers resume with the next deployment.
                 state.generation += 1;
                 if let Some(p) = state.pending.take() {
-                    state.discard(p, "the job is failing over".into());
+                    state.discard(p, "the job is failing over".into(), Counts::No);
                 }
                 if let Some(request) = state.queued.take() {
                     let _ = request.reply.send(Err(WeirError::Savepoint("the job is failing over".into())));
@@ -508,7 +543,7 @@ impl Actor for CheckpointCoordinator {
                     // where subtasks end with their input).
                     let reason =
                         format!("subtask {} of vertex {} ended before it took part", execution.index, execution.vertex);
-                    state.abort(&myself, reason);
+                    state.abort(&myself, reason, Counts::No);
                 } else if p.handles.len() >= state.expected() {
                     state.complete(&myself).await;
                 }
@@ -536,7 +571,7 @@ impl Actor for CheckpointCoordinator {
             CoordinatorMessage::Timeout(id) => {
                 if state.pending.as_ref().is_some_and(|p| p.id == id) {
                     let timeout = state.args.config.as_ref().map_or(SAVEPOINT_TIMEOUT, |c| c.timeout);
-                    state.abort(&myself, format!("not complete within the timeout of {timeout:?}"));
+                    state.abort(&myself, format!("not complete within the timeout of {timeout:?}"), Counts::Yes);
                 }
             }
             CoordinatorMessage::Event(execution, event) => {
@@ -577,6 +612,7 @@ impl Actor for CheckpointCoordinator {
                                 "subtask {} of vertex {} could not store its state: {reason}",
                                 execution.index, execution.vertex
                             ),
+                            Counts::Yes,
                         );
                     }
                 }

@@ -108,6 +108,8 @@ pub enum JobMasterMessage {
     StoppedWithSavepoint(std::path::PathBuf),
     /// Timer: redeploy after a failure (stamped with the failed attempt).
     Restart(u32),
+    /// More checkpoints failed in a row than the job tolerates: fail over.
+    CheckpointsFailed(String),
     /// The ResourceManager's answer to the slot request of `attempt`.
     Slots {
         /// The attempt that asked.
@@ -481,7 +483,7 @@ impl JobMasterState {
     }
 
     async fn start_coordinator(&mut self, myself: &ActorRef<JobMasterMessage>) -> Result<(), WeirError> {
-        let job_master = myself.clone();
+        let (job_master, failing) = (myself.clone(), myself.clone());
         let args = CoordinatorArgs {
             job: self.job.id,
             plan: self.job.graph.clone(),
@@ -490,6 +492,9 @@ impl JobMasterState {
             restored_from: self.restored_from,
             on_stopped: Some(Box::new(move |dir| {
                 let _ = job_master.cast(JobMasterMessage::StoppedWithSavepoint(dir));
+            })),
+            on_failures: Some(Box::new(move |cause| {
+                let _ = failing.cast(JobMasterMessage::CheckpointsFailed(cause));
             })),
         };
         let (coordinator, _) = Actor::spawn_linked(None, CheckpointCoordinator, args, myself.get_cell())
@@ -701,6 +706,12 @@ impl Actor for JobMasterActor {
                 state.request_slots(&myself);
             }
             JobMasterMessage::Slots { attempt, granted } => state.slots_arrived(&myself, attempt, granted).await,
+            JobMasterMessage::CheckpointsFailed(cause) => {
+                if state.status == JobStatus::Running {
+                    state.fail(cause, false);
+                    state.maybe_end(&myself);
+                }
+            }
         }
         Ok(())
     }
