@@ -1,6 +1,7 @@
 use std::hash::BuildHasher;
 
 use super::*;
+use crate::snapshot::encode;
 use crate::test_support::XorShift;
 
 fn value_table() -> MemoryValueTable<String, u64, i64> {
@@ -526,4 +527,74 @@ fn frozen_views_are_independent_of_each_other() {
     assert_eq!(first.snapshot_key_group(10).unwrap(), value_table_with(10, 1).snapshot_key_group(10).unwrap());
     assert_eq!(t.snapshot_key_group(10).unwrap(), value_table_with(10, 3).snapshot_key_group(10).unwrap());
     assert!(matches!(first.snapshot_key_group(20), Err(StateError::KeyGroupOutOfRange { .. })));
+}
+
+/// `entries` sorted by the encoding of their sort keys, the plain way.
+fn plainly_sorted<S: Serialize, E>(entries: impl IntoIterator<Item = (S, E)>) -> Vec<E> {
+    let mut entries: Vec<_> =
+        entries.into_iter().map(|(sort_key, entry)| (encode(&sort_key).unwrap(), entry)).collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.into_iter().map(|(_, entry)| entry).collect()
+}
+
+/// The canonical encoding the plain way: `entries` sorted, encoded as one list.
+fn plainly_encoded<S: Serialize, E: Serialize>(entries: impl IntoIterator<Item = (S, E)>) -> Vec<u8> {
+    encode(&plainly_sorted(entries)).unwrap()
+}
+
+/// Keys that share long prefixes, are prefixes of each other, are empty or contain zero
+/// bytes, with namespaces of every varint length: the cases the sort's eight-byte prefixes
+/// must order as the whole keys.
+fn awkward_keys() -> Vec<(String, u64)> {
+    let mut rng = XorShift(0xC0FFEE);
+    let mut keys = Vec::new();
+    for i in 0..300u64 {
+        let key = match i % 5 {
+            0 => String::new(),
+            1 => "common-prefix-".repeat(1 + (i % 3) as usize) + &(i % 7).to_string(),
+            2 => "\0".repeat((i % 11) as usize),
+            3 => "k".repeat((i % 13) as usize),
+            _ => format!("{}", rng.next()),
+        };
+        keys.push((key, rng.next() >> (rng.below(64) as u32)));
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[test]
+fn value_and_list_snapshots_are_the_plain_encoding_of_the_sorted_entries() {
+    let mut values = MemoryValueTable::<String, u64, i64>::new(0..1);
+    let mut lists = MemoryListTable::<String, u64, String>::new(0..1);
+    let keys = awkward_keys();
+    for (i, (key, ns)) in keys.iter().enumerate() {
+        values.put(0, key, ns, i as i64 - 100).unwrap();
+        lists.update(0, key, ns, vec![key.clone(); i % 3 + 1]).unwrap();
+    }
+    let expected =
+        plainly_encoded(keys.iter().enumerate().map(|(i, (key, ns))| ((key, ns), (key, ns, i as i64 - 100))));
+    assert!(values.snapshot_key_group(0).unwrap().unwrap() == expected, "values: not the plain encoding");
+    let expected =
+        plainly_encoded(keys.iter().enumerate().map(|(i, (key, ns))| ((key, ns), (key, ns, vec![key; i % 3 + 1]))));
+    assert!(lists.snapshot_key_group(0).unwrap().unwrap() == expected, "lists: not the plain encoding");
+}
+
+#[test]
+fn map_snapshots_are_the_plain_encoding_of_the_sorted_entries_and_maps() {
+    let mut maps = MemoryMapTable::<String, u64, String, u32>::new(0..1);
+    let keys = awkward_keys();
+    let user_keys: Vec<String> =
+        keys.iter().map(|(key, _)| key.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let map_of = |i: usize| user_keys.iter().enumerate().skip(i % 5).step_by(3);
+    for (i, (key, ns)) in keys.iter().enumerate().step_by(3) {
+        for (j, user_key) in map_of(i) {
+            maps.put(0, key, ns, user_key.clone(), j as u32).unwrap();
+        }
+    }
+    let expected = plainly_encoded(keys.iter().enumerate().step_by(3).map(|(i, (key, ns))| {
+        let map = plainly_sorted(map_of(i).map(|(j, user_key)| (user_key, (user_key, j as u32))));
+        ((key, ns), (key, ns, map))
+    }));
+    assert!(maps.snapshot_key_group(0).unwrap().unwrap() == expected, "not the plain encoding");
 }

@@ -506,3 +506,26 @@ fn upsert_throughput() {
         UPDATES as f64 / elapsed.as_secs_f64() / 1e6
     );
 }
+
+/// The serialization of a checkpoint of keyed-reduce-like state (a `(u32, u64)` per `u32` key),
+/// which runs off the loop but takes a core meanwhile. Run with
+/// `cargo test -p weir-state --release -- --ignored --nocapture snapshot_throughput`.
+#[test]
+#[ignore = "throughput sanity check, not a correctness test"]
+fn snapshot_throughput() {
+    const KEYS: u32 = 4_000_000;
+    let mut store = KeyedStateStore::<u32>::new(Box::new(MemoryBackend::new(0..128)));
+    let sum = store.value_state::<(), (u32, u64)>("sum").unwrap();
+    for key in 0..KEYS {
+        let key = key.wrapping_mul(0x9E37_79B9);
+        store.value(sum).put((key % 128) as KeyGroup, &key, &(), (key, u64::from(key) * 3)).unwrap();
+    }
+    let started = Instant::now();
+    let snapshot = full(store.start_snapshot().unwrap().materialize(None).unwrap());
+    let elapsed = started.elapsed();
+    println!(
+        "snapshot of {KEYS} keys ({:.1} MB) in {elapsed:?}: {:.1} M keys/s",
+        snapshot.size_bytes() as f64 / 1e6,
+        f64::from(KEYS) / elapsed.as_secs_f64() / 1e6
+    );
+}
