@@ -263,7 +263,8 @@ fn checkpoint_chain<T>(
     let sync = sync_started.elapsed();
     let finished = life.ended;
     life.took(barrier);
-    // Taken now, so that an abandoned checkpoint frees its local RocksDB checkpoints at once.
+    // Taken now, so that an abandoned checkpoint frees its local RocksDB checkpoints (and its
+    // share of copy-on-write memory state) at once.
     let pending = std::mem::take(&mut io.pending_keyed);
     let Some(checkpoints) = io.checkpoints.clone() else { return };
     if io.has_failed() {
