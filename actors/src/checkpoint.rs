@@ -226,6 +226,11 @@ pub struct CheckpointAck {
     pub handle: Result<TaskStateHandle, String>,
     /// Time the subtask spent aligning its inputs' barriers.
     pub alignment_ms: u64,
+    /// Time the synchronous part of its snapshot took, on its processing loop (µs).
+    pub sync_us: u64,
+    /// Time the asynchronous part took, off the loop: serializing or uploading keyed state and
+    /// writing the subtask's file (µs).
+    pub async_us: u64,
     /// Its input had ended when it took the snapshot. Once every source's has, every
     /// subtask ended before its snapshot: the checkpoint is the job's last.
     pub finished: bool,

@@ -169,12 +169,13 @@ impl<K: Key, N: std::hash::Hash + Eq + Clone> KeyedParts<K, N> {
         })
     }
 
-    /// The keyed state and timers of this operator at `barrier`. Savepoints are the canonical
+    /// The keyed state and timers of this operator at `barrier`. The keyed state only starts
+    /// here, between two records; it is left in `io.pending_keyed` (at position `index` of the
+    /// checkpoint's operator states) for the loop to materialize off the loop: the memory
+    /// backend freezes its key groups copy-on-write and serializes them there, RocksDB takes a
+    /// local checkpoint (hard links) and uploads it there. Savepoints are the canonical
     /// per-key-group [`KeyedSnapshot`](weir_state::KeyedSnapshot), whatever the backend (an
-    /// incremental format is for checkpoints only): another backend or parallelism reads
-    /// them. A RocksDB checkpoint only starts here (a local RocksDB checkpoint, hard links);
-    /// its upload is left in `io.pending_keyed` for the loop to run off the loop, at position
-    /// `index` of the checkpoint's operator states.
+    /// incremental format is for checkpoints only): another backend or parallelism reads them.
     fn snapshot(
         &mut self,
         node: usize,
@@ -188,15 +189,12 @@ impl<K: Key, N: std::hash::Hash + Eq + Clone> KeyedParts<K, N> {
         let timers: TimerEntries<K, N> = (self.event_timers.entries(), self.processing_timers.entries());
         let timers =
             postcard::to_allocvec(&timers).map_err(|e| WeirError::runtime(format!("cannot encode timers: {e}")))?;
-        let incremental = matches!(io.state_backend, StateBackend::RocksDb { .. })
-            && matches!(barrier.kind, weir_dataplane::BarrierKind::Checkpoint);
-        let keyed = if incremental {
-            io.pending_keyed.push((index, self.store.checkpoint(barrier.checkpoint_id)?));
-            None
-        } else {
-            Some(self.store.snapshot()?)
+        let pending = match barrier.kind {
+            weir_dataplane::BarrierKind::Checkpoint => self.store.checkpoint(barrier.checkpoint_id)?,
+            weir_dataplane::BarrierKind::Savepoint { .. } => self.store.start_snapshot()?,
         };
-        Ok(OperatorState { node, keyed, incremental: None, timers: Some(timers), operator: None })
+        io.pending_keyed.push((index, pending));
+        Ok(OperatorState { node, keyed: None, incremental: None, timers: Some(timers), operator: None })
     }
 
     /// Adds this operator's snapshot to a checkpoint (or fails the subtask, naming it).

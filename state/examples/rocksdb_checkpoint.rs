@@ -88,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let pending = store.checkpoint(checkpoint)?;
         let sync = sync.elapsed().as_secs_f64() * 1e3;
         let upload = Instant::now();
-        let handle = pending.materialize(&target)?;
+        let handle = pending.materialize(Some(&target))?;
         let upload = upload.elapsed().as_secs_f64() * 1e3;
         store.notify_checkpoint_complete(checkpoint);
         let KeyedStateHandle::Incremental(handle) = handle else { unreachable!("rocksdb checkpoints are incremental") };

@@ -8,8 +8,10 @@
 //!
 //! Every table snapshots and restores one key group at a time in one canonical format (the
 //! postcard encoding of its sorted entries, see `snapshot.rs`), whatever the backend, so that a
-//! savepoint taken on one backend restores on the other. A backend can also take checkpoints of
-//! its own ([`KeyedStateBackend::checkpoint`]): RocksDB's are incremental files.
+//! savepoint taken on one backend restores on the other. A table may also freeze its contents
+//! ([`FrozenTable`]) so that a snapshot is serialized off the processing loop (memory:
+//! copy-on-write key groups). A backend can also take checkpoints of its own
+//! ([`KeyedStateBackend::checkpoint`]): RocksDB's are incremental files.
 
 use std::any::Any;
 use std::ops::Range;
@@ -54,6 +56,12 @@ pub trait ValueTable<K, N, V>: Send {
     /// the table does not cover `kg`, and with [`StateError::Corrupt`](crate::StateError::Corrupt)
     /// (adding nothing) if `bytes` is not such a snapshot.
     fn restore_key_group(&mut self, kg: KeyGroup, bytes: &[u8]) -> Result<()>;
+    /// The table's contents as they are now, for a checkpoint to serialize off the processing
+    /// loop while the table changes on; `None` (the default) if the table cannot freeze them,
+    /// and the checkpoint serializes it at once instead.
+    fn freeze(&mut self) -> Option<Box<dyn FrozenTable>> {
+        None
+    }
     /// The number of entries over all key groups.
     fn len(&self) -> usize;
 }
@@ -82,6 +90,12 @@ pub trait ListTable<K, N, V>: Send {
     /// the table does not cover `kg`, and with [`StateError::Corrupt`](crate::StateError::Corrupt)
     /// (adding nothing) if `bytes` is not such a snapshot.
     fn restore_key_group(&mut self, kg: KeyGroup, bytes: &[u8]) -> Result<()>;
+    /// The table's contents as they are now, for a checkpoint to serialize off the processing
+    /// loop while the table changes on; `None` (the default) if the table cannot freeze them,
+    /// and the checkpoint serializes it at once instead.
+    fn freeze(&mut self) -> Option<Box<dyn FrozenTable>> {
+        None
+    }
     /// The number of (key, namespace) lists over all key groups.
     fn len(&self) -> usize;
 }
@@ -116,8 +130,23 @@ pub trait MapTable<K, N, UK, UV>: Send {
     /// the table does not cover `kg`, and with [`StateError::Corrupt`](crate::StateError::Corrupt)
     /// (adding nothing) if `bytes` is not such a snapshot.
     fn restore_key_group(&mut self, kg: KeyGroup, bytes: &[u8]) -> Result<()>;
+    /// The table's contents as they are now, for a checkpoint to serialize off the processing
+    /// loop while the table changes on; `None` (the default) if the table cannot freeze them,
+    /// and the checkpoint serializes it at once instead.
+    fn freeze(&mut self) -> Option<Box<dyn FrozenTable>> {
+        None
+    }
     /// The number of non-empty (key, namespace) maps over all key groups.
     fn len(&self) -> usize;
+}
+
+/// A table's contents frozen at a checkpoint by [`ValueTable::freeze`] (or a list or map
+/// table's), kept apart from the live table, which processing goes on changing, so that the
+/// checkpoint serializes them on another thread.
+pub trait FrozenTable: Send {
+    /// The frozen entries of key group `kg` as bytes, exactly as the table's
+    /// `snapshot_key_group` gave them at the moment of freezing.
+    fn snapshot_key_group(&self, kg: KeyGroup) -> Result<Option<Vec<u8>>>;
 }
 
 /// Supplied by the typed front end so that an object-safe backend can build a typed table.

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use crate::backend::StateKind;
 use crate::snapshot::KeyedSnapshot;
-use crate::{KeyGroup, Result};
+use crate::{KeyGroup, Result, StateError};
 
 #[cfg(test)]
 mod tests;
@@ -55,7 +55,7 @@ impl SnapshotTarget {
 /// while [`materialize`](Self::materialize) stores it.
 ///
 /// Dropping it without materializing abandons the checkpoint and frees what it holds (RocksDB:
-/// its local checkpoint directory).
+/// its local checkpoint directory; memory: its share of the copy-on-write key groups).
 #[derive(Debug)]
 pub struct PendingKeyedSnapshot {
     inner: Pending,
@@ -65,6 +65,8 @@ pub struct PendingKeyedSnapshot {
 enum Pending {
     /// A snapshot that is complete already.
     Ready(Box<KeyedStateHandle>),
+    /// Frozen tables to serialize into a canonical snapshot.
+    Frozen(crate::store::FrozenStore),
     /// A RocksDB checkpoint to upload.
     RocksDb(crate::rocks::PendingCheckpoint),
 }
@@ -81,19 +83,34 @@ impl PendingKeyedSnapshot {
         PendingKeyedSnapshot { inner: Pending::Ready(Box::new(handle)) }
     }
 
+    /// A canonical snapshot of frozen tables, serialized by `materialize`.
+    pub(crate) fn frozen(frozen: crate::store::FrozenStore) -> Self {
+        PendingKeyedSnapshot { inner: Pending::Frozen(frozen) }
+    }
+
     pub(crate) fn rocks_db(pending: crate::rocks::PendingCheckpoint) -> Self {
         PendingKeyedSnapshot { inner: Pending::RocksDb(pending) }
     }
 
     /// Stores the snapshot: blocking, so run it off the processing loop (`spawn_blocking`).
     ///
+    /// Frozen memory tables: serializes them into the canonical snapshot of the moment they
+    /// were frozen ([`KeyedStateHandle::Full`]; `target` is not needed).
+    ///
     /// RocksDB: copies every SST file that no completed checkpoint has uploaded into
     /// `target`'s shared directory, references the others, embeds the small files, and deletes
-    /// the local checkpoint directory. A failure deletes what this call uploaded.
-    pub fn materialize(self, target: &SnapshotTarget) -> Result<KeyedStateHandle> {
+    /// the local checkpoint directory. A failure deletes what this call uploaded. Without a
+    /// `target` (a job with no checkpoint storage) this fails.
+    pub fn materialize(self, target: Option<&SnapshotTarget>) -> Result<KeyedStateHandle> {
         match self.inner {
             Pending::Ready(handle) => Ok(*handle),
-            Pending::RocksDb(pending) => pending.materialize(target).map(KeyedStateHandle::Incremental),
+            Pending::Frozen(frozen) => frozen.snapshot().map(KeyedStateHandle::Full),
+            Pending::RocksDb(pending) => {
+                let target = target.ok_or_else(|| {
+                    StateError::Backend("an incremental checkpoint needs checkpoint storage for its files".to_owned())
+                })?;
+                pending.materialize(target).map(KeyedStateHandle::Incremental)
+            }
         }
     }
 }

@@ -8,7 +8,8 @@
 //!
 //! At a checkpoint the store starts a [`PendingKeyedSnapshot`] between two records and
 //! materializes it into a [`KeyedStateHandle`] off the processing loop: a canonical
-//! [`KeyedSnapshot`], with each state's entries per key group, for the memory backend; an
+//! [`KeyedSnapshot`], with each state's entries per key group, for the memory backend (whose
+//! key groups are frozen copy-on-write at the barrier and serialized later); an
 //! incremental set of RocksDB files for the RocksDB backend, whose shared files a
 //! [`SharedStateRegistry`] counts. Either restores at another parallelism, loading just the key
 //! groups it owns. A savepoint is the canonical snapshot of either backend, and restores on both.
@@ -42,7 +43,7 @@ mod test_support;
 mod timers;
 
 pub use backend::{
-    EntryVisitor, KeyedStateBackend, ListTable, MapTable, RawTable, StateKind, TableFactory, ValueTable,
+    EntryVisitor, FrozenTable, KeyedStateBackend, ListTable, MapTable, RawTable, StateKind, TableFactory, ValueTable,
 };
 pub use checkpoint::{
     IncrementalHandle, IncrementalState, KeyedStateHandle, PendingKeyedSnapshot, PrivateFile, SharedFile,
@@ -66,10 +67,12 @@ pub type KeyGroup = u16;
 pub type Timestamp = i64;
 
 /// A value that can live in keyed state: owned, sendable between threads, and serializable so
-/// that a byte-oriented backend (and snapshots) can store it.
-pub trait StateData: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static {}
+/// that a byte-oriented backend (and snapshots) can store it. `Sync` because a checkpoint of
+/// the memory backend reads the state on another thread while the operator reads it too (the
+/// key groups are shared copy-on-write, see `memory.rs`).
+pub trait StateData: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static {}
 
-impl<T> StateData for T where T: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static {}
+impl<T> StateData for T where T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static {}
 
 /// State data that can also address state: a key, a namespace or a map's user key.
 pub trait StateKey: StateData + std::hash::Hash + Eq {}

@@ -25,8 +25,17 @@ pub(crate) type Entries<K, N, T> = Vec<(K, N, T)>;
 
 /// Postcard-encodes a key group's [`Entries`] (or a sort key of them).
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    postcard::to_allocvec(value)
-        .map_err(|e| StateError::Backend(format!("cannot encode state entries for a snapshot: {e}")))
+    postcard::to_allocvec(value).map_err(cannot_encode)
+}
+
+/// Appends the postcard encoding of `value` (a part of a key group's [`Entries`]) to `buf`.
+pub(crate) fn append<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<()> {
+    *buf = postcard::to_extend(value, std::mem::take(buf)).map_err(cannot_encode)?;
+    Ok(())
+}
+
+fn cannot_encode(e: postcard::Error) -> StateError {
+    StateError::Backend(format!("cannot encode state entries for a snapshot: {e}"))
 }
 
 /// Decodes a whole key-group snapshot; bytes left over mean it was not one.

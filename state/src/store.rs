@@ -1,13 +1,21 @@
 //! The typed front end of keyed state: registers states by name on a backend and hands out
 //! `Copy` handles through which a keyed operator reaches its typed tables; snapshots and
 //! restores them all for checkpoints.
+//!
+//! A snapshot is either serialized at once ([`KeyedStateStore::snapshot`]) or started between
+//! two records and serialized off the processing loop ([`KeyedStateStore::start_snapshot`]):
+//! every table freezes its contents ([`FrozenTable`]; the memory tables share their key groups
+//! copy-on-write), and the frozen tables give the very bytes `snapshot` would have given at that
+//! moment.
 
 use std::any::{Any, TypeId, type_name};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
 
-use crate::backend::{KeyedStateBackend, ListTable, MapTable, RawTable, StateKind, TableFactory, ValueTable};
+use crate::backend::{
+    FrozenTable, KeyedStateBackend, ListTable, MapTable, RawTable, StateKind, TableFactory, ValueTable,
+};
 use crate::bytes::{ByteListTable, ByteMapTable, ByteValueTable};
 use crate::checkpoint::{KeyedStateHandle, PendingKeyedSnapshot};
 use crate::memory::{MemoryListTable, MemoryMapTable, MemoryValueTable};
@@ -41,6 +49,8 @@ struct RegisteredState {
     snapshot_key_group: SnapshotFn,
     /// Restores a key group of `table` without knowing its types.
     restore_key_group: RestoreFn,
+    /// Freezes `table` without knowing its types.
+    freeze: FreezeFn,
 }
 
 /// Snapshots a key group of a type-erased table: a [`snapshot_erased`] for the table's type.
@@ -49,18 +59,33 @@ type SnapshotFn = fn(&(dyn Any + Send), KeyGroup) -> Result<Option<Vec<u8>>>;
 /// Restores a key group of a type-erased table: a [`restore_erased`] for the table's type.
 type RestoreFn = fn(&mut (dyn Any + Send), KeyGroup, &[u8]) -> Result<()>;
 
-impl RegisteredState {
-    /// Puts this state's name and `kg` into a table's error, which knows neither.
-    fn locate(&self, kg: KeyGroup, err: StateError) -> StateError {
-        let name = &self.name;
-        match err {
-            StateError::Corrupt { what } => {
-                StateError::Corrupt { what: format!("state {name:?} key group {kg}: {what}") }
-            }
-            StateError::Backend(what) => StateError::Backend(format!("state {name:?} key group {kg}: {what}")),
-            other => other,
+/// Freezes a type-erased table: a [`freeze_erased`] for the table's type.
+type FreezeFn = fn(&mut (dyn Any + Send)) -> Result<Option<Box<dyn FrozenTable>>>;
+
+/// Puts the name of the state and `kg` into a table's error, which knows neither.
+fn locate(name: &str, kg: KeyGroup, err: StateError) -> StateError {
+    match err {
+        StateError::Corrupt { what } => StateError::Corrupt { what: format!("state {name:?} key group {kg}: {what}") },
+        StateError::Backend(what) => StateError::Backend(format!("state {name:?} key group {kg}: {what}")),
+        other => other,
+    }
+}
+
+/// The snapshot of the state `name`: the bytes `snapshot_key_group` gives for each non-empty key
+/// group of `key_groups`.
+fn snapshot_state(
+    name: &str,
+    kind: StateKind,
+    key_groups: Range<KeyGroup>,
+    snapshot_key_group: impl Fn(KeyGroup) -> Result<Option<Vec<u8>>>,
+) -> Result<StateSnapshot> {
+    let mut snapshot = StateSnapshot { name: name.to_owned(), kind, key_groups: Vec::new() };
+    for kg in key_groups {
+        if let Some(bytes) = snapshot_key_group(kg).map_err(|e| locate(name, kg, e))? {
+            snapshot.key_groups.push((kg, bytes));
         }
     }
+    Ok(snapshot)
 }
 
 impl<K> fmt::Debug for KeyedStateStore<K> {
@@ -166,17 +191,31 @@ impl<K: StateKey> KeyedStateStore<K> {
     /// that it is registered.
     pub fn snapshot(&self) -> Result<KeyedSnapshot> {
         let key_groups = self.key_groups();
-        let mut states = Vec::with_capacity(self.states.len());
-        for state in &self.states {
-            let mut snapshot = StateSnapshot { name: state.name.clone(), kind: state.kind, key_groups: Vec::new() };
-            for kg in key_groups.clone() {
-                if let Some(bytes) = (state.snapshot_key_group)(&*state.table, kg).map_err(|e| state.locate(kg, e))? {
-                    snapshot.key_groups.push((kg, bytes));
-                }
-            }
-            states.push(snapshot);
-        }
+        let states = self
+            .states
+            .iter()
+            .map(|s| snapshot_state(&s.name, s.kind, key_groups.clone(), |kg| (s.snapshot_key_group)(&*s.table, kg)))
+            .collect::<Result<_>>()?;
         Ok(KeyedSnapshot { states })
+    }
+
+    /// Starts a canonical [`snapshot`](Self::snapshot): the synchronous part, to run between
+    /// two records, freezes every table; [`PendingKeyedSnapshot::materialize`] then serializes
+    /// the frozen tables off the processing loop into a [`KeyedStateHandle::Full`] with the bytes
+    /// `snapshot` gives now, whatever is written meanwhile.
+    ///
+    /// Memory tables freeze in O(key groups); the first write to a key group afterwards copies it
+    /// if the snapshot still holds it. If a table cannot freeze (the byte tables of RocksDB), the
+    /// snapshot is taken here, synchronously.
+    pub fn start_snapshot(&mut self) -> Result<PendingKeyedSnapshot> {
+        let mut states = Vec::with_capacity(self.states.len());
+        for state in &mut self.states {
+            match (state.freeze)(&mut *state.table)? {
+                Some(table) => states.push(FrozenState { name: state.name.clone(), kind: state.kind, table }),
+                None => return Ok(PendingKeyedSnapshot::ready(KeyedStateHandle::Full(self.snapshot()?))),
+            }
+        }
+        Ok(PendingKeyedSnapshot::frozen(FrozenStore { key_groups: self.key_groups(), states }))
     }
 
     /// Starts checkpoint `checkpoint`: the synchronous part, to run between two records. The
@@ -185,11 +224,11 @@ impl<K: StateKey> KeyedStateStore<K> {
     ///
     /// A backend with a format of its own takes its own checkpoint (RocksDB: flushes its
     /// memtables and hard-links its files into a local directory); otherwise this is the
-    /// canonical [`snapshot`](Self::snapshot), complete already.
+    /// canonical snapshot of [`start_snapshot`](Self::start_snapshot).
     pub fn checkpoint(&mut self, checkpoint: u64) -> Result<PendingKeyedSnapshot> {
         match self.backend.checkpoint(checkpoint)? {
             Some(pending) => Ok(pending),
-            None => Ok(PendingKeyedSnapshot::ready(KeyedStateHandle::Full(self.snapshot()?))),
+            None => self.start_snapshot(),
         }
     }
 
@@ -230,7 +269,7 @@ impl<K: StateKey> KeyedStateStore<K> {
             let target = &mut self.states[index];
             for (kg, bytes) in state.key_groups.iter().filter(|(kg, _)| key_groups.contains(kg)) {
                 if let Err(e) = (target.restore_key_group)(&mut *target.table, *kg, bytes) {
-                    return Err(target.locate(*kg, e));
+                    return Err(locate(&target.name, *kg, e));
                 }
             }
         }
@@ -271,6 +310,7 @@ impl<K: StateKey> KeyedStateStore<K> {
             table,
             snapshot_key_group: snapshot_erased::<Table>,
             restore_key_group: restore_erased::<Table>,
+            freeze: freeze_erased::<Table>,
         });
         Ok(self.states.len() - 1)
     }
@@ -290,11 +330,12 @@ fn foreign_handle(index: usize, table: &str) -> ! {
     panic!("state handle {index} does not belong to this keyed state store (expected a {table})")
 }
 
-/// A boxed table as the store keeps it, snapshotted and restored by key group through
-/// [`snapshot_erased`] and [`restore_erased`], which know its type.
+/// A boxed table as the store keeps it, snapshotted, restored and frozen through
+/// [`snapshot_erased`], [`restore_erased`] and [`freeze_erased`], which know its type.
 trait CheckpointedTable: Send + 'static {
     fn snapshot_key_group(&self, kg: KeyGroup) -> Result<Option<Vec<u8>>>;
     fn restore_key_group(&mut self, kg: KeyGroup, bytes: &[u8]) -> Result<()>;
+    fn freeze(&mut self) -> Option<Box<dyn FrozenTable>>;
 }
 
 /// Implements [`CheckpointedTable`] for a boxed table trait by delegating to it.
@@ -307,6 +348,10 @@ macro_rules! checkpointed_table {
 
             fn restore_key_group(&mut self, kg: KeyGroup, bytes: &[u8]) -> Result<()> {
                 (**self).restore_key_group(kg, bytes)
+            }
+
+            fn freeze(&mut self) -> Option<Box<dyn FrozenTable>> {
+                (**self).freeze()
             }
         }
     };
@@ -322,6 +367,46 @@ fn snapshot_erased<Table: CheckpointedTable>(table: &(dyn Any + Send), kg: KeyGr
 
 fn restore_erased<Table: CheckpointedTable>(table: &mut (dyn Any + Send), kg: KeyGroup, bytes: &[u8]) -> Result<()> {
     table.downcast_mut::<Table>().ok_or_else(not_the_registered_table::<Table>)?.restore_key_group(kg, bytes)
+}
+
+fn freeze_erased<Table: CheckpointedTable>(table: &mut (dyn Any + Send)) -> Result<Option<Box<dyn FrozenTable>>> {
+    Ok(table.downcast_mut::<Table>().ok_or_else(not_the_registered_table::<Table>)?.freeze())
+}
+
+/// Every state of a store as [`KeyedStateStore::start_snapshot`] froze it, to serialize off the
+/// processing loop.
+pub(crate) struct FrozenStore {
+    key_groups: Range<KeyGroup>,
+    states: Vec<FrozenState>,
+}
+
+/// A state in a [`FrozenStore`].
+struct FrozenState {
+    name: String,
+    kind: StateKind,
+    table: Box<dyn FrozenTable>,
+}
+
+impl FrozenStore {
+    /// The canonical snapshot of the frozen states: what [`KeyedStateStore::snapshot`] gave when
+    /// they were frozen.
+    pub(crate) fn snapshot(&self) -> Result<KeyedSnapshot> {
+        let states = self
+            .states
+            .iter()
+            .map(|s| snapshot_state(&s.name, s.kind, self.key_groups.clone(), |kg| s.table.snapshot_key_group(kg)))
+            .collect::<Result<_>>()?;
+        Ok(KeyedSnapshot { states })
+    }
+}
+
+impl fmt::Debug for FrozenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrozenStore")
+            .field("key_groups", &self.key_groups)
+            .field("states", &self.states.iter().map(|s| (&s.name, s.kind)).collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// Unreachable, as `register` checked the table's type; an error rather than a panic all the same.

@@ -106,6 +106,10 @@ pub struct CheckpointRecord {
     pub bytes: u64,
     /// The longest barrier alignment of any subtask.
     pub alignment_ms: u64,
+    /// The longest synchronous part of any subtask's snapshot, on its processing loop (µs).
+    pub sync_us: u64,
+    /// The longest asynchronous part of any subtask's snapshot, off its loop (µs).
+    pub async_us: u64,
     /// Why it failed.
     pub failure: Option<String>,
     /// A savepoint's directory (`None` for a checkpoint).
@@ -175,6 +179,8 @@ struct Pending {
     started: Instant,
     handles: BTreeMap<(usize, usize), TaskStateHandle>,
     alignment_ms: u64,
+    sync_us: u64,
+    async_us: u64,
     /// The subtasks whose input had ended when they took their snapshot.
     finished: HashSet<(usize, usize)>,
     savepoint: Option<PendingSavepoint>,
@@ -324,6 +330,8 @@ impl CoordinatorState {
             started: Instant::now(),
             handles: BTreeMap::new(),
             alignment_ms: 0,
+            sync_us: 0,
+            async_us: 0,
             finished: HashSet::new(),
             savepoint,
         });
@@ -386,6 +394,8 @@ impl CoordinatorState {
             duration_ms: p.started.elapsed().as_millis() as u64,
             bytes: 0,
             alignment_ms: p.alignment_ms,
+            sync_us: p.sync_us,
+            async_us: p.async_us,
             failure: Some(reason),
             savepoint,
         });
@@ -449,7 +459,7 @@ impl CoordinatorState {
         let stop = p.savepoint.as_ref().and_then(|s| s.stop);
         let sources: Vec<&CoordinatedTask> = self.running_sources().collect();
         let end = p.is_final(&sources) || stop.is_some();
-        info!(job = %self.args.job, checkpoint = p.id, bytes = metadata.bytes(), ms = metadata.duration_ms, savepoint = p.savepoint.is_some(), end, "checkpoint completed");
+        info!(job = %self.args.job, checkpoint = p.id, bytes = metadata.bytes(), ms = metadata.duration_ms, sync_us = p.sync_us, async_us = p.async_us, savepoint = p.savepoint.is_some(), end, "checkpoint completed");
         if let (Some(s), Some(_), Some(on_stopped)) = (&p.savepoint, stop, &self.args.on_stopped) {
             on_stopped(s.target.clone());
         }
@@ -462,6 +472,8 @@ impl CoordinatorState {
             duration_ms: metadata.duration_ms,
             bytes: metadata.bytes(),
             alignment_ms: p.alignment_ms,
+            sync_us: p.sync_us,
+            async_us: p.async_us,
             failure: None,
             savepoint: p.savepoint.as_ref().map(|s| s.target.clone()),
         });
@@ -595,6 +607,8 @@ impl Actor for CheckpointCoordinator {
                 match ack.handle {
                     Ok(handle) => {
                         p.alignment_ms = p.alignment_ms.max(ack.alignment_ms);
+                        p.sync_us = p.sync_us.max(ack.sync_us);
+                        p.async_us = p.async_us.max(ack.async_us);
                         p.handles.insert((execution.vertex, execution.index), handle);
                         if ack.finished {
                             p.finished.insert((execution.vertex, execution.index));

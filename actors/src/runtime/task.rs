@@ -258,10 +258,13 @@ fn checkpoint_chain<T>(
     mut operators: Vec<OperatorState>,
     life: &mut Lifecycle,
 ) {
+    let sync_started = Instant::now();
     head.checkpoint(barrier, io, &mut operators);
+    let sync = sync_started.elapsed();
     let finished = life.ended;
     life.took(barrier);
-    // Taken now, so that an abandoned checkpoint frees its local RocksDB checkpoints at once.
+    // Taken now, so that an abandoned checkpoint frees its local RocksDB checkpoints (and its
+    // share of copy-on-write memory state) at once.
     let pending = std::mem::take(&mut io.pending_keyed);
     let Some(checkpoints) = io.checkpoints.clone() else { return };
     if io.has_failed() {
@@ -280,12 +283,12 @@ fn checkpoint_chain<T>(
     let mut snapshot =
         TaskSnapshot { checkpoint: id, vertex: checkpoints.vertex, subtask: io.info.index, finished, operators };
     tokio::task::spawn_blocking(move || {
-        // Incremental keyed state is uploaded here, off the loop, then referenced from the
-        // subtask's file like any other state.
+        let async_started = Instant::now();
+        // Keyed state is serialized (memory) or uploaded (RocksDB, then referenced from the
+        // subtask's file like any other state) here, off the loop.
+        let target = shared.map(weir_state::SnapshotTarget::new);
         let uploaded = pending.into_iter().try_for_each(|(index, pending)| {
-            let shared = shared.as_ref().ok_or("an incremental snapshot needs checkpoint storage")?;
-            let target = weir_state::SnapshotTarget::new(shared.clone());
-            match pending.materialize(&target).map_err(|e| format!("cannot store keyed state: {e}"))? {
+            match pending.materialize(target.as_ref()).map_err(|e| format!("cannot store keyed state: {e}"))? {
                 weir_state::KeyedStateHandle::Incremental(handle) => {
                     snapshot.operators[index].incremental = Some(handle)
                 }
@@ -294,7 +297,14 @@ fn checkpoint_chain<T>(
             Ok::<(), String>(())
         });
         let handle = uploaded.and(dir).and_then(|dir| write_task_in(&dir, &snapshot).map_err(|e| e.to_string()));
-        let ack = CheckpointAck { checkpoint: id, handle, alignment_ms: alignment.as_millis() as u64, finished };
+        let ack = CheckpointAck {
+            checkpoint: id,
+            handle,
+            alignment_ms: alignment.as_millis() as u64,
+            sync_us: sync.as_micros() as u64,
+            async_us: async_started.elapsed().as_micros() as u64,
+            finished,
+        };
         let _ = checkpoints.events.send(CheckpointEvent::Ack(ack));
     });
 }

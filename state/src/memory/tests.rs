@@ -1,6 +1,7 @@
 use std::hash::BuildHasher;
 
 use super::*;
+use crate::snapshot::encode;
 use crate::test_support::XorShift;
 
 fn value_table() -> MemoryValueTable<String, u64, i64> {
@@ -392,4 +393,208 @@ fn garbage_bytes_are_corrupt_never_a_panic() {
             Err(err) => panic!("mutation {case} ({bytes:?}): {err:?}"),
         }
     }
+}
+
+/// Every key group of `t` as its live snapshot gives it.
+fn live_bytes(t: &dyn Fn(KeyGroup) -> Result<Option<Vec<u8>>>, key_groups: Range<KeyGroup>) -> Vec<Option<Vec<u8>>> {
+    key_groups.map(|kg| t(kg).unwrap()).collect()
+}
+
+/// Every key group of a frozen table.
+fn frozen_bytes(frozen: &dyn FrozenTable, key_groups: Range<KeyGroup>) -> Vec<Option<Vec<u8>>> {
+    key_groups.map(|kg| frozen.snapshot_key_group(kg).unwrap()).collect()
+}
+
+#[test]
+fn a_frozen_value_table_keeps_the_entries_of_its_moment() {
+    let mut t = value_table();
+    for i in 0..40u64 {
+        t.put(10 + (i % 5) as KeyGroup, &format!("key-{i}"), &(i % 2), i as i64).unwrap();
+    }
+    let before = live_bytes(&|kg| t.snapshot_key_group(kg), 10..20);
+    let frozen = t.freeze().unwrap();
+
+    t.put(10, &k("key-0"), &0, -1).unwrap(); // replaces
+    t.put(15, &k("new"), &0, 7).unwrap(); // a key group that was empty
+    t.remove(11, &k("key-1"), &1).unwrap();
+    t.upsert(12, &k("key-2"), &0, &mut |v| v.map(|v| *v * 100)).unwrap();
+    t.upsert(13, &k("key-3"), &1, &mut |v| {
+        *v.unwrap() += 1;
+        None
+    })
+    .unwrap();
+
+    assert_eq!(frozen_bytes(&*frozen, 10..20), before);
+    assert_eq!(t.get(10, &k("key-0"), &0).unwrap(), Some(-1));
+    assert_eq!(t.get(15, &k("new"), &0).unwrap(), Some(7));
+    assert_eq!(t.get(11, &k("key-1"), &1).unwrap(), None);
+    assert_eq!(t.get(12, &k("key-2"), &0).unwrap(), Some(200));
+    assert_eq!(t.get(13, &k("key-3"), &1).unwrap(), Some(4));
+    assert_ne!(live_bytes(&|kg| t.snapshot_key_group(kg), 10..20), before);
+}
+
+#[test]
+fn a_frozen_list_table_keeps_the_lists_of_its_moment() {
+    let mut t = MemoryListTable::<String, u8, String>::new(0..4);
+    for i in 0..30u8 {
+        t.add(KeyGroup::from(i % 4), &format!("k{}", i % 6), &(i % 2), format!("v{i}")).unwrap();
+    }
+    let before = live_bytes(&|kg| t.snapshot_key_group(kg), 0..4);
+    let frozen = t.freeze().unwrap();
+
+    t.add(0, &k("k0"), &0, k("appended")).unwrap();
+    t.update(1, &k("k1"), &1, vec![k("replaced")]).unwrap();
+    t.update(2, &k("k2"), &0, Vec::new()).unwrap();
+    t.clear(3, &k("k3"), &1).unwrap();
+
+    assert_eq!(frozen_bytes(&*frozen, 0..4), before);
+    assert_eq!(t.get(0, &k("k0"), &0).unwrap().last(), Some(&k("appended")));
+    assert_eq!(t.get(1, &k("k1"), &1).unwrap(), [k("replaced")]);
+    assert!(t.get(2, &k("k2"), &0).unwrap().is_empty());
+    assert!(t.get(3, &k("k3"), &1).unwrap().is_empty());
+}
+
+#[test]
+fn a_frozen_map_table_keeps_the_maps_of_its_moment() {
+    let mut t = MemoryMapTable::<String, (), String, u32>::new(0..4);
+    for i in 0..30u32 {
+        t.put((i % 4) as KeyGroup, &format!("k{}", i % 6), &(), format!("u{i}"), i).unwrap();
+    }
+    let before = live_bytes(&|kg| t.snapshot_key_group(kg), 0..4);
+    let frozen = t.freeze().unwrap();
+
+    t.put(0, &k("k0"), &(), k("u0"), 1000).unwrap(); // replaces a user key in place
+    t.put(1, &k("k1"), &(), k("fresh"), 1).unwrap();
+    t.remove(2, &k("k2"), &(), &k("u2")).unwrap();
+    t.clear(3, &k("k3"), &()).unwrap();
+
+    assert_eq!(frozen_bytes(&*frozen, 0..4), before);
+    assert_eq!(t.get(0, &k("k0"), &(), &k("u0")).unwrap(), Some(1000));
+    assert!(t.contains(1, &k("k1"), &(), &k("fresh")).unwrap());
+    assert!(!t.contains(2, &k("k2"), &(), &k("u2")).unwrap());
+    assert!(t.is_empty(3, &k("k3"), &()).unwrap());
+}
+
+#[test]
+fn a_write_copies_only_its_key_group_and_only_while_a_frozen_view_holds_it() {
+    let mut t = value_table();
+    for kg in 10..20 {
+        t.put(kg, &k("a"), &0, i64::from(kg)).unwrap();
+    }
+    let address =
+        |t: &MemoryValueTable<String, u64, i64>, kg| t.maps.get(kg, &k("a"), &0).unwrap().unwrap() as *const i64;
+    let before: Vec<_> = (10..20).map(|kg| address(&t, kg)).collect();
+    let frozen = t.freeze().unwrap();
+    assert!(t.maps.groups.iter().all(|g| matches!(g, Group::Shared(_))));
+    // Reads need no copy.
+    assert_eq!(t.get(10, &k("a"), &0).unwrap(), Some(10));
+    assert!(matches!(t.maps.groups[0], Group::Shared(_)));
+
+    t.put(11, &k("a"), &0, -11).unwrap();
+    assert!(matches!(t.maps.groups[1], Group::Owned(_)));
+    assert_ne!(address(&t, 11), before[1], "copied, as the frozen view holds it");
+    assert_eq!(t.maps.groups.iter().filter(|g| matches!(g, Group::Owned(_))).count(), 1);
+    assert_eq!(frozen.snapshot_key_group(11).unwrap(), value_table_with(11, 11).snapshot_key_group(11).unwrap());
+
+    // Once the view is gone, a write takes the group back without copying it.
+    drop(frozen);
+    t.put(12, &k("a"), &0, -12).unwrap();
+    assert_eq!(address(&t, 12), before[2]);
+    assert_eq!(t.get(12, &k("a"), &0).unwrap(), Some(-12));
+}
+
+/// A table whose key group `kg` holds just `("a", 0) -> value`.
+fn value_table_with(kg: KeyGroup, value: i64) -> MemoryValueTable<String, u64, i64> {
+    let mut t = value_table();
+    t.put(kg, &k("a"), &0, value).unwrap();
+    t
+}
+
+#[test]
+fn frozen_views_are_independent_of_each_other() {
+    let mut t = value_table();
+    t.put(10, &k("a"), &0, 1).unwrap();
+    let first = t.freeze().unwrap();
+    t.put(10, &k("a"), &0, 2).unwrap();
+    let second = t.freeze().unwrap();
+    t.put(10, &k("a"), &0, 3).unwrap();
+    // A group nobody wrote since the first freeze is shared by both views and the table.
+    assert_eq!(first.snapshot_key_group(14).unwrap(), None);
+    assert_eq!(second.snapshot_key_group(14).unwrap(), None);
+
+    assert_eq!(second.snapshot_key_group(10).unwrap(), value_table_with(10, 2).snapshot_key_group(10).unwrap());
+    drop(second);
+    assert_eq!(first.snapshot_key_group(10).unwrap(), value_table_with(10, 1).snapshot_key_group(10).unwrap());
+    assert_eq!(t.snapshot_key_group(10).unwrap(), value_table_with(10, 3).snapshot_key_group(10).unwrap());
+    assert!(matches!(first.snapshot_key_group(20), Err(StateError::KeyGroupOutOfRange { .. })));
+}
+
+/// `entries` sorted by the encoding of their sort keys, the plain way.
+fn plainly_sorted<S: Serialize, E>(entries: impl IntoIterator<Item = (S, E)>) -> Vec<E> {
+    let mut entries: Vec<_> =
+        entries.into_iter().map(|(sort_key, entry)| (encode(&sort_key).unwrap(), entry)).collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.into_iter().map(|(_, entry)| entry).collect()
+}
+
+/// The canonical encoding the plain way: `entries` sorted, encoded as one list.
+fn plainly_encoded<S: Serialize, E: Serialize>(entries: impl IntoIterator<Item = (S, E)>) -> Vec<u8> {
+    encode(&plainly_sorted(entries)).unwrap()
+}
+
+/// Keys that share long prefixes, are prefixes of each other, are empty or contain zero
+/// bytes, with namespaces of every varint length: the cases the sort's eight-byte prefixes
+/// must order as the whole keys.
+fn awkward_keys() -> Vec<(String, u64)> {
+    let mut rng = XorShift(0xC0FFEE);
+    let mut keys = Vec::new();
+    for i in 0..300u64 {
+        let key = match i % 5 {
+            0 => String::new(),
+            1 => "common-prefix-".repeat(1 + (i % 3) as usize) + &(i % 7).to_string(),
+            2 => "\0".repeat((i % 11) as usize),
+            3 => "k".repeat((i % 13) as usize),
+            _ => format!("{}", rng.next()),
+        };
+        keys.push((key, rng.next() >> (rng.below(64) as u32)));
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[test]
+fn value_and_list_snapshots_are_the_plain_encoding_of_the_sorted_entries() {
+    let mut values = MemoryValueTable::<String, u64, i64>::new(0..1);
+    let mut lists = MemoryListTable::<String, u64, String>::new(0..1);
+    let keys = awkward_keys();
+    for (i, (key, ns)) in keys.iter().enumerate() {
+        values.put(0, key, ns, i as i64 - 100).unwrap();
+        lists.update(0, key, ns, vec![key.clone(); i % 3 + 1]).unwrap();
+    }
+    let expected =
+        plainly_encoded(keys.iter().enumerate().map(|(i, (key, ns))| ((key, ns), (key, ns, i as i64 - 100))));
+    assert!(values.snapshot_key_group(0).unwrap().unwrap() == expected, "values: not the plain encoding");
+    let expected =
+        plainly_encoded(keys.iter().enumerate().map(|(i, (key, ns))| ((key, ns), (key, ns, vec![key; i % 3 + 1]))));
+    assert!(lists.snapshot_key_group(0).unwrap().unwrap() == expected, "lists: not the plain encoding");
+}
+
+#[test]
+fn map_snapshots_are_the_plain_encoding_of_the_sorted_entries_and_maps() {
+    let mut maps = MemoryMapTable::<String, u64, String, u32>::new(0..1);
+    let keys = awkward_keys();
+    let user_keys: Vec<String> =
+        keys.iter().map(|(key, _)| key.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let map_of = |i: usize| user_keys.iter().enumerate().skip(i % 5).step_by(3);
+    for (i, (key, ns)) in keys.iter().enumerate().step_by(3) {
+        for (j, user_key) in map_of(i) {
+            maps.put(0, key, ns, user_key.clone(), j as u32).unwrap();
+        }
+    }
+    let expected = plainly_encoded(keys.iter().enumerate().step_by(3).map(|(i, (key, ns))| {
+        let map = plainly_sorted(map_of(i).map(|(j, user_key)| (user_key, (user_key, j as u32))));
+        ((key, ns), (key, ns, map))
+    }));
+    assert!(maps.snapshot_key_group(0).unwrap().unwrap() == expected, "not the plain encoding");
 }

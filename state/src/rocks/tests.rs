@@ -86,7 +86,7 @@ fn incremental(handle: KeyedStateHandle) -> IncrementalHandle {
 
 /// Takes checkpoint `n` and confirms it complete.
 fn checkpoint(store: &mut KeyedStateStore<String>, n: u64, target: &SnapshotTarget) -> IncrementalHandle {
-    let handle = incremental(store.checkpoint(n).unwrap().materialize(target).unwrap());
+    let handle = incremental(store.checkpoint(n).unwrap().materialize(Some(target)).unwrap());
     store.notify_checkpoint_complete(n);
     handle
 }
@@ -349,7 +349,7 @@ fn only_completed_checkpoints_are_referenced() {
     let first = checkpoint(&mut store, 1, &target);
 
     write(&mut store, &states, 100, 100);
-    let aborted = incremental(store.checkpoint(2).unwrap().materialize(&target).unwrap());
+    let aborted = incremental(store.checkpoint(2).unwrap().materialize(Some(&target)).unwrap());
     store.notify_checkpoint_aborted(2);
     let mut registry = SharedStateRegistry::new();
     registry.register(1, names(&first));
@@ -361,8 +361,8 @@ fn only_completed_checkpoints_are_referenced() {
     // Two checkpoints in flight: neither references the other.
     let pending_3 = store.checkpoint(3).unwrap();
     let pending_4 = store.checkpoint(4).unwrap();
-    let third = incremental(pending_3.materialize(&target).unwrap());
-    let fourth = incremental(pending_4.materialize(&target).unwrap());
+    let third = incremental(pending_3.materialize(Some(&target)).unwrap());
+    let fourth = incremental(pending_4.materialize(Some(&target)).unwrap());
     for (handle, earlier) in [(&third, &first), (&fourth, &first)] {
         assert!(handle.shared.iter().all(|f| f.uploaded_in == handle.checkpoint || names(earlier).contains(&f.name)));
         assert!(names(handle).is_disjoint(&own));
@@ -471,14 +471,14 @@ fn a_restored_state_keeps_its_kind() {
     assert_eq!(names, ["count", "buffer", "seen"]);
 }
 
-/// The memory backend's checkpoint is its canonical snapshot, ready at once.
+/// The memory backend's checkpoint is its canonical snapshot, serialized on materializing.
 #[test]
 fn a_memory_checkpoint_is_a_full_snapshot() {
     let mut store = KeyedStateStore::<String>::new(Box::new(MemoryBackend::new(0..8)));
     let states = register(&mut store);
     write(&mut store, &states, 0, 10);
     let expected = store.snapshot().unwrap();
-    let handle = store.checkpoint(1).unwrap().materialize(&SnapshotTarget::new("/nonexistent")).unwrap();
+    let handle = store.checkpoint(1).unwrap().materialize(None).unwrap();
     assert_eq!(handle, KeyedStateHandle::Full(expected.clone()));
     assert_eq!(handle.size_bytes(), expected.size_bytes() as u64);
     assert_ne!(expected, KeyedSnapshot::default());

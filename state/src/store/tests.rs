@@ -3,6 +3,7 @@ use std::time::Instant;
 
 use super::*;
 use crate::MemoryBackend;
+use crate::test_support::XorShift;
 
 fn store() -> KeyedStateStore<String> {
     KeyedStateStore::new(Box::new(MemoryBackend::new(0..8)))
@@ -317,6 +318,163 @@ fn corrupt_key_group_names_the_state_and_key_group() {
     elsewhere.restore(&snapshot).unwrap();
 }
 
+/// Changes every kind of entry of [`filled`]'s states: puts, removes and upserts of values,
+/// appends, replacements and clears of lists, puts, removes and clears in maps, in key groups
+/// that had entries and in ones that had none.
+fn modify(store: &mut KeyedStateStore<String>, h: &Handles, round: u64) {
+    for i in (round % 7..KEYS).step_by(7) {
+        let (kg, key) = key(i);
+        match i % 3 {
+            0 => store.value(h.count).put(kg, &key, &(), i + round * 1000).unwrap(),
+            1 => drop(store.value(h.count).remove(kg, &key, &()).unwrap()),
+            _ => store
+                .value(h.count)
+                .upsert(kg, &key, &(), &mut |v| {
+                    *v.unwrap() += 1;
+                    None
+                })
+                .unwrap(),
+        }
+        store.list(h.buffer).add(kg, &key, &9, format!("round {round}")).unwrap();
+        store.list(h.buffer).update(kg, &key, &1, vec![format!("replaced in {round}")]).unwrap();
+        store.list(h.buffer).clear(kg, &key, &0).unwrap();
+        store.map(h.seen).put(kg, &key, &(), format!("round-{round}"), round as u32).unwrap();
+        store.map(h.seen).remove(kg, &key, &(), &format!("user-{}", i % 5)).unwrap();
+        if i % 2 == 0 {
+            store.map(h.seen).clear(kg, &key, &()).unwrap();
+        }
+        store.value(h.count).put(kg, &format!("new-{round}-{i}"), &(), round).unwrap();
+    }
+}
+
+fn full(handle: KeyedStateHandle) -> KeyedSnapshot {
+    match handle {
+        KeyedStateHandle::Full(snapshot) => snapshot,
+        other => panic!("not a full snapshot: {other:?}"),
+    }
+}
+
+#[test]
+fn a_started_snapshot_holds_the_state_of_its_moment_while_the_store_changes_on() {
+    let (mut store, h) = filled();
+    let expected = store.snapshot().unwrap();
+    let pending = store.start_snapshot().unwrap();
+    modify(&mut store, &h, 1);
+    let modified = store.snapshot().unwrap();
+    assert_ne!(modified, expected);
+
+    // The very bytes the synchronous snapshot gave, not the modified state.
+    assert_eq!(full(pending.materialize(None).unwrap()), expected);
+    // And the store has the modifications.
+    assert_eq!(store.snapshot().unwrap(), modified);
+    // Round 1 modifies keys 1, 8, 15, ...: removes 1's count, adds one to 8's, replaces 15's.
+    let (kg, key1) = key(1);
+    assert_eq!(store.value(h.count).get(kg, &key1, &()).unwrap(), None);
+    assert_eq!(store.map(h.seen).entries(kg, &key1, &()).unwrap(), [("round-1".to_owned(), 1)]);
+    let (kg, key8) = key(8);
+    assert_eq!(store.value(h.count).get(kg, &key8, &()).unwrap(), Some(9));
+    assert_eq!(store.list(h.buffer).get(kg, &key8, &9).unwrap(), ["round 1"]);
+    assert_eq!(store.list(h.buffer).get(kg, &key8, &1).unwrap(), ["replaced in 1"]);
+    assert_eq!(store.map(h.seen).entries(kg, &key8, &()).unwrap(), []);
+    let (kg, key15) = key(15);
+    assert_eq!(store.value(h.count).get(kg, &key15, &()).unwrap(), Some(1015));
+    assert!(store.list(h.buffer).get(kg, &key15, &0).unwrap().is_empty());
+    assert!(holds_key(&mut store, &h, 2), "an untouched key");
+}
+
+#[test]
+fn a_memory_checkpoint_is_started_and_serialized_later() {
+    let (mut store, h) = filled();
+    let expected = store.snapshot().unwrap();
+    let pending = store.checkpoint(1).unwrap();
+    modify(&mut store, &h, 1);
+    assert_eq!(full(pending.materialize(None).unwrap()), expected);
+}
+
+#[test]
+fn started_snapshots_alive_at_once_stay_independent() {
+    let (mut store, h) = filled();
+    let mut pending = Vec::new();
+    for round in 1..=3 {
+        pending.push((store.snapshot().unwrap(), store.start_snapshot().unwrap()));
+        modify(&mut store, &h, round);
+    }
+    let last = store.snapshot().unwrap();
+    // Materialized out of order, each still gives its own moment.
+    for (expected, pending) in pending.into_iter().rev() {
+        assert_eq!(full(pending.materialize(None).unwrap()), expected);
+    }
+    assert_eq!(store.snapshot().unwrap(), last);
+    // An abandoned snapshot frees its share: the store goes on as before.
+    drop(store.start_snapshot().unwrap());
+    modify(&mut store, &h, 4);
+    assert_ne!(store.snapshot().unwrap(), last);
+}
+
+#[test]
+fn a_started_snapshot_restores() {
+    let (mut original, h) = filled();
+    let pending = original.start_snapshot().unwrap();
+    modify(&mut original, &h, 1);
+    let snapshot = full(pending.materialize(None).unwrap());
+
+    let (mut restored, r) = store_over(0..128);
+    restored.restore(&snapshot).unwrap();
+    for i in 0..KEYS {
+        assert!(holds_key(&mut restored, &r, i), "key {i}");
+    }
+    assert_eq!(restored.snapshot().unwrap(), snapshot);
+    // At another parallelism too.
+    let (mut half, hh) = store_over(64..128);
+    half.restore(&snapshot).unwrap();
+    assert!((0..KEYS).filter(|&i| key(i).0 >= 64).all(|i| holds_key(&mut half, &hh, i)));
+}
+
+#[test]
+fn a_started_snapshot_is_serialized_on_another_thread_while_the_store_is_written() {
+    let (mut store, h) = filled();
+    let expected = store.snapshot().unwrap();
+    let pending = store.start_snapshot().unwrap();
+    let materialized = std::thread::spawn(move || pending.materialize(None).unwrap());
+    for round in 1..20 {
+        modify(&mut store, &h, round);
+    }
+    assert_eq!(full(materialized.join().unwrap()), expected);
+}
+
+/// Random writes with snapshots started at random moments, some kept and some dropped: each
+/// kept one materializes to the synchronous snapshot of its moment.
+#[test]
+fn started_snapshots_match_synchronous_ones_under_random_writes() {
+    for seed in 1..=8u64 {
+        let mut rng = XorShift(seed * 0x9E37_79B9);
+        let (mut store, h) = store_over(0..16);
+        let mut kept = Vec::new();
+        for step in 0..2_000u64 {
+            let kg = rng.below(16) as KeyGroup;
+            let key = format!("k{}", rng.below(40));
+            match rng.below(8) {
+                0 => store.value(h.count).put(kg, &key, &(), step).unwrap(),
+                1 => drop(store.value(h.count).remove(kg, &key, &()).unwrap()),
+                2 => store.list(h.buffer).add(kg, &key, &rng.below(3), format!("{step}")).unwrap(),
+                3 => store.list(h.buffer).clear(kg, &key, &rng.below(3)).unwrap(),
+                4 => store.map(h.seen).put(kg, &key, &(), format!("u{}", rng.below(5)), step as u32).unwrap(),
+                5 => drop(store.map(h.seen).remove(kg, &key, &(), &format!("u{}", rng.below(5))).unwrap()),
+                6 if rng.below(20) == 0 => kept.push((store.snapshot().unwrap(), store.start_snapshot().unwrap())),
+                7 if rng.below(40) == 0 => drop(store.start_snapshot().unwrap()),
+                _ => {}
+            }
+            if rng.below(100) == 0 && !kept.is_empty() {
+                let (expected, pending) = kept.swap_remove(rng.below(kept.len() as u64) as usize);
+                assert_eq!(full(pending.materialize(None).unwrap()), expected, "seed {seed}, step {step}");
+            }
+        }
+        for (expected, pending) in kept {
+            assert_eq!(full(pending.materialize(None).unwrap()), expected, "seed {seed}, at the end");
+        }
+    }
+}
+
 /// A keyed reduce's hot path: one upsert per record. Run with
 /// `cargo test -p weir-state --release -- --ignored --nocapture throughput`.
 #[test]
@@ -346,5 +504,28 @@ fn upsert_throughput() {
     println!(
         "{UPDATES} upserts over {KEYS} keys in {elapsed:?}: {:.1} M/s",
         UPDATES as f64 / elapsed.as_secs_f64() / 1e6
+    );
+}
+
+/// The serialization of a checkpoint of keyed-reduce-like state (a `(u32, u64)` per `u32` key),
+/// which runs off the loop but takes a core meanwhile. Run with
+/// `cargo test -p weir-state --release -- --ignored --nocapture snapshot_throughput`.
+#[test]
+#[ignore = "throughput sanity check, not a correctness test"]
+fn snapshot_throughput() {
+    const KEYS: u32 = 4_000_000;
+    let mut store = KeyedStateStore::<u32>::new(Box::new(MemoryBackend::new(0..128)));
+    let sum = store.value_state::<(), (u32, u64)>("sum").unwrap();
+    for key in 0..KEYS {
+        let key = key.wrapping_mul(0x9E37_79B9);
+        store.value(sum).put((key % 128) as KeyGroup, &key, &(), (key, u64::from(key) * 3)).unwrap();
+    }
+    let started = Instant::now();
+    let snapshot = full(store.start_snapshot().unwrap().materialize(None).unwrap());
+    let elapsed = started.elapsed();
+    println!(
+        "snapshot of {KEYS} keys ({:.1} MB) in {elapsed:?}: {:.1} M keys/s",
+        snapshot.size_bytes() as f64 / 1e6,
+        f64::from(KEYS) / elapsed.as_secs_f64() / 1e6
     );
 }
