@@ -56,7 +56,8 @@ pub(crate) struct TaskManagerArgs {
     /// This TaskManager's id (default: taskmanager-<pid>).
     #[arg(long)]
     id: Option<String>,
-    /// Working directory for state (RocksDB comes with fault tolerance).
+    /// Working directory for state: the RocksDB databases of jobs that give no --state-dir
+    /// (default: the system's temporary directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// A configuration file instead of the cluster directory's weir.toml.
@@ -161,6 +162,7 @@ pub(crate) fn task_manager(registry: &JobRegistry, args: TaskManagerArgs) -> any
             registry,
             registration_timeout: Duration::from_millis(config.taskmanager.registration_timeout_ms),
             fault_injection,
+            data_dir: args.data_dir.clone(),
         })
         .await
         .inspect_err(|e| error!(task_manager = %id, "cannot join the cluster: {e}"))?;

@@ -55,7 +55,7 @@ use crate::cluster::supervisor::{RestartIntensity, TaskManagerSupervisor, TaskMa
 use crate::cluster::task_executor::{TaskDeployment, TaskExecutorArgs, TaskExecutorMessage};
 use crate::cluster::{ComponentRef, ExecutionId, ask};
 use crate::error::{Result, WeirError};
-use crate::job::{JobId, JobRegistry};
+use crate::job::{JobId, JobRegistry, StateBackend};
 use crate::remote::HeartbeatConfig;
 use crate::remote::protocol::{FromTaskManager, Hello, SlotOffer, TaskManagerHello, ToTaskManager};
 use crate::runtime::io::TaskMetrics;
@@ -145,6 +145,9 @@ pub struct TaskManagerConfig {
     pub registration_timeout: Duration,
     /// Whether it obeys the JobManager's fault-injection requests (tests and chaos runs).
     pub fault_injection: bool,
+    /// Its working directory for state: RocksDB databases of jobs that name no directory of
+    /// their own go here (`None`: the system's temporary directory).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// What the control connection shares with the proxies; it outlives each connection.
@@ -599,7 +602,7 @@ async fn handle(message: ToTaskManager, node: &Node, executor: Option<ActorRef<T
                 slots: Arc::new(deployment.slots),
                 checkpoints: deployment.checkpoints,
                 restore: deployment.restore.map(Arc::new),
-                state_backend: deployment.state_backend,
+                state_backend: local_state_backend(deployment.state_backend, node.config.data_dir.as_deref()),
             };
             // Deploying builds the job's plan: let the connection keep reading meanwhile.
             let link = link.clone();
@@ -670,10 +673,37 @@ async fn handle(message: ToTaskManager, node: &Node, executor: Option<ActorRef<T
     Ok(())
 }
 
+/// The job's state backend on this TaskManager: RocksDB databases go to the job's own
+/// directory if it names one (`--state-dir`), else to this TaskManager's data directory.
+fn local_state_backend(backend: StateBackend, data_dir: Option<&std::path::Path>) -> StateBackend {
+    match backend {
+        StateBackend::RocksDb { dir: None } => StateBackend::RocksDb { dir: data_dir.map(|d| d.join("rocksdb")) },
+        other => other,
+    }
+}
+
 /// Stops job `job`'s subtasks here and frees its slots.
 fn release_job(link: &Link, executor: Option<&ActorRef<TaskExecutorMessage>>, job: JobId) {
     link.metrics.lock().expect("link lock").retain(|e, _| e.job != job);
     if let Some(executor) = executor {
         let _ = executor.cast(TaskExecutorMessage::ReleaseJob(job));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rocksdb_databases_go_to_the_jobs_dir_else_the_task_managers_data_dir() {
+        let data = std::path::Path::new("/data/tm-1");
+        let own = StateBackend::RocksDb { dir: Some("/job/state".into()) };
+        assert_eq!(local_state_backend(own.clone(), Some(data)), own);
+        assert_eq!(
+            local_state_backend(StateBackend::RocksDb { dir: None }, Some(data)),
+            StateBackend::RocksDb { dir: Some("/data/tm-1/rocksdb".into()) }
+        );
+        assert_eq!(local_state_backend(StateBackend::RocksDb { dir: None }, None), StateBackend::RocksDb { dir: None });
+        assert_eq!(local_state_backend(StateBackend::Memory, Some(data)), StateBackend::Memory);
     }
 }
