@@ -360,12 +360,14 @@ fn a_task_manager_without_a_job_manager_gives_up_after_the_registration_timeout(
 /// The chaos suite on processes, bounded for CI: at seeded moments TaskManager processes are
 /// SIGKILLed and replaced, the JobManager process is restarted, connections are cut and
 /// actors are killed, and the committed output equals a fault-free run's
-/// (`weir chaos --cluster --runs N` soaks longer).
+/// (`weir chaos --cluster --runs N` soaks longer). Seed 9002 once hung: a TaskManager died
+/// while the ResourceManager was being restarted, and the new one, which never knew it, told
+/// no JobMaster of its loss.
 #[test]
 fn chaos_runs_on_processes_are_exactly_once() {
     let timeout = std::time::Duration::from_secs(420);
     let mut chaos = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["chaos", "--cluster", "--runs", "2", "--seed", "2026"])
+        .args(["chaos", "--cluster", "--runs", "2", "--seed", "9001"])
         .env("RUST_LOG", "error")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

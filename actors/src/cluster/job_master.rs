@@ -625,6 +625,9 @@ impl Actor for JobMasterActor {
                 state.maybe_end(&myself);
             }
             JobMasterMessage::TaskManagerLost(tm) => {
+                if !state.slots.iter().any(|s| s.task_manager == tm) {
+                    return Ok(()); // none of this job's slots were there
+                }
                 let lost: Vec<(usize, usize)> = state
                     .tasks
                     .iter()

@@ -143,11 +143,20 @@ impl ResourceManagerState {
 
     /// Forgets a TaskManager; jobs with slots there are told.
     fn lose(&mut self, task_manager: &str) {
-        let Some(old) = self.task_managers.remove(task_manager) else { return };
+        let lost = || JobMasterMessage::TaskManagerLost(task_manager.to_owned());
+        let Some(old) = self.task_managers.remove(task_manager) else {
+            // Unknown here: it died while this ResourceManager was being restarted, so it
+            // never registered again, and nothing here says which jobs had slots on it. Every
+            // JobMaster is told; one without slots there ignores it.
+            for jm in self.job_masters.values() {
+                let _ = jm.cast(lost());
+            }
+            return;
+        };
         let jobs: std::collections::BTreeSet<JobId> = old.allocated.iter().flatten().copied().collect();
         for job in jobs {
             if let Some(jm) = self.job_masters.get(&job) {
-                let _ = jm.cast(JobMasterMessage::TaskManagerLost(task_manager.to_owned()));
+                let _ = jm.cast(lost());
             }
         }
     }
