@@ -6,12 +6,10 @@
 //! subtasks and TaskExecutors to the TaskManager that runs them. A killed actor's supervisor
 //! starts it again, exactly as after a crash: nothing here bypasses the recovery it tests.
 
-use std::time::Duration;
-
-use crate::cluster::ComponentRef;
 use crate::cluster::dispatcher::DispatcherMessage;
 use crate::cluster::job_master::JobMasterMessage;
 use crate::cluster::resource_manager::ResourceManagerMessage;
+use crate::cluster::{ComponentRef, DISPATCHER_RESTART_WAIT};
 use crate::error::{Result, WeirError};
 use crate::job::JobId;
 
@@ -48,9 +46,6 @@ pub enum Kill {
     /// A control-plane actor of the JobManager.
     Control(ControlActor),
 }
-
-/// How long a kill waits for a restarted Dispatcher to find a job's JobMaster.
-const DISPATCHER_RESTART_WAIT: Duration = Duration::from_secs(10);
 
 /// Kills a control-plane actor, as a crash would; its supervisor starts it again. A job between
 /// two JobMasters or coordinators has none to kill: that is an error naming it.

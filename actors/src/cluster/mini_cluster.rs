@@ -19,7 +19,7 @@ use crate::cluster::supervisor::{
     TaskManagerSupervisorMessage,
 };
 use crate::cluster::task_executor::{TaskExecutorArgs, TaskExecutorMessage};
-use crate::cluster::{ComponentRef, JobDetails, JobOverview, JobResult, TaskManagerInfo, ask};
+use crate::cluster::{ComponentRef, DISPATCHER_RESTART_WAIT, JobDetails, JobOverview, JobResult, TaskManagerInfo, ask};
 use crate::connectors::CollectSink;
 use crate::error::{Result, WeirError};
 use crate::graph::build_job;
@@ -131,9 +131,6 @@ pub struct MiniCluster {
 
 pub use crate::cluster::fault_injection::ControlActor;
 use crate::cluster::fault_injection::kill_control_actor;
-
-/// How long a caller waits for a restarted Dispatcher before giving up.
-const DISPATCHER_RESTART_WAIT: Duration = Duration::from_secs(10);
 
 impl MiniCluster {
     /// Starts the actors; returns once every TaskExecutor has registered.

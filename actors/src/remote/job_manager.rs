@@ -39,7 +39,7 @@ use crate::cluster::job_store::JobStore;
 use crate::cluster::resource_manager::{ResourceManagerArgs, ResourceManagerMessage};
 use crate::cluster::supervisor::{JobManagerArgs, JobManagerSupervisor, JobManagerSupervisorMessage, RestartIntensity};
 use crate::cluster::task_executor::TaskExecutorMessage;
-use crate::cluster::{ComponentRef, ExecutionId, ask};
+use crate::cluster::{ComponentRef, DISPATCHER_RESTART_WAIT, ExecutionId, ask};
 use crate::error::{Result, WeirError};
 use crate::graph::build_job;
 use crate::job::{JobId, JobRegistry};
@@ -458,9 +458,6 @@ async fn task_manager_session(
     conn.close(0u32.into(), b"lost");
     Ok(())
 }
-
-/// How long a client's request waits for a restarted Dispatcher.
-const DISPATCHER_RESTART_WAIT: Duration = Duration::from_secs(10);
 
 /// Asks the Dispatcher for a client; a Dispatcher that dies meanwhile is asked again once its
 /// supervisor restarted it.
