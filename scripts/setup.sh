@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Makes a machine ready to build Weir, and is the one place that knows what a build needs:
+# `scripts/quickstart.sh` (the README's first command) and `scripts/test.sh` (its second, and
+# CI's) both run it first.
+#
+#   scripts/setup.sh                 install what is missing (as root, or through sudo), or stop
+#                                    with the exact command to run
+#   scripts/setup.sh --check         only report; exit 0 when ready, 1 when something is missing
+#   scripts/setup.sh --find-libclang print the libclang that bindgen would load; exit 1 if none
+#
+# What a build needs besides Rust: a C and C++ compiler (RocksDB's C++ and lz4 are compiled from
+# source) and libclang with its builtin headers (bindgen generates RocksDB's bindings at build
+# time, loading libclang at run time through clang-sys).
+#
+# libclang is looked for the way clang-sys 1.9 (build/common.rs, build/dynamic.rs) looks for it
+# when bindgen runs: a substring of `ldconfig -p` is not enough, because every Debian image has
+# `libclang-cpp.so.*`, a different library that clang-sys skips.
+#
+# WEIR_SETUP_ROOT (tests only) prefixes every fixed system directory searched, so a test can lay
+# out a fake root; LIBCLANG_PATH, LD_LIBRARY_PATH and LIBRARY_PATH are taken as they are.
+set -euo pipefail
+
+readonly MIN_RUST="1.90"
+root="${WEIR_SETUP_ROOT:-}"
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+# --- libclang, as clang-sys finds it ---------------------------------------------------------
+
+# Is this file a libclang that clang-sys accepts on 64-bit Linux: one of its name patterns, not
+# libclang-cpp, and a 64-bit ELF (clang-sys checks the ELF class)?
+libclang_candidate() {
+    local path="$1" name
+    name="$(basename -- "$path")"
+    case "$name" in
+        *-cpp.*) return 1 ;;
+        libclang.so | libclang-*.so | libclang.so.* | libclang-*.so.*) ;;
+        *) return 1 ;;
+    esac
+    [ -f "$path" ] || return 1
+    # ELF magic, then class 2 (64-bit).
+    [ "$(head -c 5 -- "$path" 2>/dev/null | od -An -tx1 | tr -d ' \n')" = "7f454c4602" ]
+}
+
+# Files matching clang-sys's patterns directly inside directory $1.
+libclang_in_dir() {
+    local dir="$1" f
+    [ -d "$dir" ] || return 0
+    for f in "$dir"/libclang.so "$dir"/libclang-*.so "$dir"/libclang.so.* "$dir"/libclang-*.so.*; do
+        [ -e "$f" ] && libclang_candidate "$f" && printf '%s\n' "$f"
+    done
+    return 0
+}
+
+# Every directory clang-sys searches, in its order.
+libclang_search_dirs() {
+    local prefix dir pattern
+    if command -v "${root:+$root/usr/bin/}llvm-config" >/dev/null 2>&1; then
+        prefix="$("${root:+$root/usr/bin/}llvm-config" --prefix 2>/dev/null | head -n 1 || true)"
+        [ -n "$prefix" ] && printf '%s\n' "$prefix/bin" "$prefix/lib" "$prefix/lib64"
+    fi
+    local IFS=':'
+    for dir in ${LD_LIBRARY_PATH:-} ${LIBRARY_PATH:-}; do
+        [ -n "$dir" ] && printf '%s\n' "$dir"
+    done
+    unset IFS
+    for pattern in "/usr/local/llvm*/lib*" "/usr/local/lib*/*/*" "/usr/local/lib*/*" "/usr/local/lib*" \
+        "/usr/lib*/*/*" "/usr/lib*/*" "/usr/lib*"; do
+        for dir in $root$pattern; do
+            [ -d "$dir" ] && printf '%s\n' "$dir"
+        done
+    done
+    return 0
+}
+
+# A libclang is only usable by bindgen with its builtin headers (stddef.h, stdbool.h), which
+# libclang finds in clang/<version>/include beside its real file.
+libclang_has_headers() {
+    local real dir
+    real="$(readlink -f -- "$1")"
+    dir="$(dirname -- "$real")"
+    compgen -G "$dir/clang/*/include/stddef.h" >/dev/null
+}
+
+# Prints the libclang bindgen would use; returns 1 (with the reason on stderr) when there is none.
+find_libclang() {
+    local found=() dir f
+    if [ -n "${LIBCLANG_PATH+set}" ]; then
+        # clang-sys searches only LIBCLANG_PATH when it is set: a matching file, or a directory.
+        if [ -f "$LIBCLANG_PATH" ] && libclang_candidate "$LIBCLANG_PATH"; then
+            found=("$LIBCLANG_PATH")
+        else
+            mapfile -t found < <(libclang_in_dir "$LIBCLANG_PATH")
+        fi
+        if [ ${#found[@]} -eq 0 ]; then
+            say "LIBCLANG_PATH=$LIBCLANG_PATH holds no 64-bit libclang.so, libclang-*.so or libclang.so.*"
+            return 1
+        fi
+    else
+        while IFS= read -r dir; do
+            while IFS= read -r f; do found+=("$f"); done < <(libclang_in_dir "$dir")
+        done < <(libclang_search_dirs)
+        if [ ${#found[@]} -eq 0 ]; then
+            say "no libclang found (libclang.so, libclang-*.so or libclang.so.*; libclang-cpp is another library)"
+            return 1
+        fi
+    fi
+    for f in "${found[@]}"; do
+        if libclang_has_headers "$f"; then
+            printf '%s\n' "$f"
+            return 0
+        fi
+    done
+    say "libclang found (${found[0]}) but not its builtin headers (clang/*/include/stddef.h beside it)"
+    return 1
+}
+
+# --- the other prerequisites -------------------------------------------------------------------
+
+version_at_least() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n 1)" = "$2" ]; }
+
+check_rust() {
+    if ! command -v cargo >/dev/null 2>&1 || ! command -v rustc >/dev/null 2>&1; then
+        say "cargo and rustc are not on PATH: install Rust $MIN_RUST or newer with rustup (https://rustup.rs), then run this again"
+        return 1
+    fi
+    local v
+    v="$(rustc --version | awk '{print $2}')"
+    if ! version_at_least "$v" "$MIN_RUST"; then
+        say "rustc $v is older than $MIN_RUST (edition 2024): run 'rustup update stable'"
+        return 1
+    fi
+}
+
+have_compilers() { command -v cc >/dev/null 2>&1 && command -v c++ >/dev/null 2>&1; }
+
+# --- installing --------------------------------------------------------------------------------
+
+# The system packages missing on this machine (Debian/Ubuntu names).
+missing_packages() {
+    local packages=()
+    have_compilers || packages+=(g++)
+    find_libclang >/dev/null 2>&1 || packages+=(libclang-dev)
+    printf '%s\n' "${packages[@]}"
+}
+
+install_packages() {
+    local packages=("$@") sudo=()
+    if ! command -v apt-get >/dev/null 2>&1; then
+        say "missing: ${packages[*]} (Debian names); this is not a Debian/Ubuntu machine, so install"
+        say "a C++ compiler and libclang with its headers (e.g. 'dnf install gcc-c++ clang-devel'),"
+        say "or set LIBCLANG_PATH to the directory of libclang.so, then run this again"
+        return 1
+    fi
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && { sudo -n true 2>/dev/null || [ -t 0 ]; }; then
+            sudo=(sudo)
+        else
+            say "missing: ${packages[*]}; as root, run:"
+            say "    apt-get update && apt-get install -y ${packages[*]}"
+            return 1
+        fi
+    fi
+    say "installing ${packages[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get install -y -q "${packages[@]}" ||
+        { "${sudo[@]}" apt-get update -q && "${sudo[@]}" apt-get install -y -q "${packages[@]}"; }
+}
+
+main() {
+    case "${1:-}" in
+        --find-libclang)
+            find_libclang
+            return
+            ;;
+        --check)
+            local missing
+            mapfile -t missing < <(missing_packages)
+            check_rust || return 1
+            if [ ${#missing[@]} -gt 0 ]; then
+                find_libclang >/dev/null || true
+                say "would install: ${missing[*]}"
+                return 1
+            fi
+            say "ready (libclang: $(find_libclang))"
+            return
+            ;;
+        "") ;;
+        *)
+            say "unknown argument '$1' (expected nothing, --check or --find-libclang)"
+            return 2
+            ;;
+    esac
+
+    check_rust
+    local missing
+    mapfile -t missing < <(missing_packages)
+    if [ ${#missing[@]} -gt 0 ]; then
+        install_packages "${missing[@]}"
+        mapfile -t missing < <(missing_packages)
+        if [ ${#missing[@]} -gt 0 ]; then
+            find_libclang >/dev/null || true
+            say "still missing after the install: ${missing[*]}"
+            return 1
+        fi
+    fi
+    say "ready: $(rustc --version), $(c++ --version | head -n 1), libclang $(find_libclang)"
+}
+
+main "$@"

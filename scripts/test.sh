@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The README's second command, and what CI runs (.ci/run): makes this machine ready
+# (scripts/setup.sh), then builds and runs every test of the workspace. Extra arguments go to
+# `cargo test` (e.g. `scripts/test.sh -p weir-state`; the default is the whole workspace).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/setup.sh
+
+cargo --version
+rustc --version
+
+if [ $# -eq 0 ]; then
+    set -- --workspace
+fi
+exec cargo test --locked "$@"
