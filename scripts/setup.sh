@@ -74,12 +74,15 @@ libclang_search_dirs() {
 }
 
 # A libclang is only usable by bindgen with its builtin headers (stddef.h, stdbool.h), which
-# libclang finds in clang/<version>/include beside its real file.
+# libclang finds in clang/<version>/include beside the path it was loaded from (Debian's
+# /usr/lib/llvm-14/lib/libclang.so is a link into /usr/lib/x86_64-linux-gnu; the headers are in
+# /usr/lib/llvm-14/lib/clang), or beside its real file.
 libclang_has_headers() {
-    local real dir
-    real="$(readlink -f -- "$1")"
-    dir="$(dirname -- "$real")"
-    compgen -G "$dir/clang/*/include/stddef.h" >/dev/null
+    local dir
+    for dir in "$(dirname -- "$1")" "$(dirname -- "$(readlink -f -- "$1")")"; do
+        compgen -G "$dir/clang/*/include/stddef.h" >/dev/null && return 0
+    done
+    return 1
 }
 
 # Prints the libclang bindgen would use; returns 1 (with the reason on stderr) when there is none.
@@ -141,7 +144,7 @@ missing_packages() {
     local packages=()
     have_compilers || packages+=(g++)
     find_libclang >/dev/null 2>&1 || packages+=(libclang-dev)
-    printf '%s\n' "${packages[@]}"
+    if [ ${#packages[@]} -gt 0 ]; then printf '%s\n' "${packages[@]}"; fi
 }
 
 install_packages() {
