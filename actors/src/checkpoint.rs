@@ -13,6 +13,7 @@
 //! ([`RestoreFrom::nodes`]), then redistributed ([`RestoredState`]).
 
 pub mod coordinator;
+pub mod ids;
 pub mod savepoint;
 pub mod storage;
 
@@ -214,6 +215,41 @@ impl CheckpointMetadata {
     /// The operator of node `node`.
     pub fn operator(&self, node: usize) -> Option<&OperatorMetadata> {
         self.operators.iter().find(|op| op.node == node)
+    }
+
+    /// Checks what a restore sizes allocations and opens files by, so that a corrupt or
+    /// hand-edited `_metadata` is an error naming the field, not a huge allocation, a panic or
+    /// a read outside the checkpoint's directory.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let upper = usize::from(weir_dataplane::UPPER_MAX_PARALLELISM);
+        if self.max_parallelism == 0 {
+            return Err("max_parallelism is 0".into());
+        }
+        for op in &self.operators {
+            if op.parallelism == 0 || op.parallelism > upper {
+                return Err(format!(
+                    "operator {} has parallelism {} (it must be 1 to {upper})",
+                    op.describe(),
+                    op.parallelism
+                ));
+            }
+        }
+        for task in &self.tasks {
+            let file = std::path::Path::new(&task.file);
+            let plain = matches!(file.components().collect::<Vec<_>>().as_slice(), [std::path::Component::Normal(_)]);
+            if !plain {
+                return Err(format!("tasks[].file {:?} is not a file name in the checkpoint's directory", task.file));
+            }
+            if let Some(op) = self.operators.iter().find(|op| op.vertex == task.vertex)
+                && task.subtask >= op.parallelism
+            {
+                return Err(format!(
+                    "tasks[] has subtask {} of vertex {}, whose parallelism is {}",
+                    task.subtask, task.vertex, op.parallelism
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -223,7 +223,12 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("'{raw}' is not a duration"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    // A century is more than any timeout or interval means, and far from overflowing a clock.
+    const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(duration) if duration <= LONGEST => Ok(duration),
+        _ => Err(format!("'{raw}' is too long (at most 100 years)")),
+    }
 }
 
 fn init_logging() {
@@ -364,5 +369,12 @@ mod tests {
         assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
         assert!(parse_duration("2 weeks").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
+        // Once a panic in Duration::from_secs_f64.
+        assert!(
+            parse_duration("99999999999999999999").unwrap_err().contains("too long"),
+            "{:?}",
+            parse_duration("99999999999999999999")
+        );
+        assert!(parse_duration("1e400").is_err());
     }
 }

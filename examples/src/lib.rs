@@ -5,6 +5,9 @@
 //! `--event-time-rate E` (events per second of event time) and `--output DIR`. The generator
 //! keeps its disorder within the watermark bound, so the same arguments give the same output
 //! at any parallelism and any rate.
+//!
+//! Jobs writing with a [`FileSink`] refuse an `--output` directory that holds an earlier run's
+//! part files, unless given `--overwrite` (those files are then replaced when the job runs).
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -23,7 +26,11 @@ pub use throttle::ThrottledSink;
 /// Every example job, by name.
 pub fn registry() -> JobRegistry {
     JobRegistry::new()
-        .job("word-count", "counts words of a text file or directory (--input PATH --output DIR)", word_count)
+        .job(
+            "word-count",
+            "counts words of a text file or directory (--input PATH --output DIR [--overwrite])",
+            word_count,
+        )
         .job("window-agg", "clicks per user in tumbling event-time windows (--window-ms, generator args)", window_agg)
         .job("sessions", "clicks per user session, closed after --gap-ms of inactivity (generator args)", sessions)
         .job(
@@ -43,6 +50,13 @@ pub fn registry() -> JobRegistry {
         )
 }
 
+/// The job's output: a [`FileSink`] into `--output DIR`, replacing an earlier run's part files
+/// there with `--overwrite`.
+fn file_sink<T>(args: &JobArgs) -> Result<FileSink<T>> {
+    let sink = FileSink::new(args.get("output")?);
+    Ok(if args.parse_or("overwrite", false)? { sink.overwrite() } else { sink })
+}
+
 fn positive_ms(args: &JobArgs, key: &str, default: u64) -> Result<Duration> {
     let ms: u64 = args.parse_or(key, default)?;
     if ms == 0 {
@@ -55,14 +69,14 @@ fn positive_ms(args: &JobArgs, key: &str, default: u64) -> Result<Duration> {
 /// `word<TAB>count` line per word.
 pub fn word_count(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
     let input = args.get("input")?.to_owned();
-    let output = args.get("output")?.to_owned();
+    let output = file_sink(args)?;
     env.source("lines", TextFile::new(input))
         .flat_map("split", |line: String| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
         .key_by(|word: &String| word.clone())
         .window(Global::new())
         .aggregate("count", Count)
         .map("format", |w: Windowed<String, u64>| format!("{}\t{}", w.key, w.value))
-        .sink("output", FileSink::new(output));
+        .sink("output", output);
     Ok(())
 }
 
@@ -72,7 +86,7 @@ pub fn word_count(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
 /// parallelism, so that each user's clicks come from one source subtask, in order.
 pub fn semantics_check(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
     let config = GeneratorConfig { keys_in_turn: true, ..GeneratorConfig::from_args(args)? };
-    let output = args.get("output")?.to_owned();
+    let output = file_sink(args)?;
     if !(config.keys as usize).is_multiple_of(env.parallelism()) {
         return Err(WeirError::Argument(format!(
             "--keys ({}) must be a multiple of the parallelism ({}): each user's clicks must come from one source subtask",
@@ -84,7 +98,7 @@ pub fn semantics_check(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
     env.source("clicks", Generator::new(config))
         .key_by(|c: &Click| c.user)
         .process("check", move || SequenceCheck::new(keys))
-        .sink("output", FileSink::new(output));
+        .sink("output", output);
     Ok(())
 }
 
@@ -93,13 +107,13 @@ pub fn semantics_check(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
 pub fn window_agg(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
     let config = GeneratorConfig::from_args(args)?;
     let window = positive_ms(args, "window-ms", 1000)?;
-    let output = args.get("output")?.to_owned();
+    let output = file_sink(args)?;
     env.source("clicks", Generator::new(config))
         .key_by(|c: &Click| c.user)
         .window(Tumbling::event_time(window))
         .aggregate("count", Count)
         .map("format", |w: Windowed<u32, u64>| format!("{}\t{}\t{}", w.key, w.window.start, w.value))
-        .sink("output", FileSink::new(output));
+        .sink("output", output);
     Ok(())
 }
 
@@ -108,13 +122,13 @@ pub fn window_agg(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
 pub fn sessions(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
     let config = GeneratorConfig::from_args(args)?;
     let gap = positive_ms(args, "gap-ms", 500)?;
-    let output = args.get("output")?.to_owned();
+    let output = file_sink(args)?;
     env.source("clicks", Generator::new(config))
         .key_by(|c: &Click| c.user)
         .window(Session::event_time(gap))
         .aggregate("count", Count)
         .map("format", |w: Windowed<u32, u64>| format!("{}\t{}\t{}\t{}", w.key, w.window.start, w.window.end, w.value))
-        .sink("output", FileSink::new(output));
+        .sink("output", output);
     Ok(())
 }
 
@@ -125,11 +139,11 @@ pub fn alerts(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
     let config = GeneratorConfig::from_args(args)?;
     let threshold: u64 = args.parse_or("threshold", 3)?;
     let within = positive_ms(args, "within-ms", 100)?.as_millis() as i64;
-    let output = args.get("output")?.to_owned();
+    let output = file_sink(args)?;
     env.source("clicks", Generator::new(config))
         .key_by(|c: &Click| c.user)
         .process("bursts", move || BurstAlerts::new(threshold, within))
-        .sink("output", FileSink::new(output));
+        .sink("output", output);
     Ok(())
 }
 

@@ -47,13 +47,42 @@ fn run_local_word_count_writes_the_counts() {
     let text = std::fs::read_to_string(repo_root().join("data/words.txt")).unwrap();
     let total: u64 = lines.iter().map(|l| l.rsplit('\t').next().unwrap().parse::<u64>().unwrap()).sum();
     assert_eq!(total, text.split_whitespace().count() as u64);
-    // Part files of the earlier run are replaced, not mixed with the new ones.
-    let again = weir(
-        &["run", "word-count", "--local", "--", "--input", "data/words.txt", "--output", output.to_str().unwrap()],
-        TIMEOUT,
-    );
+    // Part files of the earlier run are never mixed with new ones: without --overwrite the
+    // directory is refused and left as it is; with it they are replaced.
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "word-count", "--local", "--", "--input", "data/words.txt"];
+        args.extend(["--output", output.to_str().unwrap()]);
+        args.extend(extra);
+        weir(&args, TIMEOUT)
+    };
+    let refused = run(&[]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("holds the output of an earlier run"), "{}", stderr(&refused));
+    assert_eq!(read_output(&output), lines);
+    let again = run(&["--overwrite"]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(read_output(&output), lines);
+}
+
+/// Defect: the file sink deleted the earlier output while the job was being prepared, so a job
+/// then refused (too few slots) left the directory empty.
+#[test]
+fn a_refused_job_leaves_the_earlier_output_alone() {
+    let dir = TempDir::new("cli-refused");
+    let output = dir.join("out");
+    let output = output.to_str().unwrap();
+    let words = ["--", "--input", "data/words.txt", "--output", output];
+    let first = weir(&[&["run", "word-count", "--local"][..], &words].concat(), TIMEOUT);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let before = read_output(std::path::Path::new(output));
+    assert!(!before.is_empty());
+
+    let overwrite = [&words[..], &["--overwrite"]].concat();
+    let refused =
+        weir(&[&["run", "word-count", "--local", "-p", "2", "--slots", "1"][..], &overwrite].concat(), TIMEOUT);
+    assert!(!refused.status.success(), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("slot"), "{}", stderr(&refused));
+    assert_eq!(read_output(std::path::Path::new(output)), before, "the refused job deleted nothing");
 }
 
 #[test]

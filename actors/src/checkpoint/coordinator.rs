@@ -38,6 +38,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::checkpoint::ids::CheckpointIds;
 use crate::checkpoint::savepoint::savepoint_dir;
 use crate::checkpoint::storage::{CheckpointStorage, write_metadata_in};
 use crate::checkpoint::{
@@ -152,6 +153,9 @@ pub struct CoordinatorArgs {
     pub storage: Option<CheckpointStorage>,
     /// The checkpoint the job restored from, if any.
     pub restored_from: Option<u64>,
+    /// The job's checkpoint ids, shared with its JobMaster, so that a coordinator started
+    /// again goes on with them.
+    pub ids: CheckpointIds,
     /// Told when a stop-with-savepoint completed.
     pub on_stopped: Option<OnStopped>,
     /// Told when more checkpoints failed in a row than
@@ -201,7 +205,6 @@ pub struct CoordinatorState {
     tasks: Vec<CoordinatedTask>,
     finished: HashSet<ExecutionId>,
     input_ended: HashSet<ExecutionId>,
-    next_id: u64,
     pending: Option<Pending>,
     queued: Option<SavepointRequest>,
     generation: u64,
@@ -302,7 +305,21 @@ impl CoordinatorState {
 
     /// Triggers a checkpoint, or the savepoint `request` asks for.
     fn trigger(&mut self, myself: &ActorRef<CoordinatorMessage>, request: Option<SavepointRequest>) {
-        let id = self.next_id;
+        let id = match self.args.ids.next() {
+            Ok(id) => id,
+            Err(e) => {
+                let reason = format!("cannot reserve a checkpoint id: {e}");
+                warn!(job = %self.args.job, %reason, "checkpoint not triggered");
+                self.last_failed = true;
+                match request {
+                    Some(request) => {
+                        let _ = request.reply.send(Err(WeirError::Savepoint(reason)));
+                    }
+                    None => self.count_failure(self.args.ids.peek(), &reason),
+                }
+                return self.schedule(myself);
+            }
+        };
         let triggered_ms = crate::time::wall_clock_ms();
         let (kind, savepoint) = match request {
             None => (BarrierKind::Checkpoint, None),
@@ -323,7 +340,6 @@ impl CoordinatorState {
                 (kind, Some(PendingSavepoint { target, stop, reply }))
             }
         };
-        self.next_id += 1;
         self.pending = Some(Pending {
             id,
             triggered_ms,
@@ -337,6 +353,19 @@ impl CoordinatorState {
         });
         self.stats.in_progress = Some(id);
         self.last_trigger = Some(Instant::now());
+        // Its directory exists before any barrier goes out, and only until it is aborted: a
+        // subtask never makes it (again).
+        let made = match &kind {
+            BarrierKind::Checkpoint => match &self.args.storage {
+                Some(storage) => storage.begin(id).map(drop),
+                None => Err(WeirError::runtime("a checkpoint without checkpoint storage")),
+            },
+            BarrierKind::Savepoint { target, .. } => std::fs::create_dir_all(target)
+                .map_err(|e| WeirError::io(format!("cannot create the savepoint directory '{target}'"), e)),
+        };
+        if let Err(e) = made {
+            return self.abort(myself, e.to_string(), Counts::Yes);
+        }
         debug!(job = %self.args.job, checkpoint = id, ?kind, "triggering");
         self.send(
             TaskControl::TriggerCheckpoint(CheckpointBarrier { checkpoint_id: id, timestamp_ms: triggered_ms, kind }),
@@ -360,17 +389,7 @@ impl CoordinatorState {
         warn!(job = %self.args.job, checkpoint = p.id, %reason, "checkpoint aborted");
         self.last_failed = true;
         if counts == Counts::Yes && p.savepoint.is_none() {
-            self.consecutive_failures += 1;
-            let tolerated = self.args.config.as_ref().map_or(0, |c| c.tolerable_failures);
-            if self.consecutive_failures > tolerated {
-                self.consecutive_failures = 0;
-                if let Some(on_failures) = &self.args.on_failures {
-                    on_failures(format!(
-                        "exceeded the tolerable checkpoint failures ({tolerated} in a row): checkpoint {} failed: {reason}",
-                        p.id
-                    ));
-                }
-            }
+            self.count_failure(p.id, &reason);
         }
         let savepoint = p.savepoint.map(|s| {
             if let Err(e) = std::fs::remove_dir_all(&s.target)
@@ -399,6 +418,21 @@ impl CoordinatorState {
             failure: Some(reason),
             savepoint,
         });
+    }
+
+    /// Counts a failed periodic checkpoint against the tolerable failures; one too many fails
+    /// the job over.
+    fn count_failure(&mut self, id: u64, reason: &str) {
+        self.consecutive_failures += 1;
+        let tolerated = self.args.config.as_ref().map_or(0, |c| c.tolerable_failures);
+        if self.consecutive_failures > tolerated {
+            self.consecutive_failures = 0;
+            if let Some(on_failures) = &self.args.on_failures {
+                on_failures(format!(
+                    "exceeded the tolerable checkpoint failures ({tolerated} in a row): checkpoint {id} failed: {reason}"
+                ));
+            }
+        }
     }
 
     /// After a checkpoint: the savepoint waiting for it, or the next periodic one.
@@ -498,10 +532,6 @@ impl Actor for CheckpointCoordinator {
         _myself: ActorRef<Self::Msg>,
         args: CoordinatorArgs,
     ) -> Result<CoordinatorState, ActorProcessingErr> {
-        // Ids keep growing across restarts of the job and of this actor, and after the
-        // savepoint a job resumed from: never reuse one.
-        let stored = args.storage.as_ref().and_then(|s| s.completed().last().copied()).map_or(1, |n| n + 1);
-        let next_id = stored.max(args.restored_from.map_or(1, |n| n + 1));
         let stats = CheckpointStats { restored_from: args.restored_from, ..Default::default() };
         Ok(CoordinatorState {
             operators: OperatorMetadata::of_plan(&args.plan),
@@ -509,7 +539,6 @@ impl Actor for CheckpointCoordinator {
             tasks: Vec::new(),
             finished: HashSet::new(),
             input_ended: HashSet::new(),
-            next_id,
             pending: None,
             queued: None,
             generation: 0,
@@ -638,3 +667,6 @@ impl Actor for CheckpointCoordinator {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

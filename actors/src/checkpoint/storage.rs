@@ -11,6 +11,10 @@ use crate::job::JobId;
 /// The file whose presence makes a checkpoint (or savepoint) complete.
 pub(crate) const METADATA: &str = "_metadata";
 
+/// The file in a job's checkpoint directory holding the checkpoint ids' high water mark (see
+/// [`CheckpointIds`](crate::checkpoint::ids::CheckpointIds)).
+pub(crate) const RESERVED_IDS: &str = "checkpoint-ids";
+
 /// The checkpoints of one job: `<root>/<job>/chk-<n>/…`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointStorage {
@@ -25,14 +29,26 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     crate::durable::write_atomically(path, bytes).map_err(|(what, at, e)| io(what, &at, e))
 }
 
-/// Stores one subtask's state in checkpoint directory `dir` (blocking: call it off the
-/// processing loop).
-pub(crate) fn write_task_in(dir: &Path, snapshot: &TaskSnapshot) -> Result<TaskStateHandle> {
-    let file = format!("{}-{}", snapshot.vertex, snapshot.subtask);
+/// Stores one subtask's state in checkpoint directory `dir`, which the coordinator made when
+/// it triggered the checkpoint (blocking: call it off the processing loop).
+///
+/// The file is named by vertex, subtask and execution `attempt`: a cancelled attempt still
+/// writing (its upload outlived it) cannot overwrite the state of the attempt that replaced it,
+/// and once the checkpoint was aborted and its directory deleted, a late write fails instead of
+/// making the directory again.
+pub(crate) fn write_task_in(dir: &Path, snapshot: &TaskSnapshot, attempt: u32) -> Result<TaskStateHandle> {
+    let file = format!("{}-{}-a{attempt}", snapshot.vertex, snapshot.subtask);
     let path = dir.join(&file);
+    if !dir.is_dir() {
+        return Err(WeirError::runtime(format!(
+            "checkpoint {} was aborted: its directory '{}' is gone",
+            snapshot.checkpoint,
+            dir.display()
+        )));
+    }
     let bytes =
         postcard::to_allocvec(snapshot).map_err(|e| WeirError::runtime(format!("cannot encode a snapshot: {e}")))?;
-    write_atomically(&path, &bytes)?;
+    crate::durable::write_atomically_in_place(&path, &bytes).map_err(|(what, at, e)| io(what, &at, e))?;
     let operators = snapshot.operators.iter().filter(|s| !s.is_empty()).map(|s| s.node).collect();
     let shared = snapshot
         .operators
@@ -64,6 +80,11 @@ pub(crate) fn read_metadata_in(dir: &Path) -> Result<CheckpointMetadata> {
     let bytes = std::fs::read(&path).map_err(|e| io("read", &path, e))?;
     let metadata: CheckpointMetadata = serde_json::from_slice(&bytes)
         .map_err(|e| WeirError::runtime(format!("checkpoint file '{}' is corrupt: {e}", path.display())))?;
+    if metadata.version == CheckpointMetadata::VERSION
+        && let Err(e) = metadata.validate()
+    {
+        return Err(WeirError::runtime(format!("checkpoint file '{}' is corrupt: {e}", path.display())));
+    }
     if metadata.version != CheckpointMetadata::VERSION {
         return Err(WeirError::runtime(format!(
             "checkpoint file '{}' is in format {} (this build reads format {})",
@@ -109,9 +130,17 @@ impl CheckpointStorage {
         self.job_dir.join(format!("chk-{n}"))
     }
 
-    /// Stores one subtask's state (blocking: call it off the processing loop).
-    pub fn write_task(&self, snapshot: &TaskSnapshot) -> Result<TaskStateHandle> {
-        write_task_in(&self.checkpoint_dir(snapshot.checkpoint), snapshot)
+    /// Makes checkpoint `n`'s directory, before its barriers go out (the coordinator does).
+    pub fn begin(&self, n: u64) -> Result<PathBuf> {
+        let dir = self.checkpoint_dir(n);
+        std::fs::create_dir_all(&dir).map_err(|e| io("create the directory of", &dir, e))?;
+        Ok(dir)
+    }
+
+    /// Stores one subtask's state, of execution `attempt` (blocking: call it off the
+    /// processing loop); the checkpoint's directory must exist ([`begin`](Self::begin)).
+    pub fn write_task(&self, snapshot: &TaskSnapshot, attempt: u32) -> Result<TaskStateHandle> {
+        write_task_in(&self.checkpoint_dir(snapshot.checkpoint), snapshot, attempt)
     }
 
     /// Completes checkpoint `metadata.checkpoint` by writing its `_metadata`, last.
@@ -138,17 +167,39 @@ impl CheckpointStorage {
         read_task_in(&self.checkpoint_dir(checkpoint), checkpoint, handle)
     }
 
-    /// Ids of the completed checkpoints (those with a `_metadata`), ascending.
-    pub fn completed(&self) -> Vec<u64> {
+    /// Ids of every checkpoint directory, complete or not, ascending.
+    pub fn checkpoint_dirs(&self) -> Vec<u64> {
         let mut ids: Vec<u64> = std::fs::read_dir(&self.job_dir)
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
-            .filter(|n| self.checkpoint_dir(*n).join(METADATA).exists())
             .collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// Ids of the completed checkpoints (those with a `_metadata`), ascending.
+    pub fn completed(&self) -> Vec<u64> {
+        self.checkpoint_dirs().into_iter().filter(|n| self.checkpoint_dir(*n).join(METADATA).exists()).collect()
+    }
+
+    /// The checkpoint ids' high water mark: no id at or above it was issued. `None` when the
+    /// job has none yet; an error naming the file when it cannot be read.
+    pub fn reserved_ids(&self) -> Result<Option<u64>> {
+        let path = self.job_dir.join(RESERVED_IDS);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse().map(Some).map_err(|e| {
+                WeirError::runtime(format!("checkpoint file '{}' is corrupt ({:?}: {e})", path.display(), text.trim()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("read", &path, e)),
+        }
+    }
+
+    /// Makes `upto` the checkpoint ids' high water mark, durably, before an id under it is issued.
+    pub fn reserve_ids(&self, upto: u64) -> Result<()> {
+        write_atomically(&self.job_dir.join(RESERVED_IDS), format!("{upto}\n").as_bytes())
     }
 
     /// The newest completed checkpoint whose every file is readable; a broken one is
@@ -193,13 +244,7 @@ impl CheckpointStorage {
         for &n in &completed[..completed.len().saturating_sub(retained.max(1))] {
             self.discard(n);
         }
-        let incomplete = std::fs::read_dir(&self.job_dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse::<u64>().ok())
-            .filter(|n| *n < newest && !completed.contains(n));
-        for n in incomplete.collect::<Vec<_>>() {
+        for n in self.checkpoint_dirs().into_iter().filter(|n| *n < newest && !completed.contains(n)) {
             self.discard(n);
         }
         self.release_shared_files();

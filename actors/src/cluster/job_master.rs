@@ -27,9 +27,9 @@
 //! ## Supervision
 //!
 //! Child: the job's CheckpointCoordinator (every job has one: savepoints need it). If it
-//! fails or is killed, it is started again; it finds the next checkpoint id from the
-//! checkpoint storage, and is told the current deployment, so at most the checkpoint in
-//! flight is lost.
+//! fails or is killed, it is started again; it goes on with the job's checkpoint ids, which
+//! the JobMaster keeps (so no id in flight is issued again, see [`CheckpointIds`]), and is told
+//! the current deployment, so at most the checkpoint in flight is lost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,6 +42,7 @@ use crate::checkpoint::RestoreFrom;
 use crate::checkpoint::coordinator::{
     CheckpointCoordinator, CheckpointStats, CoordinatedTask, CoordinatorArgs, CoordinatorMessage,
 };
+use crate::checkpoint::ids::CheckpointIds;
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::cluster::ExceptionRecord;
 use crate::cluster::dispatcher::DispatcherMessage;
@@ -171,6 +172,8 @@ pub struct JobMasterState {
     /// The job's checkpoints (when it takes them) and its coordinator.
     storage: Option<CheckpointStorage>,
     coordinator: Option<ActorRef<CoordinatorMessage>>,
+    /// The job's checkpoint ids, for every coordinator this JobMaster starts.
+    ids: Option<CheckpointIds>,
     restored_from: Option<u64>,
     /// The savepoint the job started from.
     savepoint: Option<Arc<RestoreFrom>>,
@@ -484,12 +487,14 @@ impl JobMasterState {
 
     async fn start_coordinator(&mut self, myself: &ActorRef<JobMasterMessage>) -> Result<(), WeirError> {
         let (job_master, failing) = (myself.clone(), myself.clone());
+        let ids = self.ids.get_or_insert_with(|| CheckpointIds::new(self.storage.as_ref(), self.restored_from)).clone();
         let args = CoordinatorArgs {
             job: self.job.id,
             plan: self.job.graph.clone(),
             config: self.job.config.checkpoints.clone(),
             storage: self.storage.clone(),
             restored_from: self.restored_from,
+            ids,
             on_stopped: Some(Box::new(move |dir| {
                 let _ = job_master.cast(JobMasterMessage::StoppedWithSavepoint(dir));
             })),
@@ -538,6 +543,7 @@ impl Actor for JobMasterActor {
             tasks: HashMap::new(),
             storage: None,
             coordinator: None,
+            ids: None,
             restored_from: None,
             savepoint: None,
             stopped_with: None,

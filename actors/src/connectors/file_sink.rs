@@ -25,10 +25,14 @@
 //! the savepoint completes; an intermediate savepoint's file stays pending until the next
 //! checkpoint completes (a failover restores checkpoints, not savepoints).
 //!
-//! On the client, before the job runs, the directory is checked: part files of an earlier
-//! run are removed so outputs of two runs never mix (unless the job resumes from a
-//! savepoint: that output is its own), and a directory holding anything else is refused
-//! rather than written into.
+//! Output already committed is never deleted or overwritten behind the user's back. Before the
+//! job is accepted, the directory is only checked, never changed: one that holds anything but
+//! part files is refused, and so is one holding part files of an earlier run, unless the job
+//! resumes from a savepoint (that output is its own) or the sink was built with
+//! [`FileSink::overwrite`]. With `overwrite`, the earlier part files are deleted by the
+//! subtasks themselves, on the machines that write, when the job first runs (an execution that
+//! restored no state); a job that is refused or never runs deletes nothing. Flink's file sink
+//! never deletes; Spark's `overwrite` save mode is the model for the choice.
 
 use std::collections::BTreeSet;
 use std::fmt::Display;
@@ -58,6 +62,10 @@ pub struct FileSink<T> {
     /// Pre-committed files: (checkpoint, sequence number, attempt that wrote it).
     pending: Vec<(u64, u64, u32)>,
     cleaned: bool,
+    /// Earlier runs' part files are replaced (deleted at the first run of the job).
+    overwrite: bool,
+    /// This execution restored state: the output in the directory is the job's own.
+    restored: bool,
     _types: PhantomData<fn(T)>,
 }
 
@@ -71,7 +79,7 @@ struct FileSinkState {
 
 impl<T> Clone for FileSink<T> {
     fn clone(&self) -> Self {
-        FileSink::new(self.dir.clone())
+        FileSink { overwrite: self.overwrite, ..FileSink::new(self.dir.clone()) }
     }
 }
 
@@ -88,8 +96,18 @@ impl<T> FileSink<T> {
             next_seq: 0,
             pending: Vec::new(),
             cleaned: false,
+            overwrite: false,
+            restored: false,
             _types: PhantomData,
         }
+    }
+
+    /// Replaces the part files an earlier run left in the directory (by default such a
+    /// directory is refused). They are deleted when the job first runs, by the subtasks that
+    /// write: never by a job that is refused, and never output a restored job committed.
+    pub fn overwrite(mut self) -> Self {
+        self.overwrite = true;
+        self
     }
 
     fn in_progress(&self, seq: u64) -> PathBuf {
@@ -104,11 +122,15 @@ impl<T> FileSink<T> {
         self.dir.join(format!("part-{}-{seq}", self.index))
     }
 
-    /// Renames a pending file to its final name; committing twice is fine.
+    /// Renames a pending file to its final name, durably (the directory is synced, so a
+    /// machine crash cannot undo the rename after the next checkpoint stopped listing the file
+    /// as pending); committing twice is fine.
     fn commit(&self, seq: u64, attempt: u32) -> Result<()> {
         let (pending, done) = (self.pending_file(seq, attempt), self.committed(seq));
         match std::fs::rename(&pending, &done) {
-            Ok(()) => Ok(()),
+            Ok(()) => File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| WeirError::io(format!("cannot sync '{}' after committing", self.dir.display()), e)),
             Err(_) if done.exists() => Ok(()),
             Err(e) => Err(WeirError::io(format!("cannot commit '{}'", pending.display()), e)),
         }
@@ -119,14 +141,18 @@ impl<T> FileSink<T> {
     /// Subtask 0 also deletes those of subtasks the job no longer has (it ran at a higher
     /// parallelism before a restore): every restored subtask committed the restored
     /// checkpoint's pending files in `restore_state`, so what is left of theirs is not output.
+    /// With [`overwrite`](Self::overwrite), an execution that restored nothing also deletes
+    /// the committed part files (an earlier run's) of the same subtasks.
     fn clean(&mut self) -> Result<()> {
         if std::mem::replace(&mut self.cleaned, true) {
             return Ok(());
         }
         let keep: BTreeSet<PathBuf> =
             self.pending.iter().map(|&(_, seq, attempt)| self.pending_file(seq, attempt)).collect();
+        let replace = self.overwrite && !self.restored;
         let owned = |name: &str| {
-            let owner = name.strip_prefix(".part-").and_then(|rest| rest.split('-').next()?.parse::<usize>().ok());
+            let rest = name.strip_prefix(".part-").or_else(|| name.strip_prefix("part-").filter(|_| replace));
+            let owner = rest.and_then(|rest| rest.split('-').next()?.parse::<usize>().ok());
             owner == Some(self.index) || (self.index == 0 && owner.is_some_and(|o| o >= self.parallelism))
         };
         let entries = std::fs::read_dir(&self.dir)
@@ -175,7 +201,7 @@ impl<T: Data + Display> Sink for FileSink<T> {
         }
         let entries =
             std::fs::read_dir(dir).map_err(|e| WeirError::io(format!("cannot list output '{}'", dir.display()), e))?;
-        let mut parts = Vec::new();
+        let mut committed = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| WeirError::io(format!("cannot list output '{}'", dir.display()), e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -185,16 +211,22 @@ impl<T: Data + Display> Sink for FileSink<T> {
                     dir.display()
                 )));
             }
-            parts.push(entry.path());
+            if !name.starts_with('.') {
+                committed.push(name);
+            }
         }
-        if ctx.restoring() {
-            return Ok(()); // the output so far is the resumed job's own
+        // Checked only: nothing is deleted before the job runs (see the module docs).
+        if committed.is_empty() || ctx.restoring() || self.overwrite {
+            return Ok(());
         }
-        for part in parts {
-            std::fs::remove_file(&part)
-                .map_err(|e| WeirError::io(format!("cannot remove old output '{}'", part.display()), e))?;
-        }
-        Ok(())
+        committed.sort();
+        Err(WeirError::Argument(format!(
+            "output directory '{}' holds the output of an earlier run ({}{}); choose another directory, remove them, \
+             or overwrite them (FileSink::overwrite; the example jobs take --overwrite)",
+            dir.display(),
+            committed[0],
+            if committed.len() > 1 { format!(" and {} more", committed.len() - 1) } else { String::new() }
+        )))
     }
 
     fn open(&mut self, ctx: &OpenContext<'_>) -> Result<()> {
@@ -243,6 +275,7 @@ impl<T: Data + Display> Sink for FileSink<T> {
             .map(|bytes| postcard::from_bytes::<FileSinkState>(bytes))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| WeirError::runtime(format!("the file sink's checkpointed state is corrupt: {e}")))?;
+        self.restored = true;
         for state in &states {
             // What the restored checkpoint pre-committed is committed: that checkpoint completed.
             let owner = FileSink::<T> { index: state.subtask, ..FileSink::new(self.dir.clone()) };

@@ -100,8 +100,11 @@ impl GeneratorConfig {
         if self.keys == 0 {
             return bad("--keys must be at least 1");
         }
-        if self.out_of_order_ms < 0 {
-            return bad("--out-of-order-ms must not be negative");
+        if !(0..=MAX_OUT_OF_ORDER_MS).contains(&self.out_of_order_ms) {
+            return bad(&format!(
+                "--out-of-order-ms must be 0 to {MAX_OUT_OF_ORDER_MS} (a year), not {}",
+                self.out_of_order_ms
+            ));
         }
         if self.event_time_rate == 0 {
             return bad("--event-time-rate must be at least 1");
@@ -120,8 +123,9 @@ impl GeneratorConfig {
         let h = mix(self.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let user = if self.keys_in_turn { index % u64::from(self.keys) } else { h % u64::from(self.keys) } as u32;
         let disorder = if self.out_of_order_ms == 0 { 0 } else { (mix(h) % (self.out_of_order_ms as u64 + 1)) as i64 };
-        let base = (u128::from(index) * 1000 / u128::from(self.event_time_rate)) as i64;
-        Click { user, time: base + self.out_of_order_ms - disorder, index }
+        // Saturates rather than wrapping at the (unreachable in practice) end of time.
+        let base = i64::try_from(u128::from(index) * 1000 / u128::from(self.event_time_rate)).unwrap_or(i64::MAX);
+        Click { user, time: base.saturating_add(self.out_of_order_ms - disorder), index }
     }
 }
 
@@ -157,6 +161,9 @@ pub struct Generator {
     done: Vec<Position>,
     done_below: u64,
 }
+
+/// The largest `--out-of-order-ms`: a year (event times stay far from overflowing).
+const MAX_OUT_OF_ORDER_MS: i64 = 365 * 24 * 3600 * 1000;
 
 /// A generator subtask's position: it emits the events `offset, offset + stride, …` and has
 /// emitted those below `next`.
@@ -253,11 +260,19 @@ impl Source for Generator {
     }
 
     fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
+        let corrupt = |e: &dyn std::fmt::Display| {
+            WeirError::runtime(format!("the generator's checkpointed position is corrupt: {e}"))
+        };
         let states = states
             .iter()
             .map(|b| postcard::from_bytes::<GeneratorState>(b))
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| WeirError::runtime(format!("the generator's checkpointed position is corrupt: {e}")))?;
+            .map_err(|e| corrupt(&e))?;
+        for p in states.iter().flat_map(|s| std::iter::once(&s.position).chain(&s.inherited)) {
+            if p.stride == 0 || p.offset >= p.stride {
+                return Err(corrupt(&format_args!("offset {} with stride {}", p.offset, p.stride)));
+            }
+        }
         let done: Vec<Position> = match states.as_slice() {
             // The same subtask at the same parallelism: resume where it stood.
             [own] if own.position.stride == self.stride && own.position.offset == self.next % self.stride => {

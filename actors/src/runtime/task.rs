@@ -280,6 +280,7 @@ fn checkpoint_chain<T>(
         BarrierKind::Savepoint { target, .. } => Ok(std::path::PathBuf::from(target)),
     };
     let shared = checkpoints.storage.as_ref().map(|s| crate::checkpoint::shared_dir(s.job_dir()));
+    let attempt = io.info.attempt;
     let mut snapshot =
         TaskSnapshot { checkpoint: id, vertex: checkpoints.vertex, subtask: io.info.index, finished, operators };
     tokio::task::spawn_blocking(move || {
@@ -296,7 +297,8 @@ fn checkpoint_chain<T>(
             }
             Ok::<(), String>(())
         });
-        let handle = uploaded.and(dir).and_then(|dir| write_task_in(&dir, &snapshot).map_err(|e| e.to_string()));
+        let handle =
+            uploaded.and(dir).and_then(|dir| write_task_in(&dir, &snapshot, attempt).map_err(|e| e.to_string()));
         let ack = CheckpointAck {
             checkpoint: id,
             handle,
@@ -329,8 +331,9 @@ struct InputState<T> {
     ended: Vec<bool>,
     open_channels: usize,
     alignment: Option<Alignment>,
-    /// The newest checkpoint this subtask took: its barriers still to come on channels that
-    /// had ended (and so counted as aligned) are stale.
+    /// The newest checkpoint this subtask took, or heard was aborted: its barriers still to
+    /// come (on channels that had ended and so counted as aligned, or on any channel after an
+    /// abort) are stale.
     last_checkpoint: u64,
     stash: Vec<std::collections::VecDeque<Element<T>>>,
     life: Lifecycle,
@@ -469,6 +472,9 @@ impl<T: Data> InputState<T> {
                 if self.alignment.as_ref().is_some_and(|a| a.barrier.checkpoint_id == id) {
                     self.abort_alignment(gate);
                 }
+                // Its barriers still on their way would align (blocking their channels until
+                // the next checkpoint) and snapshot for nothing.
+                self.last_checkpoint = self.last_checkpoint.max(id);
                 self.life.aborted(id);
             }
             // Only sources start checkpoints.

@@ -77,14 +77,36 @@ async fn send_fails_when_the_receiver_is_gone() {
     assert_eq!(tx.metrics().records_sent(), 0);
 }
 
+/// A waker that remembers it was woken.
+struct Flag(std::sync::atomic::AtomicBool);
+
+impl std::task::Wake for Flag {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Flag {
+    fn new() -> (std::sync::Arc<Flag>, std::task::Waker) {
+        let flag = std::sync::Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+        (flag.clone(), std::task::Waker::from(flag))
+    }
+
+    fn woken(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 #[tokio::test]
 async fn blocked_send_fails_when_the_receiver_goes_away() {
     let (tx, rx) = local_channel::<u32>(1);
     tx.send(records(0..1)).await.unwrap();
-    let send = tokio::spawn(async move { tx.send(records(1..2)).await });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (flag, waker) = Flag::new();
+    let mut send = std::pin::pin!(tx.send(records(1..2)));
+    assert!(send.as_mut().poll(&mut Context::from_waker(&waker)).is_pending(), "the channel is full");
     drop(rx);
-    let result = tokio::time::timeout(Duration::from_secs(5), send).await.unwrap().unwrap();
+    assert!(flag.woken(), "the blocked sender is woken when the receiver goes");
+    let result = tokio::time::timeout(Duration::from_secs(5), send).await.unwrap();
     assert!(matches!(result, Err(DataplaneError::ChannelClosed)));
 }
 
@@ -185,10 +207,12 @@ async fn gate_wakes_when_a_later_channel_gets_data() {
     let (_tx0, rx0) = local_channel::<u32>(1);
     let (tx1, rx1) = local_channel::<u32>(1);
     let mut gate = InputGate::new(vec![rx0, rx1]);
-    let reader = tokio::spawn(async move { gate.next().await });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (flag, waker) = Flag::new();
+    let mut next = std::pin::pin!(gate.next());
+    assert!(next.as_mut().poll(&mut Context::from_waker(&waker)).is_pending(), "no channel has data");
     tx1.send(records(7..8)).await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(5), reader).await.unwrap().unwrap();
+    assert!(flag.woken(), "data on channel 1 wakes the reader waiting on the gate");
+    let got = tokio::time::timeout(Duration::from_secs(5), next).await.unwrap();
     assert_eq!(got, Some((1, records(7..8))));
 }
 

@@ -42,6 +42,7 @@ fn plan(parallelism: usize, uid: bool, extra: bool, max_parallelism: u16) -> Job
 
 /// A savepoint of `plan` in `dir` where every subtask of every operator but the sink has state.
 fn write_savepoint(dir: &Path, plan: &JobGraph) {
+    std::fs::create_dir_all(dir).unwrap();
     let operators = OperatorMetadata::of_plan(plan);
     let mut tasks = Vec::new();
     for vertex in &plan.vertices {
@@ -54,7 +55,7 @@ fn write_savepoint(dir: &Path, plan: &JobGraph) {
                 .collect();
             let snapshot =
                 TaskSnapshot { checkpoint: 7, vertex: vertex.id, subtask, finished: false, operators: states };
-            tasks.push(write_task_in(dir, &snapshot).unwrap());
+            tasks.push(write_task_in(dir, &snapshot, 0).unwrap());
         }
     }
     let metadata = CheckpointMetadata {
@@ -140,9 +141,9 @@ fn a_missing_or_incomplete_savepoint_is_named() {
     assert!(err.contains("has no _metadata"), "{err}");
 
     write_savepoint(&dir.0, &job);
-    std::fs::remove_file(dir.0.join("1-1")).unwrap();
+    std::fs::remove_file(dir.0.join("1-1-a0")).unwrap();
     let err = RestoreFrom::savepoint(&SavepointRestore::new(&dir.0), &job).unwrap_err().to_string();
-    assert!(err.contains(&dir.0.join("1-1").display().to_string()) && err.contains("missing"), "{err}");
+    assert!(err.contains(&dir.0.join("1-1-a0").display().to_string()) && err.contains("missing"), "{err}");
 
     std::fs::write(dir.0.join("_metadata"), b"{ not json").unwrap();
     let err = RestoreFrom::savepoint(&SavepointRestore::new(&dir.0), &job).unwrap_err().to_string();
@@ -153,4 +154,29 @@ fn a_missing_or_incomplete_savepoint_is_named() {
 fn savepoint_directories_are_named_after_the_job_and_the_checkpoint() {
     let job: JobId = "0123456789abcdef0123456789abcdef".parse().unwrap();
     assert_eq!(savepoint_dir(Path::new("/sp"), job, 12), Path::new("/sp/savepoint-012345-12"));
+}
+
+/// Defect: a hand-edited or corrupt `_metadata` could name a task file outside the savepoint's
+/// directory, or size an allocation by an operator's parallelism.
+#[test]
+fn metadata_naming_a_file_outside_or_a_huge_parallelism_is_refused() {
+    let dir = temp("escape");
+    let job = plan(2, true, false, 128);
+    write_savepoint(&dir.0, &job);
+    let path = dir.0.join("_metadata");
+    let original: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let restore = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut json = original.clone();
+        edit(&mut json);
+        std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+        RestoreFrom::savepoint(&SavepointRestore::new(&dir.0), &job).unwrap_err().to_string()
+    };
+    for file in ["../../outside", "/etc/hostname", "a/b", ""] {
+        let err = restore(&|json| json["tasks"][0]["file"] = file.into());
+        assert!(err.contains("corrupt") && err.contains(&format!("{file:?}")), "{file}: {err}");
+    }
+    let err = restore(&|json| json["operators"][0]["parallelism"] = (1u64 << 40).into());
+    assert!(err.contains("corrupt") && err.contains("parallelism 1099511627776"), "{err}");
+    let err = restore(&|json| json["tasks"][0]["subtask"] = 7.into());
+    assert!(err.contains("subtask 7"), "{err}");
 }

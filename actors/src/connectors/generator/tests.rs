@@ -42,3 +42,26 @@ fn the_same_parallelism_resumes_each_subtask_where_it_stood() {
     seen.sort_unstable();
     assert_eq!(seen, (0..100).collect::<Vec<_>>());
 }
+
+/// Defects: a corrupt checkpoint with stride 0 divided by zero; a huge `--out-of-order-ms`
+/// overflowed the event times.
+#[test]
+fn a_corrupt_position_and_a_huge_disorder_are_errors() {
+    let corrupt = postcard::to_allocvec(&GeneratorState {
+        position: Position { stride: 0, offset: 0, next: 10 },
+        inherited: Vec::new(),
+    })
+    .unwrap();
+    let mut generator = Generator::new(GeneratorConfig::default());
+    generator.stride = 2;
+    let err = generator.restore_state(vec![corrupt.clone(), corrupt]).unwrap_err().to_string();
+    assert!(err.contains("corrupt") && err.contains("stride 0"), "{err}");
+
+    let config = GeneratorConfig { out_of_order_ms: i64::MAX, ..GeneratorConfig::default() };
+    let err = config.check().unwrap_err().to_string();
+    assert!(err.contains("--out-of-order-ms"), "{err}");
+    let most = GeneratorConfig { out_of_order_ms: MAX_OUT_OF_ORDER_MS, ..GeneratorConfig::default() };
+    most.check().unwrap();
+    assert!(most.event(u64::MAX / 2).time > 0);
+    assert_eq!(most.event(u64::MAX).time, i64::MAX);
+}
