@@ -366,27 +366,11 @@ fn a_task_manager_without_a_job_manager_gives_up_after_the_registration_timeout(
 #[test]
 fn chaos_runs_on_processes_are_exactly_once() {
     let timeout = std::time::Duration::from_secs(420);
-    let mut chaos = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["chaos", "--cluster", "--runs", "2", "--seed", "9001"])
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start weir chaos");
-    let started = Instant::now();
-    while chaos.try_wait().unwrap().is_none() && started.elapsed() < timeout {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let timed_out = chaos.try_wait().unwrap().is_none();
-    if timed_out {
-        // Its cluster's processes run in their own process group: stop them by their ids.
-        let _ = chaos.kill();
-        kill_chaos_clusters(chaos.id());
-    }
-    let out = chaos.wait_with_output().unwrap();
+    let mut chaos = Command::new(env!("CARGO_BIN_EXE_weir"));
+    chaos.args(["chaos", "--cluster", "--runs", "2", "--seed", "9001"]).env("RUST_LOG", "error");
+    // Its cluster's processes run in their own process group: on a timeout, stop them by their ids.
+    let out = crate::support::output_within_or(chaos, "weir chaos", timeout, kill_chaos_clusters);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!timed_out, "weir chaos ran longer than {timeout:?}:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let verdicts: Vec<&str> = stdout.lines().filter(|l| l.starts_with("seed ")).collect();
     assert_eq!(verdicts.len(), 2, "{stdout}");

@@ -8,5 +8,6 @@ mod cluster_recovery;
 mod fault_tolerance;
 mod golden;
 mod savepoints;
+mod setup_script;
 mod supervision;
 mod support;

@@ -1,6 +1,7 @@
 //! Helpers: temporary directories, reading part files, polling with a deadline, running the
 //! `weir` binary with a timeout.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -74,28 +75,59 @@ pub(crate) fn weir(args: &[&str], timeout: Duration) -> Output {
 
 /// As [`weir`], with extra environment variables for the process (and what it starts).
 pub(crate) fn weir_with_env(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(repo_root())
-        .env("RUST_LOG", "warn")
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command.args(args).envs(env.iter().copied()).current_dir(repo_root()).env("RUST_LOG", "warn");
+    output_within(command, &format!("weir {args:?}"), timeout)
+}
+
+/// Runs `command` to its end with no input and returns its output, read while it runs (a child
+/// blocks once a pipe nobody reads holds 64 KiB); kills it and fails the test past `timeout`.
+pub(crate) fn output_within(command: Command, what: &str, timeout: Duration) -> Output {
+    output_within_or(command, what, timeout, |_| {})
+}
+
+/// As [`output_within`], calling `on_timeout` with the child's pid after killing it (to stop
+/// what it started, by their own ids) before the test fails.
+pub(crate) fn output_within_or(
+    mut command: Command,
+    what: &str,
+    timeout: Duration,
+    on_timeout: impl FnOnce(u32),
+) -> Output {
+    fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start weir");
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
     let start = Instant::now();
-    loop {
-        if child.try_wait().expect("wait for weir").is_some() {
-            return child.wait_with_output().expect("weir output");
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap_or_else(|e| panic!("wait for {what}: {e}")) {
+            break status;
         }
         if start.elapsed() > timeout {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("weir output");
-            panic!("weir {args:?} ran longer than {timeout:?}; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+            let _ = child.wait();
+            on_timeout(child.id());
+            let (stdout, stderr) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
+            panic!(
+                "{what} ran longer than {timeout:?}; stdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&stdout),
+                String::from_utf8_lossy(&stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
-    }
+    };
+    Output { status, stdout: stdout.join().unwrap_or_default(), stderr: stderr.join().unwrap_or_default() }
 }
 
 /// Logs of the actors in this test process, filtered by `RUST_LOG` (nothing when unset), to
