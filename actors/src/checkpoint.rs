@@ -104,6 +104,39 @@ pub struct TaskSnapshot {
     pub finished: bool,
     /// Its operators' states.
     pub operators: Vec<OperatorState>,
+    /// Its event time at the barrier: the watermark its operators had seen (a source: had
+    /// emitted), and for a source the highest timestamp it had read. A restored subtask starts
+    /// from them, not from the minimum, so a record on time (or late) in a run without failures
+    /// is on time (or late) after a failover too. Flink restarts watermarks from the minimum.
+    pub clock: EventClock,
+}
+
+/// A subtask's event time at a checkpoint (see [`TaskSnapshot::clock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EventClock {
+    /// The current watermark.
+    pub watermark: weir_dataplane::Timestamp,
+    /// A source's highest timestamp so far (the minimum for other subtasks).
+    pub max_timestamp: weir_dataplane::Timestamp,
+}
+
+impl Default for EventClock {
+    fn default() -> Self {
+        EventClock { watermark: weir_dataplane::MIN_WATERMARK, max_timestamp: weir_dataplane::Timestamp::MIN }
+    }
+}
+
+impl EventClock {
+    /// The clock a subtask restores from several old subtasks' (another parallelism): the
+    /// earliest, which never makes a record late that was not late before.
+    fn earliest(clocks: impl Iterator<Item = EventClock>) -> EventClock {
+        clocks
+            .reduce(|a, b| EventClock {
+                watermark: a.watermark.min(b.watermark),
+                max_timestamp: a.max_timestamp.min(b.max_timestamp),
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// Where one subtask's state of a checkpoint is.
@@ -203,9 +236,9 @@ pub struct CheckpointMetadata {
 }
 
 impl CheckpointMetadata {
-    /// The current format version (4: the file sink's state names the attempt of each
-    /// pre-committed file).
-    pub const VERSION: u32 = 4;
+    /// The current format version (5: every subtask's event clock is in its state; 4: the
+    /// file sink's state names the attempt of each pre-committed file).
+    pub const VERSION: u32 = 5;
 
     /// Total bytes of the subtasks' state.
     pub fn bytes(&self) -> u64 {
@@ -361,11 +394,19 @@ pub(crate) struct RestoredState {
     parallelism: usize,
     /// The subtask had finished: it ends its chain without finishing its operators again.
     pub(crate) finished: bool,
+    /// Its event time at the checkpoint.
+    pub(crate) clock: EventClock,
     /// The job's shared directory at the checkpoint (incremental RocksDB files).
     pub(crate) shared_dir: PathBuf,
 }
 
 impl RestoredState {
+    /// A restored state holding only an event clock (tests of the processing loop).
+    #[cfg(test)]
+    pub(crate) fn with_clock(clock: EventClock) -> RestoredState {
+        RestoredState { clock, ..Default::default() }
+    }
+
     /// Reads what subtask `index` of `vertex` restores from `from`: for each of the
     /// vertex's operators the state of its node in the checkpoint's plan, from every old
     /// subtask (keyed state is redistributed by key group, operator state by union).
@@ -396,11 +437,14 @@ impl RestoredState {
                 }
             }
             if op.node == vertex.head {
-                restored.finished = if old.parallelism == vertex.parallelism {
+                let same = old.parallelism == vertex.parallelism;
+                restored.finished = if same {
                     old_vertex.iter().any(|s| s.subtask == index && s.finished)
                 } else {
                     !old_vertex.is_empty() && old_vertex.iter().all(|s| s.finished)
                 };
+                restored.clock =
+                    EventClock::earliest(old_vertex.iter().filter(|s| !same || s.subtask == index).map(|s| s.clock));
             }
             restored.by_node.insert(op.node, NodeStates { parallelism: old.parallelism, states });
         }

@@ -126,6 +126,33 @@ pub struct Failure {
     pub message: String,
     /// Only a consequence of a failure elsewhere (a neighbour's channel closed).
     pub secondary: bool,
+    /// Where it comes from: the job's own code (an operator's error or panic), outside, or
+    /// Weir; the JobMaster's restart decision reads it.
+    pub domain: crate::error::ErrorDomain,
+    /// Whether a restart could fix it at all.
+    pub recoverable: bool,
+}
+
+impl Failure {
+    /// The failure an execution's error makes.
+    pub fn of(error: &crate::error::WeirError) -> Self {
+        Failure {
+            message: error.to_string(),
+            secondary: error.is_secondary(),
+            domain: error.domain(),
+            recoverable: error.is_recoverable(),
+        }
+    }
+
+    /// A failure of Weir's own (a lost process, a killed actor): a restart may fix it.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            secondary: false,
+            domain: crate::error::ErrorDomain::Internal,
+            recoverable: true,
+        }
+    }
 }
 
 /// Identifies one execution of one subtask.
@@ -190,6 +217,9 @@ pub struct JobDetails {
     pub input_ended_after: Option<Duration>,
     /// Restarts after failures so far.
     pub restarts: u32,
+    /// What a failure does, as `weir status` shows it.
+    #[serde(default)]
+    pub restart_strategy: String,
     /// The checkpoint the job last restored from.
     pub restored_from: Option<u64>,
     /// Every checkpoint (or savepoint) the job restored from, oldest first, over all its

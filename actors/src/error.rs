@@ -81,6 +81,10 @@ pub enum WeirError {
     /// A savepoint could not be taken, or a job cannot restore from the one it names.
     #[error("savepoint: {0}")]
     Savepoint(String),
+    /// A sink was restored from state older than output it committed already: replaying would
+    /// write that output twice, and committed output is never taken back. No restart fixes it.
+    #[error("restored behind committed output: {0}")]
+    RestoredBehindOutput(String),
 }
 
 impl WeirError {
@@ -111,6 +115,12 @@ impl WeirError {
         }
     }
 
+    /// Whether a restart of the job could fix it: not when its cause is in what the job
+    /// restores (see [`WeirError::RestoredBehindOutput`]).
+    pub fn is_recoverable(&self) -> bool {
+        !matches!(self, WeirError::RestoredBehindOutput(_))
+    }
+
     /// Whether this error is only the consequence of a failure elsewhere.
     pub fn is_secondary(&self) -> bool {
         matches!(self, WeirError::Disconnected(_))
@@ -125,6 +135,7 @@ impl WeirError {
             | WeirError::Operator { .. }
             | WeirError::User(_)
             | WeirError::Savepoint(_)
+            | WeirError::RestoredBehindOutput(_)
             | WeirError::Panic { .. } => ErrorDomain::User,
             WeirError::Io { .. } => ErrorDomain::External,
             _ => ErrorDomain::Internal,

@@ -68,10 +68,11 @@ impl TaskWiring<'_> {
 
 /// Builds the runtime pieces of one node for any subtask; typed inside, erased outside.
 pub(crate) trait NodeFactory: Send + Sync {
-    /// The input type's name (for the fingerprint and messages).
-    fn in_type(&self) -> &'static str;
-    /// The output type's name.
-    fn out_type(&self) -> &'static str;
+    /// The input type's name, without module paths (for the fingerprint, savepoint
+    /// compatibility and messages; see [`stable_type_name`]).
+    fn in_type(&self) -> String;
+    /// The output type's name, as [`in_type`](Self::in_type).
+    fn out_type(&self) -> String;
     /// This node's link (`Box<dyn Link<In>>`) feeding `down` (`Box<dyn Link<Out>>`).
     fn link(&self, name: LinkInfo, down: AnyBox) -> Result<AnyBox>;
     /// One `Box<dyn Link<Out>>` feeding all of `downs`.
@@ -236,6 +237,31 @@ impl fmt::Display for JobGraph {
     }
 }
 
+/// `std::any::type_name` without module paths: `alloc::vec::Vec<my_app::events::Click>` is
+/// `Vec<Click>`. Plans (their fingerprint) and savepoints (whether a stateful operator's
+/// record types changed) compare these names. The full name would not do: it changes when a
+/// type moves to another module, and its form is not guaranteed across compiler versions, so
+/// an upgrade could refuse every savepoint and checkpoint. The short name changes only when
+/// the type itself is renamed or its generic arguments change.
+pub(crate) fn stable_type_name<T: ?Sized>() -> String {
+    let full = std::any::type_name::<T>();
+    let mut short = String::with_capacity(full.len());
+    let mut path_start = 0;
+    for (i, c) in full.char_indices() {
+        if !(c.is_alphanumeric() || c == '_' || c == ':') {
+            short.push_str(last_segment(&full[path_start..i]));
+            short.push(c);
+            path_start = i + c.len_utf8();
+        }
+    }
+    short.push_str(last_segment(&full[path_start..]));
+    short
+}
+
+fn last_segment(path: &str) -> &str {
+    path.rsplit("::").next().unwrap_or(path)
+}
+
 /// A job ready to run: the stream graph with its derived plan and the lookup tables the
 /// runtime wires subtasks with.
 #[derive(Clone)]
@@ -334,8 +360,8 @@ fn plan(job_name: &str, stream: StreamGraph) -> Result<ExecutableGraph> {
             name: node.name.clone(),
             uid: node.uid.clone(),
             kind: node.kind,
-            in_type: node.factory.in_type().to_owned(),
-            out_type: node.factory.out_type().to_owned(),
+            in_type: node.factory.in_type(),
+            out_type: node.factory.out_type(),
         };
         match chained_from {
             Some(from) => {
@@ -392,4 +418,4 @@ fn plan(job_name: &str, stream: StreamGraph) -> Result<ExecutableGraph> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

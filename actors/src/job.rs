@@ -271,6 +271,31 @@ impl JobRegistry {
 #[cfg(test)]
 mod tests;
 
+/// After this long without a failure, an exponential backoff starts again from its first delay
+/// (Flink's `restart-strategy.exponential-delay.reset-backoff-threshold`).
+pub const BACKOFF_RESET: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl std::fmt::Display for RestartStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let attempts = |n: u32| if n == u32::MAX { "unlimited".to_owned() } else { n.to_string() };
+        match self {
+            RestartStrategy::None => f.write_str("none (a failure fails the job)"),
+            RestartStrategy::FixedDelay { attempts: n, delay } => {
+                write!(f, "fixed delay of {delay:?}, {} restarts", attempts(*n))
+            }
+            RestartStrategy::ExponentialBackoff { attempts: n, initial, max } => write!(
+                f,
+                "exponential backoff from {initial:?} to {max:?} (reset after {:?} without a failure), {} restarts",
+                BACKOFF_RESET,
+                attempts(*n)
+            ),
+            RestartStrategy::FailureRate { failures, interval, delay } => {
+                write!(f, "failure rate: at most {failures} failures per {interval:?}, {delay:?} before each restart")
+            }
+        }
+    }
+}
+
 /// How a job reacts to a failure (as Flink's restart strategies).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Default)]
 pub enum RestartStrategy {
@@ -284,7 +309,10 @@ pub enum RestartStrategy {
         /// Wait before each.
         delay: std::time::Duration,
     },
-    /// Restart up to `attempts` times, the delay doubling from `initial` up to `max`.
+    /// Restart up to `attempts` times, the delay doubling from `initial` up to `max` with each
+    /// failure of the last [`BACKOFF_RESET`] (as Flink's `exponential-delay`, its default with
+    /// checkpoints since 2.0: a job that ran an hour without failing starts again from
+    /// `initial`).
     ExponentialBackoff {
         /// Restarts allowed.
         attempts: u32,
@@ -312,7 +340,8 @@ impl RestartStrategy {
             RestartStrategy::None => None,
             RestartStrategy::FixedDelay { attempts, delay } => (restarts < attempts).then_some(delay),
             RestartStrategy::ExponentialBackoff { attempts, initial, max } => {
-                (restarts < attempts).then(|| initial.saturating_mul(1u32 << restarts.min(20)).min(max))
+                let recent = failures_ago.iter().filter(|ago| **ago <= BACKOFF_RESET).count().max(1) as u32;
+                (restarts < attempts).then(|| initial.saturating_mul(1u32 << (recent - 1).min(20)).min(max))
             }
             RestartStrategy::FailureRate { failures, interval, delay } => {
                 let recent = failures_ago.iter().filter(|ago| **ago <= interval).count();

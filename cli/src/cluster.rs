@@ -375,6 +375,9 @@ pub(crate) fn job_status(arg: JobIdArg) -> anyhow::Result<()> {
     if let Some(cause) = &d.cause {
         println!("cause: {cause}");
     }
+    if !d.restart_strategy.is_empty() {
+        println!("restarts: {} (on failure: {})", d.restarts, d.restart_strategy);
+    }
     for v in &d.vertices {
         println!("  {} [parallelism {}]", v.name, v.parallelism);
         for s in &v.subtasks {

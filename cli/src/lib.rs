@@ -132,7 +132,9 @@ struct FaultToleranceArgs {
     #[arg(long, default_value_t = 0)]
     tolerable_failed_checkpoints: u32,
     /// What a failure does: none, fixed-delay, exponential-backoff or failure-rate (default:
-    /// fixed-delay when the job checkpoints, none otherwise).
+    /// exponential-backoff when the job checkpoints, as Flink 2's, none otherwise). With any of
+    /// them, an error of the job's own code that comes back 3 times from the same checkpoint
+    /// fails the job instead of restarting it again.
     #[arg(long, value_parser = ["none", "fixed-delay", "exponential-backoff", "failure-rate"])]
     restart_strategy: Option<String>,
     /// Restarts allowed (fixed-delay, exponential-backoff), or failures tolerated per
@@ -177,8 +179,11 @@ impl FaultToleranceArgs {
                 })
             }
         };
-        let strategy =
-            self.restart_strategy.as_deref().unwrap_or(if checkpoints.is_some() { "fixed-delay" } else { "none" });
+        let strategy = self.restart_strategy.as_deref().unwrap_or(if checkpoints.is_some() {
+            "exponential-backoff"
+        } else {
+            "none"
+        });
         let restart = match strategy {
             "none" => RestartStrategy::None,
             "fixed-delay" => RestartStrategy::FixedDelay {
@@ -352,7 +357,14 @@ mod tests {
         ])
         .unwrap();
         let Command::Run(run) = cli.command else { panic!("not run") };
-        let checkpoints = run.fault_tolerance.config(None).unwrap().checkpoints.unwrap();
+        let config = run.fault_tolerance.config(None).unwrap();
+        // With checkpoints, restarts back off exponentially by default, as in Flink 2.
+        assert!(
+            matches!(config.restart, weir_actors::job::RestartStrategy::ExponentialBackoff { attempts: u32::MAX, .. }),
+            "{:?}",
+            config.restart
+        );
+        let checkpoints = config.checkpoints.unwrap();
         assert_eq!(checkpoints.interval, Duration::from_secs(2));
         assert_eq!(checkpoints.timeout, Duration::from_secs(30));
         assert_eq!(checkpoints.min_pause, Duration::from_millis(500));

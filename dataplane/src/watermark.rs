@@ -54,6 +54,12 @@ impl WatermarkValve {
         Self { channels: vec![channel; num_channels], current: MIN_WATERMARK, idle: false }
     }
 
+    /// Resumes event time at `wm` (a task restored from a checkpoint): nothing at or below it
+    /// is emitted again, and the channels take part once their watermarks pass it.
+    pub fn resume_at(&mut self, wm: Timestamp) {
+        self.current = self.current.max(wm);
+    }
+
     /// A watermark arrived on `channel`. Values below the channel's previous watermark are
     /// ignored.
     ///

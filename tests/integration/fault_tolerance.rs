@@ -443,3 +443,61 @@ async fn a_checkpoint_that_times_out_is_aborted_and_never_restored() {
     assert!(!details.restored.is_empty(), "the checkpoints before the slow one completed");
     assert_eq!(output, expected, "records lost or duplicated");
 }
+
+/// Defect: an error of the job's own code that a restart cannot fix (a record that always
+/// fails the same operator) restarted the job for ever. Now it fails after
+/// `USER_ERROR_RESTARTS` restarts from the same checkpoint, naming why; a failure that goes
+/// away (here: only the first attempt fails) is restarted as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_that_restarting_does_not_fix_fails_the_job_instead_of_spinning() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use weir_actors::cluster::job_master::USER_ERROR_RESTARTS;
+    use weir_actors::functions::TryMapOp;
+
+    crate::support::init_logging();
+    // Record 57 fails the operator while `failures` is below `fail_times`.
+    let job = |fail_times: u32, failures: Arc<AtomicU32>| {
+        let config = JobConfig {
+            restart: RestartStrategy::ExponentialBackoff {
+                attempts: u32::MAX,
+                initial: Duration::from_millis(10),
+                max: Duration::from_millis(40),
+            },
+            ..Default::default()
+        };
+        JobSubmission::new("poison", 1, move |env, _| {
+            let failures = failures.clone();
+            env.from_vec("numbers", (0..100u32).collect())
+                .operator("poison", move || {
+                    let failures = failures.clone();
+                    TryMapOp::new(move |v: u32| -> Result<u32> {
+                        if v == 57 && failures.fetch_add(1, Ordering::SeqCst) < fail_times {
+                            return Err(WeirError::user("record 57 is malformed"));
+                        }
+                        Ok(v)
+                    })
+                })
+                .sink("out", DiscardSink::new().0);
+            Ok(())
+        })
+        .with_config(config)
+    };
+    let cluster = MiniCluster::start(MiniClusterConfig::default()).await.unwrap();
+
+    let always = Arc::new(AtomicU32::new(0));
+    let id = cluster.submit(&job(u32::MAX, always.clone())).await.unwrap();
+    let result = tokio::time::timeout(DEADLINE, cluster.wait(id)).await.expect("the job ended instead of spinning");
+    let details = result.unwrap().details;
+    assert_eq!(details.status, JobStatus::Failed);
+    assert_eq!(details.restarts, USER_ERROR_RESTARTS);
+    let cause = details.cause.unwrap_or_default();
+    assert!(cause.contains("record 57 is malformed") && cause.contains("restarting does not fix it"), "{cause}");
+    assert!(details.restart_strategy.contains("exponential backoff"), "{}", details.restart_strategy);
+
+    let once = Arc::new(AtomicU32::new(0));
+    let id = cluster.submit(&job(1, once)).await.unwrap();
+    let details = tokio::time::timeout(DEADLINE, cluster.wait(id)).await.unwrap().unwrap().details;
+    assert_eq!((details.status, details.restarts), (JobStatus::Finished, 1), "{:?}", details.cause);
+    cluster.shutdown().await;
+}

@@ -135,6 +135,7 @@ impl Job {
             first_record_after: None,
             input_ended_after: None,
             restarts: 0,
+            restart_strategy: String::new(),
             restored_from: None,
             restored: Vec::new(),
             exceptions: Vec::new(),

@@ -53,10 +53,23 @@ use crate::cluster::{
     ChildEnd, ComponentRef, ExecutionId, Failure, JobDetails, JobResult, JobStatus, SubtaskDetails, TaskState,
     VertexDetails, ask, child_end,
 };
-use crate::error::WeirError;
+use crate::error::{ErrorDomain, WeirError};
 use crate::graph::{JobGraph, NodeKind};
 use crate::job::{JobArgs, JobConfig, JobFn, JobId};
 use crate::runtime::io::TaskMetrics;
+
+/// How often an error of the job's own code may come back from the same checkpoint before
+/// the job fails instead of restarting again.
+pub const USER_ERROR_RESTARTS: u32 = 3;
+
+/// A failure of the job's own code that came back after restarts.
+struct RepeatedFailure {
+    /// Its cause, naming the subtask.
+    cause: String,
+    /// The checkpoint the job restored from before it (none: the start).
+    from: Option<u64>,
+    count: u32,
+}
 
 /// A job accepted by the Dispatcher, with its client-built plan.
 #[derive(Clone)]
@@ -183,6 +196,8 @@ pub struct JobMasterState {
     /// failure of this JobMaster's happened.
     history: JobHistory,
     failures: Vec<Instant>,
+    /// The latest failure of the job's own code, and how often it came back in a row.
+    repeated: Option<RepeatedFailure>,
     restart_scheduled: bool,
     /// Slots were requested for the current attempt and have not arrived yet.
     awaiting_slots: bool,
@@ -227,6 +242,11 @@ impl JobMasterState {
             if all_finished { snapshots.iter().filter_map(|s| s.finished_ms).max().map(since) } else { None };
         JobDetails {
             restarts: self.history.restarts,
+            restart_strategy: format!(
+                "{}; an error of the job's own code that comes back {USER_ERROR_RESTARTS} times from the same \
+                 checkpoint is not restarted again",
+                self.job.config.restart
+            ),
             restored_from: self.restored_from,
             restored: self.history.restored.clone(),
             exceptions: self.history.exceptions.clone(),
@@ -277,7 +297,16 @@ impl JobMasterState {
         self.store.record_history(self.job.id, &self.history);
     }
 
+    /// A failure of Weir's own (a lost TaskManager, a refused deployment, checkpoints failing).
     fn fail(&mut self, cause: String, secondary: bool) {
+        self.fail_as(cause, &Failure { secondary, ..Failure::internal(String::new()) });
+    }
+
+    /// Fails the job over, or fails it: the restart strategy decides, unless no restart can
+    /// help (see [`restart_refused`](Self::restart_refused)). `cause` names the subtask;
+    /// `failure` says what kind of failure it is.
+    fn fail_as(&mut self, cause: String, failure: &Failure) {
+        let secondary = failure.secondary;
         if !secondary || self.history.exceptions.is_empty() {
             self.record_exception(cause.clone());
         }
@@ -291,7 +320,12 @@ impl JobMasterState {
             );
             return self.stop_tasks(JobStatus::Failing, Some(cause));
         }
-        if self.status == JobStatus::Running {
+        let refused = if self.status == JobStatus::Running { self.restart_refused(&cause, failure) } else { None };
+        let cause = match refused {
+            Some(ref why) => format!("{cause} ({why})"),
+            None => cause,
+        };
+        if self.status == JobStatus::Running && refused.is_none() {
             let now = Instant::now();
             self.failures.push(now);
             let ago: Vec<_> = self.failures.iter().map(|t| now - *t).collect();
@@ -309,13 +343,42 @@ impl JobMasterState {
             }
         }
         error!(job = %self.job.id, name = %self.job.name, %cause, "job failing");
-        if self.cause_secondary && !secondary {
+        if refused.is_some() || (self.cause_secondary && !secondary) {
             self.cause = Some(cause.clone());
             self.cause_secondary = false;
         } else if self.cause.is_none() {
             self.cause_secondary = secondary;
         }
         self.stop_tasks(JobStatus::Failing, Some(cause));
+    }
+
+    /// Why no restart can help, if none can: the failure is not recoverable (its cause is in
+    /// what the job restores), or the same error of the job's own code came back more than
+    /// [`USER_ERROR_RESTARTS`] times from the same checkpoint, with no checkpoint completed in
+    /// between (a record that always fails the same operator: Flink restarts such a job for
+    /// ever; Weir fails it and says why).
+    fn restart_refused(&mut self, cause: &str, failure: &Failure) -> Option<String> {
+        if !failure.recoverable {
+            return Some("a restart cannot fix this".into());
+        }
+        if failure.secondary || failure.domain != ErrorDomain::User {
+            return None;
+        }
+        let from = self.history.restored.last().copied();
+        let count = match &mut self.repeated {
+            Some(r) if r.cause == cause && r.from == from => {
+                r.count += 1;
+                r.count
+            }
+            _ => {
+                self.repeated = Some(RepeatedFailure { cause: cause.to_owned(), from, count: 1 });
+                1
+            }
+        };
+        let from = from.map_or_else(|| "the start".to_owned(), |n| format!("checkpoint {n}"));
+        (count > USER_ERROR_RESTARTS).then(|| {
+            format!("the same error of the job's code after {USER_ERROR_RESTARTS} restarts from {from}: restarting does not fix it")
+        })
     }
 
     /// Ends the job when every task has ended.
@@ -406,7 +469,7 @@ impl JobMasterState {
                 // A recovery that got no slots goes through the restart strategy again.
                 JobStatus::Restarting | JobStatus::Running => {
                     self.status = JobStatus::Running;
-                    self.fail(e.to_string(), e.is_secondary());
+                    self.fail_as(e.to_string(), &Failure::of(&e));
                 }
                 _ => {}
             }
@@ -549,6 +612,7 @@ impl Actor for JobMasterActor {
             stopped_with: None,
             history,
             failures: Vec::new(),
+            repeated: None,
             restart_scheduled: false,
             awaiting_slots: false,
             restart_delay: std::time::Duration::ZERO,
@@ -612,7 +676,7 @@ impl Actor for JobMasterActor {
                 }
                 if task_state == TaskState::Failed {
                     let vertex = &state.job.graph.vertices[execution.vertex];
-                    let failure = cause.unwrap_or(Failure { message: "no cause given".into(), secondary: false });
+                    let failure = cause.unwrap_or_else(|| Failure::internal("no cause given"));
                     let cause = format!(
                         "{} ({}/{}) failed: {}",
                         vertex.name,
@@ -620,7 +684,7 @@ impl Actor for JobMasterActor {
                         vertex.parallelism,
                         failure.message
                     );
-                    state.fail(cause, failure.secondary);
+                    state.fail_as(cause, &failure);
                 } else if task_state == TaskState::Cancelled && state.status == JobStatus::Running {
                     let cause = format!(
                         "subtask {} of vertex {} was cancelled unexpectedly",

@@ -104,11 +104,8 @@ impl Actor for SubtaskActor {
             };
             let failure = match &exited {
                 Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(Failure { message: e.to_string(), secondary: e.is_secondary() }),
-                Err(message) => {
-                    let panic = WeirError::Panic { task: name, message: message.clone() };
-                    Some(Failure { message: panic.to_string(), secondary: false })
-                }
+                Ok(Err(e)) => Some(Failure::of(e)),
+                Err(message) => Some(Failure::of(&WeirError::Panic { task: name, message: message.clone() })),
             };
             let _ = ended_tx.send(Some(failure));
             let _ = myself.cast(SubtaskMessage::Exited(exited));

@@ -354,11 +354,14 @@ impl Actor for TaskExecutorActor {
             SupervisionEvent::ActorFailed(cell, error) => {
                 if let Some(r) = take(state, &cell) {
                     warn!(task = ?r.execution, %error, "subtask failed");
-                    let secondary = error.downcast_ref::<WeirError>().is_some_and(WeirError::is_secondary);
+                    let failure = match error.downcast_ref::<WeirError>() {
+                        Some(e) => Failure { message: error.to_string(), ..Failure::of(e) },
+                        None => Failure::internal(error.to_string()),
+                    };
                     let _ = r.job_master.cast(JobMasterMessage::TaskState {
                         execution: r.execution,
                         state: TaskState::Failed,
-                        cause: Some(Failure { message: error.to_string(), secondary }),
+                        cause: Some(failure),
                     });
                 }
             }
@@ -369,7 +372,7 @@ impl Actor for TaskExecutorActor {
                     let _ = r.job_master.cast(JobMasterMessage::TaskState {
                         execution: r.execution,
                         state: TaskState::Failed,
-                        cause: Some(Failure { message: "its subtask actor was killed".into(), secondary: false }),
+                        cause: Some(Failure::internal("its subtask actor was killed")),
                     });
                 }
             }

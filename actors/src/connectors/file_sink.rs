@@ -25,6 +25,22 @@
 //! the savepoint completes; an intermediate savepoint's file stays pending until the next
 //! checkpoint completes (a failover restores checkpoints, not savepoints).
 //!
+//! ## Restored behind committed output
+//!
+//! A commit never replaces a committed file: it links the pending file to its final name (the
+//! link fails if the name exists) and then removes the pending name, so an attempt still
+//! running beside its replacement cannot replace the other's output, and a commit repeated
+//! after a crash finds the same file under both names. A job restored from an older checkpoint
+//! than the newest whose files were committed (the newest checkpoint was corrupt, or a
+//! savepoint older than the output was restored into the same directory) would replay records
+//! already in committed files, with other file boundaries. The sink cannot take committed
+//! output back and will not write it twice, so such a restore fails, naming the first part file
+//! committed after the restored state, and the job ends there (a restart cannot fix it): restore
+//! the newest checkpoint, or move the later part files away. Flink's file sink writes such a
+//! replay into new files beside the old (duplicates); Weir refuses instead.
+//!
+//! ## Earlier runs
+//!
 //! Output already committed is never deleted or overwritten behind the user's back. Before the
 //! job is accepted, the directory is only checked, never changed: one that holds anything but
 //! part files is refused, and so is one holding part files of an earlier run, unless the job
@@ -122,18 +138,34 @@ impl<T> FileSink<T> {
         self.dir.join(format!("part-{}-{seq}", self.index))
     }
 
-    /// Renames a pending file to its final name, durably (the directory is synced, so a
-    /// machine crash cannot undo the rename after the next checkpoint stopped listing the file
-    /// as pending); committing twice is fine.
+    /// Gives a pending file its final name, durably (the directory is synced, so a machine
+    /// crash cannot undo the commit after the next checkpoint stopped listing the file as
+    /// pending). Never replaces a committed file: the pending file is linked to the final name,
+    /// which fails if that name exists, then its pending name is removed. Committing twice is
+    /// fine (the pending name is gone, or both names are the same file).
     fn commit(&self, seq: u64, attempt: u32) -> Result<()> {
         let (pending, done) = (self.pending_file(seq, attempt), self.committed(seq));
-        match std::fs::rename(&pending, &done) {
-            Ok(()) => File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| WeirError::io(format!("cannot sync '{}' after committing", self.dir.display()), e)),
-            Err(_) if done.exists() => Ok(()),
-            Err(e) => Err(WeirError::io(format!("cannot commit '{}'", pending.display()), e)),
+        let failed = |what: &str, e| WeirError::io(format!("cannot {what} '{}'", pending.display()), e);
+        match std::fs::hard_link(&pending, &done) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if !same_file(&pending, &done).map_err(|e| failed("commit", e))? {
+                    return Err(WeirError::runtime(format!(
+                        "cannot commit '{}': '{}' is committed already, with other records (an older execution or a \
+                         restore behind committed output); committed output is never replaced",
+                        pending.display(),
+                        done.display()
+                    )));
+                }
+            }
+            // Committed before (the pending name is gone).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && done.exists() => return Ok(()),
+            Err(e) => return Err(failed("commit", e)),
         }
+        std::fs::remove_file(&pending).map_err(|e| failed("remove the pending name of", e))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| WeirError::io(format!("cannot sync '{}' after committing", self.dir.display()), e))
     }
 
     /// Before the first file of this execution: delete this subtask's uncommitted files that
@@ -167,6 +199,33 @@ impl<T> FileSink<T> {
         Ok(())
     }
 
+    /// Fails if a file that the restored subtasks numbered after their state was committed
+    /// already (see the module docs: "Restored behind committed output").
+    fn refuse_restore_behind_committed(&self, states: &[FileSinkState]) -> Result<()> {
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| WeirError::io(format!("cannot list '{}'", self.dir.display()), e))?;
+        let mut later: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|name| {
+                committed_part(name)
+                    .is_some_and(|(subtask, seq)| states.iter().any(|s| s.subtask == subtask && seq >= s.next_seq))
+            })
+            .collect();
+        if later.is_empty() {
+            return Ok(());
+        }
+        later.sort();
+        Err(WeirError::RestoredBehindOutput(format!(
+            "output directory '{}' holds {} committed after the state this job restored ({} in all): replaying from \
+             that state would write their records a second time; restore the newest checkpoint, or move those part \
+             files away",
+            self.dir.display(),
+            later[0],
+            later.len()
+        )))
+    }
+
     /// Closes the current file (flushed and synced) and returns its sequence number.
     fn close_current(&mut self) -> Result<Option<u64>> {
         let Some((writer, seq)) = self.current.take() else { return Ok(None) };
@@ -177,6 +236,19 @@ impl<T> FileSink<T> {
         file.sync_all().map_err(|e| WeirError::io(format!("cannot sync '{}'", path.display()), e))?;
         Ok(Some(seq))
     }
+}
+
+/// Whether `a` and `b` name the same file (a pending file linked to its final name).
+fn same_file(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (std::fs::metadata(a)?, std::fs::metadata(b)?);
+    Ok((a.dev(), a.ino()) == (b.dev(), b.ino()))
+}
+
+/// The (subtask, sequence number) of a committed part file's name, `part-<subtask>-<seq>`.
+fn committed_part(name: &str) -> Option<(usize, u64)> {
+    let (subtask, seq) = name.strip_prefix("part-")?.split_once('-')?;
+    Some((subtask.parse().ok()?, seq.parse().ok()?))
 }
 
 fn is_part_file(name: &str) -> bool {
@@ -289,7 +361,7 @@ impl<T: Data + Display> Sink for FileSink<T> {
         // At another parallelism old subtasks' leftovers cannot be told apart safely: only
         // this subtask's own files are cleaned (in `clean`).
         self.next_seq = self.next_seq.max(states.iter().map(|s| s.next_seq).max().unwrap_or(0));
-        Ok(())
+        self.refuse_restore_behind_committed(&states)
     }
 
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {

@@ -104,3 +104,24 @@ fn bad_graphs_are_refused_with_reasons() {
     .unwrap();
     assert!(same_uid.to_string().contains("'src' and 'm' have the same uid 'x'"), "{same_uid}");
 }
+
+pub(crate) mod v1 {
+    /// A record type in one module...
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    pub(crate) struct Event(pub(crate) u32);
+}
+
+pub(crate) mod v2 {
+    /// ...and, after a refactoring, in another.
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    pub(crate) struct Event(pub(crate) u32);
+}
+
+#[test]
+fn type_names_leave_out_module_paths() {
+    assert_eq!(stable_type_name::<v1::Event>(), "Event");
+    assert_eq!(stable_type_name::<v1::Event>(), stable_type_name::<v2::Event>());
+    assert_eq!(stable_type_name::<Vec<(v1::Event, String)>>(), "Vec<(Event, String)>");
+    assert_eq!(stable_type_name::<Option<std::collections::BTreeMap<u8, v2::Event>>>(), "Option<BTreeMap<u8, Event>>");
+    assert_eq!(stable_type_name::<[u8; 4]>(), "[u8; 4]");
+}

@@ -1,12 +1,11 @@
 //! Node factories: the typed halves of stream nodes, behind the erased [`NodeFactory`].
 
-use std::any::type_name;
 use std::sync::Arc;
 
 use weir_dataplane::{ChannelId, InputGate, OutputBuffer};
 
 use crate::error::{Result, WeirError};
-use crate::graph::{AnyBox, NodeFactory, TaskFuture, TaskWiring, WriterEdge};
+use crate::graph::{AnyBox, NodeFactory, TaskFuture, TaskWiring, WriterEdge, stable_type_name};
 use crate::operator::Data;
 use crate::runtime::io::{
     EdgeWriter, ErasedOutput, FanOut, KeyGroupFn, Link, LinkInfo, NullLink, OutputChannels, Writer,
@@ -83,11 +82,11 @@ pub(crate) struct OperatorNode<In, Out> {
 }
 
 impl<In: Data, Out: Data> NodeFactory for OperatorNode<In, Out> {
-    fn in_type(&self) -> &'static str {
-        type_name::<In>()
+    fn in_type(&self) -> String {
+        stable_type_name::<In>()
     }
-    fn out_type(&self) -> &'static str {
-        type_name::<Out>()
+    fn out_type(&self) -> String {
+        stable_type_name::<Out>()
     }
     fn link(&self, name: LinkInfo, down: AnyBox) -> Result<AnyBox> {
         Ok(erase::<In>((self.make)(name, typed::<Out>(down))))
@@ -134,11 +133,11 @@ pub(crate) struct SourceNode<S> {
 }
 
 impl<S: Source + Clone + Sync> NodeFactory for SourceNode<S> {
-    fn in_type(&self) -> &'static str {
-        "()"
+    fn in_type(&self) -> String {
+        "()".to_owned()
     }
-    fn out_type(&self) -> &'static str {
-        type_name::<S::Out>()
+    fn out_type(&self) -> String {
+        stable_type_name::<S::Out>()
     }
     fn link(&self, _name: LinkInfo, _down: AnyBox) -> Result<AnyBox> {
         Err(WeirError::Graph("a source cannot consume another operator's output".into()))

@@ -16,7 +16,7 @@ use weir_dataplane::{
 };
 
 use crate::checkpoint::storage::write_task_in;
-use crate::checkpoint::{CheckpointAck, CheckpointEvent, OperatorState, TaskControl, TaskSnapshot};
+use crate::checkpoint::{CheckpointAck, CheckpointEvent, EventClock, OperatorState, TaskControl, TaskSnapshot};
 
 use crate::error::{Result, WeirError};
 use crate::graph::{AnyBox, ExecutableGraph, TaskFuture, TaskWiring, WriterEdge};
@@ -256,6 +256,7 @@ fn checkpoint_chain<T>(
     io: &mut TaskIo,
     alignment: Duration,
     mut operators: Vec<OperatorState>,
+    max_timestamp: Timestamp,
     life: &mut Lifecycle,
 ) {
     let sync_started = Instant::now();
@@ -281,8 +282,9 @@ fn checkpoint_chain<T>(
     };
     let shared = checkpoints.storage.as_ref().map(|s| crate::checkpoint::shared_dir(s.job_dir()));
     let attempt = io.info.attempt;
+    let clock = EventClock { watermark: io.watermark, max_timestamp };
     let mut snapshot =
-        TaskSnapshot { checkpoint: id, vertex: checkpoints.vertex, subtask: io.info.index, finished, operators };
+        TaskSnapshot { checkpoint: id, vertex: checkpoints.vertex, subtask: io.info.index, finished, operators, clock };
     tokio::task::spawn_blocking(move || {
         let async_started = Instant::now();
         // Keyed state is serialized (memory) or uploaded (RocksDB, then referenced from the
@@ -426,7 +428,7 @@ impl<T: Data> InputState<T> {
             let drain = self.life.drains();
             end_chain(head, io, drain, &mut self.life);
         }
-        checkpoint_chain(head, &barrier, io, waited, Vec::new(), &mut self.life);
+        checkpoint_chain(head, &barrier, io, waited, Vec::new(), Timestamp::MIN, &mut self.life);
         gate.unblock_all();
         true
     }
@@ -494,8 +496,15 @@ pub(crate) async fn run_input<T: Data>(
     head.open(&mut io);
     check(&mut io)?;
     let channels = gate.num_channels();
+    let mut valve = WatermarkValve::new(channels);
+    // Restored: event time goes on from the watermark at the checkpoint (timers at or below it
+    // had fired before it, so there is nothing to fire now).
+    if let Some(clock) = io.restored.as_ref().map(|r| r.clock) {
+        io.watermark = io.watermark.max(clock.watermark);
+        valve.resume_at(clock.watermark);
+    }
     let mut state = InputState {
-        valve: WatermarkValve::new(channels),
+        valve,
         ended: vec![false; channels],
         open_channels: channels,
         alignment: None,
@@ -566,6 +575,8 @@ struct SourceTask<'a, S: Source> {
     io: &'a mut TaskIo,
     life: &'a mut Lifecycle,
     idle: &'a mut bool,
+    /// The highest timestamp the source has read (its part of the event clock in a snapshot).
+    max_timestamp: Timestamp,
 }
 
 impl<S: Source> SourceTask<'_, S> {
@@ -588,7 +599,15 @@ impl<S: Source> SourceTask<'_, S> {
                 let position = self.source.snapshot_state().map_err(|e| e.in_operator(self.name))?;
                 let operators =
                     vec![OperatorState { node: self.name.node, operator: Some(position), ..Default::default() }];
-                checkpoint_chain(self.head, &barrier, self.io, Duration::ZERO, operators, self.life);
+                checkpoint_chain(
+                    self.head,
+                    &barrier,
+                    self.io,
+                    Duration::ZERO,
+                    operators,
+                    self.max_timestamp,
+                    self.life,
+                );
             }
             TaskControl::CheckpointComplete { checkpoint, commit, end } => {
                 complete(self.head, self.io, self.life, checkpoint, commit, end)
@@ -616,8 +635,11 @@ pub(crate) async fn run_source<S: Source>(
         source.restore_state(restored).map_err(|e| e.in_operator(&name))?;
     }
     let strategy = source.watermark_strategy();
-    let mut max_timestamp = Timestamp::MIN;
-    let mut emitted_watermark = Timestamp::MIN;
+    // Restored: the source's clock goes on from the checkpoint (see `TaskSnapshot::clock`).
+    let clock = io.restored.as_ref().map(|r| r.clock).unwrap_or_default();
+    let mut max_timestamp = clock.max_timestamp;
+    let mut emitted_watermark = clock.watermark;
+    io.watermark = io.watermark.max(clock.watermark);
     let mut idle = false;
     let mut pending_since: Option<Instant> = None;
     let mut timers = LoopTimers::new(batch.flush_interval);
@@ -628,6 +650,7 @@ pub(crate) async fn run_source<S: Source>(
     macro_rules! task {
         () => {
             SourceTask {
+                max_timestamp,
                 source: &mut source,
                 name: &name,
                 head: &mut *head,

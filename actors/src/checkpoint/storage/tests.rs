@@ -23,6 +23,7 @@ fn complete(storage: &CheckpointStorage, n: u64) {
         subtask: 0,
         finished: false,
         operators: vec![OperatorState { node: 0, operator: Some(vec![n as u8; 10]), ..Default::default() }],
+        clock: Default::default(),
     };
     storage.begin(n).unwrap();
     let handle = storage.write_task(&snapshot, 0).unwrap();
@@ -46,7 +47,14 @@ fn a_checkpoint_without_metadata_does_not_exist() {
     let (_dir, storage) = storage("half");
     complete(&storage, 1);
     // Checkpoint 2 got as far as a subtask's file.
-    let half = TaskSnapshot { checkpoint: 2, vertex: 0, subtask: 0, finished: false, operators: Vec::new() };
+    let half = TaskSnapshot {
+        checkpoint: 2,
+        vertex: 0,
+        subtask: 0,
+        finished: false,
+        operators: Vec::new(),
+        clock: Default::default(),
+    };
     storage.begin(2).unwrap();
     storage.write_task(&half, 0).unwrap();
     assert_eq!(storage.completed(), vec![1]);
@@ -88,7 +96,17 @@ fn pruning_keeps_the_newest_and_drops_stale_incomplete_ones() {
         complete(&storage, n);
     }
     storage
-        .write_task(&TaskSnapshot { checkpoint: 3, vertex: 1, subtask: 0, finished: false, operators: Vec::new() }, 0)
+        .write_task(
+            &TaskSnapshot {
+                checkpoint: 3,
+                vertex: 1,
+                subtask: 0,
+                finished: false,
+                operators: Vec::new(),
+                clock: Default::default(),
+            },
+            0,
+        )
         .unwrap();
     std::fs::create_dir_all(storage.checkpoint_dir(0)).unwrap();
     storage.prune(2);
@@ -108,6 +126,7 @@ fn an_old_attempts_late_write_cannot_replace_the_new_attempts_state() {
         subtask: 0,
         finished: false,
         operators: vec![OperatorState { node: 0, operator: Some(vec![byte]), ..Default::default() }],
+        clock: Default::default(),
     };
     storage.begin(5).unwrap();
     let new = storage.write_task(&snapshot(2), 2).unwrap();

@@ -39,8 +39,13 @@ fn output_appears_only_when_its_checkpoint_completes_and_a_restore_discards_the_
     assert_eq!(visible(&dir), vec!["a"]);
     let _state2 = sink.snapshot_state(2).unwrap().unwrap();
     sink.write("c".into(), None).unwrap();
-    // The job fails here; checkpoint 2 never completed. Restore from checkpoint 1.
+    // The job fails here; checkpoint 2 never completed. Restore from checkpoint 1, which
+    // commits what it had pre-committed again: that is fine (idempotent).
     drop(sink);
+    let mut again = FileSink::<String>::new(&dir);
+    again.open(&OpenContext { info: &info(1), checkpointing: false }).unwrap();
+    again.restore_state(vec![state1.clone()]).unwrap();
+    drop(again);
     let mut restored = FileSink::<String>::new(&dir);
     restored.open(&OpenContext { info: &info(1), checkpointing: false }).unwrap();
     restored.restore_state(vec![state1.clone()]).unwrap();
@@ -53,10 +58,11 @@ fn output_appears_only_when_its_checkpoint_completes_and_a_restore_discards_the_
         .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
         .collect();
     assert!(hidden.is_empty(), "no in-progress or pending files are left");
-    // Committing what was committed already is fine (a restore after the commit).
+    // Restoring checkpoint 1 again now would replay "b2", which the restored run committed
+    // after it: refused (see a_restore_behind_committed_output_is_refused_…).
     let mut again = FileSink::<String>::new(&dir);
     again.open(&OpenContext { info: &info(1), checkpointing: false }).unwrap();
-    again.restore_state(vec![state1]).unwrap();
+    assert!(matches!(again.restore_state(vec![state1]), Err(WeirError::RestoredBehindOutput(_))));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -133,6 +139,48 @@ fn an_old_attempt_still_running_cannot_touch_the_new_attempts_files() {
     let _ = old.snapshot_state(2);
     new.snapshot_state(2).unwrap();
     new.notify_checkpoint_complete(2).unwrap();
+    assert_eq!(visible(&dir), vec!["a", "b"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Defect: restored from a checkpoint older than output it had committed (the newest
+/// checkpoint was corrupt, and the job fell back to the one before), the sink numbered its
+/// files from the old state and renamed them over the committed ones, with other records.
+/// Now such a restore fails, naming the first later file, and a commit never replaces a
+/// committed file.
+#[test]
+fn a_restore_behind_committed_output_is_refused_and_nothing_committed_is_replaced() {
+    let dir = std::env::temp_dir().join(format!("weir-sink-behind-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut sink = FileSink::<String>::new(&dir);
+    sink.open(&OpenContext { info: &info(0), checkpointing: true }).unwrap();
+    sink.write("a".into(), None).unwrap();
+    let state1 = sink.snapshot_state(1).unwrap().unwrap();
+    sink.notify_checkpoint_complete(1).unwrap();
+    sink.write("b".into(), None).unwrap();
+    let state2 = sink.snapshot_state(2).unwrap().unwrap();
+    sink.notify_checkpoint_complete(2).unwrap();
+    drop(sink);
+    assert_eq!(visible(&dir), vec!["a", "b"]);
+
+    let restore = |state: &Vec<u8>| {
+        let mut restored = FileSink::<String>::new(&dir);
+        restored.open(&OpenContext { info: &info(0), checkpointing: true }).unwrap();
+        restored.restore_state(vec![state.clone()]).map(|()| restored)
+    };
+    let err = restore(&state1).expect_err("restoring behind committed output fails");
+    assert!(!err.is_recoverable());
+    let err = err.to_string();
+    assert!(err.contains("part-0-1") && err.contains("restored behind committed output"), "{err}");
+    assert_eq!(visible(&dir), vec!["a", "b"], "nothing committed was touched");
+    // The newest checkpoint restores, and commits again idempotently.
+    restore(&state2).unwrap();
+
+    // An older attempt's pending file under a committed name is never committed over it.
+    std::fs::write(dir.join(".part-0-1.a7.pending"), "zombie\n").unwrap();
+    let zombie = FileSink::<String> { attempt: 7, ..FileSink::new(&dir) };
+    let err = zombie.commit(1, 7).unwrap_err().to_string();
+    assert!(err.contains("committed already"), "{err}");
     assert_eq!(visible(&dir), vec!["a", "b"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -9,7 +9,7 @@ use weir_dataplane::{BarrierKind, BatchSender, CheckpointBarrier, Element, Input
 
 use super::*;
 use crate::checkpoint::storage::CheckpointStorage;
-use crate::checkpoint::{CheckpointEvent, CheckpointIo, OperatorState};
+use crate::checkpoint::{CheckpointEvent, CheckpointIo, OperatorState, RestoredState};
 use crate::job::JobId;
 use crate::time::TokioClock;
 
@@ -33,6 +33,8 @@ enum Seen {
 #[derive(Clone, Default)]
 struct Recorder {
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Each record with the subtask's watermark when it arrived (a late record is at or below).
+    watermark_at: Arc<Mutex<Vec<(u32, Timestamp)>>>,
 }
 
 impl Recorder {
@@ -59,8 +61,9 @@ impl Recorder {
 
 impl Link<u32> for Recorder {
     fn open(&mut self, _io: &mut TaskIo) {}
-    fn record(&mut self, value: u32, _ts: Timestamp, _io: &mut TaskIo) {
+    fn record(&mut self, value: u32, _ts: Timestamp, io: &mut TaskIo) {
         self.push(Seen::Record(value));
+        self.watermark_at.lock().unwrap().push((value, io.watermark));
     }
     fn watermark(&mut self, wm: Timestamp, _io: &mut TaskIo) {
         self.push(Seen::Watermark(wm));
@@ -110,6 +113,11 @@ struct Harness {
 
 impl Harness {
     fn start(label: &str, inputs: usize, periodic: bool) -> Harness {
+        Harness::start_from(label, inputs, periodic, None)
+    }
+
+    /// As [`start`](Self::start), restored from `restored`.
+    fn start_from(label: &str, inputs: usize, periodic: bool, restored: Option<RestoredState>) -> Harness {
         let dir = std::env::temp_dir().join(format!("weir-task-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..inputs).map(|_| local_channel::<u32>(8)).unzip();
@@ -118,6 +126,7 @@ impl Harness {
         let mut io = TaskIo::new(info(), Arc::new(TokioClock::new()), Arc::new(TaskMetrics::default()));
         let storage = periodic.then(|| CheckpointStorage::new(&dir, JobId(3)));
         io.checkpoints = Some(CheckpointIo { storage, vertex: 0, events: events_tx });
+        io.restored = restored.map(Arc::new);
         let (control, control_rx) = tokio::sync::mpsc::unbounded_channel();
         let parts = TaskParts { io, outputs: Vec::new(), control: control_rx };
         let gate = InputGate::new(receivers);
@@ -322,4 +331,35 @@ async fn the_barriers_of_an_aborted_checkpoint_block_nothing() {
     let seen = h.end().await.seen();
     let snapshots: Vec<_> = seen.iter().filter(|s| matches!(s, Seen::Snapshot(..))).cloned().collect();
     assert_eq!(snapshots, vec![Seen::Snapshot(2, vec![1, 2, 3, 4])], "none for the aborted checkpoint: {seen:?}");
+}
+
+/// Defect: after a restore, event time started again from the minimum, so a record that was
+/// late in a run without failures was on time after a failover (and its window's output
+/// differed). The watermark at the barrier is in the snapshot, and a restored subtask goes on
+/// from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_subtask_goes_on_from_the_watermark_at_its_checkpoint() {
+    let mut h = Harness::start("clock", 2, true);
+    h.send(0, vec![Element::Record(1, 100), Element::Watermark(50), h.barrier(1, None)]).await;
+    h.send(1, vec![Element::Watermark(70), h.barrier(1, None)]).await;
+    let snapshot = h.ack(1).await;
+    assert_eq!(snapshot.clock.watermark, 50, "the minimum of the inputs' watermarks");
+    h.send(0, vec![Element::EndOfData]).await;
+    h.send(1, vec![Element::EndOfData]).await;
+    h.control(TaskControl::CheckpointComplete { checkpoint: 1, commit: true, end: true });
+    h.end().await;
+
+    // A failover restores checkpoint 1: the replayed record at 40 is as late as it was.
+    let restored = RestoredState::with_clock(snapshot.clock);
+    let h = Harness::start_from("clock-restored", 2, false, Some(restored));
+    h.send(0, vec![Element::Record(2, 40), Element::Watermark(30), Element::Record(3, 60), Element::EndOfData]).await;
+    h.send(1, vec![Element::Watermark(60), Element::EndOfData]).await;
+    let recorder = h.end().await;
+    let at = recorder.watermark_at.lock().unwrap().clone();
+    assert_eq!(at, vec![(2, 50), (3, 50)], "event time went on from the checkpoint's watermark");
+    let watermarks: Vec<_> = recorder.seen().into_iter().filter(|s| matches!(s, Seen::Watermark(_))).collect();
+    assert!(
+        watermarks.iter().all(|w| matches!(w, Seen::Watermark(t) if *t > 50)),
+        "nothing at or below 50 again: {watermarks:?}"
+    );
 }
