@@ -5,6 +5,7 @@
 //! and unit-tested on its own; the async parts ([`channel`], [`shuffle`], [`net`]) are a thin
 //! layer on top.
 
+pub mod alignment;
 pub mod batch;
 pub mod channel;
 pub mod element;
@@ -16,6 +17,7 @@ pub mod partition;
 pub mod shuffle;
 pub mod watermark;
 
+pub use alignment::*;
 pub use batch::*;
 pub use channel::*;
 pub use element::*;

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use weir_dataplane::{
-    BarrierKind, BatchConfig, ChannelId, CheckpointBarrier, Element, InputGate, MAX_WATERMARK, StopMode, Timestamp,
-    WatermarkValve,
+    Alignment, BarrierAligner, BarrierKind, BatchConfig, ChannelId, CheckpointBarrier, Element, EndOfData, InputGate,
+    MAX_WATERMARK, StopMode, Timestamp, WatermarkValve,
 };
 
 use crate::checkpoint::storage::write_task_in;
@@ -313,14 +313,6 @@ fn checkpoint_chain<T>(
     });
 }
 
-/// Barrier alignment of a subtask with several input channels: a channel that delivered
-/// the barrier of checkpoint `n` is not read further until every open channel has.
-struct Alignment {
-    barrier: CheckpointBarrier,
-    arrived: Vec<bool>,
-    started: Instant,
-}
-
 /// What happens to the rest of a batch after one element.
 enum Next {
     Continue,
@@ -330,13 +322,11 @@ enum Next {
 
 struct InputState<T> {
     valve: WatermarkValve,
-    ended: Vec<bool>,
-    open_channels: usize,
-    alignment: Option<Alignment>,
-    /// The newest checkpoint this subtask took, or heard was aborted: its barriers still to
-    /// come (on channels that had ended and so counted as aligned, or on any channel after an
-    /// abort) are stale.
-    last_checkpoint: u64,
+    /// Barrier alignment (sans-IO): which channels ended, which delivered the barrier being
+    /// aligned, which barriers are stale.
+    aligner: BarrierAligner,
+    /// When the alignment under way started.
+    aligning_since: Option<Instant>,
     stash: Vec<std::collections::VecDeque<Element<T>>>,
     life: Lifecycle,
 }
@@ -376,53 +366,48 @@ impl<T: Data> InputState<T> {
                 }
             }
             Element::Barrier(barrier) => {
-                if barrier.checkpoint_id <= self.last_checkpoint {
-                    return Next::Continue; // taken already
+                let outcome = self.aligner.on_barrier(channel, barrier);
+                if outcome.abandoned.is_some() {
+                    self.abort_alignment(gate);
                 }
-                match &self.alignment {
-                    Some(a) if a.barrier.checkpoint_id > barrier.checkpoint_id => return Next::Continue, // stale
-                    Some(a) if a.barrier.checkpoint_id == barrier.checkpoint_id => {}
-                    // A newer checkpoint overtook one that never completed here: give it up.
-                    Some(_) => self.abort_alignment(gate),
-                    None => {}
-                }
-                let alignment = self.alignment.get_or_insert_with(|| Alignment {
-                    barrier,
-                    arrived: vec![false; gate.num_channels()],
-                    started: Instant::now(),
-                });
-                alignment.arrived[channel] = true;
-                gate.block(channel);
-                if !self.try_complete(head, io, gate) {
-                    return Next::Stash;
+                match outcome.alignment {
+                    Alignment::Ignore => {}
+                    Alignment::Block => {
+                        self.aligning_since.get_or_insert_with(Instant::now);
+                        gate.block(channel);
+                        return Next::Stash;
+                    }
+                    Alignment::Aligned(barrier) => self.aligned(barrier, head, io, gate),
                 }
             }
             Element::EndOfData => {
-                if !std::mem::replace(&mut self.ended[channel], true) {
-                    self.open_channels -= 1;
+                if let EndOfData::Now(aligned) = self.aligner.on_end_of_data(channel) {
                     if let Some(wm) = self.valve.on_end_of_data(channel).watermark
                         && self.life.active()
                     {
                         io.watermark = wm;
                         head.watermark(wm, io);
                     }
-                    self.try_complete(head, io, gate);
+                    if let Some(barrier) = aligned {
+                        self.aligned(barrier, head, io, gate);
+                    }
                 }
             }
         }
         Next::Continue
     }
 
-    /// Completes the alignment if every channel delivered the barrier or ended.
-    fn try_complete(&mut self, head: &mut dyn Link<T>, io: &mut TaskIo, gate: &mut InputGate<T>) -> bool {
-        let Some(a) = &self.alignment else { return true };
-        if !(0..a.arrived.len()).all(|c| a.arrived[c] || self.ended[c]) {
-            return false;
-        }
-        let (barrier, waited) = (a.barrier.clone(), a.started.elapsed());
-        self.alignment = None;
-        self.last_checkpoint = barrier.checkpoint_id;
-        if self.open_channels == 0 && !self.life.ended {
+    /// Every open channel delivered `barrier` (or ended): the snapshot, then every channel
+    /// is read again.
+    fn aligned(
+        &mut self,
+        barrier: CheckpointBarrier,
+        head: &mut dyn Link<T>,
+        io: &mut TaskIo,
+        gate: &mut InputGate<T>,
+    ) {
+        let waited = self.aligning_since.take().map_or(Duration::ZERO, |since| since.elapsed());
+        if self.aligner.open_channels() == 0 && !self.life.ended {
             // Every input ended before the barrier: the chain ends first, so the snapshot
             // (and the downstream one after it) holds what ending it emits.
             let drain = self.life.drains();
@@ -430,11 +415,11 @@ impl<T: Data> InputState<T> {
         }
         checkpoint_chain(head, &barrier, io, waited, Vec::new(), Timestamp::MIN, &mut self.life);
         gate.unblock_all();
-        true
     }
 
+    /// The alignment under way was given up: every channel is read again.
     fn abort_alignment(&mut self, gate: &mut InputGate<T>) {
-        self.alignment = None;
+        self.aligning_since = None;
         gate.unblock_all();
     }
 
@@ -471,12 +456,11 @@ impl<T: Data> InputState<T> {
                 complete(head, io, &mut self.life, checkpoint, commit, end)
             }
             TaskControl::CheckpointAborted(id) => {
-                if self.alignment.as_ref().is_some_and(|a| a.barrier.checkpoint_id == id) {
+                // Its barriers still on their way are stale from now on (they would block
+                // their channels until the next checkpoint, and snapshot for nothing).
+                if self.aligner.on_abort(id) {
                     self.abort_alignment(gate);
                 }
-                // Its barriers still on their way would align (blocking their channels until
-                // the next checkpoint) and snapshot for nothing.
-                self.last_checkpoint = self.last_checkpoint.max(id);
                 self.life.aborted(id);
             }
             // Only sources start checkpoints.
@@ -505,10 +489,8 @@ pub(crate) async fn run_input<T: Data>(
     }
     let mut state = InputState {
         valve,
-        ended: vec![false; channels],
-        open_channels: channels,
-        alignment: None,
-        last_checkpoint: 0,
+        aligner: BarrierAligner::new(channels),
+        aligning_since: None,
         stash: (0..channels).map(|_| std::collections::VecDeque::new()).collect(),
         life: Lifecycle::new(&io),
     };
@@ -518,8 +500,8 @@ pub(crate) async fn run_input<T: Data>(
     loop {
         drain(&mut io, &mut outputs).await?;
         check(&mut io)?;
-        if !state.life.ended && (state.open_channels == 0 || state.life.released) {
-            let drain = state.open_channels == 0 && state.life.drains();
+        if !state.life.ended && (state.aligner.open_channels() == 0 || state.life.released) {
+            let drain = state.aligner.open_channels() == 0 && state.life.drains();
             end_chain(&mut *head, &mut io, drain, &mut state.life);
             continue;
         }
@@ -554,7 +536,7 @@ pub(crate) async fn run_input<T: Data>(
         }
         if gate.num_open() != last_open {
             last_open = gate.num_open();
-            if let Some(c) = (0..channels).find(|&c| gate.is_closed(c) && !state.ended[c]) {
+            if let Some(c) = (0..channels).find(|&c| gate.is_closed(c) && !state.aligner.has_ended(c)) {
                 return Err(WeirError::Disconnected(format!(
                     "input channel {c} closed without end-of-data (its producer failed or was cancelled)"
                 )));
