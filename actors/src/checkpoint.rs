@@ -408,8 +408,11 @@ impl RestoredState {
     }
 
     /// Reads what subtask `index` of `vertex` restores from `from`: for each of the
-    /// vertex's operators the state of its node in the checkpoint's plan, from every old
-    /// subtask (keyed state is redistributed by key group, operator state by union).
+    /// vertex's operators the state of its node in the checkpoint's plan. At the parallelism
+    /// the checkpoint was taken at (every failover), only the subtask's own file is read: its
+    /// key groups are exactly its old ones, and its operator state is its own. At another
+    /// parallelism, every old subtask's (keyed state is redistributed by key group, operator
+    /// state by union).
     pub(crate) fn read(from: &RestoreFrom, vertex: &JobVertex, index: usize) -> Result<RestoredState> {
         let mut snapshots: HashMap<usize, Vec<TaskSnapshot>> = HashMap::new();
         let mut restored = RestoredState { index, parallelism: vertex.parallelism, ..Default::default() };
@@ -419,7 +422,13 @@ impl RestoredState {
             let old_vertex = match snapshots.entry(old.vertex) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    let mut handles: Vec<_> = from.metadata.tasks.iter().filter(|t| t.vertex == old.vertex).collect();
+                    let same = old.parallelism == vertex.parallelism;
+                    let mut handles: Vec<_> = from
+                        .metadata
+                        .tasks
+                        .iter()
+                        .filter(|t| t.vertex == old.vertex && (!same || t.subtask == index))
+                        .collect();
                     handles.sort_by_key(|t| t.subtask);
                     let read = handles
                         .into_iter()

@@ -202,9 +202,13 @@ impl CheckpointStorage {
         write_atomically(&self.job_dir.join(RESERVED_IDS), format!("{upto}\n").as_bytes())
     }
 
-    /// The newest completed checkpoint whose every file is readable; a broken one is
-    /// skipped with a warning naming the file, falling back to the one before.
-    pub fn latest_valid(&self, fingerprint: u64) -> Option<RestoreFrom> {
+    /// The newest completed checkpoint that looks whole from its metadata: its `_metadata`
+    /// reads, it was taken by this plan, and every file it lists is there with the size it
+    /// lists. Reading and decoding every file (all the job's state) is left to the subtasks,
+    /// each of which reads only its own; a checkpoint for which `thorough` is true (one that a
+    /// failing attempt had restored) is decoded here whole. A broken one is skipped with a
+    /// warning naming the file, falling back to the one before.
+    pub fn latest_valid(&self, fingerprint: u64, thorough: impl Fn(u64) -> bool) -> Option<RestoreFrom> {
         for n in self.completed().into_iter().rev() {
             let valid = self.read_metadata(n).and_then(|metadata| {
                 if metadata.fingerprint != fingerprint {
@@ -214,7 +218,18 @@ impl CheckpointStorage {
                     )));
                 }
                 for handle in &metadata.tasks {
-                    self.read_task(n, handle)?;
+                    let path = self.checkpoint_dir(n).join(&handle.file);
+                    let size = std::fs::metadata(&path).map_err(|e| io("read", &path, e))?.len();
+                    if size != handle.bytes {
+                        return Err(WeirError::runtime(format!(
+                            "checkpoint file '{}' has {size} bytes, and its checkpoint lists {}",
+                            path.display(),
+                            handle.bytes
+                        )));
+                    }
+                    if thorough(n) {
+                        self.read_task(n, handle)?;
+                    }
                 }
                 Ok(metadata)
             });

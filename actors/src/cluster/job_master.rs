@@ -481,7 +481,14 @@ impl JobMasterState {
         self.slots = slots;
         self.status = JobStatus::Running;
         // The latest checkpoint that reads back whole, else the savepoint the job started from.
-        let latest = self.storage.as_ref().and_then(|s| s.latest_valid(self.job.graph.fingerprint)).map(Arc::new);
+        // A checkpoint the job restored from last, and is failing over again without a newer
+        // one, is checked whole: a file that decodes nowhere must not be chosen for ever.
+        let suspect = self.history.restored.last().copied();
+        let latest = self
+            .storage
+            .as_ref()
+            .and_then(|s| s.latest_valid(self.job.graph.fingerprint, |n| Some(n) == suspect))
+            .map(Arc::new);
         let restore = latest.or_else(|| self.savepoint.clone());
         self.restored_from = restore.as_ref().map(|r| r.metadata.checkpoint).or(self.restored_from);
         if let Some(r) = &restore {
