@@ -36,7 +36,7 @@ fn generator(args: &JobArgs) -> Result<Generator> {
         out_of_order_ms: 100,
         // A million events per event-time second: a 1 s window holds ~100 events per key.
         event_time_rate: 1_000_000,
-        keys_in_turn: false,
+        ..GeneratorConfig::default()
     }))
 }
 

@@ -10,7 +10,9 @@
 //! exactly one and keeps a running sum in state, and the two-phase file sink. Its output has a
 //! line per click (the running sum), and a `VIOLATION` line wherever a sequence broke, which
 //! fails the run even if the reference had the same. `--job window-agg` runs event-time
-//! windows and timers instead.
+//! windows and timers instead, and `--job late-windows` late data: windows with allowed
+//! lateness and a late side output, whose output after a failover equals the reference only if
+//! event time goes on from the checkpoint (the restored watermark) rather than the minimum.
 //!
 //! The faulty run goes on one of two clusters:
 //! - a MiniCluster of two TaskManagers (the default): subtask actors, TaskExecutor actors and
@@ -70,6 +72,9 @@ pub enum ChaosJob {
     SemanticsCheck,
     /// Clicks per user in tumbling event-time windows.
     WindowAgg,
+    /// Late data: windows with allowed lateness and a late side output, so event time has to
+    /// go on across restores exactly as without faults.
+    LateWindows,
 }
 
 impl ChaosJob {
@@ -77,6 +82,18 @@ impl ChaosJob {
         match self {
             ChaosJob::SemanticsCheck => "semantics-check",
             ChaosJob::WindowAgg => "window-agg",
+            ChaosJob::LateWindows => "late-windows",
+        }
+    }
+
+    /// Arguments of its own, beside the generator's.
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            // Every 97th click after the first 20 s of event time is 10 s behind: late beyond
+            // the 1 s lateness whenever the two sources are less than ~8.7 s of event time
+            // (0.87 s at the chaos rate) apart.
+            ChaosJob::LateWindows => &["--late-every", "97", "--late-ms", "10000"],
+            ChaosJob::SemanticsCheck | ChaosJob::WindowAgg => &[],
         }
     }
 }
@@ -159,20 +176,24 @@ fn submission(
     output: &std::path::Path,
     config: JobConfig,
 ) -> anyhow::Result<JobSubmission> {
-    let args = JobArgs::parse(&[
-        "--events".to_owned(),
-        events.to_string(),
-        "--rate".to_owned(),
-        "20000".to_owned(),
-        "--keys".to_owned(),
-        "40".to_owned(),
-        "--seed".to_owned(),
-        "5".to_owned(),
-        "--out-of-order-ms".to_owned(),
-        "150".to_owned(),
-        "--output".to_owned(),
-        output.display().to_string(),
-    ])?;
+    let own = job.args().iter().map(|a| (*a).to_owned());
+    let args = JobArgs::parse(
+        &own.chain([
+            "--events".to_owned(),
+            events.to_string(),
+            "--rate".to_owned(),
+            "20000".to_owned(),
+            "--keys".to_owned(),
+            "40".to_owned(),
+            "--seed".to_owned(),
+            "5".to_owned(),
+            "--out-of-order-ms".to_owned(),
+            "150".to_owned(),
+            "--output".to_owned(),
+            output.display().to_string(),
+        ])
+        .collect::<Vec<_>>(),
+    )?;
     Ok(JobSubmission::from_registry(&weir_examples::registry(), job.name(), args, 2)?.with_config(config))
 }
 

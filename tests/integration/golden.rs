@@ -75,7 +75,7 @@ fn generator_args(extra: &[&'static str]) -> (Vec<&'static str>, GeneratorConfig
         rate: None,
         out_of_order_ms: 200,
         event_time_rate: 1000,
-        keys_in_turn: false,
+        ..GeneratorConfig::default()
     };
     (args, config)
 }

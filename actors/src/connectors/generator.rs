@@ -61,6 +61,13 @@ pub struct GeneratorConfig {
     /// events `0, 1, 2, …`, and with `keys` a multiple of the parallelism every user's events
     /// come from one subtask, in order (the semantics check's input).
     pub keys_in_turn: bool,
+    /// Every `late_every`-th event (0: none) is [`late_ms`](Self::late_ms) behind its time:
+    /// late data, when that is more than the watermark bound. Only events after the first
+    /// `2 × late_ms` of event time are moved, so that whether one is late does not depend on
+    /// how far the other source subtasks got (as long as they are less than `late_ms` apart).
+    pub late_every: u64,
+    /// How far (ms) a late event is behind.
+    pub late_ms: i64,
 }
 
 impl Default for GeneratorConfig {
@@ -73,13 +80,15 @@ impl Default for GeneratorConfig {
             out_of_order_ms: 0,
             event_time_rate: 1000,
             keys_in_turn: false,
+            late_every: 0,
+            late_ms: 0,
         }
     }
 }
 
 impl GeneratorConfig {
     /// Reads the generator arguments shared by the examples: `--events`, `--keys`, `--seed`,
-    /// `--rate`, `--out-of-order-ms`, `--event-time-rate`.
+    /// `--rate`, `--out-of-order-ms`, `--event-time-rate`, `--late-every`, `--late-ms`.
     pub fn from_args(args: &JobArgs) -> Result<Self> {
         let d = GeneratorConfig::default();
         let config = GeneratorConfig {
@@ -90,6 +99,8 @@ impl GeneratorConfig {
             out_of_order_ms: args.parse_or("out-of-order-ms", d.out_of_order_ms)?,
             event_time_rate: args.parse_or("event-time-rate", d.event_time_rate)?,
             keys_in_turn: d.keys_in_turn,
+            late_every: args.parse_or("late-every", d.late_every)?,
+            late_ms: args.parse_or("late-ms", d.late_ms)?,
         };
         config.check()?;
         Ok(config)
@@ -105,6 +116,9 @@ impl GeneratorConfig {
                 "--out-of-order-ms must be 0 to {MAX_OUT_OF_ORDER_MS} (a year), not {}",
                 self.out_of_order_ms
             ));
+        }
+        if !(0..=MAX_OUT_OF_ORDER_MS).contains(&self.late_ms) {
+            return bad(&format!("--late-ms must be 0 to {MAX_OUT_OF_ORDER_MS} (a year), not {}", self.late_ms));
         }
         if self.event_time_rate == 0 {
             return bad("--event-time-rate must be at least 1");
@@ -125,7 +139,11 @@ impl GeneratorConfig {
         let disorder = if self.out_of_order_ms == 0 { 0 } else { (mix(h) % (self.out_of_order_ms as u64 + 1)) as i64 };
         // Saturates rather than wrapping at the (unreachable in practice) end of time.
         let base = i64::try_from(u128::from(index) * 1000 / u128::from(self.event_time_rate)).unwrap_or(i64::MAX);
-        Click { user, time: base.saturating_add(self.out_of_order_ms - disorder), index }
+        let late = self.late_every > 0
+            && index % self.late_every == self.late_every - 1
+            && base >= self.late_ms.saturating_mul(2);
+        let behind = if late { self.late_ms } else { 0 };
+        Click { user, time: base.saturating_add(self.out_of_order_ms - disorder) - behind, index }
     }
 }
 
