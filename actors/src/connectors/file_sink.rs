@@ -47,7 +47,8 @@
 //! resumes from a savepoint (that output is its own) or the sink was built with
 //! [`FileSink::overwrite`]. With `overwrite`, the earlier part files are deleted by the
 //! subtasks themselves, on the machines that write, when the job first runs (an execution that
-//! restored no state); a job that is refused or never runs deletes nothing. Flink's file sink
+//! restored no state, which always starts its output over); a job that is refused or never
+//! runs deletes nothing. Flink's file sink
 //! never deletes; Spark's `overwrite` save mode is the model for the choice.
 
 use std::collections::BTreeSet;
@@ -173,15 +174,18 @@ impl<T> FileSink<T> {
     /// Subtask 0 also deletes those of subtasks the job no longer has (it ran at a higher
     /// parallelism before a restore): every restored subtask committed the restored
     /// checkpoint's pending files in `restore_state`, so what is left of theirs is not output.
-    /// With [`overwrite`](Self::overwrite), an execution that restored nothing also deletes
-    /// the committed part files (an earlier run's) of the same subtasks.
+    /// An execution that restored nothing starts the output over: it also deletes the
+    /// committed part files of the same subtasks. They are an earlier attempt's of this job
+    /// (restarted from the start: its replay writes them again), or, with
+    /// [`overwrite`](Self::overwrite), an earlier run's; any other part files made the job's
+    /// validation refuse the directory before it ran.
     fn clean(&mut self) -> Result<()> {
         if std::mem::replace(&mut self.cleaned, true) {
             return Ok(());
         }
         let keep: BTreeSet<PathBuf> =
             self.pending.iter().map(|&(_, seq, attempt)| self.pending_file(seq, attempt)).collect();
-        let replace = self.overwrite && !self.restored;
+        let replace = !self.restored;
         let owned = |name: &str| {
             let rest = name.strip_prefix(".part-").or_else(|| name.strip_prefix("part-").filter(|_| replace));
             let owner = rest.and_then(|rest| rest.split('-').next()?.parse::<usize>().ok());
@@ -389,7 +393,10 @@ impl<T: Data + Display> Sink for FileSink<T> {
             self.commit(seq, attempt)?;
         }
         if let Some(seq) = self.close_current()? {
-            rename(&self.in_progress(seq), &self.committed(seq))?;
+            // Through the pending name, so that this commit never replaces a committed file
+            // either.
+            rename(&self.in_progress(seq), &self.pending_file(seq, self.attempt))?;
+            self.commit(seq, self.attempt)?;
         }
         Ok(())
     }

@@ -184,3 +184,24 @@ fn a_restore_behind_committed_output_is_refused_and_nothing_committed_is_replace
     assert_eq!(visible(&dir), vec!["a", "b"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A job restarted from the start (no checkpoint to restore: it takes none, or none completed)
+/// writes its output again: its earlier attempt's committed files are replaced, not refused.
+#[test]
+fn an_attempt_that_restored_nothing_starts_the_output_over() {
+    let dir = std::env::temp_dir().join(format!("weir-sink-over-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let attempt = |attempt| SubtaskInfo { attempt, ..info(0) };
+    let mut first = FileSink::<String>::new(&dir);
+    first.open(&OpenContext { info: &attempt(0), checkpointing: false }).unwrap();
+    first.write("a".into(), None).unwrap();
+    first.finish().unwrap();
+    assert_eq!(visible(&dir), vec!["a"]);
+    // Another subtask failed; the job starts again from the beginning.
+    let mut second = FileSink::<String>::new(&dir);
+    second.open(&OpenContext { info: &attempt(1), checkpointing: false }).unwrap();
+    second.write("a".into(), None).unwrap();
+    second.finish().unwrap();
+    assert_eq!(visible(&dir), vec!["a"], "once");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
