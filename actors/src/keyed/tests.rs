@@ -97,3 +97,85 @@ fn state_registered_twice_with_other_types_is_refused() {
         .to_string();
     assert!(err.contains("operator 'twice' failed") && err.contains("state \"s\""), "{err}");
 }
+
+/// On each key's first record, a processing-time timer one second later; it reports when it
+/// was registered, when it fired and how many of the key's records had arrived by then.
+#[derive(Default)]
+struct Reminder {
+    registered: Option<ValueState<i64>>,
+    seen: Option<ValueState<u32>>,
+}
+
+impl KeyedProcessFunction for Reminder {
+    type Key = u32;
+    type In = Click;
+    type Out = (u32, i64, i64, u32);
+
+    fn open(&mut self, ctx: &mut KeyedOpenContext<'_, u32>) -> Result<()> {
+        self.registered = Some(ctx.value_state("registered")?);
+        self.seen = Some(ctx.value_state("seen")?);
+        Ok(())
+    }
+
+    fn process(&mut self, _: Click, ctx: &mut KeyedContext<'_, u32, Self::Out>) -> Result<()> {
+        let seen = ctx.value(self.seen.unwrap()).get()?.unwrap_or(0);
+        ctx.value(self.seen.unwrap()).update(seen + 1)?;
+        if ctx.value(self.registered.unwrap()).get()?.is_none() {
+            let now = ctx.processing_time();
+            ctx.value(self.registered.unwrap()).update(now)?;
+            ctx.register_processing_time_timer(now + 1_000);
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        ts: Timestamp,
+        domain: TimeDomain,
+        ctx: &mut KeyedContext<'_, u32, Self::Out>,
+    ) -> Result<()> {
+        assert_eq!(domain, TimeDomain::ProcessingTime);
+        let registered = ctx.value(self.registered.unwrap()).get()?.unwrap();
+        let seen = ctx.value(self.seen.unwrap()).get()?.unwrap();
+        let key = *ctx.key();
+        assert_eq!(ts, registered + 1_000);
+        ctx.emit((key, registered, ctx.processing_time(), seen));
+        Ok(())
+    }
+}
+
+/// Processing-time timers fire while the job runs, when the clock passes them, not only at
+/// its end (about 4 s of real time: tokio's paused clock would need its `test-util` feature,
+/// which would make a fresh machine compile tokio and everything above it twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processing_time_timers_fire_mid_run() {
+    let (sink, out) = CollectSink::new();
+    let job = JobSubmission::new("reminders", 1, move |env, _| {
+        let config = GeneratorConfig {
+            events: Some(400),
+            keys: 4,
+            rate: Some(100.0),
+            keys_in_turn: true,
+            ..GeneratorConfig::default()
+        };
+        env.source("clicks", Generator::new(config))
+            .key_by(|c: &Click| c.user)
+            .process("remind", Reminder::default)
+            .sink("out", sink.clone());
+        Ok(())
+    });
+    let cluster = MiniCluster::start(MiniClusterConfig::default()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    cluster.execute(&job).await.unwrap().into_result().unwrap();
+    let ran = started.elapsed();
+    cluster.shutdown().await;
+    let mut fired = out.take();
+    fired.sort();
+    assert_eq!(fired.iter().map(|f| f.0).collect::<Vec<_>>(), vec![0, 1, 2, 3], "{fired:?}");
+    for &(key, registered, at, seen) in &fired {
+        assert!((1_000..1_500).contains(&(at - registered)), "key {key} fired {} ms after", at - registered);
+        // 25 of each key's 100 records arrive per second: the timer fired mid-run.
+        assert!((10..=60).contains(&seen), "key {key} had seen {seen} of its 100 records");
+    }
+    assert!(ran >= std::time::Duration::from_secs(3), "the input takes 4 s: {ran:?}");
+}
