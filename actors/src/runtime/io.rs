@@ -182,6 +182,46 @@ pub(crate) struct TaskIo {
     /// Keyed snapshots whose synchronous part is done, by their operator's position in the
     /// checkpoint's operator states: stored off the loop with the rest of the snapshot.
     pub(crate) pending_keyed: Vec<(usize, weir_state::PendingKeyedSnapshot)>,
+    /// Snapshot writes still running off the loop.
+    pub(crate) snapshot_writes: SnapshotWrites,
+}
+
+/// The snapshot writes of a subtask still running off its processing loop. A subtask that
+/// ends normally waits for them, so its acknowledgements are out before it reports its end.
+/// One that is cancelled or fails leaves them to finish on their own (each writes its
+/// execution attempt's own file, which no newer attempt reads), and the log says so.
+#[derive(Default)]
+pub(crate) struct SnapshotWrites {
+    running: Vec<(u64, tokio::task::JoinHandle<()>)>,
+}
+
+impl SnapshotWrites {
+    /// Checkpoint `checkpoint`'s write started.
+    pub(crate) fn push(&mut self, checkpoint: u64, write: tokio::task::JoinHandle<()>) {
+        self.running.retain(|(_, write)| !write.is_finished());
+        self.running.push((checkpoint, write));
+    }
+
+    /// Waits for every write under way.
+    pub(crate) async fn finish(&mut self) {
+        for (_, write) in self.running.drain(..) {
+            let _ = write.await;
+        }
+    }
+}
+
+impl Drop for SnapshotWrites {
+    fn drop(&mut self) {
+        for (checkpoint, write) in &self.running {
+            if !write.is_finished() {
+                tracing::warn!(
+                    checkpoint,
+                    "the subtask ended (cancelled or failed) with its snapshot still being written; the write goes \
+                     on into this execution attempt's own file, which no newer attempt reads"
+                );
+            }
+        }
+    }
 }
 
 impl TaskIo {
@@ -201,6 +241,7 @@ impl TaskIo {
             restored: None,
             state_backend: Default::default(),
             pending_keyed: Vec::new(),
+            snapshot_writes: SnapshotWrites::default(),
         }
     }
 

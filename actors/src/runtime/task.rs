@@ -225,6 +225,8 @@ fn end_chain<T>(head: &mut dyn Link<T>, io: &mut TaskIo, drain: bool, life: &mut
 
 /// The subtask ends normally: operators close, the last batches leave.
 async fn close_chain<T>(head: &mut dyn Link<T>, io: &mut TaskIo, outputs: &mut [Box<dyn ErasedOutput>]) -> Result<()> {
+    // Its acknowledgements are out before it reports its end.
+    io.snapshot_writes.finish().await;
     head.close(io);
     check(io)?;
     drain(io, outputs).await?;
@@ -285,7 +287,7 @@ fn checkpoint_chain<T>(
     let clock = EventClock { watermark: io.watermark, max_timestamp };
     let mut snapshot =
         TaskSnapshot { checkpoint: id, vertex: checkpoints.vertex, subtask: io.info.index, finished, operators, clock };
-    tokio::task::spawn_blocking(move || {
+    let write = tokio::task::spawn_blocking(move || {
         let async_started = Instant::now();
         // Keyed state is serialized (memory) or uploaded (RocksDB, then referenced from the
         // subtask's file like any other state) here, off the loop.
@@ -311,6 +313,7 @@ fn checkpoint_chain<T>(
         };
         let _ = checkpoints.events.send(CheckpointEvent::Ack(ack));
     });
+    io.snapshot_writes.push(id, write);
 }
 
 /// What happens to the rest of a batch after one element.

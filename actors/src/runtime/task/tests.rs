@@ -35,6 +35,8 @@ struct Recorder {
     seen: Arc<Mutex<Vec<Seen>>>,
     /// Each record with the subtask's watermark when it arrived (a late record is at or below).
     watermark_at: Arc<Mutex<Vec<(u32, Timestamp)>>>,
+    /// The size of the state each snapshot holds (1 byte when 0).
+    state_bytes: usize,
 }
 
 impl Recorder {
@@ -79,7 +81,7 @@ impl Link<u32> for Recorder {
     }
     fn checkpoint(&mut self, barrier: &CheckpointBarrier, _io: &mut TaskIo, out: &mut Vec<OperatorState>) {
         self.push(Seen::Snapshot(barrier.checkpoint_id, self.records()));
-        out.push(OperatorState { node: 0, operator: Some(vec![1]), ..Default::default() });
+        out.push(OperatorState { node: 0, operator: Some(vec![1; self.state_bytes.max(1)]), ..Default::default() });
     }
     fn checkpoint_complete(&mut self, id: u64, _io: &mut TaskIo) {
         self.push(Seen::Complete(id));
@@ -118,10 +120,20 @@ impl Harness {
 
     /// As [`start`](Self::start), restored from `restored`.
     fn start_from(label: &str, inputs: usize, periodic: bool, restored: Option<RestoredState>) -> Harness {
+        Harness::start_with(label, inputs, periodic, restored, Recorder::default())
+    }
+
+    /// As [`start_from`](Self::start_from), with this recorder as the chain.
+    fn start_with(
+        label: &str,
+        inputs: usize,
+        periodic: bool,
+        restored: Option<RestoredState>,
+        recorder: Recorder,
+    ) -> Harness {
         let dir = std::env::temp_dir().join(format!("weir-task-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..inputs).map(|_| local_channel::<u32>(8)).unzip();
-        let recorder = Recorder::default();
         let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
         let mut io = TaskIo::new(info(), Arc::new(TokioClock::new()), Arc::new(TaskMetrics::default()));
         let storage = periodic.then(|| CheckpointStorage::new(&dir, JobId(3)));
@@ -362,4 +374,23 @@ async fn a_restored_subtask_goes_on_from_the_watermark_at_its_checkpoint() {
         watermarks.iter().all(|w| matches!(w, Seen::Watermark(t) if *t > 50)),
         "nothing at or below 50 again: {watermarks:?}"
     );
+}
+
+/// Defect 2 of #10 (its rest): a snapshot's write ran detached from its subtask, which could
+/// end, and report its end, before the acknowledgement was out. A subtask that ends now waits
+/// for its writes (here: a 64 MiB savepoint state, taken right before the input ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subtask_that_ends_waits_for_its_snapshot_writes() {
+    let recorder = Recorder { state_bytes: 64 << 20, ..Recorder::default() };
+    let h = Harness::start_with("writes", 1, false, None, recorder);
+    h.send(0, vec![Element::Record(1, 0), h.barrier(100, None), Element::EndOfData]).await;
+    let Harness { inputs, task, mut events, dir, .. } = h;
+    drop(inputs);
+    tokio::time::timeout(DEADLINE, task).await.expect("the subtask ended").unwrap().unwrap();
+    let mut acked = false;
+    while let Ok(event) = events.try_recv() {
+        acked |= matches!(event, CheckpointEvent::Ack(ack) if ack.checkpoint == 100 && ack.handle.is_ok());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(acked, "the savepoint's acknowledgement was out when the subtask ended");
 }
