@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use weir_dataplane::KeyGroupRange;
 use weir_state::KeyedSnapshot;
 
 use crate::error::Result;
@@ -155,6 +156,17 @@ pub struct TaskStateHandle {
     /// The files of the job's shared directory its state references (incremental RocksDB
     /// checkpoints), for the coordinator's reference counts.
     pub shared: Vec<String>,
+    /// Its operators keep operator (non-keyed) state, which a restore at another parallelism
+    /// gives every new subtask (union): they all read this file. Files with keyed state only
+    /// are read by the new subtasks whose key groups they hold.
+    #[serde(default)]
+    pub union_state: bool,
+    /// The subtask had finished ([`TaskSnapshot::finished`]).
+    #[serde(default)]
+    pub finished: bool,
+    /// Its event clock ([`TaskSnapshot::clock`]).
+    #[serde(default)]
+    pub clock: EventClock,
 }
 
 /// One operator of the plan a checkpoint was taken by: what a restore matches state by.
@@ -423,12 +435,17 @@ impl RestoredState {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
                     let same = old.parallelism == vertex.parallelism;
-                    let mut handles: Vec<_> = from
-                        .metadata
-                        .tasks
-                        .iter()
-                        .filter(|t| t.vertex == old.vertex && (!same || t.subtask == index))
-                        .collect();
+                    let max = from.metadata.max_parallelism;
+                    let mine = KeyGroupRange::for_subtask(max, vertex.parallelism, index);
+                    let needed = |t: &TaskStateHandle| {
+                        if same {
+                            return t.subtask == index;
+                        }
+                        let theirs = KeyGroupRange::for_subtask(max, old.parallelism, t.subtask);
+                        t.union_state || (theirs.start < mine.end && mine.start < theirs.end)
+                    };
+                    let mut handles: Vec<_> =
+                        from.metadata.tasks.iter().filter(|t| t.vertex == old.vertex && needed(t)).collect();
                     handles.sort_by_key(|t| t.subtask);
                     let read = handles
                         .into_iter()
@@ -446,14 +463,17 @@ impl RestoredState {
                 }
             }
             if op.node == vertex.head {
+                // From the metadata: at another parallelism, over every old subtask (not only
+                // those whose files this one reads).
                 let same = old.parallelism == vertex.parallelism;
-                restored.finished = if same {
-                    old_vertex.iter().any(|s| s.subtask == index && s.finished)
-                } else {
-                    !old_vertex.is_empty() && old_vertex.iter().all(|s| s.finished)
-                };
-                restored.clock =
-                    EventClock::earliest(old_vertex.iter().filter(|s| !same || s.subtask == index).map(|s| s.clock));
+                let olds: Vec<&TaskStateHandle> = from
+                    .metadata
+                    .tasks
+                    .iter()
+                    .filter(|t| t.vertex == old.vertex && (!same || t.subtask == index))
+                    .collect();
+                restored.finished = !olds.is_empty() && olds.iter().all(|t| t.finished);
+                restored.clock = EventClock::earliest(olds.iter().map(|t| t.clock));
             }
             restored.by_node.insert(op.node, NodeStates { parallelism: old.parallelism, states });
         }

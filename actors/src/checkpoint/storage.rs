@@ -63,6 +63,9 @@ pub(crate) fn write_task_in(dir: &Path, snapshot: &TaskSnapshot, attempt: u32) -
         bytes: bytes.len() as u64,
         operators,
         shared,
+        union_state: snapshot.operators.iter().any(|s| s.operator.is_some()),
+        finished: snapshot.finished,
+        clock: snapshot.clock,
     })
 }
 

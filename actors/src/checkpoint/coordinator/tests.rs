@@ -112,6 +112,9 @@ impl Fixture {
             bytes: 1,
             operators: Vec::new(),
             shared: Vec::new(),
+            union_state: false,
+            finished: false,
+            clock: Default::default(),
         };
         let ack =
             CheckpointAck { checkpoint, handle: Ok(handle), alignment_ms: 0, sync_us: 0, async_us: 0, finished: false };

@@ -266,3 +266,26 @@ fn the_latest_checkpoint_is_chosen_from_its_metadata_and_checked_whole_when_susp
     std::fs::write(&file, b"short").unwrap();
     assert_eq!(storage.latest_valid(42, |_| false).unwrap().checkpoint(), 1, "its size is wrong");
 }
+
+/// At another parallelism a subtask reads only the old files holding its key groups (and any
+/// with operator state, which every new subtask gets): rescaled from 4 to 2 here, subtask 0
+/// reads old subtasks 0 and 1, and never notices that old subtask 3's file is corrupt.
+#[test]
+fn a_rescaled_subtask_reads_only_the_files_holding_its_key_groups() {
+    let (_dir, storage) = storage("rescaled");
+    let (mut vertex, from) = keyed_checkpoint(&storage, 1, 4, 4096);
+    vertex.parallelism = 2;
+    let corrupt = storage.checkpoint_dir(1).join(&from.metadata.tasks[3].file);
+    std::fs::write(&corrupt, b"\xff not a snapshot").unwrap();
+    let restored = crate::checkpoint::RestoredState::read(&from, &vertex, 0).unwrap();
+    let groups: Vec<u16> =
+        restored.keyed(0).unwrap().states.iter().flat_map(|s| s.key_groups.iter().map(|(g, _)| *g)).collect();
+    assert_eq!(groups, (0..64).collect::<Vec<u16>>());
+    let err = crate::checkpoint::RestoredState::read(&from, &vertex, 1).unwrap_err().to_string();
+    assert!(err.contains(&corrupt.display().to_string()), "{err}");
+
+    // A file with operator state is everybody's.
+    let mut union = from.clone();
+    union.metadata.tasks[3].union_state = true;
+    assert!(crate::checkpoint::RestoredState::read(&union, &vertex, 0).is_err());
+}
