@@ -104,11 +104,15 @@ impl WeirError {
     }
 
     /// Names the operator an error of its own making came from (its code, its state, its
-    /// files); runtime errors and errors already naming an operator are kept as they are.
+    /// files); runtime errors and errors already naming an operator are kept as they are. An
+    /// I/O error stays one (from outside Weir: a restart may well fix it), naming the operator.
     pub fn in_operator(self, operator: &str) -> Self {
         match self {
             WeirError::User(message) => WeirError::Operator { operator: operator.to_owned(), message },
-            e @ (WeirError::State(_) | WeirError::Io { .. } | WeirError::Argument(_)) => {
+            WeirError::Io { context, source } => {
+                WeirError::Io { context: format!("operator '{operator}' failed: {context}"), source }
+            }
+            e @ (WeirError::State(_) | WeirError::Argument(_)) => {
                 WeirError::Operator { operator: operator.to_owned(), message: e.to_string() }
             }
             other => other,
@@ -157,3 +161,24 @@ impl From<&str> for WeirError {
 
 /// The result type of the operator API and the runtime.
 pub type Result<T, E = WeirError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An operator's I/O error (a full disk under a file sink) is still one from outside, which
+    /// a restart may fix: the JobMaster's rule for errors of the job's own code that come back
+    /// after restarts does not apply to it. It used to become an operator (user) error.
+    #[test]
+    fn an_operators_io_error_keeps_its_domain_and_names_the_operator() {
+        let io = WeirError::io("cannot write 'out/part-0-1'", std::io::Error::other("no space left on device"));
+        let e = io.in_operator("sink");
+        assert_eq!(e.domain(), ErrorDomain::External);
+        assert_eq!(e.to_string(), "operator 'sink' failed: cannot write 'out/part-0-1': no space left on device");
+        let user = WeirError::user("bad record").in_operator("parse");
+        assert_eq!(
+            (user.domain(), user.to_string()),
+            (ErrorDomain::User, "operator 'parse' failed: bad record".into())
+        );
+    }
+}
