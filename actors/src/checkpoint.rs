@@ -431,10 +431,10 @@ impl RestoredState {
         restored.shared_dir = shared_dir(from.dir.parent().unwrap_or(&from.dir));
         for op in &vertex.operators {
             let Some(old) = from.nodes.get(&op.node).and_then(|&n| from.metadata.operator(n)) else { continue };
+            let same = old.parallelism == vertex.parallelism;
             let old_vertex = match snapshots.entry(old.vertex) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    let same = old.parallelism == vertex.parallelism;
                     let max = from.metadata.max_parallelism;
                     let mine = KeyGroupRange::for_subtask(max, vertex.parallelism, index);
                     let needed = |t: &TaskStateHandle| {
@@ -465,7 +465,6 @@ impl RestoredState {
             if op.node == vertex.head {
                 // From the metadata: at another parallelism, over every old subtask (not only
                 // those whose files this one reads).
-                let same = old.parallelism == vertex.parallelism;
                 let olds: Vec<&TaskStateHandle> = from
                     .metadata
                     .tasks

@@ -220,6 +220,7 @@ impl CheckpointStorage {
                         metadata.fingerprint
                     )));
                 }
+                let decode = thorough(n);
                 for handle in &metadata.tasks {
                     let path = self.checkpoint_dir(n).join(&handle.file);
                     let size = std::fs::metadata(&path).map_err(|e| io("read", &path, e))?.len();
@@ -230,7 +231,7 @@ impl CheckpointStorage {
                             handle.bytes
                         )));
                     }
-                    if thorough(n) {
+                    if decode {
                         self.read_task(n, handle)?;
                     }
                 }

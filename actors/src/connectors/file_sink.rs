@@ -48,8 +48,8 @@
 //! [`FileSink::overwrite`]. With `overwrite`, the earlier part files are deleted by the
 //! subtasks themselves, on the machines that write, when the job first runs (an execution that
 //! restored no state, which always starts its output over); a job that is refused or never
-//! runs deletes nothing. Flink's file sink
-//! never deletes; Spark's `overwrite` save mode is the model for the choice.
+//! runs deletes nothing. Flink's file sink never deletes; Spark's `overwrite` save mode is the
+//! model for the choice.
 
 use std::collections::BTreeSet;
 use std::fmt::Display;
@@ -79,7 +79,8 @@ pub struct FileSink<T> {
     /// Pre-committed files: (checkpoint, sequence number, attempt that wrote it).
     pending: Vec<(u64, u64, u32)>,
     cleaned: bool,
-    /// Earlier runs' part files are replaced (deleted at the first run of the job).
+    /// A directory holding an earlier run's part files is accepted (the first execution, which
+    /// restores nothing, replaces them).
     overwrite: bool,
     /// This execution restored state: the output in the directory is the job's own.
     restored: bool,
@@ -121,7 +122,8 @@ impl<T> FileSink<T> {
 
     /// Replaces the part files an earlier run left in the directory (by default such a
     /// directory is refused). They are deleted when the job first runs, by the subtasks that
-    /// write: never by a job that is refused, and never output a restored job committed.
+    /// write (an execution that restored nothing starts its output over): never by a job that
+    /// is refused, and never output a restored job committed.
     pub fn overwrite(mut self) -> Self {
         self.overwrite = true;
         self
@@ -187,8 +189,9 @@ impl<T> FileSink<T> {
             self.pending.iter().map(|&(_, seq, attempt)| self.pending_file(seq, attempt)).collect();
         let replace = !self.restored;
         let owned = |name: &str| {
-            let rest = name.strip_prefix(".part-").or_else(|| name.strip_prefix("part-").filter(|_| replace));
-            let owner = rest.and_then(|rest| rest.split('-').next()?.parse::<usize>().ok());
+            let uncommitted =
+                name.strip_prefix(".part-").and_then(|rest| rest.split('-').next()?.parse::<usize>().ok());
+            let owner = uncommitted.or_else(|| committed_part(name).filter(|_| replace).map(|(subtask, _)| subtask));
             owner == Some(self.index) || (self.index == 0 && owner.is_some_and(|o| o >= self.parallelism))
         };
         let entries = std::fs::read_dir(&self.dir)
