@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod connectors;
 mod durable;
 pub mod error;
+pub mod failpoint;
 pub mod functions;
 pub mod graph;
 pub mod job;

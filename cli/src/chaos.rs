@@ -24,17 +24,26 @@
 //!   control and data connections cut.
 //!
 //! Faults strike at any moment until the job ends, also after the sources' input ended: the
-//! job's final checkpoint commits the sinks' last files exactly once.
+//! job's final checkpoint commits the sinks' last files exactly once. Besides the strikes at
+//! moments, each run arms failpoints ([`weir_actors::failpoint`]): a crash at the `n`-th run
+//! of a step of the checkpoint protocol (after a trigger, during an upload, between a snapshot
+//! and its ack, between completion and a sink's commit, between a commit's rename and its
+//! directory sync, while aborting, right after a savepoint). In a MiniCluster the actor or
+//! loop running the step panics there; on processes the process running it aborts. The whole
+//! [`Schedule`] is drawn from the seed and printed before the run.
 
 mod processes;
+mod schedule;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use schedule::{Schedule, Shape, Strike};
 use weir_actors::checkpoint::CheckpointConfig;
 use weir_actors::cluster::mini_cluster::ControlActor;
+use weir_actors::failpoint::{self, Failpoint};
 use weir_actors::job::{JobConfig, RestartStrategy};
 use weir_actors::prelude::*;
 use weir_actors::{JobId, JobStatus};
@@ -50,9 +59,17 @@ pub(crate) struct ChaosArgs {
     /// Events per run (default: 40,000; 100,000 with --cluster, whose faults take longer).
     #[arg(long)]
     events: Option<u64>,
-    /// Faults per run (default: 4; 6 with --cluster).
+    /// Faults struck at moments per run (default: 4; 6 with --cluster).
     #[arg(long)]
     faults: Option<u32>,
+    /// Failpoints armed per run: crashes at protocol steps, drawn from the seed.
+    #[arg(long, default_value_t = 2)]
+    failpoints: u32,
+    /// Crash at these failpoints instead of drawn ones, e.g. `before-ack@3,after-completion@2`
+    /// (steps: after-trigger, during-upload, before-ack, after-completion, after-savepoint,
+    /// before-commit, before-dir-sync, while-aborting).
+    #[arg(long, value_delimiter = ',')]
+    failpoint: Vec<Failpoint>,
     /// Where the faulty run keeps its keyed state: memory or rocksdb.
     #[arg(long, default_value = "memory")]
     state_backend: weir_actors::job::StateBackend,
@@ -107,8 +124,12 @@ pub struct ChaosPlan {
     pub job: ChaosJob,
     /// Events of its generator.
     pub events: u64,
-    /// Faults per run.
+    /// Faults struck at moments per run.
     pub faults: u32,
+    /// Failpoints drawn per run.
+    pub failpoints: u32,
+    /// Failpoints armed instead of drawn ones.
+    pub explicit: Option<Vec<Failpoint>>,
     /// Where the faulty run keeps its keyed state.
     pub state_backend: weir_actors::job::StateBackend,
 }
@@ -135,7 +156,9 @@ impl Rng {
 pub struct ChaosReport {
     /// The seed.
     pub seed: u64,
-    /// Faults injected, by kind.
+    /// The fault schedule the seed drew.
+    pub schedule: String,
+    /// Faults injected, by kind (crashes at failpoints as `crashed at <step>`).
     pub faults: BTreeMap<String, u32>,
     /// Restarts the job went through (by its restart strategy, or by a new JobMaster).
     pub failovers: u32,
@@ -218,62 +241,92 @@ async fn run_job(
     name: &str,
     plan: &ChaosPlan,
     config: JobConfig,
-    faults: Option<(&mut Rng, &mut FaultCounts)>,
+    faults: Option<(&Schedule, &mut FaultCounts)>,
 ) -> anyhow::Result<(Vec<String>, weir_actors::JobDetails)> {
     let output = work.join(name);
-    let job = submission(plan.job, plan.events, &output, config)?;
+    let job = submission(plan.job, plan.events, &output, config)?.prepare()?;
     let cluster =
         MiniCluster::start(MiniClusterConfig { task_managers: 2, slots_per_task_manager: 1, ..Default::default() })
             .await?;
-    let id = cluster.submit(&job).await?;
-    if let Some((rng, kinds)) = faults {
-        inject(&cluster, id, rng, plan.faults, kinds).await?;
+    // Armed for this job only, before it runs: the hits count from its first step.
+    let armed = faults
+        .as_ref()
+        .map(|(schedule, _)| failpoint::arm(Some(job.id), schedule.failpoints_of(None), failpoint::Action::Panic));
+    let id = cluster.submit_prepared(job).await?;
+    if let Some((schedule, kinds)) = faults {
+        inject(&cluster, id, work, schedule, kinds).await?;
+        let result = tokio::time::timeout(Duration::from_secs(120), cluster.wait(id)).await;
+        for point in armed.as_ref().map(|a| a.fired()).unwrap_or_default() {
+            *kinds.entry(format!("crashed at {}", point.step)).or_default() += 1;
+        }
+        return finish(cluster, name, &output, result).await;
     }
-    let result =
-        tokio::time::timeout(Duration::from_secs(120), cluster.wait(id)).await.context("the job did not end")??;
+    let result = tokio::time::timeout(Duration::from_secs(120), cluster.wait(id)).await;
+    finish(cluster, name, &output, result).await
+}
+
+/// The run's output, once its job ended (`FINISHED`, or the run fails).
+async fn finish(
+    cluster: MiniCluster,
+    name: &str,
+    output: &std::path::Path,
+    result: Result<weir_actors::Result<weir_actors::JobResult>, tokio::time::error::Elapsed>,
+) -> anyhow::Result<(Vec<String>, weir_actors::JobDetails)> {
     cluster.shutdown().await;
+    let result = result.context("the job did not end")??;
     anyhow::ensure!(
         result.status() == JobStatus::Finished,
         "{name} run ended {}: {:?}",
         result.status(),
         result.details.cause
     );
-    Ok((lines(&output)?, result.details))
+    Ok((lines(output)?, result.details))
 }
 
+/// Strikes the schedule's faults at their moments.
 async fn inject(
     cluster: &MiniCluster,
     id: JobId,
-    rng: &mut Rng,
-    count: u32,
+    work: &std::path::Path,
+    schedule: &Schedule,
     kinds: &mut FaultCounts,
 ) -> anyhow::Result<()> {
-    for _ in 0..count {
-        tokio::time::sleep(Duration::from_millis(100 + rng.below(300))).await;
+    for &(delay, planned) in &schedule.strikes {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
         let d = cluster.details(id).await?;
         if d.status.is_terminal() {
             break;
         }
         if d.status != JobStatus::Running {
+            *kinds.entry("nothing to kill".to_owned()).or_default() += 1;
             continue;
         }
-        // Half the faults hit subtasks; the rest TaskExecutors and each control-plane actor.
-        let kind = match rng.below(20) {
-            0..=9 => {
-                let vertex = rng.below(d.vertices.len() as u64) as usize;
-                let index = rng.below(d.vertices[vertex].parallelism as u64) as usize;
+        let kind = match planned {
+            Strike::Subtask { vertex, index } => {
                 cluster.kill_subtask(id, vertex, index).await?;
-                "subtask killed"
+                planned.kind()
             }
-            10..=12 => {
-                let tm = rng.below(2) as usize;
-                cluster.task_executor(tm).await?.kill();
-                "task-executor killed"
+            Strike::TaskExecutor { task_manager } => {
+                cluster.task_executor(task_manager % 2).await?.kill();
+                planned.kind()
             }
-            13..=14 => kill(cluster, ControlActor::JobMaster(id), "job-master killed").await?,
-            15..=16 => kill(cluster, ControlActor::Coordinator(id), "coordinator killed").await?,
-            17..=18 => kill(cluster, ControlActor::ResourceManager, "resource-manager killed").await?,
-            _ => kill(cluster, ControlActor::Dispatcher, "dispatcher killed").await?,
+            Strike::JobMaster => kill(cluster, ControlActor::JobMaster(id), planned.kind()).await?,
+            Strike::Coordinator => kill(cluster, ControlActor::Coordinator(id), planned.kind()).await?,
+            Strike::ResourceManager => kill(cluster, ControlActor::ResourceManager, planned.kind()).await?,
+            Strike::Dispatcher => kill(cluster, ControlActor::Dispatcher, planned.kind()).await?,
+            Strike::Savepoint => {
+                match tokio::time::timeout(Duration::from_secs(5), cluster.savepoint(id, work.join("savepoints"), None))
+                    .await
+                {
+                    Ok(Ok(_)) => planned.kind(),
+                    _ => "savepoint failed",
+                }
+            }
+            // A MiniCluster has no processes or connections (never drawn for it).
+            Strike::TaskManagerProcess { .. }
+            | Strike::JobManagerProcess
+            | Strike::ControlCut { .. }
+            | Strike::DataCut { .. } => "nothing to kill",
         };
         *kinds.entry(kind.to_owned()).or_default() += 1;
     }
@@ -305,12 +358,31 @@ pub fn run_seed(plan: &ChaosPlan, seed: u64) -> anyhow::Result<ChaosReport> {
     let work = work_dir(seed);
     let runtime = super::runtime()?;
     let (expected, _) = runtime.block_on(run_job(&work, "reference", plan, JobConfig::default(), None))?;
-    let mut rng = Rng(seed);
-    let mut kinds = FaultCounts::new();
     let config = faulty_config(&work, plan.state_backend.clone());
+    let vertices: Vec<usize> = submission(plan.job, plan.events, &work.join("faulty"), config.clone())?
+        .prepare()?
+        .graph
+        .vertices
+        .iter()
+        .map(|v| v.parallelism)
+        .collect();
+    let shape = Shape {
+        target: plan.target,
+        vertices: &vertices,
+        task_managers: match plan.target {
+            Target::MiniCluster => 2,
+            Target::Processes => processes::TASK_MANAGERS,
+        },
+        strikes: plan.faults,
+        failpoints: plan.failpoints,
+        explicit: plan.explicit.as_deref(),
+    };
+    let schedule = Schedule::draw(&mut Rng(seed), &shape);
+    println!("seed {seed}: schedule: {schedule}");
+    let mut kinds = FaultCounts::new();
     let outcome = match plan.target {
-        Target::MiniCluster => runtime.block_on(run_job(&work, "faulty", plan, config, Some((&mut rng, &mut kinds)))),
-        Target::Processes => processes::faulty_run(&work, plan, config, &mut rng, &mut kinds),
+        Target::MiniCluster => runtime.block_on(run_job(&work, "faulty", plan, config, Some((&schedule, &mut kinds)))),
+        Target::Processes => processes::faulty_run(&work, plan, config, &schedule, &mut kinds),
     };
     match &outcome {
         Ok((output, _)) if output.len() == expected.len() => {
@@ -319,7 +391,12 @@ pub fn run_seed(plan: &ChaosPlan, seed: u64) -> anyhow::Result<ChaosReport> {
         _ => eprintln!("seed {seed}: the faulty run's directory is kept in {}", work.display()),
     }
     let (output, details) = outcome?;
-    Ok(report(seed, kinds, &details, expected, output))
+    let armed = schedule.failpoints.len() as u32;
+    let crashed: u32 = kinds.iter().filter(|(k, _)| k.starts_with("crashed at ")).map(|(_, n)| n).sum();
+    if armed > crashed {
+        *kinds.entry("failpoint not reached".to_owned()).or_default() += armed - crashed;
+    }
+    Ok(report(seed, schedule.to_string(), kinds, &details, expected, output))
 }
 
 fn work_dir(seed: u64) -> std::path::PathBuf {
@@ -331,6 +408,7 @@ fn work_dir(seed: u64) -> std::path::PathBuf {
 /// Compares the faulty run's output with the reference's.
 fn report(
     seed: u64,
+    schedule: String,
     faults: FaultCounts,
     details: &weir_actors::JobDetails,
     mut expected: Vec<String>,
@@ -355,6 +433,7 @@ fn report(
     }
     ChaosReport {
         seed,
+        schedule,
         faults,
         // Restarts by the restart strategy, and recoveries by a JobMaster started again.
         failovers: details.restarts
@@ -368,17 +447,36 @@ fn report(
 }
 
 pub(crate) fn run(args: ChaosArgs) -> anyhow::Result<()> {
+    // A MiniCluster's failpoints crash by panicking: their warning in the log says so, without
+    // the panic message and backtrace of a real panic.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if failpoint::InjectedCrash::of(info.payload()).is_none() {
+            hook(info);
+        }
+    }));
     let first = args.seed.unwrap_or_else(|| weir_actors::time::wall_clock_ms() as u64);
     let plan = ChaosPlan {
         target: if args.cluster { Target::Processes } else { Target::MiniCluster },
         job: args.job,
         events: args.events.unwrap_or(if args.cluster { 100_000 } else { 40_000 }),
         faults: args.faults.unwrap_or(if args.cluster { 6 } else { 4 }),
+        failpoints: args.failpoints,
+        explicit: (!args.failpoint.is_empty()).then_some(args.failpoint),
         state_backend: args.state_backend,
     };
     let mut failed = Vec::new();
+    let mut total = ChaosTotals::default();
     for seed in first..first + args.runs {
-        let report = run_seed(&plan, seed)?;
+        // A run that fails (its job did not finish) is reported, and the soak goes on.
+        let report = match run_seed(&plan, seed) {
+            Ok(report) => report,
+            Err(e) => {
+                println!("seed {seed}: FAILED: {e:#}");
+                failed.push(seed);
+                continue;
+            }
+        };
         let faults: Vec<String> = report.faults.iter().map(|(k, n)| format!("{n} {k}")).collect();
         let restored: Vec<String> = report.restored.iter().map(u64::to_string).collect();
         println!(
@@ -395,7 +493,54 @@ pub(crate) fn run(args: ChaosArgs) -> anyhow::Result<()> {
         if !report.exactly_once() {
             failed.push(seed);
         }
+        total.add(&report);
     }
-    anyhow::ensure!(failed.is_empty(), "exactly-once violated for seeds {failed:?}");
+    if args.runs > 1 {
+        println!("{total}");
+    }
+    anyhow::ensure!(failed.is_empty(), "chaos runs failed or violated exactly-once for seeds {failed:?}");
     Ok(())
+}
+
+/// What a soak's runs add up to.
+#[derive(Debug, Default)]
+struct ChaosTotals {
+    runs: u32,
+    faults: FaultCounts,
+    failovers: u32,
+    records: usize,
+    lost: usize,
+    duplicated: usize,
+    violations: usize,
+}
+
+impl ChaosTotals {
+    fn add(&mut self, report: &ChaosReport) {
+        self.runs += 1;
+        for (kind, n) in &report.faults {
+            *self.faults.entry(kind.clone()).or_default() += n;
+        }
+        self.failovers += report.failovers;
+        self.records += report.records;
+        self.lost += report.lost;
+        self.duplicated += report.duplicated;
+        self.violations += report.violations;
+    }
+}
+
+impl std::fmt::Display for ChaosTotals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let faults: Vec<String> = self.faults.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        write!(
+            f,
+            "soak: {} runs, faults [{}], failovers {}, records {}, lost {}, duplicated {}, sequence violations {}",
+            self.runs,
+            faults.join(", "),
+            self.failovers,
+            self.records,
+            self.lost,
+            self.duplicated,
+            self.violations
+        )
+    }
 }

@@ -50,6 +50,18 @@ pub(crate) struct StartArgs {
     /// Environment of the started processes, on top of this one's (chaos runs).
     #[arg(skip)]
     pub(crate) env: Vec<(String, String)>,
+    /// Environment of one process, by name (`jobmanager`, `taskmanager-<i>`), on top of `env`
+    /// (chaos runs arm failpoints in one process).
+    #[arg(skip)]
+    pub(crate) process_env: Vec<(String, String, String)>,
+}
+
+impl StartArgs {
+    /// The environment of process `name`.
+    fn env_of(&self, name: &str) -> Vec<(String, String)> {
+        let own = self.process_env.iter().filter(|(p, _, _)| p == name).map(|(_, k, v)| (k.clone(), v.clone()));
+        self.env.iter().cloned().chain(own).collect()
+    }
 }
 
 const STARTUP: Duration = Duration::from_secs(30);
@@ -140,7 +152,7 @@ pub(crate) struct Started {
 }
 
 pub(crate) fn start(args: StartArgs) -> anyhow::Result<Started> {
-    let dir = ClusterDir::resolve(args.dir)?;
+    let dir = ClusterDir::resolve(args.dir.clone())?;
     if !dir.is_initialised() {
         dir.init()?;
         eprintln!("initialised cluster directory {}", dir.path.display());
@@ -149,7 +161,7 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<Started> {
         bail!("a job manager of {} already runs (pid {pid}); `weir cluster stop` it first", dir.path.display());
     }
     let _ = std::fs::remove_file(dir.file("jobmanager.addr"));
-    let job_manager = spawn(&dir, "jobmanager", &job_manager_args(&dir), &args.env)?;
+    let job_manager = spawn(&dir, "jobmanager", &job_manager_args(&dir), &args.env_of("jobmanager"))?;
     let pid = job_manager.id();
     let mut processes = vec![("jobmanager".to_owned(), job_manager)];
     let deadline = Instant::now() + STARTUP;
@@ -164,7 +176,7 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<Started> {
     };
     for i in 0..args.taskmanagers {
         let name = format!("taskmanager-{i}");
-        let child = spawn(&dir, &name, &task_manager_args(&dir, &name, args.slots), &args.env)?;
+        let child = spawn(&dir, &name, &task_manager_args(&dir, &name, args.slots), &args.env_of(&name))?;
         processes.push((name, child));
     }
     // Ready when every TaskManager has registered its slots.
@@ -562,7 +574,13 @@ pub(crate) fn bench_across_processes<R>(
     let tmp = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let dir_path = tmp.join("cluster");
-    start(StartArgs { dir: Some(dir_path.clone()), taskmanagers: 2, slots: Some(1), env: Vec::new() })?;
+    start(StartArgs {
+        dir: Some(dir_path.clone()),
+        taskmanagers: 2,
+        slots: Some(1),
+        env: Vec::new(),
+        process_env: Vec::new(),
+    })?;
     let dir = ClusterDir::resolve(Some(dir_path))?;
     let outcome = crate::runtime()?.block_on(async {
         let mut client = client(&dir).await?;

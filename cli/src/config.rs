@@ -164,6 +164,24 @@ pub(crate) fn fault_injection() -> anyhow::Result<bool> {
     }
 }
 
+/// `WEIR_FAILPOINTS` (e.g. `after-completion@3,before-ack@12`): failpoints armed in this
+/// process for every job, each aborting the process at its hit (see
+/// [`weir_actors::failpoint`]). Only with `WEIR_FAULT_INJECTION=1`.
+pub(crate) fn arm_failpoints() -> anyhow::Result<()> {
+    let Ok(raw) = std::env::var("WEIR_FAILPOINTS") else { return Ok(()) };
+    let points = weir_actors::failpoint::parse_list(&raw).map_err(|e| anyhow::anyhow!("$WEIR_FAILPOINTS: {e}"))?;
+    if points.is_empty() {
+        return Ok(());
+    }
+    if !fault_injection()? {
+        bail!("$WEIR_FAILPOINTS is set, but fault injection is off: set WEIR_FAULT_INJECTION=1 too");
+    }
+    let names: Vec<String> = points.iter().map(ToString::to_string).collect();
+    tracing::warn!(failpoints = %names.join(","), "failpoints armed: this process aborts at each (fault injection)");
+    weir_actors::failpoint::arm(None, points, weir_actors::failpoint::Action::Abort).forever();
+    Ok(())
+}
+
 /// Where a running JobManager can be reached (written by it once bound).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Published {

@@ -86,6 +86,7 @@ pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyho
     let identity = dir.identity()?;
     let token = dir.token()?;
     let fault_injection = crate::config::fault_injection()?;
+    crate::config::arm_failpoints()?;
     let registry = registry.clone();
     crate::runtime()?.block_on(async move {
         let jm = JobManager::start(JobManagerConfig {
@@ -143,6 +144,7 @@ pub(crate) fn task_manager(registry: &JobRegistry, args: TaskManagerArgs) -> any
         }
     };
     let fault_injection = crate::config::fault_injection()?;
+    crate::config::arm_failpoints()?;
     if let Some(data_dir) = &args.data_dir {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create --data-dir {}", data_dir.display()))?;

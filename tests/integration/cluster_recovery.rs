@@ -372,7 +372,7 @@ fn chaos_runs_on_processes_are_exactly_once() {
     let out = crate::support::output_within_or(chaos, "weir chaos", timeout, kill_chaos_clusters);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let verdicts: Vec<&str> = stdout.lines().filter(|l| l.starts_with("seed ")).collect();
+    let verdicts: Vec<&str> = stdout.lines().filter(|l| l.starts_with("seed ") && l.contains(": faults [")).collect();
     assert_eq!(verdicts.len(), 2, "{stdout}");
     for line in &verdicts {
         assert!(line.ends_with("lost 0, duplicated 0, sequence violations 0: exactly once"), "{line}");
@@ -380,6 +380,29 @@ fn chaos_runs_on_processes_are_exactly_once() {
         assert!(["killed", "restarted", "cut"].iter().any(|k| line.contains(k)), "{line}");
         assert!(!line.contains("restored checkpoints []"), "{line}");
     }
+    println!("{stdout}");
+}
+
+/// Crashes at protocol steps on processes: the JobManager aborts right after a checkpoint's
+/// `_metadata` is written (before any sink commits), TaskManagers between a snapshot and its
+/// acknowledgement and between a completion and the sink's commit; each crashed process is
+/// started again, and the output equals a fault-free run's.
+#[test]
+fn chaos_crashes_processes_at_protocol_steps() {
+    let timeout = std::time::Duration::from_secs(300);
+    let mut chaos = Command::new(env!("CARGO_BIN_EXE_weir"));
+    chaos
+        .args(["chaos", "--cluster", "--runs", "1", "--seed", "9101", "--faults", "0"])
+        .args(["--failpoint", "after-completion@3,before-ack@6,before-commit@4"])
+        .env("RUST_LOG", "error");
+    let out = crate::support::output_within_or(chaos, "weir chaos", timeout, kill_chaos_clusters);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let schedule = stdout.lines().find(|l| l.starts_with("seed 9101: schedule:")).expect("the schedule is printed");
+    assert!(schedule.contains("after-completion@3,") || schedule.contains("after-completion@3]"), "{schedule}");
+    let verdict = stdout.lines().find(|l| l.contains(": faults [")).expect("a verdict");
+    assert!(verdict.contains("1 crashed at after-completion"), "{verdict}");
+    assert!(verdict.ends_with("lost 0, duplicated 0, sequence violations 0: exactly once"), "{verdict}");
     println!("{stdout}");
 }
 

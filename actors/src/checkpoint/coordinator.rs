@@ -48,6 +48,7 @@ use crate::checkpoint::{
 use crate::cluster::ExecutionId;
 use crate::cluster::task_executor::TaskExecutorMessage;
 use crate::error::{Result, WeirError};
+use crate::failpoint::{self, Step};
 use crate::graph::JobGraph;
 use crate::job::JobId;
 
@@ -371,6 +372,7 @@ impl CoordinatorState {
             TaskControl::TriggerCheckpoint(CheckpointBarrier { checkpoint_id: id, timestamp_ms: triggered_ms, kind }),
             true,
         );
+        failpoint::hit(Step::AfterTrigger, self.args.job);
         let timeout = self.args.config.as_ref().map_or(SAVEPOINT_TIMEOUT, |c| c.timeout);
         myself.send_after(timeout, move || CoordinatorMessage::Timeout(id));
     }
@@ -405,6 +407,7 @@ impl CoordinatorState {
         {
             storage.discard(p.id);
         }
+        failpoint::hit(Step::WhileAborting, self.args.job);
         self.send(TaskControl::CheckpointAborted(p.id), false);
         self.stats.in_progress = None;
         self.record(CheckpointRecord {
@@ -488,6 +491,7 @@ impl CoordinatorState {
             self.discard(p, reason, Counts::Yes);
             return self.next(myself);
         }
+        failpoint::hit(if p.savepoint.is_some() { Step::AfterSavepoint } else { Step::AfterCompletion }, self.args.job);
         self.last_failed = false;
         self.consecutive_failures = 0;
         let stop = p.savepoint.as_ref().and_then(|s| s.stop);

@@ -69,16 +69,6 @@ pub struct SubtaskState {
 /// The Subtask actor.
 pub struct SubtaskActor;
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    match payload.downcast::<String>() {
-        Ok(s) => *s,
-        Err(payload) => match payload.downcast::<&'static str>() {
-            Ok(s) => (*s).to_owned(),
-            Err(_) => "a panic without a message".to_owned(),
-        },
-    }
-}
-
 impl Actor for SubtaskActor {
     type Msg = SubtaskMessage;
     type State = SubtaskState;
@@ -99,7 +89,14 @@ impl Actor for SubtaskActor {
         tokio::spawn(async move {
             let exited = match handle.await {
                 Ok(result) => Ok(result),
-                Err(e) if e.is_panic() => Err(panic_message(e.into_panic())),
+                // A failpoint's crash is Weir's own fault injection, not a panic of the job's code.
+                Err(e) if e.is_panic() => {
+                    let payload = e.into_panic();
+                    match crate::failpoint::InjectedCrash::of(&*payload) {
+                        Some(crash) => Ok(Err(WeirError::runtime(crash.to_string()))),
+                        None => Err(crate::error::panic_text(&*payload)),
+                    }
+                }
                 Err(_) => return, // aborted: the actor is already gone
             };
             let failure = match &exited {

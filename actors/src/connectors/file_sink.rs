@@ -61,6 +61,8 @@ use std::path::{Path, PathBuf};
 use weir_dataplane::Timestamp;
 
 use crate::error::{Result, WeirError};
+use crate::failpoint::{self, Step};
+use crate::job::JobId;
 use crate::operator::{Data, OpenContext};
 use crate::source::{Sink, ValidateContext};
 
@@ -74,6 +76,8 @@ pub struct FileSink<T> {
     checkpointing: bool,
     /// This execution's attempt, in the names of the files it writes.
     attempt: u32,
+    /// The job (failpoints are armed per job).
+    job: JobId,
     current: Option<(BufWriter<File>, u64)>,
     next_seq: u64,
     /// Pre-committed files: (checkpoint, sequence number, attempt that wrote it).
@@ -110,6 +114,7 @@ impl<T> FileSink<T> {
             parallelism: 1,
             checkpointing: false,
             attempt: 0,
+            job: JobId(0),
             current: None,
             next_seq: 0,
             pending: Vec::new(),
@@ -166,6 +171,7 @@ impl<T> FileSink<T> {
             Err(e) => return Err(failed("commit", e)),
         }
         std::fs::remove_file(&pending).map_err(|e| failed("remove the pending name of", e))?;
+        failpoint::hit(Step::BeforeDirSync, self.job);
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| WeirError::io(format!("cannot sync '{}' after committing", self.dir.display()), e))
@@ -315,6 +321,7 @@ impl<T: Data + Display> Sink for FileSink<T> {
         self.parallelism = ctx.subtask().parallelism;
         self.checkpointing = ctx.checkpointing();
         self.attempt = ctx.subtask().attempt;
+        self.job = ctx.subtask().job_id;
         Ok(())
     }
 
@@ -357,7 +364,7 @@ impl<T: Data + Display> Sink for FileSink<T> {
         self.restored = true;
         for state in &states {
             // What the restored checkpoint pre-committed is committed: that checkpoint completed.
-            let owner = FileSink::<T> { index: state.subtask, ..FileSink::new(self.dir.clone()) };
+            let owner = FileSink::<T> { index: state.subtask, job: self.job, ..FileSink::new(self.dir.clone()) };
             for &(_, seq, attempt) in &state.pending {
                 owner.commit(seq, attempt)?;
             }
@@ -373,6 +380,9 @@ impl<T: Data + Display> Sink for FileSink<T> {
 
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
         let (done, waiting): (Vec<_>, Vec<_>) = self.pending.iter().partition(|(c, _, _)| *c <= checkpoint_id);
+        if !done.is_empty() {
+            failpoint::hit(Step::BeforeCommit, self.job);
+        }
         for (_, seq, attempt) in done {
             self.commit(seq, attempt)?;
         }

@@ -19,6 +19,7 @@ use crate::checkpoint::storage::write_task_in;
 use crate::checkpoint::{CheckpointAck, CheckpointEvent, EventClock, OperatorState, TaskControl, TaskSnapshot};
 
 use crate::error::{Result, WeirError};
+use crate::failpoint::{self, Step};
 use crate::graph::{AnyBox, ExecutableGraph, TaskFuture, TaskWiring, WriterEdge};
 use crate::job::JobId;
 use crate::operator::{Data, OpenContext, SubtaskInfo};
@@ -287,22 +288,30 @@ fn checkpoint_chain<T>(
     let clock = EventClock { watermark: io.watermark, max_timestamp };
     let mut snapshot =
         TaskSnapshot { checkpoint: id, vertex: checkpoints.vertex, subtask: io.info.index, finished, operators, clock };
+    let job = io.info.job_id;
     let write = tokio::task::spawn_blocking(move || {
         let async_started = Instant::now();
         // Keyed state is serialized (memory) or uploaded (RocksDB, then referenced from the
-        // subtask's file like any other state) here, off the loop.
-        let target = shared.map(weir_state::SnapshotTarget::new);
-        let uploaded = pending.into_iter().try_for_each(|(index, pending)| {
-            match pending.materialize(target.as_ref()).map_err(|e| format!("cannot store keyed state: {e}"))? {
-                weir_state::KeyedStateHandle::Incremental(handle) => {
-                    snapshot.operators[index].incremental = Some(handle)
+        // subtask's file like any other state) here, off the loop. A write that panics declines
+        // the checkpoint (rather than leaving it to time out).
+        let stored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let target = shared.map(weir_state::SnapshotTarget::new);
+            pending.into_iter().try_for_each(|(index, pending)| {
+                match pending.materialize(target.as_ref()).map_err(|e| format!("cannot store keyed state: {e}"))? {
+                    weir_state::KeyedStateHandle::Incremental(handle) => {
+                        snapshot.operators[index].incremental = Some(handle)
+                    }
+                    weir_state::KeyedStateHandle::Full(full) => snapshot.operators[index].keyed = Some(full),
                 }
-                weir_state::KeyedStateHandle::Full(full) => snapshot.operators[index].keyed = Some(full),
-            }
-            Ok::<(), String>(())
-        });
-        let handle =
-            uploaded.and(dir).and_then(|dir| write_task_in(&dir, &snapshot, attempt).map_err(|e| e.to_string()));
+                Ok::<(), String>(())
+            })?;
+            failpoint::hit(Step::DuringUpload, job);
+            let handle = write_task_in(&dir?, &snapshot, attempt).map_err(|e| e.to_string())?;
+            failpoint::hit(Step::BeforeAck, job);
+            Ok(handle)
+        }));
+        let handle = stored
+            .unwrap_or_else(|panic| Err(format!("the snapshot write panicked: {}", crate::error::panic_text(&*panic))));
         let ack = CheckpointAck {
             checkpoint: id,
             handle,

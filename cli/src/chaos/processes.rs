@@ -14,8 +14,14 @@
 //! | control connection cut | a TaskManager's connection to the JobManager (`weir cut-connections control`) |
 //! | data connections cut | a TaskManager's connections to its peers (`weir cut-connections data`) |
 //!
-//! A fault that finds nothing to strike (a job between JobMasters, a subtask not placed yet)
-//! is counted as "nothing to kill". Every process is started and killed by this run, by its
+//! | savepoint taken | `ClientRequest::TriggerSavepoint` (the job runs on) |
+//! | crash at a failpoint | the JobManager or one TaskManager aborts at a protocol step (`WEIR_FAILPOINTS`), and is started again |
+//!
+//! The strikes and failpoints come from the run's [`Schedule`]. A process that exits is
+//! noticed whenever the run waits on the cluster: one that aborted at its failpoint (its log
+//! says which) is counted by step and started again (without failpoints); any other exit fails
+//! the run. A fault that finds nothing to strike (a job between JobMasters, a subtask not
+//! placed yet) is counted as "nothing to kill". Every process is started and killed by this run, by its
 //! own id, and killed and reaped at the end whatever happened; the cluster directory (with
 //! every process's log) is kept when the run fails, and its path printed.
 
@@ -25,19 +31,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use weir_actors::cluster::fault_injection::{ControlActor, Kill};
+use weir_actors::failpoint::Failpoint;
 use weir_actors::remote::client::ClusterClient;
 use weir_actors::remote::protocol::{ConnectionKind, CutConnections};
 use weir_actors::{JobDetails, JobId, JobStatus};
 
 use weir_actors::job::JobConfig;
 
-use super::{ChaosPlan, FaultCounts, Rng, lines, submission};
+use super::schedule::{Schedule, Strike};
+use super::{ChaosPlan, FaultCounts, lines, submission};
 use crate::cluster::{StartArgs, job_manager_args, spawn, start, task_manager_args};
 use crate::config::ClusterDir;
 
 /// TaskManagers kept running (one more than the job's two slots, so that a killed one's
 /// subtasks can move at once while its replacement starts).
-const TASK_MANAGERS: usize = 3;
+pub(super) const TASK_MANAGERS: usize = 3;
 /// How long the job may take, faults included.
 const JOB_DEADLINE: Duration = Duration::from_secs(240);
 /// How long a request waits for its answer.
@@ -67,7 +75,8 @@ impl Drop for Processes {
 }
 
 impl Processes {
-    fn start(dir: &Path) -> anyhow::Result<Processes> {
+    /// Starts the cluster, with `schedule`'s failpoints armed in their processes.
+    fn start(dir: &Path, schedule: &Schedule) -> anyhow::Result<Processes> {
         let env: Vec<(String, String)> = [
             ("WEIR_FAULT_INJECTION", "1"),
             ("WEIR_HEARTBEAT_INTERVAL_MS", "200"),
@@ -78,11 +87,19 @@ impl Processes {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
+        let process_env = std::iter::once(("jobmanager".to_owned(), None))
+            .chain((0..TASK_MANAGERS).map(|i| (format!("taskmanager-{i}"), Some(i))))
+            .filter_map(|(name, tm)| {
+                let points: Vec<String> = schedule.failpoints_of(tm).iter().map(ToString::to_string).collect();
+                (!points.is_empty()).then(|| (name, "WEIR_FAILPOINTS".to_owned(), points.join(",")))
+            })
+            .collect();
         let started = start(StartArgs {
             dir: Some(dir.to_path_buf()),
             taskmanagers: TASK_MANAGERS,
             slots: Some(1),
             env: env.clone(),
+            process_env,
         })?;
         let mut processes = started.processes.into_iter();
         let (_, job_manager) = processes.next().context("no job manager was started")?;
@@ -96,11 +113,9 @@ impl Processes {
         })
     }
 
-    /// SIGKILLs TaskManager `index` and starts a replacement under a new id.
-    fn replace_task_manager(&mut self, index: usize) -> anyhow::Result<String> {
-        let (id, mut child) = self.task_managers.remove(index);
-        child.kill().with_context(|| format!("cannot kill {id}"))?;
-        child.wait()?;
+    /// Starts a TaskManager under a new id in place of TaskManager `index` (gone already).
+    fn replace(&mut self, index: usize) -> anyhow::Result<String> {
+        let (id, _) = self.task_managers.remove(index);
         let name = format!("taskmanager-{}", self.started);
         self.started += 1;
         let child = spawn(&self.dir, &name, &task_manager_args(&self.dir, &name, Some(1)), &self.env)?;
@@ -108,11 +123,25 @@ impl Processes {
         Ok(id)
     }
 
+    /// SIGKILLs TaskManager `index` and starts a replacement under a new id.
+    fn replace_task_manager(&mut self, index: usize) -> anyhow::Result<String> {
+        let (id, child) = &mut self.task_managers[index];
+        child.kill().with_context(|| format!("cannot kill {id}"))?;
+        child.wait()?;
+        self.replace(index)
+    }
+
     /// SIGKILLs the JobManager and starts a new one on the same directory; returns once the
     /// new one published its address.
     fn restart_job_manager(&mut self) -> anyhow::Result<()> {
         self.job_manager.kill().context("cannot kill the job manager")?;
         self.job_manager.wait()?;
+        self.start_job_manager()
+    }
+
+    /// Starts a new JobManager on the cluster's directory (the last one is gone); returns once
+    /// it published its address.
+    fn start_job_manager(&mut self) -> anyhow::Result<()> {
         self.restarts += 1;
         let name = format!("jobmanager-{}", self.restarts);
         self.job_manager = spawn(&self.dir, &name, &job_manager_args(&self.dir), &self.env)?;
@@ -126,6 +155,45 @@ impl Processes {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
+    }
+
+    /// Notices processes that exited: one that crashed at its failpoint is counted and started
+    /// again; any other exit is an error naming its log. Returns whether the JobManager was
+    /// started again (clients must connect anew).
+    fn reap(&mut self, kinds: &mut FaultCounts) -> anyhow::Result<bool> {
+        let jm_name =
+            if self.restarts == 0 { "jobmanager".to_owned() } else { format!("jobmanager-{}", self.restarts) };
+        let mut restarted = false;
+        if let Some(status) = self.job_manager.try_wait()? {
+            let point = self.crashed_at(&jm_name, status)?;
+            *kinds.entry(format!("crashed at {}", point.step)).or_default() += 1;
+            self.start_job_manager()?;
+            restarted = true;
+        }
+        let mut index = 0;
+        while index < self.task_managers.len() {
+            let (name, child) = &mut self.task_managers[index];
+            match child.try_wait()? {
+                None => index += 1,
+                Some(status) => {
+                    let name = name.clone();
+                    let point = self.crashed_at(&name, status)?;
+                    *kinds.entry(format!("crashed at {}", point.step)).or_default() += 1;
+                    self.replace(index)?;
+                }
+            }
+        }
+        Ok(restarted)
+    }
+
+    /// The failpoint process `name` aborted at, from its log; an exit for any other reason is
+    /// an error.
+    fn crashed_at(&self, name: &str, status: std::process::ExitStatus) -> anyhow::Result<Failpoint> {
+        let log = self.dir.file("logs").join(format!("{name}.log"));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines()
+            .find_map(|line| line.split("crashed at failpoint ").nth(1)?.split_whitespace().next()?.parse().ok())
+            .with_context(|| format!("{name} exited ({status}) without a failpoint's crash; see {}", log.display()))
     }
 }
 
@@ -160,10 +228,14 @@ impl Client {
         })
     }
 
-    /// The job's details, asking again until the JobManager answers (it may be restarting).
-    fn details(&mut self, id: JobId) -> anyhow::Result<JobDetails> {
+    /// The job's details, asking again until the JobManager answers (it may be restarting);
+    /// processes that exited meanwhile are noticed and started again.
+    fn details(&mut self, processes: &mut Processes, kinds: &mut FaultCounts, id: JobId) -> anyhow::Result<JobDetails> {
         let deadline = Instant::now() + UNREACHABLE;
         loop {
+            if processes.reap(kinds)? {
+                self.client = None;
+            }
             match self.request(async |c| c.details(id).await) {
                 Ok(details) => return Ok(details),
                 Err(e) if Instant::now() > deadline => return Err(e.context("the job manager does not answer")),
@@ -179,27 +251,27 @@ pub(super) fn faulty_run(
     work: &Path,
     plan: &ChaosPlan,
     config: JobConfig,
-    rng: &mut Rng,
+    schedule: &Schedule,
     kinds: &mut FaultCounts,
 ) -> anyhow::Result<(Vec<String>, JobDetails)> {
-    let mut processes = Processes::start(&work.join("cluster"))?;
+    let mut processes = Processes::start(&work.join("cluster"), schedule)?;
     let mut client = Client { dir: processes.dir.clone(), runtime: crate::runtime()?, client: None };
     let output = work.join("faulty");
     let job = submission(plan.job, plan.events, &output, config)?;
     let id = client.request(async |c| c.submit(&job).await)?;
 
     let deadline = Instant::now() + JOB_DEADLINE;
-    for _ in 0..plan.faults {
-        std::thread::sleep(Duration::from_millis(150 + rng.below(450)));
-        let details = client.details(id)?;
+    for &(delay, planned) in &schedule.strikes {
+        std::thread::sleep(Duration::from_millis(delay));
+        let details = client.details(&mut processes, kinds, id)?;
         if details.status.is_terminal() {
             break;
         }
-        let kind = strike(&mut processes, &mut client, &details, rng)?;
+        let kind = strike(&mut processes, &mut client, &details, planned, &work.join("savepoints"))?;
         *kinds.entry(kind.to_owned()).or_default() += 1;
     }
     let details = loop {
-        let details = client.details(id)?;
+        let details = client.details(&mut processes, kinds, id)?;
         if details.status.is_terminal() {
             break details;
         }
@@ -218,59 +290,66 @@ pub(super) fn faulty_run(
     Ok((lines(&output)?, details))
 }
 
-/// Injects one fault drawn from `rng`; returns its kind.
+/// Strikes `planned`; returns the kind of fault it was (or that it found nothing to strike).
 fn strike(
     processes: &mut Processes,
     client: &mut Client,
     details: &JobDetails,
-    rng: &mut Rng,
+    planned: Strike,
+    savepoints: &Path,
 ) -> anyhow::Result<&'static str> {
     let running = details.status == JobStatus::Running;
-    let task_manager = rng.below(processes.task_managers.len() as u64) as usize;
-    let task_manager_id = processes.task_managers[task_manager].0.clone();
     let id = details.id;
-    let (kill, kind) = match rng.below(20) {
-        0..=4 if !running => return Ok("nothing to kill"),
-        0..=4 => {
-            let vertex = rng.below(details.vertices.len() as u64) as usize;
-            let index = rng.below(details.vertices[vertex].parallelism as u64) as usize;
-            (Kill::Subtask { job: id, vertex, index }, "subtask killed")
+    let task_manager = |tm: usize, processes: &Processes| {
+        let index = tm % processes.task_managers.len();
+        (index, processes.task_managers[index].0.clone())
+    };
+    let kill = match planned {
+        Strike::Subtask { .. } if !running => return Ok("nothing to kill"),
+        Strike::Subtask { vertex, index } => Kill::Subtask { job: id, vertex, index },
+        Strike::TaskExecutor { task_manager: tm } => Kill::TaskExecutor { task_manager: task_manager(tm, processes).1 },
+        Strike::TaskManagerProcess { task_manager: tm } => {
+            processes.replace_task_manager(task_manager(tm, processes).0)?;
+            return Ok(planned.kind());
         }
-        5..=6 => (Kill::TaskExecutor { task_manager: task_manager_id.clone() }, "task-executor killed"),
-        7..=9 => {
-            processes.replace_task_manager(task_manager)?;
-            return Ok("task-manager process killed and replaced");
-        }
-        10..=11 => {
+        Strike::JobManagerProcess => {
             processes.restart_job_manager()?;
             // The old JobManager's connection is dead, though QUIC notices only at its idle
             // timeout: connect to the new one.
             client.client = None;
-            return Ok("job-manager process restarted");
+            return Ok(planned.kind());
         }
-        kind @ 12..=15 => {
-            let (kind, name) = if kind <= 13 {
-                (ConnectionKind::Control, "control connection cut")
+        Strike::ControlCut { task_manager: tm } | Strike::DataCut { task_manager: tm } => {
+            let kind = if matches!(planned, Strike::ControlCut { .. }) {
+                ConnectionKind::Control
             } else {
-                (ConnectionKind::Data, "data connections cut")
+                ConnectionKind::Data
             };
-            let cut = CutConnections { kind, task_manager: Some(task_manager_id) };
+            let cut = CutConnections { kind, task_manager: Some(task_manager(tm, processes).1) };
             return match client.request(async |c| c.cut_connections(cut).await) {
-                Ok(_) => Ok(name),
+                Ok(_) => Ok(planned.kind()),
                 // A TaskManager that is reconnecting has no connection to cut.
                 Err(e) if nothing_to_kill(&e) => Ok("nothing to cut"),
                 Err(e) => Err(e),
             };
         }
-        16 => (Kill::Control(ControlActor::JobMaster(id)), "job-master killed"),
-        17 => (Kill::Control(ControlActor::Coordinator(id)), "coordinator killed"),
-        18 => (Kill::Control(ControlActor::ResourceManager), "resource-manager killed"),
-        _ => (Kill::Control(ControlActor::Dispatcher), "dispatcher killed"),
+        Strike::Savepoint if !running => return Ok("nothing to savepoint"),
+        Strike::Savepoint => {
+            let dir = savepoints.to_path_buf();
+            return Ok(match client.request(async |c| c.savepoint(id, dir, None).await) {
+                Ok(_) => planned.kind(),
+                Err(_) => "savepoint failed",
+            });
+        }
+        Strike::JobMaster => Kill::Control(ControlActor::JobMaster(id)),
+        Strike::Coordinator => Kill::Control(ControlActor::Coordinator(id)),
+        Strike::ResourceManager => Kill::Control(ControlActor::ResourceManager),
+        Strike::Dispatcher => Kill::Control(ControlActor::Dispatcher),
     };
     Ok(match client.request(async |c| c.kill(kill).await) {
-        Ok(()) => kind,
+        Ok(()) => planned.kind(),
         Err(e) if nothing_to_kill(&e) => "nothing to kill",
-        Err(e) => return Err(e),
+        Err(e) => Err(e)?,
     })
 }
 
