@@ -14,6 +14,7 @@ pub mod connectors;
 mod durable;
 pub mod error;
 pub mod failpoint;
+pub mod fs;
 pub mod functions;
 pub mod graph;
 pub mod job;

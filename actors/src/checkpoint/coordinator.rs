@@ -472,7 +472,7 @@ impl CoordinatorState {
         let written: std::result::Result<Result<()>, _> =
             tokio::task::spawn_blocking(move || match (&target, storage) {
                 // A savepoint is the user's: never pruned.
-                (Some(target), _) => write_metadata_in(target, &meta),
+                (Some(target), _) => write_metadata_in(&crate::fs::LocalFs, target, &meta),
                 (None, Some(storage)) => {
                     storage.write_metadata(&meta)?;
                     storage.prune(retained.unwrap_or(1));

@@ -1,11 +1,13 @@
 //! Checkpoint storage in a directory (a local path, or a filesystem every node shares).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tracing::warn;
 
 use crate::checkpoint::{CheckpointMetadata, RestoreFrom, TaskSnapshot, TaskStateHandle};
 use crate::error::{Result, WeirError};
+use crate::fs::FileSystem;
 use crate::job::JobId;
 
 /// The file whose presence makes a checkpoint (or savepoint) complete.
@@ -16,17 +18,29 @@ pub(crate) const METADATA: &str = "_metadata";
 pub(crate) const RESERVED_IDS: &str = "checkpoint-ids";
 
 /// The checkpoints of one job: `<root>/<job>/chk-<n>/…`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointStorage {
     job_dir: PathBuf,
+    /// Where files are written and synced (a crash-testing layer in tests); every process
+    /// writes to its local file system.
+    #[serde(skip, default = "crate::fs::local")]
+    fs: Arc<dyn FileSystem>,
 }
+
+impl PartialEq for CheckpointStorage {
+    fn eq(&self, other: &Self) -> bool {
+        self.job_dir == other.job_dir
+    }
+}
+
+impl Eq for CheckpointStorage {}
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> WeirError {
     WeirError::io(format!("cannot {what} checkpoint file '{}'", path.display()), e)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::durable::write_atomically(path, bytes).map_err(|(what, at, e)| io(what, &at, e))
+fn write_atomically(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::durable::write_atomically(fs, path, bytes).map_err(|(what, at, e)| io(what, &at, e))
 }
 
 /// Stores one subtask's state in checkpoint directory `dir`, which the coordinator made when
@@ -36,7 +50,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// writing (its upload outlived it) cannot overwrite the state of the attempt that replaced it,
 /// and once the checkpoint was aborted and its directory deleted, a late write fails instead of
 /// making the directory again.
-pub(crate) fn write_task_in(dir: &Path, snapshot: &TaskSnapshot, attempt: u32) -> Result<TaskStateHandle> {
+pub(crate) fn write_task_in(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    snapshot: &TaskSnapshot,
+    attempt: u32,
+) -> Result<TaskStateHandle> {
     let file = format!("{}-{}-a{attempt}", snapshot.vertex, snapshot.subtask);
     let path = dir.join(&file);
     if !dir.is_dir() {
@@ -48,7 +67,7 @@ pub(crate) fn write_task_in(dir: &Path, snapshot: &TaskSnapshot, attempt: u32) -
     }
     let bytes =
         postcard::to_allocvec(snapshot).map_err(|e| WeirError::runtime(format!("cannot encode a snapshot: {e}")))?;
-    crate::durable::write_atomically_in_place(&path, &bytes).map_err(|(what, at, e)| io(what, &at, e))?;
+    crate::durable::write_atomically_in_place(fs, &path, &bytes).map_err(|(what, at, e)| io(what, &at, e))?;
     let operators = snapshot.operators.iter().filter(|s| !s.is_empty()).map(|s| s.node).collect();
     let shared = snapshot
         .operators
@@ -70,10 +89,10 @@ pub(crate) fn write_task_in(dir: &Path, snapshot: &TaskSnapshot, attempt: u32) -
 }
 
 /// Completes the checkpoint in `dir` by writing its `_metadata`, last.
-pub(crate) fn write_metadata_in(dir: &Path, metadata: &CheckpointMetadata) -> Result<()> {
+pub(crate) fn write_metadata_in(fs: &dyn FileSystem, dir: &Path, metadata: &CheckpointMetadata) -> Result<()> {
     let json =
         serde_json::to_vec_pretty(metadata).map_err(|e| WeirError::runtime(format!("cannot encode metadata: {e}")))?;
-    write_atomically(&dir.join(METADATA), &json)
+    write_atomically(fs, &dir.join(METADATA), &json)
 }
 
 /// Reads the `_metadata` of the checkpoint in `dir`; a missing or corrupt file, or one of
@@ -115,12 +134,24 @@ pub(crate) fn read_task_in(dir: &Path, checkpoint: u64, handle: &TaskStateHandle
 impl CheckpointStorage {
     /// The storage of `job` under `root`.
     pub fn new(root: &Path, job: JobId) -> Self {
-        CheckpointStorage { job_dir: root.join(job.to_string()) }
+        CheckpointStorage::at(&root.join(job.to_string()))
     }
 
     /// The storage whose job directory is `job_dir`.
     pub fn at(job_dir: &Path) -> Self {
-        CheckpointStorage { job_dir: job_dir.to_path_buf() }
+        CheckpointStorage { job_dir: job_dir.to_path_buf(), fs: crate::fs::local() }
+    }
+
+    /// Writes through `fs` (tests crash a machine under it with
+    /// [`CrashFs`](crate::fs::CrashFs)).
+    pub fn with_file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
+        self.fs = fs;
+        self
+    }
+
+    /// Where its files are written.
+    pub(crate) fn file_system(&self) -> &Arc<dyn FileSystem> {
+        &self.fs
     }
 
     /// The job's directory.
@@ -134,21 +165,24 @@ impl CheckpointStorage {
     }
 
     /// Makes checkpoint `n`'s directory, before its barriers go out (the coordinator does).
+    /// The directory is durable in the job's directory (and that in its parent) before any
+    /// file is written into it: a checkpoint whose `_metadata` was synced must not vanish with
+    /// its directory's name at a machine crash.
     pub fn begin(&self, n: u64) -> Result<PathBuf> {
         let dir = self.checkpoint_dir(n);
-        std::fs::create_dir_all(&dir).map_err(|e| io("create the directory of", &dir, e))?;
+        self.fs.create_dir_durably(&dir).map_err(|e| io("create the directory of", &dir, e))?;
         Ok(dir)
     }
 
     /// Stores one subtask's state, of execution `attempt` (blocking: call it off the
     /// processing loop); the checkpoint's directory must exist ([`begin`](Self::begin)).
     pub fn write_task(&self, snapshot: &TaskSnapshot, attempt: u32) -> Result<TaskStateHandle> {
-        write_task_in(&self.checkpoint_dir(snapshot.checkpoint), snapshot, attempt)
+        write_task_in(&*self.fs, &self.checkpoint_dir(snapshot.checkpoint), snapshot, attempt)
     }
 
     /// Completes checkpoint `metadata.checkpoint` by writing its `_metadata`, last.
     pub fn write_metadata(&self, metadata: &CheckpointMetadata) -> Result<()> {
-        write_metadata_in(&self.checkpoint_dir(metadata.checkpoint), metadata)
+        write_metadata_in(&*self.fs, &self.checkpoint_dir(metadata.checkpoint), metadata)
     }
 
     /// Reads checkpoint `n`'s metadata; a missing or corrupt file is an error naming it.
@@ -202,7 +236,7 @@ impl CheckpointStorage {
 
     /// Makes `upto` the checkpoint ids' high water mark, durably, before an id under it is issued.
     pub fn reserve_ids(&self, upto: u64) -> Result<()> {
-        write_atomically(&self.job_dir.join(RESERVED_IDS), format!("{upto}\n").as_bytes())
+        write_atomically(&*self.fs, &self.job_dir.join(RESERVED_IDS), format!("{upto}\n").as_bytes())
     }
 
     /// The newest completed checkpoint that looks whole from its metadata: its `_metadata`

@@ -675,6 +675,12 @@ impl Actor for JobMasterActor {
                 if task.state.is_terminal() {
                     return Ok(());
                 }
+                // A subtask that fails while the job is being cancelled (its producers were
+                // cancelled first, closing its input) completes its cancellation, as in Flink.
+                let task_state = match (task_state, state.status) {
+                    (TaskState::Failed, JobStatus::Cancelling) => TaskState::Cancelled,
+                    (task_state, _) => task_state,
+                };
                 task.state = task_state;
                 if task_state == TaskState::Finished
                     && let Some(coordinator) = &state.coordinator

@@ -186,7 +186,8 @@ impl JobStore {
         let Some(path) = self.path(record.id) else { return Ok(()) };
         let json = serde_json::to_vec_pretty(record)
             .map_err(|e| WeirError::runtime(format!("cannot encode the record of job {}: {e}", record.id)))?;
-        crate::durable::write_atomically(&path, &json).map_err(|(what, at, e)| io_error(what, &at, e))
+        crate::durable::write_atomically(&crate::fs::LocalFs, &path, &json)
+            .map_err(|(what, at, e)| io_error(what, &at, e))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<JobId, (JobRecord, Option<JobFn>)>> {

@@ -25,6 +25,16 @@
 //! the savepoint completes; an intermediate savepoint's file stays pending until the next
 //! checkpoint completes (a failover restores checkpoints, not savepoints).
 //!
+//! ## Machine crashes
+//!
+//! A process crash loses nothing the kernel was given; a machine crash loses renames, links
+//! and new files whose directory was not synced. So the sink syncs the output directory after
+//! the rename that pre-commits a file (before the checkpoint listing it can complete, which a
+//! restore relies on to find it), and after each commit (a later checkpoint no longer lists
+//! the file as pending, and a restore from it would delete a pending name the crash brought
+//! back); the directory itself is made durable in its parent. Tests crash a machine under the
+//! sink with [`CrashFs`](crate::fs::CrashFs) ([`FileSink::with_file_system`]).
+//!
 //! ## Restored behind committed output
 //!
 //! A commit never replaces a committed file: it links the pending file to its final name (the
@@ -57,11 +67,13 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use weir_dataplane::Timestamp;
 
 use crate::error::{Result, WeirError};
 use crate::failpoint::{self, Step};
+use crate::fs::FileSystem;
 use crate::job::JobId;
 use crate::operator::{Data, OpenContext};
 use crate::source::{Sink, ValidateContext};
@@ -78,6 +90,8 @@ pub struct FileSink<T> {
     attempt: u32,
     /// The job (failpoints are armed per job).
     job: JobId,
+    /// Where files are created, synced, renamed and linked (a crash-testing layer in tests).
+    fs: Arc<dyn FileSystem>,
     current: Option<(BufWriter<File>, u64)>,
     next_seq: u64,
     /// Pre-committed files: (checkpoint, sequence number, attempt that wrote it).
@@ -101,7 +115,7 @@ struct FileSinkState {
 
 impl<T> Clone for FileSink<T> {
     fn clone(&self) -> Self {
-        FileSink { overwrite: self.overwrite, ..FileSink::new(self.dir.clone()) }
+        FileSink { overwrite: self.overwrite, fs: self.fs.clone(), ..FileSink::new(self.dir.clone()) }
     }
 }
 
@@ -115,6 +129,7 @@ impl<T> FileSink<T> {
             checkpointing: false,
             attempt: 0,
             job: JobId(0),
+            fs: crate::fs::local(),
             current: None,
             next_seq: 0,
             pending: Vec::new(),
@@ -123,6 +138,13 @@ impl<T> FileSink<T> {
             restored: false,
             _types: PhantomData,
         }
+    }
+
+    /// Writes through `fs` instead of the local file system as it is: tests crash a machine
+    /// under the sink with [`CrashFs`](crate::fs::CrashFs).
+    pub fn with_file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
+        self.fs = fs;
+        self
     }
 
     /// Replaces the part files an earlier run left in the directory (by default such a
@@ -154,7 +176,7 @@ impl<T> FileSink<T> {
     fn commit(&self, seq: u64, attempt: u32) -> Result<()> {
         let (pending, done) = (self.pending_file(seq, attempt), self.committed(seq));
         let failed = |what: &str, e| WeirError::io(format!("cannot {what} '{}'", pending.display()), e);
-        match std::fs::hard_link(&pending, &done) {
+        match self.fs.hard_link(&pending, &done) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 if !same_file(&pending, &done).map_err(|e| failed("commit", e))? {
@@ -170,11 +192,9 @@ impl<T> FileSink<T> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && done.exists() => return Ok(()),
             Err(e) => return Err(failed("commit", e)),
         }
-        std::fs::remove_file(&pending).map_err(|e| failed("remove the pending name of", e))?;
+        self.fs.remove_file(&pending).map_err(|e| failed("remove the pending name of", e))?;
         failpoint::hit(Step::BeforeDirSync, self.job);
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| WeirError::io(format!("cannot sync '{}' after committing", self.dir.display()), e))
+        self.sync_dir("committing")
     }
 
     /// Before the first file of this execution: delete this subtask's uncommitted files that
@@ -205,7 +225,8 @@ impl<T> FileSink<T> {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if owned(&name) && !keep.contains(&entry.path()) {
-                std::fs::remove_file(entry.path())
+                self.fs
+                    .remove_file(&entry.path())
                     .map_err(|e| WeirError::io(format!("cannot remove '{}'", entry.path().display()), e))?;
             }
         }
@@ -246,8 +267,23 @@ impl<T> FileSink<T> {
         let file = writer
             .into_inner()
             .map_err(|e| WeirError::io(format!("cannot write '{}'", path.display()), e.into_error()))?;
-        file.sync_all().map_err(|e| WeirError::io(format!("cannot sync '{}'", path.display()), e))?;
+        self.fs.sync_file(&path, &file).map_err(|e| WeirError::io(format!("cannot sync '{}'", path.display()), e))?;
         Ok(Some(seq))
+    }
+
+    /// Pre-commits file `seq`: its pending name, made durable before the checkpoint that lists
+    /// it can complete (a machine crash must not undo a rename a completed checkpoint relies on).
+    fn pre_commit(&self, seq: u64) -> Result<()> {
+        let (from, to) = (self.in_progress(seq), self.pending_file(seq, self.attempt));
+        self.fs.rename(&from, &to).map_err(|e| WeirError::io(format!("cannot rename '{}'", from.display()), e))?;
+        self.sync_dir("pre-committing")
+    }
+
+    /// Syncs the output directory: the names made in it are durable.
+    fn sync_dir(&self, after: &str) -> Result<()> {
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(|e| WeirError::io(format!("cannot sync '{}' after {after}", self.dir.display()), e))
     }
 }
 
@@ -267,10 +303,6 @@ fn committed_part(name: &str) -> Option<(usize, u64)> {
 fn is_part_file(name: &str) -> bool {
     name.starts_with("part-")
         || (name.starts_with(".part-") && (name.ends_with(".inprogress") || name.ends_with(".pending")))
-}
-
-fn rename(from: &Path, to: &Path) -> Result<()> {
-    std::fs::rename(from, to).map_err(|e| WeirError::io(format!("cannot rename '{}'", from.display()), e))
 }
 
 impl<T: Data + Display> Sink for FileSink<T> {
@@ -315,7 +347,9 @@ impl<T: Data + Display> Sink for FileSink<T> {
     }
 
     fn open(&mut self, ctx: &OpenContext<'_>) -> Result<()> {
-        std::fs::create_dir_all(&self.dir)
+        // Durable in its parent too: committed files must not vanish with it.
+        self.fs
+            .create_dir_durably(&self.dir)
             .map_err(|e| WeirError::io(format!("cannot create output directory '{}'", self.dir.display()), e))?;
         self.index = ctx.subtask().index;
         self.parallelism = ctx.subtask().parallelism;
@@ -333,7 +367,7 @@ impl<T: Data + Display> Sink for FileSink<T> {
             self.next_seq += 1;
             let path = self.in_progress(seq);
             let file =
-                File::create(&path).map_err(|e| WeirError::io(format!("cannot create '{}'", path.display()), e))?;
+                self.fs.create(&path).map_err(|e| WeirError::io(format!("cannot create '{}'", path.display()), e))?;
             self.current = Some((BufWriter::with_capacity(256 * 1024, file), seq));
         }
         let (w, seq) = self.current.as_mut().expect("just opened");
@@ -345,7 +379,7 @@ impl<T: Data + Display> Sink for FileSink<T> {
     fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
         self.clean()?;
         if let Some(seq) = self.close_current()? {
-            rename(&self.in_progress(seq), &self.pending_file(seq, self.attempt))?;
+            self.pre_commit(seq)?;
             self.pending.push((checkpoint_id, seq, self.attempt));
         }
         let state = FileSinkState { subtask: self.index, next_seq: self.next_seq, pending: self.pending.clone() };
@@ -364,7 +398,12 @@ impl<T: Data + Display> Sink for FileSink<T> {
         self.restored = true;
         for state in &states {
             // What the restored checkpoint pre-committed is committed: that checkpoint completed.
-            let owner = FileSink::<T> { index: state.subtask, job: self.job, ..FileSink::new(self.dir.clone()) };
+            let owner = FileSink::<T> {
+                index: state.subtask,
+                job: self.job,
+                fs: self.fs.clone(),
+                ..FileSink::new(self.dir.clone())
+            };
             for &(_, seq, attempt) in &state.pending {
                 owner.commit(seq, attempt)?;
             }
@@ -408,7 +447,7 @@ impl<T: Data + Display> Sink for FileSink<T> {
         if let Some(seq) = self.close_current()? {
             // Through the pending name, so that this commit never replaces a committed file
             // either.
-            rename(&self.in_progress(seq), &self.pending_file(seq, self.attempt))?;
+            self.pre_commit(seq)?;
             self.commit(seq, self.attempt)?;
         }
         Ok(())

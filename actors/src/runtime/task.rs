@@ -284,6 +284,7 @@ fn checkpoint_chain<T>(
         BarrierKind::Savepoint { target, .. } => Ok(std::path::PathBuf::from(target)),
     };
     let shared = checkpoints.storage.as_ref().map(|s| crate::checkpoint::shared_dir(s.job_dir()));
+    let fs = checkpoints.storage.as_ref().map_or_else(crate::fs::local, |s| s.file_system().clone());
     let attempt = io.info.attempt;
     let clock = EventClock { watermark: io.watermark, max_timestamp };
     let mut snapshot =
@@ -306,7 +307,7 @@ fn checkpoint_chain<T>(
                 Ok::<(), String>(())
             })?;
             failpoint::hit(Step::DuringUpload, job);
-            let handle = write_task_in(&dir?, &snapshot, attempt).map_err(|e| e.to_string())?;
+            let handle = write_task_in(&*fs, &dir?, &snapshot, attempt).map_err(|e| e.to_string())?;
             failpoint::hit(Step::BeforeAck, job);
             Ok(handle)
         }));

@@ -61,7 +61,7 @@ fn write_savepoint(dir: &Path, plan: &JobGraph) {
                 operators: states,
                 clock: Default::default(),
             };
-            tasks.push(write_task_in(dir, &snapshot, 0).unwrap());
+            tasks.push(write_task_in(&crate::fs::LocalFs, dir, &snapshot, 0).unwrap());
         }
     }
     let metadata = CheckpointMetadata {
@@ -76,7 +76,7 @@ fn write_savepoint(dir: &Path, plan: &JobGraph) {
         operators,
         tasks,
     };
-    write_metadata_in(dir, &metadata).unwrap();
+    write_metadata_in(&crate::fs::LocalFs, dir, &metadata).unwrap();
 }
 
 fn node_named(plan: &JobGraph, name: &str) -> usize {

@@ -289,3 +289,25 @@ fn a_rescaled_subtask_reads_only_the_files_holding_its_key_groups() {
     union.metadata.tasks[3].union_state = true;
     assert!(crate::checkpoint::RestoredState::read(&union, &vertex, 0).is_err());
 }
+
+/// What a completed checkpoint wrote is there after a machine crash: the ids' high water mark,
+/// and the checkpoint, whose directory's name is durable in the job's directory (and that in
+/// the root) before its files are. `begin` made the directory without syncing its parent, so a
+/// crash could take a completed checkpoint, the job's restore point, with it.
+#[test]
+fn a_completed_checkpoint_survives_a_machine_crash() {
+    let dir = std::env::temp_dir().join(format!("weir-chk-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _cleanup = Dir(dir.clone());
+    let fs = crate::fs::CrashFs::new(&dir).unwrap();
+    let storage = CheckpointStorage::new(&dir, JobId(7)).with_file_system(Arc::new(fs.clone()));
+    storage.reserve_ids(64).unwrap();
+    complete(&storage, 1);
+    complete(&storage, 2);
+    // Checkpoint 3 was under way.
+    storage.begin(3).unwrap();
+    fs.crash().unwrap();
+    assert_eq!(storage.completed(), vec![1, 2]);
+    assert_eq!(storage.reserved_ids().unwrap(), Some(64));
+    assert_eq!(storage.read_metadata(2).unwrap().checkpoint, 2);
+}

@@ -246,7 +246,8 @@ async fn a_job_is_submitted_watched_and_cancelled_over_rest() {
         assert_eq!(jobs["jobs"][0]["status"], "CANCELED", "{jobs}");
         let o = get(addr, "/overview").await.body;
         assert_eq!((o["jobs-running"].as_u64(), o["jobs-cancelled"].as_u64()), (Some(0), Some(1)), "{o}");
-        assert!(subtasks(&get(addr, &path).await.body).iter().all(|s| s["status"] == "CANCELED"));
+        let d = get(addr, &path).await.body;
+        assert!(subtasks(&d).iter().all(|s| s["status"] == "CANCELED"), "{d}");
 
         let r = get(addr, "/jobs/0123456789abcdef0123456789abcdef").await;
         assert_eq!(r.status, 404, "{r:?}");

@@ -205,3 +205,58 @@ fn an_attempt_that_restored_nothing_starts_the_output_over() {
     assert_eq!(visible(&dir), vec!["a"], "once");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// An output directory on a [`CrashFs`] (a machine that can crash), and the layer.
+fn on_crashing_machine(name: &str) -> (crate::fs::CrashFs, PathBuf) {
+    let root = std::env::temp_dir().join(format!("weir-sink-crash-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("out")).unwrap();
+    (crate::fs::CrashFs::new(&root).unwrap(), root.join("out"))
+}
+
+fn sink_on(fs: &crate::fs::CrashFs, dir: &Path) -> FileSink<String> {
+    let mut sink = FileSink::<String>::new(dir).with_file_system(Arc::new(fs.clone()));
+    sink.open(&OpenContext { info: &info(0), checkpointing: true }).unwrap();
+    sink
+}
+
+/// A checkpoint that completed lists the sink's pending file: a machine crash after it must
+/// not undo the rename to the pending name. It did (the directory was not synced after the
+/// rename), and the restore then failed to commit a file that was not there.
+#[test]
+fn a_pre_commit_survives_a_machine_crash() {
+    let (fs, dir) = on_crashing_machine("pre-commit");
+    let mut sink = sink_on(&fs, &dir);
+    sink.write("a".into(), None).unwrap();
+    sink.write("b".into(), None).unwrap();
+    let state1 = sink.snapshot_state(1).unwrap().unwrap();
+    // Checkpoint 1 completes; the machine crashes before any sink heard of it.
+    drop(sink);
+    fs.crash().unwrap();
+    let mut restored = sink_on(&fs, &dir);
+    restored.restore_state(vec![state1]).unwrap();
+    restored.finish().unwrap();
+    assert_eq!(visible(&dir), ["a", "b"]);
+    std::fs::remove_dir_all(fs.root()).unwrap();
+}
+
+/// A committed file must stay committed across a machine crash once a later checkpoint no
+/// longer lists it as pending: restoring that checkpoint would otherwise delete the pending
+/// name the crash brought back, and its records with it (the commit's directory sync).
+#[test]
+fn a_commit_survives_a_machine_crash() {
+    let (fs, dir) = on_crashing_machine("commit");
+    let mut sink = sink_on(&fs, &dir);
+    sink.write("a".into(), None).unwrap();
+    sink.snapshot_state(1).unwrap();
+    sink.notify_checkpoint_complete(1).unwrap();
+    // Nothing written since: checkpoint 2 pre-commits nothing, and completes.
+    let state2 = sink.snapshot_state(2).unwrap().unwrap();
+    drop(sink);
+    fs.crash().unwrap();
+    let mut restored = sink_on(&fs, &dir);
+    restored.restore_state(vec![state2]).unwrap();
+    restored.finish().unwrap();
+    assert_eq!(visible(&dir), ["a"]);
+    std::fs::remove_dir_all(fs.root()).unwrap();
+}
