@@ -176,6 +176,10 @@ pub struct OperatorMetadata {
     pub node: usize,
     /// Its stable id, if the job set one.
     pub uid: Option<String>,
+    /// The version of its state's layout (metadata written before versions were declared
+    /// reads as 1).
+    #[serde(default = "first_state_version")]
+    pub state_version: u32,
     /// Its name.
     pub name: String,
     /// Source, operator or sink.
@@ -190,6 +194,10 @@ pub struct OperatorMetadata {
     pub parallelism: usize,
 }
 
+fn first_state_version() -> u32 {
+    1
+}
+
 impl OperatorMetadata {
     /// Every operator of `plan`, by node.
     pub fn of_plan(plan: &JobGraph) -> Vec<OperatorMetadata> {
@@ -200,6 +208,7 @@ impl OperatorMetadata {
                 v.operators.iter().map(|op| OperatorMetadata {
                     node: op.node,
                     uid: op.uid.clone(),
+                    state_version: op.state_version,
                     name: op.name.clone(),
                     kind: op.kind,
                     in_type: op.in_type.clone(),

@@ -112,6 +112,8 @@ pub(crate) struct StreamEdge {
 pub(crate) struct StreamNode {
     pub(crate) name: String,
     pub(crate) uid: Option<String>,
+    /// The version of its state's layout (see `DataStream::state_version`).
+    pub(crate) state_version: u32,
     pub(crate) kind: NodeKind,
     pub(crate) parallelism: Option<usize>,
     pub(crate) chaining: bool,
@@ -137,6 +139,8 @@ pub struct OperatorDescriptor {
     pub name: String,
     /// The operator's stable id, if set.
     pub uid: Option<String>,
+    /// The version of its state's layout the job declares (1 unless declared).
+    pub state_version: u32,
     /// Source, operator or sink.
     pub kind: NodeKind,
     /// Input record type.
@@ -359,6 +363,7 @@ fn plan(job_name: &str, stream: StreamGraph) -> Result<ExecutableGraph> {
             node: id,
             name: node.name.clone(),
             uid: node.uid.clone(),
+            state_version: node.state_version,
             kind: node.kind,
             in_type: node.factory.in_type(),
             out_type: node.factory.out_type(),

@@ -15,6 +15,8 @@
 //! operators named:
 //! - state of an operator the new plan lacks, unless `allow_non_restored_state`;
 //! - an operator with state whose record types changed (its state could not be read);
+//! - an operator with state that declares another state version than the one it wrote the
+//!   savepoint with ([`DataStream::state_version`](crate::stream::DataStream::state_version));
 //! - another maximum parallelism (key groups cannot be remapped).
 //!
 //! The plan's fingerprint, which covers every vertex's parallelism, is only checked when a
@@ -93,13 +95,21 @@ impl RestoreFrom {
         }
         let stateful: BTreeSet<usize> = metadata.tasks.iter().flat_map(|t| t.operators.iter().copied()).collect();
         let now = OperatorMetadata::of_plan(plan);
-        let (mut nodes, mut lost, mut changed) = (BTreeMap::new(), Vec::new(), Vec::new());
+        let (mut nodes, mut lost, mut changed, mut versions) = (BTreeMap::new(), Vec::new(), Vec::new(), Vec::new());
         for old in &metadata.operators {
             match now.iter().find(|new| same_operator(old, new)) {
                 Some(new) => {
                     let types = |op: &OperatorMetadata| format!("{:?} {} -> {}", op.kind, op.in_type, op.out_type);
                     if stateful.contains(&old.node) && types(old) != types(new) {
                         changed.push(format!("{} was {} and is {}", old.describe(), types(old), types(new)));
+                    }
+                    if stateful.contains(&old.node) && old.state_version != new.state_version {
+                        versions.push(format!(
+                            "{} wrote it with state version {} and the job declares version {}",
+                            old.describe(),
+                            old.state_version,
+                            new.state_version
+                        ));
                     }
                     nodes.insert(new.node, old.node);
                 }
@@ -111,6 +121,13 @@ impl RestoreFrom {
             return Err(refuse(format!(
                 "'{shown}' holds state of operators whose record types changed, which the job cannot read: {}",
                 changed.join("; ")
+            )));
+        }
+        if !versions.is_empty() {
+            return Err(refuse(format!(
+                "'{shown}' holds state in another layout than the job reads: {}; restore it with the job version that \
+                 wrote it, or give the operator a new uid to start it without that state",
+                versions.join("; ")
             )));
         }
         if !lost.is_empty() && !settings.allow_non_restored_state {

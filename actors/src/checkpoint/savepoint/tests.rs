@@ -213,3 +213,40 @@ fn moving_a_record_type_to_another_module_keeps_the_plan_and_its_savepoints() {
     let from = RestoreFrom::savepoint(&SavepointRestore::new(&dir.0), &after).unwrap();
     assert!(from.nodes.contains_key(&node_named(&after, "latest")));
 }
+
+/// An operator's declared state version: a savepoint whose state it wrote under another
+/// version is refused, naming the operator and both versions; the same version restores.
+/// Metadata written before versions were declared reads as version 1.
+#[test]
+fn a_declared_state_version_must_match_the_savepoints() {
+    fn plan(version: Option<u32>) -> JobGraph {
+        let builder: JobFn = Arc::new(move |env: &mut StreamEnv, _: &JobArgs| {
+            let counts = env
+                .source("clicks", Generator::new(GeneratorConfig::default()))
+                .key_by(|c: &Click| c.user)
+                .aggregate("count", Count)
+                .uid("count");
+            let counts = match version {
+                Some(v) => counts.state_version(v),
+                None => counts,
+            };
+            counts.sink("out", DiscardSink::new().0);
+            Ok(())
+        });
+        build_job("versioned", &builder, &JobArgs::default(), 2, None).unwrap().job
+    }
+    let dir = temp("versions");
+    write_savepoint(&dir.0, &plan(None));
+    RestoreFrom::savepoint(&SavepointRestore::new(&dir.0), &plan(Some(1))).unwrap();
+    let e = RestoreFrom::savepoint(&SavepointRestore::new(&dir.0), &plan(Some(2))).unwrap_err().to_string();
+    assert!(e.contains("'count' (uid \"count\") wrote it with state version 1 and the job declares version 2"), "{e}");
+    assert!(e.contains("new uid"), "{e}");
+
+    // Metadata from before declared versions: no `state_version` in its JSON.
+    let metadata = dir.0.join(METADATA);
+    let json = std::fs::read_to_string(&metadata).unwrap().replace("\"state_version\": 1,", "");
+    assert!(!json.contains("state_version"));
+    std::fs::write(&metadata, json).unwrap();
+    RestoreFrom::savepoint(&SavepointRestore::new(&dir.0), &plan(None)).unwrap();
+    assert!(RestoreFrom::savepoint(&SavepointRestore::new(&dir.0), &plan(Some(3))).is_err());
+}

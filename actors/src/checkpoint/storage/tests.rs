@@ -155,6 +155,7 @@ fn keyed_checkpoint(
         node: 0,
         name: "count".into(),
         uid: None,
+        state_version: 1,
         kind: NodeKind::Operator,
         in_type: "u32".into(),
         out_type: "u64".into(),
@@ -198,6 +199,7 @@ fn keyed_checkpoint(
         operators: vec![crate::checkpoint::OperatorMetadata {
             node: 0,
             uid: None,
+            state_version: 1,
             name: "count".into(),
             kind: NodeKind::Operator,
             in_type: "u32".into(),
