@@ -27,6 +27,10 @@ use crate::runtime::io::{ErasedOutput, Link, LinkInfo, TaskIo, TaskMetrics, reco
 use crate::source::{Source, SourceContext, SourcePoll};
 use crate::time::SharedClock;
 
+mod lifecycle;
+
+use lifecycle::Lifecycle;
+
 /// How long a sleep is when there is nothing to wait for (re-armed before it matters).
 const FAR: Duration = Duration::from_secs(86_400);
 
@@ -116,6 +120,55 @@ fn fire_processing_time<T>(head: &mut dyn Link<T>, io: &mut TaskIo, timers: &mut
     head.processing_time(now, io);
 }
 
+/// What woke a processing loop that had nothing to do.
+enum Wake<T> {
+    /// A control message.
+    Control(TaskControl),
+    /// The control channel closed (the subtask ends once its work is done).
+    ControlClosed,
+    /// Partial batches are due.
+    Flush,
+    /// A processing-time timer is due.
+    ProcessingTime,
+    /// The loop's own event: input (a task), or the end of a pause (a source).
+    Ready(T),
+}
+
+/// Waits for the next thing a loop acts on, in this order: control messages, the flush
+/// deadline, processing-time timers (only while `active`), then `ready` (none: nothing else to
+/// wait for). Both loops wait here. With nothing left to wait for (the control channel gone
+/// while the subtask waits to end) that is an error.
+async fn wake<T>(
+    control: &mut ControlReceiver,
+    control_open: &mut bool,
+    timers: &mut LoopTimers,
+    active: bool,
+    ready: Option<impl std::future::Future<Output = T>>,
+) -> Result<Wake<T>> {
+    let timers_run = active && timers.processing_at != Timestamp::MAX;
+    let waits = ready.is_some();
+    let ready = async {
+        match ready {
+            Some(ready) => ready.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        ctl = control.recv(), if *control_open => Ok(match ctl {
+            Some(ctl) => Wake::Control(ctl),
+            None => {
+                *control_open = false;
+                Wake::ControlClosed
+            }
+        }),
+        _ = timers.flush.as_mut(), if timers.flush_armed => Ok(Wake::Flush),
+        _ = timers.processing.as_mut(), if timers_run => Ok(Wake::ProcessingTime),
+        out = ready, if waits => Ok(Wake::Ready(out)),
+        else => Err(WeirError::Disconnected("the subtask lost its control channel while waiting to end".into())),
+    }
+}
+
 /// Control messages of a subtask's loop.
 pub(crate) type ControlReceiver = tokio::sync::mpsc::UnboundedReceiver<TaskControl>;
 
@@ -127,86 +180,10 @@ pub(crate) struct TaskParts {
     pub(crate) control: ControlReceiver,
 }
 
-/// Where a subtask stands on its way to its end.
-///
-/// As Flink's FLIP-147: when the job checkpoints, a subtask whose input ended has its
-/// operators finish and sends end of data, then stays, taking part in checkpoints (a source
-/// snapshots its position "at the end", a task aligns, snapshots and forwards barriers),
-/// until the job's last checkpoint completed: the final checkpoint, which the coordinator
-/// triggers once every source has ended, or a stop-with-savepoint. Two-phase sinks commit
-/// their last transaction there, exactly once. Without periodic checkpoints a subtask ends
-/// with its input, unless it still awaits a savepoint it took part in after that.
-///
-/// Every subtask of the job stays until that last checkpoint, including those that ended
-/// early, so every checkpoint holds every subtask's state. Flink instead lets such subtasks
-/// end and marks finished operators in its checkpoints; Weir keeps them (their slots and
-/// state) a little longer, and a restore never lacks a subtask's state.
-///
-/// A subtask ends only once every input channel closed (its producers ended): a producer
-/// never sends to a consumer that is gone.
-struct Lifecycle {
-    /// The job takes periodic checkpoints: an ended subtask waits for the job's last one.
-    periodic: bool,
-    /// The input ended and the chain was ended (drained or not).
-    ended: bool,
-    /// Took the barrier of stop-savepoint `n`, not complete yet: no records, no timers.
-    stopping: Option<u64>,
-    /// Checkpoints whose barrier it took after its input ended, neither complete nor aborted.
-    after_end: Vec<u64>,
-    /// The job's last checkpoint completed: end (without draining if still running).
-    released: bool,
-    /// Restored from a snapshot taken after its input had ended: its operators finished
-    /// already, and must not finish (nor fire timers) again.
-    finished_before: bool,
-}
-
-impl Lifecycle {
-    fn new(io: &TaskIo) -> Self {
-        Lifecycle {
-            periodic: io.checkpointing(),
-            ended: false,
-            stopping: None,
-            after_end: Vec::new(),
-            released: false,
-            finished_before: io.restored.as_ref().is_some_and(|r| r.finished),
-        }
-    }
-
-    /// Whether records, watermarks and timers are processed.
-    fn active(&self) -> bool {
-        !self.ended && self.drains()
-    }
-
-    /// Whether the operators finish when the input ends (not after a stop, nor twice).
-    fn drains(&self) -> bool {
-        self.stopping.is_none() && !self.released && !self.finished_before
-    }
-
-    /// It took `barrier`'s snapshot.
-    fn took(&mut self, barrier: &CheckpointBarrier) {
-        if self.ended {
-            self.after_end.push(barrier.checkpoint_id);
-        } else if barrier.stop().is_some() {
-            self.stopping = Some(barrier.checkpoint_id);
-        }
-    }
-
-    fn completed(&mut self, checkpoint: u64, end: bool) {
-        self.after_end.retain(|&c| c != checkpoint);
-        self.released |= end;
-    }
-
-    fn aborted(&mut self, checkpoint: u64) {
-        self.after_end.retain(|&c| c != checkpoint);
-        if self.stopping == Some(checkpoint) {
-            self.stopping = None; // a failed stop-with-savepoint: the job runs on
-        }
-    }
-
-    /// Whether the subtask may end (once its inputs closed).
-    fn may_end(&self) -> bool {
-        self.released || (self.ended && !self.periodic && self.after_end.is_empty() && self.stopping.is_none())
-    }
+/// The lifecycle a subtask starts with: whether the job checkpoints periodically, and whether
+/// it was restored from a snapshot taken after its input had ended.
+fn lifecycle(io: &TaskIo) -> Lifecycle {
+    Lifecycle::new(io.checkpointing(), io.restored.as_ref().is_some_and(|r| r.finished))
 }
 
 /// Ends the chain: with `drain`, the final watermark fires every event-time timer and the
@@ -218,7 +195,7 @@ fn end_chain<T>(head: &mut dyn Link<T>, io: &mut TaskIo, drain: bool, life: &mut
     }
     head.end_input(drain, io);
     io.metrics.mark_finished(io.now_ms());
-    life.ended = true;
+    life.end();
     if let Some(checkpoints) = &io.checkpoints {
         let _ = checkpoints.events.send(CheckpointEvent::InputEnded);
     }
@@ -265,7 +242,7 @@ fn checkpoint_chain<T>(
     let sync_started = Instant::now();
     head.checkpoint(barrier, io, &mut operators);
     let sync = sync_started.elapsed();
-    let finished = life.ended;
+    let finished = life.ended();
     life.took(barrier);
     // Taken now, so that an abandoned checkpoint frees its local RocksDB checkpoints (and its
     // share of copy-on-write memory state) at once.
@@ -420,10 +397,10 @@ impl<T: Data> InputState<T> {
         gate: &mut InputGate<T>,
     ) {
         let waited = self.aligning_since.take().map_or(Duration::ZERO, |since| since.elapsed());
-        if self.aligner.open_channels() == 0 && !self.life.ended {
+        if self.aligner.open_channels() == 0 && !self.life.ended() {
             // Every input ended before the barrier: the chain ends first, so the snapshot
             // (and the downstream one after it) holds what ending it emits.
-            let drain = self.life.drains();
+            let drain = self.life.active();
             end_chain(head, io, drain, &mut self.life);
         }
         checkpoint_chain(head, &barrier, io, waited, Vec::new(), Timestamp::MIN, &mut self.life);
@@ -505,7 +482,7 @@ pub(crate) async fn run_input<T: Data>(
         aligner: BarrierAligner::new(channels),
         aligning_since: None,
         stash: (0..channels).map(|_| std::collections::VecDeque::new()).collect(),
-        life: Lifecycle::new(&io),
+        life: lifecycle(&io),
     };
     let mut timers = LoopTimers::new(batch.flush_interval);
     let mut last_open = gate.num_open();
@@ -513,8 +490,8 @@ pub(crate) async fn run_input<T: Data>(
     loop {
         drain(&mut io, &mut outputs).await?;
         check(&mut io)?;
-        if !state.life.ended && (state.aligner.open_channels() == 0 || state.life.released) {
-            let drain = state.aligner.open_channels() == 0 && state.life.drains();
+        if !state.life.ended() && (state.aligner.open_channels() == 0 || state.life.released()) {
+            let drain = state.aligner.open_channels() == 0 && state.life.active();
             end_chain(&mut *head, &mut io, drain, &mut state.life);
             continue;
         }
@@ -528,24 +505,18 @@ pub(crate) async fn run_input<T: Data>(
             state.batch(c, stashed, &mut *head, &mut io, &mut gate);
             continue;
         }
-        let timers_run = state.life.active() && timers.processing_at != Timestamp::MAX;
-        tokio::select! {
-            biased;
-            ctl = control.recv(), if control_open => match ctl {
-                Some(ctl) => state.control(ctl, &mut *head, &mut io, &mut gate),
-                None => control_open = false,
-            },
-            _ = timers.flush.as_mut(), if timers.flush_armed => flush(&mut *head, &mut io, &mut timers),
-            _ = timers.processing.as_mut(), if timers_run => fire_processing_time(&mut *head, &mut io, &mut timers),
-            next = gate.next(), if gate.num_open() > 0 => {
-                // `None`: the last channels closed; whether they ended first is checked below.
-                if let Some((channel, elements)) = next {
-                    io.metrics.mark_first_record(io.now_ms());
-                    io.metrics.records_in.fetch_add(records_in(&elements), std::sync::atomic::Ordering::Relaxed);
-                    state.batch(channel, elements, &mut *head, &mut io, &mut gate);
-                }
+        let input = (gate.num_open() > 0).then(|| gate.next());
+        match wake(&mut control, &mut control_open, &mut timers, state.life.active(), input).await? {
+            Wake::Control(ctl) => state.control(ctl, &mut *head, &mut io, &mut gate),
+            Wake::Flush => flush(&mut *head, &mut io, &mut timers),
+            Wake::ProcessingTime => fire_processing_time(&mut *head, &mut io, &mut timers),
+            // `None`: the last channels closed; whether they ended first is checked below.
+            Wake::Ready(None) | Wake::ControlClosed => {}
+            Wake::Ready(Some((channel, elements))) => {
+                io.metrics.mark_first_record(io.now_ms());
+                io.metrics.records_in.fetch_add(records_in(&elements), std::sync::atomic::Ordering::Relaxed);
+                state.batch(channel, elements, &mut *head, &mut io, &mut gate);
             }
-            else => return Err(WeirError::Disconnected("the subtask lost its control channel while waiting to end".into())),
         }
         if gate.num_open() != last_open {
             last_open = gate.num_open();
@@ -588,7 +559,7 @@ impl<S: Source> SourceTask<'_, S> {
         match ctl {
             TaskControl::TriggerCheckpoint(barrier) => {
                 // Stop with drain: the input ends first, then the savepoint is taken.
-                if barrier.stop() == Some(StopMode::Drain) && !self.life.ended {
+                if barrier.stop() == Some(StopMode::Drain) && !self.life.ended() {
                     self.end(true);
                 }
                 let position = self.source.snapshot_state().map_err(|e| e.in_operator(self.name))?;
@@ -640,8 +611,8 @@ pub(crate) async fn run_source<S: Source>(
     let mut timers = LoopTimers::new(batch.flush_interval);
     let mut polls: u32 = 0;
     let mut control_open = true;
-    let mut life = Lifecycle::new(&io);
-    let finished_before = life.finished_before;
+    let mut life = lifecycle(&io);
+    let finished_before = life.finished_before();
     macro_rules! task {
         () => {
             SourceTask {
@@ -663,7 +634,7 @@ pub(crate) async fn run_source<S: Source>(
         drain(&mut io, &mut outputs).await?;
         check(&mut io)?;
         if life.may_end() {
-            if life.ended {
+            if life.ended() {
                 break;
             }
             end_chain(&mut *head, &mut io, false, &mut life); // stopped
@@ -744,17 +715,12 @@ pub(crate) async fn run_source<S: Source>(
         } else {
             None
         };
-        let timers_run = life.active() && timers.processing_at != Timestamp::MAX;
-        tokio::select! {
-            biased;
-            ctl = control.recv(), if control_open => match ctl {
-                Some(ctl) => task!().control(ctl)?,
-                None => control_open = false,
-            },
-            _ = timers.flush.as_mut(), if timers.flush_armed => flush(&mut *head, &mut io, &mut timers),
-            _ = timers.processing.as_mut(), if timers_run => fire_processing_time(&mut *head, &mut io, &mut timers),
-            _ = tokio::time::sleep(pause.unwrap_or(FAR)), if pause.is_some() => {}
-            else => return Err(WeirError::Disconnected("the subtask lost its control channel while waiting to end".into())),
+        let pause = pause.map(tokio::time::sleep);
+        match wake(&mut control, &mut control_open, &mut timers, life.active(), pause).await? {
+            Wake::Control(ctl) => task!().control(ctl)?,
+            Wake::Flush => flush(&mut *head, &mut io, &mut timers),
+            Wake::ProcessingTime => fire_processing_time(&mut *head, &mut io, &mut timers),
+            Wake::Ready(()) | Wake::ControlClosed => {}
         }
     }
     source.close().map_err(|e| e.in_operator(&name))?;
