@@ -593,3 +593,55 @@ async fn an_error_that_restarting_does_not_fix_fails_the_job_instead_of_spinning
     assert_eq!((details.status, details.restarts), (JobStatus::Finished, 1), "{:?}", details.cause);
     cluster.shutdown().await;
 }
+
+/// A checkpoint whose metadata looks whole but whose state does not decode (a subtask's file
+/// overwritten in place, same size) is found by the subtask that reads it when it starts: it
+/// fails, and the next failover checks that checkpoint whole and passes it over for the one
+/// before. The read runs in the subtask (off its TaskExecutor); the job goes on and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_that_does_not_read_back_is_passed_over_for_the_one_before() {
+    crate::support::init_logging();
+    let dir = TempDir::new("ft-unreadable");
+    let checkpoints = dir.join("checkpoints");
+    // Checkpoints a second apart: the one corrupted stays the newest until the kill.
+    let config = JobConfig {
+        checkpoints: Some(CheckpointConfig {
+            retained: 2,
+            ..CheckpointConfig::every(Duration::from_secs(1), &checkpoints)
+        }),
+        restart: RestartStrategy::FixedDelay { attempts: 10, delay: Duration::from_millis(20) },
+        ..Default::default()
+    };
+    let job = JobSubmission::new("unreadable", 2, |env, _| {
+        let config = GeneratorConfig { events: Some(80_000), rate: Some(20_000.0), keys: 40, ..Default::default() };
+        env.source("clicks", Generator::new(config))
+            .key_by(|c: &Click| c.user)
+            .aggregate("count", Count)
+            .sink("out", DiscardSink::new().0);
+        Ok(())
+    })
+    .with_config(config);
+    let cluster = MiniCluster::start(MiniClusterConfig::default()).await.unwrap();
+    let id = cluster.submit(&job).await.unwrap();
+    eventually("two checkpoints completed", DEADLINE, || async { latest_checkpoint(&cluster, id).await >= 2 }).await;
+    let newest = latest_checkpoint(&cluster, id).await;
+    // Every file of the count's vertex (1) in the newest checkpoint: garbage of the same size.
+    let chk = checkpoints.join(id.to_string()).join(format!("chk-{newest}"));
+    let mut corrupted = 0;
+    for entry in std::fs::read_dir(&chk).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("1-") {
+            let len = std::fs::metadata(entry.path()).unwrap().len() as usize;
+            std::fs::write(entry.path(), vec![0xff; len]).unwrap();
+            corrupted += 1;
+        }
+    }
+    assert_eq!(corrupted, 2, "both subtasks' files of {}", chk.display());
+    cluster.kill_subtask(id, 1, 0).await.unwrap();
+    let details = tokio::time::timeout(DEADLINE, cluster.wait(id)).await.expect("the job ended").unwrap().details;
+    cluster.shutdown().await;
+    assert_eq!(details.status, JobStatus::Finished, "{:?} {:?}", details.cause, details.exceptions);
+    // The corrupt checkpoint was tried once, then the one before it.
+    let at = details.restored.iter().position(|&n| n == newest).expect("the corrupt checkpoint was restored first");
+    assert!(details.restored.get(at + 1).is_some_and(|&n| n < newest), "{:?}", details.restored);
+    assert!(details.exceptions.iter().any(|e| e.cause.contains("corrupt")), "{:?}", details.exceptions);
+}

@@ -30,7 +30,7 @@ use tracing::{info, warn};
 use weir_dataplane::LocalShuffle;
 
 use crate::checkpoint::storage::CheckpointStorage;
-use crate::checkpoint::{CheckpointIo, RestoreFrom, RestoredState, TaskControl};
+use crate::checkpoint::{CheckpointIo, PendingRestore, RestoreFrom, TaskControl};
 use crate::cluster::job_master::JobMasterMessage;
 use crate::cluster::resource_manager::ResourceManagerMessage;
 use crate::cluster::subtask::{SubtaskActor, SubtaskArgs, SubtaskMessage};
@@ -205,10 +205,7 @@ impl TaskExecutorState {
         let vertex =
             graph.job.vertices.get(e.vertex).ok_or_else(|| WeirError::runtime("deployment of an unknown vertex"))?;
         let name = format!("{} ({}/{})", vertex.name, e.index + 1, vertex.parallelism);
-        let restored = match &d.restore {
-            Some(from) => Some(Arc::new(RestoredState::read(from, vertex, e.index)?)),
-            None => None,
-        };
+        let restore = d.restore.clone().map(|from| PendingRestore { from, vertex: vertex.clone(), index: e.index });
         // Acknowledgements and end-of-input reports leave the processing loop on a channel; a
         // small task takes them to the JobMaster (it ends with the loop, which owns the
         // sending side). Every job can take savepoints, so every subtask has one.
@@ -235,7 +232,7 @@ impl TaskExecutorState {
                 slots: &d.slots,
             }),
             checkpoints,
-            restored,
+            restore,
             state_backend: d.state_backend.clone(),
         })?;
         let args = SubtaskArgs { execution: e, name, task, control, job_master: d.job_master.clone() };

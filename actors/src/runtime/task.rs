@@ -16,7 +16,9 @@ use weir_dataplane::{
 };
 
 use crate::checkpoint::storage::write_task_in;
-use crate::checkpoint::{CheckpointAck, CheckpointEvent, EventClock, OperatorState, TaskControl, TaskSnapshot};
+use crate::checkpoint::{
+    CheckpointAck, CheckpointEvent, EventClock, OperatorState, PendingRestore, TaskControl, TaskSnapshot,
+};
 
 use crate::error::{Result, WeirError};
 use crate::failpoint::{self, Step};
@@ -178,6 +180,19 @@ pub(crate) struct TaskParts {
     pub(crate) io: TaskIo,
     pub(crate) outputs: Vec<Box<dyn ErasedOutput>>,
     pub(crate) control: ControlReceiver,
+    /// State to restore, read when the loop starts (before the chain opens).
+    pub(crate) restore: Option<PendingRestore>,
+}
+
+impl TaskParts {
+    /// The loop's parts, with the state it restores read (off this thread).
+    async fn restored(self) -> Result<(TaskIo, Vec<Box<dyn ErasedOutput>>, ControlReceiver)> {
+        let TaskParts { mut io, outputs, control, restore } = self;
+        if let Some(restore) = restore {
+            io.restored = Some(Arc::new(restore.read().await?));
+        }
+        Ok((io, outputs, control))
+    }
 }
 
 /// The lifecycle a subtask starts with: whether the job checkpoints periodically, and whether
@@ -466,7 +481,7 @@ pub(crate) async fn run_input<T: Data>(
     parts: TaskParts,
     batch: BatchConfig,
 ) -> Result<()> {
-    let TaskParts { mut io, mut outputs, mut control } = parts;
+    let (mut io, mut outputs, mut control) = parts.restored().await?;
     head.open(&mut io);
     check(&mut io)?;
     let channels = gate.num_channels();
@@ -592,7 +607,7 @@ pub(crate) async fn run_source<S: Source>(
     parts: TaskParts,
     batch: BatchConfig,
 ) -> Result<()> {
-    let TaskParts { mut io, mut outputs, mut control } = parts;
+    let (mut io, mut outputs, mut control) = parts.restored().await?;
     head.open(&mut io);
     check(&mut io)?;
     source.open(&OpenContext::new(&io)).map_err(|e| e.in_operator(&name))?;
@@ -800,8 +815,8 @@ pub(crate) struct SubtaskSpec<'a> {
     pub(crate) remote: Option<RemoteWiring<'a>>,
     /// Checkpoint storage and where acknowledgements go (when the job checkpoints).
     pub(crate) checkpoints: Option<crate::checkpoint::CheckpointIo>,
-    /// What to restore from.
-    pub(crate) restored: Option<Arc<crate::checkpoint::RestoredState>>,
+    /// What to restore (read by the subtask when it starts).
+    pub(crate) restore: Option<PendingRestore>,
     /// Where keyed state lives.
     pub(crate) state_backend: crate::job::StateBackend,
 }
@@ -862,12 +877,12 @@ pub(crate) fn build_subtask(
     let _ = spec.metrics.output_channels.set(outputs.iter().flat_map(|o| o.metrics()).collect());
     let mut io = TaskIo::new(info, spec.clock, spec.metrics);
     io.checkpoints = spec.checkpoints;
-    io.restored = spec.restored;
     io.state_backend = spec.state_backend;
     let node = &graph.stream.nodes[head];
     let (control_tx, control) = tokio::sync::mpsc::unbounded_channel();
     let info = LinkInfo { name: Arc::from(node.name.as_str()), node: head };
-    let task = node.factory.task(info, down, inputs, &wiring, TaskParts { io, outputs, control })?;
+    let task =
+        node.factory.task(info, down, inputs, &wiring, TaskParts { io, outputs, control, restore: spec.restore })?;
     Ok((task, control_tx))
 }
 

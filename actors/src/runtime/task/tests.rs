@@ -140,7 +140,7 @@ impl Harness {
         io.checkpoints = Some(CheckpointIo { storage, vertex: 0, events: events_tx });
         io.restored = restored.map(Arc::new);
         let (control, control_rx) = tokio::sync::mpsc::unbounded_channel();
-        let parts = TaskParts { io, outputs: Vec::new(), control: control_rx };
+        let parts = TaskParts { io, outputs: Vec::new(), control: control_rx, restore: None };
         let gate = InputGate::new(receivers);
         let task = tokio::spawn(run_input(gate, Box::new(recorder.clone()), parts, BatchConfig::default()));
         Harness { recorder, inputs: senders, control, events, task, dir, input_ended: false }
