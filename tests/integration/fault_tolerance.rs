@@ -467,9 +467,13 @@ impl Operator for SlowSnapshot {
 }
 
 /// Runs 20,000 clicks (1 s) through [`SlowSnapshot`] into a file sink, checkpoints every 100 ms
-/// with a 200 ms timeout, the third taking 600 ms; returns the output, the details, the slow
-/// checkpoint's id and the checkpoint directory.
-async fn slow_checkpoint(out: &TempDir, tolerable_failures: u32) -> (Vec<String>, weir_actors::JobDetails, u64) {
+/// with a 200 ms timeout, the third taking 600 ms, with `failpoints` armed for the job; returns
+/// the output, the details and the slow checkpoint's id.
+async fn slow_checkpoint(
+    out: &TempDir,
+    tolerable_failures: u32,
+    failpoints: &[weir_actors::failpoint::Failpoint],
+) -> (Vec<String>, weir_actors::JobDetails, u64) {
     let output = out.join("output");
     let sink_dir = output.clone();
     let slow = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -495,8 +499,12 @@ async fn slow_checkpoint(out: &TempDir, tolerable_failures: u32) -> (Vec<String>
     })
     .with_config(JobConfig { checkpoints: Some(checkpoints), ..config(&out.join("unused")) });
     let cluster = MiniCluster::start(MiniClusterConfig::default()).await.unwrap();
-    let result = tokio::time::timeout(DEADLINE, cluster.execute(&job)).await.expect("the job ended").unwrap();
+    let job = job.prepare().unwrap();
+    let armed = weir_actors::failpoint::arm(Some(job.id), failpoints.to_vec(), weir_actors::failpoint::Action::Panic);
+    let id = cluster.submit_prepared(job).await.unwrap();
+    let result = tokio::time::timeout(DEADLINE, cluster.wait(id)).await.expect("the job ended").unwrap();
     cluster.shutdown().await;
+    assert_eq!(armed.fired(), failpoints, "the failpoints fired");
     assert_eq!(result.status(), JobStatus::Finished, "{:?} {:?}", result.details.cause, result.details.exceptions);
     (read_output(&output), result.details, slow.load(std::sync::atomic::Ordering::SeqCst))
 }
@@ -517,7 +525,7 @@ async fn a_checkpoint_that_times_out_is_aborted_and_never_restored() {
     // Tolerated: no failover; the timed-out checkpoint left nothing behind. (While the loop is
     // stuck, the checkpoint triggered after the aborted one times out too: 5 are tolerated.)
     let tolerant = TempDir::new("ft-timeout-tolerated");
-    let (output, details, slow) = slow_checkpoint(&tolerant, 5).await;
+    let (output, details, slow) = slow_checkpoint(&tolerant, 5, &[]).await;
     assert!(slow > 0, "the slow checkpoint was taken");
     assert_eq!(details.restarts, 0, "{:?}", details.exceptions);
     assert_eq!(output, expected, "records lost or duplicated");
@@ -526,13 +534,25 @@ async fn a_checkpoint_that_times_out_is_aborted_and_never_restored() {
 
     // Not tolerated: the timeout fails the job over, to a checkpoint before the timed-out one.
     let strict = TempDir::new("ft-timeout-strict");
-    let (output, details, slow) = slow_checkpoint(&strict, 0).await;
+    let (output, details, slow) = slow_checkpoint(&strict, 0, &[]).await;
     assert_eq!(details.restarts, 1, "{:?}", details.exceptions);
     let cause = &details.exceptions[0].cause;
     assert!(cause.contains("exceeded the tolerable checkpoint failures"), "{cause}");
     assert!(cause.contains(&format!("checkpoint {slow} failed: not complete within the timeout")), "{cause}");
     assert!(details.restored.iter().all(|&c| c < slow), "restored {:?}, timed out {slow}", details.restored);
     assert!(!details.restored.is_empty(), "the checkpoints before the slow one completed");
+    assert_eq!(output, expected, "records lost or duplicated");
+
+    // The coordinator crashes while aborting the timed-out checkpoint under backpressure: its
+    // directory is deleted, no subtask was told, and the stuck subtask's snapshot is still on
+    // its way. The restarted coordinator goes on with new ids; nothing is lost or duplicated.
+    let crashed = TempDir::new("ft-timeout-crash");
+    let point = weir_actors::failpoint::Failpoint { step: weir_actors::failpoint::Step::WhileAborting, hit: 1 };
+    let (output, details, slow) = slow_checkpoint(&crashed, 5, &[point]).await;
+    assert!(slow > 0, "the slow checkpoint was taken");
+    assert_eq!(details.restarts, 0, "a coordinator's crash is no failover: {:?}", details.exceptions);
+    let job_dir = crashed.join("checkpoints").join(details.id.to_string());
+    assert!(!job_dir.join(format!("chk-{slow}")).exists(), "the timed-out checkpoint was not deleted");
     assert_eq!(output, expected, "records lost or duplicated");
 }
 
