@@ -32,7 +32,7 @@ use crate::job::JobId;
 pub use weir_dataplane::{BarrierKind, CheckpointBarrier, StopMode};
 
 /// How a job checkpoints.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointConfig {
     /// Between the start of one checkpoint and the next.
     pub interval: Duration,
@@ -51,7 +51,21 @@ pub struct CheckpointConfig {
     pub tolerable_failures: u32,
     /// The checkpoint directory (its job subdirectories are created).
     pub dir: PathBuf,
+    /// Where checkpoint files are written and synced: the local file system, or in tests a
+    /// [`CrashFs`](crate::fs::CrashFs) to crash a machine under the job. Not sent between
+    /// processes (each writes to its own).
+    #[serde(skip, default = "crate::fs::local")]
+    pub file_system: Arc<dyn crate::fs::FileSystem>,
 }
+
+impl PartialEq for CheckpointConfig {
+    fn eq(&self, other: &Self) -> bool {
+        let key = |c: &Self| (c.interval, c.timeout, c.min_pause, c.retained, c.tolerable_failures, c.dir.clone());
+        key(self) == key(other)
+    }
+}
+
+impl Eq for CheckpointConfig {}
 
 impl CheckpointConfig {
     /// Checkpoints every `interval` into `dir`, with Flink's defaults otherwise (10 min
@@ -64,6 +78,7 @@ impl CheckpointConfig {
             retained: 1,
             tolerable_failures: 0,
             dir: dir.into(),
+            file_system: crate::fs::local(),
         }
     }
 }

@@ -170,12 +170,11 @@ impl FaultToleranceArgs {
                     None => config::ClusterDir::resolve(dir)?.file("checkpoints"),
                 };
                 Some(CheckpointConfig {
-                    interval,
                     timeout: self.checkpoint_timeout,
                     min_pause: self.checkpoint_min_pause,
                     tolerable_failures: self.tolerable_failed_checkpoints,
                     retained: self.checkpoints_retained as usize,
-                    dir,
+                    ..CheckpointConfig::every(interval, dir)
                 })
             }
         };

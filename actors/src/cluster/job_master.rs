@@ -628,7 +628,12 @@ impl Actor for JobMasterActor {
 
     async fn post_start(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         info!(job = %state.job.id, name = %state.job.name, slots = state.job.graph.slots_needed(), "scheduling job");
-        state.storage = state.job.config.checkpoints.as_ref().map(|c| CheckpointStorage::new(&c.dir, state.job.id));
+        state.storage = state
+            .job
+            .config
+            .checkpoints
+            .as_ref()
+            .map(|c| CheckpointStorage::new(&c.dir, state.job.id).with_file_system(c.file_system.clone()));
         if let Some(why) = state.recovered.take() {
             // A predecessor's subtasks may still run: freeing the job's slots stops them
             // before any of this generation's are deployed.
