@@ -309,9 +309,9 @@ pub struct TaskManagerInfo {
     pub free_slots: usize,
 }
 
-/// How long a caller of the Dispatcher waits for its successor when it dies before answering
-/// (see [`ComponentRef::call_surviving`]).
-pub(crate) const DISPATCHER_RESTART_WAIT: Duration = Duration::from_secs(10);
+/// How long a caller of a JobManager component (the Dispatcher, the ResourceManager) waits
+/// for its successor when it dies before answering (see [`ComponentRef::call_surviving`]).
+pub(crate) const COMPONENT_RESTART_WAIT: Duration = Duration::from_secs(10);
 
 /// The address of a control-plane component (Dispatcher, ResourceManager) that its supervisor
 /// restarts: every holder reaches the current incarnation, and can watch for a new one.

@@ -736,3 +736,37 @@ async fn a_machine_crash_loses_nothing_a_completed_checkpoint_relies_on() {
     };
     assert_eq!(read_output(&output), expected, "records lost or duplicated across the machine crash");
 }
+
+/// A job waiting for slots (another job holds them) outlives a ResourceManager killed
+/// meanwhile: its request is made again to the restarted one, and it runs once the slots are
+/// free. The killed ResourceManager dropped the request, and the job failed with "the resource
+/// manager did not answer" (a chaos run on processes found it after a JobManager restart, whose
+/// recovered job waits for its TaskManagers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waiting_for_slots_survives_a_killed_resource_manager() {
+    crate::support::init_logging();
+    let cluster =
+        MiniCluster::start(MiniClusterConfig { task_managers: 1, slots_per_task_manager: 2, ..Default::default() })
+            .await
+            .unwrap();
+    let endless = JobSubmission::new("holds-the-slots", 2, |env, _| {
+        let clicks = GeneratorConfig { events: None, rate: Some(1_000.0), ..Default::default() };
+        env.source("clicks", Generator::new(clicks)).sink("out", DiscardSink::new().0);
+        Ok(())
+    });
+    let holder = cluster.submit(&endless).await.unwrap();
+    eventually("the first job running", DEADLINE, || async {
+        cluster.details(holder).await.unwrap().status == JobStatus::Running
+    })
+    .await;
+    let waiting = JobSubmission::new("waits-for-slots", 2, |env, _| {
+        env.from_vec("n", (0..100u32).collect()).sink("out", DiscardSink::new().0);
+        Ok(())
+    });
+    let waiter = cluster.submit(&waiting).await.unwrap();
+    cluster.kill(ControlActor::ResourceManager).await.unwrap();
+    cluster.cancel(holder).await.unwrap();
+    let details = tokio::time::timeout(DEADLINE, cluster.wait(waiter)).await.expect("the job ended").unwrap().details;
+    cluster.shutdown().await;
+    assert_eq!(details.status, JobStatus::Finished, "{:?} {:?}", details.cause, details.exceptions);
+}

@@ -9,7 +9,7 @@
 use crate::cluster::dispatcher::DispatcherMessage;
 use crate::cluster::job_master::JobMasterMessage;
 use crate::cluster::resource_manager::ResourceManagerMessage;
-use crate::cluster::{ComponentRef, DISPATCHER_RESTART_WAIT};
+use crate::cluster::{COMPONENT_RESTART_WAIT, ComponentRef};
 use crate::error::{Result, WeirError};
 use crate::job::JobId;
 
@@ -56,7 +56,7 @@ pub(crate) async fn kill_control_actor(
 ) -> Result<()> {
     let job_master = |job| async move {
         dispatcher
-            .call_surviving("the dispatcher", DISPATCHER_RESTART_WAIT, |reply| DispatcherMessage::JobMaster(job, reply))
+            .call_surviving("the dispatcher", COMPONENT_RESTART_WAIT, |reply| DispatcherMessage::JobMaster(job, reply))
             .await?
             .ok_or_else(|| WeirError::runtime(format!("job {job} has no job master running")))
     };

@@ -50,8 +50,8 @@ use crate::cluster::job_store::{EXCEPTIONS_KEPT, JobHistory, JobStore, first_att
 use crate::cluster::resource_manager::{ResourceManagerMessage, SlotGrant};
 use crate::cluster::task_executor::{SlotLocation, TaskDeployment, TaskExecutorMessage};
 use crate::cluster::{
-    ChildEnd, ComponentRef, ExecutionId, Failure, JobDetails, JobResult, JobStatus, SubtaskDetails, TaskState,
-    VertexDetails, ask, child_end,
+    COMPONENT_RESTART_WAIT, ChildEnd, ComponentRef, ExecutionId, Failure, JobDetails, JobResult, JobStatus,
+    SubtaskDetails, TaskState, VertexDetails, ask, child_end,
 };
 use crate::error::{ErrorDomain, WeirError};
 use crate::graph::{JobGraph, NodeKind};
@@ -425,19 +425,26 @@ impl JobMasterState {
         let job = self.job.id;
         // A job that ran before waits for the TaskManagers it lost to come back.
         let recovering = self.history.restarts > 0 || self.generation > 1;
-        let (resource_manager, job_master, attempt) = (self.resource_manager.get(), myself.clone(), self.attempt);
+        let (resource_manager, job_master, attempt) = (self.resource_manager.clone(), myself.clone(), self.attempt);
         self.awaiting_slots = true;
         tokio::spawn(async move {
-            let granted = ask!(resource_manager, "the resource manager", |reply| {
-                ResourceManagerMessage::RequestSlots {
-                    job,
-                    slots: needed,
-                    job_master: job_master.clone(),
-                    recovering,
-                    reply,
-                }
-            })
-            .and_then(|r| r);
+            // A request waits in the ResourceManager until slots are free; one that dies
+            // meanwhile (a crash, a kill) dropped it: ask its successor, which waits for the
+            // TaskManagers to register with it again instead of refusing a cluster it does not
+            // know yet.
+            let asked = std::sync::atomic::AtomicBool::new(false);
+            let granted = resource_manager
+                .call_surviving("the resource manager", COMPONENT_RESTART_WAIT, |reply| {
+                    ResourceManagerMessage::RequestSlots {
+                        job,
+                        slots: needed,
+                        job_master: job_master.clone(),
+                        recovering: recovering || asked.swap(true, std::sync::atomic::Ordering::Relaxed),
+                        reply,
+                    }
+                })
+                .await
+                .and_then(|r| r);
             let _ = job_master.cast(JobMasterMessage::Slots { attempt, granted });
         });
     }

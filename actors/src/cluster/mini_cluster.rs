@@ -19,7 +19,7 @@ use crate::cluster::supervisor::{
     TaskManagerSupervisorMessage,
 };
 use crate::cluster::task_executor::{TaskExecutorArgs, TaskExecutorMessage};
-use crate::cluster::{ComponentRef, DISPATCHER_RESTART_WAIT, JobDetails, JobOverview, JobResult, TaskManagerInfo, ask};
+use crate::cluster::{COMPONENT_RESTART_WAIT, ComponentRef, JobDetails, JobOverview, JobResult, TaskManagerInfo, ask};
 use crate::connectors::CollectSink;
 use crate::error::{Result, WeirError};
 use crate::graph::build_job;
@@ -137,7 +137,10 @@ impl MiniCluster {
     pub async fn start(config: MiniClusterConfig) -> Result<Self> {
         let spawn_err = |e: ractor::SpawnErr| WeirError::runtime(format!("cannot start the mini cluster: {e}"));
         let args = JobManagerArgs {
-            resource_manager: ResourceManagerArgs { slot_request_timeout: config.slot_request_timeout },
+            resource_manager: ResourceManagerArgs {
+                slot_request_timeout: config.slot_request_timeout,
+                restarted: false,
+            },
             store: Arc::new(JobStore::in_memory()),
             intensity: RestartIntensity::default(),
         };
@@ -179,7 +182,7 @@ impl MiniCluster {
         R: Send + 'static,
         F: Fn(ractor::RpcReplyPort<R>) -> DispatcherMessage,
     {
-        self.dispatcher.call_surviving("the dispatcher", DISPATCHER_RESTART_WAIT, message).await
+        self.dispatcher.call_surviving("the dispatcher", COMPONENT_RESTART_WAIT, message).await
     }
 
     /// Builds the job's plan (client side) and submits it.

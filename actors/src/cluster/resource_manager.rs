@@ -15,8 +15,15 @@
 //! from the other components, as Flink's does after a leader change. Every TaskExecutor
 //! registers again, with a slot report naming the jobs its slots serve (so slots in use stay
 //! in use), and every JobMaster reconnects so that it hears of lost TaskManagers again. A slot
-//! request in flight when it died fails like any unanswered call; the job's restart strategy
-//! covers it.
+//! request in flight when it died is made again to its successor by the JobMaster.
+//!
+//! A restarted ResourceManager settles for [`SETTLE`] first (Flink's standalone
+//! ResourceManager has a start-up period for the same reason): until the TaskManagers have
+//! registered again it does not know the cluster, so a request for more slots than it knows of
+//! waits instead of being refused. When it has settled, slots that a slot report names for a
+//! job no JobMaster reconnected for are freed (that job ended while it was being restarted, and
+//! its release went to its predecessor or came before the report), and requests the cluster can
+//! never satisfy are refused.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -83,13 +90,20 @@ pub enum ResourceManagerMessage {
     TaskManagerLost(String),
     /// A waiting request timed out.
     RequestTimedOut(u64),
+    /// The settling period of a restarted ResourceManager is over.
+    Settled,
 }
+
+/// How long a restarted ResourceManager settles before it trusts what it knows of the cluster.
+pub const SETTLE: Duration = Duration::from_secs(2);
 
 /// Configuration of the ResourceManager.
 #[derive(Debug, Clone)]
 pub struct ResourceManagerArgs {
     /// How long a slot request may wait for slots held by other jobs.
     pub slot_request_timeout: Duration,
+    /// Started again by its supervisor (it settles first; see the module docs).
+    pub restarted: bool,
 }
 
 struct Registered {
@@ -104,6 +118,8 @@ struct Pending {
     id: u64,
     job: JobId,
     slots: usize,
+    /// A new job's request: refused once the cluster is known to be too small for it.
+    strict: bool,
     job_master: ActorRef<JobMasterMessage>,
     reply: RpcReplyPort<Result<Vec<SlotGrant>, WeirError>>,
 }
@@ -115,6 +131,8 @@ pub struct ResourceManagerState {
     job_masters: BTreeMap<JobId, ActorRef<JobMasterMessage>>,
     pending: Vec<Pending>,
     next_request: u64,
+    /// Restarted, and not settled yet.
+    settling: bool,
 }
 
 impl ResourceManagerState {
@@ -161,6 +179,39 @@ impl ResourceManagerState {
         }
     }
 
+    /// Why a request for `slots` can never be granted.
+    fn too_few(&self, slots: usize) -> WeirError {
+        let total = self.total();
+        WeirError::NoResources(format!(
+            "job needs {slots} slot{} (its highest parallelism) but the cluster has {total} in total ({} task manager{}); lower --parallelism or add slots",
+            if slots == 1 { "" } else { "s" },
+            self.task_managers.len(),
+            if self.task_managers.len() == 1 { "" } else { "s" },
+        ))
+    }
+
+    /// The end of the settling period: slots of jobs nobody claimed are freed, and requests
+    /// the cluster can never satisfy are refused.
+    fn settled(&mut self) {
+        self.settling = false;
+        for (id, tm) in &mut self.task_managers {
+            let orphans: std::collections::BTreeSet<JobId> =
+                tm.allocated.iter().flatten().filter(|job| !self.job_masters.contains_key(job)).copied().collect();
+            for job in orphans {
+                warn!(job = %job, task_manager = %id, "freeing slots of a job no job master claimed after the restart");
+                for slot in tm.allocated.iter_mut().filter(|s| **s == Some(job)) {
+                    *slot = None;
+                }
+                let _ = tm.executor.cast(TaskExecutorMessage::ReleaseJob(job));
+            }
+        }
+        let total = self.total();
+        for p in self.pending.extract_if(.., |p| p.strict && p.slots > total).collect::<Vec<_>>() {
+            let _ = p.reply.send(Err(self.too_few(p.slots)));
+        }
+        self.serve_pending();
+    }
+
     fn serve_pending(&mut self) {
         while let Some(i) = self.pending.iter().position(|p| p.slots <= self.free()) {
             let p = self.pending.remove(i);
@@ -181,10 +232,14 @@ impl Actor for ResourceManagerActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        if args.restarted {
+            myself.send_after(SETTLE, || ResourceManagerMessage::Settled);
+        }
         Ok(ResourceManagerState {
+            settling: args.restarted,
             args,
             task_managers: BTreeMap::new(),
             job_masters: BTreeMap::new(),
@@ -225,13 +280,8 @@ impl Actor for ResourceManagerActor {
             }
             ResourceManagerMessage::RequestSlots { job, slots, job_master, recovering, reply } => {
                 let total = state.total();
-                if slots > total && !recovering {
-                    let _ = reply.send(Err(WeirError::NoResources(format!(
-                        "job needs {slots} slot{} (its highest parallelism) but the cluster has {total} in total ({} task manager{}); lower --parallelism or add slots",
-                        if slots == 1 { "" } else { "s" },
-                        state.task_managers.len(),
-                        if state.task_managers.len() == 1 { "" } else { "s" },
-                    ))));
+                if slots > total && !recovering && !state.settling {
+                    let _ = reply.send(Err(state.too_few(slots)));
                 } else if slots <= state.free() {
                     let grants = state.allocate(job, slots);
                     state.job_masters.insert(job, job_master);
@@ -240,7 +290,7 @@ impl Actor for ResourceManagerActor {
                     let id = state.next_request;
                     state.next_request += 1;
                     info!(job = %job, slots, free = state.free(), total, "slot request waits for free slots");
-                    state.pending.push(Pending { id, job, slots, job_master, reply });
+                    state.pending.push(Pending { id, job, slots, strict: !recovering, job_master, reply });
                     myself.send_after(state.args.slot_request_timeout, move || {
                         ResourceManagerMessage::RequestTimedOut(id)
                     });
@@ -289,6 +339,7 @@ impl Actor for ResourceManagerActor {
                 warn!(task_manager = %task_manager, "task manager lost");
                 state.lose(&task_manager);
             }
+            ResourceManagerMessage::Settled => state.settled(),
             ResourceManagerMessage::RequestTimedOut(id) => {
                 if let Some(i) = state.pending.iter().position(|p| p.id == id) {
                     let p = state.pending.remove(i);

@@ -87,8 +87,9 @@ async fn spawn_dispatcher(
 async fn spawn_resource_manager(
     supervisor: &ActorRef<JobManagerSupervisorMessage>,
     args: &JobManagerArgs,
+    restarted: bool,
 ) -> Result<ActorRef<ResourceManagerMessage>, ActorProcessingErr> {
-    let args = args.resource_manager.clone();
+    let args = ResourceManagerArgs { restarted, ..args.resource_manager.clone() };
     Ok(Actor::spawn_linked(None, ResourceManagerActor, args, supervisor.get_cell()).await?.0)
 }
 
@@ -102,7 +103,7 @@ impl Actor for JobManagerSupervisor {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let resource_manager = ComponentRef::new(spawn_resource_manager(&myself, &args).await?);
+        let resource_manager = ComponentRef::new(spawn_resource_manager(&myself, &args, false).await?);
         let dispatcher = ComponentRef::new(spawn_dispatcher(&myself, &args, &resource_manager).await?);
         Ok(JobManagerSupervisorState { args, dispatcher, resource_manager, restarts: Vec::new() })
     }
@@ -148,7 +149,7 @@ impl Actor for JobManagerSupervisor {
         warn!(component = ?kind, %cause, "a job manager component ended; restarting it");
         match kind {
             ActorKind::ResourceManager => {
-                let new = spawn_resource_manager(&myself, &state.args).await?;
+                let new = spawn_resource_manager(&myself, &state.args, true).await?;
                 state.resource_manager.replace(new);
                 state.dispatcher.cast(DispatcherMessage::ResourceManagerRestarted);
             }

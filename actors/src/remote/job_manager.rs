@@ -39,7 +39,7 @@ use crate::cluster::job_store::JobStore;
 use crate::cluster::resource_manager::{ResourceManagerArgs, ResourceManagerMessage};
 use crate::cluster::supervisor::{JobManagerArgs, JobManagerSupervisor, JobManagerSupervisorMessage, RestartIntensity};
 use crate::cluster::task_executor::TaskExecutorMessage;
-use crate::cluster::{ComponentRef, DISPATCHER_RESTART_WAIT, ExecutionId, ask};
+use crate::cluster::{COMPONENT_RESTART_WAIT, ComponentRef, ExecutionId, ask};
 use crate::error::{Result, WeirError};
 use crate::graph::build_job;
 use crate::job::{JobId, JobRegistry};
@@ -166,7 +166,10 @@ impl JobManager {
             None => JobStore::in_memory(),
         };
         let args = JobManagerArgs {
-            resource_manager: ResourceManagerArgs { slot_request_timeout: config.slot_request_timeout },
+            resource_manager: ResourceManagerArgs {
+                slot_request_timeout: config.slot_request_timeout,
+                restarted: false,
+            },
             store: Arc::new(store),
             intensity: RestartIntensity::default(),
         };
@@ -466,7 +469,7 @@ where
     R: Send + 'static,
     F: Fn(RpcReplyPort<R>) -> DispatcherMessage,
 {
-    shared.dispatcher.call_surviving("the dispatcher", DISPATCHER_RESTART_WAIT, message).await
+    shared.dispatcher.call_surviving("the dispatcher", COMPONENT_RESTART_WAIT, message).await
 }
 
 async fn client_session(mut tx: ControlSender, mut rx: ControlReceiver, shared: Shared) -> Result<()> {
