@@ -132,7 +132,7 @@ async fn window_agg_on(
             }
         }
     }
-    let result = tokio::time::timeout(DEADLINE, cluster.wait(id)).await.expect("the job ended").unwrap();
+    let result = crate::support::job_result(&cluster, id, DEADLINE).await;
     cluster.shutdown().await;
     assert_eq!(
         result.status(),
@@ -414,7 +414,8 @@ async fn ends_early_and_late(out: &TempDir, fail: bool) -> (Vec<String>, weir_ac
     })
     .with_config(config(&out.join("checkpoints")));
     let cluster = MiniCluster::start(MiniClusterConfig::default()).await.unwrap();
-    let result = tokio::time::timeout(DEADLINE, cluster.execute(&job)).await.expect("the job ended").unwrap();
+    let id = cluster.submit(&job).await.unwrap();
+    let result = crate::support::job_result(&cluster, id, DEADLINE).await;
     let stats = cluster.checkpoint_stats(result.details.id).await.unwrap();
     cluster.shutdown().await;
     assert_eq!(result.status(), JobStatus::Finished, "{:?} {:?}", result.details.cause, result.details.exceptions);
@@ -503,7 +504,7 @@ async fn slow_checkpoint(
     let job = job.prepare().unwrap();
     let armed = weir_actors::failpoint::arm(Some(job.id), failpoints.to_vec(), weir_actors::failpoint::Action::Panic);
     let id = cluster.submit_prepared(job).await.unwrap();
-    let result = tokio::time::timeout(DEADLINE, cluster.wait(id)).await.expect("the job ended").unwrap();
+    let result = crate::support::job_result(&cluster, id, DEADLINE).await;
     cluster.shutdown().await;
     assert_eq!(armed.fired(), failpoints, "the failpoints fired");
     assert_eq!(result.status(), JobStatus::Finished, "{:?} {:?}", result.details.cause, result.details.exceptions);
@@ -658,7 +659,7 @@ async fn a_checkpoint_that_does_not_read_back_is_passed_over_for_the_one_before(
     }
     assert_eq!(corrupted, 2, "both subtasks' files of {}", chk.display());
     cluster.kill_subtask(id, 1, 0).await.unwrap();
-    let details = tokio::time::timeout(DEADLINE, cluster.wait(id)).await.expect("the job ended").unwrap().details;
+    let details = crate::support::job_result(&cluster, id, DEADLINE).await.details;
     cluster.shutdown().await;
     assert_eq!(details.status, JobStatus::Finished, "{:?} {:?}", details.cause, details.exceptions);
     // The corrupt checkpoint was tried once, then the one before it.
@@ -723,8 +724,8 @@ async fn a_machine_crash_loses_nothing_a_completed_checkpoint_relies_on() {
 
     let cluster = MiniCluster::start(MiniClusterConfig::default()).await.unwrap();
     let from = SavepointRestore::new(storage.checkpoint_dir(newest));
-    let result =
-        tokio::time::timeout(DEADLINE, cluster.execute(&job(Some(from)))).await.expect("the job ended").unwrap();
+    let restored = cluster.submit(&job(Some(from))).await.unwrap();
+    let result = crate::support::job_result(&cluster, restored, DEADLINE).await;
     cluster.shutdown().await;
     assert_eq!(result.status(), JobStatus::Finished, "{:?}", result.details.cause);
     let expected: Vec<String> = {
@@ -766,7 +767,7 @@ async fn a_job_waiting_for_slots_survives_a_killed_resource_manager() {
     let waiter = cluster.submit(&waiting).await.unwrap();
     cluster.kill(ControlActor::ResourceManager).await.unwrap();
     cluster.cancel(holder).await.unwrap();
-    let details = tokio::time::timeout(DEADLINE, cluster.wait(waiter)).await.expect("the job ended").unwrap().details;
+    let details = crate::support::job_result(&cluster, waiter, DEADLINE).await.details;
     cluster.shutdown().await;
     assert_eq!(details.status, JobStatus::Finished, "{:?} {:?}", details.cause, details.exceptions);
 }

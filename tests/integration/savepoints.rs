@@ -63,7 +63,7 @@ async fn leg(
         }
         None => None,
     };
-    let result = tokio::time::timeout(DEADLINE, cluster.wait(id)).await.expect("the job ended").unwrap();
+    let result = crate::support::job_result(&cluster, id, DEADLINE).await;
     cluster.shutdown().await;
     assert_eq!(result.status(), JobStatus::Finished, "{:?} {:?}", result.details.cause, result.details.exceptions);
     assert_eq!(result.details.restarts, 0);

@@ -157,3 +157,31 @@ pub(crate) const RESCALE_ARGS: [&str; 12] = [
     "--window-ms",
     "200",
 ];
+
+/// Waits up to `deadline` for job `id` to end. One that does not end fails the test with what
+/// it was doing: its status, every subtask's state, its checkpoints, its exceptions (a hang
+/// in CI must say where it hung).
+pub(crate) async fn job_result(
+    cluster: &weir_actors::MiniCluster,
+    id: weir_actors::JobId,
+    deadline: Duration,
+) -> weir_actors::JobResult {
+    match tokio::time::timeout(deadline, cluster.wait(id)).await {
+        Ok(result) => result.unwrap(),
+        Err(_) => {
+            let details = cluster.details(id).await;
+            let stats = cluster.checkpoint_stats(id).await;
+            let subtasks: Vec<String> = details
+                .iter()
+                .flat_map(|d| &d.vertices)
+                .flat_map(|v| v.subtasks.iter().map(move |s| format!("{} {}: {:?}", v.name, s.index, s.state)))
+                .collect();
+            panic!(
+                "job {id} did not end within {deadline:?}: status {:?}, subtasks {subtasks:?}, checkpoints {stats:?}, \
+                 exceptions {:?}",
+                details.as_ref().map(|d| d.status),
+                details.as_ref().map(|d| &d.exceptions)
+            )
+        }
+    }
+}
