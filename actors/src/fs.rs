@@ -92,6 +92,9 @@ pub fn local() -> Arc<dyn FileSystem> {
 /// name (and the file it names, by inode) and each file's last synced bytes. [`crash`]
 /// replaces the tree by that image. Files are told apart by inode, so links and renames
 /// keep their identity. Operations outside the root go to the local file system unrecorded.
+/// One approximation: a new file that reuses the inode of a removed one, and is never synced,
+/// comes back after a crash with the removed file's last synced bytes rather than empty (tests
+/// are short enough that the kernel rarely reuses an inode within one).
 ///
 /// [`crash`]: CrashFs::crash
 #[derive(Debug, Clone)]

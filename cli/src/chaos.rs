@@ -253,25 +253,16 @@ async fn run_job(
         .as_ref()
         .map(|(schedule, _)| failpoint::arm(Some(job.id), schedule.failpoints_of(None), failpoint::Action::Panic));
     let id = cluster.submit_prepared(job).await?;
-    if let Some((schedule, kinds)) = faults {
+    let mut faults = faults;
+    if let Some((schedule, kinds)) = faults.as_mut() {
         inject(&cluster, id, work, schedule, kinds).await?;
-        let result = tokio::time::timeout(Duration::from_secs(120), cluster.wait(id)).await;
-        for point in armed.as_ref().map(|a| a.fired()).unwrap_or_default() {
-            *kinds.entry(format!("crashed at {}", point.step)).or_default() += 1;
-        }
-        return finish(cluster, name, &output, result).await;
     }
     let result = tokio::time::timeout(Duration::from_secs(120), cluster.wait(id)).await;
-    finish(cluster, name, &output, result).await
-}
-
-/// The run's output, once its job ended (`FINISHED`, or the run fails).
-async fn finish(
-    cluster: MiniCluster,
-    name: &str,
-    output: &std::path::Path,
-    result: Result<weir_actors::Result<weir_actors::JobResult>, tokio::time::error::Elapsed>,
-) -> anyhow::Result<(Vec<String>, weir_actors::JobDetails)> {
+    if let (Some(armed), Some((_, kinds))) = (&armed, faults) {
+        for point in armed.fired() {
+            *kinds.entry(format!("crashed at {}", point.step)).or_default() += 1;
+        }
+    }
     cluster.shutdown().await;
     let result = result.context("the job did not end")??;
     anyhow::ensure!(
@@ -280,7 +271,7 @@ async fn finish(
         result.status(),
         result.details.cause
     );
-    Ok((lines(output)?, result.details))
+    Ok((lines(&output)?, result.details))
 }
 
 /// Strikes the schedule's faults at their moments.

@@ -143,7 +143,7 @@ impl Processes {
     /// it published its address.
     fn start_job_manager(&mut self) -> anyhow::Result<()> {
         self.restarts += 1;
-        let name = format!("jobmanager-{}", self.restarts);
+        let name = self.job_manager_name();
         self.job_manager = spawn(&self.dir, &name, &job_manager_args(&self.dir), &self.env)?;
         let pid = self.job_manager.id();
         let deadline = Instant::now() + UNREACHABLE;
@@ -157,12 +157,19 @@ impl Processes {
         Ok(())
     }
 
+    /// The name (and log) of the JobManager process running now.
+    fn job_manager_name(&self) -> String {
+        match self.restarts {
+            0 => "jobmanager".to_owned(),
+            n => format!("jobmanager-{n}"),
+        }
+    }
+
     /// Notices processes that exited: one that crashed at its failpoint is counted and started
     /// again; any other exit is an error naming its log. Returns whether the JobManager was
     /// started again (clients must connect anew).
     fn reap(&mut self, kinds: &mut FaultCounts) -> anyhow::Result<bool> {
-        let jm_name =
-            if self.restarts == 0 { "jobmanager".to_owned() } else { format!("jobmanager-{}", self.restarts) };
+        let jm_name = self.job_manager_name();
         let mut restarted = false;
         if let Some(status) = self.job_manager.try_wait()? {
             let point = self.crashed_at(&jm_name, status)?;
