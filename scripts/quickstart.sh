@@ -15,7 +15,7 @@ input="data/words.txt"
 output="out/word-count"
 echo "quickstart: building weir and running word-count on $input (the first build compiles RocksDB's C++)" >&2
 # --overwrite: a second run replaces the first one's output (without it, the sink refuses the directory).
-cargo run --locked -p weir-cli --bin weir -- run word-count --local -- --input "$input" --output "$output" --overwrite
+cargo run --locked -p weir-examples --bin weir -- run word-count --local -- --input "$input" --output "$output" --overwrite
 
 echo
 echo "word-count wrote its output to $output/:"

@@ -154,8 +154,7 @@ fn print_progress(json: bool, r: &CaseResult) {
     }
 }
 
-pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let registry = register(JobRegistry::new());
+pub(crate) fn run(registry: &JobRegistry, args: BenchArgs) -> anyhow::Result<()> {
     let known = ["stateless", "keyed", "window"];
     for case in &args.cases {
         anyhow::ensure!(known.contains(&case.as_str()), "unknown bench case '{case}' (cases: {})", known.join(", "));
@@ -165,7 +164,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     for case in &args.cases {
         for &parallelism in &args.parallelism {
             let mut job =
-                JobSubmission::from_registry(&registry, &format!("bench-{case}"), job_args(&args)?, parallelism)?;
+                JobSubmission::from_registry(registry, &format!("bench-{case}"), job_args(&args)?, parallelism)?;
             let checkpoint_dir = std::env::temp_dir().join(format!("weir-bench-checkpoints-{}", std::process::id()));
             if let Some(interval) = args.checkpoint_interval {
                 job = job.with_config(weir_actors::job::JobConfig {
@@ -194,7 +193,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     if args.cluster {
-        results.extend(crate::cluster::bench_across_processes(&registry, &args.cases, &job_args(&args)?, |r| {
+        results.extend(crate::cluster::bench_across_processes(registry, &args.cases, &job_args(&args)?, |r| {
             let r = result(&r.0, "cluster", 2, &r.1)?;
             print_progress(args.json, &r);
             Ok(r)

@@ -9,9 +9,11 @@
 //! sequences from the generator, a keyed operator that checks each user's sequence advances by
 //! exactly one and keeps a running sum in state, and the two-phase file sink. Its output has a
 //! line per click (the running sum), and a `VIOLATION` line wherever a sequence broke, which
-//! fails the run even if the reference had the same. `--job window-agg` runs event-time
-//! windows and timers instead, and `--job late-windows` late data: windows with allowed
-//! lateness and a late side output, whose output after a failover equals the reference only if
+//! fails the run even if the reference had the same. It ships with this library ([`job`]), so
+//! a user's own binary has it; `--job NAME` runs another job of the binary's registry instead,
+//! with its own arguments after `--`: the `weir` binary's `--job window-agg` runs event-time
+//! windows and timers, and `--job late-windows -- --late-every 97 --late-ms 10000` late data:
+//! windows with allowed lateness and a late side output, whose output after a failover equals the reference only if
 //! event time goes on from the checkpoint (the restored watermark) rather than the minimum.
 //!
 //! The faulty run goes on one of two clusters:
@@ -32,6 +34,7 @@
 //! loop running the step panics there; on processes the process running it aborts. The whole
 //! [`Schedule`] is drawn from the seed and printed before the run.
 
+mod job;
 mod processes;
 mod schedule;
 
@@ -77,42 +80,20 @@ pub(crate) struct ChaosArgs {
     /// one slot), killing and cutting processes and connections too.
     #[arg(long)]
     cluster: bool,
-    /// The job to run.
-    #[arg(long, value_enum, default_value_t = ChaosJob::SemanticsCheck)]
-    job: ChaosJob,
+    /// The job to run, by its name in the binary's registry: `semantics-check` (the chaos
+    /// suite's own job) or any deterministic job that takes the generator's arguments and
+    /// `--output DIR` (`window-agg`, `late-windows` of the `weir` binary's examples).
+    #[arg(long, default_value = "semantics-check")]
+    job: String,
+    /// Arguments of the job's own, after `--` (e.g. `-- --late-every 97 --late-ms 10000`),
+    /// given besides the generator's.
+    #[arg(last = true)]
+    job_args: Vec<String>,
 }
 
-/// The jobs a chaos run can run (both examples, at parallelism 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ChaosJob {
-    /// Per-user sequences checked in keyed state, a line per click.
-    SemanticsCheck,
-    /// Clicks per user in tumbling event-time windows.
-    WindowAgg,
-    /// Late data: windows with allowed lateness and a late side output, so event time has to
-    /// go on across restores exactly as without faults.
-    LateWindows,
-}
-
-impl ChaosJob {
-    fn name(self) -> &'static str {
-        match self {
-            ChaosJob::SemanticsCheck => "semantics-check",
-            ChaosJob::WindowAgg => "window-agg",
-            ChaosJob::LateWindows => "late-windows",
-        }
-    }
-
-    /// Arguments of its own, beside the generator's.
-    fn args(self) -> &'static [&'static str] {
-        match self {
-            // Every 97th click after the first 20 s of event time is 10 s behind: late beyond
-            // the 1 s lateness whenever the two sources are less than ~8.7 s of event time
-            // (0.87 s at the chaos rate) apart.
-            ChaosJob::LateWindows => &["--late-every", "97", "--late-ms", "10000"],
-            ChaosJob::SemanticsCheck | ChaosJob::WindowAgg => &[],
-        }
-    }
+/// Adds the chaos suite's own job (`semantics-check`) to a registry.
+pub(crate) fn register(registry: JobRegistry) -> JobRegistry {
+    job::register(registry)
 }
 
 /// What each run of a soak does.
@@ -120,8 +101,12 @@ impl ChaosJob {
 pub struct ChaosPlan {
     /// Where the faulty run goes.
     pub target: Target,
-    /// The job.
-    pub job: ChaosJob,
+    /// The registry the job is taken from.
+    pub registry: JobRegistry,
+    /// The job's name in it.
+    pub job: String,
+    /// The job's own arguments, besides the generator's.
+    pub job_args: Vec<String>,
     /// Events of its generator.
     pub events: u64,
     /// Faults struck at moments per run.
@@ -193,13 +178,9 @@ fn lines(dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
 }
 
 /// The chaos job at parallelism 2, its output in `output`.
-fn submission(
-    job: ChaosJob,
-    events: u64,
-    output: &std::path::Path,
-    config: JobConfig,
-) -> anyhow::Result<JobSubmission> {
-    let own = job.args().iter().map(|a| (*a).to_owned());
+fn submission(plan: &ChaosPlan, output: &std::path::Path, config: JobConfig) -> anyhow::Result<JobSubmission> {
+    let events = plan.events;
+    let own = plan.job_args.iter().cloned();
     let args = JobArgs::parse(
         &own.chain([
             "--events".to_owned(),
@@ -217,7 +198,7 @@ fn submission(
         ])
         .collect::<Vec<_>>(),
     )?;
-    Ok(JobSubmission::from_registry(&weir_examples::registry(), job.name(), args, 2)?.with_config(config))
+    Ok(JobSubmission::from_registry(&plan.registry, &plan.job, args, 2)?.with_config(config))
 }
 
 /// The faulty run's configuration: checkpoints every 100 ms (two retained), quick restarts.
@@ -244,7 +225,7 @@ async fn run_job(
     faults: Option<(&Schedule, &mut FaultCounts)>,
 ) -> anyhow::Result<(Vec<String>, weir_actors::JobDetails)> {
     let output = work.join(name);
-    let job = submission(plan.job, plan.events, &output, config)?.prepare()?;
+    let job = submission(plan, &output, config)?.prepare()?;
     let cluster =
         MiniCluster::start(MiniClusterConfig { task_managers: 2, slots_per_task_manager: 1, ..Default::default() })
             .await?;
@@ -350,7 +331,7 @@ pub fn run_seed(plan: &ChaosPlan, seed: u64) -> anyhow::Result<ChaosReport> {
     let runtime = super::runtime()?;
     let (expected, _) = runtime.block_on(run_job(&work, "reference", plan, JobConfig::default(), None))?;
     let config = faulty_config(&work, plan.state_backend.clone());
-    let vertices: Vec<usize> = submission(plan.job, plan.events, &work.join("faulty"), config.clone())?
+    let vertices: Vec<usize> = submission(plan, &work.join("faulty"), config.clone())?
         .prepare()?
         .graph
         .vertices
@@ -437,7 +418,7 @@ fn report(
     }
 }
 
-pub(crate) fn run(args: ChaosArgs) -> anyhow::Result<()> {
+pub(crate) fn run(registry: &JobRegistry, args: ChaosArgs) -> anyhow::Result<()> {
     // A MiniCluster's failpoints crash by panicking: their warning in the log says so, without
     // the panic message and backtrace of a real panic.
     let hook = std::panic::take_hook();
@@ -449,7 +430,9 @@ pub(crate) fn run(args: ChaosArgs) -> anyhow::Result<()> {
     let first = args.seed.unwrap_or_else(|| weir_actors::time::wall_clock_ms() as u64);
     let plan = ChaosPlan {
         target: if args.cluster { Target::Processes } else { Target::MiniCluster },
+        registry: registry.clone(),
         job: args.job,
+        job_args: args.job_args,
         events: args.events.unwrap_or(if args.cluster { 100_000 } else { 40_000 }),
         faults: args.faults.unwrap_or(if args.cluster { 6 } else { 4 }),
         failpoints: args.failpoints,
@@ -533,5 +516,41 @@ impl std::fmt::Display for ChaosTotals {
             self.duplicated,
             self.violations
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(registry: JobRegistry, job: &str) -> ChaosPlan {
+        ChaosPlan {
+            target: Target::MiniCluster,
+            registry,
+            job: job.to_owned(),
+            job_args: Vec::new(),
+            events: 4_000,
+            faults: 2,
+            failpoints: 1,
+            explicit: None,
+            state_backend: weir_actors::job::StateBackend::Memory,
+        }
+    }
+
+    /// A binary with none of the example jobs (a user's own) has a working `weir chaos`: the
+    /// suite's job ships with this library and runs from the registry it is given.
+    #[test]
+    fn chaos_runs_on_a_registry_without_the_examples() {
+        let report = run_seed(&plan(crate::with_builtin_jobs(JobRegistry::new()), "semantics-check"), 7).unwrap();
+        assert!(report.records > 0, "{report:?}");
+        assert!(report.exactly_once(), "{report:?}");
+    }
+
+    /// A job the binary does not carry is named, with the registry's jobs.
+    #[test]
+    fn a_job_missing_from_the_registry_is_named() {
+        let err = run_seed(&plan(crate::with_builtin_jobs(JobRegistry::new()), "window-agg"), 7).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("window-agg") && text.contains("semantics-check"), "{text}");
     }
 }

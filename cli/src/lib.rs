@@ -245,11 +245,18 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")
 }
 
-/// Runs the CLI with the given job registry; returns the process exit code.
+/// Adds the jobs every binary carries to `registry`: the benchmark pipelines (`bench-*`) and
+/// the chaos suite's `semantics-check`. Every node of a cluster runs the same binary, so
+/// `weir bench --cluster` and `weir chaos --cluster` find them on its TaskManagers; [`main`]
+/// adds them itself.
+pub fn with_builtin_jobs(registry: JobRegistry) -> JobRegistry {
+    chaos::register(bench::register(registry))
+}
+
+/// Runs the CLI with the given job registry (and [the built-in jobs](with_builtin_jobs));
+/// returns the process exit code.
 pub fn main(registry: JobRegistry) -> ExitCode {
-    // Every binary carries the benchmark pipelines, so `weir bench --cluster` finds them on
-    // its TaskManagers.
-    let registry = bench::register(registry);
+    let registry = with_builtin_jobs(registry);
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
@@ -269,8 +276,8 @@ pub fn main(registry: JobRegistry) -> ExitCode {
         Command::Cluster(c) => cluster::command(c),
         Command::Jobmanager(a) => node::job_manager(&registry, a),
         Command::Taskmanager(a) => node::task_manager(&registry, a),
-        Command::Bench(args) => bench::run(args),
-        Command::Chaos(args) => chaos::run(args),
+        Command::Bench(args) => bench::run(&registry, args),
+        Command::Chaos(args) => chaos::run(&registry, args),
         Command::CutConnections(args) => cluster::cut_connections(args),
     };
     match result {

@@ -12,7 +12,6 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod alerts;
-mod semantics;
 mod throttle;
 
 use std::time::Duration;
@@ -20,7 +19,6 @@ use std::time::Duration;
 use weir_actors::prelude::*;
 
 pub use alerts::BurstAlerts;
-pub use semantics::SequenceCheck;
 pub use throttle::ThrottledSink;
 
 /// Every example job, by name.
@@ -43,11 +41,6 @@ pub fn registry() -> JobRegistry {
             "late data: clicks per user in 1 s windows with 1 s allowed lateness, and the clicks later than that \
              (--late-every N --late-ms L, generator args)",
             late_windows,
-        )
-        .job(
-            "semantics-check",
-            "the chaos suite's job: per-user click sequences checked for gaps and repeats, with a running sum in state",
-            semantics_check,
         )
         .job(
             "slow-sink",
@@ -82,28 +75,6 @@ pub fn word_count(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
         .window(Global::new())
         .aggregate("count", Count)
         .map("format", |w: Windowed<String, u64>| format!("{}\t{}", w.key, w.value))
-        .sink("output", output);
-    Ok(())
-}
-
-/// `semantics-check`: users take turns in the generator, and a keyed operator checks each
-/// user's sequence and keeps a running sum ([`SequenceCheck`]); `user<TAB>sequence<TAB>sum`
-/// lines, and `VIOLATION` lines where a sequence breaks. `--keys` must be a multiple of the
-/// parallelism, so that each user's clicks come from one source subtask, in order.
-pub fn semantics_check(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
-    let config = GeneratorConfig { keys_in_turn: true, ..GeneratorConfig::from_args(args)? };
-    let output = file_sink(args)?;
-    if !(config.keys as usize).is_multiple_of(env.parallelism()) {
-        return Err(WeirError::Argument(format!(
-            "--keys ({}) must be a multiple of the parallelism ({}): each user's clicks must come from one source subtask",
-            config.keys,
-            env.parallelism()
-        )));
-    }
-    let keys = config.keys;
-    env.source("clicks", Generator::new(config))
-        .key_by(|c: &Click| c.user)
-        .process("check", move || SequenceCheck::new(keys))
         .sink("output", output);
     Ok(())
 }

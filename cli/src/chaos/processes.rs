@@ -264,7 +264,7 @@ pub(super) fn faulty_run(
     let mut processes = Processes::start(&work.join("cluster"), schedule)?;
     let mut client = Client { dir: processes.dir.clone(), runtime: crate::runtime()?, client: None };
     let output = work.join("faulty");
-    let job = submission(plan.job, plan.events, &output, config)?;
+    let job = submission(plan, &output, config)?;
     let id = client.request(async |c| c.submit(&job).await)?;
 
     let deadline = Instant::now() + JOB_DEADLINE;

@@ -1,4 +1,5 @@
-//! The semantics check of the chaos suite, after Flink's `SemanticsCheckMapper`: a keyed
+//! The chaos suite's own job, `semantics-check`, which ships with the CLI library so that any
+//! binary's `weir chaos` can run it. Its check is after Flink's `SemanticsCheckMapper`: a keyed
 //! operator that checks that each user's clicks arrive numbered `0, 1, 2, …` with none missing
 //! or repeated, and keeps a running sum per user in keyed state.
 //!
@@ -12,6 +13,38 @@
 
 use weir_actors::prelude::*;
 
+/// Adds `semantics-check` to a registry.
+pub(crate) fn register(registry: JobRegistry) -> JobRegistry {
+    registry.job(
+        "semantics-check",
+        "the chaos suite's job: per-user click sequences checked for gaps and repeats, with a running sum in state",
+        semantics_check,
+    )
+}
+
+/// `semantics-check`: users take turns in the generator, and a keyed operator checks each
+/// user's sequence and keeps a running sum ([`SequenceCheck`]); `user<TAB>sequence<TAB>sum`
+/// lines, and `VIOLATION` lines where a sequence breaks. `--keys` must be a multiple of the
+/// parallelism, so that each user's clicks come from one source subtask, in order.
+pub(crate) fn semantics_check(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let config = GeneratorConfig { keys_in_turn: true, ..GeneratorConfig::from_args(args)? };
+    let output = FileSink::new(args.get("output")?);
+    let output = if args.parse_or("overwrite", false)? { output.overwrite() } else { output };
+    if !(config.keys as usize).is_multiple_of(env.parallelism()) {
+        return Err(WeirError::Argument(format!(
+            "--keys ({}) must be a multiple of the parallelism ({}): each user's clicks must come from one source subtask",
+            config.keys,
+            env.parallelism()
+        )));
+    }
+    let keys = config.keys;
+    env.source("clicks", Generator::new(config))
+        .key_by(|c: &Click| c.user)
+        .process("check", move || SequenceCheck::new(keys))
+        .sink("output", output);
+    Ok(())
+}
+
 /// What the check keeps per user.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 struct Progress {
@@ -23,14 +56,14 @@ struct Progress {
 
 /// Checks each user's click sequence and emits `user<TAB>sequence<TAB>running sum` per click,
 /// or `VIOLATION<TAB>user<TAB>expected N<TAB>got M` where the sequence breaks.
-pub struct SequenceCheck {
+pub(crate) struct SequenceCheck {
     keys: u32,
     progress: Option<ValueState<Progress>>,
 }
 
 impl SequenceCheck {
     /// A check of clicks of `keys` users taking turns.
-    pub fn new(keys: u32) -> Self {
+    pub(crate) fn new(keys: u32) -> Self {
         SequenceCheck { keys, progress: None }
     }
 }
