@@ -14,11 +14,14 @@
 //! when each child fails under `## Supervision`. Actor mailboxes carry control only: records
 //! travel on bounded data-plane channels, batch by batch.
 
+pub mod checkpoint_coordinator;
+pub mod checkpoint_ids;
 pub mod dispatcher;
 pub mod fault_injection;
 pub mod job_master;
 pub mod job_store;
 pub mod mini_cluster;
+pub mod remote;
 pub mod resource_manager;
 pub mod rest;
 pub mod subtask;
@@ -27,9 +30,9 @@ pub mod task_executor;
 
 use std::time::Duration;
 
-use crate::graph::JobGraph;
-use crate::job::JobId;
-use crate::runtime::io::TaskMetricsSnapshot;
+use crate::base::ids::JobId;
+use crate::base::metrics::TaskMetricsSnapshot;
+use crate::runtime::job_graph::JobGraph;
 
 /// The status of a job, as Flink's `JobStatus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -128,14 +131,14 @@ pub struct Failure {
     pub secondary: bool,
     /// Where it comes from: the job's own code (an operator's error or panic), outside, or
     /// Weir; the JobMaster's restart decision reads it.
-    pub domain: crate::error::ErrorDomain,
+    pub domain: crate::base::error::ErrorDomain,
     /// Whether a restart could fix it at all.
     pub recoverable: bool,
 }
 
 impl Failure {
     /// The failure an execution's error makes.
-    pub fn of(error: &crate::error::WeirError) -> Self {
+    pub fn of(error: &crate::base::error::WeirError) -> Self {
         Failure {
             message: error.to_string(),
             secondary: error.is_secondary(),
@@ -149,7 +152,7 @@ impl Failure {
         Failure {
             message: message.into(),
             secondary: false,
-            domain: crate::error::ErrorDomain::Internal,
+            domain: crate::base::error::ErrorDomain::Internal,
             recoverable: true,
         }
     }
@@ -245,7 +248,7 @@ impl JobDetails {
     pub fn source_records(&self) -> u64 {
         self.vertices
             .iter()
-            .filter(|v| self.graph.vertices[v.id].operators[0].kind == crate::graph::NodeKind::Source)
+            .filter(|v| self.graph.vertices[v.id].operators[0].kind == crate::runtime::job_graph::NodeKind::Source)
             .flat_map(|v| &v.subtasks)
             .map(|s| s.metrics.records_in)
             .sum()
@@ -358,7 +361,12 @@ impl<M: ractor::Message> ComponentRef<M> {
     /// up to `restart_wait` for it (for questions a successor answers the same, as a restarted
     /// Dispatcher does: it recovers every job). A live incarnation that does not answer gives
     /// an error at once: that is its answer.
-    pub async fn call_surviving<R, F>(&self, what: &str, restart_wait: Duration, message: F) -> crate::error::Result<R>
+    pub async fn call_surviving<R, F>(
+        &self,
+        what: &str,
+        restart_wait: Duration,
+        message: F,
+    ) -> crate::base::error::Result<R>
     where
         R: Send + 'static,
         F: Fn(ractor::RpcReplyPort<R>) -> M,

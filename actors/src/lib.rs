@@ -8,53 +8,48 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
-pub mod checkpoint;
+pub mod api;
+pub mod base;
 pub mod cluster;
-pub mod connectors;
-mod durable;
-pub mod error;
-pub mod failpoint;
-pub mod fs;
-pub mod functions;
-pub mod graph;
-pub mod job;
-pub mod keyed;
-pub mod operator;
-pub mod remote;
-mod runtime;
-pub mod source;
-pub mod stream;
-pub mod time;
-pub mod window;
+pub mod runtime;
 
+pub use api::job::{JobArgs, JobRegistry};
+pub use api::keyed::{KeyedProcessFunction, TimeDomain};
+pub use api::operator::{Context, Operator};
+pub use api::stream::{DataStream, KeyedStream, StreamEnv, WindowedStream};
+pub use base::data::{Data, Key};
+pub use base::error::{ErrorDomain, Result, WeirError};
+pub use base::ids::JobId;
+pub use base::metrics::{TaskMetrics, TaskMetricsSnapshot};
+pub use base::subtask::SubtaskInfo;
 pub use cluster::mini_cluster::{JobSubmission, MiniCluster, MiniClusterConfig};
 pub use cluster::{JobDetails, JobOverview, JobResult, JobStatus, TaskState};
-pub use error::{ErrorDomain, Result, WeirError};
-pub use graph::JobGraph;
-pub use job::{JobArgs, JobId, JobRegistry};
-pub use keyed::{KeyedProcessFunction, TimeDomain};
-pub use operator::{Context, Data, Key, Operator, SubtaskInfo};
-pub use runtime::io::{TaskMetrics, TaskMetricsSnapshot};
-pub use stream::{DataStream, KeyedStream, StreamEnv, WindowedStream};
+pub use runtime::job_graph::JobGraph;
 pub use weir_dataplane::{BatchConfig, Timestamp};
 
 /// Everything a job author needs, in one import.
 pub mod prelude {
-    pub use crate::connectors::{
+    pub use crate::api::connectors::{
         Click, CollectHandle, CollectSink, DiscardSink, FileSink, Generator, GeneratorConfig, PrintSink, TextFile,
         VecSource,
     };
-    pub use crate::error::{Result, WeirError};
-    pub use crate::functions::{AggregateFunction, Count, ReduceAgg, Sum};
-    pub use crate::job::{JobArgs, JobRegistry};
-    pub use crate::keyed::{
+    pub use crate::api::functions::{AggregateFunction, Count, ReduceAgg, Sum};
+    pub use crate::api::job::{JobArgs, JobRegistry};
+    pub use crate::api::keyed::{
         KeyedContext, KeyedOpenContext, KeyedProcessFunction, ListState, MapState, ReducingState, TimeDomain,
         ValueState,
     };
-    pub use crate::operator::{Context, Data, Key, OpenContext, Operator, SubtaskInfo};
-    pub use crate::source::{Sink, Source, SourceContext, SourcePoll, ValidateContext, WatermarkStrategy};
-    pub use crate::stream::{DataStream, KeyedStream, StreamEnv, WindowedStream};
-    pub use crate::window::{Global, Session, Sliding, TimeWindow, Tumbling, WindowAssigner, Windowed};
+    pub use crate::api::operator::{Context, OpenContext, Operator};
+    pub use crate::api::sink::Sink;
+    pub use crate::api::source::{Source, SourceContext};
+    pub use crate::api::stream::{DataStream, KeyedStream, StreamEnv, WindowedStream};
+    pub use crate::api::window::{Global, Session, Sliding, TimeWindow, Tumbling, WindowAssigner, Windowed};
+    pub use crate::base::data::{Data, Key};
+    pub use crate::base::error::{Result, WeirError};
+    pub use crate::base::subtask::SubtaskInfo;
+    pub use crate::runtime::nodes::ValidateContext;
+    pub use crate::runtime::source_head::SourcePoll;
+    pub use crate::runtime::watermark::WatermarkStrategy;
     pub use crate::{JobSubmission, MiniCluster, MiniClusterConfig};
     pub use weir_dataplane::{BatchConfig, Timestamp};
 }

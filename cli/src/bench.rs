@@ -89,7 +89,7 @@ pub(crate) struct BenchArgs {
     checkpoint_interval: Option<Duration>,
     /// Where keyed state lives in the in-process cases: memory or rocksdb.
     #[arg(long, default_value = "memory")]
-    state_backend: weir_actors::job::StateBackend,
+    state_backend: weir_actors::base::state::StateBackend,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -167,14 +167,17 @@ pub(crate) fn run(registry: &JobRegistry, args: BenchArgs) -> anyhow::Result<()>
                 JobSubmission::from_registry(registry, &format!("bench-{case}"), job_args(&args)?, parallelism)?;
             let checkpoint_dir = std::env::temp_dir().join(format!("weir-bench-checkpoints-{}", std::process::id()));
             if let Some(interval) = args.checkpoint_interval {
-                job = job.with_config(weir_actors::job::JobConfig {
-                    checkpoints: Some(weir_actors::checkpoint::CheckpointConfig::every(interval, &checkpoint_dir)),
-                    restart: weir_actors::job::RestartStrategy::None,
+                job = job.with_config(weir_actors::api::job::JobConfig {
+                    checkpoints: Some(weir_actors::runtime::checkpoint::CheckpointConfig::every(
+                        interval,
+                        &checkpoint_dir,
+                    )),
+                    restart: weir_actors::api::job::RestartStrategy::None,
                     savepoint: None,
                     state_backend: args.state_backend.clone(),
                 });
             } else {
-                job = job.with_config(weir_actors::job::JobConfig {
+                job = job.with_config(weir_actors::api::job::JobConfig {
                     state_backend: args.state_backend.clone(),
                     ..Default::default()
                 });

@@ -27,7 +27,7 @@
 //!
 //! Faults strike at any moment until the job ends, also after the sources' input ended: the
 //! job's final checkpoint commits the sinks' last files exactly once. Besides the strikes at
-//! moments, each run arms failpoints ([`weir_actors::failpoint`]): a crash at the `n`-th run
+//! moments, each run arms failpoints ([`weir_actors::base::failpoint`]): a crash at the `n`-th run
 //! of a step of the checkpoint protocol (after a trigger, during an upload, between a snapshot
 //! and its ack, between completion and a sink's commit, between a commit's rename and its
 //! directory sync, while aborting, right after a savepoint). In a MiniCluster the actor or
@@ -44,11 +44,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use schedule::{Schedule, Shape, Strike};
-use weir_actors::checkpoint::CheckpointConfig;
+use weir_actors::api::job::{JobConfig, RestartStrategy};
+use weir_actors::base::failpoint::{self, Failpoint};
 use weir_actors::cluster::mini_cluster::ControlActor;
-use weir_actors::failpoint::{self, Failpoint};
-use weir_actors::job::{JobConfig, RestartStrategy};
 use weir_actors::prelude::*;
+use weir_actors::runtime::checkpoint::CheckpointConfig;
 use weir_actors::{JobId, JobStatus};
 
 #[derive(Debug, Args)]
@@ -75,7 +75,7 @@ pub(crate) struct ChaosArgs {
     failpoint: Vec<Failpoint>,
     /// Where the faulty run keeps its keyed state: memory or rocksdb.
     #[arg(long, default_value = "memory")]
-    state_backend: weir_actors::job::StateBackend,
+    state_backend: weir_actors::base::state::StateBackend,
     /// Run the faulty job on a cluster of processes (a JobManager and three TaskManagers of
     /// one slot), killing and cutting processes and connections too.
     #[arg(long)]
@@ -116,7 +116,7 @@ pub struct ChaosPlan {
     /// Failpoints armed instead of drawn ones.
     pub explicit: Option<Vec<Failpoint>>,
     /// Where the faulty run keeps its keyed state.
-    pub state_backend: weir_actors::job::StateBackend,
+    pub state_backend: weir_actors::base::state::StateBackend,
 }
 
 /// SplitMix64: the seed decides every fault and moment.
@@ -202,7 +202,7 @@ fn submission(plan: &ChaosPlan, output: &std::path::Path, config: JobConfig) -> 
 }
 
 /// The faulty run's configuration: checkpoints every 100 ms (two retained), quick restarts.
-fn faulty_config(work: &std::path::Path, state_backend: weir_actors::job::StateBackend) -> JobConfig {
+fn faulty_config(work: &std::path::Path, state_backend: weir_actors::base::state::StateBackend) -> JobConfig {
     JobConfig {
         checkpoints: Some(CheckpointConfig {
             retained: 2,
@@ -427,7 +427,7 @@ pub(crate) fn run(registry: &JobRegistry, args: ChaosArgs) -> anyhow::Result<()>
             hook(info);
         }
     }));
-    let first = args.seed.unwrap_or_else(|| weir_actors::time::wall_clock_ms() as u64);
+    let first = args.seed.unwrap_or_else(|| weir_actors::base::time::wall_clock_ms() as u64);
     let plan = ChaosPlan {
         target: if args.cluster { Target::Processes } else { Target::MiniCluster },
         registry: registry.clone(),
@@ -533,7 +533,7 @@ mod tests {
             faults: 2,
             failpoints: 1,
             explicit: None,
-            state_backend: weir_actors::job::StateBackend::Memory,
+            state_backend: weir_actors::base::state::StateBackend::Memory,
         }
     }
 

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use weir_actors::checkpoint::StopMode;
-use weir_actors::remote::client::ClusterClient;
-use weir_actors::remote::protocol::{ConnectionKind, CutConnections};
+use weir_actors::cluster::remote::client::ClusterClient;
+use weir_actors::cluster::remote::protocol::{ConnectionKind, CutConnections};
+use weir_actors::runtime::checkpoint::StopMode;
 use weir_actors::{JobArgs, JobId, JobRegistry, JobStatus, JobSubmission};
 use weir_dataplane::NetConfig;
 
@@ -304,7 +304,7 @@ pub(crate) fn run(
     job: &str,
     args: &[String],
     parallelism: usize,
-    config: weir_actors::job::JobConfig,
+    config: weir_actors::api::job::JobConfig,
     detached: bool,
     dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
-use weir_actors::remote::HeartbeatConfig;
-use weir_actors::remote::task_manager::DEFAULT_REGISTRATION_TIMEOUT;
+use weir_actors::cluster::remote::HeartbeatConfig;
+use weir_actors::cluster::remote::task_manager::DEFAULT_REGISTRATION_TIMEOUT;
 use weir_dataplane::{ClusterCa, NodeIdentity};
 
 /// `weir.toml`.
@@ -166,10 +166,11 @@ pub(crate) fn fault_injection() -> anyhow::Result<bool> {
 
 /// `WEIR_FAILPOINTS` (e.g. `after-completion@3,before-ack@12`): failpoints armed in this
 /// process for every job, each aborting the process at its hit (see
-/// [`weir_actors::failpoint`]). Only with `WEIR_FAULT_INJECTION=1`.
+/// [`weir_actors::base::failpoint`]). Only with `WEIR_FAULT_INJECTION=1`.
 pub(crate) fn arm_failpoints() -> anyhow::Result<()> {
     let Ok(raw) = std::env::var("WEIR_FAILPOINTS") else { return Ok(()) };
-    let points = weir_actors::failpoint::parse_list(&raw).map_err(|e| anyhow::anyhow!("$WEIR_FAILPOINTS: {e}"))?;
+    let points =
+        weir_actors::base::failpoint::parse_list(&raw).map_err(|e| anyhow::anyhow!("$WEIR_FAILPOINTS: {e}"))?;
     if points.is_empty() {
         return Ok(());
     }
@@ -178,7 +179,7 @@ pub(crate) fn arm_failpoints() -> anyhow::Result<()> {
     }
     let names: Vec<String> = points.iter().map(ToString::to_string).collect();
     tracing::warn!(failpoints = %names.join(","), "failpoints armed: this process aborts at each (fault injection)");
-    weir_actors::failpoint::arm(None, points, weir_actors::failpoint::Action::Abort).forever();
+    weir_actors::base::failpoint::arm(None, points, weir_actors::base::failpoint::Action::Abort).forever();
     Ok(())
 }
 

@@ -24,9 +24,9 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
-use weir_actors::checkpoint::CheckpointConfig;
-use weir_actors::checkpoint::savepoint::SavepointRestore;
-use weir_actors::job::{JobConfig, RestartStrategy};
+use weir_actors::api::job::{JobConfig, RestartStrategy};
+use weir_actors::runtime::checkpoint::CheckpointConfig;
+use weir_actors::runtime::checkpoint::savepoint::SavepointRestore;
 use weir_actors::{JobArgs, JobRegistry, JobStatus, JobSubmission, MiniCluster, MiniClusterConfig};
 
 /// Weir: a distributed stream processor.
@@ -153,7 +153,7 @@ struct FaultToleranceArgs {
     /// Where keyed state lives: memory, or rocksdb (a database per stateful subtask on the
     /// TaskManager's disk, with incremental checkpoints).
     #[arg(long, default_value = "memory")]
-    state_backend: weir_actors::job::StateBackend,
+    state_backend: weir_actors::base::state::StateBackend,
     /// The local directory of RocksDB databases (default: the system's temporary directory).
     #[arg(long, requires = "state_backend")]
     state_dir: Option<std::path::PathBuf>,
@@ -201,8 +201,8 @@ impl FaultToleranceArgs {
             },
         };
         let state_backend = match (&self.state_backend, &self.state_dir) {
-            (weir_actors::job::StateBackend::RocksDb { .. }, dir) => {
-                weir_actors::job::StateBackend::RocksDb { dir: dir.clone() }
+            (weir_actors::base::state::StateBackend::RocksDb { .. }, dir) => {
+                weir_actors::base::state::StateBackend::RocksDb { dir: dir.clone() }
             }
             (memory, None) => memory.clone(),
             (_, Some(_)) => anyhow::bail!("--state-dir is for --state-backend rocksdb"),
@@ -366,7 +366,10 @@ mod tests {
         let config = run.fault_tolerance.config(None).unwrap();
         // With checkpoints, restarts back off exponentially by default, as in Flink 2.
         assert!(
-            matches!(config.restart, weir_actors::job::RestartStrategy::ExponentialBackoff { attempts: u32::MAX, .. }),
+            matches!(
+                config.restart,
+                weir_actors::api::job::RestartStrategy::ExponentialBackoff { attempts: u32::MAX, .. }
+            ),
             "{:?}",
             config.restart
         );

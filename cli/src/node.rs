@@ -14,9 +14,9 @@ use anyhow::Context as _;
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info};
+use weir_actors::cluster::remote::job_manager::{JobManager, JobManagerConfig};
+use weir_actors::cluster::remote::task_manager::{JobManagerAddress, TaskManager, TaskManagerConfig};
 use weir_actors::cluster::rest::{RestState, serve};
-use weir_actors::remote::job_manager::{JobManager, JobManagerConfig};
-use weir_actors::remote::task_manager::{JobManagerAddress, TaskManager, TaskManagerConfig};
 use weir_actors::{JobRegistry, WeirError};
 use weir_dataplane::NetConfig;
 

@@ -4,10 +4,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use weir_actors::checkpoint::CheckpointConfig;
+use weir_actors::api::job::{JobConfig, RestartStrategy};
+use weir_actors::base::state::StateBackend;
 use weir_actors::cluster::mini_cluster::ControlActor;
-use weir_actors::job::{JobConfig, RestartStrategy, StateBackend};
 use weir_actors::prelude::*;
+use weir_actors::runtime::checkpoint::CheckpointConfig;
 use weir_actors::{JobId, JobStatus};
 
 use crate::support::{TempDir, eventually, read_output};
@@ -474,7 +475,7 @@ impl Operator for SlowSnapshot {
 async fn slow_checkpoint(
     out: &TempDir,
     tolerable_failures: u32,
-    failpoints: &[weir_actors::failpoint::Failpoint],
+    failpoints: &[weir_actors::base::failpoint::Failpoint],
 ) -> (Vec<String>, weir_actors::JobDetails, u64) {
     let output = out.join("output");
     let sink_dir = output.clone();
@@ -502,7 +503,11 @@ async fn slow_checkpoint(
     .with_config(JobConfig { checkpoints: Some(checkpoints), ..config(&out.join("unused")) });
     let cluster = MiniCluster::start(MiniClusterConfig::default()).await.unwrap();
     let job = job.prepare().unwrap();
-    let armed = weir_actors::failpoint::arm(Some(job.id), failpoints.to_vec(), weir_actors::failpoint::Action::Panic);
+    let armed = weir_actors::base::failpoint::arm(
+        Some(job.id),
+        failpoints.to_vec(),
+        weir_actors::base::failpoint::Action::Panic,
+    );
     let id = cluster.submit_prepared(job).await.unwrap();
     let result = crate::support::job_result(&cluster, id, DEADLINE).await;
     cluster.shutdown().await;
@@ -549,7 +554,8 @@ async fn a_checkpoint_that_times_out_is_aborted_and_never_restored() {
     // directory is deleted, no subtask was told, and the stuck subtask's snapshot is still on
     // its way. The restarted coordinator goes on with new ids; nothing is lost or duplicated.
     let crashed = TempDir::new("ft-timeout-crash");
-    let point = weir_actors::failpoint::Failpoint { step: weir_actors::failpoint::Step::WhileAborting, hit: 1 };
+    let point =
+        weir_actors::base::failpoint::Failpoint { step: weir_actors::base::failpoint::Step::WhileAborting, hit: 1 };
     let (output, details, slow) = slow_checkpoint(&crashed, 5, &[point]).await;
     assert!(slow > 0, "the slow checkpoint was taken");
     assert_eq!(details.restarts, 0, "a coordinator's crash is no failover: {:?}", details.exceptions);
@@ -566,8 +572,8 @@ async fn a_checkpoint_that_times_out_is_aborted_and_never_restored() {
 async fn an_error_that_restarting_does_not_fix_fails_the_job_instead_of_spinning() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
+    use weir_actors::api::functions::TryMapOp;
     use weir_actors::cluster::job_master::USER_ERROR_RESTARTS;
-    use weir_actors::functions::TryMapOp;
 
     crate::support::init_logging();
     // Record 57 fails the operator while `failures` is below `fail_times`.
@@ -669,20 +675,20 @@ async fn a_checkpoint_that_does_not_read_back_is_passed_over_for_the_one_before(
 }
 
 /// A machine crash under a running job: its checkpoints and its two-phase sink write through a
-/// [`CrashFs`](weir_actors::fs::CrashFs), the cluster stops, and everything not synced is lost
+/// [`CrashFs`](weir_actors::base::fs::CrashFs), the cluster stops, and everything not synced is lost
 /// as power loss would lose it (renames, links, new names and bytes never synced). The job
 /// restored from the newest checkpoint that survived has, in the end, exactly the output of a
 /// fault-free run: nothing a completed checkpoint relied on was lost, nothing committed twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_machine_crash_loses_nothing_a_completed_checkpoint_relies_on() {
     use std::sync::Arc;
-    use weir_actors::checkpoint::savepoint::SavepointRestore;
-    use weir_actors::checkpoint::storage::CheckpointStorage;
+    use weir_actors::runtime::checkpoint::savepoint::SavepointRestore;
+    use weir_actors::runtime::checkpoint::storage::CheckpointStorage;
 
     crate::support::init_logging();
     const CLICKS: u64 = 40_000;
     let root = TempDir::new("ft-machine-crash");
-    let fs = weir_actors::fs::CrashFs::new(root.join("disk")).unwrap();
+    let fs = weir_actors::base::fs::CrashFs::new(root.join("disk")).unwrap();
     let (checkpoints, output) = (fs.root().join("checkpoints"), fs.root().join("output"));
     let job = |savepoint: Option<SavepointRestore>| {
         let (fs, output) = (fs.clone(), output.clone());

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use weir_actors::checkpoint::savepoint::SavepointRestore;
-use weir_actors::checkpoint::{CheckpointConfig, StopMode};
-use weir_actors::job::JobConfig;
+use weir_actors::api::job::JobConfig;
 use weir_actors::prelude::*;
+use weir_actors::runtime::checkpoint::savepoint::SavepointRestore;
+use weir_actors::runtime::checkpoint::{CheckpointConfig, StopMode};
 use weir_actors::{JobId, JobStatus};
 
 use crate::support::{RESCALE_ARGS, TempDir, eventually, read_output};

@@ -61,7 +61,7 @@ async fn an_operator_error_names_the_operator() {
     let job = JobSubmission::new("errors", 1, |env, _| {
         env.from_vec("n", (0..10u32).collect())
             .operator("checked", || {
-                weir_actors::functions::TryMapOp::new(|x: u32| {
+                weir_actors::api::functions::TryMapOp::new(|x: u32| {
                     if x == 7 { Err(WeirError::user("seven is not allowed")) } else { Ok(x) }
                 })
             })

@@ -22,14 +22,14 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::checkpoint::coordinator::CheckpointStats;
+use crate::base::error::{Result, WeirError};
+use crate::base::ids::JobId;
+use crate::cluster::checkpoint_coordinator::CheckpointStats;
 use crate::cluster::job_master::{JobMasterActor, JobMasterArgs, JobMasterMessage, PreparedJob};
 use crate::cluster::job_store::{JobRecord, JobStore};
 use crate::cluster::resource_manager::ResourceManagerMessage;
 use crate::cluster::{ChildEnd, ComponentRef, JobDetails, JobOverview, JobResult, JobStatus, child_end};
-use crate::error::{Result, WeirError};
-use crate::graph::JobGraph;
-use crate::job::JobId;
+use crate::runtime::job_graph::JobGraph;
 
 /// Messages of the Dispatcher.
 pub enum DispatcherMessage {
@@ -59,7 +59,7 @@ pub enum DispatcherMessage {
         /// Where savepoints go.
         dir: std::path::PathBuf,
         /// Stop the job after the savepoint, draining or not.
-        stop: Option<crate::checkpoint::StopMode>,
+        stop: Option<crate::runtime::checkpoint::StopMode>,
         /// The savepoint's directory, or why there is none.
         reply: RpcReplyPort<Result<std::path::PathBuf>>,
     },

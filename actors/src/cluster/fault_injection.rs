@@ -6,12 +6,12 @@
 //! subtasks and TaskExecutors to the TaskManager that runs them. A killed actor's supervisor
 //! starts it again, exactly as after a crash: nothing here bypasses the recovery it tests.
 
+use crate::base::error::{Result, WeirError};
+use crate::base::ids::JobId;
 use crate::cluster::dispatcher::DispatcherMessage;
 use crate::cluster::job_master::JobMasterMessage;
 use crate::cluster::resource_manager::ResourceManagerMessage;
 use crate::cluster::{COMPONENT_RESTART_WAIT, ComponentRef};
-use crate::error::{Result, WeirError};
-use crate::job::JobId;
 
 /// A control-plane actor that fault injection can kill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

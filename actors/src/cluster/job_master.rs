@@ -38,25 +38,27 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::checkpoint::RestoreFrom;
-use crate::checkpoint::coordinator::{
+use crate::api::job::{JobArgs, JobConfig, JobFn};
+use crate::base::error::{ErrorDomain, WeirError};
+use crate::base::ids::JobId;
+use crate::base::metrics::TaskMetrics;
+use crate::cluster::ExceptionRecord;
+use crate::cluster::checkpoint_coordinator::{
     CheckpointCoordinator, CheckpointStats, CoordinatedTask, CoordinatorArgs, CoordinatorMessage,
 };
-use crate::checkpoint::ids::CheckpointIds;
-use crate::checkpoint::storage::CheckpointStorage;
-use crate::cluster::ExceptionRecord;
+use crate::cluster::checkpoint_ids::CheckpointIds;
 use crate::cluster::dispatcher::DispatcherMessage;
 use crate::cluster::job_store::{EXCEPTIONS_KEPT, JobHistory, JobStore, first_attempt};
 use crate::cluster::resource_manager::{ResourceManagerMessage, SlotGrant};
-use crate::cluster::task_executor::{SlotLocation, TaskDeployment, TaskExecutorMessage};
+use crate::cluster::task_executor::{TaskDeployment, TaskExecutorMessage};
 use crate::cluster::{
     COMPONENT_RESTART_WAIT, ChildEnd, ComponentRef, ExecutionId, Failure, JobDetails, JobResult, JobStatus,
     SubtaskDetails, TaskState, VertexDetails, ask, child_end,
 };
-use crate::error::{ErrorDomain, WeirError};
-use crate::graph::{JobGraph, NodeKind};
-use crate::job::{JobArgs, JobConfig, JobFn, JobId};
-use crate::runtime::io::TaskMetrics;
+use crate::runtime::checkpoint::RestoreFrom;
+use crate::runtime::checkpoint::storage::CheckpointStorage;
+use crate::runtime::job_graph::{JobGraph, NodeKind};
+use crate::runtime::slot::SlotLocation;
 
 /// How often an error of the job's own code may come back from the same checkpoint before
 /// the job fails instead of restarting again.
@@ -108,13 +110,13 @@ pub enum JobMasterMessage {
     /// The job's details.
     Details(RpcReplyPort<JobDetails>),
     /// A subtask stored its state for a checkpoint, or its input ended.
-    Checkpoint(ExecutionId, crate::checkpoint::CheckpointEvent),
+    Checkpoint(ExecutionId, crate::runtime::checkpoint::CheckpointEvent),
     /// Take a savepoint into a directory under `dir`, stopping the job after it if `stop`.
     TriggerSavepoint {
         /// Where savepoints go.
         dir: std::path::PathBuf,
         /// Stop the job after the savepoint, draining or not.
-        stop: Option<crate::checkpoint::StopMode>,
+        stop: Option<crate::runtime::checkpoint::StopMode>,
         /// The savepoint's directory, or why there is none.
         reply: RpcReplyPort<crate::Result<std::path::PathBuf>>,
     },
@@ -290,7 +292,7 @@ impl JobMasterState {
 
     /// Adds a failure to the job's history, durably.
     fn record_exception(&mut self, cause: String) {
-        let record = ExceptionRecord { time_ms: crate::time::wall_clock_ms(), attempt: self.attempt, cause };
+        let record = ExceptionRecord { time_ms: crate::base::time::wall_clock_ms(), attempt: self.attempt, cause };
         self.history.exceptions.push(record);
         let excess = self.history.exceptions.len().saturating_sub(EXCEPTIONS_KEPT);
         self.history.exceptions.drain(..excess);
@@ -613,7 +615,7 @@ impl Actor for JobMasterActor {
             cause: None,
             cause_secondary: false,
             started: Instant::now(),
-            started_ms: crate::time::wall_clock_ms(),
+            started_ms: crate::base::time::wall_clock_ms(),
             ended: None,
             attempt: first_attempt(args.generation),
             slots: Vec::new(),

@@ -24,11 +24,12 @@ use std::sync::Mutex;
 
 use tracing::{error, warn};
 
+use crate::api::job::{JobArgs, JobConfig, JobFn, JobRegistry};
+use crate::base::error::{Result, WeirError};
+use crate::base::ids::JobId;
 use crate::cluster::job_master::PreparedJob;
 use crate::cluster::{ExceptionRecord, JobStatus};
-use crate::error::{Result, WeirError};
-use crate::graph::JobGraph;
-use crate::job::{JobArgs, JobConfig, JobFn, JobId, JobRegistry};
+use crate::runtime::job_graph::JobGraph;
 
 /// Ended jobs kept in the store; older ones are forgotten.
 pub const ENDED_KEPT: usize = 100;
@@ -186,7 +187,7 @@ impl JobStore {
         let Some(path) = self.path(record.id) else { return Ok(()) };
         let json = serde_json::to_vec_pretty(record)
             .map_err(|e| WeirError::runtime(format!("cannot encode the record of job {}: {e}", record.id)))?;
-        crate::durable::write_atomically(&crate::fs::LocalFs, &path, &json)
+        crate::base::durable::write_atomically(&crate::base::fs::LocalFs, &path, &json)
             .map_err(|(what, at, e)| io_error(what, &at, e))
     }
 
@@ -204,7 +205,7 @@ impl JobStore {
             parallelism: job.parallelism,
             graph: job.graph.clone(),
             config: job.config.clone(),
-            submitted_ms: crate::time::wall_clock_ms(),
+            submitted_ms: crate::base::time::wall_clock_ms(),
             generation: 0,
             history: JobHistory::default(),
             ended: None,
@@ -246,7 +247,7 @@ impl JobStore {
     pub fn end(&self, id: JobId, status: JobStatus, cause: Option<String>) {
         let mut jobs = self.lock();
         let Some((record, builder)) = jobs.get_mut(&id) else { return };
-        record.ended = Some(EndedJob { status, cause, ended_ms: crate::time::wall_clock_ms() });
+        record.ended = Some(EndedJob { status, cause, ended_ms: crate::base::time::wall_clock_ms() });
         *builder = None;
         if let Err(e) = self.persist(record) {
             // The job ran to its end; at worst a restart runs it again from its last checkpoint.

@@ -9,7 +9,14 @@ use std::time::Duration;
 use ractor::{Actor, ActorRef};
 use weir_dataplane::LocalShuffle;
 
-use crate::checkpoint::{RestoreFrom, StopMode};
+use crate::api::connectors::CollectSink;
+use crate::api::job::build_job;
+use crate::api::job::{JobArgs, JobFn, JobRegistry};
+use crate::api::stream::{DataStream, StreamEnv};
+use crate::base::data::Data;
+use crate::base::error::{Result, WeirError};
+use crate::base::ids::JobId;
+use crate::base::time::TokioClock;
 use crate::cluster::dispatcher::DispatcherMessage;
 use crate::cluster::job_master::PreparedJob;
 use crate::cluster::job_store::JobStore;
@@ -20,13 +27,7 @@ use crate::cluster::supervisor::{
 };
 use crate::cluster::task_executor::{TaskExecutorArgs, TaskExecutorMessage};
 use crate::cluster::{COMPONENT_RESTART_WAIT, ComponentRef, JobDetails, JobOverview, JobResult, TaskManagerInfo, ask};
-use crate::connectors::CollectSink;
-use crate::error::{Result, WeirError};
-use crate::graph::build_job;
-use crate::job::{JobArgs, JobFn, JobId, JobRegistry};
-use crate::operator::Data;
-use crate::stream::{DataStream, StreamEnv};
-use crate::time::TokioClock;
+use crate::runtime::checkpoint::{RestoreFrom, StopMode};
 
 /// How big a MiniCluster is.
 #[derive(Debug, Clone)]
@@ -57,7 +58,7 @@ pub struct JobSubmission {
     /// Default parallelism of the job's operators.
     pub parallelism: usize,
     /// Checkpoints and restarts.
-    pub config: crate::job::JobConfig,
+    pub config: crate::api::job::JobConfig,
 }
 
 impl JobSubmission {
@@ -94,7 +95,7 @@ impl JobSubmission {
     }
 
     /// Sets checkpoints and restarts.
-    pub fn with_config(mut self, config: crate::job::JobConfig) -> Self {
+    pub fn with_config(mut self, config: crate::api::job::JobConfig) -> Self {
         self.config = config;
         self
     }
@@ -104,7 +105,7 @@ impl JobSubmission {
     /// job's arguments', builder's or savepoint's fault.
     pub fn prepare(&self) -> Result<PreparedJob> {
         let restoring = self.config.savepoint.is_some();
-        let ctx = crate::source::ValidateContext::new(restoring);
+        let ctx = crate::runtime::nodes::ValidateContext::new(restoring);
         let graph = build_job(&self.name, &self.builder, &self.args, self.parallelism, Some(&ctx))?;
         if let Some(savepoint) = &self.config.savepoint {
             RestoreFrom::savepoint(savepoint, &graph.job)?;
@@ -235,7 +236,10 @@ impl MiniCluster {
     }
 
     /// A running job's checkpoint statistics.
-    pub async fn checkpoint_stats(&self, id: JobId) -> Result<Option<crate::checkpoint::coordinator::CheckpointStats>> {
+    pub async fn checkpoint_stats(
+        &self,
+        id: JobId,
+    ) -> Result<Option<crate::cluster::checkpoint_coordinator::CheckpointStats>> {
         self.ask_dispatcher(|reply| DispatcherMessage::CheckpointStats(id, reply)).await
     }
 

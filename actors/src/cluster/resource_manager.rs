@@ -31,11 +31,11 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{info, warn};
 
+use crate::base::error::WeirError;
+use crate::base::ids::JobId;
 use crate::cluster::TaskManagerInfo;
 use crate::cluster::job_master::JobMasterMessage;
 use crate::cluster::task_executor::TaskExecutorMessage;
-use crate::error::WeirError;
-use crate::job::JobId;
 
 /// A slot granted to a job.
 #[derive(Debug, Clone)]

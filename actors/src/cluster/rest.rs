@@ -52,15 +52,16 @@ use ractor::RpcReplyPort;
 use ractor::rpc::CallResult;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::StopMode;
+use crate::api::job::{JobArgs, JobRegistry};
+use crate::base::error::{ErrorDomain, WeirError};
+use crate::base::ids::JobId;
 use crate::cluster::ComponentRef;
 use crate::cluster::dispatcher::DispatcherMessage;
 use crate::cluster::mini_cluster::JobSubmission;
 use crate::cluster::resource_manager::ResourceManagerMessage;
 use crate::cluster::{JobDetails, JobOverview, JobStatus, TaskManagerInfo};
-use crate::error::{ErrorDomain, WeirError};
-use crate::graph::JobGraph;
-use crate::job::{JobArgs, JobId, JobRegistry};
+use crate::runtime::checkpoint::StopMode;
+use crate::runtime::job_graph::JobGraph;
 
 /// How long a handler waits for an actor's answer before answering 503.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);

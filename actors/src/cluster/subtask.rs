@@ -15,11 +15,11 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::AbortHandle;
 use tracing::{Instrument, debug};
 
-use crate::checkpoint::TaskControl;
+use crate::base::error::WeirError;
 use crate::cluster::job_master::JobMasterMessage;
 use crate::cluster::{ExecutionId, Failure, TaskState};
-use crate::error::WeirError;
-use crate::graph::TaskFuture;
+use crate::runtime::checkpoint::TaskControl;
+use crate::runtime::nodes::TaskFuture;
 
 /// Messages of a Subtask.
 pub enum SubtaskMessage {
@@ -92,9 +92,9 @@ impl Actor for SubtaskActor {
                 // A failpoint's crash is Weir's own fault injection, not a panic of the job's code.
                 Err(e) if e.is_panic() => {
                     let payload = e.into_panic();
-                    match crate::failpoint::InjectedCrash::of(&*payload) {
+                    match crate::base::failpoint::InjectedCrash::of(&*payload) {
                         Some(crash) => Ok(Err(WeirError::runtime(crash.to_string()))),
-                        None => Err(crate::error::panic_text(&*payload)),
+                        None => Err(crate::base::error::panic_text(&*payload)),
                     }
                 }
                 Err(_) => return, // aborted: the actor is already gone

@@ -29,18 +29,21 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPo
 use tracing::{info, warn};
 use weir_dataplane::LocalShuffle;
 
-use crate::checkpoint::storage::CheckpointStorage;
-use crate::checkpoint::{CheckpointIo, PendingRestore, RestoreFrom, TaskControl};
+use crate::api::job::build_job;
+use crate::api::job::{JobArgs, JobFn, JobRegistry};
+use crate::base::error::{Result, WeirError};
+use crate::base::ids::JobId;
+use crate::base::metrics::TaskMetrics;
+use crate::base::time::SharedClock;
 use crate::cluster::job_master::JobMasterMessage;
 use crate::cluster::resource_manager::ResourceManagerMessage;
 use crate::cluster::subtask::{SubtaskActor, SubtaskArgs, SubtaskMessage};
 use crate::cluster::{ComponentRef, ExecutionId, Failure, TaskState, ask};
-use crate::error::{Result, WeirError};
-use crate::graph::{ExecutableGraph, build_job};
-use crate::job::{JobArgs, JobFn, JobId, JobRegistry};
-use crate::runtime::io::TaskMetrics;
-use crate::runtime::task::{RemoteWiring, SubtaskSpec, build_subtask};
-use crate::time::SharedClock;
+use crate::runtime::checkpoint::storage::CheckpointStorage;
+use crate::runtime::checkpoint::{CheckpointIo, PendingRestore, RestoreFrom, TaskControl};
+use crate::runtime::deploy::{RemoteWiring, SubtaskSpec, build_subtask};
+use crate::runtime::slot::SlotLocation;
+use crate::runtime::stream_graph::ExecutableGraph;
 
 /// One subtask to run.
 pub struct TaskDeployment {
@@ -69,16 +72,7 @@ pub struct TaskDeployment {
     /// The checkpoint or savepoint to restore from.
     pub restore: Option<Arc<RestoreFrom>>,
     /// Where the job's keyed state lives.
-    pub state_backend: crate::job::StateBackend,
-}
-
-/// Where one slot of a job is.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SlotLocation {
-    /// The TaskManager holding it.
-    pub task_manager: String,
-    /// Where that TaskManager accepts data streams (`None`: in the JobManager's process).
-    pub data_addr: Option<std::net::SocketAddr>,
+    pub state_backend: crate::base::state::StateBackend,
 }
 
 /// Messages of a TaskExecutor.

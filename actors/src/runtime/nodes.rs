@@ -4,14 +4,103 @@ use std::sync::Arc;
 
 use weir_dataplane::{ChannelId, InputGate, OutputBuffer};
 
-use crate::error::{Result, WeirError};
-use crate::graph::{AnyBox, NodeFactory, TaskFuture, TaskWiring, WriterEdge, stable_type_name};
-use crate::operator::Data;
-use crate::runtime::io::{
-    EdgeWriter, ErasedOutput, FanOut, KeyGroupFn, Link, LinkInfo, NullLink, OutputChannels, Writer,
-};
+use crate::api::source::Source;
+use crate::base::data::Data;
+use crate::base::error::{Result, WeirError};
+use crate::base::link::{Link, LinkInfo};
+use crate::runtime::stream_graph::stable_type_name;
 use crate::runtime::task::{TaskParts, run_input, run_source};
-use crate::source::{Source, ValidateContext};
+use crate::runtime::writer::{EdgeWriter, ErasedOutput, FanOut, KeyGroupFn, NullLink, OutputChannels, Writer};
+use std::any::Any;
+use weir_dataplane::BatchConfig;
+use weir_dataplane::LocalShuffle;
+use weir_dataplane::Partitioning;
+/// A type-erased box: a `Box<dyn Link<T>>` for the node's input or output type.
+pub(crate) type AnyBox = Box<dyn Any + Send>;
+
+/// The future that runs one subtask's processing loop.
+pub(crate) type TaskFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>;
+
+/// One output edge of a node, as the writer needs it.
+pub(crate) struct WriterEdge {
+    pub(crate) output: usize,
+    pub(crate) partitioning: Partitioning,
+    pub(crate) key_group: Option<Arc<dyn Any + Send + Sync>>,
+    pub(crate) consumer_parallelism: usize,
+    /// Each channel, and the consumer's data address when it runs in another process.
+    pub(crate) channels: Vec<(ChannelId, Option<std::net::SocketAddr>)>,
+    pub(crate) consumers: std::ops::Range<usize>,
+}
+
+/// What a subtask needs from its environment to wire and run.
+pub(crate) struct TaskWiring<'a> {
+    pub(crate) shuffle: &'a LocalShuffle,
+    /// Channels to and from other processes (cluster mode).
+    pub(crate) net: Option<&'a std::sync::Arc<weir_dataplane::NetShuffle>>,
+    /// This TaskManager's id and where every slot of the job is (cluster mode).
+    pub(crate) slots: Option<(&'a str, &'a [crate::runtime::slot::SlotLocation])>,
+    pub(crate) batch: BatchConfig,
+    pub(crate) max_parallelism: u16,
+}
+
+impl TaskWiring<'_> {
+    /// The data address of the subtask with `index` (of any vertex: slot sharing puts subtask
+    /// `i` of every vertex in slot `i`) when it runs in another process.
+    pub(crate) fn remote_peer(&self, index: usize) -> Option<std::net::SocketAddr> {
+        let (me, slots) = self.slots?;
+        let slot = slots.get(index)?;
+        if slot.task_manager == me { None } else { slot.data_addr }
+    }
+}
+
+/// Builds the runtime pieces of one node for any subtask; typed inside, erased outside.
+pub(crate) trait NodeFactory: Send + Sync {
+    /// The input type's name, without module paths (for the fingerprint, savepoint
+    /// compatibility and messages; see [`stable_type_name`]).
+    fn in_type(&self) -> String;
+    /// The output type's name, as [`in_type`](Self::in_type).
+    fn out_type(&self) -> String;
+    /// This node's link (`Box<dyn Link<In>>`) feeding `down` (`Box<dyn Link<Out>>`).
+    fn link(&self, name: LinkInfo, down: AnyBox) -> Result<AnyBox>;
+    /// One `Box<dyn Link<Out>>` feeding all of `downs`.
+    fn fan_out(&self, downs: Vec<AnyBox>) -> AnyBox;
+    /// A `Box<dyn Link<Out>>` that drops everything (after a sink).
+    fn null_link(&self) -> AnyBox;
+    /// The writer (`Box<dyn Link<Out>>`) of this node's network edges, and their senders.
+    fn writer(&self, edges: Vec<WriterEdge>, wiring: &TaskWiring<'_>) -> Result<(AnyBox, Vec<Box<dyn ErasedOutput>>)>;
+    /// The processing loop of a subtask whose chain starts at this node.
+    fn task(
+        &self,
+        name: LinkInfo,
+        down: AnyBox,
+        inputs: Vec<(ChannelId, bool)>,
+        wiring: &TaskWiring<'_>,
+        parts: crate::runtime::task::TaskParts,
+    ) -> Result<TaskFuture>;
+    /// Client-side checks of the node's configuration (sources' inputs, sinks' outputs).
+    fn validate(&self, ctx: &crate::runtime::nodes::ValidateContext) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+}
+/// What the client knows when it checks a job's sources and sinks, before submitting it.
+#[derive(Debug, Clone, Default)]
+pub struct ValidateContext {
+    pub(crate) restoring: bool,
+}
+
+impl ValidateContext {
+    /// A job that restores from a savepoint (`true`) or starts afresh.
+    pub fn new(restoring: bool) -> Self {
+        ValidateContext { restoring }
+    }
+
+    /// Whether the job resumes from a savepoint: its output so far belongs to it (a sink
+    /// must not clear it).
+    pub fn restoring(&self) -> bool {
+        self.restoring
+    }
+}
 
 /// Makes an operator's link for one subtask, given its downstream.
 pub(crate) type MakeLink<In, Out> = Arc<dyn Fn(LinkInfo, Box<dyn Link<Out>>) -> Box<dyn Link<In>> + Send + Sync>;

@@ -11,23 +11,23 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use weir_dataplane::{
-    Alignment, BarrierAligner, BarrierKind, BatchConfig, ChannelId, CheckpointBarrier, Element, EndOfData, InputGate,
+    Alignment, BarrierAligner, BarrierKind, BatchConfig, CheckpointBarrier, Element, EndOfData, InputGate,
     MAX_WATERMARK, StopMode, Timestamp, WatermarkValve,
 };
 
-use crate::checkpoint::storage::write_task_in;
-use crate::checkpoint::{
-    CheckpointAck, CheckpointEvent, EventClock, OperatorState, PendingRestore, TaskControl, TaskSnapshot,
-};
+use crate::base::state::{EventClock, OperatorState};
+use crate::runtime::checkpoint::storage::write_task_in;
+use crate::runtime::checkpoint::{CheckpointAck, CheckpointEvent, PendingRestore, TaskControl, TaskSnapshot};
 
-use crate::error::{Result, WeirError};
-use crate::failpoint::{self, Step};
-use crate::graph::{AnyBox, ExecutableGraph, TaskFuture, TaskWiring, WriterEdge};
-use crate::job::JobId;
-use crate::operator::{Data, OpenContext, SubtaskInfo};
-use crate::runtime::io::{ErasedOutput, Link, LinkInfo, TaskIo, TaskMetrics, records_in};
-use crate::source::{Source, SourceContext, SourcePoll};
-use crate::time::SharedClock;
+use crate::api::operator::OpenContext;
+use crate::api::source::{Source, SourceContext};
+use crate::base::data::Data;
+use crate::base::error::{Result, WeirError};
+use crate::base::failpoint::{self, Step};
+use crate::base::link::{Link, LinkInfo};
+use crate::base::task_io::TaskIo;
+use crate::runtime::source_head::SourcePoll;
+use crate::runtime::writer::{ErasedOutput, records_in};
 
 mod lifecycle;
 
@@ -275,8 +275,8 @@ fn checkpoint_chain<T>(
             .ok_or_else(|| "the job takes no periodic checkpoints: it has no checkpoint storage".to_owned()),
         BarrierKind::Savepoint { target, .. } => Ok(std::path::PathBuf::from(target)),
     };
-    let shared = checkpoints.storage.as_ref().map(|s| crate::checkpoint::shared_dir(s.job_dir()));
-    let fs = checkpoints.storage.as_ref().map_or_else(crate::fs::local, |s| s.file_system().clone());
+    let shared = checkpoints.storage.as_ref().map(|s| crate::runtime::checkpoint::shared_dir(s.job_dir()));
+    let fs = checkpoints.storage.as_ref().map_or_else(crate::base::fs::local, |s| s.file_system().clone());
     let attempt = io.info.attempt;
     let clock = EventClock { watermark: io.watermark, max_timestamp };
     let mut snapshot =
@@ -303,8 +303,9 @@ fn checkpoint_chain<T>(
             failpoint::hit(Step::BeforeAck, job);
             Ok(handle)
         }));
-        let handle = stored
-            .unwrap_or_else(|panic| Err(format!("the snapshot write panicked: {}", crate::error::panic_text(&*panic))));
+        let handle = stored.unwrap_or_else(|panic| {
+            Err(format!("the snapshot write panicked: {}", crate::base::error::panic_text(&*panic)))
+        });
         let ack = CheckpointAck {
             checkpoint: id,
             handle,
@@ -742,148 +743,42 @@ pub(crate) async fn run_source<S: Source>(
     close_chain(&mut *head, &mut io, &mut outputs).await
 }
 
-/// Builds the downstream of `node` inside its vertex: chained successors and the writer of
-/// its network edges.
-fn build_down(
-    graph: &ExecutableGraph,
-    node: usize,
-    subtask: usize,
-    job: JobId,
-    attempt: u32,
-    wiring: &TaskWiring<'_>,
-    outputs: &mut Vec<Box<dyn ErasedOutput>>,
-) -> Result<AnyBox> {
-    let factory = &graph.stream.nodes[node].factory;
-    let mut downs = Vec::new();
-    for &child in &graph.chained_children[node] {
-        let down = build_down(graph, child, subtask, job, attempt, wiring, outputs)?;
-        let child_node = &graph.stream.nodes[child];
-        downs.push(child_node.factory.link(LinkInfo { name: Arc::from(child_node.name.as_str()), node: child }, down)?);
+/// The snapshot writes of a subtask still running off its processing loop. A subtask that
+/// ends normally waits for them, so its acknowledgements are out before it reports its end.
+/// One that is cancelled or fails leaves them to finish on their own (each writes its
+/// execution attempt's own file, which no newer attempt reads), and the log says so.
+#[derive(Default)]
+pub(crate) struct SnapshotWrites {
+    running: Vec<(u64, tokio::task::JoinHandle<()>)>,
+}
+
+impl SnapshotWrites {
+    /// Checkpoint `checkpoint`'s write started.
+    pub(crate) fn push(&mut self, checkpoint: u64, write: tokio::task::JoinHandle<()>) {
+        self.running.retain(|(_, write)| !write.is_finished());
+        self.running.push((checkpoint, write));
     }
-    if !graph.out_edges[node].is_empty() {
-        let mut edges = Vec::new();
-        for (i, &edge_id) in graph.out_edges[node].iter().enumerate() {
-            let edge = &graph.job.edges[edge_id];
-            let p_up = graph.node_parallelism[edge.from_node];
-            let p_down = graph.node_parallelism[edge.to_node];
-            let consumers = edge.partitioning.consumers_of(subtask, p_up, p_down);
-            let channels = consumers
-                .clone()
-                .map(|c| {
-                    let id = ChannelId {
-                        job: job.0,
-                        attempt,
-                        edge: edge_id as u32,
-                        producer: subtask as u32,
-                        consumer: c as u32,
-                    };
-                    (id, wiring.remote_peer(c))
-                })
-                .collect();
-            edges.push(WriterEdge {
-                output: outputs.len() + i,
-                partitioning: edge.partitioning,
-                key_group: graph.edge_key_group[edge_id].clone(),
-                consumer_parallelism: p_down,
-                channels,
-                consumers,
-            });
+
+    /// Waits for every write under way.
+    pub(crate) async fn finish(&mut self) {
+        for (_, write) in self.running.drain(..) {
+            let _ = write.await;
         }
-        let (writer, outs) = factory.writer(edges, wiring)?;
-        outputs.extend(outs);
-        downs.push(writer);
     }
-    Ok(match downs.len() {
-        0 => factory.null_link(),
-        1 => downs.pop().expect("one"),
-        _ => factory.fan_out(downs),
-    })
 }
 
-/// Everything a subtask needs to start.
-pub(crate) struct SubtaskSpec<'a> {
-    pub(crate) graph: &'a ExecutableGraph,
-    pub(crate) job: JobId,
-    pub(crate) vertex: usize,
-    pub(crate) index: usize,
-    pub(crate) attempt: u32,
-    pub(crate) shuffle: &'a weir_dataplane::LocalShuffle,
-    pub(crate) clock: SharedClock,
-    pub(crate) metrics: Arc<TaskMetrics>,
-    /// Channels to other processes, this TaskManager's id and where every slot of the job is
-    /// (cluster mode; `None` in a MiniCluster).
-    pub(crate) remote: Option<RemoteWiring<'a>>,
-    /// Checkpoint storage and where acknowledgements go (when the job checkpoints).
-    pub(crate) checkpoints: Option<crate::checkpoint::CheckpointIo>,
-    /// What to restore (read by the subtask when it starts).
-    pub(crate) restore: Option<PendingRestore>,
-    /// Where keyed state lives.
-    pub(crate) state_backend: crate::job::StateBackend,
-}
-
-/// What a subtask needs to wire channels to other processes.
-pub(crate) struct RemoteWiring<'a> {
-    pub(crate) net: &'a Arc<weir_dataplane::NetShuffle>,
-    pub(crate) task_manager: &'a str,
-    pub(crate) slots: &'a [crate::cluster::task_executor::SlotLocation],
-}
-
-/// Wires one subtask's chain and returns its processing loop and where its control
-/// messages go.
-pub(crate) fn build_subtask(
-    spec: SubtaskSpec<'_>,
-) -> Result<(TaskFuture, tokio::sync::mpsc::UnboundedSender<TaskControl>)> {
-    let graph = spec.graph;
-    let vertex = &graph.job.vertices[spec.vertex];
-    let info = Arc::new(SubtaskInfo {
-        job_id: spec.job,
-        job_name: graph.job.job_name.clone(),
-        vertex: vertex.name.clone(),
-        index: spec.index,
-        parallelism: vertex.parallelism,
-        max_parallelism: graph.job.max_parallelism,
-        attempt: spec.attempt,
-    });
-    let wiring = TaskWiring {
-        shuffle: spec.shuffle,
-        net: spec.remote.as_ref().map(|r| r.net),
-        slots: spec.remote.as_ref().map(|r| (r.task_manager, r.slots)),
-        batch: graph.stream.batch,
-        max_parallelism: graph.job.max_parallelism,
-    };
-    let mut outputs = Vec::new();
-    let head = vertex.head;
-    let down = build_down(graph, head, spec.index, spec.job, spec.attempt, &wiring, &mut outputs)?;
-    let inputs: Vec<(ChannelId, bool)> = graph
-        .job
-        .edges
-        .iter()
-        .filter(|e| e.to_node == head)
-        .flat_map(|e| {
-            let p_up = graph.node_parallelism[e.from_node];
-            let wiring = &wiring;
-            e.partitioning.producers_of(spec.index, p_up, vertex.parallelism).map(move |p| {
-                let id = ChannelId {
-                    job: spec.job.0,
-                    attempt: spec.attempt,
-                    edge: e.id as u32,
-                    producer: p as u32,
-                    consumer: spec.index as u32,
-                };
-                (id, wiring.remote_peer(p).is_some())
-            })
-        })
-        .collect();
-    let _ = spec.metrics.output_channels.set(outputs.iter().flat_map(|o| o.metrics()).collect());
-    let mut io = TaskIo::new(info, spec.clock, spec.metrics);
-    io.checkpoints = spec.checkpoints;
-    io.state_backend = spec.state_backend;
-    let node = &graph.stream.nodes[head];
-    let (control_tx, control) = tokio::sync::mpsc::unbounded_channel();
-    let info = LinkInfo { name: Arc::from(node.name.as_str()), node: head };
-    let task =
-        node.factory.task(info, down, inputs, &wiring, TaskParts { io, outputs, control, restore: spec.restore })?;
-    Ok((task, control_tx))
+impl Drop for SnapshotWrites {
+    fn drop(&mut self) {
+        for (checkpoint, write) in &self.running {
+            if !write.is_finished() {
+                tracing::warn!(
+                    checkpoint,
+                    "the subtask ended (cancelled or failed) with its snapshot still being written; the write goes \
+                     on into this execution attempt's own file, which no newer attempt reads"
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! A schedule has two parts:
 //! - strikes at moments: after a delay (from the previous strike) an actor is killed, a
 //!   process killed, a connection cut, or a savepoint taken;
-//! - failpoints ([`weir_actors::failpoint`]): a crash at the `n`-th time a protocol step runs
+//! - failpoints ([`weir_actors::base::failpoint`]): a crash at the `n`-th time a protocol step runs
 //!   (after a trigger, between a snapshot and its ack, between completion and commit, ...),
 //!   in the MiniCluster's process, or in the JobManager or one TaskManager process.
 //!
@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use weir_actors::failpoint::{Failpoint, Step};
+use weir_actors::base::failpoint::{Failpoint, Step};
 
 use super::{Rng, Target};
 

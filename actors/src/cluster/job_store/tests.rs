@@ -1,6 +1,6 @@
 use super::*;
+use crate::api::connectors::{DiscardSink, VecSource};
 use crate::cluster::mini_cluster::JobSubmission;
-use crate::connectors::{DiscardSink, VecSource};
 
 fn registry() -> JobRegistry {
     JobRegistry::new().job("numbers", "a few numbers, discarded", |env, _| {

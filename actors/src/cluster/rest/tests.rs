@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use super::*;
-use crate::connectors::{Click, DiscardSink, Generator, GeneratorConfig};
+use crate::api::connectors::{Click, DiscardSink, Generator, GeneratorConfig};
 use crate::{MiniCluster, MiniClusterConfig};
 
 /// The whole of one test.

@@ -8,10 +8,13 @@ use std::sync::{Arc, Mutex};
 use weir_dataplane::{BarrierKind, BatchSender, CheckpointBarrier, Element, InputGate, StopMode, local_channel};
 
 use super::*;
-use crate::checkpoint::storage::CheckpointStorage;
-use crate::checkpoint::{CheckpointEvent, CheckpointIo, OperatorState, RestoredState};
-use crate::job::JobId;
-use crate::time::TokioClock;
+use crate::base::ids::JobId;
+use crate::base::metrics::TaskMetrics;
+use crate::base::state::{OperatorState, RestoredState};
+use crate::base::subtask::SubtaskInfo;
+use crate::base::time::TokioClock;
+use crate::runtime::checkpoint::storage::CheckpointStorage;
+use crate::runtime::checkpoint::{CheckpointEvent, CheckpointIo};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -171,7 +174,7 @@ impl Harness {
                     BarrierKind::Savepoint { target, .. } => target.into(),
                     BarrierKind::Checkpoint => CheckpointStorage::new(&self.dir, JobId(3)).checkpoint_dir(checkpoint),
                 };
-                return crate::checkpoint::storage::read_task_in(&dir, checkpoint, &handle).unwrap();
+                return crate::runtime::checkpoint::storage::read_task_in(&dir, checkpoint, &handle).unwrap();
             }
         }
     }

@@ -1,0 +1,15 @@
+//! The API users write jobs with: the [`StreamEnv`](stream::StreamEnv) builder and its
+//! streams, operators, sources and sinks, keyed process functions with state and timers,
+//! windows, aggregate functions, the connectors, the job registry, and the test harness for
+//! operators. It builds on the runtime ([`crate::runtime`]) and the core ([`crate::base`]);
+//! nothing below imports it.
+
+pub mod connectors;
+pub mod functions;
+pub mod job;
+pub mod keyed;
+pub mod operator;
+pub mod sink;
+pub mod source;
+pub mod stream;
+pub mod window;

@@ -1,0 +1,212 @@
+//! A text-file source: a file or a directory of files, read line by line, split by byte ranges
+//! across subtasks as Hadoop and Flink split text input.
+//!
+//! Each file is cut into `parallelism` byte ranges; subtask `j` reads range `j` of every file.
+//! A line belongs to the range in which it starts, so every line is read exactly once
+//! whatever the parallelism.
+//!
+//! A checkpoint keeps each subtask's ranges left to read (the current one from the next line
+//! on). Restored at another parallelism, the ranges left by all old subtasks are dealt out
+//! to the new subtasks in turn: each is read once, by one of them.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::PathBuf;
+
+use crate::api::operator::OpenContext;
+use crate::api::source::{Source, SourceContext};
+use crate::base::error::{Result, WeirError};
+use crate::runtime::nodes::ValidateContext;
+use crate::runtime::source_head::SourcePoll;
+
+/// Reads lines of text (`String`, without the line ending).
+#[derive(Debug)]
+pub struct TextFile {
+    path: PathBuf,
+    splits: Vec<Split>,
+    current: Option<Reader>,
+    /// (index, parallelism) of the subtask it runs in.
+    subtask: (usize, usize),
+}
+
+/// What a checkpoint keeps of a subtask: who it was, and what it had left to read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Position {
+    /// (index, parallelism) of the subtask.
+    subtask: (usize, usize),
+    left: Vec<Split>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Split {
+    path: PathBuf,
+    start: u64,
+    end: u64,
+}
+
+#[derive(Debug)]
+struct Reader {
+    split: Split,
+    reader: BufReader<File>,
+    position: u64,
+    line: Vec<u8>,
+}
+
+// Each subtask gets a clone of the configured source; an open reader is never shared.
+impl Clone for TextFile {
+    fn clone(&self) -> Self {
+        TextFile { path: self.path.clone(), splits: self.splits.clone(), current: None, subtask: self.subtask }
+    }
+}
+
+impl TextFile {
+    /// Reads `path`: a file, or every file (not starting with `.`) directly in a directory.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        TextFile { path: path.into(), splits: Vec::new(), current: None, subtask: (0, 1) }
+    }
+
+    fn files(&self) -> Result<Vec<(PathBuf, u64)>> {
+        let path = &self.path;
+        let meta =
+            std::fs::metadata(path).map_err(|e| WeirError::io(format!("cannot read input '{}'", path.display()), e))?;
+        let mut files = Vec::new();
+        if meta.is_dir() {
+            let entries = std::fs::read_dir(path)
+                .map_err(|e| WeirError::io(format!("cannot list input directory '{}'", path.display()), e))?;
+            for entry in entries {
+                let entry =
+                    entry.map_err(|e| WeirError::io(format!("cannot list input directory '{}'", path.display()), e))?;
+                let name = entry.file_name();
+                if name.to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| WeirError::io(format!("cannot read '{}'", entry.path().display()), e))?;
+                if meta.is_file() {
+                    files.push((entry.path(), meta.len()));
+                }
+            }
+            files.sort();
+        } else {
+            files.push((path.clone(), meta.len()));
+        }
+        Ok(files)
+    }
+
+    fn open_split(split: &Split) -> Result<Reader> {
+        let context = || format!("cannot read input '{}'", split.path.display());
+        let file = File::open(&split.path).map_err(|e| WeirError::io(context(), e))?;
+        let mut reader = BufReader::with_capacity(256 * 1024, file);
+        let mut position = split.start;
+        let mut line = Vec::new();
+        if split.start > 0 {
+            // Start one byte early: if that byte ends a line, the range begins on a line start;
+            // otherwise skip the rest of the line the previous range owns.
+            reader.seek(SeekFrom::Start(split.start - 1)).map_err(|e| WeirError::io(context(), e))?;
+            let skipped = reader.read_until(b'\n', &mut line).map_err(|e| WeirError::io(context(), e))?;
+            position = split.start - 1 + skipped as u64;
+            line.clear();
+        }
+        Ok(Reader { split: split.clone(), reader, position, line })
+    }
+}
+
+impl Source for TextFile {
+    type Out = String;
+
+    fn validate(&self, _ctx: &ValidateContext) -> Result<()> {
+        self.files().map(|_| ())
+    }
+
+    fn open(&mut self, ctx: &OpenContext<'_>) -> Result<()> {
+        let info = ctx.subtask();
+        self.subtask = (info.index, info.parallelism);
+        let (p, j) = (info.parallelism as u64, info.index as u64);
+        self.splits = self
+            .files()?
+            .into_iter()
+            .map(|(path, len)| Split { path, start: len * j / p, end: len * (j + 1) / p })
+            .filter(|s| s.start < s.end)
+            .rev()
+            .collect();
+        Ok(())
+    }
+
+    fn poll_next(&mut self, ctx: &mut SourceContext<'_, String>) -> Result<SourcePoll> {
+        while ctx.emitted() < ctx.batch_size() {
+            if self.current.is_none() {
+                match self.splits.pop() {
+                    Some(split) => self.current = Some(Self::open_split(&split)?),
+                    None => return Ok(SourcePoll::Finished),
+                }
+            }
+            let r = self.current.as_mut().expect("just opened");
+            if r.position >= r.split.end {
+                self.current = None;
+                continue;
+            }
+            r.line.clear();
+            let n = r
+                .reader
+                .read_until(b'\n', &mut r.line)
+                .map_err(|e| WeirError::io(format!("cannot read input '{}'", r.split.path.display()), e))?;
+            if n == 0 {
+                self.current = None;
+                continue;
+            }
+            let offset = r.position;
+            r.position += n as u64;
+            let mut bytes: &[u8] = &r.line;
+            if let Some(rest) = bytes.strip_suffix(b"\n") {
+                bytes = rest.strip_suffix(b"\r").unwrap_or(rest);
+            }
+            let line = std::str::from_utf8(bytes).map_err(|_| {
+                WeirError::user(format!("input '{}' is not UTF-8 text (line at byte {offset})", r.split.path.display()))
+            })?;
+            ctx.emit(line.to_owned());
+        }
+        Ok(SourcePoll::Ready)
+    }
+
+    /// The splits left, the current one from the line after the last emitted (a line
+    /// boundary, which is where a split may start).
+    fn snapshot_state(&mut self) -> Result<Vec<u8>> {
+        let mut left: Vec<Split> = Vec::new();
+        if let Some(r) = &self.current
+            && r.position < r.split.end
+        {
+            left.push(Split { start: r.position, ..r.split.clone() });
+        }
+        left.extend(self.splits.iter().rev().cloned());
+        postcard::to_allocvec(&Position { subtask: self.subtask, left })
+            .map_err(|e| WeirError::runtime(format!("cannot encode the text source's position: {e}")))
+    }
+
+    fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
+        let positions = states
+            .iter()
+            .map(|bytes| postcard::from_bytes::<Position>(bytes))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| WeirError::runtime(format!("the text source's checkpointed position is corrupt: {e}")))?;
+        // This subtask's own position at the same parallelism; otherwise every old subtask's
+        // ranges, dealt out in turn (every new subtask sees them in the same order).
+        let (index, parallelism) = self.subtask;
+        let mine: Vec<Split> = match positions.as_slice() {
+            [own] if own.subtask == self.subtask => own.left.clone(),
+            _ => positions
+                .into_iter()
+                .flat_map(|p| p.left)
+                .enumerate()
+                .filter(|(i, _)| i % parallelism == index)
+                .map(|(_, s)| s)
+                .collect(),
+        };
+        self.current = None;
+        self.splits = mine.into_iter().rev().collect();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,273 @@
+//! The operator API: the one extension point users implement, and the context the runtime
+//! hands each hook.
+//!
+//! An operator runs inside its subtask actor's processing task; chained operators call each
+//! other directly (no channel, no serialization). Hooks are synchronous and must not block for
+//! long: a subtask shares its tokio worker with others. Errors returned from a hook fail the
+//! subtask, and with it the job, naming the operator.
+
+use std::hash::Hash;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use weir_dataplane::{NO_TIMESTAMP, Timestamp};
+
+use crate::base::data::Data;
+use crate::base::data::Key;
+use crate::base::error::Result;
+use crate::base::link::Link;
+use crate::base::link::LinkInfo;
+use crate::base::state::OperatorState;
+use crate::base::subtask::SubtaskInfo;
+use crate::base::task_io::TaskIo;
+use weir_dataplane::CheckpointBarrier;
+
+impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Data for T {}
+
+impl<T: Data + Hash + Eq + Sync> Key for T {}
+
+/// An operator: one input type, one output type, and hooks the runtime calls.
+///
+/// # Examples
+///
+/// An operator that numbers its records:
+///
+/// ```
+/// use weir_actors::prelude::*;
+///
+/// struct Numbered { next: u64 }
+///
+/// impl Operator for Numbered {
+///     type In = String;
+///     type Out = (u64, String);
+///     fn process(&mut self, value: String, ctx: &mut Context<'_, Self::Out>) -> Result<()> {
+///         self.next += 1;
+///         ctx.emit((self.next, value));
+///         Ok(())
+///     }
+/// }
+///
+/// let out = MiniCluster::collect(|env| {
+///     env.from_vec("lines", vec!["a".to_owned(), "b".to_owned()])
+///         .operator("number", || Numbered { next: 0 })
+/// }).unwrap();
+/// assert_eq!(out, vec![(1, "a".to_owned()), (2, "b".to_owned())]);
+/// ```
+pub trait Operator: Send + 'static {
+    /// The input record type.
+    type In: Data;
+    /// The output record type.
+    type Out: Data;
+
+    /// Called once before the first record, after downstream operators were opened.
+    fn open(&mut self, ctx: &mut OpenContext<'_>) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Called for every input record.
+    fn process(&mut self, value: Self::In, ctx: &mut Context<'_, Self::Out>) -> Result<()>;
+
+    /// Called when the input watermark advances; the runtime forwards the watermark after it.
+    fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut Context<'_, Self::Out>) -> Result<()> {
+        let _ = (watermark, ctx);
+        Ok(())
+    }
+
+    /// Called when all input has ended (a bounded job is finishing): emit what is left.
+    fn end_input(&mut self, ctx: &mut Context<'_, Self::Out>) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Called once when the subtask ends normally: after `end_input` and, when the job
+    /// checkpoints, after the job's final checkpoint (state may be snapshotted between the
+    /// two, so release resources here, not in `end_input`).
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called at a checkpoint barrier, between records: the operator's own (non-keyed)
+    /// state, if it has any. Keyed state is snapshotted by the runtime.
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Option<Vec<u8>>> {
+        let _ = checkpoint_id;
+        Ok(None)
+    }
+
+    /// Called after `open` when the job restores from a checkpoint: this subtask's state
+    /// at the same parallelism, every subtask's state at another (union redistribution).
+    fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
+        let _ = states;
+        Ok(())
+    }
+
+    /// Called when checkpoint `checkpoint_id` completed everywhere (two-phase sinks commit
+    /// here).
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        let _ = checkpoint_id;
+        Ok(())
+    }
+}
+
+/// What an operator sees when it opens.
+pub struct OpenContext<'a> {
+    pub(crate) info: &'a SubtaskInfo,
+    pub(crate) checkpointing: bool,
+}
+
+impl<'a> OpenContext<'a> {
+    pub(crate) fn new(io: &'a TaskIo) -> Self {
+        OpenContext { info: &io.info, checkpointing: io.checkpointing() }
+    }
+
+    /// The subtask this operator runs in.
+    pub fn subtask(&self) -> &SubtaskInfo {
+        self.info
+    }
+
+    /// Whether the job takes periodic checkpoints. A two-phase sink then commits only when
+    /// a checkpoint completes, even at the end of input: the job's final checkpoint, taken
+    /// after every source ended, commits the last transaction exactly once.
+    pub fn checkpointing(&self) -> bool {
+        self.checkpointing
+    }
+}
+
+/// What an operator sees while it processes: where to emit, the record's timestamp, time.
+pub struct Context<'a, O> {
+    pub(crate) out: &'a mut dyn Link<O>,
+    pub(crate) io: &'a mut TaskIo,
+    pub(crate) timestamp: Timestamp,
+}
+
+impl<'a, O: Data> Context<'a, O> {
+    pub(crate) fn new(out: &'a mut dyn Link<O>, io: &'a mut TaskIo, timestamp: Timestamp) -> Self {
+        Context { out, io, timestamp }
+    }
+
+    /// Emits a record downstream with the current record's timestamp.
+    #[inline]
+    pub fn emit(&mut self, value: O) {
+        self.out.record(value, self.timestamp, self.io);
+    }
+
+    /// Emits a record downstream with the given timestamp.
+    #[inline]
+    pub fn emit_at(&mut self, value: O, timestamp: Timestamp) {
+        self.out.record(value, timestamp, self.io);
+    }
+
+    /// The current record's timestamp, if it has one.
+    pub fn timestamp(&self) -> Option<Timestamp> {
+        (self.timestamp != NO_TIMESTAMP).then_some(self.timestamp)
+    }
+
+    /// The current input watermark.
+    pub fn current_watermark(&self) -> Timestamp {
+        self.io.watermark
+    }
+
+    /// The current processing time (ms since the epoch) from the runtime's clock.
+    pub fn processing_time(&self) -> Timestamp {
+        self.io.now_ms()
+    }
+
+    /// The subtask this operator runs in.
+    pub fn subtask(&self) -> &SubtaskInfo {
+        &self.io.info
+    }
+}
+
+/// Builds the operator instance of one subtask; called on every node that runs the operator.
+pub type OperatorFactory<O> = Arc<dyn Fn() -> O + Send + Sync>;
+
+/// Runs one operator and passes its output to the next link.
+pub(crate) struct OperatorLink<O: Operator> {
+    pub(crate) op: O,
+    pub(crate) down: Box<dyn Link<O::Out>>,
+    pub(crate) name: LinkInfo,
+}
+
+impl<O: Operator> Link<O::In> for OperatorLink<O> {
+    fn open(&mut self, io: &mut TaskIo) {
+        self.down.open(io);
+        if io.has_failed() {
+            return;
+        }
+        if let Err(e) = self.op.open(&mut OpenContext::new(io)) {
+            io.fail(e.in_operator(&self.name));
+            return;
+        }
+        let states = io.restored.as_ref().map(|r| r.operator_states(self.name.node)).unwrap_or_default();
+        if !states.is_empty()
+            && let Err(e) = self.op.restore_state(states)
+        {
+            io.fail(e.in_operator(&self.name));
+        }
+    }
+
+    fn checkpoint(&mut self, barrier: &CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
+        match self.op.snapshot_state(barrier.checkpoint_id) {
+            Ok(Some(state)) => {
+                out.push(OperatorState { node: self.name.node, operator: Some(state), ..Default::default() })
+            }
+            Ok(None) => {}
+            Err(e) => io.fail(e.in_operator(&self.name)),
+        }
+        self.down.checkpoint(barrier, io, out);
+    }
+
+    fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo) {
+        if let Err(e) = self.op.notify_checkpoint_complete(id) {
+            io.fail(e.in_operator(&self.name));
+        }
+        self.down.checkpoint_complete(id, io);
+    }
+
+    #[inline]
+    fn record(&mut self, value: O::In, ts: Timestamp, io: &mut TaskIo) {
+        let mut ctx = Context::new(&mut *self.down, io, ts);
+        if let Err(e) = self.op.process(value, &mut ctx) {
+            io.fail(e.in_operator(&self.name));
+        }
+    }
+
+    fn watermark(&mut self, wm: Timestamp, io: &mut TaskIo) {
+        let mut ctx = Context::new(&mut *self.down, io, wm);
+        if let Err(e) = self.op.on_watermark(wm, &mut ctx) {
+            io.fail(e.in_operator(&self.name));
+        }
+        self.down.watermark(wm, io);
+    }
+
+    fn idle(&mut self, idle: bool, io: &mut TaskIo) {
+        self.down.idle(idle, io);
+    }
+
+    fn processing_time(&mut self, now: Timestamp, io: &mut TaskIo) {
+        self.down.processing_time(now, io);
+    }
+
+    fn flush(&mut self, io: &mut TaskIo) {
+        self.down.flush(io);
+    }
+
+    fn end_input(&mut self, drain: bool, io: &mut TaskIo) {
+        if drain {
+            let wm = io.watermark;
+            let mut ctx = Context::new(&mut *self.down, io, wm);
+            if let Err(e) = self.op.end_input(&mut ctx) {
+                io.fail(e.in_operator(&self.name));
+            }
+        }
+        self.down.end_input(drain, io);
+    }
+
+    fn close(&mut self, io: &mut TaskIo) {
+        if let Err(e) = self.op.close() {
+            io.fail(e.in_operator(&self.name));
+        }
+        self.down.close(io);
+    }
+}

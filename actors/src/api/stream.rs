@@ -1,0 +1,703 @@
+//! The typed stream builder: sugar over operators, as Flink's DataStream API.
+//!
+//! A job builder calls these on a [`StreamEnv`]; each call adds a node to the job's stream
+//! graph. Nothing runs until the job is submitted. Each method's example runs on an embedded
+//! [`MiniCluster`](crate::MiniCluster).
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_dataplane::{BatchConfig, DEFAULT_MAX_PARALLELISM, KeyGroup, Partitioning, Timestamp, key_group_of};
+
+use crate::api::connectors::{PrintSink, VecSource};
+use crate::api::functions::{AggregateFunction, FilterOp, FlatMapOp, MapOp, ReduceAgg};
+use crate::api::keyed::{KeySelector, KeyedLink, KeyedProcessFunction, RollingAggregate, RollingReduce};
+use crate::api::operator::Operator;
+use crate::api::operator::OperatorLink;
+use crate::api::sink::{Sink, SinkOperator};
+use crate::api::source::Source;
+use crate::api::window::{WindowAssigner, WindowEvent, WindowLink, Windowed};
+use crate::base::data::{Data, Key};
+use crate::base::error::{Result, WeirError};
+use crate::runtime::job_graph::NodeKind;
+use crate::runtime::nodes::NodeFactory;
+use crate::runtime::nodes::{MakeLink, OperatorNode, SourceNode, Validate};
+use crate::runtime::stream_graph::{StreamEdge, StreamGraph, StreamNode};
+use crate::runtime::watermark::WatermarkStrategy;
+use crate::runtime::writer::KeyGroupFn;
+
+#[derive(Default)]
+struct Builder {
+    graph: StreamGraph,
+    errors: Vec<WeirError>,
+}
+
+/// Where a job builder makes its dataflow.
+pub struct StreamEnv {
+    inner: Rc<RefCell<Builder>>,
+}
+
+impl StreamEnv {
+    pub(crate) fn new(parallelism: usize) -> Self {
+        let graph = StreamGraph {
+            nodes: Vec::new(),
+            default_parallelism: parallelism.max(1),
+            max_parallelism: DEFAULT_MAX_PARALLELISM,
+            batch: BatchConfig::default(),
+        };
+        StreamEnv { inner: Rc::new(RefCell::new(Builder { graph, errors: Vec::new() })) }
+    }
+
+    /// The default parallelism of operators (from `weir run --parallelism`).
+    pub fn parallelism(&self) -> usize {
+        self.inner.borrow().graph.default_parallelism
+    }
+
+    /// Sets the default parallelism of operators.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.set_parallelism(2);
+    ///     env.source("clicks", Generator::new(GeneratorConfig { events: Some(10), ..Default::default() }))
+    /// }).unwrap();
+    /// assert_eq!(out.len(), 10);
+    /// ```
+    pub fn set_parallelism(&mut self, parallelism: usize) -> &mut Self {
+        self.inner.borrow_mut().graph.default_parallelism = parallelism;
+        self
+    }
+
+    /// Sets the number of key groups (default 128): the upper bound of any keyed
+    /// operator's parallelism, fixed for the life of the job's state.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.set_max_parallelism(16);
+    ///     env.from_vec("n", vec![1u32, 2, 1]).key_by(|x: &u32| *x).aggregate("count", Count)
+    /// }).unwrap();
+    /// assert_eq!(out.len(), 3);
+    /// ```
+    pub fn set_max_parallelism(&mut self, max_parallelism: u16) -> &mut Self {
+        self.inner.borrow_mut().graph.max_parallelism = max_parallelism;
+        self
+    }
+
+    /// Sets batching: records per batch, the flush interval (latency bound) and the
+    /// capacity of each channel in batches (memory per channel).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.set_batch_config(BatchConfig { max_records: 8, flush_interval: Duration::from_millis(1), channel_capacity: 2 });
+    ///     env.from_vec("n", (0..100u32).collect()).map("inc", |x: u32| x + 1).disable_chaining()
+    /// }).unwrap();
+    /// assert_eq!(out.len(), 100);
+    /// ```
+    pub fn set_batch_config(&mut self, batch: BatchConfig) -> &mut Self {
+        self.inner.borrow_mut().graph.batch = batch;
+        self
+    }
+
+    /// Adds a source.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let config = GeneratorConfig { events: Some(5), keys: 2, ..Default::default() };
+    /// let out = MiniCluster::collect(move |env| env.source("clicks", Generator::new(config))).unwrap();
+    /// assert_eq!(out.iter().map(|c| c.index).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    /// ```
+    pub fn source<S: Source + Clone + Sync>(&mut self, name: &str, source: S) -> DataStream<S::Out> {
+        let factory: Arc<dyn NodeFactory> = Arc::new(SourceNode { source });
+        DataStream::<()>::add_node(&self.inner, name, NodeKind::Source, Vec::new(), factory)
+    }
+
+    /// A source over a vector (parallelism 1), without timestamps.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| env.from_vec("nums", vec![1, 2, 3])).unwrap();
+    /// assert_eq!(out, vec![1, 2, 3]);
+    /// ```
+    pub fn from_vec<T: Data + Sync>(&mut self, name: &str, items: Vec<T>) -> DataStream<T> {
+        self.source(name, VecSource::new(items)).set_parallelism(1)
+    }
+
+    /// A source over `(record, event timestamp)` pairs (parallelism 1), with monotonous watermarks.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// struct Stamp;
+    /// impl Operator for Stamp {
+    ///     type In = char;
+    ///     type Out = (char, i64);
+    ///     fn process(&mut self, c: char, ctx: &mut Context<'_, (char, i64)>) -> Result<()> {
+    ///         let ts = ctx.timestamp().unwrap();
+    ///         ctx.emit((c, ts));
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let out = MiniCluster::collect(|env| env.from_vec_timestamped("t", vec![('a', 5), ('b', 7)]).operator("stamp", || Stamp)).unwrap();
+    /// assert_eq!(out, vec![('a', 5), ('b', 7)]);
+    /// ```
+    pub fn from_vec_timestamped<T: Data + Sync>(&mut self, name: &str, items: Vec<(T, Timestamp)>) -> DataStream<T> {
+        self.source(name, VecSource::timestamped(items, WatermarkStrategy::monotonous())).set_parallelism(1)
+    }
+
+    /// Records an error found while building; the job is refused with it.
+    pub fn fail(&mut self, error: WeirError) {
+        self.inner.borrow_mut().errors.push(error);
+    }
+
+    pub(crate) fn finish(self) -> Result<StreamGraph> {
+        let mut builder = std::mem::take(&mut *self.inner.borrow_mut());
+        match builder.errors.drain(..).next() {
+            Some(e) => Err(e),
+            None => Ok(builder.graph),
+        }
+    }
+}
+
+/// A stream of `T` records.
+pub struct DataStream<T> {
+    env: Rc<RefCell<Builder>>,
+    node: usize,
+    partitioning: Option<Partitioning>,
+    _types: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for DataStream<T> {
+    fn clone(&self) -> Self {
+        DataStream { env: self.env.clone(), node: self.node, partitioning: self.partitioning, _types: PhantomData }
+    }
+}
+
+impl<T: Data> DataStream<T> {
+    fn add_node<O>(
+        env: &Rc<RefCell<Builder>>,
+        name: &str,
+        kind: NodeKind,
+        inputs: Vec<StreamEdge>,
+        factory: Arc<dyn NodeFactory>,
+    ) -> DataStream<O> {
+        let mut b = env.borrow_mut();
+        b.graph.nodes.push(StreamNode {
+            name: name.to_owned(),
+            uid: None,
+            state_version: 1,
+            kind,
+            parallelism: None,
+            chaining: true,
+            inputs,
+            factory,
+        });
+        DataStream { env: env.clone(), node: b.graph.nodes.len() - 1, partitioning: None, _types: PhantomData }
+    }
+
+    fn edge(&self) -> StreamEdge {
+        StreamEdge { from: self.node, partitioning: self.partitioning, key_group: None }
+    }
+
+    fn then<O: Data>(
+        &self,
+        name: &str,
+        kind: NodeKind,
+        make: MakeLink<T, O>,
+        validate: Option<Validate>,
+    ) -> DataStream<O> {
+        let factory: Arc<dyn NodeFactory> = Arc::new(OperatorNode { make, validate });
+        Self::add_node(&self.env, name, kind, vec![self.edge()], factory)
+    }
+
+    fn with_node(self, f: impl FnOnce(&mut StreamNode)) -> Self {
+        f(&mut self.env.borrow_mut().graph.nodes[self.node]);
+        self
+    }
+
+    /// Sets this operator's parallelism.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let mut out = MiniCluster::collect(|env| env.from_vec("n", vec![1, 2, 3, 4]).map("double", |x: i32| x * 2).set_parallelism(2)).unwrap();
+    /// out.sort();
+    /// assert_eq!(out, vec![2, 4, 6, 8]);
+    /// ```
+    pub fn set_parallelism(self, parallelism: usize) -> Self {
+        self.with_node(|n| n.parallelism = Some(parallelism))
+    }
+
+    /// Renames this operator.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// use weir_actors::api::functions::TryMapOp;
+    /// let err = MiniCluster::collect(|env| {
+    ///     env.from_vec("n", vec![0u32]).operator("op", || TryMapOp::new(|_: u32| -> Result<u32> { Err("no".into()) })).name("checker")
+    /// }).unwrap_err();
+    /// assert!(err.to_string().contains("operator 'checker' failed: no"));
+    /// ```
+    pub fn name(self, name: &str) -> Self {
+        self.with_node(|n| n.name = name.to_owned())
+    }
+
+    /// Gives this operator a stable id (kept across job versions for its state).
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| env.from_vec("n", vec![1u8]).map("id", |x: u8| x).uid("identity-v1")).unwrap();
+    /// assert_eq!(out, vec![1]);
+    /// ```
+    pub fn uid(self, uid: &str) -> Self {
+        self.with_node(|n| n.uid = Some(uid.to_owned()))
+    }
+
+    /// Declares the version of this operator's state layout (1 unless declared): raise it
+    /// when the types its state holds change in a way their encoding does not survive (a
+    /// field added to a struct in a `ValueState`, say). A savepoint whose state this operator
+    /// wrote under another version is refused with both versions named, rather than decoded
+    /// into garbage; Flink's serializer snapshots carry such versions.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec("n", vec![1u8, 2]).key_by(|x: &u8| *x).reduce("sum", |a: &u8, b: &u8| a + b).uid("sum").state_version(2)
+    /// }).unwrap();
+    /// assert_eq!(out.len(), 2);
+    /// ```
+    pub fn state_version(self, version: u32) -> Self {
+        self.with_node(|n| n.state_version = version)
+    }
+
+    /// Keeps this operator out of chains: it runs in its own subtasks, connected by channels.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| env.from_vec("n", vec![1, 2]).map("inc", |x: i32| x + 1).disable_chaining()).unwrap();
+    /// assert_eq!(out, vec![2, 3]);
+    /// ```
+    pub fn disable_chaining(self) -> Self {
+        self.with_node(|n| n.chaining = false)
+    }
+
+    /// Distributes the next operator's input round-robin.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let mut out = MiniCluster::collect(|env| env.from_vec("n", (0..8u32).collect()).rebalance().map("m", |x: u32| x).set_parallelism(4)).unwrap();
+    /// out.sort();
+    /// assert_eq!(out, (0..8).collect::<Vec<_>>());
+    /// ```
+    pub fn rebalance(mut self) -> Self {
+        self.partitioning = Some(Partitioning::Rebalance);
+        self
+    }
+
+    /// Distributes the next operator's input round-robin within local groups (Flink's rescale).
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| env.from_vec("n", vec![1u32, 2]).rescale().map("m", |x: u32| x).set_parallelism(2)).unwrap();
+    /// assert_eq!(out.len(), 2);
+    /// ```
+    pub fn rescale(mut self) -> Self {
+        self.partitioning = Some(Partitioning::Rescale);
+        self
+    }
+
+    /// Sends every record to every subtask of the next operator.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| env.from_vec("n", vec![1u32]).broadcast().map("m", |x: u32| x).set_parallelism(3)).unwrap();
+    /// assert_eq!(out, vec![1, 1, 1]);
+    /// ```
+    pub fn broadcast(mut self) -> Self {
+        self.partitioning = Some(Partitioning::Broadcast);
+        self
+    }
+
+    /// Transforms each record.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| env.from_vec("n", vec![1, 2]).map("square", |x: i64| x * x)).unwrap();
+    /// assert_eq!(out, vec![1, 4]);
+    /// ```
+    pub fn map<O: Data, F>(&self, name: &str, f: F) -> DataStream<O>
+    where
+        F: Fn(T) -> O + Clone + Send + Sync + 'static,
+    {
+        self.operator(name, move || MapOp::new(f.clone()))
+    }
+
+    /// Keeps the records the predicate accepts.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| env.from_vec("n", vec![1, 2, 3, 4]).filter("even", |x: &i32| x % 2 == 0)).unwrap();
+    /// assert_eq!(out, vec![2, 4]);
+    /// ```
+    pub fn filter<F>(&self, name: &str, f: F) -> DataStream<T>
+    where
+        F: Fn(&T) -> bool + Clone + Send + Sync + 'static,
+    {
+        self.operator(name, move || FilterOp::new(f.clone()))
+    }
+
+    /// Turns each record into any number of records.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec("lines", vec!["a b".to_owned(), "c".to_owned()])
+    ///         .flat_map("split", |l: String| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+    /// }).unwrap();
+    /// assert_eq!(out, vec!["a", "b", "c"]);
+    /// ```
+    pub fn flat_map<O: Data, I, F>(&self, name: &str, f: F) -> DataStream<O>
+    where
+        I: IntoIterator<Item = O> + 'static,
+        F: Fn(T) -> I + Clone + Send + Sync + 'static,
+    {
+        self.operator(name, move || FlatMapOp::new(f.clone()))
+    }
+
+    /// Runs a hand-written [`Operator`], made once per subtask by `factory`.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// use weir_actors::api::functions::MapOp;
+    /// let out = MiniCluster::collect(|env| env.from_vec("n", vec![2u32]).operator("double", || MapOp::new(|x: u32| x * 2))).unwrap();
+    /// assert_eq!(out, vec![4]);
+    /// ```
+    pub fn operator<O, F>(&self, name: &str, factory: F) -> DataStream<O::Out>
+    where
+        O: Operator<In = T>,
+        F: Fn() -> O + Send + Sync + 'static,
+    {
+        let make: MakeLink<T, O::Out> =
+            Arc::new(move |name, down| Box::new(OperatorLink { op: factory(), down, name }));
+        self.then(name, NodeKind::Operator, make, None)
+    }
+
+    /// Merges streams of the same type.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let mut out = MiniCluster::collect(|env| {
+    ///     let a = env.from_vec("a", vec![1, 2]);
+    ///     let b = env.from_vec("b", vec![3]);
+    ///     a.union(&[b])
+    /// }).unwrap();
+    /// out.sort();
+    /// assert_eq!(out, vec![1, 2, 3]);
+    /// ```
+    pub fn union(&self, others: &[DataStream<T>]) -> DataStream<T> {
+        let mut inputs = vec![self.edge()];
+        inputs.extend(others.iter().map(DataStream::edge));
+        let make: MakeLink<T, T> = Arc::new(|_name, down| down);
+        let factory: Arc<dyn NodeFactory> = Arc::new(OperatorNode { make, validate: None });
+        Self::add_node(&self.env, "union", NodeKind::Operator, inputs, factory)
+    }
+
+    /// Partitions the stream by key: records with equal keys go to the same subtask, and
+    /// the next operator keeps state per key.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let mut out = MiniCluster::collect(|env| {
+    ///     env.from_vec("words", vec!["a".to_owned(), "b".to_owned(), "a".to_owned()])
+    ///         .key_by(|w: &String| w.clone())
+    ///         .aggregate("count", Count)
+    ///         .set_parallelism(2)
+    /// }).unwrap();
+    /// out.sort();
+    /// assert_eq!(out, vec![("a".to_owned(), 1), ("a".to_owned(), 2), ("b".to_owned(), 1)]);
+    /// ```
+    pub fn key_by<K: Key, F>(&self, selector: F) -> KeyedStream<K, T>
+    where
+        F: Fn(&T) -> K + Send + Sync + 'static,
+    {
+        KeyedStream { stream: self.clone(), selector: Arc::new(selector) }
+    }
+
+    /// Writes the stream to a sink.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let (sink, collected) = CollectSink::new();
+    /// MiniCluster::collect(move |env| {
+    ///     let nums = env.from_vec("n", vec![1u32, 2]);
+    ///     nums.sink("copy", sink.clone());
+    ///     nums
+    /// }).unwrap();
+    /// assert_eq!(collected.take(), vec![1, 2]);
+    /// ```
+    pub fn sink<S: Sink<In = T> + Clone + Sync>(&self, name: &str, sink: S) -> DataStream<()> {
+        let validator = sink.clone();
+        let make: MakeLink<T, ()> =
+            Arc::new(move |name, down| Box::new(OperatorLink { op: SinkOperator { sink: sink.clone() }, down, name }));
+        self.then(name, NodeKind::Sink, make, Some(Arc::new(move |ctx| validator.validate(ctx))))
+    }
+
+    /// Prints the stream to standard output.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// MiniCluster::collect(|env| {
+    ///     let nums = env.from_vec("n", vec![1u32, 2]);
+    ///     nums.print("print");
+    ///     nums
+    /// }).unwrap();
+    /// ```
+    pub fn print(&self, name: &str) -> DataStream<()>
+    where
+        T: std::fmt::Display,
+    {
+        self.sink(name, PrintSink::new())
+    }
+}
+
+/// A stream partitioned by key.
+pub struct KeyedStream<K, T> {
+    stream: DataStream<T>,
+    selector: KeySelector<T, K>,
+}
+
+impl<K: Key, T: Data> KeyedStream<K, T> {
+    fn hash_edge(&self) -> StreamEdge {
+        let selector = self.selector.clone();
+        let key_group: KeyGroupFn<T> =
+            Arc::new(move |record: &T, max: u16| -> KeyGroup { key_group_of(&selector(record), max) });
+        StreamEdge {
+            from: self.stream.node,
+            partitioning: Some(Partitioning::Hash),
+            key_group: Some(Arc::new(key_group)),
+        }
+    }
+
+    fn keyed<O: Data>(&self, name: &str, make: MakeLink<T, O>) -> DataStream<O> {
+        let factory: Arc<dyn NodeFactory> = Arc::new(OperatorNode { make, validate: None });
+        DataStream::<T>::add_node(&self.stream.env, name, NodeKind::Operator, vec![self.hash_edge()], factory)
+    }
+
+    /// Runs a [`KeyedProcessFunction`] (state and timers per key), made per subtask by `factory`.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// struct Echo;
+    /// impl KeyedProcessFunction for Echo {
+    ///     type Key = u32;
+    ///     type In = u32;
+    ///     type Out = (u32, u32);
+    ///     fn process(&mut self, v: u32, ctx: &mut KeyedContext<'_, u32, (u32, u32)>) -> Result<()> {
+    ///         let key = *ctx.key();
+    ///         ctx.emit((key, v));
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let out = MiniCluster::collect(|env| env.from_vec("n", vec![7u32]).key_by(|x: &u32| x % 2).process("echo", || Echo)).unwrap();
+    /// assert_eq!(out, vec![(1, 7)]);
+    /// ```
+    pub fn process<F, Mk>(&self, name: &str, factory: Mk) -> DataStream<F::Out>
+    where
+        F: KeyedProcessFunction<Key = K, In = T>,
+        Mk: Fn() -> F + Send + Sync + 'static,
+    {
+        let selector = self.selector.clone();
+        let make: MakeLink<T, F::Out> = Arc::new(move |name, down| {
+            Box::new(KeyedLink { f: factory(), selector: selector.clone(), parts: None, down, name })
+        });
+        self.keyed(name, make)
+    }
+
+    /// A rolling reduce: emits the key's reduced value after every record.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let mut out = MiniCluster::collect(|env| {
+    ///     env.from_vec("n", vec![('a', 1), ('b', 5), ('a', 2)])
+    ///         .key_by(|r: &(char, i32)| r.0)
+    ///         .reduce("sum", |x, y| (x.0, x.1 + y.1))
+    /// }).unwrap();
+    /// out.sort();
+    /// assert_eq!(out, vec![('a', 1), ('a', 3), ('b', 5)]);
+    /// ```
+    pub fn reduce<F>(&self, name: &str, f: F) -> DataStream<T>
+    where
+        F: Fn(&T, &T) -> T + Clone + Send + Sync + 'static,
+    {
+        self.process(name, move || RollingReduce::<K, T, F> { f: f.clone(), state: None, _types: PhantomData })
+    }
+
+    /// A rolling aggregation: emits `(key, result)` after every record.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let mut out = MiniCluster::collect(|env| {
+    ///     env.from_vec("n", vec!['x', 'y', 'x']).key_by(|w: &char| *w).aggregate("count", Count)
+    /// }).unwrap();
+    /// out.sort();
+    /// assert_eq!(out, vec![('x', 1), ('x', 2), ('y', 1)]);
+    /// ```
+    pub fn aggregate<A>(&self, name: &str, agg: A) -> DataStream<(K, A::Out)>
+    where
+        A: AggregateFunction<T> + Clone,
+    {
+        self.process(name, move || RollingAggregate::<K, T, A> { agg: agg.clone(), state: None, _types: PhantomData })
+    }
+
+    /// Groups each key's records into windows.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec_timestamped("c", vec![('a', 0), ('a', 50), ('a', 400)])
+    ///         .key_by(|c: &char| *c)
+    ///         .window(Session::event_time(Duration::from_millis(100)))
+    ///         .aggregate("sessions", Count)
+    /// }).unwrap();
+    /// let sessions: Vec<_> = out.iter().map(|w| (w.window.start, w.window.end, w.value)).collect();
+    /// assert_eq!(sessions, vec![(0, 150, 2), (400, 500, 1)]);
+    /// ```
+    pub fn window(&self, assigner: WindowAssigner) -> WindowedStream<K, T> {
+        if let Err(e) = assigner.validate() {
+            self.stream.env.borrow_mut().errors.push(e);
+        }
+        WindowedStream {
+            keyed: KeyedStream { stream: self.stream.clone(), selector: self.selector.clone() },
+            assigner,
+            lateness: 0,
+        }
+    }
+}
+
+/// A keyed stream grouped into windows.
+pub struct WindowedStream<K, T> {
+    keyed: KeyedStream<K, T>,
+    assigner: WindowAssigner,
+    lateness: i64,
+}
+
+impl<K: Key, T: Data> WindowedStream<K, T> {
+    /// Keeps windows open for late records up to `lateness` past their end (event time):
+    /// each late record within the bound fires the window again with the updated result.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec_timestamped("c", vec![('a', 100), ('a', 1500), ('a', 200)])
+    ///         .key_by(|c: &char| *c)
+    ///         .window(Tumbling::event_time(Duration::from_secs(1)))
+    ///         .allowed_lateness(Duration::from_secs(1))
+    ///         .aggregate("count", Count)
+    /// }).unwrap();
+    /// // [0, 1000) fired with 1 when the watermark passed it, then with 2 for the late record.
+    /// let first: Vec<u64> = out.iter().filter(|w| w.window.start == 0).map(|w| w.value).collect();
+    /// assert_eq!(first, vec![1, 2]);
+    /// ```
+    pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
+        self.lateness = i64::try_from(lateness.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+
+    fn events<A: AggregateFunction<T>>(
+        &self,
+        name: &str,
+        agg: A,
+        emit_late: bool,
+    ) -> DataStream<WindowEvent<K, A::Out, T>> {
+        let (assigner, lateness, selector, agg) =
+            (self.assigner, self.lateness, self.keyed.selector.clone(), Arc::new(agg));
+        let make: MakeLink<T, WindowEvent<K, A::Out, T>> = Arc::new(move |name, down| {
+            Box::new(WindowLink::new(assigner, lateness, emit_late, agg.clone(), selector.clone(), down, name))
+        });
+        self.keyed.keyed(name, make)
+    }
+
+    /// Aggregates each key's window incrementally; emits one [`Windowed`] result per firing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    /// let mut out = MiniCluster::collect(|env| {
+    ///     env.from_vec_timestamped("clicks", vec![('u', 100), ('u', 900), ('u', 1100)])
+    ///         .key_by(|u: &char| *u)
+    ///         .window(Sliding::event_time(Duration::from_secs(1), Duration::from_millis(500)))
+    ///         .aggregate("count", Count)
+    /// }).unwrap();
+    /// out.sort_by_key(|w| w.window.start);
+    /// let counts: Vec<(i64, u64)> = out.iter().map(|w| (w.window.start, w.value)).collect();
+    /// assert_eq!(counts, vec![(-500, 1), (0, 2), (500, 2), (1000, 1)]);
+    /// ```
+    pub fn aggregate<A: AggregateFunction<T>>(&self, name: &str, agg: A) -> DataStream<Windowed<K, A::Out>> {
+        let results = |e: WindowEvent<K, A::Out, T>| match e {
+            WindowEvent::Result(w) => Some(w),
+            WindowEvent::Late(_) => None,
+        };
+        self.events(name, agg, false).flat_map(&format!("{name}.results"), results)
+    }
+
+    /// As [`aggregate`](Self::aggregate), and also returns the late records (those whose
+    /// windows were all past allowed lateness) as a side output.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    /// let (late_sink, late) = CollectSink::new();
+    /// let out = MiniCluster::collect(move |env| {
+    ///     let (counts, late_records) = env
+    ///         .from_vec_timestamped("c", vec![('a', 100), ('a', 2500), ('b', 300)])
+    ///         .key_by(|c: &char| *c)
+    ///         .window(Tumbling::event_time(Duration::from_secs(1)))
+    ///         .aggregate_with_late("count", Count);
+    ///     late_records.sink("late", late_sink.clone());
+    ///     counts
+    /// }).unwrap();
+    /// assert_eq!(out.len(), 2);
+    /// assert_eq!(late.take(), vec!['b']);
+    /// ```
+    pub fn aggregate_with_late<A: AggregateFunction<T>>(
+        &self,
+        name: &str,
+        agg: A,
+    ) -> (DataStream<Windowed<K, A::Out>>, DataStream<T>) {
+        let events = self.events(name, agg, true);
+        let results = events.flat_map(&format!("{name}.results"), |e: WindowEvent<K, A::Out, T>| match e {
+            WindowEvent::Result(w) => Some(w),
+            WindowEvent::Late(_) => None,
+        });
+        let late = events.flat_map(&format!("{name}.late"), |e: WindowEvent<K, A::Out, T>| match e {
+            WindowEvent::Late(t) => Some(t),
+            WindowEvent::Result(_) => None,
+        });
+        (results, late)
+    }
+
+    /// Reduces each key's window with `f`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec_timestamped("n", vec![(('a', 3), 10), (('a', 9), 20)])
+    ///         .key_by(|r: &(char, u32)| r.0)
+    ///         .window(Tumbling::event_time(Duration::from_secs(1)))
+    ///         .reduce("max", |x, y| if x.1 >= y.1 { *x } else { *y })
+    /// }).unwrap();
+    /// assert_eq!(out[0].value, ('a', 9));
+    /// ```
+    pub fn reduce<F>(&self, name: &str, f: F) -> DataStream<Windowed<K, T>>
+    where
+        F: Fn(&T, &T) -> T + Send + Sync + 'static,
+    {
+        self.aggregate(name, ReduceAgg::new(f))
+    }
+}

@@ -1,0 +1,190 @@
+//! Window semantics on a MiniCluster: boundaries, disorder within the watermark bound,
+//! lateness, sessions.
+
+use std::time::Duration;
+
+use super::*;
+use crate::api::connectors::VecSource;
+use crate::api::functions::Count;
+use crate::prelude::{MiniCluster, WatermarkStrategy};
+
+type Out = Vec<(i64, i64, u64)>;
+
+/// Runs `(key, ts)` records (in this order) through a windowed count; returns
+/// `(window start, window end, count)` of every firing, sorted, and the late records.
+fn run(records: Vec<(char, i64)>, bound_ms: u64, assigner: WindowAssigner, lateness_ms: u64) -> (Out, Vec<char>) {
+    let (late_sink, late) = crate::api::connectors::CollectSink::new();
+    let results = MiniCluster::collect(move |env| {
+        let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(bound_ms));
+        let (results, late_records) = env
+            .source("records", VecSource::timestamped(records.clone(), strategy))
+            .set_parallelism(1)
+            .key_by(|r: &char| *r)
+            .window(assigner)
+            .allowed_lateness(Duration::from_millis(lateness_ms))
+            .aggregate_with_late("count", Count);
+        late_records.sink("late", late_sink.clone());
+        results
+    })
+    .unwrap();
+    let mut out: Out = results.into_iter().map(|w| (w.window.start, w.window.end, w.value)).collect();
+    out.sort();
+    (out, late.take())
+}
+
+#[test]
+fn tumbling_boundaries_are_half_open() {
+    let (out, late) =
+        run(vec![('a', 0), ('a', 999), ('a', 1000), ('a', 2999)], 0, Tumbling::event_time(Duration::from_secs(1)), 0);
+    assert_eq!(out, vec![(0, 1000, 2), (1000, 2000, 1), (2000, 3000, 1)]);
+    assert!(late.is_empty());
+}
+
+#[test]
+fn negative_timestamps_fall_in_the_right_window() {
+    let (out, _) = run(vec![('a', -1), ('a', 0)], 0, Tumbling::event_time(Duration::from_secs(1)), 0);
+    assert_eq!(out, vec![(-1000, 0, 1), (0, 1000, 1)]);
+}
+
+#[test]
+fn disorder_within_the_bound_is_not_late() {
+    // Watermark bound 500 ms: 700 after 1100 is 400 ms out of order.
+    let (out, late) = run(
+        vec![('a', 100), ('a', 1100), ('a', 700), ('a', 1900)],
+        500,
+        Tumbling::event_time(Duration::from_secs(1)),
+        0,
+    );
+    assert_eq!(out, vec![(0, 1000, 2), (1000, 2000, 2)]);
+    assert!(late.is_empty());
+}
+
+#[test]
+fn late_records_are_side_output_and_never_merged() {
+    // No disorder allowed: 2500 moves the watermark to 2499, closing [0, 1000).
+    let (out, late) =
+        run(vec![('a', 100), ('a', 2500), ('a', 200)], 0, Tumbling::event_time(Duration::from_secs(1)), 0);
+    assert_eq!(out, vec![(0, 1000, 1), (2000, 3000, 1)], "the late record must not change a fired result");
+    assert_eq!(late, vec!['a']);
+}
+
+#[test]
+fn allowed_lateness_fires_again_then_drops() {
+    // Lateness 1000: [0, 1000) is kept until the watermark passes 1999.
+    let records = vec![('a', 100), ('a', 1500), ('a', 200), ('a', 3100), ('a', 300)];
+    let (out, late) = run(records, 0, Tumbling::event_time(Duration::from_secs(1)), 1000);
+    // [0,1000) fires with 1 at watermark 1499, again with 2 for the late record at 200; the
+    // record at 300 comes after cleanup (watermark 3099) and is late.
+    assert_eq!(out, vec![(0, 1000, 1), (0, 1000, 2), (1000, 2000, 1), (3000, 4000, 1)]);
+    assert_eq!(late, vec!['a']);
+}
+
+#[test]
+fn sliding_windows_overlap() {
+    let (out, _) =
+        run(vec![('a', 0), ('a', 600)], 0, Sliding::event_time(Duration::from_secs(1), Duration::from_millis(500)), 0);
+    assert_eq!(out, vec![(-500, 500, 1), (0, 1000, 2), (500, 1500, 1)]);
+}
+
+#[test]
+fn sessions_merge_when_a_record_bridges_them() {
+    // Gap 100: [0,100) and [150,250) are separate until 90 bridges them into [0,250).
+    let records = vec![('a', 0), ('b', 40), ('a', 150), ('a', 90), ('a', 1000)];
+    let (out, late) = run(records, 200, Session::event_time(Duration::from_millis(100)), 0);
+    assert_eq!(out, vec![(0, 250, 3), (40, 140, 1), (1000, 1100, 1)]);
+    assert!(late.is_empty());
+}
+
+#[test]
+fn late_session_records_are_late() {
+    let records = vec![('a', 0), ('a', 5000), ('a', 10)];
+    let (out, late) = run(records, 0, Session::event_time(Duration::from_millis(100)), 0);
+    assert_eq!(out, vec![(0, 100, 1), (5000, 5100, 1)]);
+    assert_eq!(late, vec!['a']);
+}
+
+#[test]
+fn global_windows_fire_at_end_of_input() {
+    let (out, _) = run(vec![('a', 1), ('a', 10_000_000), ('b', 5)], 0, Global::new(), 0);
+    assert_eq!(out, vec![(i64::MIN, i64::MAX, 1), (i64::MIN, i64::MAX, 2)]);
+}
+
+#[test]
+fn processing_time_windows_count_everything_once() {
+    let out = MiniCluster::collect(|env| {
+        env.from_vec("records", (0..1000).map(|i| i % 7).collect::<Vec<u32>>())
+            .key_by(|k: &u32| *k)
+            .window(Tumbling::processing_time(Duration::from_secs(3600)))
+            .aggregate("count", Count)
+    })
+    .unwrap();
+    assert_eq!(out.iter().map(|w| w.value).sum::<u64>(), 1000);
+}
+
+#[test]
+fn assigners_compute_windows() {
+    let mut w = Vec::new();
+    Tumbling::event_time(Duration::from_millis(10)).assign(25, &mut w);
+    assert_eq!(w, vec![TimeWindow { start: 20, end: 30 }]);
+    Sliding::event_time(Duration::from_millis(10), Duration::from_millis(5)).assign(7, &mut w);
+    assert_eq!(w, vec![TimeWindow { start: 5, end: 15 }, TimeWindow { start: 0, end: 10 }]);
+    assert!(TimeWindow { start: 0, end: 10 }.intersects(&TimeWindow { start: 10, end: 20 }));
+    assert!(Tumbling::event_time(Duration::ZERO).validate().is_err());
+}
+
+/// Emits timestamps on subtask 0 then waits forever; subtask 1 never emits anything.
+#[derive(Clone)]
+struct HalfIdle {
+    index: usize,
+    sent: bool,
+}
+
+impl crate::api::source::Source for HalfIdle {
+    type Out = char;
+    fn open(&mut self, ctx: &crate::api::operator::OpenContext<'_>) -> crate::Result<()> {
+        self.index = ctx.subtask().index;
+        Ok(())
+    }
+    fn poll_next(
+        &mut self,
+        ctx: &mut crate::api::source::SourceContext<'_, char>,
+    ) -> crate::Result<crate::runtime::source_head::SourcePoll> {
+        if self.index == 0 && !self.sent {
+            self.sent = true;
+            for ts in [100, 200, 1500] {
+                ctx.emit_at('a', ts);
+            }
+        }
+        Ok(crate::runtime::source_head::SourcePoll::Pending(Duration::from_millis(10)))
+    }
+    fn watermark_strategy(&self) -> WatermarkStrategy {
+        WatermarkStrategy::monotonous().with_idleness(Duration::from_millis(50))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_source_subtask_does_not_hold_the_watermark_back() {
+    use crate::prelude::{JobSubmission, MiniClusterConfig};
+    let (sink, results) = crate::api::connectors::CollectSink::new();
+    let job = JobSubmission::new("idle", 2, move |env, _| {
+        env.source("half-idle", HalfIdle { index: 0, sent: false })
+            .key_by(|c: &char| *c)
+            .window(Tumbling::event_time(Duration::from_secs(1)))
+            .aggregate("count", Count)
+            .sink("out", sink.clone());
+        Ok(())
+    });
+    let cluster = MiniCluster::start(MiniClusterConfig::default()).await.unwrap();
+    let id = cluster.submit(&job).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while results.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the window never fired: the idle subtask held the watermark");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let fired = results.take();
+    assert_eq!(fired.len(), 1);
+    assert_eq!((fired[0].window.start, fired[0].value), (0, 2));
+    cluster.cancel(id).await.unwrap();
+    cluster.wait(id).await.unwrap();
+    cluster.shutdown().await;
+}

@@ -1,0 +1,20 @@
+//! The core: what every other layer builds on, and which imports nothing of theirs. Ids,
+//! [`Data`](data::Data) and [`Key`](data::Key), the subtask's identity, errors, clocks, the
+//! file system seam, failpoints, the [`Link`](link::Link) an operator chain is made of with the
+//! [`TaskIo`](task_io::TaskIo) it runs with, the subtask's metrics, and operator state as it
+//! is snapshotted and restored.
+//!
+//! (Named `base` rather than `core`, which would shadow Rust's own `core` crate in paths.)
+
+pub mod data;
+pub(crate) mod durable;
+pub mod error;
+pub mod failpoint;
+pub mod fs;
+pub mod ids;
+pub(crate) mod link;
+pub mod metrics;
+pub mod state;
+pub mod subtask;
+pub(crate) mod task_io;
+pub mod time;
