@@ -7,6 +7,7 @@
 pub mod connectors;
 pub mod functions;
 pub mod job;
+pub mod job_args;
 pub mod keyed;
 pub mod operator;
 pub mod sink;

@@ -13,7 +13,8 @@ pub mod base;
 pub mod cluster;
 pub mod runtime;
 
-pub use api::job::{JobArgs, JobRegistry};
+pub use api::job::JobRegistry;
+pub use api::job_args::JobArgs;
 pub use api::keyed::{KeyedProcessFunction, TimeDomain};
 pub use api::operator::{Context, Operator};
 pub use api::stream::{DataStream, KeyedStream, StreamEnv, WindowedStream};
@@ -34,7 +35,9 @@ pub mod prelude {
         VecSource,
     };
     pub use crate::api::functions::{AggregateFunction, Count, ReduceAgg, Sum};
-    pub use crate::api::job::{JobArgs, JobRegistry};
+
+    pub use crate::api::job::JobRegistry;
+    pub use crate::api::job_args::JobArgs;
     pub use crate::api::keyed::{
         KeyedContext, KeyedOpenContext, KeyedProcessFunction, ListState, MapState, ReducingState, TimeDomain,
         ValueState,

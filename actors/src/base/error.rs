@@ -162,19 +162,6 @@ impl From<&str> for WeirError {
 /// The result type of the operator API and the runtime.
 pub type Result<T, E = WeirError> = std::result::Result<T, E>;
 
-/// What a panic's payload says: its message, or the failpoint that crashed it.
-pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_owned()
-    } else if let Some(crash) = crate::base::failpoint::InjectedCrash::of(payload) {
-        crash.to_string()
-    } else {
-        "a panic without a message".to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,8 +9,6 @@ use crate::base::metrics::TaskMetrics;
 use crate::base::state::RestoredState;
 use crate::base::subtask::SubtaskInfo;
 use crate::base::time::SharedClock;
-use crate::runtime::checkpoint::CheckpointIo;
-use crate::runtime::task::SnapshotWrites;
 use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -39,8 +37,8 @@ pub(crate) struct TaskIo {
     pub(crate) watermark: Timestamp,
     pub(crate) records_out: u64,
     pub(crate) late_records: u64,
-    /// Checkpoint storage and where acknowledgements go (`None` only in unit tests).
-    pub(crate) checkpoints: Option<CheckpointIo>,
+    /// Whether the job takes periodic checkpoints.
+    pub(crate) checkpointing: bool,
     /// What to restore from, read by each link as it opens.
     pub(crate) restored: Option<Arc<RestoredState>>,
     /// Where keyed operators keep their state.
@@ -48,8 +46,6 @@ pub(crate) struct TaskIo {
     /// Keyed snapshots whose synchronous part is done, by their operator's position in the
     /// checkpoint's operator states: stored off the loop with the rest of the snapshot.
     pub(crate) pending_keyed: Vec<(usize, weir_state::PendingKeyedSnapshot)>,
-    /// Snapshot writes still running off the loop.
-    pub(crate) snapshot_writes: SnapshotWrites,
 }
 
 impl TaskIo {
@@ -65,11 +61,10 @@ impl TaskIo {
             watermark: Timestamp::MIN,
             records_out: 0,
             late_records: 0,
-            checkpoints: None,
+            checkpointing: false,
             restored: None,
             state_backend: Default::default(),
             pending_keyed: Vec::new(),
-            snapshot_writes: SnapshotWrites::default(),
         }
     }
 
@@ -83,7 +78,7 @@ impl TaskIo {
     /// Whether the job takes periodic checkpoints (two-phase sinks then commit only when a
     /// checkpoint completes, even at the end of input).
     pub(crate) fn checkpointing(&self) -> bool {
-        self.checkpoints.as_ref().is_some_and(|c| c.storage.is_some())
+        self.checkpointing
     }
 
     pub(crate) fn has_failed(&self) -> bool {

@@ -38,7 +38,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::api::job::{JobArgs, JobConfig, JobFn};
+use crate::api::job::{JobConfig, JobFn};
+
+use crate::api::job_args::JobArgs;
 use crate::base::error::{ErrorDomain, WeirError};
 use crate::base::ids::JobId;
 use crate::base::metrics::TaskMetrics;

@@ -24,7 +24,9 @@ use std::sync::Mutex;
 
 use tracing::{error, warn};
 
-use crate::api::job::{JobArgs, JobConfig, JobFn, JobRegistry};
+use crate::api::job::{JobConfig, JobFn, JobRegistry};
+
+use crate::api::job_args::JobArgs;
 use crate::base::error::{Result, WeirError};
 use crate::base::ids::JobId;
 use crate::cluster::job_master::PreparedJob;

@@ -11,7 +11,8 @@ use weir_dataplane::LocalShuffle;
 
 use crate::api::connectors::CollectSink;
 use crate::api::job::build_job;
-use crate::api::job::{JobArgs, JobFn, JobRegistry};
+use crate::api::job::{JobFn, JobRegistry};
+use crate::api::job_args::JobArgs;
 use crate::api::stream::{DataStream, StreamEnv};
 use crate::base::data::Data;
 use crate::base::error::{Result, WeirError};

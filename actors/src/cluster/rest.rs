@@ -52,7 +52,9 @@ use ractor::RpcReplyPort;
 use ractor::rpc::CallResult;
 use serde::{Deserialize, Serialize};
 
-use crate::api::job::{JobArgs, JobRegistry};
+use crate::api::job::JobRegistry;
+
+use crate::api::job_args::JobArgs;
 use crate::base::error::{ErrorDomain, WeirError};
 use crate::base::ids::JobId;
 use crate::cluster::ComponentRef;

@@ -94,7 +94,7 @@ impl Actor for SubtaskActor {
                     let payload = e.into_panic();
                     match crate::base::failpoint::InjectedCrash::of(&*payload) {
                         Some(crash) => Ok(Err(WeirError::runtime(crash.to_string()))),
-                        None => Err(crate::base::error::panic_text(&*payload)),
+                        None => Err(crate::base::failpoint::panic_text(&*payload)),
                     }
                 }
                 Err(_) => return, // aborted: the actor is already gone

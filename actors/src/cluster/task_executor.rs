@@ -30,7 +30,8 @@ use tracing::{info, warn};
 use weir_dataplane::LocalShuffle;
 
 use crate::api::job::build_job;
-use crate::api::job::{JobArgs, JobFn, JobRegistry};
+use crate::api::job::{JobFn, JobRegistry};
+use crate::api::job_args::JobArgs;
 use crate::base::error::{Result, WeirError};
 use crate::base::ids::JobId;
 use crate::base::metrics::TaskMetrics;

@@ -150,12 +150,17 @@ pub(crate) fn build_subtask(
         .collect();
     let _ = spec.metrics.output_channels.set(outputs.iter().flat_map(|o| o.metrics()).collect());
     let mut io = TaskIo::new(info, spec.clock, spec.metrics);
-    io.checkpoints = spec.checkpoints;
+    io.checkpointing = spec.checkpoints.as_ref().is_some_and(|c| c.storage.is_some());
     io.state_backend = spec.state_backend;
     let node = &graph.stream.nodes[head];
     let (control_tx, control) = tokio::sync::mpsc::unbounded_channel();
     let info = LinkInfo { name: Arc::from(node.name.as_str()), node: head };
-    let task =
-        node.factory.task(info, down, inputs, &wiring, TaskParts { io, outputs, control, restore: spec.restore })?;
+    let task = node.factory.task(
+        info,
+        down,
+        inputs,
+        &wiring,
+        TaskParts { io, outputs, control, restore: spec.restore, checkpoints: spec.checkpoints },
+    )?;
     Ok((task, control_tx))
 }

@@ -4,12 +4,10 @@ use std::sync::Arc;
 
 use weir_dataplane::{ChannelId, InputGate, OutputBuffer};
 
-use crate::api::source::Source;
 use crate::base::data::Data;
 use crate::base::error::{Result, WeirError};
 use crate::base::link::{Link, LinkInfo};
-use crate::runtime::stream_graph::stable_type_name;
-use crate::runtime::task::{TaskParts, run_input, run_source};
+use crate::runtime::task::{TaskParts, run_input};
 use crate::runtime::writer::{EdgeWriter, ErasedOutput, FanOut, KeyGroupFn, NullLink, OutputChannels, Writer};
 use std::any::Any;
 use weir_dataplane::BatchConfig;
@@ -108,23 +106,26 @@ pub(crate) type MakeLink<In, Out> = Arc<dyn Fn(LinkInfo, Box<dyn Link<Out>>) -> 
 /// A client-side check.
 pub(crate) type Validate = Arc<dyn Fn(&ValidateContext) -> Result<()> + Send + Sync>;
 
-fn typed<T: 'static>(link: AnyBox) -> Box<dyn Link<T>> {
+pub(crate) fn typed<T: 'static>(link: AnyBox) -> Box<dyn Link<T>> {
     *link.downcast::<Box<dyn Link<T>>>().expect("chained operators' types match the plan")
 }
 
-fn erase<T: 'static>(link: Box<dyn Link<T>>) -> AnyBox {
+pub(crate) fn erase<T: 'static>(link: Box<dyn Link<T>>) -> AnyBox {
     Box::new(link)
 }
 
-fn fan_out<T: Data>(downs: Vec<AnyBox>) -> AnyBox {
+pub(crate) fn fan_out<T: Data>(downs: Vec<AnyBox>) -> AnyBox {
     erase::<T>(Box::new(FanOut { outs: downs.into_iter().map(typed::<T>).collect() }))
 }
 
-fn null_link<T: Data>() -> AnyBox {
+pub(crate) fn null_link<T: Data>() -> AnyBox {
     erase::<T>(Box::new(NullLink))
 }
 
-fn writer<T: Data>(edges: Vec<WriterEdge>, wiring: &TaskWiring<'_>) -> Result<(AnyBox, Vec<Box<dyn ErasedOutput>>)> {
+pub(crate) fn writer<T: Data>(
+    edges: Vec<WriterEdge>,
+    wiring: &TaskWiring<'_>,
+) -> Result<(AnyBox, Vec<Box<dyn ErasedOutput>>)> {
     let mut writers = Vec::with_capacity(edges.len());
     let mut outputs: Vec<Box<dyn ErasedOutput>> = Vec::with_capacity(edges.len());
     for edge in edges {
@@ -216,41 +217,27 @@ impl<In: Data, Out: Data> NodeFactory for OperatorNode<In, Out> {
     }
 }
 
-/// A source node.
-pub(crate) struct SourceNode<S> {
-    pub(crate) source: S,
+/// `std::any::type_name` without module paths: `alloc::vec::Vec<my_app::events::Click>` is
+/// `Vec<Click>`. Plans (their fingerprint) and savepoints (whether a stateful operator's
+/// record types changed) compare these names. The full name would not do: it changes when a
+/// type moves to another module, and its form is not guaranteed across compiler versions, so
+/// an upgrade could refuse every savepoint and checkpoint. The short name changes only when
+/// the type itself is renamed or its generic arguments change.
+pub(crate) fn stable_type_name<T: ?Sized>() -> String {
+    let full = std::any::type_name::<T>();
+    let mut short = String::with_capacity(full.len());
+    let mut path_start = 0;
+    for (i, c) in full.char_indices() {
+        if !(c.is_alphanumeric() || c == '_' || c == ':') {
+            short.push_str(last_segment(&full[path_start..i]));
+            short.push(c);
+            path_start = i + c.len_utf8();
+        }
+    }
+    short.push_str(last_segment(&full[path_start..]));
+    short
 }
 
-impl<S: Source + Clone + Sync> NodeFactory for SourceNode<S> {
-    fn in_type(&self) -> String {
-        "()".to_owned()
-    }
-    fn out_type(&self) -> String {
-        stable_type_name::<S::Out>()
-    }
-    fn link(&self, _name: LinkInfo, _down: AnyBox) -> Result<AnyBox> {
-        Err(WeirError::Graph("a source cannot consume another operator's output".into()))
-    }
-    fn fan_out(&self, downs: Vec<AnyBox>) -> AnyBox {
-        fan_out::<S::Out>(downs)
-    }
-    fn null_link(&self) -> AnyBox {
-        null_link::<S::Out>()
-    }
-    fn writer(&self, edges: Vec<WriterEdge>, wiring: &TaskWiring<'_>) -> Result<(AnyBox, Vec<Box<dyn ErasedOutput>>)> {
-        writer::<S::Out>(edges, wiring)
-    }
-    fn task(
-        &self,
-        name: LinkInfo,
-        down: AnyBox,
-        _inputs: Vec<(ChannelId, bool)>,
-        wiring: &TaskWiring<'_>,
-        parts: TaskParts,
-    ) -> Result<TaskFuture> {
-        Ok(Box::pin(run_source(self.source.clone(), name, typed::<S::Out>(down), parts, wiring.batch)))
-    }
-    fn validate(&self, ctx: &ValidateContext) -> Result<()> {
-        self.source.validate(ctx)
-    }
+fn last_segment(path: &str) -> &str {
+    path.rsplit("::").next().unwrap_or(path)
 }

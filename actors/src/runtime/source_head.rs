@@ -1,7 +1,33 @@
-//! What a source subtask's loop drives: the start of a chain that produces its own input.
-//! The API's `Source` is one behind this trait.
+//! What a source subtask's loop drives ([`SourceHead`]): the start of a chain that produces
+//! its own input, polled between control messages, with the [`SourceContext`] it emits into.
+//! The API's `Source` is one (`crate::api::source`); the runtime knows only this trait.
 
 use std::time::Duration;
+
+use weir_dataplane::{NO_TIMESTAMP, Timestamp};
+
+use crate::base::data::Data;
+use crate::base::error::Result;
+use crate::base::link::Link;
+use crate::base::task_io::TaskIo;
+use crate::runtime::watermark::WatermarkStrategy;
+
+/// The start of a source subtask's chain, as its processing loop drives it. Errors are
+/// attributed to the source's operator by the loop.
+pub(crate) trait SourceHead<T>: Send {
+    /// Opens it, once, after its chain opened.
+    fn open(&mut self, io: &TaskIo) -> Result<()>;
+    /// Restores its position (after `open`, when the job restores).
+    fn restore(&mut self, states: Vec<Vec<u8>>) -> Result<()>;
+    /// How the loop derives watermarks from its timestamps.
+    fn watermark_strategy(&self) -> WatermarkStrategy;
+    /// Emits up to a batch of records into `ctx`.
+    fn poll(&mut self, ctx: &mut SourceContext<'_, T>) -> Result<SourcePoll>;
+    /// Its position, between polls, at a checkpoint barrier.
+    fn snapshot(&mut self) -> Result<Vec<u8>>;
+    /// Closes it when the subtask ends normally.
+    fn close(&mut self) -> Result<()>;
+}
 
 /// What a poll of a source found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,4 +38,51 @@ pub enum SourcePoll {
     Pending(Duration),
     /// The input is exhausted (bounded sources).
     Finished,
+}
+
+/// Where a source emits.
+pub struct SourceContext<'a, O> {
+    pub(crate) out: &'a mut dyn Link<O>,
+    pub(crate) io: &'a mut TaskIo,
+    pub(crate) max_timestamp: &'a mut Timestamp,
+    pub(crate) idle: &'a mut bool,
+    pub(crate) emitted: usize,
+    pub(crate) batch_size: usize,
+}
+
+impl<O: Data> SourceContext<'_, O> {
+    /// Emits a record without a timestamp.
+    #[inline]
+    pub fn emit(&mut self, value: O) {
+        self.emit_at(value, NO_TIMESTAMP);
+    }
+
+    /// Emits a record with its event timestamp.
+    #[inline]
+    pub fn emit_at(&mut self, value: O, timestamp: Timestamp) {
+        if *self.idle {
+            *self.idle = false;
+            self.out.idle(false, self.io);
+        }
+        if timestamp > *self.max_timestamp {
+            *self.max_timestamp = timestamp;
+        }
+        self.emitted += 1;
+        self.out.record(value, timestamp, self.io);
+    }
+
+    /// How many records a poll should emit at most (the batch size).
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Records emitted in this poll so far.
+    pub fn emitted(&self) -> usize {
+        self.emitted
+    }
+
+    /// The current processing time (ms since the epoch).
+    pub fn processing_time(&self) -> Timestamp {
+        self.io.now_ms()
+    }
 }

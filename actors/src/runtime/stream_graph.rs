@@ -52,31 +52,6 @@ pub(crate) struct StreamGraph {
     pub(crate) batch: BatchConfig,
 }
 
-/// `std::any::type_name` without module paths: `alloc::vec::Vec<my_app::events::Click>` is
-/// `Vec<Click>`. Plans (their fingerprint) and savepoints (whether a stateful operator's
-/// record types changed) compare these names. The full name would not do: it changes when a
-/// type moves to another module, and its form is not guaranteed across compiler versions, so
-/// an upgrade could refuse every savepoint and checkpoint. The short name changes only when
-/// the type itself is renamed or its generic arguments change.
-pub(crate) fn stable_type_name<T: ?Sized>() -> String {
-    let full = std::any::type_name::<T>();
-    let mut short = String::with_capacity(full.len());
-    let mut path_start = 0;
-    for (i, c) in full.char_indices() {
-        if !(c.is_alphanumeric() || c == '_' || c == ':') {
-            short.push_str(last_segment(&full[path_start..i]));
-            short.push(c);
-            path_start = i + c.len_utf8();
-        }
-    }
-    short.push_str(last_segment(&full[path_start..]));
-    short
-}
-
-fn last_segment(path: &str) -> &str {
-    path.rsplit("::").next().unwrap_or(path)
-}
-
 /// A job ready to run: the stream graph with its derived plan and the lookup tables the
 /// runtime wires subtasks with.
 #[derive(Clone)]

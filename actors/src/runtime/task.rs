@@ -19,18 +19,17 @@ use crate::base::state::{EventClock, OperatorState};
 use crate::runtime::checkpoint::storage::write_task_in;
 use crate::runtime::checkpoint::{CheckpointAck, CheckpointEvent, PendingRestore, TaskControl, TaskSnapshot};
 
-use crate::api::operator::OpenContext;
-use crate::api::source::{Source, SourceContext};
 use crate::base::data::Data;
 use crate::base::error::{Result, WeirError};
 use crate::base::failpoint::{self, Step};
 use crate::base::link::{Link, LinkInfo};
 use crate::base::task_io::TaskIo;
-use crate::runtime::source_head::SourcePoll;
+use crate::runtime::source_head::{SourceContext, SourceHead, SourcePoll};
 use crate::runtime::writer::{ErasedOutput, records_in};
 
 mod lifecycle;
 
+use crate::runtime::checkpoint::CheckpointIo;
 use lifecycle::Lifecycle;
 
 /// How long a sleep is when there is nothing to wait for (re-armed before it matters).
@@ -182,16 +181,24 @@ pub(crate) struct TaskParts {
     pub(crate) control: ControlReceiver,
     /// State to restore, read when the loop starts (before the chain opens).
     pub(crate) restore: Option<PendingRestore>,
+    /// Checkpoint storage and where acknowledgements go (`None` only in unit tests).
+    pub(crate) checkpoints: Option<CheckpointIo>,
+}
+
+/// Where a loop's snapshots go, and those still being written off the loop.
+struct Snapshots {
+    checkpoints: Option<CheckpointIo>,
+    writes: SnapshotWrites,
 }
 
 impl TaskParts {
     /// The loop's parts, with the state it restores read (off this thread).
-    async fn restored(self) -> Result<(TaskIo, Vec<Box<dyn ErasedOutput>>, ControlReceiver)> {
-        let TaskParts { mut io, outputs, control, restore } = self;
+    async fn restored(self) -> Result<(TaskIo, Vec<Box<dyn ErasedOutput>>, ControlReceiver, Snapshots)> {
+        let TaskParts { mut io, outputs, control, restore, checkpoints } = self;
         if let Some(restore) = restore {
             io.restored = Some(Arc::new(restore.read().await?));
         }
-        Ok((io, outputs, control))
+        Ok((io, outputs, control, Snapshots { checkpoints, writes: SnapshotWrites::default() }))
     }
 }
 
@@ -203,7 +210,7 @@ fn lifecycle(io: &TaskIo) -> Lifecycle {
 
 /// Ends the chain: with `drain`, the final watermark fires every event-time timer and the
 /// operators finish; then end of data goes out, and the coordinator learns the input ended.
-fn end_chain<T>(head: &mut dyn Link<T>, io: &mut TaskIo, drain: bool, life: &mut Lifecycle) {
+fn end_chain<T>(head: &mut dyn Link<T>, io: &mut TaskIo, drain: bool, life: &mut Lifecycle, snapshots: &Snapshots) {
     if drain && io.watermark != MAX_WATERMARK {
         io.watermark = MAX_WATERMARK;
         head.watermark(MAX_WATERMARK, io);
@@ -211,15 +218,20 @@ fn end_chain<T>(head: &mut dyn Link<T>, io: &mut TaskIo, drain: bool, life: &mut
     head.end_input(drain, io);
     io.metrics.mark_finished(io.now_ms());
     life.end();
-    if let Some(checkpoints) = &io.checkpoints {
+    if let Some(checkpoints) = &snapshots.checkpoints {
         let _ = checkpoints.events.send(CheckpointEvent::InputEnded);
     }
 }
 
 /// The subtask ends normally: operators close, the last batches leave.
-async fn close_chain<T>(head: &mut dyn Link<T>, io: &mut TaskIo, outputs: &mut [Box<dyn ErasedOutput>]) -> Result<()> {
+async fn close_chain<T>(
+    head: &mut dyn Link<T>,
+    io: &mut TaskIo,
+    outputs: &mut [Box<dyn ErasedOutput>],
+    snapshots: &mut Snapshots,
+) -> Result<()> {
     // Its acknowledgements are out before it reports its end.
-    io.snapshot_writes.finish().await;
+    snapshots.writes.finish().await;
     head.close(io);
     check(io)?;
     drain(io, outputs).await?;
@@ -242,6 +254,19 @@ fn complete<T>(
     life.completed(checkpoint, end);
 }
 
+/// What a chain's head adds to its snapshot before the links do: a source's position, and the
+/// highest timestamp it read (its part of the event clock).
+struct HeadState {
+    operators: Vec<OperatorState>,
+    max_timestamp: Timestamp,
+}
+
+impl Default for HeadState {
+    fn default() -> Self {
+        HeadState { operators: Vec::new(), max_timestamp: Timestamp::MIN }
+    }
+}
+
 /// Snapshots the chain at `barrier` (which the links then pass on) and stores the snapshot
 /// off the loop, in the job's checkpoint storage or the savepoint's directory; the
 /// acknowledgement follows once it is stored.
@@ -250,10 +275,11 @@ fn checkpoint_chain<T>(
     barrier: &CheckpointBarrier,
     io: &mut TaskIo,
     alignment: Duration,
-    mut operators: Vec<OperatorState>,
-    max_timestamp: Timestamp,
+    head_state: HeadState,
     life: &mut Lifecycle,
+    snapshots: &mut Snapshots,
 ) {
+    let HeadState { mut operators, max_timestamp } = head_state;
     let sync_started = Instant::now();
     head.checkpoint(barrier, io, &mut operators);
     let sync = sync_started.elapsed();
@@ -262,7 +288,7 @@ fn checkpoint_chain<T>(
     // Taken now, so that an abandoned checkpoint frees its local RocksDB checkpoints (and its
     // share of copy-on-write memory state) at once.
     let pending = std::mem::take(&mut io.pending_keyed);
-    let Some(checkpoints) = io.checkpoints.clone() else { return };
+    let Some(checkpoints) = snapshots.checkpoints.clone() else { return };
     if io.has_failed() {
         return;
     }
@@ -304,7 +330,7 @@ fn checkpoint_chain<T>(
             Ok(handle)
         }));
         let handle = stored.unwrap_or_else(|panic| {
-            Err(format!("the snapshot write panicked: {}", crate::base::error::panic_text(&*panic)))
+            Err(format!("the snapshot write panicked: {}", crate::base::failpoint::panic_text(&*panic)))
         });
         let ack = CheckpointAck {
             checkpoint: id,
@@ -316,7 +342,7 @@ fn checkpoint_chain<T>(
         };
         let _ = checkpoints.events.send(CheckpointEvent::Ack(ack));
     });
-    io.snapshot_writes.push(id, write);
+    snapshots.writes.push(id, write);
 }
 
 /// What happens to the rest of a batch after one element.
@@ -335,6 +361,7 @@ struct InputState<T> {
     aligning_since: Option<Instant>,
     stash: Vec<std::collections::VecDeque<Element<T>>>,
     life: Lifecycle,
+    snapshots: Snapshots,
 }
 
 impl<T: Data> InputState<T> {
@@ -417,9 +444,9 @@ impl<T: Data> InputState<T> {
             // Every input ended before the barrier: the chain ends first, so the snapshot
             // (and the downstream one after it) holds what ending it emits.
             let drain = self.life.active();
-            end_chain(head, io, drain, &mut self.life);
+            end_chain(head, io, drain, &mut self.life, &self.snapshots);
         }
-        checkpoint_chain(head, &barrier, io, waited, Vec::new(), Timestamp::MIN, &mut self.life);
+        checkpoint_chain(head, &barrier, io, waited, HeadState::default(), &mut self.life, &mut self.snapshots);
         gate.unblock_all();
     }
 
@@ -482,7 +509,7 @@ pub(crate) async fn run_input<T: Data>(
     parts: TaskParts,
     batch: BatchConfig,
 ) -> Result<()> {
-    let (mut io, mut outputs, mut control) = parts.restored().await?;
+    let (mut io, mut outputs, mut control, snapshots) = parts.restored().await?;
     head.open(&mut io);
     check(&mut io)?;
     let channels = gate.num_channels();
@@ -499,6 +526,7 @@ pub(crate) async fn run_input<T: Data>(
         aligning_since: None,
         stash: (0..channels).map(|_| std::collections::VecDeque::new()).collect(),
         life: lifecycle(&io),
+        snapshots,
     };
     let mut timers = LoopTimers::new(batch.flush_interval);
     let mut last_open = gate.num_open();
@@ -508,7 +536,7 @@ pub(crate) async fn run_input<T: Data>(
         check(&mut io)?;
         if !state.life.ended() && (state.aligner.open_channels() == 0 || state.life.released()) {
             let drain = state.aligner.open_channels() == 0 && state.life.active();
-            end_chain(&mut *head, &mut io, drain, &mut state.life);
+            end_chain(&mut *head, &mut io, drain, &mut state.life, &state.snapshots);
             continue;
         }
         if state.life.may_end() && gate.num_open() == 0 {
@@ -546,28 +574,29 @@ pub(crate) async fn run_input<T: Data>(
             flush(&mut *head, &mut io, &mut timers);
         }
     }
-    close_chain(&mut *head, &mut io, &mut outputs).await
+    close_chain(&mut *head, &mut io, &mut outputs, &mut state.snapshots).await
 }
 
 /// What a source subtask's control messages act on.
-struct SourceTask<'a, S: Source> {
+struct SourceTask<'a, T, S: SourceHead<T>> {
     source: &'a mut S,
     name: &'a LinkInfo,
-    head: &'a mut dyn Link<S::Out>,
+    head: &'a mut dyn Link<T>,
     io: &'a mut TaskIo,
     life: &'a mut Lifecycle,
+    snapshots: &'a mut Snapshots,
     idle: &'a mut bool,
     /// The highest timestamp the source has read (its part of the event clock in a snapshot).
     max_timestamp: Timestamp,
 }
 
-impl<S: Source> SourceTask<'_, S> {
+impl<T, S: SourceHead<T>> SourceTask<'_, T, S> {
     /// Ends the source's input: the chain ends, draining unless stopped.
     fn end(&mut self, drain: bool) {
         if std::mem::take(self.idle) {
             self.head.idle(false, self.io);
         }
-        end_chain(self.head, self.io, drain, self.life);
+        end_chain(self.head, self.io, drain, self.life, self.snapshots);
     }
 
     /// Between polls the source's position is consistent: that is where barriers go in.
@@ -578,7 +607,7 @@ impl<S: Source> SourceTask<'_, S> {
                 if barrier.stop() == Some(StopMode::Drain) && !self.life.ended() {
                     self.end(true);
                 }
-                let position = self.source.snapshot_state().map_err(|e| e.in_operator(self.name))?;
+                let position = self.source.snapshot().map_err(|e| e.in_operator(self.name))?;
                 let operators =
                     vec![OperatorState { node: self.name.node, operator: Some(position), ..Default::default() }];
                 checkpoint_chain(
@@ -586,9 +615,9 @@ impl<S: Source> SourceTask<'_, S> {
                     &barrier,
                     self.io,
                     Duration::ZERO,
-                    operators,
-                    self.max_timestamp,
+                    HeadState { operators, max_timestamp: self.max_timestamp },
                     self.life,
+                    self.snapshots,
                 );
             }
             TaskControl::CheckpointComplete { checkpoint, commit, end } => {
@@ -601,20 +630,20 @@ impl<S: Source> SourceTask<'_, S> {
 }
 
 /// The loop of a subtask whose chain starts at a source.
-pub(crate) async fn run_source<S: Source>(
+pub(crate) async fn run_source<T: Data, S: SourceHead<T>>(
     mut source: S,
     name: LinkInfo,
-    mut head: Box<dyn Link<S::Out>>,
+    mut head: Box<dyn Link<T>>,
     parts: TaskParts,
     batch: BatchConfig,
 ) -> Result<()> {
-    let (mut io, mut outputs, mut control) = parts.restored().await?;
+    let (mut io, mut outputs, mut control, mut snapshots) = parts.restored().await?;
     head.open(&mut io);
     check(&mut io)?;
-    source.open(&OpenContext::new(&io)).map_err(|e| e.in_operator(&name))?;
+    source.open(&io).map_err(|e| e.in_operator(&name))?;
     let restored = io.restored.as_ref().map(|r| r.operator_states(name.node)).unwrap_or_default();
     if !restored.is_empty() {
-        source.restore_state(restored).map_err(|e| e.in_operator(&name))?;
+        source.restore(restored).map_err(|e| e.in_operator(&name))?;
     }
     let strategy = source.watermark_strategy();
     // Restored: the source's clock goes on from the checkpoint (see `TaskSnapshot::clock`).
@@ -638,13 +667,14 @@ pub(crate) async fn run_source<S: Source>(
                 head: &mut *head,
                 io: &mut io,
                 life: &mut life,
+                snapshots: &mut snapshots,
                 idle: &mut idle,
             }
         };
     }
     if finished_before {
         // It had ended before the checkpoint: end of data at once, nothing finished again.
-        end_chain(&mut *head, &mut io, false, &mut life);
+        end_chain(&mut *head, &mut io, false, &mut life, &snapshots);
     }
     loop {
         drain(&mut io, &mut outputs).await?;
@@ -653,7 +683,7 @@ pub(crate) async fn run_source<S: Source>(
             if life.ended() {
                 break;
             }
-            end_chain(&mut *head, &mut io, false, &mut life); // stopped
+            end_chain(&mut *head, &mut io, false, &mut life, &snapshots); // stopped
             continue;
         }
         while control_open {
@@ -684,7 +714,7 @@ pub(crate) async fn run_source<S: Source>(
                 emitted: 0,
                 batch_size: batch.max_records,
             };
-            let poll = source.poll_next(&mut ctx).map_err(|e| e.in_operator(&name))?;
+            let poll = source.poll(&mut ctx).map_err(|e| e.in_operator(&name))?;
             let emitted = ctx.emitted as u64;
             if emitted > 0 {
                 io.metrics.mark_first_record(io.now_ms());
@@ -740,7 +770,7 @@ pub(crate) async fn run_source<S: Source>(
         }
     }
     source.close().map_err(|e| e.in_operator(&name))?;
-    close_chain(&mut *head, &mut io, &mut outputs).await
+    close_chain(&mut *head, &mut io, &mut outputs, &mut snapshots).await
 }
 
 /// The snapshot writes of a subtask still running off its processing loop. A subtask that

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use weir_dataplane::Timestamp;
 
-use crate::api::job::JobArgs;
+use crate::api::job_args::JobArgs;
 use crate::api::operator::OpenContext;
 use crate::api::source::{Source, SourceContext};
 use crate::base::error::{Result, WeirError};

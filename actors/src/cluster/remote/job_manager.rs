@@ -595,7 +595,7 @@ async fn cut_connections(shared: &Shared, cut: CutConnections) -> Result<usize> 
 async fn submit(
     shared: &Shared,
     job: String,
-    args: crate::api::job::JobArgs,
+    args: crate::api::job_args::JobArgs,
     parallelism: usize,
     graph: Box<crate::runtime::job_graph::JobGraph>,
     config: crate::api::job::JobConfig,

@@ -8,7 +8,9 @@
 
 use std::net::SocketAddr;
 
-use crate::api::job::{JobArgs, JobConfig};
+use crate::api::job::JobConfig;
+
+use crate::api::job_args::JobArgs;
 use crate::base::ids::JobId;
 use crate::base::metrics::TaskMetricsSnapshot;
 use crate::cluster::fault_injection::Kill;

@@ -2,11 +2,12 @@ use std::sync::Arc;
 
 use super::*;
 use crate::api::functions::Count;
-use crate::api::job::JobArgs;
 use crate::api::job::JobFn;
 use crate::api::job::build_job;
+use crate::api::job_args::JobArgs;
 use crate::api::stream::StreamEnv;
 use crate::api::window::Tumbling;
+use crate::runtime::nodes::stable_type_name;
 
 fn job(f: impl Fn(&mut StreamEnv, &JobArgs) -> Result<()> + Send + Sync + 'static) -> JobFn {
     Arc::new(f)

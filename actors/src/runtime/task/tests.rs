@@ -140,10 +140,11 @@ impl Harness {
         let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
         let mut io = TaskIo::new(info(), Arc::new(TokioClock::new()), Arc::new(TaskMetrics::default()));
         let storage = periodic.then(|| CheckpointStorage::new(&dir, JobId(3)));
-        io.checkpoints = Some(CheckpointIo { storage, vertex: 0, events: events_tx });
+        io.checkpointing = storage.is_some();
+        let checkpoints = Some(CheckpointIo { storage, vertex: 0, events: events_tx });
         io.restored = restored.map(Arc::new);
         let (control, control_rx) = tokio::sync::mpsc::unbounded_channel();
-        let parts = TaskParts { io, outputs: Vec::new(), control: control_rx, restore: None };
+        let parts = TaskParts { io, outputs: Vec::new(), control: control_rx, restore: None, checkpoints };
         let gate = InputGate::new(receivers);
         let task = tokio::spawn(run_input(gate, Box::new(recorder.clone()), parts, BatchConfig::default()));
         Harness { recorder, inputs: senders, control, events, task, dir, input_ended: false }

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::api::job::JobFn;
 use crate::api::job::build_job;
-use crate::api::job::{JobArgs, JobFn};
+use crate::api::job_args::JobArgs;
 use crate::base::state::OperatorState;
 use crate::prelude::*;
 use crate::runtime::checkpoint::storage::{write_metadata_in, write_task_in};
