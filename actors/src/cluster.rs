@@ -20,6 +20,7 @@ pub mod dispatcher;
 pub mod fault_injection;
 pub mod job_master;
 pub mod job_store;
+pub mod messages;
 pub mod mini_cluster;
 pub mod remote;
 pub mod resource_manager;

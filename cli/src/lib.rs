@@ -19,11 +19,10 @@ mod config;
 mod node;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
-use std::time::Duration;
-
 use weir_actors::api::job::{JobConfig, RestartStrategy};
 use weir_actors::runtime::checkpoint::CheckpointConfig;
 use weir_actors::runtime::checkpoint::savepoint::SavepointRestore;

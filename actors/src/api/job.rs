@@ -9,8 +9,7 @@ use crate::api::job_args::JobArgs;
 use crate::api::stream::StreamEnv;
 use crate::base::error::{Result, WeirError};
 use crate::base::state::StateBackend;
-use crate::runtime::stream_graph::ExecutableGraph;
-use crate::runtime::stream_graph::plan;
+use crate::runtime::stream_graph::{ExecutableGraph, plan};
 
 /// A job builder: makes the dataflow of a job on a [`StreamEnv`] from its arguments.
 pub type JobFn = Arc<dyn Fn(&mut StreamEnv, &JobArgs) -> Result<()> + Send + Sync>;

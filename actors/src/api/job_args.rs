@@ -1,13 +1,12 @@
 //! A job's arguments: `--key value` pairs given after `--` on the command line, parsed once
 //! and read by the job builder, which must read every one of them (a typo is an error).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::str::FromStr;
 use std::sync::Mutex;
 
 use crate::base::error::{Result, WeirError};
-use std::collections::BTreeMap;
-use std::fmt;
 
 /// The arguments of a job, given after `--` as `--key value` pairs.
 ///

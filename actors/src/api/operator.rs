@@ -11,17 +11,14 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use weir_dataplane::{NO_TIMESTAMP, Timestamp};
+use weir_dataplane::{CheckpointBarrier, NO_TIMESTAMP, Timestamp};
 
-use crate::base::data::Data;
-use crate::base::data::Key;
+use crate::base::data::{Data, Key};
 use crate::base::error::Result;
-use crate::base::link::Link;
-use crate::base::link::LinkInfo;
+use crate::base::link::{Link, LinkInfo};
 use crate::base::state::OperatorState;
 use crate::base::subtask::SubtaskInfo;
 use crate::base::task_io::TaskIo;
-use weir_dataplane::CheckpointBarrier;
 
 impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Data for T {}
 

@@ -1,10 +1,11 @@
 //! Sinks: the operators at the end of a dataflow.
 
+use weir_dataplane::Timestamp;
+
 use crate::api::operator::{Context, OpenContext, Operator};
 use crate::base::data::Data;
 use crate::base::error::Result;
 use crate::runtime::nodes::ValidateContext;
-use weir_dataplane::Timestamp;
 
 /// A sink: the end of a dataflow.
 pub trait Sink: Send + 'static {

@@ -16,8 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_dataplane::{CheckpointBarrier, NO_TIMESTAMP, Timestamp};
-
-use crate::base::state::OperatorState;
 use weir_state::ValueStateHandle;
 
 use crate::api::functions::AggregateFunction;
@@ -25,6 +23,7 @@ use crate::api::keyed::{KeySelector, TimeDomain};
 use crate::base::data::{Data, Key};
 use crate::base::error::WeirError;
 use crate::base::link::{Link, LinkInfo};
+use crate::base::state::OperatorState;
 use crate::base::task_io::TaskIo;
 use crate::runtime::keyed_state::KeyedParts;
 

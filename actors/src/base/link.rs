@@ -2,10 +2,12 @@
 //! runtime's writer at a chain's end, and the test harness's collector are all links; a chain
 //! is a tree of them called directly, record by record (no channel, no serialization).
 
+use std::sync::Arc;
+
+use weir_dataplane::{CheckpointBarrier, Timestamp};
+
 use crate::base::state::OperatorState;
 use crate::base::task_io::TaskIo;
-use std::sync::Arc;
-use weir_dataplane::{CheckpointBarrier, Timestamp};
 
 /// Which operator a link runs: its name (for messages) and its node in the stream graph
 /// (what its checkpointed state is filed under).

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
 use weir_dataplane::{ChannelMetrics, Timestamp};
 
 /// Counters of one subtask, read by the JobMaster and tests while it runs.

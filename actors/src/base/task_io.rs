@@ -4,16 +4,18 @@
 //! the processing loop fails the subtask after the call, so `Context::emit` stays infallible
 //! for users.
 
+use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use weir_dataplane::Timestamp;
+
 use crate::base::error::WeirError;
 use crate::base::metrics::TaskMetrics;
 use crate::base::state::RestoredState;
 use crate::base::subtask::SubtaskInfo;
 use crate::base::time::SharedClock;
-use std::any::Any;
-use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use weir_dataplane::Timestamp;
 
 /// A full batch waiting to be sent on output `output`, channel `channel`.
 pub(crate) struct ReadyBatch {

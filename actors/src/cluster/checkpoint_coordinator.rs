@@ -43,7 +43,9 @@ use crate::base::failpoint::{self, Step};
 use crate::base::ids::JobId;
 use crate::cluster::ExecutionId;
 use crate::cluster::checkpoint_ids::CheckpointIds;
-use crate::cluster::task_executor::TaskExecutorMessage;
+use crate::cluster::messages::{
+    CheckpointRecord, CheckpointStats, CoordinatedTask, CoordinatorMessage, TaskExecutorMessage,
+};
 use crate::runtime::checkpoint::savepoint::savepoint_dir;
 use crate::runtime::checkpoint::storage::{CheckpointStorage, write_metadata_in};
 use crate::runtime::checkpoint::{
@@ -55,85 +57,6 @@ use crate::runtime::job_graph::JobGraph;
 /// How long a savepoint may take when the job has no checkpoint configuration (Flink's
 /// default checkpoint timeout).
 const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// A deployed subtask, as the coordinator addresses it.
-#[derive(Clone)]
-pub struct CoordinatedTask {
-    /// The execution.
-    pub execution: ExecutionId,
-    /// Its TaskExecutor.
-    pub executor: ActorRef<TaskExecutorMessage>,
-    /// Whether its chain starts at a source (barriers are injected there).
-    pub source: bool,
-}
-
-/// Messages of the coordinator.
-pub enum CoordinatorMessage {
-    /// The job (re)deployed: these are its subtasks now.
-    Deployed(Vec<CoordinatedTask>),
-    /// Failover: abort what is in flight and trigger nothing until redeployed.
-    Suspend,
-    /// A subtask ended (it takes part in no further checkpoint).
-    Finished(ExecutionId),
-    /// A subtask's acknowledgement or end-of-input report.
-    Event(ExecutionId, CheckpointEvent),
-    /// Timer: trigger the next checkpoint (generation-stamped).
-    Trigger(u64),
-    /// Timer: checkpoint `n` took too long.
-    Timeout(u64),
-    /// Take a savepoint into a directory under `dir`; with `stop`, end the job after it.
-    /// The reply is the savepoint's directory, or why there is none.
-    TriggerSavepoint {
-        /// Where savepoints go.
-        dir: PathBuf,
-        /// Stop the job after the savepoint, draining or not.
-        stop: Option<StopMode>,
-        /// The savepoint's directory once it completed.
-        reply: RpcReplyPort<Result<PathBuf>>,
-    },
-    /// Statistics for the REST API and tests.
-    Stats(RpcReplyPort<CheckpointStats>),
-}
-
-/// One checkpoint as the statistics show it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct CheckpointRecord {
-    /// Its id.
-    pub id: u64,
-    /// `COMPLETED` or `FAILED`.
-    pub status: String,
-    /// From trigger to completion (or abort).
-    pub duration_ms: u64,
-    /// Bytes of state.
-    pub bytes: u64,
-    /// The longest barrier alignment of any subtask.
-    pub alignment_ms: u64,
-    /// The longest synchronous part of any subtask's snapshot, on its processing loop (µs).
-    pub sync_us: u64,
-    /// The longest asynchronous part of any subtask's snapshot, off its loop (µs).
-    pub async_us: u64,
-    /// Why it failed.
-    pub failure: Option<String>,
-    /// A savepoint's directory (`None` for a checkpoint).
-    pub savepoint: Option<PathBuf>,
-}
-
-/// Checkpoint statistics of a job.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct CheckpointStats {
-    /// Completed checkpoints.
-    pub completed: u64,
-    /// Aborted checkpoints.
-    pub failed: u64,
-    /// The one in flight.
-    pub in_progress: Option<u64>,
-    /// The latest completed.
-    pub latest_completed: Option<CheckpointRecord>,
-    /// Recent checkpoints, newest last.
-    pub history: Vec<CheckpointRecord>,
-    /// The checkpoint the job last restored from.
-    pub restored_from: Option<u64>,
-}
 
 /// Called with a stop-with-savepoint's directory when it completed, before any subtask
 /// hears of it.

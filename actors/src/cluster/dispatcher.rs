@@ -24,46 +24,11 @@ use tracing::{error, info, warn};
 
 use crate::base::error::{Result, WeirError};
 use crate::base::ids::JobId;
-use crate::cluster::checkpoint_coordinator::CheckpointStats;
-use crate::cluster::job_master::{JobMasterActor, JobMasterArgs, JobMasterMessage, PreparedJob};
+use crate::cluster::job_master::{JobMasterActor, JobMasterArgs};
 use crate::cluster::job_store::{JobRecord, JobStore};
-use crate::cluster::resource_manager::ResourceManagerMessage;
+use crate::cluster::messages::{DispatcherMessage, JobMasterMessage, PreparedJob, ResourceManagerMessage};
 use crate::cluster::{ChildEnd, ComponentRef, JobDetails, JobOverview, JobResult, JobStatus, child_end};
 use crate::runtime::job_graph::JobGraph;
-
-/// Messages of the Dispatcher.
-pub enum DispatcherMessage {
-    /// Start a job.
-    Submit(Box<PreparedJob>, RpcReplyPort<Result<JobId>>),
-    /// All jobs.
-    List(RpcReplyPort<Vec<JobOverview>>),
-    /// One job's details.
-    Details(JobId, RpcReplyPort<Result<JobDetails>>),
-    /// Answer when the job has ended.
-    Wait(JobId, RpcReplyPort<Result<JobResult>>),
-    /// Cancel a job.
-    Cancel(JobId, RpcReplyPort<Result<()>>),
-    /// A JobMaster reports its job's end.
-    Terminated(Box<JobResult>),
-    /// A running job's checkpoint and savepoint statistics (`None`: it ended).
-    CheckpointStats(JobId, RpcReplyPort<Option<CheckpointStats>>),
-    /// The ResourceManager was restarted: every JobMaster reconnects.
-    ResourceManagerRestarted,
-    /// A running job's JobMaster (fault injection and tests).
-    JobMaster(JobId, RpcReplyPort<Option<ActorRef<JobMasterMessage>>>),
-    /// Take a savepoint of a running job into a directory under `dir` (stopping it after,
-    /// if `stop`); the reply is the savepoint's directory.
-    TriggerSavepoint {
-        /// The job.
-        job: JobId,
-        /// Where savepoints go.
-        dir: std::path::PathBuf,
-        /// Stop the job after the savepoint, draining or not.
-        stop: Option<crate::runtime::checkpoint::StopMode>,
-        /// The savepoint's directory, or why there is none.
-        reply: RpcReplyPort<Result<std::path::PathBuf>>,
-    },
-}
 
 /// JobMaster restarts allowed per job within [`JOB_MASTER_RESTART_WINDOW`].
 pub const JOB_MASTER_RESTARTS: usize = 5;

@@ -8,9 +8,7 @@
 
 use crate::base::error::{Result, WeirError};
 use crate::base::ids::JobId;
-use crate::cluster::dispatcher::DispatcherMessage;
-use crate::cluster::job_master::JobMasterMessage;
-use crate::cluster::resource_manager::ResourceManagerMessage;
+use crate::cluster::messages::{DispatcherMessage, JobMasterMessage, ResourceManagerMessage};
 use crate::cluster::{COMPONENT_RESTART_WAIT, ComponentRef};
 
 /// A control-plane actor that fault injection can kill.

@@ -34,32 +34,26 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::api::job::{JobConfig, JobFn};
-
-use crate::api::job_args::JobArgs;
 use crate::base::error::{ErrorDomain, WeirError};
-use crate::base::ids::JobId;
 use crate::base::metrics::TaskMetrics;
-use crate::cluster::ExceptionRecord;
-use crate::cluster::checkpoint_coordinator::{
-    CheckpointCoordinator, CheckpointStats, CoordinatedTask, CoordinatorArgs, CoordinatorMessage,
-};
+use crate::cluster::checkpoint_coordinator::{CheckpointCoordinator, CoordinatorArgs};
 use crate::cluster::checkpoint_ids::CheckpointIds;
-use crate::cluster::dispatcher::DispatcherMessage;
 use crate::cluster::job_store::{EXCEPTIONS_KEPT, JobHistory, JobStore, first_attempt};
-use crate::cluster::resource_manager::{ResourceManagerMessage, SlotGrant};
-use crate::cluster::task_executor::{TaskDeployment, TaskExecutorMessage};
+use crate::cluster::messages::{
+    CoordinatedTask, CoordinatorMessage, DispatcherMessage, JobMasterMessage, PreparedJob, ResourceManagerMessage,
+    SlotGrant, TaskDeployment, TaskExecutorMessage,
+};
 use crate::cluster::{
-    COMPONENT_RESTART_WAIT, ChildEnd, ComponentRef, ExecutionId, Failure, JobDetails, JobResult, JobStatus,
-    SubtaskDetails, TaskState, VertexDetails, ask, child_end,
+    COMPONENT_RESTART_WAIT, ChildEnd, ComponentRef, ExceptionRecord, ExecutionId, Failure, JobDetails, JobResult,
+    JobStatus, SubtaskDetails, TaskState, VertexDetails, ask, child_end,
 };
 use crate::runtime::checkpoint::RestoreFrom;
 use crate::runtime::checkpoint::storage::CheckpointStorage;
-use crate::runtime::job_graph::{JobGraph, NodeKind};
+use crate::runtime::job_graph::NodeKind;
 use crate::runtime::slot::SlotLocation;
 
 /// How often an error of the job's own code may come back from the same checkpoint before
@@ -73,74 +67,6 @@ struct RepeatedFailure {
     /// The checkpoint the job restored from before it (none: the start).
     from: Option<u64>,
     count: u32,
-}
-
-/// A job accepted by the Dispatcher, with its client-built plan.
-#[derive(Clone)]
-pub struct PreparedJob {
-    /// The job's id.
-    pub id: JobId,
-    /// The registered name.
-    pub name: String,
-    /// The builder.
-    pub builder: JobFn,
-    /// Its arguments.
-    pub args: JobArgs,
-    /// Default parallelism.
-    pub parallelism: usize,
-    /// The plan built by the client.
-    pub graph: JobGraph,
-    /// Checkpoints and restarts.
-    pub config: JobConfig,
-}
-
-/// Messages of a JobMaster.
-pub enum JobMasterMessage {
-    /// A subtask's state changed.
-    TaskState {
-        /// Which execution.
-        execution: ExecutionId,
-        /// Its new state.
-        state: TaskState,
-        /// Why it failed.
-        cause: Option<Failure>,
-    },
-    /// A TaskManager holding this job's slots was lost.
-    TaskManagerLost(String),
-    /// Cancel the job.
-    Cancel,
-    /// The job's details.
-    Details(RpcReplyPort<JobDetails>),
-    /// A subtask stored its state for a checkpoint, or its input ended.
-    Checkpoint(ExecutionId, crate::runtime::checkpoint::CheckpointEvent),
-    /// Take a savepoint into a directory under `dir`, stopping the job after it if `stop`.
-    TriggerSavepoint {
-        /// Where savepoints go.
-        dir: std::path::PathBuf,
-        /// Stop the job after the savepoint, draining or not.
-        stop: Option<crate::runtime::checkpoint::StopMode>,
-        /// The savepoint's directory, or why there is none.
-        reply: RpcReplyPort<crate::Result<std::path::PathBuf>>,
-    },
-    /// A stop-with-savepoint completed (its directory): the job ends now.
-    StoppedWithSavepoint(std::path::PathBuf),
-    /// Timer: redeploy after a failure (stamped with the failed attempt).
-    Restart(u32),
-    /// More checkpoints failed in a row than the job tolerates: fail over.
-    CheckpointsFailed(String),
-    /// The ResourceManager's answer to the slot request of `attempt`.
-    Slots {
-        /// The attempt that asked.
-        attempt: u32,
-        /// The slots, or why there are none.
-        granted: Result<Vec<SlotGrant>, WeirError>,
-    },
-    /// The job's checkpoint statistics.
-    CheckpointStats(RpcReplyPort<Option<CheckpointStats>>),
-    /// The ResourceManager was restarted: tell the new one about this job's slots.
-    ReconnectResourceManager,
-    /// The job's CheckpointCoordinator, if it has one (fault injection and tests).
-    Coordinator(RpcReplyPort<Option<ActorRef<CoordinatorMessage>>>),
 }
 
 /// What a JobMaster starts with.

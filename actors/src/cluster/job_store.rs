@@ -25,11 +25,10 @@ use std::sync::Mutex;
 use tracing::{error, warn};
 
 use crate::api::job::{JobConfig, JobFn, JobRegistry};
-
 use crate::api::job_args::JobArgs;
 use crate::base::error::{Result, WeirError};
 use crate::base::ids::JobId;
-use crate::cluster::job_master::PreparedJob;
+use crate::cluster::messages::PreparedJob;
 use crate::cluster::{ExceptionRecord, JobStatus};
 use crate::runtime::job_graph::JobGraph;
 

@@ -10,23 +10,21 @@ use ractor::{Actor, ActorRef};
 use weir_dataplane::LocalShuffle;
 
 use crate::api::connectors::CollectSink;
-use crate::api::job::build_job;
-use crate::api::job::{JobFn, JobRegistry};
+use crate::api::job::{JobFn, JobRegistry, build_job};
 use crate::api::job_args::JobArgs;
 use crate::api::stream::{DataStream, StreamEnv};
 use crate::base::data::Data;
 use crate::base::error::{Result, WeirError};
 use crate::base::ids::JobId;
 use crate::base::time::TokioClock;
-use crate::cluster::dispatcher::DispatcherMessage;
-use crate::cluster::job_master::PreparedJob;
 use crate::cluster::job_store::JobStore;
-use crate::cluster::resource_manager::{ResourceManagerArgs, ResourceManagerMessage};
+use crate::cluster::messages::{DispatcherMessage, PreparedJob, ResourceManagerMessage, TaskExecutorMessage};
+use crate::cluster::resource_manager::ResourceManagerArgs;
 use crate::cluster::supervisor::{
     JobManagerArgs, JobManagerSupervisor, JobManagerSupervisorMessage, RestartIntensity, TaskManagerSupervisor,
     TaskManagerSupervisorMessage,
 };
-use crate::cluster::task_executor::{TaskExecutorArgs, TaskExecutorMessage};
+use crate::cluster::task_executor::TaskExecutorArgs;
 use crate::cluster::{COMPONENT_RESTART_WAIT, ComponentRef, JobDetails, JobOverview, JobResult, TaskManagerInfo, ask};
 use crate::runtime::checkpoint::{RestoreFrom, StopMode};
 
@@ -237,10 +235,7 @@ impl MiniCluster {
     }
 
     /// A running job's checkpoint statistics.
-    pub async fn checkpoint_stats(
-        &self,
-        id: JobId,
-    ) -> Result<Option<crate::cluster::checkpoint_coordinator::CheckpointStats>> {
+    pub async fn checkpoint_stats(&self, id: JobId) -> Result<Option<crate::cluster::messages::CheckpointStats>> {
         self.ask_dispatcher(|reply| DispatcherMessage::CheckpointStats(id, reply)).await
     }
 

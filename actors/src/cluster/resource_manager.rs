@@ -34,65 +34,7 @@ use tracing::{info, warn};
 use crate::base::error::WeirError;
 use crate::base::ids::JobId;
 use crate::cluster::TaskManagerInfo;
-use crate::cluster::job_master::JobMasterMessage;
-use crate::cluster::task_executor::TaskExecutorMessage;
-
-/// A slot granted to a job.
-#[derive(Debug, Clone)]
-pub struct SlotGrant {
-    /// The TaskManager holding the slot.
-    pub task_manager: String,
-    /// Where its data streams are accepted (`None`: in this process).
-    pub data_addr: Option<std::net::SocketAddr>,
-    /// Its TaskExecutor.
-    pub executor: ActorRef<TaskExecutorMessage>,
-}
-
-/// Messages of the ResourceManager.
-pub enum ResourceManagerMessage {
-    /// A TaskExecutor offers its slots.
-    Register {
-        /// TaskManager id.
-        task_manager: String,
-        /// Slots offered.
-        slots: usize,
-        /// Where its data streams are accepted (`None`: in this process).
-        data_addr: Option<std::net::SocketAddr>,
-        /// The executor.
-        executor: ActorRef<TaskExecutorMessage>,
-        /// Slot report: the jobs that hold slots there, with how many (empty on a first
-        /// registration).
-        allocated: Vec<(JobId, usize)>,
-        /// Ok, or why it was refused.
-        reply: RpcReplyPort<Result<(), String>>,
-    },
-    /// A job asks for slots.
-    RequestSlots {
-        /// The job.
-        job: JobId,
-        /// How many.
-        slots: usize,
-        /// Its JobMaster, told if a TaskManager with its slots is lost.
-        job_master: ActorRef<JobMasterMessage>,
-        /// The job ran before (a failover, or its JobMaster was started again): wait for
-        /// slots even when the cluster has too few in total right now.
-        recovering: bool,
-        /// The grants, or why not.
-        reply: RpcReplyPort<Result<Vec<SlotGrant>, WeirError>>,
-    },
-    /// A job's slots are free again; executors still running its subtasks stop them.
-    Release(JobId),
-    /// A JobMaster holding slots reconnects (after this ResourceManager was restarted).
-    Reconnect(JobId, ActorRef<JobMasterMessage>),
-    /// The registered TaskManagers.
-    TaskManagers(RpcReplyPort<Vec<TaskManagerInfo>>),
-    /// A TaskManager's executor died: its slots are gone.
-    TaskManagerLost(String),
-    /// A waiting request timed out.
-    RequestTimedOut(u64),
-    /// The settling period of a restarted ResourceManager is over.
-    Settled,
-}
+use crate::cluster::messages::{JobMasterMessage, ResourceManagerMessage, SlotGrant, TaskExecutorMessage};
 
 /// How long a restarted ResourceManager settles before it trusts what it knows of the cluster.
 pub const SETTLE: Duration = Duration::from_secs(2);

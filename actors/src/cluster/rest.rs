@@ -53,15 +53,12 @@ use ractor::rpc::CallResult;
 use serde::{Deserialize, Serialize};
 
 use crate::api::job::JobRegistry;
-
 use crate::api::job_args::JobArgs;
 use crate::base::error::{ErrorDomain, WeirError};
 use crate::base::ids::JobId;
-use crate::cluster::ComponentRef;
-use crate::cluster::dispatcher::DispatcherMessage;
+use crate::cluster::messages::{DispatcherMessage, ResourceManagerMessage};
 use crate::cluster::mini_cluster::JobSubmission;
-use crate::cluster::resource_manager::ResourceManagerMessage;
-use crate::cluster::{JobDetails, JobOverview, JobStatus, TaskManagerInfo};
+use crate::cluster::{ComponentRef, JobDetails, JobOverview, JobStatus, TaskManagerInfo};
 use crate::runtime::checkpoint::StopMode;
 use crate::runtime::job_graph::JobGraph;
 

@@ -16,7 +16,7 @@ use tokio::task::AbortHandle;
 use tracing::{Instrument, debug};
 
 use crate::base::error::WeirError;
-use crate::cluster::job_master::JobMasterMessage;
+use crate::cluster::messages::JobMasterMessage;
 use crate::cluster::{ExecutionId, Failure, TaskState};
 use crate::runtime::checkpoint::TaskControl;
 use crate::runtime::nodes::TaskFuture;

@@ -7,10 +7,11 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use tokio::time::Instant;
 use tracing::{error, warn};
 
-use crate::cluster::dispatcher::{DispatcherActor, DispatcherArgs, DispatcherMessage};
+use crate::cluster::dispatcher::{DispatcherActor, DispatcherArgs};
 use crate::cluster::job_store::JobStore;
-use crate::cluster::resource_manager::{ResourceManagerActor, ResourceManagerArgs, ResourceManagerMessage};
-use crate::cluster::task_executor::{TaskExecutorActor, TaskExecutorArgs, TaskExecutorMessage};
+use crate::cluster::messages::{DispatcherMessage, ResourceManagerMessage, TaskExecutorMessage};
+use crate::cluster::resource_manager::{ResourceManagerActor, ResourceManagerArgs};
+use crate::cluster::task_executor::{TaskExecutorActor, TaskExecutorArgs};
 use crate::cluster::{ChildEnd, ComponentRef, child_end};
 
 /// Messages of the JobManager supervisor.

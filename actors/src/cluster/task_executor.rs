@@ -25,82 +25,20 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{info, warn};
 use weir_dataplane::LocalShuffle;
 
-use crate::api::job::build_job;
-use crate::api::job::{JobFn, JobRegistry};
-use crate::api::job_args::JobArgs;
+use crate::api::job::{JobRegistry, build_job};
 use crate::base::error::{Result, WeirError};
 use crate::base::ids::JobId;
-use crate::base::metrics::TaskMetrics;
 use crate::base::time::SharedClock;
-use crate::cluster::job_master::JobMasterMessage;
-use crate::cluster::resource_manager::ResourceManagerMessage;
+use crate::cluster::messages::{JobMasterMessage, ResourceManagerMessage, TaskDeployment, TaskExecutorMessage};
 use crate::cluster::subtask::{SubtaskActor, SubtaskArgs, SubtaskMessage};
 use crate::cluster::{ComponentRef, ExecutionId, Failure, TaskState, ask};
-use crate::runtime::checkpoint::storage::CheckpointStorage;
-use crate::runtime::checkpoint::{CheckpointIo, PendingRestore, RestoreFrom, TaskControl};
+use crate::runtime::checkpoint::{CheckpointIo, PendingRestore};
 use crate::runtime::deploy::{RemoteWiring, SubtaskSpec, build_subtask};
-use crate::runtime::slot::SlotLocation;
 use crate::runtime::stream_graph::ExecutableGraph;
-
-/// One subtask to run.
-pub struct TaskDeployment {
-    /// Which execution.
-    pub execution: ExecutionId,
-    /// The registered job name.
-    pub job_name: String,
-    /// The job builder when the JobMaster shares this process; otherwise the executor looks
-    /// the job up by name in its own registry.
-    pub builder: Option<JobFn>,
-    /// The job's arguments.
-    pub args: JobArgs,
-    /// The job's default parallelism.
-    pub parallelism: usize,
-    /// The submitted plan's fingerprint.
-    pub fingerprint: u64,
-    /// The job's JobMaster.
-    pub job_master: ActorRef<JobMasterMessage>,
-    /// Counters the JobMaster reads.
-    pub metrics: Arc<TaskMetrics>,
-    /// Where every slot of the job is, by subtask index (slot sharing: subtask `i` of every
-    /// vertex runs in slot `i`).
-    pub slots: Arc<Vec<SlotLocation>>,
-    /// Where the job's periodic checkpoints go (when it takes them).
-    pub checkpoints: Option<CheckpointStorage>,
-    /// The checkpoint or savepoint to restore from.
-    pub restore: Option<Arc<RestoreFrom>>,
-    /// Where the job's keyed state lives.
-    pub state_backend: crate::base::state::StateBackend,
-}
-
-/// Messages of a TaskExecutor.
-pub enum TaskExecutorMessage {
-    /// Run a subtask.
-    Deploy(Box<TaskDeployment>, RpcReplyPort<Result<()>>),
-    /// Cancel a running subtask (it reports `Cancelled`).
-    Cancel(ExecutionId),
-    /// A job's slots here were freed: stop its subtasks and drop what this executor kept for it.
-    ReleaseJob(JobId),
-    /// The ResourceManager was restarted: register again, with a slot report.
-    Reregister,
-    /// Running subtasks.
-    RunningTasks(RpcReplyPort<Vec<ExecutionId>>),
-    /// A checkpoint message for a running subtask.
-    Control(ExecutionId, TaskControl),
-    /// Fault injection: kill the actor of subtask `index` of `vertex` of `job` (any attempt),
-    /// as a crash would.
-    KillSubtask {
-        /// The job.
-        job: JobId,
-        /// The vertex.
-        vertex: usize,
-        /// The subtask.
-        index: usize,
-    },
-}
 
 /// What a TaskExecutor starts with.
 #[derive(Clone)]

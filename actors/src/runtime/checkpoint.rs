@@ -24,12 +24,8 @@ use weir_dataplane::KeyGroupRange;
 
 use crate::base::error::{Result, WeirError};
 use crate::base::ids::JobId;
+use crate::base::state::{EventClock, NodeStates, OperatorState, RestoredState};
 use crate::runtime::job_graph::{JobGraph, JobVertex, NodeKind};
-
-use crate::base::state::EventClock;
-use crate::base::state::NodeStates;
-use crate::base::state::OperatorState;
-use crate::base::state::RestoredState;
 pub use weir_dataplane::{BarrierKind, CheckpointBarrier, StopMode};
 
 /// How a job checkpoints.

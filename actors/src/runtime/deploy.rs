@@ -1,6 +1,10 @@
 //! Wiring one subtask from the plan: its chain of links, its output channels (local or to
 //! other processes), its input channels, and its processing loop.
 
+use std::sync::Arc;
+
+use weir_dataplane::ChannelId;
+
 use crate::base::error::Result;
 use crate::base::ids::JobId;
 use crate::base::link::LinkInfo;
@@ -13,8 +17,6 @@ use crate::runtime::nodes::{AnyBox, TaskFuture, TaskWiring, WriterEdge};
 use crate::runtime::stream_graph::ExecutableGraph;
 use crate::runtime::task::TaskParts;
 use crate::runtime::writer::ErasedOutput;
-use std::sync::Arc;
-use weir_dataplane::ChannelId;
 
 /// Builds the downstream of `node` inside its vertex: chained successors and the writer of
 /// its network edges.

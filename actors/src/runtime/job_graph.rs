@@ -4,6 +4,7 @@
 //! ([`stream_graph`](super::stream_graph)).
 
 use std::fmt;
+
 use weir_dataplane::Partitioning;
 
 /// What kind of operator a node is.

@@ -3,13 +3,13 @@
 //! and how they are snapshotted and restored. The keyed process function, window and join
 //! operators of the API all keep their state through it.
 
-use crate::base::data::Key;
-use crate::base::error::{Result, WeirError};
-use crate::base::state::StateBackend;
-use crate::base::state::{OperatorState, RestoredState};
-use crate::base::task_io::TaskIo;
 use weir_dataplane::{CheckpointBarrier, KeyGroup, KeyGroupRange, Timestamp, key_group_of};
 use weir_state::{KeyedStateStore, MemoryBackend, RocksDbBackend, RocksDbConfig, StateKey, TimerService};
+
+use crate::base::data::Key;
+use crate::base::error::{Result, WeirError};
+use crate::base::state::{OperatorState, RestoredState, StateBackend};
+use crate::base::task_io::TaskIo;
 
 /// Keyed state and timers of one keyed operator instance.
 pub(crate) struct KeyedParts<K: StateKey, N> {

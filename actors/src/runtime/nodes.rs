@@ -1,18 +1,15 @@
 //! Node factories: the typed halves of stream nodes, behind the erased [`NodeFactory`].
 
+use std::any::Any;
 use std::sync::Arc;
 
-use weir_dataplane::{ChannelId, InputGate, OutputBuffer};
+use weir_dataplane::{BatchConfig, ChannelId, InputGate, LocalShuffle, OutputBuffer, Partitioning};
 
 use crate::base::data::Data;
 use crate::base::error::{Result, WeirError};
 use crate::base::link::{Link, LinkInfo};
 use crate::runtime::task::{TaskParts, run_input};
 use crate::runtime::writer::{EdgeWriter, ErasedOutput, FanOut, KeyGroupFn, NullLink, OutputChannels, Writer};
-use std::any::Any;
-use weir_dataplane::BatchConfig;
-use weir_dataplane::LocalShuffle;
-use weir_dataplane::Partitioning;
 /// A type-erased box: a `Box<dyn Link<T>>` for the node's input or output type.
 pub(crate) type AnyBox = Box<dyn Any + Send>;
 

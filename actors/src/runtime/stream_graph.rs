@@ -12,11 +12,7 @@ use std::sync::Arc;
 use weir_dataplane::{BatchConfig, Partitioning, check_parallelism};
 
 use crate::base::error::{Result, WeirError};
-use crate::runtime::job_graph::JobEdge;
-use crate::runtime::job_graph::JobGraph;
-use crate::runtime::job_graph::JobVertex;
-use crate::runtime::job_graph::NodeKind;
-use crate::runtime::job_graph::OperatorDescriptor;
+use crate::runtime::job_graph::{JobEdge, JobGraph, JobVertex, NodeKind, OperatorDescriptor};
 use crate::runtime::nodes::NodeFactory;
 
 /// An input edge of a stream node.

@@ -15,15 +15,14 @@ use weir_dataplane::{
     MAX_WATERMARK, StopMode, Timestamp, WatermarkValve,
 };
 
-use crate::base::state::{EventClock, OperatorState};
-use crate::runtime::checkpoint::storage::write_task_in;
-use crate::runtime::checkpoint::{CheckpointAck, CheckpointEvent, PendingRestore, TaskControl, TaskSnapshot};
-
 use crate::base::data::Data;
 use crate::base::error::{Result, WeirError};
 use crate::base::failpoint::{self, Step};
 use crate::base::link::{Link, LinkInfo};
+use crate::base::state::{EventClock, OperatorState};
 use crate::base::task_io::TaskIo;
+use crate::runtime::checkpoint::storage::write_task_in;
+use crate::runtime::checkpoint::{CheckpointAck, CheckpointEvent, PendingRestore, TaskControl, TaskSnapshot};
 use crate::runtime::source_head::{SourceContext, SourceHead, SourcePoll};
 use crate::runtime::writer::{ErasedOutput, records_in};
 

@@ -17,13 +17,11 @@ use weir_dataplane::{
     count_records, subtask_for_key_group,
 };
 
-use crate::base::state::OperatorState;
-
 use crate::base::data::Data;
 use crate::base::error::{Result, WeirError};
 use crate::base::link::Link;
-use crate::base::task_io::ReadyBatch;
-use crate::base::task_io::TaskIo;
+use crate::base::state::OperatorState;
+use crate::base::task_io::{ReadyBatch, TaskIo};
 
 /// A boxed future that sends one batch.
 pub(crate) type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;

@@ -30,13 +30,12 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use weir_actors::api::job::JobConfig;
 use weir_actors::base::failpoint::Failpoint;
 use weir_actors::cluster::fault_injection::{ControlActor, Kill};
 use weir_actors::cluster::remote::client::ClusterClient;
 use weir_actors::cluster::remote::protocol::{ConnectionKind, CutConnections};
 use weir_actors::{JobDetails, JobId, JobStatus};
-
-use weir_actors::api::job::JobConfig;
 
 use super::schedule::{Schedule, Strike};
 use super::{ChaosPlan, FaultCounts, lines, submission};

@@ -3,13 +3,14 @@
 //! With timestamps it emits one record per poll, so a watermark follows every record and
 //! which records are late is exact (sources generate watermarks per poll).
 
+use weir_dataplane::{NO_TIMESTAMP, Timestamp};
+
 use crate::api::operator::OpenContext;
 use crate::api::source::{Source, SourceContext};
 use crate::base::data::Data;
 use crate::base::error::Result;
 use crate::runtime::source_head::SourcePoll;
 use crate::runtime::watermark::WatermarkStrategy;
-use weir_dataplane::{NO_TIMESTAMP, Timestamp};
 
 /// Emits the given records in order (with timestamps, if given), then ends.
 #[derive(Debug, Clone)]

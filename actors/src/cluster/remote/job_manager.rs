@@ -32,23 +32,22 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 use weir_dataplane::{ControlReceiver, ControlSender, NetConfig, NetEndpoint, NodeIdentity, accept_control};
 
-use crate::api::job::JobRegistry;
-use crate::api::job::build_job;
+use crate::api::job::{JobRegistry, build_job};
 use crate::base::error::{Result, WeirError};
 use crate::base::ids::JobId;
 use crate::base::metrics::TaskMetrics;
-use crate::cluster::dispatcher::DispatcherMessage;
 use crate::cluster::fault_injection::{Kill, kill_control_actor};
-use crate::cluster::job_master::{JobMasterMessage, PreparedJob};
 use crate::cluster::job_store::JobStore;
+use crate::cluster::messages::{
+    DispatcherMessage, JobMasterMessage, PreparedJob, ResourceManagerMessage, TaskExecutorMessage,
+};
 use crate::cluster::remote::HeartbeatConfig;
 use crate::cluster::remote::protocol::{
     ClientRequest, ClientResponse, ClusterOverview, ConnectionKind, CutConnections, FromTaskManager, Hello,
     ToTaskManager, WireDeployment,
 };
-use crate::cluster::resource_manager::{ResourceManagerArgs, ResourceManagerMessage};
+use crate::cluster::resource_manager::ResourceManagerArgs;
 use crate::cluster::supervisor::{JobManagerArgs, JobManagerSupervisor, JobManagerSupervisorMessage, RestartIntensity};
-use crate::cluster::task_executor::TaskExecutorMessage;
 use crate::cluster::{COMPONENT_RESTART_WAIT, ComponentRef, ExecutionId, ask};
 
 /// How a JobManager process runs.

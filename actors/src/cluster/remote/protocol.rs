@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 
 use crate::api::job::JobConfig;
-
 use crate::api::job_args::JobArgs;
 use crate::base::ids::JobId;
 use crate::base::metrics::TaskMetricsSnapshot;

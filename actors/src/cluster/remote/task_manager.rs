@@ -55,12 +55,11 @@ use crate::base::metrics::TaskMetrics;
 use crate::base::state::StateBackend;
 use crate::base::time::TokioClock;
 use crate::cluster::fault_injection::Kill;
-use crate::cluster::job_master::JobMasterMessage;
+use crate::cluster::messages::{JobMasterMessage, ResourceManagerMessage, TaskDeployment, TaskExecutorMessage};
 use crate::cluster::remote::HeartbeatConfig;
 use crate::cluster::remote::protocol::{FromTaskManager, Hello, SlotOffer, TaskManagerHello, ToTaskManager};
-use crate::cluster::resource_manager::ResourceManagerMessage;
 use crate::cluster::supervisor::{RestartIntensity, TaskManagerSupervisor, TaskManagerSupervisorMessage};
-use crate::cluster::task_executor::{TaskDeployment, TaskExecutorArgs, TaskExecutorMessage};
+use crate::cluster::task_executor::TaskExecutorArgs;
 use crate::cluster::{ComponentRef, ExecutionId, ask};
 
 /// The first wait between two attempts to reach a lost JobManager.

@@ -2,8 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::api::functions::Count;
-use crate::api::job::JobFn;
-use crate::api::job::build_job;
+use crate::api::job::{JobFn, build_job};
 use crate::api::job_args::JobArgs;
 use crate::api::stream::StreamEnv;
 use crate::api::window::Tumbling;

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::api::job::JobFn;
-use crate::api::job::build_job;
+use crate::api::job::{JobFn, build_job};
 use crate::api::job_args::JobArgs;
 use crate::base::state::OperatorState;
 use crate::prelude::*;
