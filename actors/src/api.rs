@@ -6,6 +6,7 @@
 
 pub mod connectors;
 pub mod functions;
+pub mod harness;
 pub mod job;
 pub mod job_args;
 pub mod keyed;

@@ -89,3 +89,51 @@ impl KeyedProcessFunction for BurstAlerts {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn click(user: u32, time: i64, index: u64) -> Click {
+        Click { user, time, index }
+    }
+
+    fn alerts(input: DataStream<Click>) -> DataStream<String> {
+        input.key_by(|c: &Click| c.user).process("bursts", || BurstAlerts::new(3, 100))
+    }
+
+    /// Clicks out of order are handled in event-time order once the watermark passes them: the
+    /// fourth click within 100 ms of the burst's first raises one alert, and the burst's end
+    /// clears the user's state and timers.
+    #[test]
+    fn the_click_past_the_threshold_raises_one_alert_in_event_time_order() {
+        let mut h = OperatorHarness::new(alerts).unwrap();
+        for (time, index) in [(1_030, 2), (1_000, 0), (1_010, 1), (1_090, 4), (1_050, 3), (1_095, 5)] {
+            h.process_at(click(7, time, index), time).unwrap();
+        }
+        h.process_at(click(8, 1_020, 6), 1_020).unwrap();
+        assert!(h.output().is_empty(), "nothing before the watermark");
+        h.process_watermark(1_060).unwrap();
+        assert_eq!(h.take_output(), vec!["7\t1000\t1050\t4".to_owned()]);
+        h.process_watermark(1_200).unwrap();
+        assert!(h.take_output().is_empty(), "one alert per burst");
+        assert!(h.timers().is_empty(), "the bursts' ends cleared them");
+    }
+
+    /// A burst half seen when the job checkpoints goes on after a restore.
+    #[test]
+    fn a_burst_goes_on_across_a_snapshot_and_restore() {
+        let mut h = OperatorHarness::new(alerts).unwrap();
+        for (time, index) in [(2_000, 0), (2_010, 1), (2_020, 2)] {
+            h.process_at(click(3, time, index), time).unwrap();
+        }
+        h.process_watermark(2_015).unwrap();
+        let snapshot = h.snapshot().unwrap();
+        let mut restored = HarnessConfig::new().restore(vec![snapshot]).build(alerts).unwrap();
+        restored.process_at(click(3, 2_030, 3), 2_030).unwrap();
+        restored.process_watermark(2_050).unwrap();
+        assert_eq!(restored.output(), vec!["3\t2000\t2030\t4".to_owned()]);
+        // What is left: the burst's end.
+        assert_eq!(restored.timers(), vec![(TimeDomain::EventTime, 2_100)]);
+    }
+}

@@ -20,6 +20,7 @@ use crate::base::link::{Link, LinkInfo};
 use crate::base::state::OperatorState;
 use crate::base::subtask::SubtaskInfo;
 use crate::base::task_io::TaskIo;
+use crate::base::time::TimeDomain;
 use crate::runtime::keyed_state::KeyedParts;
 
 /// Extracts the key of a record.
@@ -46,15 +47,6 @@ impl<V> Clone for ReducingState<V> {
     fn clone(&self) -> Self {
         ReducingState { handle: self.handle, reduce: self.reduce.clone() }
     }
-}
-
-/// Which clock a timer follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum TimeDomain {
-    /// Event time: fires when the watermark passes.
-    EventTime,
-    /// Processing time: fires when the clock passes.
-    ProcessingTime,
 }
 
 /// A process function on a keyed stream: per-key state and timers, written by hand.
@@ -425,6 +417,13 @@ impl<F: KeyedProcessFunction> Link<F::In> for KeyedLink<F> {
     fn checkpoint(&mut self, barrier: &CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
         self.parts.as_mut().expect("opened").snapshot_into(&self.name, barrier, io, out);
         self.down.checkpoint(barrier, io, out);
+    }
+
+    fn timers(&self, out: &mut Vec<(TimeDomain, Timestamp)>) {
+        if let Some(parts) = &self.parts {
+            parts.timers(out);
+        }
+        self.down.timers(out);
     }
 
     fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo) {

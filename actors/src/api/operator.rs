@@ -19,6 +19,7 @@ use crate::base::link::{Link, LinkInfo};
 use crate::base::state::OperatorState;
 use crate::base::subtask::SubtaskInfo;
 use crate::base::task_io::TaskIo;
+use crate::base::time::TimeDomain;
 
 impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Data for T {}
 
@@ -213,6 +214,10 @@ impl<O: Operator> Link<O::In> for OperatorLink<O> {
             Err(e) => io.fail(e.in_operator(&self.name)),
         }
         self.down.checkpoint(barrier, io, out);
+    }
+
+    fn timers(&self, out: &mut Vec<(TimeDomain, Timestamp)>) {
+        self.down.timers(out);
     }
 
     fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo) {

@@ -152,6 +152,14 @@ impl StreamEnv {
         self.inner.borrow_mut().errors.push(error);
     }
 
+    /// The input of an operator test harness: a node that is never run, whose successors the
+    /// harness feeds by hand.
+    pub(crate) fn harness_input<T: Data>(&mut self) -> DataStream<T> {
+        let make: MakeLink<T, T> = Arc::new(|_, down| down);
+        let factory: Arc<dyn NodeFactory> = Arc::new(OperatorNode { make, validate: None });
+        DataStream::<T>::add_node(&self.inner, "harness-input", NodeKind::Source, Vec::new(), factory)
+    }
+
     pub(crate) fn finish(self) -> Result<StreamGraph> {
         let mut builder = std::mem::take(&mut *self.inner.borrow_mut());
         match builder.errors.drain(..).next() {
@@ -195,6 +203,11 @@ impl<T: Data> DataStream<T> {
             factory,
         });
         DataStream { env: env.clone(), node: b.graph.nodes.len() - 1, partitioning: None, _types: PhantomData }
+    }
+
+    /// This stream's node in the stream graph.
+    pub(crate) fn node_id(&self) -> usize {
+        self.node
     }
 
     fn edge(&self) -> StreamEdge {

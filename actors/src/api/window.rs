@@ -19,12 +19,13 @@ use weir_dataplane::{CheckpointBarrier, NO_TIMESTAMP, Timestamp};
 use weir_state::ValueStateHandle;
 
 use crate::api::functions::AggregateFunction;
-use crate::api::keyed::{KeySelector, TimeDomain};
+use crate::api::keyed::KeySelector;
 use crate::base::data::{Data, Key};
 use crate::base::error::WeirError;
 use crate::base::link::{Link, LinkInfo};
 use crate::base::state::OperatorState;
 use crate::base::task_io::TaskIo;
+use crate::base::time::TimeDomain;
 use crate::runtime::keyed_state::KeyedParts;
 
 /// A window of time `[start, end)` in milliseconds.
@@ -489,6 +490,13 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> Link<T> for WindowLink<K, T, A> {
     fn checkpoint(&mut self, barrier: &CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
         self.parts.as_mut().expect("opened").snapshot_into(&self.name, barrier, io, out);
         self.down.checkpoint(barrier, io, out);
+    }
+
+    fn timers(&self, out: &mut Vec<(TimeDomain, Timestamp)>) {
+        if let Some(parts) = &self.parts {
+            parts.timers(out);
+        }
+        self.down.timers(out);
     }
 
     fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo) {

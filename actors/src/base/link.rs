@@ -8,6 +8,7 @@ use weir_dataplane::{CheckpointBarrier, Timestamp};
 
 use crate::base::state::OperatorState;
 use crate::base::task_io::TaskIo;
+use crate::base::time::TimeDomain;
 
 /// Which operator a link runs: its name (for messages) and its node in the stream graph
 /// (what its checkpointed state is filed under).
@@ -43,6 +44,12 @@ pub(crate) trait Link<T>: Send {
     fn checkpoint(&mut self, barrier: &CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>);
     /// Checkpoint `id` completed everywhere (two-phase sinks commit).
     fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo);
+    /// The timers registered in this link and downstream of it, by domain and time (the
+    /// operator test harness reads them). Links with timers add theirs; links with a
+    /// downstream pass the call on.
+    fn timers(&self, out: &mut Vec<(TimeDomain, Timestamp)>) {
+        let _ = out;
+    }
     /// All input ended. With `drain`, operators finish (they emit what they hold, as Flink's
     /// `finish()`); without (a stop-with-savepoint without drain, or a subtask restored
     /// after it had finished), they are left as they are. Then the end is passed on: the

@@ -1,6 +1,7 @@
 //! Clocks: processing time comes from an injected clock so tests can control it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use weir_dataplane::Timestamp;
@@ -14,22 +15,38 @@ pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> Timestamp;
 }
 
-/// Wall-clock time anchored once, then advanced by tokio's monotonic clock.
+/// Wall-clock time anchored once, then advanced by tokio's monotonic clock; or, for the
+/// operator test harness, time that stands still until it is set.
 #[derive(Debug, Clone)]
 pub struct TokioClock {
     epoch_ms: Timestamp,
     start: tokio::time::Instant,
+    /// Set by hand (the harness), instead of following tokio's clock.
+    manual: Option<Arc<AtomicI64>>,
 }
 
 impl TokioClock {
     /// A clock anchored at the current wall-clock time.
     pub fn new() -> Self {
-        TokioClock { epoch_ms: wall_clock_ms(), start: tokio::time::Instant::now() }
+        TokioClock { epoch_ms: wall_clock_ms(), start: tokio::time::Instant::now(), manual: None }
     }
 
     /// A clock that starts at `epoch_ms` (for tests).
     pub fn starting_at(epoch_ms: Timestamp) -> Self {
-        TokioClock { epoch_ms, start: tokio::time::Instant::now() }
+        TokioClock { epoch_ms, start: tokio::time::Instant::now(), manual: None }
+    }
+
+    /// A clock that reads `epoch_ms` until [`set_ms`](Self::set_ms) moves it.
+    pub(crate) fn manual(epoch_ms: Timestamp) -> Self {
+        let manual = Some(Arc::new(AtomicI64::new(epoch_ms)));
+        TokioClock { epoch_ms, start: tokio::time::Instant::now(), manual }
+    }
+
+    /// Sets a manual clock to `ms` (a clock following tokio's is left alone).
+    pub(crate) fn set_ms(&self, ms: Timestamp) {
+        if let Some(manual) = &self.manual {
+            manual.store(ms, Ordering::Relaxed);
+        }
     }
 
     /// The tokio instant at which this clock reads `ms` (now, if `ms` is in the past).
@@ -47,6 +64,9 @@ impl Default for TokioClock {
 
 impl Clock for TokioClock {
     fn now_ms(&self) -> Timestamp {
+        if let Some(manual) = &self.manual {
+            return manual.load(Ordering::Relaxed);
+        }
         self.epoch_ms + self.start.elapsed().as_millis() as Timestamp
     }
 }
@@ -58,3 +78,12 @@ pub fn wall_clock_ms() -> Timestamp {
 
 /// A shared clock.
 pub type SharedClock = Arc<TokioClock>;
+
+/// Which clock a timer follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub enum TimeDomain {
+    /// Event time: fires when the watermark passes.
+    EventTime,
+    /// Processing time: fires when the clock passes.
+    ProcessingTime,
+}

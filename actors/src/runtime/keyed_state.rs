@@ -10,6 +10,7 @@ use crate::base::data::Key;
 use crate::base::error::{Result, WeirError};
 use crate::base::state::{OperatorState, RestoredState, StateBackend};
 use crate::base::task_io::TaskIo;
+use crate::base::time::TimeDomain;
 
 /// Keyed state and timers of one keyed operator instance.
 pub(crate) struct KeyedParts<K: StateKey, N> {
@@ -132,6 +133,12 @@ impl<K: Key, N: std::hash::Hash + Eq + Clone> KeyedParts<K, N> {
     }
 
     /// Tells the loop when this operator's next processing-time timer is due.
+    /// Its registered timers, by domain and time.
+    pub(crate) fn timers(&self, out: &mut Vec<(TimeDomain, Timestamp)>) {
+        out.extend(self.event_timers.entries().into_iter().map(|(ts, _, _)| (TimeDomain::EventTime, ts)));
+        out.extend(self.processing_timers.entries().into_iter().map(|(ts, _, _)| (TimeDomain::ProcessingTime, ts)));
+    }
+
     pub(crate) fn report_next_processing_timer(&self, io: &mut TaskIo) {
         if let Some(next) = self.processing_timers.peek() {
             io.request_processing_time(next);

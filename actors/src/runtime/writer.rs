@@ -22,6 +22,7 @@ use crate::base::error::{Result, WeirError};
 use crate::base::link::Link;
 use crate::base::state::OperatorState;
 use crate::base::task_io::{ReadyBatch, TaskIo};
+use crate::base::time::TimeDomain;
 
 /// A boxed future that sends one batch.
 pub(crate) type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
@@ -222,6 +223,9 @@ impl<T: Data> Link<T> for FanOut<T> {
     }
     fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo) {
         self.outs.iter_mut().for_each(|o| o.checkpoint_complete(id, io));
+    }
+    fn timers(&self, out: &mut Vec<(TimeDomain, Timestamp)>) {
+        self.outs.iter().for_each(|o| o.timers(out));
     }
 }
 

@@ -1,4 +1,6 @@
-//! Keyed process functions: every kind of state per key, and deduplicated timers.
+//! Keyed process functions, on the operator harness: every kind of state per key,
+//! deduplicated timers, refused state registrations; and on a MiniCluster, processing-time
+//! timers firing while a job runs.
 
 use crate::prelude::*;
 
@@ -58,13 +60,18 @@ impl KeyedProcessFunction for AllStates {
 
 #[test]
 fn every_kind_of_state_is_kept_per_key_and_timers_fire_once() {
-    let mut out = MiniCluster::collect(|env| {
-        env.from_vec_timestamped("n", vec![(('a', 1), 10), (('b', 2), 20), (('a', 4), 30), (('a', 5), 40)])
-            .key_by(|r: &(char, u32)| r.0)
-            .process("all", AllStates::default)
-            .set_parallelism(2)
+    let mut h = OperatorHarness::new(|input: DataStream<(char, u32)>| {
+        input.key_by(|r: &(char, u32)| r.0).process("all", AllStates::default)
     })
     .unwrap();
+    for (record, ts) in [(('a', 1), 10), (('b', 2), 20), (('a', 4), 30), (('a', 5), 40)] {
+        h.process_at(record, ts).unwrap();
+    }
+    // One timer per key, however often it was registered.
+    assert_eq!(h.timers(), vec![(TimeDomain::EventTime, 1_000), (TimeDomain::EventTime, 1_000)]);
+    h.process_watermark(1_000).unwrap();
+    assert!(h.timers().is_empty());
+    let mut out = h.take_output();
     out.sort();
     assert_eq!(
         out,
@@ -92,8 +99,9 @@ fn state_registered_twice_with_other_types_is_refused() {
             Ok(())
         }
     }
-    let err = MiniCluster::collect(|env| env.from_vec("n", vec![1u32]).key_by(|x: &u32| *x).process("twice", || Twice))
-        .unwrap_err()
+    let err = OperatorHarness::new(|input: DataStream<u32>| input.key_by(|x: &u32| *x).process("twice", || Twice))
+        .err()
+        .unwrap()
         .to_string();
     assert!(err.contains("operator 'twice' failed") && err.contains("state \"s\""), "{err}");
 }
@@ -142,6 +150,28 @@ impl KeyedProcessFunction for Reminder {
         ctx.emit((key, registered, ctx.processing_time(), seen));
         Ok(())
     }
+}
+
+/// On the harness, processing time stands still until set: a key's timer fires when the clock
+/// reaches it, and not before.
+#[test]
+fn processing_time_timers_fire_when_the_clock_reaches_them() {
+    let mut h = HarnessConfig::new()
+        .processing_time(5_000)
+        .build(|input: DataStream<Click>| input.key_by(|c: &Click| c.user).process("remind", Reminder::default))
+        .unwrap();
+    let click = |user, index| Click { user, time: 0, index };
+    h.process(click(1, 0)).unwrap();
+    h.set_processing_time(5_500).unwrap();
+    h.process(click(2, 1)).unwrap();
+    h.process(click(1, 2)).unwrap();
+    assert_eq!(h.timers(), vec![(TimeDomain::ProcessingTime, 6_000), (TimeDomain::ProcessingTime, 6_500)]);
+    h.set_processing_time(5_999).unwrap();
+    assert!(h.output().is_empty());
+    h.set_processing_time(6_000).unwrap();
+    assert_eq!(h.take_output(), vec![(1, 5_000, 6_000, 2)]);
+    h.set_processing_time(10_000).unwrap();
+    assert_eq!(h.take_output(), vec![(2, 5_500, 10_000, 1)]);
 }
 
 /// Processing-time timers fire while the job runs, when the clock passes them, not only at

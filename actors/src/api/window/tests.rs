@@ -1,35 +1,38 @@
-//! Window semantics on a MiniCluster: boundaries, disorder within the watermark bound,
-//! lateness, sessions.
+//! Window semantics, on the operator harness: boundaries, disorder within the watermark
+//! bound, lateness, sessions; and on a MiniCluster, an idle source subtask's watermark.
 
 use std::time::Duration;
 
 use super::*;
-use crate::api::connectors::VecSource;
 use crate::api::functions::Count;
-use crate::prelude::{MiniCluster, WatermarkStrategy};
+use crate::prelude::{DataStream, HarnessConfig, MiniCluster, OperatorHarness, WatermarkStrategy};
 
 type Out = Vec<(i64, i64, u64)>;
 
-/// Runs `(key, ts)` records (in this order) through a windowed count; returns
-/// `(window start, window end, count)` of every firing, sorted, and the late records.
-fn run(records: Vec<(char, i64)>, bound_ms: u64, assigner: WindowAssigner, lateness_ms: u64) -> (Out, Vec<char>) {
-    let (late_sink, late) = crate::api::connectors::CollectSink::new();
-    let results = MiniCluster::collect(move |env| {
-        let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(bound_ms));
-        let (results, late_records) = env
-            .source("records", VecSource::timestamped(records.clone(), strategy))
-            .set_parallelism(1)
-            .key_by(|r: &char| *r)
-            .window(assigner)
-            .allowed_lateness(Duration::from_millis(lateness_ms))
-            .aggregate_with_late("count", Count);
-        late_records.sink("late", late_sink.clone());
-        results
-    })
-    .unwrap();
-    let mut out: Out = results.into_iter().map(|w| (w.window.start, w.window.end, w.value)).collect();
+/// Runs `(key, ts)` records (in this order) through a windowed count, each followed by the
+/// watermark a bounded-out-of-orderness strategy of `bound_ms` derives from it, then ends the
+/// input; returns `(window start, window end, count)` of every firing, sorted, and the late
+/// records.
+fn run(records: Vec<(char, i64)>, bound_ms: i64, assigner: WindowAssigner, lateness_ms: u64) -> (Out, Vec<char>) {
+    let mut h = HarnessConfig::new()
+        .build_with_side_outputs(|input: DataStream<char>, side| {
+            let (results, late) = input
+                .key_by(|r: &char| *r)
+                .window(assigner)
+                .allowed_lateness(Duration::from_millis(lateness_ms))
+                .aggregate_with_late("count", Count);
+            side.add("late", &late);
+            results
+        })
+        .unwrap();
+    for (key, ts) in records {
+        h.process_at(key, ts).unwrap();
+        h.process_watermark(ts - bound_ms - 1).unwrap();
+    }
+    h.end_input().unwrap();
+    let mut out: Out = h.output().into_iter().map(|w| (w.window.start, w.window.end, w.value)).collect();
     out.sort();
-    (out, late.take())
+    (out, h.side_output("late").unwrap())
 }
 
 #[test]
@@ -111,14 +114,16 @@ fn global_windows_fire_at_end_of_input() {
 
 #[test]
 fn processing_time_windows_count_everything_once() {
-    let out = MiniCluster::collect(|env| {
-        env.from_vec("records", (0..1000).map(|i| i % 7).collect::<Vec<u32>>())
+    let mut h = OperatorHarness::new(|input: DataStream<u32>| {
+        input
             .key_by(|k: &u32| *k)
             .window(Tumbling::processing_time(Duration::from_secs(3600)))
             .aggregate("count", Count)
     })
     .unwrap();
-    assert_eq!(out.iter().map(|w| w.value).sum::<u64>(), 1000);
+    (0..1000).try_for_each(|i| h.process(i % 7)).unwrap();
+    h.end_input().unwrap();
+    assert_eq!(h.output().iter().map(|w| w.value).sum::<u64>(), 1000);
 }
 
 #[test]

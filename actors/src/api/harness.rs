@@ -1,0 +1,537 @@
+//! A test harness for operators, after Flink's `OneInputStreamOperatorTestHarness` and
+//! `KeyedOneInputStreamOperatorTestHarness`: one subtask of a pipeline fragment, run by hand,
+//! without a cluster or a thread.
+//!
+//! The fragment is written with the same builder as a job: a closure gets the harness's input
+//! as a [`DataStream`] and returns the stream whose records the harness collects. Whatever it
+//! chains in between (an [`Operator`](crate::api::operator::Operator), a
+//! [`KeyedProcessFunction`](crate::api::keyed::KeyedProcessFunction) after `key_by`, a window,
+//! maps and filters) runs as one chain of the subtask, exactly as the runtime runs it, with
+//! its keyed state in the configured backend and its timers. A test then:
+//!
+//! - feeds records, with or without timestamps, and watermarks ([`OperatorHarness::process_at`],
+//!   [`OperatorHarness::process_watermark`]);
+//! - moves processing time, firing the processing-time timers that are due
+//!   ([`OperatorHarness::set_processing_time`]);
+//! - reads what came out: records, watermarks, side outputs, and the timers still registered;
+//! - takes a snapshot ([`OperatorHarness::snapshot`]) and restores it into a fresh instance, at
+//!   the same or another parallelism ([`HarnessConfig::restore`]): keyed state and timers are
+//!   redistributed by key group, operator state by union, as when a job rescales.
+//!
+//! Exchanges (`key_by`, `rebalance`) do not move records here: the harness is one subtask, so
+//! a keyed fragment must be fed only the keys its subtask owns ([`HarnessConfig::owns`] says
+//! which; all of them at parallelism 1). A record of a key another subtask owns fails the
+//! call that fed it when its state is touched.
+//!
+//! ```
+//! use weir_actors::prelude::*;
+//!
+//! /// Counts each key's records and emits the running count.
+//! struct Counter { count: Option<ValueState<u64>> }
+//!
+//! impl KeyedProcessFunction for Counter {
+//!     type Key = char;
+//!     type In = char;
+//!     type Out = (char, u64);
+//!     fn open(&mut self, ctx: &mut KeyedOpenContext<'_, char>) -> Result<()> {
+//!         self.count = Some(ctx.value_state("count")?);
+//!         Ok(())
+//!     }
+//!     fn process(&mut self, c: char, ctx: &mut KeyedContext<'_, char, (char, u64)>) -> Result<()> {
+//!         let state = self.count.expect("opened");
+//!         let n = ctx.value(state).get()?.unwrap_or(0) + 1;
+//!         ctx.value(state).update(n)?;
+//!         ctx.emit((c, n));
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let pipeline = |input: DataStream<char>| input.key_by(|c: &char| *c).process("count", || Counter { count: None });
+//! let mut harness = OperatorHarness::new(pipeline).unwrap();
+//! for c in ['a', 'b', 'a'] {
+//!     harness.process(c).unwrap();
+//! }
+//! assert_eq!(harness.take_output(), vec![('a', 1), ('b', 1), ('a', 2)]);
+//!
+//! // Its state survives a snapshot and a restore into a fresh instance.
+//! let snapshot = harness.snapshot().unwrap();
+//! let mut restored = HarnessConfig::new().restore(vec![snapshot]).build(pipeline).unwrap();
+//! restored.process('a').unwrap();
+//! assert_eq!(restored.output(), vec![('a', 3)]);
+//! ```
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use weir_dataplane::{
+    BarrierKind, CheckpointBarrier, DEFAULT_MAX_PARALLELISM, KeyGroupRange, MAX_WATERMARK, NO_TIMESTAMP, Timestamp,
+    key_group_of, subtask_for_key_group,
+};
+
+use crate::api::stream::{DataStream, StreamEnv};
+use crate::base::data::{Data, Key};
+use crate::base::error::{Result, WeirError};
+use crate::base::ids::JobId;
+use crate::base::link::{Link, LinkInfo};
+use crate::base::metrics::TaskMetrics;
+use crate::base::state::{EventClock, NodeStates, OperatorState, RestoredState, StateBackend};
+use crate::base::subtask::SubtaskInfo;
+use crate::base::task_io::TaskIo;
+use crate::base::time::{TimeDomain, TokioClock};
+use crate::runtime::nodes::{AnyBox, typed};
+use crate::runtime::stream_graph::StreamGraph;
+
+/// What a collecting link received.
+struct Collected<T> {
+    records: Vec<(T, Timestamp)>,
+    watermarks: Vec<Timestamp>,
+}
+
+type Shared<T> = Arc<Mutex<Collected<T>>>;
+
+/// The end of a harness chain: keeps what reaches it.
+struct Collect<T>(Shared<T>);
+
+impl<T: Data> Link<T> for Collect<T> {
+    fn open(&mut self, _io: &mut TaskIo) {}
+    fn record(&mut self, value: T, ts: Timestamp, _io: &mut TaskIo) {
+        self.0.lock().expect("harness output").records.push((value, ts));
+    }
+    fn watermark(&mut self, wm: Timestamp, _io: &mut TaskIo) {
+        self.0.lock().expect("harness output").watermarks.push(wm);
+    }
+    fn idle(&mut self, _idle: bool, _io: &mut TaskIo) {}
+    fn processing_time(&mut self, _now: Timestamp, _io: &mut TaskIo) {}
+    fn flush(&mut self, _io: &mut TaskIo) {}
+    fn end_input(&mut self, _drain: bool, _io: &mut TaskIo) {}
+    fn close(&mut self, _io: &mut TaskIo) {}
+    fn checkpoint(&mut self, _barrier: &CheckpointBarrier, _io: &mut TaskIo, _out: &mut Vec<OperatorState>) {}
+    fn checkpoint_complete(&mut self, _id: u64, _io: &mut TaskIo) {}
+}
+
+/// A stream the harness collects: how to make its collecting link, and where it collects.
+struct Output {
+    node: usize,
+    make: Box<dyn Fn() -> AnyBox>,
+    collected: Arc<dyn Any + Send + Sync>,
+}
+
+impl Output {
+    fn of<T: Data>(stream: &DataStream<T>) -> (Output, Shared<T>) {
+        let shared: Shared<T> = Arc::new(Mutex::new(Collected { records: Vec::new(), watermarks: Vec::new() }));
+        let for_link = shared.clone();
+        let make = Box::new(move || -> AnyBox { Box::new(Box::new(Collect(for_link.clone())) as Box<dyn Link<T>>) });
+        (Output { node: stream.node_id(), make, collected: shared.clone() }, shared)
+    }
+}
+
+/// Streams besides the main output that a harness collects, by name (e.g. the late records
+/// of a window).
+#[derive(Default)]
+pub struct SideOutputs {
+    outputs: Vec<(String, Output)>,
+}
+
+impl SideOutputs {
+    /// Collects `stream` under `name`; read it with [`OperatorHarness::side_output`].
+    pub fn add<T: Data>(&mut self, name: &str, stream: &DataStream<T>) {
+        self.outputs.push((name.to_owned(), Output::of(stream).0));
+    }
+}
+
+/// A subtask's state as the harness snapshotted it, to restore into a fresh harness.
+#[derive(Debug, Clone)]
+pub struct HarnessSnapshot {
+    index: usize,
+    parallelism: usize,
+    max_parallelism: u16,
+    operators: Vec<OperatorState>,
+    clock: EventClock,
+}
+
+impl HarnessSnapshot {
+    /// The subtask it was taken of, and its parallelism then.
+    pub fn subtask(&self) -> (usize, usize) {
+        (self.index, self.parallelism)
+    }
+}
+
+/// Which subtask a harness runs, where its keyed state lives, and what it restores.
+#[derive(Debug, Clone)]
+pub struct HarnessConfig {
+    index: usize,
+    parallelism: usize,
+    max_parallelism: u16,
+    state_backend: StateBackend,
+    processing_time: Timestamp,
+    restore: Vec<HarnessSnapshot>,
+}
+
+impl Default for HarnessConfig {
+    fn default() -> Self {
+        HarnessConfig {
+            index: 0,
+            parallelism: 1,
+            max_parallelism: DEFAULT_MAX_PARALLELISM,
+            state_backend: StateBackend::Memory,
+            processing_time: 0,
+            restore: Vec::new(),
+        }
+    }
+}
+
+impl HarnessConfig {
+    /// Subtask 0 of 1, keyed state in memory, processing time at 0, nothing to restore.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs subtask `index` of `parallelism` (its key groups, its share of restored state).
+    pub fn subtask(mut self, index: usize, parallelism: usize) -> Self {
+        (self.index, self.parallelism) = (index, parallelism);
+        self
+    }
+
+    /// The job's maximum parallelism: the number of key groups (default 128).
+    pub fn max_parallelism(mut self, max_parallelism: u16) -> Self {
+        self.max_parallelism = max_parallelism;
+        self
+    }
+
+    /// Where keyed state lives (default: memory).
+    pub fn state_backend(mut self, backend: StateBackend) -> Self {
+        self.state_backend = backend;
+        self
+    }
+
+    /// The processing time the harness starts at (default 0).
+    pub fn processing_time(mut self, ms: Timestamp) -> Self {
+        self.processing_time = ms;
+        self
+    }
+
+    /// Restores from snapshots of the same fragment: one per subtask it ran at (all of them,
+    /// or at the same parallelism at least this subtask's own), as a job restores from a
+    /// checkpoint. At another parallelism keyed state and timers are redistributed by key
+    /// group and operator state is given to every subtask (union), as when a job rescales.
+    pub fn restore(mut self, snapshots: Vec<HarnessSnapshot>) -> Self {
+        self.restore = snapshots;
+        self
+    }
+
+    /// Whether this subtask owns `key` (its key group is in the subtask's range).
+    pub fn owns<K: Key>(&self, key: &K) -> bool {
+        let kg = key_group_of(key, self.max_parallelism);
+        subtask_for_key_group(self.max_parallelism, self.parallelism, kg) == self.index
+    }
+
+    /// A harness running `pipeline` (input to output), with no side outputs.
+    pub fn build<In: Data, Out: Data>(
+        self,
+        pipeline: impl FnOnce(DataStream<In>) -> DataStream<Out>,
+    ) -> Result<OperatorHarness<In, Out>> {
+        self.build_with_side_outputs(|input, _| pipeline(input))
+    }
+
+    /// A harness running `pipeline`, collecting the streams it adds to its [`SideOutputs`]
+    /// too.
+    pub fn build_with_side_outputs<In: Data, Out: Data>(
+        self,
+        pipeline: impl FnOnce(DataStream<In>, &mut SideOutputs) -> DataStream<Out>,
+    ) -> Result<OperatorHarness<In, Out>> {
+        if self.parallelism == 0 || self.index >= self.parallelism {
+            return Err(WeirError::Argument(format!(
+                "harness subtask {} of parallelism {}: the index must be below the parallelism",
+                self.index, self.parallelism
+            )));
+        }
+        let mut env = StreamEnv::new(self.parallelism);
+        let input = env.harness_input::<In>();
+        let input_node = input.node_id();
+        let mut sides = SideOutputs::default();
+        let main = pipeline(input, &mut sides);
+        let (main, collected) = Output::of(&main);
+        let graph = env.finish()?;
+        let mut outputs: Vec<(String, Output)> = vec![(String::new(), main)];
+        outputs.extend(sides.outputs);
+        let head = Chain { graph: &graph, outputs: &outputs }.build(input_node)?;
+        let side_outputs = outputs.into_iter().skip(1).map(|(name, o)| (name, o.collected)).collect();
+
+        let info = SubtaskInfo {
+            job_id: JobId(0),
+            job_name: "harness".into(),
+            vertex: graph.nodes.get(input_node + 1).map_or("harness", |n| n.name.as_str()).to_owned(),
+            index: self.index,
+            parallelism: self.parallelism,
+            max_parallelism: self.max_parallelism,
+            attempt: 0,
+        };
+        let clock = Arc::new(TokioClock::manual(self.processing_time));
+        let mut io = TaskIo::new(Arc::new(info), clock, Arc::new(TaskMetrics::default()));
+        io.state_backend = self.state_backend.clone();
+        if !self.restore.is_empty() {
+            let restored = self.restored()?;
+            io.watermark = restored.clock.watermark;
+            io.restored = Some(Arc::new(restored));
+        }
+        let mut harness = OperatorHarness {
+            head: typed::<In>(head),
+            io,
+            collected,
+            side_outputs,
+            index: self.index,
+            parallelism: self.parallelism,
+            max_parallelism: self.max_parallelism,
+            checkpoints: 0,
+            max_timestamp: Timestamp::MIN,
+        };
+        harness.head.open(&mut harness.io);
+        harness.check()?;
+        Ok(harness)
+    }
+
+    /// The state this subtask restores from its snapshots.
+    fn restored(&self) -> Result<RestoredState> {
+        let old = self.restore[0].parallelism;
+        let mut seen = vec![false; old];
+        let mut by_node: HashMap<usize, NodeStates> = HashMap::new();
+        for snapshot in &self.restore {
+            if snapshot.parallelism != old || snapshot.max_parallelism != self.max_parallelism {
+                return Err(WeirError::Argument(format!(
+                    "harness snapshots of parallelism {} and max parallelism {} cannot be restored beside ones of {old} \
+                     and into max parallelism {}",
+                    snapshot.parallelism, snapshot.max_parallelism, self.max_parallelism
+                )));
+            }
+            if std::mem::replace(&mut seen[snapshot.index], true) {
+                return Err(WeirError::Argument(format!("two harness snapshots of subtask {}", snapshot.index)));
+            }
+            for state in &snapshot.operators {
+                let node = by_node
+                    .entry(state.node)
+                    .or_insert_with(|| NodeStates { parallelism: old, states: vec![OperatorState::default(); old] });
+                node.states[snapshot.index] = state.clone();
+            }
+        }
+        // Event time goes on from the earliest clock of the subtasks whose state this one takes.
+        let same = old == self.parallelism;
+        let theirs = self.restore.iter().filter(|s| !same || s.index == self.index);
+        let clock = EventClock::earliest(theirs.map(|s| s.clock));
+        Ok(RestoredState {
+            by_node,
+            index: self.index,
+            parallelism: self.parallelism,
+            finished: false,
+            clock,
+            shared_dir: PathBuf::new(),
+        })
+    }
+}
+
+/// Builds a harness's chain from the stream graph of its fragment.
+struct Chain<'a> {
+    graph: &'a StreamGraph,
+    outputs: &'a [(String, Output)],
+}
+
+impl Chain<'_> {
+    /// The link of `node`'s output: its successors, and the harness's collectors of it.
+    fn build(&self, node: usize) -> Result<AnyBox> {
+        let factory = &self.graph.nodes[node].factory;
+        let mut downs = Vec::new();
+        for (child, consumer) in
+            self.graph.nodes.iter().enumerate().filter(|(_, n)| n.inputs.iter().any(|e| e.from == node))
+        {
+            if consumer.inputs.len() != 1 {
+                return Err(WeirError::Graph(format!(
+                    "the operator harness runs one chain from its input: '{}' has {} inputs",
+                    consumer.name,
+                    consumer.inputs.len()
+                )));
+            }
+            let down = self.build(child)?;
+            downs.push(consumer.factory.link(LinkInfo { name: Arc::from(consumer.name.as_str()), node: child }, down)?);
+        }
+        downs.extend(self.outputs.iter().filter(|(_, o)| o.node == node).map(|(_, o)| (o.make)()));
+        Ok(match downs.len() {
+            0 => factory.null_link(),
+            1 => downs.pop().expect("one"),
+            _ => factory.fan_out(downs),
+        })
+    }
+}
+
+/// One subtask of a pipeline fragment, run by hand: see the [module docs](self).
+pub struct OperatorHarness<In, Out> {
+    head: Box<dyn Link<In>>,
+    io: TaskIo,
+    collected: Shared<Out>,
+    side_outputs: Vec<(String, Arc<dyn Any + Send + Sync>)>,
+    index: usize,
+    parallelism: usize,
+    max_parallelism: u16,
+    checkpoints: u64,
+    max_timestamp: Timestamp,
+}
+
+impl<In: Data, Out: Data> OperatorHarness<In, Out> {
+    /// Subtask 0 of 1 running `pipeline`, its state in memory (see [`HarnessConfig`] for more).
+    pub fn new(pipeline: impl FnOnce(DataStream<In>) -> DataStream<Out>) -> Result<Self> {
+        HarnessConfig::new().build(pipeline)
+    }
+
+    fn check(&mut self) -> Result<()> {
+        match self.io.take_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Feeds a record without a timestamp.
+    pub fn process(&mut self, value: In) -> Result<()> {
+        self.process_at(value, NO_TIMESTAMP)
+    }
+
+    /// Feeds a record with its event timestamp.
+    pub fn process_at(&mut self, value: In, timestamp: Timestamp) -> Result<()> {
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        self.head.record(value, timestamp, &mut self.io);
+        self.check()
+    }
+
+    /// Feeds a watermark. As in a subtask, a watermark that does not advance event time is
+    /// ignored.
+    pub fn process_watermark(&mut self, watermark: Timestamp) -> Result<()> {
+        if watermark > self.io.watermark {
+            self.io.watermark = watermark;
+            self.head.watermark(watermark, &mut self.io);
+        }
+        self.check()
+    }
+
+    /// The current input watermark.
+    pub fn current_watermark(&self) -> Timestamp {
+        self.io.watermark
+    }
+
+    /// Moves processing time to `ms` and fires the processing-time timers due by then (those
+    /// the firing registers at or before `ms` too).
+    pub fn set_processing_time(&mut self, ms: Timestamp) -> Result<()> {
+        self.io.clock.set_ms(ms);
+        while self.io.next_processing_timer <= ms {
+            self.io.next_processing_timer = Timestamp::MAX;
+            self.head.processing_time(ms, &mut self.io);
+            self.check()?;
+        }
+        Ok(())
+    }
+
+    /// The input ends, as a bounded job's does: the final watermark fires every event-time
+    /// timer, and operators emit what they hold.
+    pub fn end_input(&mut self) -> Result<()> {
+        if self.io.watermark != MAX_WATERMARK {
+            self.io.watermark = MAX_WATERMARK;
+            self.head.watermark(MAX_WATERMARK, &mut self.io);
+            self.check()?;
+        }
+        self.head.end_input(true, &mut self.io);
+        self.check()
+    }
+
+    /// Closes the operators, as a subtask that ends normally does.
+    pub fn close(&mut self) -> Result<()> {
+        self.head.close(&mut self.io);
+        self.check()
+    }
+
+    /// The records emitted so far (and not taken).
+    pub fn output(&self) -> Vec<Out> {
+        self.collected.lock().expect("harness output").records.iter().map(|(v, _)| v.clone()).collect()
+    }
+
+    /// The records emitted so far with their timestamps (`None`: without one).
+    pub fn output_with_timestamps(&self) -> Vec<(Out, Option<Timestamp>)> {
+        let collected = self.collected.lock().expect("harness output");
+        collected.records.iter().map(|(v, ts)| (v.clone(), (*ts != NO_TIMESTAMP).then_some(*ts))).collect()
+    }
+
+    /// Takes the records emitted so far.
+    pub fn take_output(&mut self) -> Vec<Out> {
+        let mut collected = self.collected.lock().expect("harness output");
+        std::mem::take(&mut collected.records).into_iter().map(|(v, _)| v).collect()
+    }
+
+    /// The watermarks that reached the output, in order.
+    pub fn watermarks(&self) -> Vec<Timestamp> {
+        self.collected.lock().expect("harness output").watermarks.clone()
+    }
+
+    /// The records of the side output `name` so far.
+    pub fn side_output<T: Data>(&self, name: &str) -> Result<Vec<T>> {
+        let (_, collected) = self
+            .side_outputs
+            .iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| WeirError::Argument(format!("the harness has no side output '{name}'")))?;
+        let collected = collected.clone().downcast::<Mutex<Collected<T>>>().map_err(|_| {
+            WeirError::Argument(format!("the side output '{name}' is not of {}", std::any::type_name::<T>()))
+        })?;
+        Ok(collected.lock().expect("harness output").records.iter().map(|(v, _)| v.clone()).collect())
+    }
+
+    /// The timers registered now, by domain and time, in order.
+    pub fn timers(&self) -> Vec<(TimeDomain, Timestamp)> {
+        let mut timers = Vec::new();
+        self.head.timers(&mut timers);
+        timers.sort();
+        timers
+    }
+
+    /// Whether this subtask owns `key` (see [`HarnessConfig::owns`]).
+    pub fn owns<K: Key>(&self, key: &K) -> bool {
+        let kg = key_group_of(key, self.max_parallelism);
+        KeyGroupRange::for_subtask(self.max_parallelism, self.parallelism, self.index).contains(kg)
+    }
+
+    /// Snapshots every operator of the fragment, as at a checkpoint barrier; restore it with
+    /// [`HarnessConfig::restore`].
+    pub fn snapshot(&mut self) -> Result<HarnessSnapshot> {
+        self.checkpoints += 1;
+        // A savepoint's barrier: keyed state is snapshotted whole, in any backend.
+        let barrier = CheckpointBarrier {
+            checkpoint_id: self.checkpoints,
+            timestamp_ms: self.io.now_ms(),
+            kind: BarrierKind::Savepoint { target: String::new(), stop: None },
+        };
+        let mut operators = Vec::new();
+        self.head.checkpoint(&barrier, &mut self.io, &mut operators);
+        self.check()?;
+        for (index, pending) in std::mem::take(&mut self.io.pending_keyed) {
+            match pending.materialize(None)? {
+                weir_state::KeyedStateHandle::Full(full) => operators[index].keyed = Some(full),
+                weir_state::KeyedStateHandle::Incremental(_) => {
+                    return Err(WeirError::runtime("an incremental keyed snapshot in the harness"));
+                }
+            }
+        }
+        Ok(HarnessSnapshot {
+            index: self.index,
+            parallelism: self.parallelism,
+            max_parallelism: self.max_parallelism,
+            operators,
+            clock: EventClock { watermark: self.io.watermark, max_timestamp: self.max_timestamp },
+        })
+    }
+
+    /// Tells the operators that the `n`-th snapshot's checkpoint completed (two-phase sinks
+    /// commit).
+    pub fn notify_checkpoint_complete(&mut self, n: u64) -> Result<()> {
+        self.head.checkpoint_complete(n, &mut self.io);
+        self.check()
+    }
+}
+
+#[cfg(test)]
+mod tests;
