@@ -1,7 +1,7 @@
 //! The core: what every other layer builds on, and which imports nothing of theirs. Ids,
 //! [`Data`](data::Data) and [`Key`](data::Key), the subtask's identity, errors, clocks, the
-//! file system seam, failpoints, the [`Link`](link::Link) an operator chain is made of with the
-//! [`TaskIo`](task_io::TaskIo) it runs with, the subtask's metrics, and operator state as it
+//! file system seam, failpoints, the `Link` an operator chain is made of with the
+//! `TaskIo` it runs with, the subtask's metrics, and operator state as it
 //! is snapshotted and restored.
 //!
 //! (Named `base` rather than `core`, which would shadow Rust's own `core` crate in paths.)

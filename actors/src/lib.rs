@@ -74,7 +74,7 @@ pub mod prelude {
     };
     pub use crate::api::functions::{AggregateFunction, Count, ReduceAgg, Sum};
 
-    pub use crate::api::harness::{HarnessConfig, HarnessSnapshot, OperatorHarness, SideOutputs};
+    pub use crate::api::harness::{HarnessConfig, HarnessSnapshot, OperatorHarness, SideOutputs, SourceHarness};
     pub use crate::api::job::JobRegistry;
     pub use crate::api::job_args::JobArgs;
     pub use crate::api::keyed::{

@@ -9,7 +9,7 @@
 //! sequences from the generator, a keyed operator that checks each user's sequence advances by
 //! exactly one and keeps a running sum in state, and the two-phase file sink. Its output has a
 //! line per click (the running sum), and a `VIOLATION` line wherever a sequence broke, which
-//! fails the run even if the reference had the same. It ships with this library ([`job`]), so
+//! fails the run even if the reference had the same. It ships with this library (`job.rs`), so
 //! a user's own binary has it; `--job NAME` runs another job of the binary's registry instead,
 //! with its own arguments after `--`: the `weir` binary's `--job window-agg` runs event-time
 //! windows and timers, and `--job late-windows -- --late-every 97 --late-ms 10000` late data:
@@ -20,7 +20,7 @@
 //! - a MiniCluster of two TaskManagers (the default): subtask actors, TaskExecutor actors and
 //!   the control plane's actors (the job's JobMaster and CheckpointCoordinator, the
 //!   Dispatcher, the ResourceManager) are killed, each restarted by its supervisor;
-//! - with `--cluster`, a cluster of real processes ([`processes`]): the same actor kills
+//! - with `--cluster`, a cluster of real processes (`processes.rs`): the same actor kills
 //!   (through the JobManager's fault-injection requests), and besides them TaskManager
 //!   processes SIGKILLed and replaced, the JobManager process SIGKILLed and started again, and
 //!   control and data connections cut.
@@ -32,7 +32,7 @@
 //! and its ack, between completion and a sink's commit, between a commit's rename and its
 //! directory sync, while aborting, right after a savepoint). In a MiniCluster the actor or
 //! loop running the step panics there; on processes the process running it aborts. The whole
-//! [`Schedule`] is drawn from the seed and printed before the run.
+//! The `Schedule` is drawn from the seed and printed before the run.
 
 mod job;
 mod processes;

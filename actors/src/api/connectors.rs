@@ -4,8 +4,6 @@ mod collect;
 mod file_sink;
 mod generator;
 mod print;
-#[cfg(test)]
-mod testing;
 mod text_file;
 mod vec_source;
 

@@ -18,6 +18,9 @@
 //!   the same or another parallelism ([`HarnessConfig::restore`]): keyed state and timers are
 //!   redistributed by key group, operator state by union, as when a job rescales.
 //!
+//! A [`SourceHarness`] does the same for a source ([`HarnessConfig::build_source`]): it polls
+//! it as one subtask, snapshots its position, and restores it at any parallelism.
+//!
 //! Exchanges (`key_by`, `rebalance`) do not move records here: the harness is one subtask, so
 //! a keyed fragment must be fed only the keys its subtask owns ([`HarnessConfig::owns`] says
 //! which; all of them at parallelism 1). A record of a key another subtask owns fails the
@@ -66,10 +69,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use weir_dataplane::{
-    BarrierKind, CheckpointBarrier, DEFAULT_MAX_PARALLELISM, KeyGroupRange, MAX_WATERMARK, NO_TIMESTAMP, Timestamp,
-    key_group_of, subtask_for_key_group,
+    BarrierKind, BatchConfig, CheckpointBarrier, DEFAULT_MAX_PARALLELISM, KeyGroupRange, MAX_WATERMARK, NO_TIMESTAMP,
+    Timestamp, key_group_of, subtask_for_key_group,
 };
 
+use crate::api::source::{Source, SourceContext, SourcePoll};
 use crate::api::stream::{DataStream, StreamEnv};
 use crate::base::data::{Data, Key};
 use crate::base::error::{Result, WeirError};
@@ -81,6 +85,7 @@ use crate::base::subtask::SubtaskInfo;
 use crate::base::task_io::TaskIo;
 use crate::base::time::{TimeDomain, TokioClock};
 use crate::runtime::nodes::{AnyBox, typed};
+use crate::runtime::source_head::SourceHead;
 use crate::runtime::stream_graph::StreamGraph;
 
 /// What a collecting link received.
@@ -167,6 +172,7 @@ pub struct HarnessConfig {
     state_backend: StateBackend,
     processing_time: Timestamp,
     restore: Vec<HarnessSnapshot>,
+    batch_size: usize,
 }
 
 impl Default for HarnessConfig {
@@ -178,6 +184,7 @@ impl Default for HarnessConfig {
             state_backend: StateBackend::Memory,
             processing_time: 0,
             restore: Vec::new(),
+            batch_size: BatchConfig::default().max_records,
         }
     }
 }
@@ -212,6 +219,13 @@ impl HarnessConfig {
         self
     }
 
+    /// How many records a source harness asks a source for in one poll (default: the runtime's
+    /// batch size).
+    pub fn batch_size(mut self, records: usize) -> Self {
+        self.batch_size = records.max(1);
+        self
+    }
+
     /// Restores from snapshots of the same fragment: one per subtask it ran at (all of them,
     /// or at the same parallelism at least this subtask's own), as a job restores from a
     /// checkpoint. At another parallelism keyed state and timers are redistributed by key
@@ -225,6 +239,61 @@ impl HarnessConfig {
     pub fn owns<K: Key>(&self, key: &K) -> bool {
         let kg = key_group_of(key, self.max_parallelism);
         subtask_for_key_group(self.max_parallelism, self.parallelism, kg) == self.index
+    }
+
+    /// A harness polling `source` as this subtask, restored from the configured snapshots
+    /// (of the same source).
+    pub fn build_source<S: Source>(self, mut source: S) -> Result<SourceHarness<S>> {
+        let io = self.io("source")?;
+        let name = LinkInfo { name: Arc::from("source"), node: SOURCE_NODE };
+        SourceHead::open(&mut source, &io).map_err(|e| e.in_operator(&name))?;
+        let restored = io.restored.as_ref().map(|r| r.operator_states(SOURCE_NODE)).unwrap_or_default();
+        if !restored.is_empty() {
+            source.restore(restored).map_err(|e| e.in_operator(&name))?;
+        }
+        let clock = io.restored.as_ref().map(|r| r.clock).unwrap_or_default();
+        let collected = Arc::new(Mutex::new(Collected { records: Vec::new(), watermarks: Vec::new() }));
+        Ok(SourceHarness {
+            source,
+            name,
+            out: Collect(collected.clone()),
+            collected,
+            io,
+            config: self,
+            max_timestamp: clock.max_timestamp,
+            idle: false,
+            checkpoints: 0,
+        })
+    }
+
+    /// The services a harness's subtask runs with, and its identity.
+    fn io(&self, vertex: &str) -> Result<TaskIo> {
+        if self.parallelism == 0 || self.index >= self.parallelism {
+            return Err(WeirError::Argument(format!(
+                "harness subtask {} of parallelism {}: the index must be below the parallelism",
+                self.index, self.parallelism
+            )));
+        }
+        let info = SubtaskInfo {
+            job_id: JobId(0),
+            job_name: "harness".into(),
+            vertex: vertex.to_owned(),
+            index: self.index,
+            parallelism: self.parallelism,
+            max_parallelism: self.max_parallelism,
+            attempt: 0,
+        };
+        let clock = Arc::new(TokioClock::manual(self.processing_time));
+        let mut io = TaskIo::new(Arc::new(info), clock, Arc::new(TaskMetrics::default()));
+        io.state_backend = self.state_backend.clone();
+        // The harness takes snapshots: two-phase sinks commit when told a checkpoint completed.
+        io.checkpointing = true;
+        if !self.restore.is_empty() {
+            let restored = self.restored()?;
+            io.watermark = restored.clock.watermark;
+            io.restored = Some(Arc::new(restored));
+        }
+        Ok(io)
     }
 
     /// A harness running `pipeline` (input to output), with no side outputs.
@@ -241,13 +310,7 @@ impl HarnessConfig {
         self,
         pipeline: impl FnOnce(DataStream<In>, &mut SideOutputs) -> DataStream<Out>,
     ) -> Result<OperatorHarness<In, Out>> {
-        if self.parallelism == 0 || self.index >= self.parallelism {
-            return Err(WeirError::Argument(format!(
-                "harness subtask {} of parallelism {}: the index must be below the parallelism",
-                self.index, self.parallelism
-            )));
-        }
-        let mut env = StreamEnv::new(self.parallelism);
+        let mut env = StreamEnv::new(self.parallelism.max(1));
         let input = env.harness_input::<In>();
         let input_node = input.node_id();
         let mut sides = SideOutputs::default();
@@ -259,23 +322,8 @@ impl HarnessConfig {
         let head = Chain { graph: &graph, outputs: &outputs }.build(input_node)?;
         let side_outputs = outputs.into_iter().skip(1).map(|(name, o)| (name, o.collected)).collect();
 
-        let info = SubtaskInfo {
-            job_id: JobId(0),
-            job_name: "harness".into(),
-            vertex: graph.nodes.get(input_node + 1).map_or("harness", |n| n.name.as_str()).to_owned(),
-            index: self.index,
-            parallelism: self.parallelism,
-            max_parallelism: self.max_parallelism,
-            attempt: 0,
-        };
-        let clock = Arc::new(TokioClock::manual(self.processing_time));
-        let mut io = TaskIo::new(Arc::new(info), clock, Arc::new(TaskMetrics::default()));
-        io.state_backend = self.state_backend.clone();
-        if !self.restore.is_empty() {
-            let restored = self.restored()?;
-            io.watermark = restored.clock.watermark;
-            io.restored = Some(Arc::new(restored));
-        }
+        let vertex = graph.nodes.get(input_node + 1).map_or("harness", |n| n.name.as_str());
+        let io = self.io(vertex)?;
         let mut harness = OperatorHarness {
             head: typed::<In>(head),
             io,
@@ -360,6 +408,93 @@ impl Chain<'_> {
             1 => downs.pop().expect("one"),
             _ => factory.fan_out(downs),
         })
+    }
+}
+
+/// The node a source harness files its source's state under.
+const SOURCE_NODE: usize = 0;
+
+/// One subtask of a source, polled by hand ([`HarnessConfig::build_source`]): what it emits,
+/// its position in a snapshot, and a restore from snapshots at any parallelism.
+pub struct SourceHarness<S: Source> {
+    source: S,
+    name: LinkInfo,
+    out: Collect<S::Out>,
+    collected: Shared<S::Out>,
+    io: TaskIo,
+    config: HarnessConfig,
+    max_timestamp: Timestamp,
+    idle: bool,
+    checkpoints: u64,
+}
+
+impl<S: Source> SourceHarness<S> {
+    /// Subtask 0 of 1 polling `source`.
+    pub fn new(source: S) -> Result<Self> {
+        HarnessConfig::new().build_source(source)
+    }
+
+    /// Polls the source once for up to `records` records (the batch size at most).
+    pub fn poll_at_most(&mut self, records: usize) -> Result<SourcePoll> {
+        let mut ctx = SourceContext {
+            out: &mut self.out,
+            io: &mut self.io,
+            max_timestamp: &mut self.max_timestamp,
+            idle: &mut self.idle,
+            emitted: 0,
+            batch_size: records.min(self.config.batch_size),
+        };
+        self.source.poll(&mut ctx).map_err(|e| e.in_operator(&self.name))
+    }
+
+    /// Polls until the source emitted `records` more records or finished (`true`: it
+    /// finished), waiting out the pauses a source asks for.
+    pub fn run(&mut self, records: usize) -> Result<bool> {
+        let mut emitted = 0;
+        while emitted < records {
+            let before = self.collected.lock().expect("harness output").records.len();
+            let poll = self.poll_at_most(records - emitted)?;
+            emitted += self.collected.lock().expect("harness output").records.len() - before;
+            match poll {
+                SourcePoll::Finished => return Ok(true),
+                SourcePoll::Ready => {}
+                SourcePoll::Pending(wait) => std::thread::sleep(wait),
+            }
+        }
+        Ok(false)
+    }
+
+    /// The records emitted so far (and not taken).
+    pub fn output(&self) -> Vec<S::Out> {
+        self.collected.lock().expect("harness output").records.iter().map(|(v, _)| v.clone()).collect()
+    }
+
+    /// Takes the records emitted so far, with their timestamps (`None`: without one).
+    pub fn take_output(&mut self) -> Vec<(S::Out, Option<Timestamp>)> {
+        let mut collected = self.collected.lock().expect("harness output");
+        std::mem::take(&mut collected.records)
+            .into_iter()
+            .map(|(v, ts)| (v, (ts != NO_TIMESTAMP).then_some(ts)))
+            .collect()
+    }
+
+    /// The source's position, as at a checkpoint barrier between polls; restore it with
+    /// [`HarnessConfig::restore`] and [`HarnessConfig::build_source`].
+    pub fn snapshot(&mut self) -> Result<HarnessSnapshot> {
+        self.checkpoints += 1;
+        let position = self.source.snapshot().map_err(|e| e.in_operator(&self.name))?;
+        Ok(HarnessSnapshot {
+            index: self.config.index,
+            parallelism: self.config.parallelism,
+            max_parallelism: self.config.max_parallelism,
+            operators: vec![OperatorState { node: SOURCE_NODE, operator: Some(position), ..Default::default() }],
+            clock: EventClock { watermark: Timestamp::MIN, max_timestamp: self.max_timestamp },
+        })
+    }
+
+    /// Closes the source, as a subtask that ends normally does.
+    pub fn close(&mut self) -> Result<()> {
+        self.source.close().map_err(|e| e.in_operator(&self.name))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Operator state as the runtime snapshots and restores it: one operator's state at a
 //! checkpoint ([`OperatorState`]), the event clock a subtask resumes from ([`EventClock`]),
-//! what a subtask restores from ([`RestoredState`]), and where keyed state lives
+//! what a subtask restores from (`RestoredState`), and where keyed state lives
 //! ([`StateBackend`]).
 
 use std::collections::HashMap;
@@ -33,7 +33,7 @@ impl OperatorState {
     }
 }
 
-/// A subtask's event time at a checkpoint (see [`TaskSnapshot::clock`]).
+/// A subtask's event time at a checkpoint (see `TaskSnapshot::clock` in `runtime::checkpoint`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EventClock {
     /// The current watermark.

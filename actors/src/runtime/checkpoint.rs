@@ -10,7 +10,7 @@
 //! The metadata lists the plan's operators (uid, name, types, vertex, parallelism) beside the
 //! subtasks' files, so a savepoint can be restored into another version of the job or at
 //! another parallelism: its state is matched to the new plan operator by operator
-//! ([`RestoreFrom::nodes`]), then redistributed ([`RestoredState`]).
+//! ([`RestoreFrom::nodes`]), then redistributed (`RestoredState`).
 
 pub mod savepoint;
 pub mod storage;

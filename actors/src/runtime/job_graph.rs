@@ -1,7 +1,7 @@
 //! The job graph: the serializable plan a client submits and every node checks (vertices =
 //! operator chains with their operators, edges with partitioning, parallelism, a
 //! fingerprint), as Flink's JobGraph. It is derived from the stream graph
-//! ([`stream_graph`](super::stream_graph)).
+//! (`stream_graph`).
 
 use std::fmt;
 

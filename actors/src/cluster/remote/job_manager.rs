@@ -1,7 +1,7 @@
 //! The JobManager process: its supervision tree, the QUIC endpoint TaskManagers and clients
 //! connect to, and one session per connection.
 //!
-//! A TaskManager's session owns a [`TaskManagerProxy`]: an actor with the TaskExecutor's
+//! A TaskManager's session owns a `TaskManagerProxy`: an actor with the TaskExecutor's
 //! message type that the ResourceManager and JobMasters use as if the executor were local.
 //! The session reads the TaskManager's messages, answers heartbeats, relays task states to
 //! their JobMasters and subtask counters into the JobMasters' metrics, and declares the

@@ -2,7 +2,7 @@
 //! control connection to the JobManager.
 //!
 //! Toward the TaskExecutor and its subtasks, the JobManager's components are proxies: a
-//! [`ResourceManagerProxy`] (registration) and a [`JobMasterProxy`] (task states), each turning
+//! `ResourceManagerProxy` (registration) and a `JobMasterProxy` (task states), each turning
 //! messages into the control protocol. Subtask counters leave with every heartbeat.
 //!
 //! ## Losing the JobManager

@@ -1,15 +1,22 @@
 use super::*;
-use crate::api::connectors::testing::run_source;
+use crate::api::harness::{HarnessConfig, HarnessSnapshot};
 
-/// Runs subtasks `0..parallelism` from `states`, each until it emitted `limits[i]`; returns
-/// their snapshots and adds what they emitted to `seen`.
-fn leg(config: GeneratorConfig, states: &[Vec<u8>], limits: &[usize], seen: &mut Vec<u64>) -> Vec<Vec<u8>> {
+/// Runs subtasks `0..parallelism` restored from `states`, each until it emitted `limits[i]`;
+/// returns their snapshots and adds what they emitted to `seen`.
+fn leg(
+    config: GeneratorConfig,
+    states: &[HarnessSnapshot],
+    limits: &[usize],
+    seen: &mut Vec<u64>,
+) -> Vec<HarnessSnapshot> {
     let parallelism = limits.len();
     (0..parallelism)
         .map(|i| {
-            let (out, state) = run_source(Generator::new(config), (i, parallelism), states.to_vec(), limits[i], 64);
-            seen.extend(out.iter().map(|c| c.index));
-            state
+            let harness = HarnessConfig::new().subtask(i, parallelism).batch_size(64).restore(states.to_vec());
+            let mut h = harness.build_source(Generator::new(config)).unwrap();
+            h.run(limits[i]).unwrap();
+            seen.extend(h.output().iter().map(|c| c.index));
+            h.snapshot().unwrap()
         })
         .collect()
 }
@@ -36,8 +43,10 @@ fn the_same_parallelism_resumes_each_subtask_where_it_stood() {
     let mut seen = Vec::new();
     let first = leg(config, &[], &[10, 20], &mut seen);
     for (i, state) in first.iter().enumerate() {
-        let (out, _) = run_source(Generator::new(config), (i, 2), vec![state.clone()], usize::MAX, 64);
-        seen.extend(out.iter().map(|c| c.index));
+        let harness = HarnessConfig::new().subtask(i, 2).batch_size(64).restore(vec![state.clone()]);
+        let mut h = harness.build_source(Generator::new(config)).unwrap();
+        assert!(h.run(usize::MAX).unwrap(), "the generator finishes");
+        seen.extend(h.output().iter().map(|c| c.index));
     }
     seen.sort_unstable();
     assert_eq!(seen, (0..100).collect::<Vec<_>>());

@@ -1,4 +1,5 @@
 use super::*;
+use crate::api::harness::HarnessConfig;
 use crate::base::ids::JobId;
 use crate::base::subtask::SubtaskInfo;
 
@@ -68,20 +69,16 @@ fn a_missing_input_names_the_path() {
 /// lines its entry says (`usize::MAX`: to the end), restoring each leg from the last.
 fn read_in_legs(path: &Path, legs: &[&[usize]]) -> Vec<String> {
     let mut lines = Vec::new();
-    let mut states: Vec<Vec<u8>> = Vec::new();
+    let mut states = Vec::new();
     for limits in legs {
         let p = limits.len();
         states = (0..p)
             .map(|i| {
-                let (out, state) = crate::api::connectors::testing::run_source(
-                    TextFile::new(path),
-                    (i, p),
-                    states.clone(),
-                    limits[i],
-                    3,
-                );
-                lines.extend(out);
-                state
+                let harness = HarnessConfig::new().subtask(i, p).batch_size(3).restore(states.clone());
+                let mut h = harness.build_source(TextFile::new(path)).unwrap();
+                h.run(limits[i]).unwrap();
+                lines.extend(h.output());
+                h.snapshot().unwrap()
             })
             .collect();
     }
