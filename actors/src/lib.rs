@@ -91,7 +91,7 @@ pub mod prelude {
     pub use crate::base::time::TimeDomain;
     pub use crate::runtime::nodes::ValidateContext;
     pub use crate::runtime::source_head::SourcePoll;
-    pub use crate::runtime::watermark::WatermarkStrategy;
+    pub use crate::runtime::watermark::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
     pub use crate::{JobSubmission, MiniCluster, MiniClusterConfig};
     pub use weir_dataplane::{BatchConfig, Timestamp};
 }

@@ -87,11 +87,13 @@ use crate::base::time::{TimeDomain, TokioClock};
 use crate::runtime::nodes::{AnyBox, typed};
 use crate::runtime::source_head::SourceHead;
 use crate::runtime::stream_graph::StreamGraph;
+use crate::runtime::watermark::EventTime;
 
 /// What a collecting link received.
 struct Collected<T> {
     records: Vec<(T, Timestamp)>,
     watermarks: Vec<Timestamp>,
+    idle: bool,
 }
 
 type Shared<T> = Arc<Mutex<Collected<T>>>;
@@ -107,7 +109,9 @@ impl<T: Data> Link<T> for Collect<T> {
     fn watermark(&mut self, wm: Timestamp, _io: &mut TaskIo) {
         self.0.lock().expect("harness output").watermarks.push(wm);
     }
-    fn idle(&mut self, _idle: bool, _io: &mut TaskIo) {}
+    fn idle(&mut self, idle: bool, _io: &mut TaskIo) {
+        self.0.lock().expect("harness output").idle = idle;
+    }
     fn processing_time(&mut self, _now: Timestamp, _io: &mut TaskIo) {}
     fn flush(&mut self, _io: &mut TaskIo) {}
     fn end_input(&mut self, _drain: bool, _io: &mut TaskIo) {}
@@ -125,7 +129,8 @@ struct Output {
 
 impl Output {
     fn of<T: Data>(stream: &DataStream<T>) -> (Output, Shared<T>) {
-        let shared: Shared<T> = Arc::new(Mutex::new(Collected { records: Vec::new(), watermarks: Vec::new() }));
+        let shared: Shared<T> =
+            Arc::new(Mutex::new(Collected { records: Vec::new(), watermarks: Vec::new(), idle: false }));
         let for_link = shared.clone();
         let make = Box::new(move || -> AnyBox { Box::new(Box::new(Collect(for_link.clone())) as Box<dyn Link<T>>) });
         (Output { node: stream.node_id(), make, collected: shared.clone() }, shared)
@@ -173,6 +178,7 @@ pub struct HarnessConfig {
     processing_time: Timestamp,
     restore: Vec<HarnessSnapshot>,
     batch_size: usize,
+    auto_watermark_interval: std::time::Duration,
 }
 
 impl Default for HarnessConfig {
@@ -185,6 +191,7 @@ impl Default for HarnessConfig {
             processing_time: 0,
             restore: Vec::new(),
             batch_size: BatchConfig::default().max_records,
+            auto_watermark_interval: crate::base::time::DEFAULT_AUTO_WATERMARK_INTERVAL,
         }
     }
 }
@@ -210,6 +217,13 @@ impl HarnessConfig {
     /// Where keyed state lives (default: memory).
     pub fn state_backend(mut self, backend: StateBackend) -> Self {
         self.state_backend = backend;
+        self
+    }
+
+    /// How often watermark generators emit periodically (default 200 ms, as a job's
+    /// [`StreamEnv::set_auto_watermark_interval`]).
+    pub fn auto_watermark_interval(mut self, interval: std::time::Duration) -> Self {
+        self.auto_watermark_interval = interval;
         self
     }
 
@@ -252,7 +266,9 @@ impl HarnessConfig {
             source.restore(restored).map_err(|e| e.in_operator(&name))?;
         }
         let clock = io.restored.as_ref().map(|r| r.clock).unwrap_or_default();
-        let collected = Arc::new(Mutex::new(Collected { records: Vec::new(), watermarks: Vec::new() }));
+        let mut time = Source::watermark_strategy(&source).start();
+        time.resume(clock.max_timestamp);
+        let collected = Arc::new(Mutex::new(Collected { records: Vec::new(), watermarks: Vec::new(), idle: false }));
         Ok(SourceHarness {
             source,
             name,
@@ -261,6 +277,7 @@ impl HarnessConfig {
             io,
             config: self,
             max_timestamp: clock.max_timestamp,
+            time,
             idle: false,
             checkpoints: 0,
         })
@@ -311,6 +328,7 @@ impl HarnessConfig {
         pipeline: impl FnOnce(DataStream<In>, &mut SideOutputs) -> DataStream<Out>,
     ) -> Result<OperatorHarness<In, Out>> {
         let mut env = StreamEnv::new(self.parallelism.max(1));
+        env.set_auto_watermark_interval(self.auto_watermark_interval);
         let input = env.harness_input::<In>();
         let input_node = input.node_id();
         let mut sides = SideOutputs::default();
@@ -323,7 +341,8 @@ impl HarnessConfig {
         let side_outputs = outputs.into_iter().skip(1).map(|(name, o)| (name, o.collected)).collect();
 
         let vertex = graph.nodes.get(input_node + 1).map_or("harness", |n| n.name.as_str());
-        let io = self.io(vertex)?;
+        let mut io = self.io(vertex)?;
+        io.watermark_interval = graph.auto_watermark_interval;
         let mut harness = OperatorHarness {
             head: typed::<In>(head),
             io,
@@ -424,6 +443,7 @@ pub struct SourceHarness<S: Source> {
     io: TaskIo,
     config: HarnessConfig,
     max_timestamp: Timestamp,
+    time: EventTime<S::Out>,
     idle: bool,
     checkpoints: u64,
 }
@@ -440,6 +460,7 @@ impl<S: Source> SourceHarness<S> {
             out: &mut self.out,
             io: &mut self.io,
             max_timestamp: &mut self.max_timestamp,
+            time: self.time.sees_records().then_some(&mut self.time),
             idle: &mut self.idle,
             emitted: 0,
             batch_size: records.min(self.config.batch_size),
@@ -601,6 +622,11 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
     /// The watermarks that reached the output, in order.
     pub fn watermarks(&self) -> Vec<Timestamp> {
         self.collected.lock().expect("harness output").watermarks.clone()
+    }
+
+    /// Whether the output stream is idle now (marked so by a watermark strategy's idleness).
+    pub fn is_idle(&self) -> bool {
+        self.collected.lock().expect("harness output").idle
     }
 
     /// The records of the side output `name` so far.

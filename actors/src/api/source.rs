@@ -50,7 +50,7 @@ pub trait Source: Send + 'static {
     }
 
     /// How watermarks are derived from this source's timestamps.
-    fn watermark_strategy(&self) -> WatermarkStrategy {
+    fn watermark_strategy(&self) -> WatermarkStrategy<Self::Out> {
         WatermarkStrategy::none()
     }
 
@@ -77,7 +77,7 @@ impl<S: Source> SourceHead<S::Out> for S {
     fn restore(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
         self.restore_state(states)
     }
-    fn watermark_strategy(&self) -> WatermarkStrategy {
+    fn watermark_strategy(&self) -> WatermarkStrategy<S::Out> {
         Source::watermark_strategy(self)
     }
     #[inline]

@@ -24,7 +24,7 @@ use crate::base::error::{Result, WeirError};
 use crate::runtime::job_graph::NodeKind;
 use crate::runtime::nodes::{MakeLink, NodeFactory, OperatorNode, Validate};
 use crate::runtime::stream_graph::{StreamEdge, StreamGraph, StreamNode};
-use crate::runtime::watermark::WatermarkStrategy;
+use crate::runtime::watermark::{TimestampsAndWatermarks, WatermarkStrategy};
 use crate::runtime::writer::KeyGroupFn;
 
 #[derive(Default)]
@@ -45,6 +45,7 @@ impl StreamEnv {
             default_parallelism: parallelism.max(1),
             max_parallelism: DEFAULT_MAX_PARALLELISM,
             batch: BatchConfig::default(),
+            auto_watermark_interval: crate::base::time::DEFAULT_AUTO_WATERMARK_INTERVAL,
         };
         StreamEnv { inner: Rc::new(RefCell::new(Builder { graph, errors: Vec::new() })) }
     }
@@ -147,6 +148,17 @@ impl StreamEnv {
         self.source(name, VecSource::timestamped(items, WatermarkStrategy::monotonous())).set_parallelism(1)
     }
 
+    /// How often watermark generators emit periodically where a stream is given a
+    /// [`WatermarkStrategy`] mid-dataflow (default 200 ms; Flink's
+    /// `pipeline.auto-watermark-interval`). Sources emit after every poll instead.
+    pub fn set_auto_watermark_interval(&mut self, interval: Duration) -> &mut Self {
+        if interval.is_zero() {
+            self.fail(WeirError::Graph("the auto-watermark interval must be positive".into()));
+        }
+        self.inner.borrow_mut().graph.auto_watermark_interval = interval;
+        self
+    }
+
     /// Records an error found while building; the job is refused with it.
     pub fn fail(&mut self, error: WeirError) {
         self.inner.borrow_mut().errors.push(error);
@@ -228,6 +240,34 @@ impl<T: Data> DataStream<T> {
     fn with_node(self, f: impl FnOnce(&mut StreamNode)) -> Self {
         f(&mut self.env.borrow_mut().graph.nodes[self.node]);
         self
+    }
+
+    /// Assigns timestamps and watermarks from here on (Flink's
+    /// `assignTimestampsAndWatermarks`): each record's timestamp comes from the strategy's
+    /// assigner (or is the one it carries), watermarks from its generator, emitted on events
+    /// and every [auto-watermark interval](StreamEnv::set_auto_watermark_interval); watermarks
+    /// from upstream are dropped, except the final one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec("readings", vec![('a', 100), ('a', 900), ('a', 1500)])
+    ///         .assign_timestamps_and_watermarks(
+    ///             WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(100))
+    ///                 .with_timestamp_assigner(|r: &(char, i64), _| r.1),
+    ///         )
+    ///         .key_by(|r: &(char, i64)| r.0)
+    ///         .window(Tumbling::event_time(Duration::from_secs(1)))
+    ///         .aggregate("count", Count)
+    /// }).unwrap();
+    /// let counts: Vec<(i64, u64)> = out.iter().map(|w| (w.window.start, w.value)).collect();
+    /// assert_eq!(counts, vec![(0, 2), (1000, 1)]);
+    /// ```
+    pub fn assign_timestamps_and_watermarks(&self, strategy: WatermarkStrategy<T>) -> DataStream<T> {
+        let make: MakeLink<T, T> =
+            Arc::new(move |_, down| Box::new(TimestampsAndWatermarks::new(strategy.clone(), down)));
+        self.then("timestamps-and-watermarks", NodeKind::Operator, make, None)
     }
 
     /// Sets this operator's parallelism.

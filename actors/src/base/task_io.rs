@@ -37,6 +37,8 @@ pub(crate) struct TaskIo {
     pub(crate) next_processing_timer: Timestamp,
     /// The task's current input watermark.
     pub(crate) watermark: Timestamp,
+    /// How often watermark generators emit periodically (the job's auto-watermark interval).
+    pub(crate) watermark_interval: std::time::Duration,
     pub(crate) records_out: u64,
     pub(crate) late_records: u64,
     /// Whether the job takes periodic checkpoints.
@@ -61,6 +63,7 @@ impl TaskIo {
             unflushed: false,
             next_processing_timer: Timestamp::MAX,
             watermark: Timestamp::MIN,
+            watermark_interval: crate::base::time::DEFAULT_AUTO_WATERMARK_INTERVAL,
             records_out: 0,
             late_records: 0,
             checkpointing: false,

@@ -76,6 +76,10 @@ pub fn wall_clock_ms() -> Timestamp {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Timestamp).unwrap_or(0)
 }
 
+/// How often watermark generators emit periodically unless a job sets its own interval
+/// (Flink's `pipeline.auto-watermark-interval`).
+pub const DEFAULT_AUTO_WATERMARK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// A shared clock.
 pub type SharedClock = Arc<TokioClock>;
 

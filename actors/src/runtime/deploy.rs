@@ -154,6 +154,7 @@ pub(crate) fn build_subtask(
     let mut io = TaskIo::new(info, spec.clock, spec.metrics);
     io.checkpointing = spec.checkpoints.as_ref().is_some_and(|c| c.storage.is_some());
     io.state_backend = spec.state_backend;
+    io.watermark_interval = graph.stream.auto_watermark_interval;
     let node = &graph.stream.nodes[head];
     let (control_tx, control) = tokio::sync::mpsc::unbounded_channel();
     let info = LinkInfo { name: Arc::from(node.name.as_str()), node: head };

@@ -10,7 +10,7 @@ use crate::base::data::Data;
 use crate::base::error::Result;
 use crate::base::link::Link;
 use crate::base::task_io::TaskIo;
-use crate::runtime::watermark::WatermarkStrategy;
+use crate::runtime::watermark::{EventTime, WatermarkStrategy};
 
 /// The start of a source subtask's chain, as its processing loop drives it. Errors are
 /// attributed to the source's operator by the loop.
@@ -20,7 +20,7 @@ pub(crate) trait SourceHead<T>: Send {
     /// Restores its position (after `open`, when the job restores).
     fn restore(&mut self, states: Vec<Vec<u8>>) -> Result<()>;
     /// How the loop derives watermarks from its timestamps.
-    fn watermark_strategy(&self) -> WatermarkStrategy;
+    fn watermark_strategy(&self) -> WatermarkStrategy<T>;
     /// Emits up to a batch of records into `ctx`.
     fn poll(&mut self, ctx: &mut SourceContext<'_, T>) -> Result<SourcePoll>;
     /// Its position, between polls, at a checkpoint barrier.
@@ -45,6 +45,9 @@ pub struct SourceContext<'a, O> {
     pub(crate) out: &'a mut dyn Link<O>,
     pub(crate) io: &'a mut TaskIo,
     pub(crate) max_timestamp: &'a mut Timestamp,
+    /// The source's event time, when it must see each record (an assigner or a generator of
+    /// the user's); `None` keeps the record path as short as it was.
+    pub(crate) time: Option<&'a mut EventTime<O>>,
     pub(crate) idle: &'a mut bool,
     pub(crate) emitted: usize,
     pub(crate) batch_size: usize,
@@ -64,6 +67,10 @@ impl<O: Data> SourceContext<'_, O> {
             *self.idle = false;
             self.out.idle(false, self.io);
         }
+        let timestamp = match &mut self.time {
+            None => timestamp,
+            Some(time) => see(time, &value, timestamp),
+        };
         if timestamp > *self.max_timestamp {
             *self.max_timestamp = timestamp;
         }
@@ -85,4 +92,11 @@ impl<O: Data> SourceContext<'_, O> {
     pub fn processing_time(&self) -> Timestamp {
         self.io.now_ms()
     }
+}
+
+/// A record shown to a source's event time: kept out of line, so that `emit_at` stays small
+/// enough to be inlined into the source's loop.
+#[inline(never)]
+fn see<O>(time: &mut EventTime<O>, value: &O, timestamp: Timestamp) -> Timestamp {
+    time.on_event(value, timestamp)
 }

@@ -46,6 +46,8 @@ pub(crate) struct StreamGraph {
     pub(crate) default_parallelism: usize,
     pub(crate) max_parallelism: u16,
     pub(crate) batch: BatchConfig,
+    /// How often watermark generators emit periodically.
+    pub(crate) auto_watermark_interval: std::time::Duration,
 }
 
 /// A job ready to run: the stream graph with its derived plan and the lookup tables the

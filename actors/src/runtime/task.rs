@@ -645,9 +645,12 @@ pub(crate) async fn run_source<T: Data, S: SourceHead<T>>(
         source.restore(restored).map_err(|e| e.in_operator(&name))?;
     }
     let strategy = source.watermark_strategy();
+    let mut time = strategy.start();
     // Restored: the source's clock goes on from the checkpoint (see `TaskSnapshot::clock`).
     let clock = io.restored.as_ref().map(|r| r.clock).unwrap_or_default();
     let mut max_timestamp = clock.max_timestamp;
+    time.resume(max_timestamp);
+    let sees_records = time.sees_records();
     let mut emitted_watermark = clock.watermark;
     io.watermark = io.watermark.max(clock.watermark);
     let mut idle = false;
@@ -709,6 +712,7 @@ pub(crate) async fn run_source<T: Data, S: SourceHead<T>>(
                 out: &mut *head,
                 io: &mut io,
                 max_timestamp: &mut max_timestamp,
+                time: sees_records.then_some(&mut time),
                 idle: &mut idle,
                 emitted: 0,
                 batch_size: batch.max_records,
@@ -719,15 +723,19 @@ pub(crate) async fn run_source<T: Data, S: SourceHead<T>>(
                 io.metrics.mark_first_record(io.now_ms());
             }
             io.metrics.records_in.fetch_add(emitted, std::sync::atomic::Ordering::Relaxed);
-            if let Some(bound) = strategy.out_of_orderness_ms
-                && max_timestamp != Timestamp::MIN
+            // A source's periodic emission: after every poll.
+            time.resume(max_timestamp);
+            time.on_periodic_emit();
+            let output = time.take();
+            if let Some(wm) = output.watermark()
+                && wm > emitted_watermark
             {
-                let wm = max_timestamp.saturating_sub(bound).saturating_sub(1);
-                if wm > emitted_watermark {
-                    emitted_watermark = wm;
-                    io.watermark = wm;
-                    head.watermark(wm, &mut io);
-                }
+                emitted_watermark = wm;
+                io.watermark = wm;
+                head.watermark(wm, &mut io);
+            } else if output.idle() == Some(true) && !idle {
+                idle = true;
+                head.idle(true, &mut io);
             }
             match poll {
                 SourcePoll::Finished => {
@@ -745,7 +753,7 @@ pub(crate) async fn run_source<T: Data, S: SourceHead<T>>(
                 }
                 SourcePoll::Pending(wait) => {
                     let since = *pending_since.get_or_insert_with(Instant::now);
-                    if let Some(timeout) = strategy.idle_timeout
+                    if let Some(timeout) = strategy.idle_timeout()
                         && !idle
                         && since.elapsed() >= timeout
                     {

@@ -268,7 +268,7 @@ impl Source for Generator {
         Ok(if self.next >= end { SourcePoll::Finished } else { SourcePoll::Ready })
     }
 
-    fn watermark_strategy(&self) -> WatermarkStrategy {
+    fn watermark_strategy(&self) -> WatermarkStrategy<Click> {
         WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(self.config.out_of_order_ms as u64))
     }
 

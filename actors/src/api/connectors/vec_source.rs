@@ -16,7 +16,7 @@ use crate::runtime::watermark::WatermarkStrategy;
 #[derive(Debug, Clone)]
 pub struct VecSource<T> {
     items: std::sync::Arc<Vec<(T, Timestamp)>>,
-    strategy: WatermarkStrategy,
+    strategy: WatermarkStrategy<T>,
     next: usize,
     index: usize,
 }
@@ -33,7 +33,7 @@ impl<T: Data + Sync> VecSource<T> {
     }
 
     /// Records with event timestamps; watermarks follow `strategy`.
-    pub fn timestamped(items: Vec<(T, Timestamp)>, strategy: WatermarkStrategy) -> Self {
+    pub fn timestamped(items: Vec<(T, Timestamp)>, strategy: WatermarkStrategy<T>) -> Self {
         VecSource { items: std::sync::Arc::new(items), strategy, next: 0, index: 0 }
     }
 }
@@ -51,7 +51,7 @@ impl<T: Data + Sync> Source for VecSource<T> {
     }
 
     fn poll_next(&mut self, ctx: &mut SourceContext<'_, T>) -> Result<SourcePoll> {
-        let per_poll = if self.strategy.out_of_orderness_ms.is_some() { 1 } else { ctx.batch_size() };
+        let per_poll = if self.strategy.emits_watermarks() { 1 } else { ctx.batch_size() };
         let end = (self.next + per_poll).min(self.items.len());
         for (value, ts) in &self.items[self.next..end] {
             ctx.emit_at(value.clone(), *ts);
@@ -60,8 +60,8 @@ impl<T: Data + Sync> Source for VecSource<T> {
         Ok(if self.next == self.items.len() { SourcePoll::Finished } else { SourcePoll::Ready })
     }
 
-    fn watermark_strategy(&self) -> WatermarkStrategy {
-        self.strategy
+    fn watermark_strategy(&self) -> WatermarkStrategy<T> {
+        self.strategy.clone()
     }
 
     /// (subtask index, next record): only subtask 0's position matters.

@@ -162,7 +162,7 @@ impl crate::api::source::Source for HalfIdle {
         }
         Ok(crate::runtime::source_head::SourcePoll::Pending(Duration::from_millis(10)))
     }
-    fn watermark_strategy(&self) -> WatermarkStrategy {
+    fn watermark_strategy(&self) -> WatermarkStrategy<char> {
         WatermarkStrategy::monotonous().with_idleness(Duration::from_millis(50))
     }
 }
