@@ -586,6 +586,39 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
         self.process(name, move || RollingReduce::<K, T, F> { f: f.clone(), state: None, _types: PhantomData })
     }
 
+    /// A rolling minimum by `by`: emits, after every record, the key's record with the
+    /// smallest `by` so far, the first of equals (Flink's `minBy`; a field is named by a
+    /// closure rather than a position).
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let mut h = OperatorHarness::new(|input: DataStream<(char, i32, String)>| {
+    ///     input.key_by(|r: &(char, i32, String)| r.0).min_by("lowest", |r: &(char, i32, String)| r.1)
+    /// }).unwrap();
+    /// for (v, tag) in [(5, "first"), (3, "second"), (3, "third"), (7, "fourth")] {
+    ///     h.process(('a', v, tag.to_owned())).unwrap();
+    /// }
+    /// let tags: Vec<String> = h.output().into_iter().map(|r| r.2).collect();
+    /// assert_eq!(tags, ["first", "second", "second", "second"]);
+    /// ```
+    pub fn min_by<V: PartialOrd>(
+        &self,
+        name: &str,
+        by: impl Fn(&T) -> V + Clone + Send + Sync + 'static,
+    ) -> DataStream<T> {
+        self.reduce(name, move |kept: &T, new: &T| if by(new) < by(kept) { new.clone() } else { kept.clone() })
+    }
+
+    /// A rolling maximum by `by`: emits, after every record, the key's record with the
+    /// greatest `by` so far, the first of equals (Flink's `maxBy`).
+    pub fn max_by<V: PartialOrd>(
+        &self,
+        name: &str,
+        by: impl Fn(&T) -> V + Clone + Send + Sync + 'static,
+    ) -> DataStream<T> {
+        self.reduce(name, move |kept: &T, new: &T| if by(new) > by(kept) { new.clone() } else { kept.clone() })
+    }
+
     /// A rolling aggregation: emits `(key, result)` after every record.
     ///
     /// ```

@@ -152,6 +152,19 @@ impl KeyedProcessFunction for Reminder {
     }
 }
 
+/// A rolling maximum per key keeps the first of equal maxima, and keys do not mix.
+#[test]
+fn max_by_keeps_each_keys_first_greatest_record() {
+    let mut h = OperatorHarness::new(|input: DataStream<(char, u32, u32)>| {
+        input.key_by(|r: &(char, u32, u32)| r.0).max_by("highest", |r: &(char, u32, u32)| r.1)
+    })
+    .unwrap();
+    for record in [('a', 5, 0), ('b', 1, 1), ('a', 9, 2), ('a', 9, 3), ('a', 2, 4), ('b', 4, 5)] {
+        h.process(record).unwrap();
+    }
+    assert_eq!(h.output(), vec![('a', 5, 0), ('b', 1, 1), ('a', 9, 2), ('a', 9, 2), ('a', 9, 2), ('b', 4, 5)]);
+}
+
 /// On the harness, processing time stands still until set: a key's timer fires when the clock
 /// reaches it, and not before.
 #[test]
