@@ -559,7 +559,6 @@ mod tests {
             let output = FileSink::new(args.get("output")?);
             env.set_auto_watermark_interval(std::time::Duration::from_millis(20));
             env.source("clicks", Generator::new(config))
-                .map("strip", |c: Click| c)
                 .assign_timestamps_and_watermarks(
                     WatermarkStrategy::bounded_out_of_orderness(bound).with_timestamp_assigner(|c: &Click, _| c.time),
                 )

@@ -69,8 +69,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use weir_dataplane::{
-    BarrierKind, BatchConfig, CheckpointBarrier, DEFAULT_MAX_PARALLELISM, KeyGroupRange, MAX_WATERMARK, NO_TIMESTAMP,
-    Timestamp, key_group_of, subtask_for_key_group,
+    BarrierKind, BatchConfig, CheckpointBarrier, DEFAULT_MAX_PARALLELISM, MAX_WATERMARK, NO_TIMESTAMP, Timestamp,
+    key_group_of, subtask_for_key_group,
 };
 
 use crate::api::source::{Source, SourceContext, SourcePoll};
@@ -96,7 +96,24 @@ struct Collected<T> {
     idle: bool,
 }
 
+impl<T: Clone> Collected<T> {
+    /// The records' values, in order.
+    fn values(&self) -> Vec<T> {
+        self.records.iter().map(|(v, _)| v.clone()).collect()
+    }
+
+    /// Takes the records, with their timestamps (`None`: without one).
+    fn take(&mut self) -> Vec<(T, Option<Timestamp>)> {
+        std::mem::take(&mut self.records).into_iter().map(|(v, ts)| (v, (ts != NO_TIMESTAMP).then_some(ts))).collect()
+    }
+}
+
 type Shared<T> = Arc<Mutex<Collected<T>>>;
+
+/// Whether subtask `index` of `parallelism` owns `key`: its key group is in the subtask's range.
+fn owns<K: Key>(key: &K, max_parallelism: u16, parallelism: usize, index: usize) -> bool {
+    subtask_for_key_group(max_parallelism, parallelism, key_group_of(key, max_parallelism)) == index
+}
 
 /// The end of a harness chain: keeps what reaches it.
 struct Collect<T>(Shared<T>);
@@ -251,8 +268,7 @@ impl HarnessConfig {
 
     /// Whether this subtask owns `key` (its key group is in the subtask's range).
     pub fn owns<K: Key>(&self, key: &K) -> bool {
-        let kg = key_group_of(key, self.max_parallelism);
-        subtask_for_key_group(self.max_parallelism, self.parallelism, kg) == self.index
+        owns(key, self.max_parallelism, self.parallelism, self.index)
     }
 
     /// A harness polling `source` as this subtask, restored from the configured snapshots
@@ -272,8 +288,7 @@ impl HarnessConfig {
         Ok(SourceHarness {
             source,
             name,
-            out: Collect(collected.clone()),
-            collected,
+            out: Collect(collected),
             io,
             config: self,
             max_timestamp: clock.max_timestamp,
@@ -439,7 +454,6 @@ pub struct SourceHarness<S: Source> {
     source: S,
     name: LinkInfo,
     out: Collect<S::Out>,
-    collected: Shared<S::Out>,
     io: TaskIo,
     config: HarnessConfig,
     max_timestamp: Timestamp,
@@ -456,6 +470,11 @@ impl<S: Source> SourceHarness<S> {
 
     /// Polls the source once for up to `records` records (the batch size at most).
     pub fn poll_at_most(&mut self, records: usize) -> Result<SourcePoll> {
+        self.poll_counted(records).map(|(poll, _)| poll)
+    }
+
+    /// One poll, and how many records it emitted.
+    fn poll_counted(&mut self, records: usize) -> Result<(SourcePoll, usize)> {
         let mut ctx = SourceContext {
             out: &mut self.out,
             io: &mut self.io,
@@ -465,7 +484,8 @@ impl<S: Source> SourceHarness<S> {
             emitted: 0,
             batch_size: records.min(self.config.batch_size),
         };
-        self.source.poll(&mut ctx).map_err(|e| e.in_operator(&self.name))
+        let poll = self.source.poll(&mut ctx).map_err(|e| e.in_operator(&self.name))?;
+        Ok((poll, ctx.emitted))
     }
 
     /// Polls until the source emitted `records` more records or finished (`true`: it
@@ -473,9 +493,8 @@ impl<S: Source> SourceHarness<S> {
     pub fn run(&mut self, records: usize) -> Result<bool> {
         let mut emitted = 0;
         while emitted < records {
-            let before = self.collected.lock().expect("harness output").records.len();
-            let poll = self.poll_at_most(records - emitted)?;
-            emitted += self.collected.lock().expect("harness output").records.len() - before;
+            let (poll, polled) = self.poll_counted(records - emitted)?;
+            emitted += polled;
             match poll {
                 SourcePoll::Finished => return Ok(true),
                 SourcePoll::Ready => {}
@@ -487,16 +506,12 @@ impl<S: Source> SourceHarness<S> {
 
     /// The records emitted so far (and not taken).
     pub fn output(&self) -> Vec<S::Out> {
-        self.collected.lock().expect("harness output").records.iter().map(|(v, _)| v.clone()).collect()
+        self.out.0.lock().expect("harness output").values()
     }
 
     /// Takes the records emitted so far, with their timestamps (`None`: without one).
     pub fn take_output(&mut self) -> Vec<(S::Out, Option<Timestamp>)> {
-        let mut collected = self.collected.lock().expect("harness output");
-        std::mem::take(&mut collected.records)
-            .into_iter()
-            .map(|(v, ts)| (v, (ts != NO_TIMESTAMP).then_some(ts)))
-            .collect()
+        self.out.0.lock().expect("harness output").take()
     }
 
     /// The source's position, as at a checkpoint barrier between polls; restore it with
@@ -604,7 +619,7 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
 
     /// The records emitted so far (and not taken).
     pub fn output(&self) -> Vec<Out> {
-        self.collected.lock().expect("harness output").records.iter().map(|(v, _)| v.clone()).collect()
+        self.collected.lock().expect("harness output").values()
     }
 
     /// The records emitted so far with their timestamps (`None`: without one).
@@ -615,8 +630,7 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
 
     /// Takes the records emitted so far.
     pub fn take_output(&mut self) -> Vec<Out> {
-        let mut collected = self.collected.lock().expect("harness output");
-        std::mem::take(&mut collected.records).into_iter().map(|(v, _)| v).collect()
+        self.collected.lock().expect("harness output").take().into_iter().map(|(v, _)| v).collect()
     }
 
     /// The watermarks that reached the output, in order.
@@ -639,7 +653,7 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
         let collected = collected.clone().downcast::<Mutex<Collected<T>>>().map_err(|_| {
             WeirError::Argument(format!("the side output '{name}' is not of {}", std::any::type_name::<T>()))
         })?;
-        Ok(collected.lock().expect("harness output").records.iter().map(|(v, _)| v.clone()).collect())
+        Ok(collected.lock().expect("harness output").values())
     }
 
     /// The timers registered now, by domain and time, in order.
@@ -652,8 +666,7 @@ impl<In: Data, Out: Data> OperatorHarness<In, Out> {
 
     /// Whether this subtask owns `key` (see [`HarnessConfig::owns`]).
     pub fn owns<K: Key>(&self, key: &K) -> bool {
-        let kg = key_group_of(key, self.max_parallelism);
-        KeyGroupRange::for_subtask(self.max_parallelism, self.parallelism, self.index).contains(kg)
+        owns(key, self.max_parallelism, self.parallelism, self.index)
     }
 
     /// Snapshots every operator of the fragment, as at a checkpoint barrier; restore it with

@@ -299,15 +299,15 @@ impl<T> EventTime<T> {
 
 /// Where a link's emitted watermarks stand.
 #[derive(Debug)]
-pub(crate) struct Emitted {
-    pub(crate) watermark: Timestamp,
-    pub(crate) idle: bool,
+struct Emitted {
+    watermark: Timestamp,
+    idle: bool,
 }
 
 impl Emitted {
     /// Passes what a generator emitted on to `down`: a watermark above the last one, and a
     /// change of idleness. With `io.watermark` set to the new watermark meanwhile.
-    pub(crate) fn apply<T>(&mut self, output: WatermarkOutput, down: &mut dyn Link<T>, io: &mut TaskIo) {
+    fn apply<T>(&mut self, output: WatermarkOutput, down: &mut dyn Link<T>, io: &mut TaskIo) {
         if let Some(wm) = output.watermark
             && wm > self.watermark
         {
@@ -330,10 +330,10 @@ impl Emitted {
 /// Assigns timestamps and watermarks to a stream anywhere in a dataflow (Flink's
 /// `TimestampsAndWatermarksOperator`): see the [module docs](self).
 pub(crate) struct TimestampsAndWatermarks<T> {
-    pub(crate) strategy: WatermarkStrategy<T>,
-    pub(crate) time: Option<EventTime<T>>,
-    pub(crate) emitted: Emitted,
-    pub(crate) down: Box<dyn Link<T>>,
+    strategy: WatermarkStrategy<T>,
+    time: Option<EventTime<T>>,
+    emitted: Emitted,
+    down: Box<dyn Link<T>>,
     /// The next periodic emission (processing time).
     next_emit: Timestamp,
     /// Idleness: the events count at the last check, and since when it has not changed.
