@@ -11,6 +11,7 @@ pub mod job;
 pub mod job_args;
 pub mod keyed;
 pub mod operator;
+pub mod side_output;
 pub mod sink;
 pub mod source;
 pub mod stream;

@@ -81,6 +81,7 @@ pub mod prelude {
         KeyedContext, KeyedOpenContext, KeyedProcessFunction, ListState, MapState, ReducingState, ValueState,
     };
     pub use crate::api::operator::{Context, OpenContext, Operator};
+    pub use crate::api::side_output::OutputTag;
     pub use crate::api::sink::Sink;
     pub use crate::api::source::{Source, SourceContext};
     pub use crate::api::stream::{DataStream, KeyedStream, StreamEnv, WindowedStream};

@@ -86,6 +86,32 @@ where
     }
 }
 
+/// `process` on a non-keyed stream (Flink's `ProcessFunction`): a closure given each record
+/// and a [`Context`] to emit to the main output or to side outputs.
+pub struct ProcessOp<I, O, F> {
+    f: F,
+    _types: PhantomData<fn(I) -> O>,
+}
+
+impl<I, O, F> ProcessOp<I, O, F> {
+    /// Wraps a closure.
+    pub fn new(f: F) -> Self {
+        ProcessOp { f, _types: PhantomData }
+    }
+}
+
+impl<I: Data, O: Data, F> Operator for ProcessOp<I, O, F>
+where
+    F: FnMut(I, &mut Context<'_, O>) -> Result<()> + Send + 'static,
+{
+    type In = I;
+    type Out = O;
+    #[inline]
+    fn process(&mut self, value: I, ctx: &mut Context<'_, O>) -> Result<()> {
+        (self.f)(value, ctx)
+    }
+}
+
 /// `map` with a fallible closure: an `Err` fails the job, naming the operator.
 pub struct TryMapOp<I, O, F> {
     f: F,

@@ -78,7 +78,7 @@ use crate::api::stream::{DataStream, StreamEnv};
 use crate::base::data::{Data, Key};
 use crate::base::error::{Result, WeirError};
 use crate::base::ids::JobId;
-use crate::base::link::{Link, LinkInfo};
+use crate::base::link::{Link, LinkInfo, Outputs, SideLinks};
 use crate::base::metrics::TaskMetrics;
 use crate::base::state::{EventClock, NodeStates, OperatorState, RestoredState, StateBackend};
 use crate::base::subtask::SubtaskInfo;
@@ -140,6 +140,7 @@ impl<T: Data> Link<T> for Collect<T> {
 /// A stream the harness collects: how to make its collecting link, and where it collects.
 struct Output {
     node: usize,
+    output: usize,
     make: Box<dyn Fn() -> AnyBox>,
     collected: Arc<dyn Any + Send + Sync>,
 }
@@ -150,7 +151,7 @@ impl Output {
             Arc::new(Mutex::new(Collected { records: Vec::new(), watermarks: Vec::new(), idle: false }));
         let for_link = shared.clone();
         let make = Box::new(move || -> AnyBox { Box::new(Box::new(Collect(for_link.clone())) as Box<dyn Link<T>>) });
-        (Output { node: stream.node_id(), make, collected: shared.clone() }, shared)
+        (Output { node: stream.node_id(), output: stream.output_id(), make, collected: shared.clone() }, shared)
     }
 }
 
@@ -352,14 +353,15 @@ impl HarnessConfig {
         let graph = env.finish()?;
         let mut outputs: Vec<(String, Output)> = vec![(String::new(), main)];
         outputs.extend(sides.outputs);
-        let head = Chain { graph: &graph, outputs: &outputs }.build(input_node)?;
+        let (head, sides) = Chain { graph: &graph, outputs: &outputs }.build(input_node)?;
+        let head = Outputs { main: typed::<In>(head), sides }.into_link();
         let side_outputs = outputs.into_iter().skip(1).map(|(name, o)| (name, o.collected)).collect();
 
         let vertex = graph.nodes.get(input_node + 1).map_or("harness", |n| n.name.as_str());
         let mut io = self.io(vertex)?;
         io.watermark_interval = graph.auto_watermark_interval;
         let mut harness = OperatorHarness {
-            head: typed::<In>(head),
+            head,
             io,
             collected,
             side_outputs,
@@ -419,13 +421,12 @@ struct Chain<'a> {
 }
 
 impl Chain<'_> {
-    /// The link of `node`'s output: its successors, and the harness's collectors of it.
-    fn build(&self, node: usize) -> Result<AnyBox> {
-        let factory = &self.graph.nodes[node].factory;
-        let mut downs = Vec::new();
-        for (child, consumer) in
-            self.graph.nodes.iter().enumerate().filter(|(_, n)| n.inputs.iter().any(|e| e.from == node))
-        {
+    /// The links of `node`'s outputs: its successors, and the harness's collectors of them.
+    fn build(&self, node: usize) -> Result<(AnyBox, SideLinks)> {
+        let stream_node = &self.graph.nodes[node];
+        let mut downs: Vec<Vec<AnyBox>> = (0..=stream_node.side_outputs.len()).map(|_| Vec::new()).collect();
+        for (child, consumer) in self.graph.nodes.iter().enumerate() {
+            let Some(edge) = consumer.inputs.iter().find(|e| e.from == node) else { continue };
             if consumer.inputs.len() != 1 {
                 return Err(WeirError::Graph(format!(
                     "the operator harness runs one chain from its input: '{}' has {} inputs",
@@ -433,15 +434,14 @@ impl Chain<'_> {
                     consumer.inputs.len()
                 )));
             }
-            let down = self.build(child)?;
-            downs.push(consumer.factory.link(LinkInfo { name: Arc::from(consumer.name.as_str()), node: child }, down)?);
+            let (down, sides) = self.build(child)?;
+            let info = LinkInfo { name: Arc::from(consumer.name.as_str()), node: child };
+            downs[edge.output].push(consumer.factory.link(info, down, sides)?);
         }
-        downs.extend(self.outputs.iter().filter(|(_, o)| o.node == node).map(|(_, o)| (o.make)()));
-        Ok(match downs.len() {
-            0 => factory.null_link(),
-            1 => downs.pop().expect("one"),
-            _ => factory.fan_out(downs),
-        })
+        for (_, o) in self.outputs.iter().filter(|(_, o)| o.node == node) {
+            downs[o.output].push((o.make)());
+        }
+        Ok(stream_node.assemble(downs))
     }
 }
 

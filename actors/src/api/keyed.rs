@@ -14,9 +14,10 @@ use weir_state::{
 };
 
 use crate::api::functions::AggregateFunction;
+use crate::api::side_output::{OutputTag, emit_side};
 use crate::base::data::{Data, Key};
 use crate::base::error::Result;
-use crate::base::link::{Link, LinkInfo};
+use crate::base::link::{Link, LinkInfo, Outputs};
 use crate::base::state::OperatorState;
 use crate::base::subtask::SubtaskInfo;
 use crate::base::task_io::TaskIo;
@@ -155,7 +156,7 @@ pub struct KeyedContext<'a, K: StateKey, O> {
     key_group: KeyGroup,
     timestamp: Timestamp,
     parts: &'a mut KeyedParts<K, ()>,
-    out: &'a mut dyn Link<O>,
+    out: &'a mut Outputs<O>,
     io: &'a mut TaskIo,
 }
 
@@ -174,6 +175,11 @@ impl<'a, K: Key, O: Data> KeyedContext<'a, K, O> {
     /// Emits a record with the given timestamp.
     pub fn emit_at(&mut self, value: O, timestamp: Timestamp) {
         self.out.record(value, timestamp, self.io);
+    }
+
+    /// Emits a record to the side output `tag`, with the current timestamp.
+    pub fn output<X: Data>(&mut self, tag: &OutputTag<X>, value: X) {
+        emit_side(self.out, tag, value, self.timestamp, self.io);
     }
 
     /// The current record's (or firing timer's) timestamp, if any.
@@ -362,7 +368,7 @@ pub(crate) struct KeyedLink<F: KeyedProcessFunction> {
     pub(crate) f: F,
     pub(crate) selector: KeySelector<F::In, F::Key>,
     pub(crate) parts: Option<KeyedParts<F::Key, ()>>,
-    pub(crate) down: Box<dyn Link<F::Out>>,
+    pub(crate) down: Outputs<F::Out>,
     pub(crate) name: LinkInfo,
 }
 
@@ -381,7 +387,7 @@ impl<F: KeyedProcessFunction> KeyedLink<F> {
                 key_group,
                 timestamp: ts,
                 parts: &mut *parts,
-                out: &mut *self.down,
+                out: &mut self.down,
                 io: &mut *io,
             };
             if let Err(e) = self.f.on_timer(ts, domain, &mut ctx) {
@@ -438,7 +444,7 @@ impl<F: KeyedProcessFunction> Link<F::In> for KeyedLink<F> {
         let parts = self.parts.as_mut().expect("opened");
         let key = (self.selector)(&value);
         let key_group = parts.key_group(&key);
-        let mut ctx = KeyedContext { key: &key, key_group, timestamp: ts, parts, out: &mut *self.down, io: &mut *io };
+        let mut ctx = KeyedContext { key: &key, key_group, timestamp: ts, parts, out: &mut self.down, io: &mut *io };
         if let Err(e) = self.f.process(value, &mut ctx) {
             io.fail(e.in_operator(&self.name));
         }

@@ -13,9 +13,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use weir_dataplane::{CheckpointBarrier, NO_TIMESTAMP, Timestamp};
 
+use crate::api::side_output::{OutputTag, emit_side};
 use crate::base::data::{Data, Key};
 use crate::base::error::Result;
-use crate::base::link::{Link, LinkInfo};
+use crate::base::link::{Link, LinkInfo, Outputs};
 use crate::base::state::OperatorState;
 use crate::base::subtask::SubtaskInfo;
 use crate::base::task_io::TaskIo;
@@ -134,14 +135,21 @@ impl<'a> OpenContext<'a> {
 
 /// What an operator sees while it processes: where to emit, the record's timestamp, time.
 pub struct Context<'a, O> {
-    pub(crate) out: &'a mut dyn Link<O>,
+    pub(crate) out: &'a mut Outputs<O>,
     pub(crate) io: &'a mut TaskIo,
     pub(crate) timestamp: Timestamp,
 }
 
 impl<'a, O: Data> Context<'a, O> {
-    pub(crate) fn new(out: &'a mut dyn Link<O>, io: &'a mut TaskIo, timestamp: Timestamp) -> Self {
+    pub(crate) fn new(out: &'a mut Outputs<O>, io: &'a mut TaskIo, timestamp: Timestamp) -> Self {
         Context { out, io, timestamp }
+    }
+
+    /// Emits a record to the side output `tag`, with the current record's timestamp (read it
+    /// with [`DataStream::get_side_output`](crate::api::stream::DataStream::get_side_output);
+    /// dropped if nothing reads it).
+    pub fn output<X: Data>(&mut self, tag: &OutputTag<X>, value: X) {
+        emit_side(self.out, tag, value, self.timestamp, self.io);
     }
 
     /// Emits a record downstream with the current record's timestamp.
@@ -183,7 +191,7 @@ pub type OperatorFactory<O> = Arc<dyn Fn() -> O + Send + Sync>;
 /// Runs one operator and passes its output to the next link.
 pub(crate) struct OperatorLink<O: Operator> {
     pub(crate) op: O,
-    pub(crate) down: Box<dyn Link<O::Out>>,
+    pub(crate) down: Outputs<O::Out>,
     pub(crate) name: LinkInfo,
 }
 
@@ -229,14 +237,14 @@ impl<O: Operator> Link<O::In> for OperatorLink<O> {
 
     #[inline]
     fn record(&mut self, value: O::In, ts: Timestamp, io: &mut TaskIo) {
-        let mut ctx = Context::new(&mut *self.down, io, ts);
+        let mut ctx = Context::new(&mut self.down, io, ts);
         if let Err(e) = self.op.process(value, &mut ctx) {
             io.fail(e.in_operator(&self.name));
         }
     }
 
     fn watermark(&mut self, wm: Timestamp, io: &mut TaskIo) {
-        let mut ctx = Context::new(&mut *self.down, io, wm);
+        let mut ctx = Context::new(&mut self.down, io, wm);
         if let Err(e) = self.op.on_watermark(wm, &mut ctx) {
             io.fail(e.in_operator(&self.name));
         }
@@ -258,7 +266,7 @@ impl<O: Operator> Link<O::In> for OperatorLink<O> {
     fn end_input(&mut self, drain: bool, io: &mut TaskIo) {
         if drain {
             let wm = io.watermark;
-            let mut ctx = Context::new(&mut *self.down, io, wm);
+            let mut ctx = Context::new(&mut self.down, io, wm);
             if let Err(e) = self.op.end_input(&mut ctx) {
                 io.fail(e.in_operator(&self.name));
             }

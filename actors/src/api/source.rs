@@ -5,22 +5,20 @@
 //! runtime from the source's [`WatermarkStrategy`] after each poll, so a source only reports
 //! timestamps. Sources are configuration values, cloned once per subtask.
 
-use weir_dataplane::ChannelId;
+use std::sync::Arc;
 
 use crate::api::operator::OpenContext;
 use crate::base::data::Data;
 use crate::base::error::{Result, WeirError};
-use crate::base::link::LinkInfo;
+use crate::base::link::{LinkInfo, Outputs, SideLinks};
 use crate::base::task_io::TaskIo;
 use crate::runtime::nodes::{
-    AnyBox, NodeFactory, TaskFuture, TaskWiring, ValidateContext, WriterEdge, fan_out, null_link, stable_type_name,
-    typed, writer,
+    AnyBox, InputChannel, NodeFactory, OutputPort, Port, TaskFuture, TaskWiring, ValidateContext, typed,
 };
 use crate::runtime::source_head::SourceHead;
 pub use crate::runtime::source_head::{SourceContext, SourcePoll};
 use crate::runtime::task::{TaskParts, run_source};
 pub use crate::runtime::watermark::WatermarkStrategy;
-use crate::runtime::writer::ErasedOutput;
 
 /// A source of records.
 pub trait Source: Send + 'static {
@@ -101,30 +99,23 @@ impl<S: Source + Clone + Sync> NodeFactory for SourceNode<S> {
     fn in_type(&self) -> String {
         "()".to_owned()
     }
-    fn out_type(&self) -> String {
-        stable_type_name::<S::Out>()
+    fn output(&self) -> Arc<dyn OutputPort> {
+        Port::<S::Out>::shared()
     }
-    fn link(&self, _name: LinkInfo, _down: AnyBox) -> Result<AnyBox> {
+    fn link(&self, _name: LinkInfo, _down: AnyBox, _sides: SideLinks) -> Result<AnyBox> {
         Err(WeirError::Graph("a source cannot consume another operator's output".into()))
-    }
-    fn fan_out(&self, downs: Vec<AnyBox>) -> AnyBox {
-        fan_out::<S::Out>(downs)
-    }
-    fn null_link(&self) -> AnyBox {
-        null_link::<S::Out>()
-    }
-    fn writer(&self, edges: Vec<WriterEdge>, wiring: &TaskWiring<'_>) -> Result<(AnyBox, Vec<Box<dyn ErasedOutput>>)> {
-        writer::<S::Out>(edges, wiring)
     }
     fn task(
         &self,
         name: LinkInfo,
         down: AnyBox,
-        _inputs: Vec<(ChannelId, bool)>,
+        sides: SideLinks,
+        _inputs: Vec<InputChannel>,
         wiring: &TaskWiring<'_>,
         parts: TaskParts,
     ) -> Result<TaskFuture> {
-        Ok(Box::pin(run_source(self.source.clone(), name, typed::<S::Out>(down), parts, wiring.batch)))
+        let head = Outputs { main: typed::<S::Out>(down), sides }.into_link();
+        Ok(Box::pin(run_source(self.source.clone(), name, head, parts, wiring.batch)))
     }
     fn validate(&self, ctx: &ValidateContext) -> Result<()> {
         self.source.validate(ctx)

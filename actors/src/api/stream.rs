@@ -13,16 +13,17 @@ use std::time::Duration;
 use weir_dataplane::{BatchConfig, DEFAULT_MAX_PARALLELISM, KeyGroup, Partitioning, Timestamp, key_group_of};
 
 use crate::api::connectors::{PrintSink, VecSource};
-use crate::api::functions::{AggregateFunction, FilterOp, FlatMapOp, MapOp, ReduceAgg};
+use crate::api::functions::{AggregateFunction, FilterOp, FlatMapOp, MapOp, ProcessOp, ReduceAgg};
 use crate::api::keyed::{KeySelector, KeyedLink, KeyedProcessFunction, RollingAggregate, RollingReduce};
 use crate::api::operator::{Operator, OperatorLink};
+use crate::api::side_output::OutputTag;
 use crate::api::sink::{Sink, SinkOperator};
 use crate::api::source::{Source, SourceNode};
-use crate::api::window::{WindowAssigner, WindowEvent, WindowLink, Windowed};
+use crate::api::window::{WindowAssigner, WindowLink, Windowed};
 use crate::base::data::{Data, Key};
 use crate::base::error::{Result, WeirError};
 use crate::runtime::job_graph::NodeKind;
-use crate::runtime::nodes::{MakeLink, NodeFactory, OperatorNode, Validate};
+use crate::runtime::nodes::{MakeLink, NodeFactory, OperatorNode, Port, Validate};
 use crate::runtime::stream_graph::{StreamEdge, StreamGraph, StreamNode};
 use crate::runtime::watermark::{TimestampsAndWatermarks, WatermarkStrategy};
 use crate::runtime::writer::KeyGroupFn;
@@ -167,7 +168,7 @@ impl StreamEnv {
     /// The input of an operator test harness: a node that is never run, whose successors the
     /// harness feeds by hand.
     pub(crate) fn harness_input<T: Data>(&mut self) -> DataStream<T> {
-        let make: MakeLink<T, T> = Arc::new(|_, down| down);
+        let make: MakeLink<T, T> = Arc::new(|_, down| down.into_link());
         let factory: Arc<dyn NodeFactory> = Arc::new(OperatorNode { make, validate: None });
         DataStream::<T>::add_node(&self.inner, "harness-input", NodeKind::Source, Vec::new(), factory)
     }
@@ -185,13 +186,21 @@ impl StreamEnv {
 pub struct DataStream<T> {
     env: Rc<RefCell<Builder>>,
     node: usize,
+    /// Which output of the node: 0 its main output, `i` its side output `i - 1`.
+    output: usize,
     partitioning: Option<Partitioning>,
     _types: PhantomData<fn() -> T>,
 }
 
 impl<T> Clone for DataStream<T> {
     fn clone(&self) -> Self {
-        DataStream { env: self.env.clone(), node: self.node, partitioning: self.partitioning, _types: PhantomData }
+        DataStream {
+            env: self.env.clone(),
+            node: self.node,
+            output: self.output,
+            partitioning: self.partitioning,
+            _types: PhantomData,
+        }
     }
 }
 
@@ -213,8 +222,15 @@ impl<T: Data> DataStream<T> {
             chaining: true,
             inputs,
             factory,
+            side_outputs: Vec::new(),
         });
-        DataStream { env: env.clone(), node: b.graph.nodes.len() - 1, partitioning: None, _types: PhantomData }
+        DataStream {
+            env: env.clone(),
+            node: b.graph.nodes.len() - 1,
+            output: 0,
+            partitioning: None,
+            _types: PhantomData,
+        }
     }
 
     /// This stream's node in the stream graph.
@@ -222,8 +238,13 @@ impl<T: Data> DataStream<T> {
         self.node
     }
 
+    /// Which output of its node this stream is (0: the main one).
+    pub(crate) fn output_id(&self) -> usize {
+        self.output
+    }
+
     fn edge(&self) -> StreamEdge {
-        StreamEdge { from: self.node, partitioning: self.partitioning, key_group: None }
+        StreamEdge { from: self.node, output: self.output, partitioning: self.partitioning, key_group: None }
     }
 
     fn then<O: Data>(
@@ -237,9 +258,53 @@ impl<T: Data> DataStream<T> {
         Self::add_node(&self.env, name, kind, vec![self.edge()], factory)
     }
 
-    fn with_node(self, f: impl FnOnce(&mut StreamNode)) -> Self {
-        f(&mut self.env.borrow_mut().graph.nodes[self.node]);
+    /// Changes this stream's operator. A side output has no operator of its own: what is set
+    /// on it is refused (set it on the operator that produces it).
+    fn with_node(self, what: &str, f: impl FnOnce(&mut StreamNode)) -> Self {
+        let mut b = self.env.borrow_mut();
+        if self.output == 0 {
+            f(&mut b.graph.nodes[self.node]);
+        } else {
+            let node = &b.graph.nodes[self.node];
+            let error = WeirError::Graph(format!(
+                "{what} on the side output '{}' of '{}': a side output has no operator of its own; set it on '{}'",
+                node.side_outputs[self.output - 1].0,
+                node.name,
+                node.name
+            ));
+            b.errors.push(error);
+        }
+        drop(b);
         self
+    }
+
+    /// The side output `tag` of this stream's operator, as a stream (Flink's
+    /// `getSideOutput`): what the operator sends there with `ctx.output(&tag, ..)`, with the
+    /// operator's watermarks. See [`OutputTag`] for an example.
+    pub fn get_side_output<X: Data>(&self, tag: &OutputTag<X>) -> DataStream<X> {
+        let mut b = self.env.borrow_mut();
+        let port = Port::<X>::shared();
+        let node = &mut b.graph.nodes[self.node];
+        let output = match node.side_outputs.iter().position(|(id, _)| **id == *tag.id()) {
+            Some(i) if node.side_outputs[i].1.type_name() != port.type_name() => {
+                let error = WeirError::Graph(format!(
+                    "the side output '{}' of '{}' is read as {} and as {}: one tag id, one type",
+                    tag.id(),
+                    node.name,
+                    node.side_outputs[i].1.type_name(),
+                    port.type_name()
+                ));
+                b.errors.push(error);
+                i + 1
+            }
+            Some(i) => i + 1,
+            None => {
+                node.side_outputs.push((tag.shared_id(), port));
+                node.side_outputs.len()
+            }
+        };
+        drop(b);
+        DataStream { env: self.env.clone(), node: self.node, output, partitioning: None, _types: PhantomData }
     }
 
     /// Assigns timestamps and watermarks from here on (Flink's
@@ -266,7 +331,7 @@ impl<T: Data> DataStream<T> {
     /// ```
     pub fn assign_timestamps_and_watermarks(&self, strategy: WatermarkStrategy<T>) -> DataStream<T> {
         let make: MakeLink<T, T> =
-            Arc::new(move |_, down| Box::new(TimestampsAndWatermarks::new(strategy.clone(), down)));
+            Arc::new(move |_, down| Box::new(TimestampsAndWatermarks::new(strategy.clone(), down.into_link())));
         self.then("timestamps-and-watermarks", NodeKind::Operator, make, None)
     }
 
@@ -279,7 +344,7 @@ impl<T: Data> DataStream<T> {
     /// assert_eq!(out, vec![2, 4, 6, 8]);
     /// ```
     pub fn set_parallelism(self, parallelism: usize) -> Self {
-        self.with_node(|n| n.parallelism = Some(parallelism))
+        self.with_node("set_parallelism", |n| n.parallelism = Some(parallelism))
     }
 
     /// Renames this operator.
@@ -293,7 +358,7 @@ impl<T: Data> DataStream<T> {
     /// assert!(err.to_string().contains("operator 'checker' failed: no"));
     /// ```
     pub fn name(self, name: &str) -> Self {
-        self.with_node(|n| n.name = name.to_owned())
+        self.with_node("name", |n| n.name = name.to_owned())
     }
 
     /// Gives this operator a stable id (kept across job versions for its state).
@@ -304,7 +369,7 @@ impl<T: Data> DataStream<T> {
     /// assert_eq!(out, vec![1]);
     /// ```
     pub fn uid(self, uid: &str) -> Self {
-        self.with_node(|n| n.uid = Some(uid.to_owned()))
+        self.with_node("uid", |n| n.uid = Some(uid.to_owned()))
     }
 
     /// Declares the version of this operator's state layout (1 unless declared): raise it
@@ -321,7 +386,7 @@ impl<T: Data> DataStream<T> {
     /// assert_eq!(out.len(), 2);
     /// ```
     pub fn state_version(self, version: u32) -> Self {
-        self.with_node(|n| n.state_version = version)
+        self.with_node("state_version", |n| n.state_version = version)
     }
 
     /// Keeps this operator out of chains: it runs in its own subtasks, connected by channels.
@@ -332,7 +397,7 @@ impl<T: Data> DataStream<T> {
     /// assert_eq!(out, vec![2, 3]);
     /// ```
     pub fn disable_chaining(self) -> Self {
-        self.with_node(|n| n.chaining = false)
+        self.with_node("disable_chaining", |n| n.chaining = false)
     }
 
     /// Distributes the next operator's input round-robin.
@@ -436,6 +501,29 @@ impl<T: Data> DataStream<T> {
         self.then(name, NodeKind::Operator, make, None)
     }
 
+    /// Runs `f` on each record with a [`Context`](crate::api::operator::Context): it emits any
+    /// number of records, to the main output or to side outputs (Flink's `ProcessFunction` on
+    /// a non-keyed stream). For open/close hooks and operator state, write an [`Operator`].
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec("n", vec![1u32, 20, 3]).process("big", |n: u32, ctx: &mut Context<'_, String>| {
+    ///         if n > 10 {
+    ///             ctx.emit(format!("{n} is big"));
+    ///         }
+    ///         Ok(())
+    ///     })
+    /// }).unwrap();
+    /// assert_eq!(out, vec!["20 is big".to_owned()]);
+    /// ```
+    pub fn process<O: Data, F>(&self, name: &str, f: F) -> DataStream<O>
+    where
+        F: FnMut(T, &mut crate::api::operator::Context<'_, O>) -> Result<()> + Clone + Send + Sync + 'static,
+    {
+        self.operator(name, move || ProcessOp::new(f.clone()))
+    }
+
     /// Merges streams of the same type.
     ///
     /// ```
@@ -451,7 +539,7 @@ impl<T: Data> DataStream<T> {
     pub fn union(&self, others: &[DataStream<T>]) -> DataStream<T> {
         let mut inputs = vec![self.edge()];
         inputs.extend(others.iter().map(DataStream::edge));
-        let make: MakeLink<T, T> = Arc::new(|_name, down| down);
+        let make: MakeLink<T, T> = Arc::new(|_name, down| down.into_link());
         let factory: Arc<dyn NodeFactory> = Arc::new(OperatorNode { make, validate: None });
         Self::add_node(&self.env, "union", NodeKind::Operator, inputs, factory)
     }
@@ -520,6 +608,12 @@ pub struct KeyedStream<K, T> {
     selector: KeySelector<T, K>,
 }
 
+impl<K, T> Clone for KeyedStream<K, T> {
+    fn clone(&self) -> Self {
+        KeyedStream { stream: self.stream.clone(), selector: self.selector.clone() }
+    }
+}
+
 impl<K: Key, T: Data> KeyedStream<K, T> {
     fn hash_edge(&self) -> StreamEdge {
         let selector = self.selector.clone();
@@ -527,6 +621,7 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
             Arc::new(move |record: &T, max: u16| -> KeyGroup { key_group_of(&selector(record), max) });
         StreamEdge {
             from: self.stream.node,
+            output: self.stream.output,
             partitioning: Some(Partitioning::Hash),
             key_group: Some(Arc::new(key_group)),
         }
@@ -658,6 +753,7 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
             keyed: KeyedStream { stream: self.stream.clone(), selector: self.selector.clone() },
             assigner,
             lateness: 0,
+            late: None,
         }
     }
 }
@@ -667,6 +763,18 @@ pub struct WindowedStream<K, T> {
     keyed: KeyedStream<K, T>,
     assigner: WindowAssigner,
     lateness: i64,
+    late: Option<OutputTag<T>>,
+}
+
+impl<K, T> Clone for WindowedStream<K, T> {
+    fn clone(&self) -> Self {
+        WindowedStream {
+            keyed: self.keyed.clone(),
+            assigner: self.assigner,
+            lateness: self.lateness,
+            late: self.late.clone(),
+        }
+    }
 }
 
 impl<K: Key, T: Data> WindowedStream<K, T> {
@@ -692,18 +800,31 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
         self
     }
 
-    fn events<A: AggregateFunction<T>>(
-        &self,
-        name: &str,
-        agg: A,
-        emit_late: bool,
-    ) -> DataStream<WindowEvent<K, A::Out, T>> {
-        let (assigner, lateness, selector, agg) =
-            (self.assigner, self.lateness, self.keyed.selector.clone(), Arc::new(agg));
-        let make: MakeLink<T, WindowEvent<K, A::Out, T>> = Arc::new(move |name, down| {
-            Box::new(WindowLink::new(assigner, lateness, emit_late, agg.clone(), selector.clone(), down, name))
-        });
-        self.keyed.keyed(name, make)
+    /// Sends the records that arrive too late for any of their windows (past allowed
+    /// lateness) to the side output `tag` (Flink's `sideOutputLateData`); without it they are
+    /// dropped (and counted).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    /// let late = OutputTag::<char>::new("late");
+    /// let (late_sink, late_records) = CollectSink::new();
+    /// let out = MiniCluster::collect(move |env| {
+    ///     let counts = env
+    ///         .from_vec_timestamped("c", vec![('a', 100), ('a', 2500), ('b', 300)])
+    ///         .key_by(|c: &char| *c)
+    ///         .window(Tumbling::event_time(Duration::from_secs(1)))
+    ///         .side_output_late_data(late.clone())
+    ///         .aggregate("count", Count);
+    ///     counts.get_side_output(&late).sink("late", late_sink.clone());
+    ///     counts
+    /// }).unwrap();
+    /// assert_eq!(out.len(), 2);
+    /// assert_eq!(late_records.take(), vec!['b']);
+    /// ```
+    pub fn side_output_late_data(mut self, tag: OutputTag<T>) -> Self {
+        self.late = Some(tag);
+        self
     }
 
     /// Aggregates each key's window incrementally; emits one [`Windowed`] result per firing.
@@ -722,15 +843,18 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
     /// assert_eq!(counts, vec![(-500, 1), (0, 2), (500, 2), (1000, 1)]);
     /// ```
     pub fn aggregate<A: AggregateFunction<T>>(&self, name: &str, agg: A) -> DataStream<Windowed<K, A::Out>> {
-        let results = |e: WindowEvent<K, A::Out, T>| match e {
-            WindowEvent::Result(w) => Some(w),
-            WindowEvent::Late(_) => None,
-        };
-        self.events(name, agg, false).flat_map(&format!("{name}.results"), results)
+        let (assigner, lateness, late, selector, agg) =
+            (self.assigner, self.lateness, self.late.clone(), self.keyed.selector.clone(), Arc::new(agg));
+        let make: MakeLink<T, Windowed<K, A::Out>> = Arc::new(move |name, down| {
+            Box::new(WindowLink::new(assigner, lateness, late.clone(), agg.clone(), selector.clone(), down, name))
+        });
+        self.keyed.keyed(name, make)
     }
 
     /// As [`aggregate`](Self::aggregate), and also returns the late records (those whose
-    /// windows were all past allowed lateness) as a side output.
+    /// windows were all past allowed lateness): a shorthand for
+    /// [`side_output_late_data`](Self::side_output_late_data) with a tag named
+    /// `"{name}.late"`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -753,15 +877,10 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
         name: &str,
         agg: A,
     ) -> (DataStream<Windowed<K, A::Out>>, DataStream<T>) {
-        let events = self.events(name, agg, true);
-        let results = events.flat_map(&format!("{name}.results"), |e: WindowEvent<K, A::Out, T>| match e {
-            WindowEvent::Result(w) => Some(w),
-            WindowEvent::Late(_) => None,
-        });
-        let late = events.flat_map(&format!("{name}.late"), |e: WindowEvent<K, A::Out, T>| match e {
-            WindowEvent::Late(t) => Some(t),
-            WindowEvent::Result(_) => None,
-        });
+        let tag = OutputTag::new(&format!("{name}.late"));
+        let windows = WindowedStream { late: Some(tag.clone()), ..self.clone() };
+        let results = windows.aggregate(name, agg);
+        let late = results.get_side_output(&tag);
         (results, late)
     }
 

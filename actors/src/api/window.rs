@@ -20,9 +20,10 @@ use weir_state::ValueStateHandle;
 
 use crate::api::functions::AggregateFunction;
 use crate::api::keyed::KeySelector;
+use crate::api::side_output::{OutputTag, emit_side};
 use crate::base::data::{Data, Key};
 use crate::base::error::WeirError;
-use crate::base::link::{Link, LinkInfo};
+use crate::base::link::{Link, LinkInfo, Outputs};
 use crate::base::state::OperatorState;
 use crate::base::task_io::TaskIo;
 use crate::base::time::TimeDomain;
@@ -66,13 +67,6 @@ pub struct Windowed<K, R> {
     pub window: TimeWindow,
     /// The aggregate over the key's records in the window.
     pub value: R,
-}
-
-/// What the window operator emits: results, and late records if they are asked for.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) enum WindowEvent<K, R, T> {
-    Result(Windowed<K, R>),
-    Late(T),
 }
 
 /// How records are assigned to windows.
@@ -243,13 +237,14 @@ type Sessions<A> = Vec<(TimeWindow, A)>;
 pub(crate) struct WindowLink<K: Key, T, A: AggregateFunction<T>> {
     pub(crate) assigner: WindowAssigner,
     pub(crate) lateness: i64,
-    pub(crate) emit_late: bool,
+    /// The side output late records go to, if any.
+    pub(crate) late: Option<OutputTag<T>>,
     pub(crate) agg: Arc<A>,
     pub(crate) selector: KeySelector<T, K>,
     pub(crate) parts: Option<KeyedParts<K, TimeWindow>>,
     pub(crate) accs: Option<ValueStateHandle<TimeWindow, A::Acc>>,
     pub(crate) sessions: Option<ValueStateHandle<(), Sessions<A::Acc>>>,
-    pub(crate) down: Box<dyn Link<WindowEvent<K, A::Out, T>>>,
+    pub(crate) down: Outputs<Windowed<K, A::Out>>,
     pub(crate) name: LinkInfo,
     pub(crate) scratch: Vec<TimeWindow>,
     pub(crate) _types: PhantomData<fn(T)>,
@@ -259,17 +254,17 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> WindowLink<K, T, A> {
     pub(crate) fn new(
         assigner: WindowAssigner,
         lateness: i64,
-        emit_late: bool,
+        late: Option<OutputTag<T>>,
         agg: Arc<A>,
         selector: KeySelector<T, K>,
-        down: Box<dyn Link<WindowEvent<K, A::Out, T>>>,
+        down: Outputs<Windowed<K, A::Out>>,
         name: LinkInfo,
     ) -> Self {
         WindowLink {
             // Processing time has no lateness: records are never behind the clock.
             lateness: if assigner.domain() == TimeDomain::EventTime { lateness.max(0) } else { 0 },
             assigner,
-            emit_late,
+            late,
             agg,
             selector,
             parts: None,
@@ -299,7 +294,7 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> WindowLink<K, T, A> {
             if w.max_timestamp() <= io.watermark {
                 // A late record within allowed lateness: fire again with the updated result.
                 let out = Windowed { key: key.clone(), window: w, value: self.agg.result(acc) };
-                self.down.record(WindowEvent::Result(out), w.max_timestamp(), io);
+                self.down.record(out, w.max_timestamp(), io);
             } else {
                 parts.event_timers.register(w.max_timestamp(), key, &w);
             }
@@ -381,8 +376,8 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> WindowLink<K, T, A> {
 
     fn late(&mut self, value: T, ts: Timestamp, io: &mut TaskIo) {
         io.late_records += 1;
-        if self.emit_late {
-            self.down.record(WindowEvent::Late(value), ts, io);
+        if let Some(tag) = &self.late {
+            emit_side(&mut self.down, tag, value, ts, io);
         }
     }
 
@@ -454,7 +449,7 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> WindowLink<K, T, A> {
             };
             if let (true, Some(acc)) = (fires, acc) {
                 let out = Windowed { key, window: w, value: self.agg.result(&acc) };
-                self.down.record(WindowEvent::Result(out), w.max_timestamp(), io);
+                self.down.record(out, w.max_timestamp(), io);
             }
         }
     }

@@ -7,19 +7,19 @@ use weir_dataplane::ChannelId;
 
 use crate::base::error::Result;
 use crate::base::ids::JobId;
-use crate::base::link::LinkInfo;
+use crate::base::link::{LinkInfo, SideLinks};
 use crate::base::metrics::TaskMetrics;
 use crate::base::subtask::SubtaskInfo;
 use crate::base::task_io::TaskIo;
 use crate::base::time::SharedClock;
 use crate::runtime::checkpoint::{PendingRestore, TaskControl};
-use crate::runtime::nodes::{AnyBox, TaskFuture, TaskWiring, WriterEdge};
+use crate::runtime::nodes::{AnyBox, InputChannel, TaskFuture, TaskWiring, WriterEdge};
 use crate::runtime::stream_graph::ExecutableGraph;
 use crate::runtime::task::TaskParts;
 use crate::runtime::writer::ErasedOutput;
 
-/// Builds the downstream of `node` inside its vertex: chained successors and the writer of
-/// its network edges.
+/// Builds the downstream of `node` inside its vertex, per output: chained successors and
+/// the writer of its network edges; returns its main downstream link and its side links.
 fn build_down(
     graph: &ExecutableGraph,
     node: usize,
@@ -28,17 +28,18 @@ fn build_down(
     attempt: u32,
     wiring: &TaskWiring<'_>,
     outputs: &mut Vec<Box<dyn ErasedOutput>>,
-) -> Result<AnyBox> {
-    let factory = &graph.stream.nodes[node].factory;
-    let mut downs = Vec::new();
+) -> Result<(AnyBox, SideLinks)> {
+    let stream_node = &graph.stream.nodes[node];
+    let mut downs: Vec<Vec<AnyBox>> = (0..=stream_node.side_outputs.len()).map(|_| Vec::new()).collect();
     for &child in &graph.chained_children[node] {
-        let down = build_down(graph, child, subtask, job, attempt, wiring, outputs)?;
+        let (down, sides) = build_down(graph, child, subtask, job, attempt, wiring, outputs)?;
         let child_node = &graph.stream.nodes[child];
-        downs.push(child_node.factory.link(LinkInfo { name: Arc::from(child_node.name.as_str()), node: child }, down)?);
+        let info = LinkInfo { name: Arc::from(child_node.name.as_str()), node: child };
+        downs[child_node.inputs[0].output].push(child_node.factory.link(info, down, sides)?);
     }
-    if !graph.out_edges[node].is_empty() {
+    for (output, downs) in downs.iter_mut().enumerate() {
         let mut edges = Vec::new();
-        for (i, &edge_id) in graph.out_edges[node].iter().enumerate() {
+        for &edge_id in graph.out_edges[node].iter().filter(|&&e| graph.job.edges[e].output == output) {
             let edge = &graph.job.edges[edge_id];
             let p_up = graph.node_parallelism[edge.from_node];
             let p_down = graph.node_parallelism[edge.to_node];
@@ -57,7 +58,7 @@ fn build_down(
                 })
                 .collect();
             edges.push(WriterEdge {
-                output: outputs.len() + i,
+                output: outputs.len() + edges.len(),
                 partitioning: edge.partitioning,
                 key_group: graph.edge_key_group[edge_id].clone(),
                 consumer_parallelism: p_down,
@@ -65,15 +66,13 @@ fn build_down(
                 consumers,
             });
         }
-        let (writer, outs) = factory.writer(edges, wiring)?;
-        outputs.extend(outs);
-        downs.push(writer);
+        if !edges.is_empty() {
+            let (writer, outs) = stream_node.port(output).writer(edges, wiring)?;
+            outputs.extend(outs);
+            downs.push(writer);
+        }
     }
-    Ok(match downs.len() {
-        0 => factory.null_link(),
-        1 => downs.pop().expect("one"),
-        _ => factory.fan_out(downs),
-    })
+    Ok(stream_node.assemble(downs))
 }
 
 /// Everything a subtask needs to start.
@@ -129,8 +128,8 @@ pub(crate) fn build_subtask(
     };
     let mut outputs = Vec::new();
     let head = vertex.head;
-    let down = build_down(graph, head, spec.index, spec.job, spec.attempt, &wiring, &mut outputs)?;
-    let inputs: Vec<(ChannelId, bool)> = graph
+    let (down, sides) = build_down(graph, head, spec.index, spec.job, spec.attempt, &wiring, &mut outputs)?;
+    let inputs: Vec<InputChannel> = graph
         .job
         .edges
         .iter()
@@ -146,7 +145,7 @@ pub(crate) fn build_subtask(
                     producer: p as u32,
                     consumer: spec.index as u32,
                 };
-                (id, wiring.remote_peer(p).is_some())
+                InputChannel { id, remote: wiring.remote_peer(p).is_some() }
             })
         })
         .collect();
@@ -161,6 +160,7 @@ pub(crate) fn build_subtask(
     let task = node.factory.task(
         info,
         down,
+        sides,
         inputs,
         &wiring,
         TaskParts { io, outputs, control, restore: spec.restore, checkpoints: spec.checkpoints },

@@ -61,8 +61,13 @@ pub struct JobEdge {
     pub id: usize,
     /// Producing node.
     pub from_node: usize,
+    /// Which output of the producing node: 0 its main output, `i` its `i`-th side output.
+    pub output: usize,
     /// Consuming node (the head of its vertex).
     pub to_node: usize,
+    /// Which input of the consuming node: its `i`-th stream edge (a two-input operator's
+    /// first input is 0, its second 1).
+    pub input: usize,
     /// Producing vertex.
     pub source_vertex: usize,
     /// Consuming vertex.

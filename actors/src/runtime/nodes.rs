@@ -7,7 +7,7 @@ use weir_dataplane::{BatchConfig, ChannelId, InputGate, LocalShuffle, OutputBuff
 
 use crate::base::data::Data;
 use crate::base::error::{Result, WeirError};
-use crate::base::link::{Link, LinkInfo};
+use crate::base::link::{Link, LinkInfo, Outputs, SideLinks};
 use crate::runtime::task::{TaskParts, run_input};
 use crate::runtime::writer::{EdgeWriter, ErasedOutput, FanOut, KeyGroupFn, NullLink, OutputChannels, Writer};
 /// A type-erased box: a `Box<dyn Link<T>>` for the node's input or output type.
@@ -48,27 +48,65 @@ impl TaskWiring<'_> {
     }
 }
 
+/// The record type of one output of a node, erased: how the runtime fans it out to several
+/// consumers, drops it, writes it to channels, or hands it to the node's link as a side output.
+pub(crate) trait OutputPort: Send + Sync {
+    /// The record type's name (see [`stable_type_name`]).
+    fn type_name(&self) -> String;
+    /// One `Box<dyn Link<T>>` feeding all of `downs`.
+    fn fan_out(&self, downs: Vec<AnyBox>) -> AnyBox;
+    /// A `Box<dyn Link<T>>` that drops everything (after a sink).
+    fn null_link(&self) -> AnyBox;
+    /// The writer (`Box<dyn Link<T>>`) of a node's network edges, and their senders.
+    fn writer(&self, edges: Vec<WriterEdge>, wiring: &TaskWiring<'_>) -> Result<(AnyBox, Vec<Box<dyn ErasedOutput>>)>;
+    /// Adds `down` (a `Box<dyn Link<T>>`) to `sides` as the side output `tag`.
+    fn add_side(&self, sides: &mut SideLinks, tag: Arc<str>, down: AnyBox);
+}
+
+/// The [`OutputPort`] of records of type `T`.
+pub(crate) struct Port<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T: Data> Port<T> {
+    pub(crate) fn shared() -> Arc<dyn OutputPort> {
+        Arc::new(Port::<T>(std::marker::PhantomData))
+    }
+}
+
+impl<T: Data> OutputPort for Port<T> {
+    fn type_name(&self) -> String {
+        stable_type_name::<T>()
+    }
+    fn fan_out(&self, downs: Vec<AnyBox>) -> AnyBox {
+        erase::<T>(Box::new(FanOut { outs: downs.into_iter().map(typed::<T>).collect() }))
+    }
+    fn null_link(&self) -> AnyBox {
+        erase::<T>(Box::new(NullLink))
+    }
+    fn writer(&self, edges: Vec<WriterEdge>, wiring: &TaskWiring<'_>) -> Result<(AnyBox, Vec<Box<dyn ErasedOutput>>)> {
+        writer::<T>(edges, wiring)
+    }
+    fn add_side(&self, sides: &mut SideLinks, tag: Arc<str>, down: AnyBox) {
+        sides.push::<T>(tag, typed::<T>(down));
+    }
+}
+
 /// Builds the runtime pieces of one node for any subtask; typed inside, erased outside.
 pub(crate) trait NodeFactory: Send + Sync {
     /// The input type's name, without module paths (for the fingerprint, savepoint
     /// compatibility and messages; see [`stable_type_name`]).
     fn in_type(&self) -> String;
-    /// The output type's name, as [`in_type`](Self::in_type).
-    fn out_type(&self) -> String;
-    /// This node's link (`Box<dyn Link<In>>`) feeding `down` (`Box<dyn Link<Out>>`).
-    fn link(&self, name: LinkInfo, down: AnyBox) -> Result<AnyBox>;
-    /// One `Box<dyn Link<Out>>` feeding all of `downs`.
-    fn fan_out(&self, downs: Vec<AnyBox>) -> AnyBox;
-    /// A `Box<dyn Link<Out>>` that drops everything (after a sink).
-    fn null_link(&self) -> AnyBox;
-    /// The writer (`Box<dyn Link<Out>>`) of this node's network edges, and their senders.
-    fn writer(&self, edges: Vec<WriterEdge>, wiring: &TaskWiring<'_>) -> Result<(AnyBox, Vec<Box<dyn ErasedOutput>>)>;
+    /// The node's main output.
+    fn output(&self) -> Arc<dyn OutputPort>;
+    /// This node's link (`Box<dyn Link<In>>`) feeding `down` (`Box<dyn Link<Out>>`) and its
+    /// side outputs.
+    fn link(&self, name: LinkInfo, down: AnyBox, sides: SideLinks) -> Result<AnyBox>;
     /// The processing loop of a subtask whose chain starts at this node.
     fn task(
         &self,
         name: LinkInfo,
         down: AnyBox,
-        inputs: Vec<(ChannelId, bool)>,
+        sides: SideLinks,
+        inputs: Vec<InputChannel>,
         wiring: &TaskWiring<'_>,
         parts: crate::runtime::task::TaskParts,
     ) -> Result<TaskFuture>;
@@ -78,6 +116,33 @@ pub(crate) trait NodeFactory: Send + Sync {
         Ok(())
     }
 }
+
+/// One input channel of a subtask: its id, and whether its producer runs in another process.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InputChannel {
+    pub(crate) id: ChannelId,
+    pub(crate) remote: bool,
+}
+
+/// The receivers of `channels`, local or from other processes.
+pub(crate) fn receivers<T: Data>(
+    channels: impl IntoIterator<Item = InputChannel>,
+    wiring: &TaskWiring<'_>,
+) -> Result<Vec<weir_dataplane::BatchReceiver<T>>> {
+    let capacity = wiring.batch.channel_capacity;
+    channels
+        .into_iter()
+        .map(|c| match (c.remote, wiring.net) {
+            (false, _) => Ok(wiring.shuffle.receiver::<T>(c.id, capacity)?),
+            (true, Some(net)) => Ok(net.remote_receiver::<T>(c.id, capacity)),
+            (true, None) => Err(WeirError::runtime(format!(
+                "channel {} comes from another process, but this process has no network",
+                c.id
+            ))),
+        })
+        .collect()
+}
+
 /// What the client knows when it checks a job's sources and sinks, before submitting it.
 #[derive(Debug, Clone, Default)]
 pub struct ValidateContext {
@@ -97,8 +162,8 @@ impl ValidateContext {
     }
 }
 
-/// Makes an operator's link for one subtask, given its downstream.
-pub(crate) type MakeLink<In, Out> = Arc<dyn Fn(LinkInfo, Box<dyn Link<Out>>) -> Box<dyn Link<In>> + Send + Sync>;
+/// Makes an operator's link for one subtask, given its outputs.
+pub(crate) type MakeLink<In, Out> = Arc<dyn Fn(LinkInfo, Outputs<Out>) -> Box<dyn Link<In>> + Send + Sync>;
 
 /// A client-side check.
 pub(crate) type Validate = Arc<dyn Fn(&ValidateContext) -> Result<()> + Send + Sync>;
@@ -109,14 +174,6 @@ pub(crate) fn typed<T: 'static>(link: AnyBox) -> Box<dyn Link<T>> {
 
 pub(crate) fn erase<T: 'static>(link: Box<dyn Link<T>>) -> AnyBox {
     Box::new(link)
-}
-
-pub(crate) fn fan_out<T: Data>(downs: Vec<AnyBox>) -> AnyBox {
-    erase::<T>(Box::new(FanOut { outs: downs.into_iter().map(typed::<T>).collect() }))
-}
-
-pub(crate) fn null_link<T: Data>() -> AnyBox {
-    erase::<T>(Box::new(NullLink))
 }
 
 pub(crate) fn writer<T: Data>(
@@ -172,42 +229,24 @@ impl<In: Data, Out: Data> NodeFactory for OperatorNode<In, Out> {
     fn in_type(&self) -> String {
         stable_type_name::<In>()
     }
-    fn out_type(&self) -> String {
-        stable_type_name::<Out>()
+    fn output(&self) -> Arc<dyn OutputPort> {
+        Port::<Out>::shared()
     }
-    fn link(&self, name: LinkInfo, down: AnyBox) -> Result<AnyBox> {
-        Ok(erase::<In>((self.make)(name, typed::<Out>(down))))
-    }
-    fn fan_out(&self, downs: Vec<AnyBox>) -> AnyBox {
-        fan_out::<Out>(downs)
-    }
-    fn null_link(&self) -> AnyBox {
-        null_link::<Out>()
-    }
-    fn writer(&self, edges: Vec<WriterEdge>, wiring: &TaskWiring<'_>) -> Result<(AnyBox, Vec<Box<dyn ErasedOutput>>)> {
-        writer::<Out>(edges, wiring)
+    fn link(&self, name: LinkInfo, down: AnyBox, sides: SideLinks) -> Result<AnyBox> {
+        Ok(erase::<In>((self.make)(name, Outputs { main: typed::<Out>(down), sides })))
     }
     fn task(
         &self,
         name: LinkInfo,
         down: AnyBox,
-        inputs: Vec<(ChannelId, bool)>,
+        sides: SideLinks,
+        inputs: Vec<InputChannel>,
         wiring: &TaskWiring<'_>,
         parts: TaskParts,
     ) -> Result<TaskFuture> {
-        let head = (self.make)(name, typed::<Out>(down));
-        let capacity = wiring.batch.channel_capacity;
-        let receivers = inputs
-            .iter()
-            .map(|&(id, remote)| match (remote, wiring.net) {
-                (false, _) => Ok(wiring.shuffle.receiver::<In>(id, capacity)?),
-                (true, Some(net)) => Ok(net.remote_receiver::<In>(id, capacity)),
-                (true, None) => Err(WeirError::runtime(format!(
-                    "channel {id} comes from another process, but this process has no network"
-                ))),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Box::pin(run_input(InputGate::new(receivers), head, parts, wiring.batch)))
+        let head = (self.make)(name, Outputs { main: typed::<Out>(down), sides });
+        let gate = InputGate::new(receivers::<In>(inputs, wiring)?);
+        Ok(Box::pin(run_input(gate, head, parts, wiring.batch)))
     }
     fn validate(&self, ctx: &ValidateContext) -> Result<()> {
         self.validate.as_ref().map_or(Ok(()), |v| v(ctx))

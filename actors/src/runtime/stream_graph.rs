@@ -12,13 +12,17 @@ use std::sync::Arc;
 use weir_dataplane::{BatchConfig, Partitioning, check_parallelism};
 
 use crate::base::error::{Result, WeirError};
+use crate::base::link::SideLinks;
 use crate::runtime::job_graph::{JobEdge, JobGraph, JobVertex, NodeKind, OperatorDescriptor};
-use crate::runtime::nodes::NodeFactory;
+use crate::runtime::nodes::{AnyBox, NodeFactory, OutputPort};
 
 /// An input edge of a stream node.
 #[derive(Clone)]
 pub(crate) struct StreamEdge {
     pub(crate) from: usize,
+    /// Which output of `from` it reads: 0 is the main output, `i` its side output
+    /// `side_outputs[i - 1]`.
+    pub(crate) output: usize,
     /// `None`: forward when parallelisms match, rebalance otherwise (Flink's default).
     pub(crate) partitioning: Option<Partitioning>,
     /// For hash edges: `KeyGroupFn<T>` of the edge's type.
@@ -35,8 +39,45 @@ pub(crate) struct StreamNode {
     pub(crate) kind: NodeKind,
     pub(crate) parallelism: Option<usize>,
     pub(crate) chaining: bool,
+    /// Its inputs; a two-input operator's first input is `inputs[0]`, its second `inputs[1]`.
     pub(crate) inputs: Vec<StreamEdge>,
     pub(crate) factory: Arc<dyn NodeFactory>,
+    /// The side outputs something reads, by tag.
+    pub(crate) side_outputs: Vec<(Arc<str>, Arc<dyn OutputPort>)>,
+}
+
+impl StreamNode {
+    /// The links of each output of this node (main first, then its side outputs in order)
+    /// joined into its main downstream link and its side links. A side output nothing
+    /// consumes is left out: what the operator sends there is dropped.
+    pub(crate) fn assemble(&self, downs: Vec<Vec<AnyBox>>) -> (AnyBox, SideLinks) {
+        let mut main = None;
+        let mut sides = SideLinks::default();
+        for (output, mut downs) in downs.into_iter().enumerate() {
+            let port = self.port(output);
+            if output > 0 && downs.is_empty() {
+                continue;
+            }
+            let down = match downs.len() {
+                0 => port.null_link(),
+                1 => downs.pop().expect("one"),
+                _ => port.fan_out(downs),
+            };
+            match output {
+                0 => main = Some(down),
+                _ => port.add_side(&mut sides, self.side_outputs[output - 1].0.clone(), down),
+            }
+        }
+        (main.unwrap_or_else(|| self.port(0).null_link()), sides)
+    }
+
+    /// Output `output`'s type: 0 the main output, `i` the side output `side_outputs[i - 1]`.
+    pub(crate) fn port(&self, output: usize) -> Arc<dyn OutputPort> {
+        match output {
+            0 => self.factory.output(),
+            i => self.side_outputs[i - 1].1.clone(),
+        }
+    }
 }
 
 /// The dataflow a job builder made.
@@ -128,7 +169,7 @@ pub(crate) fn plan(job_name: &str, stream: StreamGraph) -> Result<ExecutableGrap
             state_version: node.state_version,
             kind: node.kind,
             in_type: node.factory.in_type(),
-            out_type: node.factory.out_type(),
+            out_type: node.factory.output().type_name(),
         };
         match chained_from {
             Some(from) => {
@@ -157,7 +198,7 @@ pub(crate) fn plan(job_name: &str, stream: StreamGraph) -> Result<ExecutableGrap
     let mut out_edges = vec![Vec::new(); n];
     let mut edge_key_group = Vec::new();
     for (to, node) in stream.nodes.iter().enumerate() {
-        for (edge, &(partitioning, chained)) in node.inputs.iter().zip(&resolved[to]) {
+        for (input, (edge, &(partitioning, chained))) in node.inputs.iter().zip(&resolved[to]).enumerate() {
             if chained {
                 continue;
             }
@@ -170,7 +211,9 @@ pub(crate) fn plan(job_name: &str, stream: StreamGraph) -> Result<ExecutableGrap
             edges.push(JobEdge {
                 id,
                 from_node: edge.from,
+                output: edge.output,
                 to_node: to,
+                input,
                 source_vertex: vertex_of_node[edge.from],
                 target_vertex: vertex_of_node[to],
                 partitioning,

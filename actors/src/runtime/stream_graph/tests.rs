@@ -32,12 +32,73 @@ fn pipeline() -> JobFn {
 fn chains_forward_edges_and_splits_at_hash_edges() {
     let g = build_job("p", &pipeline(), &JobArgs::default(), 2, None).unwrap().job;
     let names: Vec<&str> = g.vertices.iter().map(|v| v.name.as_str()).collect();
-    assert_eq!(names, vec!["src -> m -> f", "count -> count.results -> fmt -> out"]);
+    assert_eq!(names, vec!["src -> m -> f", "count -> fmt -> out"]);
     assert_eq!(g.vertices[0].parallelism, 1);
     assert_eq!(g.vertices[1].parallelism, 2);
     assert_eq!(g.edges.len(), 1);
     assert_eq!(g.edges[0].partitioning, Partitioning::Hash);
     assert_eq!(g.slots_needed(), 2);
+}
+
+#[test]
+fn a_side_output_chains_like_the_main_output_or_leaves_on_an_edge_of_its_own() {
+    use crate::api::side_output::OutputTag;
+    let g = build_job(
+        "p",
+        &job(|env, _| {
+            let odd = OutputTag::<u32>::new("odd");
+            let tag = odd.clone();
+            let split = env.from_vec("src", vec![1u32, 2]).process(
+                "split",
+                move |n: u32, ctx: &mut crate::Context<'_, u32>| {
+                    if n.is_multiple_of(2) {
+                        ctx.emit(n)
+                    } else {
+                        ctx.output(&tag, n)
+                    }
+                    Ok(())
+                },
+            );
+            split
+                .get_side_output(&odd)
+                .map("odd-chained", |n: u32| n)
+                .sink("a", crate::api::connectors::DiscardSink::new().0);
+            split
+                .get_side_output(&odd)
+                .map("odd-apart", |n: u32| n)
+                .set_parallelism(2)
+                .sink("b", crate::api::connectors::DiscardSink::new().0)
+                .set_parallelism(2);
+            split.sink("c", crate::api::connectors::DiscardSink::new().0);
+            Ok(())
+        }),
+        &JobArgs::default(),
+        1,
+        None,
+    )
+    .unwrap();
+    let names: Vec<&str> = g.job.vertices.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, vec!["src -> split -> odd-chained -> a -> c", "odd-apart -> b"]);
+    assert_eq!(g.job.edges.len(), 1);
+    let edge = &g.job.edges[0];
+    assert_eq!((edge.output, edge.partitioning), (1, Partitioning::Rebalance));
+    assert_eq!(g.stream.nodes[edge.from_node].name, "split");
+    // One tag id read as two types is refused.
+    let err = build_job(
+        "p",
+        &job(|env, _| {
+            let split = env.from_vec("src", vec![1u32]).map("m", |n: u32| n);
+            split.get_side_output(&OutputTag::<u32>::new("x")).print("a");
+            split.get_side_output(&OutputTag::<String>::new("x")).print("b");
+            Ok(())
+        }),
+        &JobArgs::default(),
+        1,
+        None,
+    )
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("the side output 'x' of 'm' is read as u32 and as String"), "{err}");
 }
 
 #[test]
