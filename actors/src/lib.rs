@@ -68,6 +68,9 @@ pub use weir_dataplane::{BatchConfig, Timestamp};
 
 /// Everything a job author needs, in one import.
 pub mod prelude {
+    pub use crate::api::co_process::{
+        CoProcessFunction, ConnectedStreams, KeyedCoProcessFunction, KeyedConnectedStreams, TwoInput,
+    };
     pub use crate::api::connectors::{
         Click, CollectHandle, CollectSink, DiscardSink, FileSink, Generator, GeneratorConfig, PrintSink, TextFile,
         VecSource,

@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub(crate) mod deploy;
+pub mod input;
 pub mod job_graph;
 pub(crate) mod keyed_state;
 pub(crate) mod nodes;

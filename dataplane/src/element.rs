@@ -23,6 +23,18 @@ impl<T> Element<T> {
         matches!(self, Element::Record(..))
     }
 
+    /// The same element with its record, if it is one, turned into a `U` by `f`.
+    #[inline]
+    pub fn map_record<U>(self, f: impl FnOnce(T) -> U) -> Element<U> {
+        match self {
+            Element::Record(value, ts) => Element::Record(f(value), ts),
+            Element::Watermark(wm) => Element::Watermark(wm),
+            Element::Idle(idle) => Element::Idle(idle),
+            Element::Barrier(barrier) => Element::Barrier(barrier),
+            Element::EndOfData => Element::EndOfData,
+        }
+    }
+
     /// Whether this element closes the batch it is pushed to: a barrier must not wait behind a
     /// flush timer, and nothing follows the end of data.
     pub fn closes_batch(&self) -> bool {

@@ -84,6 +84,7 @@ use crate::base::state::{EventClock, NodeStates, OperatorState, RestoredState, S
 use crate::base::subtask::SubtaskInfo;
 use crate::base::task_io::TaskIo;
 use crate::base::time::{TimeDomain, TokioClock};
+use crate::runtime::input::TwoInput;
 use crate::runtime::nodes::{AnyBox, typed};
 use crate::runtime::source_head::SourceHead;
 use crate::runtime::stream_graph::StreamGraph;
@@ -343,22 +344,81 @@ impl HarnessConfig {
         self,
         pipeline: impl FnOnce(DataStream<In>, &mut SideOutputs) -> DataStream<Out>,
     ) -> Result<OperatorHarness<In, Out>> {
-        let mut env = StreamEnv::new(self.parallelism.max(1));
-        env.set_auto_watermark_interval(self.auto_watermark_interval);
+        let mut env = self.env();
         let input = env.harness_input::<In>();
         let input_node = input.node_id();
         let mut sides = SideOutputs::default();
         let main = pipeline(input, &mut sides);
-        let (main, collected) = Output::of(&main);
+        self.finish(env, &main, sides, |graph, chain| {
+            let (head, sides) = chain.build(input_node)?;
+            let vertex = graph.nodes.get(input_node + 1).map_or_else(|| "harness".to_owned(), |n| n.name.clone());
+            Ok((Outputs { main: typed::<In>(head), sides }.into_link(), vertex))
+        })
+    }
+
+    /// A harness running a two-input operator (Flink's `TwoInputStreamOperatorTestHarness`):
+    /// `pipeline` connects its two inputs into one operator, and may chain more after it.
+    /// Feed it with [`OperatorHarness::process1`], [`OperatorHarness::process2`] and each
+    /// input's watermark.
+    pub fn build_two_input<A: Data, B: Data, Out: Data>(
+        self,
+        pipeline: impl FnOnce(DataStream<A>, DataStream<B>) -> DataStream<Out>,
+    ) -> Result<OperatorHarness<TwoInput<A, B>, Out>> {
+        self.build_two_input_with_side_outputs(|a, b, _| pipeline(a, b))
+    }
+
+    /// As [`build_two_input`](Self::build_two_input), collecting the streams `pipeline` adds
+    /// to its [`SideOutputs`] too.
+    pub fn build_two_input_with_side_outputs<A: Data, B: Data, Out: Data>(
+        self,
+        pipeline: impl FnOnce(DataStream<A>, DataStream<B>, &mut SideOutputs) -> DataStream<Out>,
+    ) -> Result<OperatorHarness<TwoInput<A, B>, Out>> {
+        let mut env = self.env();
+        let (first, second) = (env.harness_input::<A>(), env.harness_input::<B>());
+        let inputs = (first.node_id(), second.node_id());
+        let mut sides = SideOutputs::default();
+        let main = pipeline(first, second, &mut sides);
+        self.finish(env, &main, sides, |graph, chain| {
+            let reads_both = |n: &&crate::runtime::stream_graph::StreamNode| {
+                n.inputs.len() == 2 && (n.inputs[0].from, n.inputs[1].from) == inputs
+            };
+            let Some(head) = graph.nodes.iter().position(|n| reads_both(&n)) else {
+                return Err(WeirError::Graph(
+                    "the two-input harness runs one operator that reads its first and second inputs: connect them \
+                     directly"
+                        .into(),
+                ));
+            };
+            let node = &graph.nodes[head];
+            let (down, sides) = chain.build(head)?;
+            let link = node.factory.link(LinkInfo { name: Arc::from(node.name.as_str()), node: head }, down, sides)?;
+            Ok((typed::<TwoInput<A, B>>(link), node.name.clone()))
+        })
+    }
+
+    /// The builder a harness's fragment is made with.
+    fn env(&self) -> StreamEnv {
+        let mut env = StreamEnv::new(self.parallelism.max(1));
+        env.set_auto_watermark_interval(self.auto_watermark_interval);
+        env
+    }
+
+    /// The harness of a fragment built in `env` whose output is `main`: `head` builds its
+    /// chain's head link (given the graph and the chain builder) and names its vertex.
+    fn finish<In: Data, Out: Data>(
+        self,
+        env: StreamEnv,
+        main: &DataStream<Out>,
+        sides: SideOutputs,
+        head: impl FnOnce(&StreamGraph, &Chain<'_>) -> Result<(Box<dyn Link<In>>, String)>,
+    ) -> Result<OperatorHarness<In, Out>> {
+        let (main, collected) = Output::of(main);
         let graph = env.finish()?;
         let mut outputs: Vec<(String, Output)> = vec![(String::new(), main)];
         outputs.extend(sides.outputs);
-        let (head, sides) = Chain { graph: &graph, outputs: &outputs }.build(input_node)?;
-        let head = Outputs { main: typed::<In>(head), sides }.into_link();
+        let (head, vertex) = head(&graph, &Chain { graph: &graph, outputs: &outputs })?;
         let side_outputs = outputs.into_iter().skip(1).map(|(name, o)| (name, o.collected)).collect();
-
-        let vertex = graph.nodes.get(input_node + 1).map_or("harness", |n| n.name.as_str());
-        let mut io = self.io(vertex)?;
+        let mut io = self.io(&vertex)?;
         io.watermark_interval = graph.auto_watermark_interval;
         let mut harness = OperatorHarness {
             head,
@@ -370,6 +430,7 @@ impl HarnessConfig {
             max_parallelism: self.max_parallelism,
             checkpoints: 0,
             max_timestamp: Timestamp::MIN,
+            input_watermarks: [Timestamp::MIN; 2],
         };
         harness.head.open(&mut harness.io);
         harness.check()?;
@@ -545,6 +606,47 @@ pub struct OperatorHarness<In, Out> {
     max_parallelism: u16,
     checkpoints: u64,
     max_timestamp: Timestamp,
+    /// Each input's watermark (a two-input harness).
+    input_watermarks: [Timestamp; 2],
+}
+
+impl<A: Data, B: Data, Out: Data> OperatorHarness<TwoInput<A, B>, Out> {
+    /// Feeds a record of the first input, without a timestamp.
+    pub fn process1(&mut self, value: A) -> Result<()> {
+        self.process(TwoInput::First(value))
+    }
+
+    /// Feeds a record of the first input with its event timestamp.
+    pub fn process1_at(&mut self, value: A, timestamp: Timestamp) -> Result<()> {
+        self.process_at(TwoInput::First(value), timestamp)
+    }
+
+    /// Feeds a record of the second input, without a timestamp.
+    pub fn process2(&mut self, value: B) -> Result<()> {
+        self.process(TwoInput::Second(value))
+    }
+
+    /// Feeds a record of the second input with its event timestamp.
+    pub fn process2_at(&mut self, value: B, timestamp: Timestamp) -> Result<()> {
+        self.process_at(TwoInput::Second(value), timestamp)
+    }
+
+    /// Feeds a watermark of the first input: the operator's watermark is the minimum of both
+    /// inputs'.
+    pub fn process_watermark1(&mut self, watermark: Timestamp) -> Result<()> {
+        self.input_watermark(0, watermark)
+    }
+
+    /// Feeds a watermark of the second input.
+    pub fn process_watermark2(&mut self, watermark: Timestamp) -> Result<()> {
+        self.input_watermark(1, watermark)
+    }
+
+    fn input_watermark(&mut self, input: usize, watermark: Timestamp) -> Result<()> {
+        self.input_watermarks[input] = self.input_watermarks[input].max(watermark);
+        let combined = self.input_watermarks[0].min(self.input_watermarks[1]);
+        self.process_watermark(combined)
+    }
 }
 
 impl<In: Data, Out: Data> OperatorHarness<In, Out> {

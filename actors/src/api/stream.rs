@@ -29,9 +29,9 @@ use crate::runtime::watermark::{TimestampsAndWatermarks, WatermarkStrategy};
 use crate::runtime::writer::KeyGroupFn;
 
 #[derive(Default)]
-struct Builder {
-    graph: StreamGraph,
-    errors: Vec<WeirError>,
+pub(crate) struct Builder {
+    pub(crate) graph: StreamGraph,
+    pub(crate) errors: Vec<WeirError>,
 }
 
 /// Where a job builder makes its dataflow.
@@ -184,7 +184,7 @@ impl StreamEnv {
 
 /// A stream of `T` records.
 pub struct DataStream<T> {
-    env: Rc<RefCell<Builder>>,
+    pub(crate) env: Rc<RefCell<Builder>>,
     node: usize,
     /// Which output of the node: 0 its main output, `i` its side output `i - 1`.
     output: usize,
@@ -205,7 +205,7 @@ impl<T> Clone for DataStream<T> {
 }
 
 impl<T: Data> DataStream<T> {
-    fn add_node<O>(
+    pub(crate) fn add_node<O>(
         env: &Rc<RefCell<Builder>>,
         name: &str,
         kind: NodeKind,
@@ -238,12 +238,17 @@ impl<T: Data> DataStream<T> {
         self.node
     }
 
+    /// Refuses the job with `error`, found while building it.
+    pub(crate) fn fail(&self, error: WeirError) {
+        self.env.borrow_mut().errors.push(error);
+    }
+
     /// Which output of its node this stream is (0: the main one).
     pub(crate) fn output_id(&self) -> usize {
         self.output
     }
 
-    fn edge(&self) -> StreamEdge {
+    pub(crate) fn edge(&self) -> StreamEdge {
         StreamEdge { from: self.node, output: self.output, partitioning: self.partitioning, key_group: None }
     }
 
@@ -604,8 +609,8 @@ impl<T: Data> DataStream<T> {
 
 /// A stream partitioned by key.
 pub struct KeyedStream<K, T> {
-    stream: DataStream<T>,
-    selector: KeySelector<T, K>,
+    pub(crate) stream: DataStream<T>,
+    pub(crate) selector: KeySelector<T, K>,
 }
 
 impl<K, T> Clone for KeyedStream<K, T> {
@@ -615,7 +620,7 @@ impl<K, T> Clone for KeyedStream<K, T> {
 }
 
 impl<K: Key, T: Data> KeyedStream<K, T> {
-    fn hash_edge(&self) -> StreamEdge {
+    pub(crate) fn hash_edge(&self) -> StreamEdge {
         let selector = self.selector.clone();
         let key_group: KeyGroupFn<T> =
             Arc::new(move |record: &T, max: u16| -> KeyGroup { key_group_of(&selector(record), max) });

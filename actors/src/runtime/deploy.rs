@@ -145,7 +145,7 @@ pub(crate) fn build_subtask(
                     producer: p as u32,
                     consumer: spec.index as u32,
                 };
-                InputChannel { id, remote: wiring.remote_peer(p).is_some() }
+                InputChannel { id, remote: wiring.remote_peer(p).is_some(), input: e.input }
             })
         })
         .collect();

@@ -8,6 +8,7 @@ use weir_dataplane::{BatchConfig, ChannelId, InputGate, LocalShuffle, OutputBuff
 use crate::base::data::Data;
 use crate::base::error::{Result, WeirError};
 use crate::base::link::{Link, LinkInfo, Outputs, SideLinks};
+use crate::runtime::input::{TwoInput, TwoInputGate};
 use crate::runtime::task::{TaskParts, run_input};
 use crate::runtime::writer::{EdgeWriter, ErasedOutput, FanOut, KeyGroupFn, NullLink, OutputChannels, Writer};
 /// A type-erased box: a `Box<dyn Link<T>>` for the node's input or output type.
@@ -117,11 +118,14 @@ pub(crate) trait NodeFactory: Send + Sync {
     }
 }
 
-/// One input channel of a subtask: its id, and whether its producer runs in another process.
+/// One input channel of a subtask: its id, whether its producer runs in another process, and
+/// which input of the head operator it feeds (0, or 1 for the second input of a two-input
+/// operator).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct InputChannel {
     pub(crate) id: ChannelId,
     pub(crate) remote: bool,
+    pub(crate) input: usize,
 }
 
 /// The receivers of `channels`, local or from other processes.
@@ -250,6 +254,41 @@ impl<In: Data, Out: Data> NodeFactory for OperatorNode<In, Out> {
     }
     fn validate(&self, ctx: &ValidateContext) -> Result<()> {
         self.validate.as_ref().map_or(Ok(()), |v| v(ctx))
+    }
+}
+
+/// A two-input operator node: inputs `A` and `B`, output `Out`. Its link takes both inputs'
+/// records as [`TwoInput`]s; it always heads its chain.
+pub(crate) struct TwoInputNode<A, B, Out> {
+    pub(crate) make: MakeLink<TwoInput<A, B>, Out>,
+}
+
+impl<A: Data, B: Data, Out: Data> NodeFactory for TwoInputNode<A, B, Out> {
+    fn in_type(&self) -> String {
+        stable_type_name::<TwoInput<A, B>>()
+    }
+    fn output(&self) -> Arc<dyn OutputPort> {
+        Port::<Out>::shared()
+    }
+    fn link(&self, name: LinkInfo, down: AnyBox, sides: SideLinks) -> Result<AnyBox> {
+        Ok(erase::<TwoInput<A, B>>((self.make)(name, Outputs { main: typed::<Out>(down), sides })))
+    }
+    fn task(
+        &self,
+        name: LinkInfo,
+        down: AnyBox,
+        sides: SideLinks,
+        inputs: Vec<InputChannel>,
+        wiring: &TaskWiring<'_>,
+        parts: TaskParts,
+    ) -> Result<TaskFuture> {
+        let head = (self.make)(name, Outputs { main: typed::<Out>(down), sides });
+        let (first, second): (Vec<_>, Vec<_>) = inputs.into_iter().partition(|c| c.input == 0);
+        let gate = TwoInputGate::new(
+            InputGate::new(receivers::<A>(first, wiring)?),
+            InputGate::new(receivers::<B>(second, wiring)?),
+        );
+        Ok(Box::pin(run_input(gate, head, parts, wiring.batch)))
     }
 }
 

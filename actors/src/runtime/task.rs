@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use weir_dataplane::{
-    Alignment, BarrierAligner, BarrierKind, BatchConfig, CheckpointBarrier, Element, EndOfData, InputGate,
-    MAX_WATERMARK, StopMode, Timestamp, WatermarkValve,
+    Alignment, BarrierAligner, BarrierKind, BatchConfig, CheckpointBarrier, Element, EndOfData, MAX_WATERMARK,
+    StopMode, Timestamp, WatermarkValve,
 };
 
 use crate::base::data::Data;
@@ -23,8 +23,9 @@ use crate::base::state::{EventClock, OperatorState};
 use crate::base::task_io::TaskIo;
 use crate::runtime::checkpoint::storage::write_task_in;
 use crate::runtime::checkpoint::{CheckpointAck, CheckpointEvent, PendingRestore, TaskControl, TaskSnapshot};
+use crate::runtime::input::{TaskInput, next};
 use crate::runtime::source_head::{SourceContext, SourceHead, SourcePoll};
-use crate::runtime::writer::{ErasedOutput, records_in};
+use crate::runtime::writer::ErasedOutput;
 
 mod lifecycle;
 
@@ -370,7 +371,7 @@ impl<T: Data> InputState<T> {
         element: Element<T>,
         head: &mut dyn Link<T>,
         io: &mut TaskIo,
-        gate: &mut InputGate<T>,
+        gate: &mut impl TaskInput<Item = T>,
     ) -> Next {
         match element {
             Element::Record(value, ts) => head.record(value, ts, io),
@@ -436,7 +437,7 @@ impl<T: Data> InputState<T> {
         barrier: CheckpointBarrier,
         head: &mut dyn Link<T>,
         io: &mut TaskIo,
-        gate: &mut InputGate<T>,
+        gate: &mut impl TaskInput<Item = T>,
     ) {
         let waited = self.aligning_since.take().map_or(Duration::ZERO, |since| since.elapsed());
         if self.aligner.open_channels() == 0 && !self.life.ended() {
@@ -450,7 +451,7 @@ impl<T: Data> InputState<T> {
     }
 
     /// The alignment under way was given up: every channel is read again.
-    fn abort_alignment(&mut self, gate: &mut InputGate<T>) {
+    fn abort_alignment(&mut self, gate: &mut impl TaskInput<Item = T>) {
         self.aligning_since = None;
         gate.unblock_all();
     }
@@ -463,7 +464,7 @@ impl<T: Data> InputState<T> {
         elements: impl IntoIterator<Item = Element<T>>,
         head: &mut dyn Link<T>,
         io: &mut TaskIo,
-        gate: &mut InputGate<T>,
+        gate: &mut impl TaskInput<Item = T>,
     ) {
         let mut elements = elements.into_iter();
         while let Some(element) = elements.next() {
@@ -482,7 +483,13 @@ impl<T: Data> InputState<T> {
         }
     }
 
-    fn control(&mut self, ctl: TaskControl, head: &mut dyn Link<T>, io: &mut TaskIo, gate: &mut InputGate<T>) {
+    fn control(
+        &mut self,
+        ctl: TaskControl,
+        head: &mut dyn Link<T>,
+        io: &mut TaskIo,
+        gate: &mut impl TaskInput<Item = T>,
+    ) {
         match ctl {
             TaskControl::CheckpointComplete { checkpoint, commit, end } => {
                 complete(head, io, &mut self.life, checkpoint, commit, end)
@@ -502,8 +509,8 @@ impl<T: Data> InputState<T> {
 }
 
 /// The loop of a subtask whose chain reads input channels.
-pub(crate) async fn run_input<T: Data>(
-    mut gate: InputGate<T>,
+pub(crate) async fn run_input<T: Data, I: TaskInput<Item = T>>(
+    mut gate: I,
     mut head: Box<dyn Link<T>>,
     parts: TaskParts,
     batch: BatchConfig,
@@ -548,7 +555,7 @@ pub(crate) async fn run_input<T: Data>(
             state.batch(c, stashed, &mut *head, &mut io, &mut gate);
             continue;
         }
-        let input = (gate.num_open() > 0).then(|| gate.next());
+        let input = (gate.num_open() > 0).then(|| next(&mut gate));
         match wake(&mut control, &mut control_open, &mut timers, state.life.active(), input).await? {
             Wake::Control(ctl) => state.control(ctl, &mut *head, &mut io, &mut gate),
             Wake::Flush => flush(&mut *head, &mut io, &mut timers),
@@ -557,7 +564,7 @@ pub(crate) async fn run_input<T: Data>(
             Wake::Ready(None) | Wake::ControlClosed => {}
             Wake::Ready(Some((channel, elements))) => {
                 io.metrics.mark_first_record(io.now_ms());
-                io.metrics.records_in.fetch_add(records_in(&elements), std::sync::atomic::Ordering::Relaxed);
+                io.metrics.records_in.fetch_add(I::records(&elements), std::sync::atomic::Ordering::Relaxed);
                 state.batch(channel, elements, &mut *head, &mut io, &mut gate);
             }
         }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use weir_dataplane::{
     BatchSender, ChannelMetrics, CheckpointBarrier, Element, KeyGroup, OutputBuffer, Partitioning, Timestamp,
-    count_records, subtask_for_key_group,
+    subtask_for_key_group,
 };
 
 use crate::base::data::Data;
@@ -227,9 +227,4 @@ impl<T: Data> Link<T> for FanOut<T> {
     fn timers(&self, out: &mut Vec<(TimeDomain, Timestamp)>) {
         self.outs.iter().for_each(|o| o.timers(out));
     }
-}
-
-/// Counts the records of a batch given as its elements.
-pub(crate) fn records_in<T>(batch: &[Element<T>]) -> u64 {
-    count_records(batch) as u64
 }
