@@ -10,6 +10,7 @@ pub mod functions;
 pub mod harness;
 pub mod job;
 pub mod job_args;
+pub mod join;
 pub mod keyed;
 pub mod operator;
 pub mod side_output;

@@ -197,6 +197,23 @@ impl<'a, K: Key, O: Data> KeyedContext<'a, K, O> {
         self.io.now_ms()
     }
 
+    /// This context for something at `timestamp` (an interval join's pair).
+    pub(crate) fn at(&mut self, timestamp: Timestamp) -> KeyedContext<'_, K, O> {
+        KeyedContext {
+            key: self.key,
+            key_group: self.key_group,
+            timestamp,
+            parts: &mut *self.parts,
+            out: &mut *self.out,
+            io: &mut *self.io,
+        }
+    }
+
+    /// Counts a record dropped as late (`late_records_dropped`).
+    pub(crate) fn count_late(&mut self) {
+        self.io.late_records += 1;
+    }
+
     /// The current key's value of `state`.
     pub fn value<V: StateData>(&mut self, state: ValueState<V>) -> ValueAccess<'_, K, V> {
         ValueAccess { table: self.parts.store.value(state), key_group: self.key_group, key: self.key }
