@@ -12,6 +12,8 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod alerts;
+mod csv;
+mod orders;
 mod throttle;
 
 use std::time::Duration;
@@ -19,6 +21,7 @@ use std::time::Duration;
 use weir_actors::prelude::*;
 
 pub use alerts::BurstAlerts;
+pub use orders::{Order, Payment, interval_join, parse_order, parse_payment};
 pub use throttle::ThrottledSink;
 
 /// Every example job, by name.
@@ -41,6 +44,12 @@ pub fn registry() -> JobRegistry {
             "late data: clicks per user in 1 s windows with 1 s allowed lateness, and the clicks later than that \
              (--late-every N --late-ms L, generator args)",
             late_windows,
+        )
+        .job(
+            "interval-join",
+            "orders matched with payments within an event-time interval (--orders PATH --payments PATH --lower-ms L \
+             --upper-ms U --out-of-order-ms D --output DIR [--on-bad-line skip|fail] [--bad-lines DIR])",
+            interval_join,
         )
         .job(
             "slow-sink",

@@ -7,6 +7,7 @@ mod cluster;
 mod cluster_recovery;
 mod fault_tolerance;
 mod golden;
+mod joins;
 mod savepoints;
 mod setup_script;
 mod supervision;

@@ -11,5 +11,5 @@ pub use collect::{CollectHandle, CollectSink, DiscardSink};
 pub use file_sink::FileSink;
 pub use generator::{Click, Generator, GeneratorConfig};
 pub use print::PrintSink;
-pub use text_file::TextFile;
+pub use text_file::{BadLine, ParsedTextFile, TextFile};
 pub use vec_source::VecSource;

@@ -102,3 +102,36 @@ fn rescaling_reads_every_line_once() {
     assert_eq!(read_in_legs(&dir, &[&[7, 9], &[usize::MAX, usize::MAX]]), expected, "the same parallelism");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_bad_line_is_numbered_from_the_start_of_its_file_whichever_subtask_reads_it() {
+    let dir = std::env::temp_dir().join(format!("weir-text-parse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("numbers.csv");
+    let bad = [7u64, 500, 501, 999];
+    let content: String =
+        (1..=1_000u64).map(|n| if bad.contains(&n) { format!("x{n}\n") } else { format!("{n}\n") }).collect();
+    std::fs::write(&file, content).unwrap();
+    let parse = |line: &str| line.parse::<u64>().map_err(|_| format!("'{line}' is not a number"));
+    for p in [1, 3, 4] {
+        let (mut good, mut bad_lines) = (Vec::new(), Vec::new());
+        for i in 0..p {
+            let mut h = HarnessConfig::new().subtask(i, p).build_source(TextFile::new(&file).parse(parse)).unwrap();
+            h.run(usize::MAX).unwrap();
+            for record in h.output() {
+                match record {
+                    Ok(n) => good.push(n),
+                    Err(bad) => bad_lines.push(bad),
+                }
+            }
+        }
+        good.sort();
+        bad_lines.sort_by_key(|b| b.line);
+        assert_eq!(good, (1..=1_000).filter(|n| !bad.contains(n)).collect::<Vec<_>>(), "parallelism {p}");
+        assert_eq!(bad_lines.iter().map(|b| b.line).collect::<Vec<_>>(), bad, "parallelism {p}");
+        let first = &bad_lines[0];
+        assert_eq!((first.text.as_str(), first.reason.as_str()), ("x7", "'x7' is not a number"));
+        assert_eq!(first.to_string(), format!("'{}' line 7: 'x7' is not a number", file.display()));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

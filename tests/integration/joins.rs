@@ -1,0 +1,240 @@
+//! Joins end to end: the `interval-join` example job through the `weir` binary (the same
+//! pairs at any parallelism, equal to a nested loop over the input; bad lines named or set
+//! aside), and an interval join's keyed state and timers across failovers.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use weir_actors::api::job::{JobConfig, RestartStrategy};
+use weir_actors::prelude::*;
+use weir_actors::runtime::checkpoint::CheckpointConfig;
+use weir_actors::{JobId, JobStatus};
+
+use crate::support::{TempDir, eventually, read_output, weir};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+/// Writes `orders.csv` and `payments.csv` into `dir`: `orders` orders at rising times with up
+/// to 40 ms of disorder, and for most of them one or two payments 0–300 ms later (some before,
+/// some outside any interval), shuffled within 40 ms too. Returns the expected
+/// `interval-join` lines for `[lower, upper]`, sorted.
+fn write_input(dir: &Path, orders: u64, lower: i64, upper: i64) -> Vec<String> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut order_rows = Vec::new();
+    let mut payment_rows = Vec::new();
+    for i in 0..orders {
+        let id = format!("o{}", rng.next(orders / 2 + 1)); // ids repeat: several orders per id
+        let ts = (i * 10) as i64 + rng.next(40) as i64;
+        let amount = format!("{}.{:02}", rng.next(500), rng.next(100));
+        order_rows.push((id.clone(), ts, amount));
+        for _ in 0..rng.next(3) {
+            let pts = ts + rng.next(340) as i64 - 40;
+            let method = ["card", "cash", "wire"][rng.next(3) as usize];
+            payment_rows.push((id.clone(), pts, method.to_owned()));
+        }
+    }
+    // Rows go out in time order, give or take 40 ms (within the watermarks' 60 ms bound).
+    payment_rows.sort_by_cached_key(|p| p.1 + rng.next(40) as i64);
+    let mut text = String::from("order_id,ts_ms,amount\n");
+    for (id, ts, amount) in &order_rows {
+        writeln!(text, "{id},{ts},{amount}").unwrap();
+    }
+    std::fs::write(dir.join("orders.csv"), text).unwrap();
+    let mut text = String::from("order_id,ts_ms,method\n");
+    for (id, ts, method) in &payment_rows {
+        writeln!(text, "{id},{ts},{method}").unwrap();
+    }
+    std::fs::write(dir.join("payments.csv"), text).unwrap();
+
+    let mut by_id: HashMap<&str, Vec<&(String, i64, String)>> = HashMap::new();
+    for p in &payment_rows {
+        by_id.entry(&p.0).or_default().push(p);
+    }
+    let mut expected = Vec::new();
+    for (id, ts, amount) in &order_rows {
+        for (_, pts, method) in by_id.get(id.as_str()).into_iter().flatten() {
+            if ts + lower <= *pts && *pts <= ts + upper {
+                expected.push(format!("{id}\t{ts}\t{pts}\t{amount}\t{method}"));
+            }
+        }
+    }
+    expected.sort();
+    expected
+}
+
+/// Runs `interval-join` over `input` at `parallelism` with `extra` arguments.
+fn run_join(input: &Path, output: &Path, parallelism: &str, extra: &[&str]) -> std::process::Output {
+    let (orders, payments) = (input.join("orders.csv"), input.join("payments.csv"));
+    let mut args = vec![
+        "run",
+        "interval-join",
+        "--local",
+        "-p",
+        parallelism,
+        "--",
+        "--orders",
+        orders.to_str().unwrap(),
+        "--payments",
+        payments.to_str().unwrap(),
+        "--lower-ms",
+        "-20",
+        "--upper-ms",
+        "200",
+        "--out-of-order-ms",
+        "60",
+        "--output",
+        output.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    weir(&args, TIMEOUT)
+}
+
+#[test]
+fn the_interval_join_job_gives_every_pair_in_the_interval_at_any_parallelism() {
+    let dir = TempDir::new("interval-join");
+    let expected = write_input(&dir.0, 5_000, -20, 200);
+    assert!(expected.len() > 2_000, "a test with pairs to find: {}", expected.len());
+    for p in ["1", "2", "3"] {
+        let output = dir.join(&format!("out-{p}"));
+        let run = run_join(&dir.0, &output, p, &[]);
+        assert!(run.status.success(), "p={p}: {}", String::from_utf8_lossy(&run.stderr));
+        let mut lines = read_output(&output);
+        lines.sort();
+        assert_eq!(lines.len(), expected.len(), "p={p}");
+        assert!(lines == expected, "p={p}: the pairs differ from a nested loop's");
+    }
+}
+
+#[test]
+fn a_bad_line_fails_the_job_naming_file_line_and_field_or_is_set_aside() {
+    let dir = TempDir::new("interval-join-bad");
+    std::fs::write(dir.join("orders.csv"), "order_id,ts_ms,amount\no1,100,5.00\no2,later,7.00\no3,300,1.50\n").unwrap();
+    std::fs::write(dir.join("payments.csv"), "o1,150,card\no3,310,cash\n").unwrap();
+    let run = run_join(&dir.0, &dir.join("out-fail"), "1", &[]);
+    assert!(!run.status.success(), "a bad line fails the job by default");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let orders = dir.join("orders.csv");
+    let named = format!("'{}' line 3: field 2 'ts_ms': 'later' is not an integer", orders.display());
+    assert!(stderr.contains(&named), "{stderr}");
+
+    let bad_dir = dir.join("bad");
+    let run = run_join(
+        &dir.0,
+        &dir.join("out-skip"),
+        "2",
+        &["--on-bad-line", "skip", "--bad-lines", bad_dir.to_str().unwrap()],
+    );
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let mut lines = read_output(&dir.join("out-skip"));
+    lines.sort();
+    assert_eq!(lines, ["o1\t100\t150\t5.00\tcard", "o3\t300\t310\t1.50\tcash"]);
+    let bad = read_output(&bad_dir.join("orders"));
+    assert_eq!(
+        bad,
+        [format!(
+            "{}:3\tfield 2 'ts_ms': 'later' is not an integer (ms since the epoch)\to2,later,7.00",
+            orders.display()
+        )]
+    );
+
+    let run = run_join(&dir.0, &dir.join("out-arg"), "1", &["--on-bad-line", "ignore"]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("--on-bad-line must be 'skip' or 'fail', not 'ignore'"), "{stderr}");
+}
+
+/// An interval join of two generated click streams (rate-limited, so faults strike while it
+/// runs): each click of the first joins the second's clicks of the same user 0–50 ms later.
+fn generated_join(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let events: u64 = args.parse_req("events")?;
+    let output = FileSink::new(args.get("output")?);
+    let clicks = |seed| GeneratorConfig {
+        events: Some(events),
+        keys: 50,
+        seed,
+        rate: Some(20_000.0),
+        out_of_order_ms: 80,
+        ..Default::default()
+    };
+    let left = env.source("left", Generator::new(clicks(3))).key_by(|c: &Click| c.user);
+    let right = env.source("right", Generator::new(clicks(4))).key_by(|c: &Click| c.user);
+    left.interval_join(&right)
+        .between(0, 50)
+        .process("join", |l: &Click, r: &Click, ctx: &mut JoinContext<'_, u32, String>| {
+            ctx.emit(format!("{}\t{}\t{}\t{}\t{}", l.user, l.index, r.index, l.time, r.time));
+            Ok(())
+        })
+        .sink("output", output);
+    Ok(())
+}
+
+async fn latest_checkpoint(cluster: &MiniCluster, id: JobId) -> u64 {
+    let stats = cluster.checkpoint_stats(id).await.ok().flatten();
+    stats.map_or(0, |s| s.latest_completed.map(|c| c.id).or(s.restored_from).unwrap_or(0))
+}
+
+/// Runs [`generated_join`] at parallelism 2, killing `victims` (vertex, subtask) one after
+/// another, each after a new completed checkpoint; returns the committed output.
+async fn join_with_kills(dir: &TempDir, victims: &[(usize, usize)]) -> Vec<String> {
+    crate::support::init_logging();
+    let output = dir.join("output");
+    let args = JobArgs::parse(&["--events", "30000", "--output", output.to_str().unwrap()]).unwrap();
+    let config = JobConfig {
+        checkpoints: Some(CheckpointConfig {
+            retained: 2,
+            ..CheckpointConfig::every(Duration::from_millis(100), dir.join("checkpoints"))
+        }),
+        restart: RestartStrategy::FixedDelay { attempts: 10, delay: Duration::from_millis(50) },
+        ..Default::default()
+    };
+    let job = JobSubmission::new("generated-join", 2, generated_join).with_args(args).with_config(config);
+    let cluster =
+        MiniCluster::start(MiniClusterConfig { task_managers: 2, slots_per_task_manager: 2, ..Default::default() })
+            .await
+            .unwrap();
+    let id = cluster.submit(&job).await.unwrap();
+    for (n, &(vertex, index)) in victims.iter().enumerate() {
+        let target = latest_checkpoint(&cluster, id).await + 1;
+        eventually("a new completed checkpoint", TIMEOUT, || async { latest_checkpoint(&cluster, id).await >= target })
+            .await;
+        cluster.kill_subtask(id, vertex, index).await.unwrap();
+        eventually("the job to restart", TIMEOUT, || async {
+            let d = cluster.details(id).await.unwrap();
+            d.restarts as usize > n && d.status == JobStatus::Running || d.status.is_terminal()
+        })
+        .await;
+    }
+    let result = crate::support::job_result(&cluster, id, TIMEOUT).await;
+    cluster.shutdown().await;
+    assert_eq!(result.status(), JobStatus::Finished, "{:?} {:?}", result.details.cause, result.details.exceptions);
+    if !victims.is_empty() {
+        assert!(result.details.restarts >= victims.len() as u32, "{:?}", result.details);
+    }
+    let mut lines = read_output(&output);
+    lines.sort();
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interval_join_restores_its_buffers_and_timers_exactly_once_after_failovers() {
+    let clean = join_with_kills(&TempDir::new("join-clean"), &[]).await;
+    assert!(clean.len() > 1_000, "pairs to lose: {}", clean.len());
+    // Vertices: 0 left source, 1 right source, 2 the join and its sink.
+    let faulty = join_with_kills(&TempDir::new("join-faulty"), &[(2, 0), (2, 1), (0, 1)]).await;
+    assert_eq!(faulty.len(), clean.len());
+    assert!(faulty == clean, "the faulty run's pairs differ from the clean run's");
+}
