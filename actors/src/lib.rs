@@ -89,7 +89,10 @@ pub mod prelude {
     pub use crate::api::sink::Sink;
     pub use crate::api::source::{Source, SourceContext};
     pub use crate::api::stream::{DataStream, KeyedStream, StreamEnv, WindowedStream};
-    pub use crate::api::window::{Global, Session, Sliding, TimeWindow, Tumbling, WindowAssigner, Windowed};
+    pub use crate::api::window::{
+        Global, ProcessWindowFunction, Session, Sliding, TimeWindow, Tumbling, WindowAssigner, WindowContext,
+        WindowOpenContext, WindowState, Windowed,
+    };
     pub use crate::base::data::{Data, Key};
     pub use crate::base::error::{Result, WeirError};
     pub use crate::base::subtask::SubtaskInfo;

@@ -15,6 +15,7 @@ mod alerts;
 mod csv;
 mod orders;
 mod throttle;
+mod windows;
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use weir_actors::prelude::*;
 pub use alerts::BurstAlerts;
 pub use orders::{Order, Payment, interval_join, parse_order, parse_payment};
 pub use throttle::ThrottledSink;
+pub use windows::{Purchase, event_windows, parse_purchase};
 
 /// Every example job, by name.
 pub fn registry() -> JobRegistry {
@@ -50,6 +52,13 @@ pub fn registry() -> JobRegistry {
             "orders matched with payments within an event-time interval (--orders PATH --payments PATH --lower-ms L \
              --upper-ms U --out-of-order-ms D --output DIR [--on-bad-line skip|fail] [--bad-lines DIR])",
             interval_join,
+        )
+        .job(
+            "event-windows",
+            "per-user count, sum and max of amounts in event-time windows of a CSV file (--input PATH --window \
+             tumbling|sliding|session [--size-ms S] [--slide-ms L] [--gap-ms G] --out-of-order-ms D --output DIR \
+             [--on-bad-line skip|fail] [--bad-lines DIR])",
+            event_windows,
         )
         .job(
             "slow-sink",

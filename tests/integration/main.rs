@@ -5,6 +5,7 @@ mod backpressure;
 mod cli;
 mod cluster;
 mod cluster_recovery;
+mod event_windows;
 mod fault_tolerance;
 mod golden;
 mod joins;

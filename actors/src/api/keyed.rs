@@ -216,17 +216,13 @@ impl<'a, K: Key, O: Data> KeyedContext<'a, K, O> {
 
     /// The current key's value of `state`.
     pub fn value<V: StateData>(&mut self, state: ValueState<V>) -> ValueAccess<'_, K, V> {
-        ValueAccess { table: self.parts.store.value(state), key_group: self.key_group, key: self.key }
+        ValueAccess::new(self.parts.store.value(state), self.key_group, self.key, &())
     }
 
     /// The current key's value of a reducing state.
     pub fn reducing<'s, V: StateData>(&'s mut self, state: &'s ReducingState<V>) -> ReducingAccess<'s, K, V> {
         ReducingAccess {
-            value: ValueAccess {
-                table: self.parts.store.value(state.handle),
-                key_group: self.key_group,
-                key: self.key,
-            },
+            value: ValueAccess::new(self.parts.store.value(state.handle), self.key_group, self.key, &()),
             reduce: &*state.reduce,
         }
     }
@@ -264,29 +260,33 @@ impl<'a, K: Key, O: Data> KeyedContext<'a, K, O> {
     }
 }
 
-/// The current key's value of one value state.
-pub struct ValueAccess<'a, K, V> {
-    table: &'a mut dyn ValueTable<K, (), V>,
+/// The current key's value of one value state (in namespace `N`: a window's, or none).
+pub struct ValueAccess<'a, K, V, N = ()> {
+    table: &'a mut dyn ValueTable<K, N, V>,
     key_group: KeyGroup,
     key: &'a K,
+    ns: &'a N,
 }
 
-impl<K, V> ValueAccess<'_, K, V> {
+impl<'a, K, V, N> ValueAccess<'a, K, V, N> {
+    pub(crate) fn new(table: &'a mut dyn ValueTable<K, N, V>, key_group: KeyGroup, key: &'a K, ns: &'a N) -> Self {
+        ValueAccess { table, key_group, key, ns }
+    }
     /// The value, if set.
     pub fn get(&mut self) -> Result<Option<V>> {
-        Ok(self.table.get(self.key_group, self.key, &())?)
+        Ok(self.table.get(self.key_group, self.key, self.ns)?)
     }
     /// Sets the value.
     pub fn update(&mut self, value: V) -> Result<()> {
-        Ok(self.table.put(self.key_group, self.key, &(), value)?)
+        Ok(self.table.put(self.key_group, self.key, self.ns, value)?)
     }
     /// Read-modify-write in one lookup (see [`ValueTable::upsert`]).
     pub fn upsert(&mut self, f: &mut dyn FnMut(Option<&mut V>) -> Option<V>) -> Result<()> {
-        Ok(self.table.upsert(self.key_group, self.key, &(), f)?)
+        Ok(self.table.upsert(self.key_group, self.key, self.ns, f)?)
     }
     /// Removes the value.
     pub fn clear(&mut self) -> Result<()> {
-        self.table.remove(self.key_group, self.key, &())?;
+        self.table.remove(self.key_group, self.key, self.ns)?;
         Ok(())
     }
 }

@@ -19,7 +19,9 @@ use crate::api::operator::{Operator, OperatorLink};
 use crate::api::side_output::OutputTag;
 use crate::api::sink::{Sink, SinkOperator};
 use crate::api::source::{Source, SourceNode};
-use crate::api::window::{WindowAssigner, WindowLink, Windowed};
+use crate::api::window::{
+    Elements, EmitProcess, EmitWindowed, ProcessWindowFunction, WindowAssigner, WindowEmit, WindowLink, Windowed,
+};
 use crate::base::data::{Data, Key};
 use crate::base::error::{Result, WeirError};
 use crate::runtime::job_graph::NodeKind;
@@ -848,10 +850,71 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
     /// assert_eq!(counts, vec![(-500, 1), (0, 2), (500, 2), (1000, 1)]);
     /// ```
     pub fn aggregate<A: AggregateFunction<T>>(&self, name: &str, agg: A) -> DataStream<Windowed<K, A::Out>> {
+        self.window_operator(name, agg, || EmitWindowed)
+    }
+
+    /// Runs a [`ProcessWindowFunction`] (made per subtask by `factory`) on each firing, with
+    /// all of the window's records (see the trait for an example). The records are kept in
+    /// the window's state until it fires: prefer [`aggregate_with`](Self::aggregate_with)
+    /// where an incremental aggregate will do.
+    pub fn process<F, Mk>(&self, name: &str, factory: Mk) -> DataStream<F::Out>
+    where
+        F: ProcessWindowFunction<Key = K, In = T>,
+        Mk: Fn() -> F + Send + Sync + 'static,
+    {
+        self.window_operator(name, Elements, move || EmitProcess { f: factory(), elements: |all: Vec<T>| all })
+    }
+
+    /// Aggregates each window incrementally with `agg`, and gives its result to a
+    /// [`ProcessWindowFunction`] when it fires (Flink's `aggregate(aggFunction,
+    /// windowFunction)`): the window function sees the window and its context, the state holds
+    /// one accumulator.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    ///
+    /// struct Label;
+    /// impl ProcessWindowFunction for Label {
+    ///     type Key = char;
+    ///     type In = u64;
+    ///     type Out = String;
+    ///     fn process(&mut self, key: &char, counts: Vec<u64>, ctx: &mut WindowContext<'_, char, String>) -> Result<()> {
+    ///         let (start, wm) = (ctx.window().start, ctx.current_watermark());
+    ///         ctx.emit(format!("{key}@{start}: {} (watermark {wm})", counts[0]));
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec_timestamped("c", vec![('a', 10), ('a', 20), ('a', 1_500)])
+    ///         .key_by(|c: &char| *c)
+    ///         .window(Tumbling::event_time(Duration::from_secs(1)))
+    ///         .aggregate_with("count", Count, || Label)
+    /// }).unwrap();
+    /// assert_eq!(out[0], "a@0: 2 (watermark 1499)");
+    /// ```
+    pub fn aggregate_with<A, F, Mk>(&self, name: &str, agg: A, factory: Mk) -> DataStream<F::Out>
+    where
+        A: AggregateFunction<T>,
+        F: ProcessWindowFunction<Key = K, In = A::Out>,
+        Mk: Fn() -> F + Send + Sync + 'static,
+    {
+        self.window_operator(name, agg, move || EmitProcess { f: factory(), elements: |one: A::Out| vec![one] })
+    }
+
+    /// The window operator with `agg` per window and what `emit` makes of each firing.
+    fn window_operator<A, E, Mk>(&self, name: &str, agg: A, emit: Mk) -> DataStream<E::Out>
+    where
+        A: AggregateFunction<T>,
+        E: WindowEmit<K, A::Out>,
+        Mk: Fn() -> E + Send + Sync + 'static,
+    {
         let (assigner, lateness, late, selector, agg) =
             (self.assigner, self.lateness, self.late.clone(), self.keyed.selector.clone(), Arc::new(agg));
-        let make: MakeLink<T, Windowed<K, A::Out>> = Arc::new(move |name, down| {
-            Box::new(WindowLink::new(assigner, lateness, late.clone(), agg.clone(), selector.clone(), down, name))
+        let make: MakeLink<T, E::Out> = Arc::new(move |name, down| {
+            let (late, agg, selector) = (late.clone(), agg.clone(), selector.clone());
+            Box::new(WindowLink::new(assigner, lateness, late, agg, selector, emit(), down, name))
         });
         self.keyed.keyed(name, make)
     }

@@ -16,15 +16,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_dataplane::{CheckpointBarrier, NO_TIMESTAMP, Timestamp};
-use weir_state::ValueStateHandle;
+use weir_state::{KeyedStateStore, StateData, StateKey, ValueStateHandle};
 
 use crate::api::functions::AggregateFunction;
-use crate::api::keyed::KeySelector;
+use crate::api::keyed::{KeySelector, ValueAccess, ValueState};
 use crate::api::side_output::{OutputTag, emit_side};
 use crate::base::data::{Data, Key};
 use crate::base::error::WeirError;
 use crate::base::link::{Link, LinkInfo, Outputs};
 use crate::base::state::OperatorState;
+use crate::base::subtask::SubtaskInfo;
 use crate::base::task_io::TaskIo;
 use crate::base::time::TimeDomain;
 use crate::runtime::keyed_state::KeyedParts;
@@ -231,10 +232,184 @@ impl Global {
     }
 }
 
+/// A window function given all of a window's elements when it fires (Flink's
+/// `ProcessWindowFunction`), with a [`WindowContext`]: the window, the watermark, state kept
+/// per window and per key, and where to emit. With
+/// [`aggregate_with`](crate::api::stream::WindowedStream::aggregate_with) it is given the
+/// window's incremental aggregate instead, as its one element.
+///
+/// ```
+/// use std::time::Duration;
+/// use weir_actors::prelude::*;
+///
+/// /// `key start..end: n records, max v`.
+/// struct Describe;
+///
+/// impl ProcessWindowFunction for Describe {
+///     type Key = char;
+///     type In = (char, u32);
+///     type Out = String;
+///     fn process(&mut self, key: &char, elements: Vec<(char, u32)>, ctx: &mut WindowContext<'_, char, String>) -> Result<()> {
+///         let max = elements.iter().map(|e| e.1).max().unwrap_or(0);
+///         let w = ctx.window();
+///         ctx.emit(format!("{key} {}..{}: {} records, max {max}", w.start, w.end, elements.len()));
+///         Ok(())
+///     }
+/// }
+///
+/// let out = MiniCluster::collect(|env| {
+///     env.from_vec_timestamped("r", vec![(('a', 4), 100), (('a', 9), 700), (('a', 1), 1_200)])
+///         .key_by(|r: &(char, u32)| r.0)
+///         .window(Tumbling::event_time(Duration::from_secs(1)))
+///         .process("describe", || Describe)
+/// }).unwrap();
+/// assert_eq!(out, ["a 0..1000: 2 records, max 9", "a 1000..2000: 1 records, max 1"]);
+/// ```
+pub trait ProcessWindowFunction: Send + 'static {
+    /// The key type.
+    type Key: Key;
+    /// What the window holds: the records, or the incremental aggregate's result.
+    type In: Data;
+    /// The output record type.
+    type Out: Data;
+
+    /// Called once before the first window: register state here.
+    fn open(&mut self, ctx: &mut WindowOpenContext<'_, Self::Key>) -> Result<(), WeirError> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// The window fired: its elements, in arrival order (a session's: those of each session
+    /// it merged, by start, then the record that merged them, and so on).
+    fn process(
+        &mut self,
+        key: &Self::Key,
+        elements: Vec<Self::In>,
+        ctx: &mut WindowContext<'_, Self::Key, Self::Out>,
+    ) -> Result<(), WeirError>;
+
+    /// The window is dropped (the watermark passed its end plus the allowed lateness): clear
+    /// its per-window state here.
+    fn clear(&mut self, ctx: &mut WindowContext<'_, Self::Key, Self::Out>) -> Result<(), WeirError> {
+        let _ = ctx;
+        Ok(())
+    }
+}
+
+/// A value kept per key and window (its handle; register it in
+/// [`ProcessWindowFunction::open`]).
+pub type WindowState<V> = ValueStateHandle<TimeWindow, V>;
+
+/// Where a window function registers its state.
+pub struct WindowOpenContext<'a, K: StateKey> {
+    pub(crate) store: &'a mut KeyedStateStore<K>,
+    pub(crate) info: &'a SubtaskInfo,
+}
+
+impl<K: Key> WindowOpenContext<'_, K> {
+    /// A value kept per key, across its windows (Flink's `globalState`).
+    pub fn value_state<V: StateData>(&mut self, name: &str) -> Result<ValueState<V>, WeirError> {
+        Ok(self.store.value_state(name)?)
+    }
+
+    /// A value kept per key and window (Flink's `windowState`).
+    pub fn window_state<V: StateData>(&mut self, name: &str) -> Result<WindowState<V>, WeirError> {
+        Ok(self.store.value_state(name)?)
+    }
+
+    /// The subtask this function runs in.
+    pub fn subtask(&self) -> &SubtaskInfo {
+        self.info
+    }
+}
+
+/// What a window function sees when a window fires or is dropped.
+pub struct WindowContext<'a, K: StateKey, O> {
+    pub(crate) key: &'a K,
+    pub(crate) key_group: weir_dataplane::KeyGroup,
+    pub(crate) window: TimeWindow,
+    /// Session windows merge: they have no per-window state.
+    pub(crate) merging: bool,
+    pub(crate) store: &'a mut KeyedStateStore<K>,
+    pub(crate) out: &'a mut Outputs<O>,
+    pub(crate) io: &'a mut TaskIo,
+}
+
+impl<K: Key, O: Data> WindowContext<'_, K, O> {
+    /// The window.
+    pub fn window(&self) -> TimeWindow {
+        self.window
+    }
+
+    /// The key.
+    pub fn key(&self) -> &K {
+        self.key
+    }
+
+    /// The current watermark.
+    pub fn current_watermark(&self) -> Timestamp {
+        self.io.watermark
+    }
+
+    /// The current processing time (ms since the epoch).
+    pub fn processing_time(&self) -> Timestamp {
+        self.io.now_ms()
+    }
+
+    /// Emits a record at the window's last millisecond (its timestamp, as Flink's).
+    #[inline]
+    pub fn emit(&mut self, value: O) {
+        self.out.record(value, self.window.max_timestamp(), self.io);
+    }
+
+    /// Sends a record to the side output `tag`, at the window's last millisecond.
+    pub fn output<X: Data>(&mut self, tag: &OutputTag<X>, value: X) {
+        emit_side(self.out, tag, value, self.window.max_timestamp(), self.io);
+    }
+
+    /// This key's value of `state` in this window. Session windows, which merge, have none
+    /// (as in Flink): that is an error.
+    pub fn window_state<V: StateData>(
+        &mut self,
+        state: WindowState<V>,
+    ) -> Result<ValueAccess<'_, K, V, TimeWindow>, WeirError> {
+        if self.merging {
+            return Err(WeirError::user("session windows merge: they have no per-window state (use global state)"));
+        }
+        Ok(ValueAccess::new(self.store.value(state), self.key_group, self.key, &self.window))
+    }
+
+    /// This key's value of `state`, across its windows.
+    pub fn global_state<V: StateData>(&mut self, state: ValueState<V>) -> ValueAccess<'_, K, V> {
+        ValueAccess::new(self.store.value(state), self.key_group, self.key, &())
+    }
+}
+
+/// All of a window's records, for a [`ProcessWindowFunction`].
+pub(crate) struct Elements;
+
+impl<T: Data> AggregateFunction<T> for Elements {
+    type Acc = Vec<T>;
+    type Out = Vec<T>;
+    fn create(&self) -> Vec<T> {
+        Vec::new()
+    }
+    #[inline]
+    fn add(&self, acc: &mut Vec<T>, value: &T) {
+        acc.push(value.clone());
+    }
+    fn merge(&self, acc: &mut Vec<T>, other: Vec<T>) {
+        acc.extend(other);
+    }
+    fn result(&self, acc: &Vec<T>) -> Vec<T> {
+        acc.clone()
+    }
+}
+
 type Sessions<A> = Vec<(TimeWindow, A)>;
 
-/// Runs one keyed window aggregation in a chain.
-pub(crate) struct WindowLink<K: Key, T, A: AggregateFunction<T>> {
+/// Runs one keyed window aggregation in a chain; `E` makes the output of each firing.
+pub(crate) struct WindowLink<K: Key, T, A: AggregateFunction<T>, E: WindowEmit<K, A::Out>> {
     pub(crate) assigner: WindowAssigner,
     pub(crate) lateness: i64,
     /// The side output late records go to, if any.
@@ -244,20 +419,75 @@ pub(crate) struct WindowLink<K: Key, T, A: AggregateFunction<T>> {
     pub(crate) parts: Option<KeyedParts<K, TimeWindow>>,
     pub(crate) accs: Option<ValueStateHandle<TimeWindow, A::Acc>>,
     pub(crate) sessions: Option<ValueStateHandle<(), Sessions<A::Acc>>>,
-    pub(crate) down: Outputs<Windowed<K, A::Out>>,
+    pub(crate) emit: E,
+    pub(crate) down: Outputs<E::Out>,
     pub(crate) name: LinkInfo,
     pub(crate) scratch: Vec<TimeWindow>,
     pub(crate) _types: PhantomData<fn(T)>,
 }
 
-impl<K: Key, T: Data, A: AggregateFunction<T>> WindowLink<K, T, A> {
+/// How a window operator's firing becomes output: [`Windowed`] results, or what a
+/// [`ProcessWindowFunction`] makes of them.
+pub(crate) trait WindowEmit<K: Key, R>: Send + 'static {
+    type Out: Data;
+    /// Registers the function's state.
+    fn open(&mut self, ctx: &mut WindowOpenContext<'_, K>) -> Result<(), WeirError> {
+        let _ = ctx;
+        Ok(())
+    }
+    /// The window fired with `result`.
+    fn fire(&mut self, result: R, ctx: &mut WindowContext<'_, K, Self::Out>) -> Result<(), WeirError>;
+    /// The window is dropped (its allowed lateness passed).
+    fn clear(&mut self, ctx: &mut WindowContext<'_, K, Self::Out>) -> Result<(), WeirError> {
+        let _ = ctx;
+        Ok(())
+    }
+}
+
+/// Emits each firing as a [`Windowed`] result.
+pub(crate) struct EmitWindowed;
+
+impl<K: Key, R: Data> WindowEmit<K, R> for EmitWindowed {
+    type Out = Windowed<K, R>;
+    #[inline]
+    fn fire(&mut self, result: R, ctx: &mut WindowContext<'_, K, Windowed<K, R>>) -> Result<(), WeirError> {
+        let out = Windowed { key: ctx.key.clone(), window: ctx.window, value: result };
+        ctx.emit(out);
+        Ok(())
+    }
+}
+
+/// Hands each firing to a [`ProcessWindowFunction`], as its elements (`elements` turns the
+/// aggregate into them: all the window's records, or the one incremental result).
+pub(crate) struct EmitProcess<F: ProcessWindowFunction, R> {
+    pub(crate) f: F,
+    pub(crate) elements: fn(R) -> Vec<F::In>,
+}
+
+impl<F: ProcessWindowFunction, R: 'static> WindowEmit<F::Key, R> for EmitProcess<F, R> {
+    type Out = F::Out;
+    fn open(&mut self, ctx: &mut WindowOpenContext<'_, F::Key>) -> Result<(), WeirError> {
+        self.f.open(ctx)
+    }
+    fn fire(&mut self, result: R, ctx: &mut WindowContext<'_, F::Key, F::Out>) -> Result<(), WeirError> {
+        let key = ctx.key.clone();
+        self.f.process(&key, (self.elements)(result), ctx)
+    }
+    fn clear(&mut self, ctx: &mut WindowContext<'_, F::Key, F::Out>) -> Result<(), WeirError> {
+        self.f.clear(ctx)
+    }
+}
+
+impl<K: Key, T: Data, A: AggregateFunction<T>, E: WindowEmit<K, A::Out>> WindowLink<K, T, A, E> {
+    #[allow(clippy::too_many_arguments, reason = "the window operator's parts, given once")]
     pub(crate) fn new(
         assigner: WindowAssigner,
         lateness: i64,
         late: Option<OutputTag<T>>,
         agg: Arc<A>,
         selector: KeySelector<T, K>,
-        down: Outputs<Windowed<K, A::Out>>,
+        emit: E,
+        down: Outputs<E::Out>,
         name: LinkInfo,
     ) -> Self {
         WindowLink {
@@ -270,6 +500,7 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> WindowLink<K, T, A> {
             parts: None,
             accs: None,
             sessions: None,
+            emit,
             down,
             name,
             scratch: Vec::new(),
@@ -290,17 +521,23 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> WindowLink<K, T, A> {
         let event_time = self.event_time();
         let cleanup = self.cleanup_time(&w);
         let parts = self.parts.as_mut().expect("opened");
-        if event_time {
-            if w.max_timestamp() <= io.watermark {
-                // A late record within allowed lateness: fire again with the updated result.
-                let out = Windowed { key: key.clone(), window: w, value: self.agg.result(acc) };
-                self.down.record(out, w.max_timestamp(), io);
-            } else {
-                parts.event_timers.register(w.max_timestamp(), key, &w);
+        if !event_time {
+            if parts.processing_timers.register(w.max_timestamp(), key, &w) {
+                io.request_processing_time(w.max_timestamp());
             }
-            parts.event_timers.register(cleanup, key, &w);
-        } else if parts.processing_timers.register(w.max_timestamp(), key, &w) {
-            io.request_processing_time(w.max_timestamp());
+            return;
+        }
+        let late_firing = w.max_timestamp() <= io.watermark;
+        if !late_firing {
+            parts.event_timers.register(w.max_timestamp(), key, &w);
+        }
+        parts.event_timers.register(cleanup, key, &w);
+        if late_firing {
+            // A late record within allowed lateness: fire again with the updated result.
+            let result = self.agg.result(acc);
+            if let Err(e) = self.output(key, w, Some(result), false, io) {
+                io.fail(e.in_operator(&self.name));
+            }
         }
     }
 
@@ -393,13 +630,13 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> WindowLink<K, T, A> {
         let kg = parts.key_group(&key);
         let mut sessions = parts.store.value(handle).remove(kg, &key, &())?.unwrap_or_default();
         let mut merged = TimeWindow { start: ts, end: ts.saturating_add(gap) };
-        let mut acc = self.agg.create();
-        self.agg.add(&mut acc, &value);
-        // Merge until no session touches the growing window (a record can bridge several).
+        // Merge until no session touches the growing window (a record can bridge several);
+        // the merged sessions' accumulators fold in by start, then the record.
+        let mut absorbed = Vec::new();
         while let Some(i) = sessions.iter().position(|(w, _)| w.intersects(&merged)) {
             let (w, other) = sessions.swap_remove(i);
             merged = merged.cover(&w);
-            self.agg.merge(&mut acc, other);
+            absorbed.push((w, other));
             let cleanup = w.max_timestamp().saturating_add(self.lateness);
             if event_time {
                 parts.event_timers.delete(w.max_timestamp(), &key, &w);
@@ -408,6 +645,12 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> WindowLink<K, T, A> {
                 parts.processing_timers.delete(w.max_timestamp(), &key, &w);
             }
         }
+        absorbed.sort_by_key(|(w, _)| w.start);
+        let mut acc = self.agg.create();
+        for (_, other) in absorbed {
+            self.agg.merge(&mut acc, other);
+        }
+        self.agg.add(&mut acc, &value);
         let snapshot = acc.clone();
         sessions.push((merged, acc));
         sessions.sort_by_key(|(w, _)| w.start);
@@ -447,15 +690,41 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> WindowLink<K, T, A> {
                 let table = parts.store.value(self.accs.expect("opened"));
                 if cleans { table.remove(kg, &key, &w)? } else { table.get(kg, &key, &w)? }
             };
-            if let (true, Some(acc)) = (fires, acc) {
-                let out = Windowed { key, window: w, value: self.agg.result(&acc) };
-                self.down.record(out, w.max_timestamp(), io);
+            let result = match (fires, acc) {
+                (true, Some(acc)) => Some(self.agg.result(&acc)),
+                _ => None,
+            };
+            if result.is_some() || cleans {
+                self.output(&key, w, result, cleans, io)?;
             }
         }
     }
+
+    /// `w` of `key` fires with `result` (if any), then is dropped if `clears`.
+    fn output(
+        &mut self,
+        key: &K,
+        w: TimeWindow,
+        result: Option<A::Out>,
+        clears: bool,
+        io: &mut TaskIo,
+    ) -> Result<(), WeirError> {
+        let parts = self.parts.as_mut().expect("opened");
+        let key_group = parts.key_group(key);
+        let merging = self.sessions.is_some();
+        let mut ctx =
+            WindowContext { key, key_group, window: w, merging, store: &mut parts.store, out: &mut self.down, io };
+        if let Some(result) = result {
+            self.emit.fire(result, &mut ctx)?;
+        }
+        if clears {
+            self.emit.clear(&mut ctx)?;
+        }
+        Ok(())
+    }
 }
 
-impl<K: Key, T: Data, A: AggregateFunction<T>> Link<T> for WindowLink<K, T, A> {
+impl<K: Key, T: Data, A: AggregateFunction<T>, E: WindowEmit<K, A::Out>> Link<T> for WindowLink<K, T, A, E> {
     fn open(&mut self, io: &mut TaskIo) {
         self.down.open(io);
         let mut parts = match KeyedParts::open(io, self.name.node) {
@@ -473,6 +742,10 @@ impl<K: Key, T: Data, A: AggregateFunction<T>> Link<T> for WindowLink<K, T, A> {
         };
         if let Err(e) = registered {
             io.fail(WeirError::from(e).in_operator(&self.name));
+        }
+        let info = io.info.clone();
+        if let Err(e) = self.emit.open(&mut WindowOpenContext { store: &mut parts.store, info: &info }) {
+            io.fail(e.in_operator(&self.name));
         }
         if let Some(restored) = io.restored.clone()
             && let Err(e) = parts.restore(&restored, self.name.node, io)

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::api::functions::Count;
+use crate::api::window::{ProcessWindowFunction, WindowContext, WindowOpenContext};
 use crate::prelude::{DataStream, HarnessConfig, MiniCluster, OperatorHarness, WatermarkStrategy};
 
 type Out = Vec<(i64, i64, u64)>;
@@ -192,4 +193,143 @@ async fn an_idle_source_subtask_does_not_hold_the_watermark_back() {
     cluster.cancel(id).await.unwrap();
     cluster.wait(id).await.unwrap();
     cluster.shutdown().await;
+}
+
+/// Describes each firing: the elements, how often this window fired (window state) and how
+/// many windows of the key fired before (global state); clears the window state when dropped.
+#[derive(Default)]
+struct Describe {
+    firings: Option<crate::api::window::WindowState<u32>>,
+    windows: Option<crate::api::keyed::ValueState<u32>>,
+    cleared: std::sync::Arc<std::sync::Mutex<Vec<(char, i64)>>>,
+}
+
+impl ProcessWindowFunction for Describe {
+    type Key = char;
+    type In = (char, i64);
+    type Out = String;
+    fn open(&mut self, ctx: &mut WindowOpenContext<'_, char>) -> Result<(), WeirError> {
+        self.firings = Some(ctx.window_state("firings")?);
+        self.windows = Some(ctx.value_state("windows")?);
+        Ok(())
+    }
+    fn process(
+        &mut self,
+        key: &char,
+        elements: Vec<(char, i64)>,
+        ctx: &mut WindowContext<'_, char, String>,
+    ) -> Result<(), WeirError> {
+        let firing = ctx.window_state(self.firings.unwrap())?.get()?.unwrap_or(0) + 1;
+        ctx.window_state(self.firings.unwrap())?.update(firing)?;
+        let mut windows = ctx.global_state(self.windows.unwrap());
+        let seen = windows.get()?.unwrap_or(0);
+        if firing == 1 {
+            windows.update(seen + 1)?;
+        }
+        let times: Vec<i64> = elements.iter().map(|e| e.1).collect();
+        let w = ctx.window();
+        ctx.emit(format!("{key} [{}, {}) #{firing} after {seen}: {times:?}", w.start, w.end));
+        Ok(())
+    }
+    fn clear(&mut self, ctx: &mut WindowContext<'_, char, String>) -> Result<(), WeirError> {
+        ctx.window_state(self.firings.unwrap())?.clear()?;
+        self.cleared.lock().unwrap().push((*ctx.key(), ctx.window().start));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_process_window_function_sees_every_element_with_window_and_global_state() {
+    let cleared = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = cleared.clone();
+    let mut h = HarnessConfig::new()
+        .build(move |input: DataStream<(char, i64)>| {
+            let cleared = seen.clone();
+            input
+                .key_by(|r: &(char, i64)| r.0)
+                .window(Tumbling::event_time(Duration::from_secs(1)))
+                .allowed_lateness(Duration::from_millis(500))
+                .process("describe", move || Describe { cleared: cleared.clone(), ..Default::default() })
+        })
+        .unwrap();
+    for (key, ts) in [('a', 100), ('a', 300), ('b', 200), ('a', 1_100)] {
+        h.process_at((key, ts), ts).unwrap();
+    }
+    h.process_watermark(1_000).unwrap();
+    assert_eq!(h.take_output(), ["a [0, 1000) #1 after 0: [100, 300]", "b [0, 1000) #1 after 0: [200]"]);
+    // Late within the allowed lateness: the window fires again, with every element.
+    h.process_at(('a', 900), 900).unwrap();
+    assert_eq!(h.take_output(), ["a [0, 1000) #2 after 1: [100, 300, 900]"]);
+    let snapshot = h.snapshot().unwrap();
+    h.process_watermark(1_499).unwrap();
+    assert_eq!(cleared.lock().unwrap().clone(), [('a', 0), ('b', 0)]);
+    h.process_watermark(2_000).unwrap();
+    assert_eq!(h.take_output(), ["a [1000, 2000) #1 after 1: [1100]"]);
+
+    // Restored at parallelism 2, each subtask fires its keys' windows with their state.
+    let mut out = Vec::new();
+    for index in 0..2 {
+        let config = HarnessConfig::new().subtask(index, 2).restore(vec![snapshot.clone()]);
+        let owns_a = config.owns(&'a');
+        let mut h = config
+            .build(|input: DataStream<(char, i64)>| {
+                input
+                    .key_by(|r: &(char, i64)| r.0)
+                    .window(Tumbling::event_time(Duration::from_secs(1)))
+                    .allowed_lateness(Duration::from_millis(500))
+                    .process("describe", Describe::default)
+            })
+            .unwrap();
+        if owns_a {
+            h.process_at(('a', 950), 950).unwrap();
+        }
+        h.process_watermark(2_000).unwrap();
+        out.extend(h.take_output());
+    }
+    out.sort();
+    assert_eq!(out, ["a [0, 1000) #3 after 1: [100, 300, 900, 950]", "a [1000, 2000) #1 after 1: [1100]"]);
+}
+
+#[test]
+fn sessions_hand_a_process_function_their_elements_and_refuse_window_state() {
+    struct Elements;
+    impl ProcessWindowFunction for Elements {
+        type Key = char;
+        type In = (char, i64);
+        type Out = (i64, i64, Vec<i64>);
+        fn process(
+            &mut self,
+            _: &char,
+            elements: Vec<(char, i64)>,
+            ctx: &mut WindowContext<'_, char, Self::Out>,
+        ) -> Result<(), WeirError> {
+            let w = ctx.window();
+            ctx.emit((w.start, w.end, elements.iter().map(|e| e.1).collect()));
+            Ok(())
+        }
+    }
+    let mut h = OperatorHarness::new(|input: DataStream<(char, i64)>| {
+        input
+            .key_by(|r: &(char, i64)| r.0)
+            .window(Session::event_time(Duration::from_millis(150)))
+            .process("s", || Elements)
+    })
+    .unwrap();
+    for ts in [0, 50, 300, 180, 500] {
+        h.process_at(('a', ts), ts).unwrap();
+    }
+    h.end_input().unwrap();
+    // 180 bridged [0, 200) and [300, 450): one session of both, by start, then 180.
+    assert_eq!(h.output(), [(0, 450, vec![0, 50, 300, 180]), (500, 650, vec![500])]);
+
+    let mut h = OperatorHarness::new(|input: DataStream<(char, i64)>| {
+        input
+            .key_by(|r: &(char, i64)| r.0)
+            .window(Session::event_time(Duration::from_millis(100)))
+            .process("s", Describe::default)
+    })
+    .unwrap();
+    h.process_at(('a', 0), 0).unwrap();
+    let err = h.end_input().unwrap_err().to_string();
+    assert!(err.contains("session windows merge: they have no per-window state"), "{err}");
 }
