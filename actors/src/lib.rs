@@ -68,6 +68,10 @@ pub use weir_dataplane::{BatchConfig, Timestamp};
 
 /// Everything a job author needs, in one import.
 pub mod prelude {
+    pub use crate::api::broadcast::{
+        BroadcastContext, BroadcastProcessFunction, BroadcastState, BroadcastStateDescriptor, BroadcastStream,
+        KeyedBroadcastProcessFunction,
+    };
     pub use crate::api::co_process::{
         CoProcessFunction, ConnectedStreams, KeyedCoProcessFunction, KeyedConnectedStreams, TwoInput,
     };

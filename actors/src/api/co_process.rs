@@ -272,7 +272,7 @@ impl<T: Data> DataStream<T> {
 
     /// Adds a two-input operator node reading this stream as its first input and `other` as
     /// its second, over `edges` (this stream's and `other`'s).
-    fn add_two_input<B: Data, O: Data>(
+    pub(crate) fn add_two_input<B: Data, O: Data>(
         &self,
         other: &DataStream<B>,
         name: &str,

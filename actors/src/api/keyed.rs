@@ -161,6 +161,18 @@ pub struct KeyedContext<'a, K: StateKey, O> {
 }
 
 impl<'a, K: Key, O: Data> KeyedContext<'a, K, O> {
+    /// The context of a record of `key` at `timestamp`.
+    pub(crate) fn new(
+        key: &'a K,
+        timestamp: Timestamp,
+        parts: &'a mut KeyedParts<K, ()>,
+        out: &'a mut Outputs<O>,
+        io: &'a mut TaskIo,
+    ) -> Self {
+        let key_group = parts.key_group(key);
+        KeyedContext { key, key_group, timestamp, parts, out, io }
+    }
+
     /// The current key.
     pub fn key(&self) -> &K {
         self.key
@@ -389,52 +401,67 @@ pub(crate) struct KeyedLink<F: KeyedProcessFunction> {
     pub(crate) name: LinkInfo,
 }
 
+/// Opens the keyed state of operator `name`: `open` registers the function's state, then
+/// what a checkpoint holds for it is restored. `None` (the subtask failed, naming the
+/// operator) if any of it fails.
+pub(crate) fn open_keyed<K: Key>(
+    io: &mut TaskIo,
+    name: &LinkInfo,
+    open: impl FnOnce(&mut KeyedOpenContext<'_, K>) -> Result<()>,
+) -> Option<KeyedParts<K, ()>> {
+    let info = io.info.clone();
+    let opened = KeyedParts::open(io, name.node).and_then(|mut parts| {
+        open(&mut KeyedOpenContext { store: &mut parts.store, info: &info })?;
+        if let Some(restored) = io.restored.clone() {
+            parts.restore(&restored, name.node, io)?;
+        }
+        Ok(parts)
+    });
+    opened.map_err(|e| io.fail(e.in_operator(name))).ok()
+}
+
+/// Fires the timers of `domain` due by `upto`, each with its key's context, through
+/// `on_timer` (the subtask fails, naming the operator, at the first error).
+pub(crate) fn fire_timers<K: Key, O: Data>(
+    parts: &mut KeyedParts<K, ()>,
+    down: &mut Outputs<O>,
+    io: &mut TaskIo,
+    name: &LinkInfo,
+    domain: TimeDomain,
+    upto: Timestamp,
+    mut on_timer: impl FnMut(Timestamp, &mut KeyedContext<'_, K, O>) -> Result<()>,
+) {
+    loop {
+        let timers = match domain {
+            TimeDomain::EventTime => &mut parts.event_timers,
+            TimeDomain::ProcessingTime => &mut parts.processing_timers,
+        };
+        let Some((ts, key, ())) = timers.pop_due(upto) else { break };
+        let key_group = parts.key_group(&key);
+        let mut ctx =
+            KeyedContext { key: &key, key_group, timestamp: ts, parts: &mut *parts, out: &mut *down, io: &mut *io };
+        if let Err(e) = on_timer(ts, &mut ctx) {
+            io.fail(e.in_operator(name));
+            return;
+        }
+    }
+    if domain == TimeDomain::ProcessingTime {
+        parts.report_next_processing_timer(io);
+    }
+}
+
 impl<F: KeyedProcessFunction> KeyedLink<F> {
     fn fire(&mut self, domain: TimeDomain, upto: Timestamp, io: &mut TaskIo) {
-        let parts = self.parts.as_mut().expect("opened");
-        loop {
-            let timers = match domain {
-                TimeDomain::EventTime => &mut parts.event_timers,
-                TimeDomain::ProcessingTime => &mut parts.processing_timers,
-            };
-            let Some((ts, key, ())) = timers.pop_due(upto) else { break };
-            let key_group = parts.key_group(&key);
-            let mut ctx = KeyedContext {
-                key: &key,
-                key_group,
-                timestamp: ts,
-                parts: &mut *parts,
-                out: &mut self.down,
-                io: &mut *io,
-            };
-            if let Err(e) = self.f.on_timer(ts, domain, &mut ctx) {
-                io.fail(e.in_operator(&self.name));
-                return;
-            }
-        }
+        let (parts, f) = (self.parts.as_mut().expect("opened"), &mut self.f);
+        fire_timers(parts, &mut self.down, io, &self.name, domain, upto, |ts, ctx| f.on_timer(ts, domain, ctx));
     }
 }
 
 impl<F: KeyedProcessFunction> Link<F::In> for KeyedLink<F> {
     fn open(&mut self, io: &mut TaskIo) {
         self.down.open(io);
-        let info = io.info.clone();
-        let mut parts = match KeyedParts::open(io, self.name.node) {
-            Ok(parts) => parts,
-            Err(e) => {
-                io.fail(e.in_operator(&self.name));
-                return;
-            }
-        };
-        if let Err(e) = self.f.open(&mut KeyedOpenContext { store: &mut parts.store, info: &info }) {
-            io.fail(e.in_operator(&self.name));
-        }
-        if let Some(restored) = io.restored.clone()
-            && let Err(e) = parts.restore(&restored, self.name.node, io)
-        {
-            io.fail(e.in_operator(&self.name));
-        }
-        self.parts = Some(parts);
+        let f = &mut self.f;
+        self.parts = open_keyed(io, &self.name, |ctx| f.open(ctx));
     }
 
     fn checkpoint(&mut self, barrier: &CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
@@ -478,9 +505,6 @@ impl<F: KeyedProcessFunction> Link<F::In> for KeyedLink<F> {
 
     fn processing_time(&mut self, now: Timestamp, io: &mut TaskIo) {
         self.fire(TimeDomain::ProcessingTime, now, io);
-        if let Some(parts) = &self.parts {
-            parts.report_next_processing_timer(io);
-        }
         self.down.processing_time(now, io);
     }
 
