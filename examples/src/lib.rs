@@ -13,6 +13,7 @@
 
 mod alerts;
 mod csv;
+mod fraud;
 mod orders;
 mod throttle;
 mod windows;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use weir_actors::prelude::*;
 
 pub use alerts::BurstAlerts;
+pub use fraud::{Rule, Transaction, fraud_rules, parse_rule, parse_transaction};
 pub use orders::{Order, Payment, interval_join, parse_order, parse_payment};
 pub use throttle::ThrottledSink;
 pub use windows::{Purchase, event_windows, parse_purchase};
@@ -59,6 +61,12 @@ pub fn registry() -> JobRegistry {
              tumbling|sliding|session [--size-ms S] [--slide-ms L] [--gap-ms G] --out-of-order-ms D --output DIR \
              [--on-bad-line skip|fail] [--bad-lines DIR])",
             event_windows,
+        )
+        .job(
+            "fraud-rules",
+            "transactions keyed by account checked against broadcast amount rules in event time (--transactions PATH \
+             --rules PATH --out-of-order-ms D --output DIR [--unmatched DIR] [--on-bad-line skip|fail] [--bad-lines DIR])",
+            fraud_rules,
         )
         .job(
             "slow-sink",

@@ -238,3 +238,83 @@ async fn an_interval_join_restores_its_buffers_and_timers_exactly_once_after_fai
     assert_eq!(faulty.len(), clean.len());
     assert!(faulty == clean, "the faulty run's pairs differ from the clean run's");
 }
+
+/// `fraud-rules` at several parallelisms equals checking each transaction against the version
+/// of every rule in force at its time; the transactions no rule flags go to `--unmatched`.
+#[test]
+fn fraud_rules_alert_on_the_rules_in_force_at_each_transaction_at_any_parallelism() {
+    let dir = TempDir::new("fraud-rules");
+    let mut rng = Rng(0xDEAD_BEEF_1234_5678);
+    let mut transactions = Vec::new();
+    for i in 0..4_000u64 {
+        let ts = (i * 5) as i64 + rng.next(30) as i64;
+        transactions.push((format!("t{i}"), format!("acc{}", rng.next(25)), ts, rng.next(1_000) as i64));
+    }
+    // Rules: two from the start, one arriving later, and a new version of the first.
+    let rules: Vec<(&str, i64, Option<i64>)> =
+        vec![("big", 900, None), ("huge", 980, None), ("night", 700, Some(8_000)), ("big", 500, Some(15_000))];
+    let mut text = String::from("tx_id,account,ts_ms,amount\n");
+    for (id, account, ts, amount) in &transactions {
+        writeln!(text, "{id},{account},{ts},{amount}").unwrap();
+    }
+    std::fs::write(dir.join("transactions.csv"), text).unwrap();
+    let mut text = String::new();
+    for (id, max, from) in &rules {
+        match from {
+            Some(from) => writeln!(text, "{id},{max},{from}").unwrap(),
+            None => writeln!(text, "{id},{max}").unwrap(),
+        }
+    }
+    std::fs::write(dir.join("rules.csv"), text).unwrap();
+
+    let (mut alerts, mut unmatched) = (Vec::new(), Vec::new());
+    for (id, account, ts, amount) in &transactions {
+        let mut broken: Vec<&str> = Vec::new();
+        for rule in ["big", "huge", "night"] {
+            let in_force = rules
+                .iter()
+                .filter(|r| r.0 == rule && r.2.unwrap_or(i64::MIN) <= *ts)
+                .max_by_key(|r| r.2.unwrap_or(i64::MIN));
+            if in_force.is_some_and(|r| *amount > r.1) {
+                broken.push(rule);
+            }
+        }
+        let line = format!("{id}\t{account}\t{ts}\t{amount}");
+        if broken.is_empty() { unmatched.push(line) } else { alerts.push(format!("{line}\t{}", broken.join(","))) }
+    }
+    alerts.sort();
+    unmatched.sort();
+    assert!(alerts.len() > 500 && unmatched.len() > 500, "{} alerts, {} unmatched", alerts.len(), unmatched.len());
+
+    for p in ["1", "2", "3"] {
+        let (output, unmatched_dir) = (dir.join(&format!("alerts-{p}")), dir.join(&format!("unmatched-{p}")));
+        let run = weir(
+            &[
+                "run",
+                "fraud-rules",
+                "--local",
+                "-p",
+                p,
+                "--",
+                "--transactions",
+                dir.join("transactions.csv").to_str().unwrap(),
+                "--rules",
+                dir.join("rules.csv").to_str().unwrap(),
+                "--out-of-order-ms",
+                "40",
+                "--output",
+                output.to_str().unwrap(),
+                "--unmatched",
+                unmatched_dir.to_str().unwrap(),
+            ],
+            TIMEOUT,
+        );
+        assert!(run.status.success(), "p={p}: {}", String::from_utf8_lossy(&run.stderr));
+        let mut got = read_output(&output);
+        got.sort();
+        assert!(got == alerts, "p={p}: {} alerts, expected {}", got.len(), alerts.len());
+        let mut got = read_output(&unmatched_dir);
+        got.sort();
+        assert!(got == unmatched, "p={p}: {} unmatched, expected {}", got.len(), unmatched.len());
+    }
+}
