@@ -84,7 +84,7 @@ pub mod prelude {
     pub use crate::api::harness::{HarnessConfig, HarnessSnapshot, OperatorHarness, SideOutputs, SourceHarness};
     pub use crate::api::job::JobRegistry;
     pub use crate::api::job_args::JobArgs;
-    pub use crate::api::join::{IntervalJoin, IntervalJoined, JoinContext};
+    pub use crate::api::join::{IntervalJoin, IntervalJoined, JoinContext, JoinedStreams, WindowedJoin};
     pub use crate::api::keyed::{
         KeyedContext, KeyedOpenContext, KeyedProcessFunction, ListState, MapState, ReducingState, ValueState,
     };

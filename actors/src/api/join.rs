@@ -1,4 +1,9 @@
-//! Joins of two keyed streams.
+//! Joins of two streams.
+//!
+//! The window join (Flink's `JoinedStreams`, built as Flink builds it on a co-group): records
+//! of both streams with equal keys in the same window (tumbling, sliding, session; event or
+//! processing time) are paired when the window fires, every left record with every right
+//! one; each pair gives what the join function returns, at the window's last millisecond.
 //!
 //! The interval join (Flink's `IntervalJoinOperator`): a record `l` of the left stream joins
 //! every record `r` of the right stream with the same key and
@@ -12,13 +17,144 @@
 
 use weir_dataplane::Timestamp;
 
+use std::sync::Arc;
+
 use crate::api::co_process::KeyedCoProcessFunction;
-use crate::api::keyed::{KeyedContext, KeyedOpenContext, MapState};
+use crate::api::keyed::{KeySelector, KeyedContext, KeyedOpenContext, MapState};
 use crate::api::side_output::OutputTag;
 use crate::api::stream::{DataStream, KeyedStream};
+use crate::api::window::{ProcessWindowFunction, WindowAssigner, WindowContext};
 use crate::base::data::{Data, Key};
 use crate::base::error::{Result, WeirError};
 use crate::base::time::TimeDomain;
+use crate::runtime::input::TwoInput;
+
+/// Two streams to join in windows: name the key of each with [`where_`](Self::where_) and
+/// [`equal_to`](JoinWhere::equal_to), then the [`window`](JoinEqual::window).
+pub struct JoinedStreams<A, B> {
+    left: DataStream<A>,
+    right: DataStream<B>,
+}
+
+impl<A: Data> DataStream<A> {
+    /// Joins this stream with `other` in windows (Flink's `join`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    /// let mut out = MiniCluster::collect(|env| {
+    ///     // (user, page) clicks and (user, amount) purchases.
+    ///     let clicks = env.from_vec_timestamped("clicks", vec![(('u', 1), 100), (('u', 2), 900), (('v', 1), 200)]);
+    ///     let buys = env.from_vec_timestamped("buys", vec![(('u', 30), 500), (('u', 40), 1_500)]);
+    ///     clicks
+    ///         .join(&buys)
+    ///         .where_(|c: &(char, u8)| c.0)
+    ///         .equal_to(|b: &(char, u32)| b.0)
+    ///         .window(Tumbling::event_time(Duration::from_secs(1)))
+    ///         .apply("click-then-buy", |c: &(char, u8), b: &(char, u32)| format!("{} page {} bought {}", c.0, c.1, b.1))
+    /// }).unwrap();
+    /// out.sort();
+    /// assert_eq!(out, ["u page 1 bought 30", "u page 2 bought 30"]);
+    /// ```
+    pub fn join<B: Data>(&self, other: &DataStream<B>) -> JoinedStreams<A, B> {
+        JoinedStreams { left: self.clone(), right: other.clone() }
+    }
+}
+
+impl<A: Data, B: Data> JoinedStreams<A, B> {
+    /// The left stream's key.
+    pub fn where_<K: Key>(self, key: impl Fn(&A) -> K + Send + Sync + 'static) -> JoinWhere<K, A, B> {
+        JoinWhere { join: self, left_key: Arc::new(key) }
+    }
+}
+
+/// A window join with its left key.
+pub struct JoinWhere<K, A, B> {
+    join: JoinedStreams<A, B>,
+    left_key: KeySelector<A, K>,
+}
+
+impl<K: Key, A: Data, B: Data> JoinWhere<K, A, B> {
+    /// The right stream's key, equal to the left one's for records that join.
+    pub fn equal_to(self, key: impl Fn(&B) -> K + Send + Sync + 'static) -> JoinEqual<K, A, B> {
+        JoinEqual { join: self.join, left_key: self.left_key, right_key: Arc::new(key) }
+    }
+}
+
+/// A window join with both keys.
+pub struct JoinEqual<K, A, B> {
+    join: JoinedStreams<A, B>,
+    left_key: KeySelector<A, K>,
+    right_key: KeySelector<B, K>,
+}
+
+impl<K: Key, A: Data, B: Data> JoinEqual<K, A, B> {
+    /// The windows records are joined in.
+    pub fn window(self, assigner: WindowAssigner) -> WindowedJoin<K, A, B> {
+        WindowedJoin { join: self, assigner, lateness: std::time::Duration::ZERO }
+    }
+}
+
+/// A window join ready for its join function.
+pub struct WindowedJoin<K, A, B> {
+    join: JoinEqual<K, A, B>,
+    assigner: WindowAssigner,
+    lateness: std::time::Duration,
+}
+
+impl<K: Key, A: Data, B: Data> WindowedJoin<K, A, B> {
+    /// Keeps windows for late records up to `lateness` past their end; each late record fires
+    /// its window again (with every pair again, as Flink's).
+    pub fn allowed_lateness(mut self, lateness: std::time::Duration) -> Self {
+        self.lateness = lateness;
+        self
+    }
+
+    /// Pairs every left record with every right record of the same key and window, and emits
+    /// what `f` returns for each pair (Flink's `JoinFunction`).
+    pub fn apply<O: Data>(self, name: &str, f: impl Fn(&A, &B) -> O + Clone + Send + Sync + 'static) -> DataStream<O> {
+        let JoinEqual { join, left_key, right_key } = self.join;
+        let left = join.left.map(&format!("{name}.left"), TwoInput::<A, B>::First);
+        let right = join.right.map(&format!("{name}.right"), TwoInput::<A, B>::Second);
+        left.union(&[right])
+            .key_by(move |r: &TwoInput<A, B>| match r {
+                TwoInput::First(a) => left_key(a),
+                TwoInput::Second(b) => right_key(b),
+            })
+            .window(self.assigner)
+            .allowed_lateness(self.lateness)
+            .process(name, move || PairUp { f: f.clone(), _types: std::marker::PhantomData })
+    }
+}
+
+/// The window function of a window join: every left record with every right one.
+struct PairUp<K, A, B, O, F> {
+    f: F,
+    _types: std::marker::PhantomData<fn(K, A, B) -> O>,
+}
+
+impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + 'static> ProcessWindowFunction
+    for PairUp<K, A, B, O, F>
+{
+    type Key = K;
+    type In = TwoInput<A, B>;
+    type Out = O;
+    fn process(&mut self, _: &K, elements: Vec<TwoInput<A, B>>, ctx: &mut WindowContext<'_, K, O>) -> Result<()> {
+        let (mut lefts, mut rights) = (Vec::new(), Vec::new());
+        for e in elements {
+            match e {
+                TwoInput::First(a) => lefts.push(a),
+                TwoInput::Second(b) => rights.push(b),
+            }
+        }
+        for a in &lefts {
+            for b in &rights {
+                ctx.emit((self.f)(a, b));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Two keyed streams to join by time intervals: see [`IntervalJoin::between`].
 pub struct IntervalJoin<K, A, B> {

@@ -630,13 +630,19 @@ impl<K: Key, T: Data, A: AggregateFunction<T>, E: WindowEmit<K, A::Out>> WindowL
         let kg = parts.key_group(&key);
         let mut sessions = parts.store.value(handle).remove(kg, &key, &())?.unwrap_or_default();
         let mut merged = TimeWindow { start: ts, end: ts.saturating_add(gap) };
-        // Merge until no session touches the growing window (a record can bridge several);
-        // the merged sessions' accumulators fold in by start, then the record.
-        let mut absorbed = Vec::new();
-        while let Some(i) = sessions.iter().position(|(w, _)| w.intersects(&merged)) {
-            let (w, other) = sessions.swap_remove(i);
-            merged = merged.cover(&w);
-            absorbed.push((w, other));
+        // A key's sessions are sorted by start and apart (touching ones merged): those the
+        // record's window touches are one run of them, found by binary search; the window
+        // grows over each (a record can bridge several). Their accumulators fold in by
+        // start, then the record.
+        let first = sessions.partition_point(|(w, _)| w.end < merged.start);
+        let mut end = first;
+        while end < sessions.len() && sessions[end].0.start <= merged.end {
+            merged = merged.cover(&sessions[end].0);
+            end += 1;
+        }
+        let mut acc = self.agg.create();
+        for (w, other) in sessions.drain(first..end) {
+            self.agg.merge(&mut acc, other);
             let cleanup = w.max_timestamp().saturating_add(self.lateness);
             if event_time {
                 parts.event_timers.delete(w.max_timestamp(), &key, &w);
@@ -645,15 +651,9 @@ impl<K: Key, T: Data, A: AggregateFunction<T>, E: WindowEmit<K, A::Out>> WindowL
                 parts.processing_timers.delete(w.max_timestamp(), &key, &w);
             }
         }
-        absorbed.sort_by_key(|(w, _)| w.start);
-        let mut acc = self.agg.create();
-        for (_, other) in absorbed {
-            self.agg.merge(&mut acc, other);
-        }
         self.agg.add(&mut acc, &value);
         let snapshot = acc.clone();
-        sessions.push((merged, acc));
-        sessions.sort_by_key(|(w, _)| w.start);
+        sessions.insert(first, (merged, acc));
         parts.store.value(handle).put(kg, &key, &(), sessions)?;
         self.schedule(&key, merged, &snapshot, io);
         Ok(())
@@ -672,19 +672,19 @@ impl<K: Key, T: Data, A: AggregateFunction<T>, E: WindowEmit<K, A::Out>> WindowL
             let fires = t == w.max_timestamp();
             let cleans = domain == TimeDomain::ProcessingTime || t == w.max_timestamp().saturating_add(lateness);
             let acc = if let Some(handle) = self.sessions {
-                let sessions = parts.store.value(handle).get(kg, &key, &())?.unwrap_or_default();
-                let Some(pos) = sessions.iter().position(|(s, _)| *s == w) else { continue };
-                let acc = sessions[pos].1.clone();
-                if cleans {
-                    let mut sessions = sessions;
-                    sessions.swap_remove(pos);
-                    if sessions.is_empty() {
-                        parts.store.value(handle).remove(kg, &key, &())?;
-                    } else {
-                        sessions.sort_by_key(|(w, _)| w.start);
-                        parts.store.value(handle).put(kg, &key, &(), sessions)?;
-                    }
+                // Taken out and put back (not cloned): a key may hold many sessions.
+                let mut sessions = parts.store.value(handle).remove(kg, &key, &())?.unwrap_or_default();
+                let found =
+                    sessions.binary_search_by_key(&w.start, |(s, _)| s.start).ok().filter(|&i| sessions[i].0 == w);
+                let acc = match found {
+                    Some(i) if cleans => Some(sessions.remove(i).1),
+                    Some(i) => Some(sessions[i].1.clone()),
+                    None => None,
+                };
+                if !sessions.is_empty() {
+                    parts.store.value(handle).put(kg, &key, &(), sessions)?;
                 }
+                let Some(acc) = acc else { continue };
                 Some(acc)
             } else {
                 let table = parts.store.value(self.accs.expect("opened"));

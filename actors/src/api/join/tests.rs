@@ -133,3 +133,29 @@ fn an_interval_join_over_channels_at_parallelism_three_joins_every_pair_once() {
     let expected: Vec<_> = (0..1_000u32).map(|id| (id, i64::from(id), i64::from(id) + 5, i64::from(id) + 5)).collect();
     assert_eq!(out, expected);
 }
+
+#[test]
+fn a_window_join_pairs_every_record_of_a_key_and_window_at_the_window_end() {
+    use std::time::Duration;
+    let mut out = MiniCluster::collect(|env| {
+        env.set_parallelism(2);
+        let clicks = env.from_vec_timestamped("clicks", vec![(('a', 1), 100), (('a', 2), 700), (('b', 3), 800)]);
+        let buys = env.from_vec_timestamped("buys", vec![(('a', 10), 600), (('b', 20), 1_400), (('c', 30), 100)]);
+        clicks
+            .join(&buys)
+            .where_(|c: &(char, u32)| c.0)
+            .equal_to(|b: &(char, u32)| b.0)
+            .window(Sliding::event_time(Duration::from_millis(1_000), Duration::from_millis(500)))
+            .apply("pairs", |c: &(char, u32), b: &(char, u32)| (c.0, c.1, b.1))
+            .process("with-time", |p: (char, u32, u32), ctx: &mut Context<'_, ((char, u32, u32), i64)>| {
+                let ts = ctx.timestamp().unwrap();
+                ctx.emit((p, ts));
+                Ok(())
+            })
+    })
+    .unwrap();
+    out.sort();
+    // Windows [0,1000) and [500,1500) hold a's 1 (100: only the first), 2 and 10 (both); b's
+    // 3 (800) and 20 (1400) share [500,1500); c has no click.
+    assert_eq!(out, [(('a', 1, 10), 999), (('a', 2, 10), 999), (('a', 2, 10), 1_499), (('b', 3, 20), 1_499)]);
+}

@@ -333,3 +333,48 @@ fn sessions_hand_a_process_function_their_elements_and_refuse_window_state() {
     let err = h.end_input().unwrap_err().to_string();
     assert!(err.contains("session windows merge: they have no per-window state"), "{err}");
 }
+
+#[test]
+fn sessions_of_records_in_any_order_equal_a_direct_computation() {
+    // Three keys, timestamps in [0, 20000), fed in a scrambled order with the watermark far
+    // behind: many sessions per key at once, merged in every pattern.
+    let mut x: u64 = 0x1234_5678_9ABC_DEF1;
+    let mut next = |below: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % below
+    };
+    let records: Vec<(char, i64)> =
+        (0..3_000).map(|_| (['a', 'b', 'c'][next(3) as usize], next(20_000) as i64)).collect();
+    let gap = 40;
+    let mut h = OperatorHarness::new(move |input: DataStream<(char, i64)>| {
+        input
+            .key_by(|r: &(char, i64)| r.0)
+            .window(Session::event_time(Duration::from_millis(gap)))
+            .aggregate("n", Count)
+    })
+    .unwrap();
+    for &r in &records {
+        h.process_at(r, r.1).unwrap();
+    }
+    h.end_input().unwrap();
+    let mut out: Vec<(char, i64, i64, u64)> =
+        h.output().into_iter().map(|w| (w.key, w.window.start, w.window.end, w.value)).collect();
+    out.sort();
+    let mut expected = Vec::new();
+    for key in ['a', 'b', 'c'] {
+        let mut times: Vec<i64> = records.iter().filter(|r| r.0 == key).map(|r| r.1).collect();
+        times.sort();
+        let (mut start, mut last, mut n) = (times[0], times[0], 0u64);
+        for t in times {
+            if t > last + gap as i64 {
+                expected.push((key, start, last + gap as i64, n));
+                (start, n) = (t, 0);
+            }
+            (last, n) = (t, n + 1);
+        }
+        expected.push((key, start, last + gap as i64, n));
+    }
+    assert_eq!(out, expected);
+}
