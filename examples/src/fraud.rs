@@ -142,6 +142,21 @@ impl KeyedBroadcastProcessFunction for CheckRules {
     }
 }
 
+/// The alerts of `transactions` against `rules` (both with event time), as `fraud-rules`
+/// writes them; the transactions no rule flags go to `unmatched`.
+pub fn check_rules(
+    transactions: &DataStream<Transaction>,
+    rules: &DataStream<Rule>,
+    unmatched: &OutputTag<String>,
+) -> DataStream<String> {
+    let descriptor = BroadcastStateDescriptor::<String, Vec<(i64, i64)>>::new("rules");
+    let tag = unmatched.clone();
+    transactions
+        .key_by(|t: &Transaction| t.account.clone())
+        .connect_broadcast(&rules.broadcast_state(&descriptor))
+        .process("check-rules", move || CheckRules { unmatched: Some(tag.clone()), pending: None })
+}
+
 /// `fraud-rules`: `--transactions PATH --rules PATH --out-of-order-ms D --output DIR
 /// [--unmatched DIR] [--on-bad-line skip|fail] [--bad-lines DIR]`. A
 /// `KeyedBroadcastProcessFunction`: the rules (`rule_id,max_amount[,ts_ms]`) are broadcast to
@@ -173,13 +188,8 @@ pub fn fraud_rules(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
             WatermarkStrategy::bounded_out_of_orderness(disorder).with_timestamp_assigner(|r: &Rule, _| r.from),
         )
         .set_parallelism(1);
-    let descriptor = BroadcastStateDescriptor::<String, Vec<(i64, i64)>>::new("rules");
     let unmatched = OutputTag::<String>::new("unmatched");
-    let tag = unmatched.clone();
-    let alerts = transactions
-        .key_by(|t: &Transaction| t.account.clone())
-        .connect_broadcast(&rules.broadcast_state(&descriptor))
-        .process("check-rules", move || CheckRules { unmatched: Some(tag.clone()), pending: None });
+    let alerts = check_rules(&transactions, &rules, &unmatched);
     if let Some(sink) = unmatched_sink {
         alerts.get_side_output(&unmatched).sink("unmatched", sink);
     }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use weir_actors::prelude::*;
 
 pub use alerts::BurstAlerts;
-pub use fraud::{Rule, Transaction, fraud_rules, parse_rule, parse_transaction};
+pub use fraud::{Rule, Transaction, check_rules, fraud_rules, parse_rule, parse_transaction};
 pub use orders::{Order, Payment, interval_join, parse_order, parse_payment};
 pub use throttle::ThrottledSink;
 pub use windows::{Purchase, event_windows, parse_purchase};

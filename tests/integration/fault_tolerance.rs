@@ -4,14 +4,14 @@
 use std::path::Path;
 use std::time::Duration;
 
+use weir_actors::JobStatus;
 use weir_actors::api::job::{JobConfig, RestartStrategy};
 use weir_actors::base::state::StateBackend;
 use weir_actors::cluster::mini_cluster::ControlActor;
 use weir_actors::prelude::*;
 use weir_actors::runtime::checkpoint::CheckpointConfig;
-use weir_actors::{JobId, JobStatus};
 
-use crate::support::{TempDir, eventually, read_output};
+use crate::support::{TempDir, eventually, latest_checkpoint, read_output};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 /// Input records of a run: 1.5 s at the generator's rate limit.
@@ -44,13 +44,6 @@ fn config(dir: &Path) -> JobConfig {
         restart: RestartStrategy::FixedDelay { attempts: 10, delay: Duration::from_millis(50) },
         ..Default::default()
     }
-}
-
-/// The id of the job's latest completed checkpoint (0: none yet). Ids keep rising across
-/// restarted coordinators and JobMasters, unlike their counters.
-async fn latest_checkpoint(cluster: &MiniCluster, id: JobId) -> u64 {
-    let stats = cluster.checkpoint_stats(id).await.ok().flatten();
-    stats.map_or(0, |s| s.latest_completed.map(|c| c.id).or(s.restored_from).unwrap_or(0))
 }
 
 /// Runs window-agg (parallelism 2, `events` at 20k/s) with `fault`; returns its

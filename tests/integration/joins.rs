@@ -7,12 +7,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use weir_actors::JobStatus;
 use weir_actors::api::job::{JobConfig, RestartStrategy};
 use weir_actors::prelude::*;
 use weir_actors::runtime::checkpoint::CheckpointConfig;
-use weir_actors::{JobId, JobStatus};
 
-use crate::support::{TempDir, eventually, read_output, weir};
+use crate::support::{TempDir, eventually, latest_checkpoint, read_output, weir};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -182,14 +182,13 @@ fn generated_join(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
     Ok(())
 }
 
-async fn latest_checkpoint(cluster: &MiniCluster, id: JobId) -> u64 {
-    let stats = cluster.checkpoint_stats(id).await.ok().flatten();
-    stats.map_or(0, |s| s.latest_completed.map(|c| c.id).or(s.restored_from).unwrap_or(0))
-}
+/// A job of generated clicks, `--events N --output DIR`.
+type GeneratedJob = fn(&mut StreamEnv, &JobArgs) -> Result<()>;
 
-/// Runs [`generated_join`] at parallelism 2, killing `victims` (vertex, subtask) one after
-/// another, each after a new completed checkpoint; returns the committed output.
-async fn join_with_kills(dir: &TempDir, victims: &[(usize, usize)]) -> Vec<String> {
+/// Runs `job` at parallelism 2 with checkpoints every 100 ms, killing `victims` (vertex,
+/// subtask) one after another, each after a new completed checkpoint; returns the committed
+/// output, sorted.
+async fn run_with_kills(dir: &TempDir, job: GeneratedJob, victims: &[(usize, usize)]) -> Vec<String> {
     crate::support::init_logging();
     let output = dir.join("output");
     let args = JobArgs::parse(&["--events", "30000", "--output", output.to_str().unwrap()]).unwrap();
@@ -201,7 +200,7 @@ async fn join_with_kills(dir: &TempDir, victims: &[(usize, usize)]) -> Vec<Strin
         restart: RestartStrategy::FixedDelay { attempts: 10, delay: Duration::from_millis(50) },
         ..Default::default()
     };
-    let job = JobSubmission::new("generated-join", 2, generated_join).with_args(args).with_config(config);
+    let job = JobSubmission::new("generated", 2, job).with_args(args).with_config(config);
     let cluster =
         MiniCluster::start(MiniClusterConfig { task_managers: 2, slots_per_task_manager: 2, ..Default::default() })
             .await
@@ -229,14 +228,115 @@ async fn join_with_kills(dir: &TempDir, victims: &[(usize, usize)]) -> Vec<Strin
     lines
 }
 
+/// The committed output of `job` is the same with `victims` killed as without faults.
+async fn exactly_once_across_kills(label: &str, job: GeneratedJob, victims: &[(usize, usize)]) {
+    let clean = run_with_kills(&TempDir::new(&format!("{label}-clean")), job, &[]).await;
+    assert!(clean.len() > 1_000, "{label}: output to lose: {}", clean.len());
+    let faulty = run_with_kills(&TempDir::new(&format!("{label}-faulty")), job, victims).await;
+    assert_eq!(faulty.len(), clean.len(), "{label}");
+    assert!(faulty == clean, "{label}: the faulty run's output differs from the clean run's");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interval_join_restores_its_buffers_and_timers_exactly_once_after_failovers() {
-    let clean = join_with_kills(&TempDir::new("join-clean"), &[]).await;
-    assert!(clean.len() > 1_000, "pairs to lose: {}", clean.len());
     // Vertices: 0 left source, 1 right source, 2 the join and its sink.
-    let faulty = join_with_kills(&TempDir::new("join-faulty"), &[(2, 0), (2, 1), (0, 1)]).await;
-    assert_eq!(faulty.len(), clean.len());
-    assert!(faulty == clean, "the faulty run's pairs differ from the clean run's");
+    exactly_once_across_kills("interval-join", generated_join, &[(2, 0), (2, 1), (0, 1)]).await;
+}
+
+/// Generated transactions and rules through `fraud-rules`' keyed broadcast function.
+fn generated_rules(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let events: u64 = args.parse_req("events")?;
+    let output = FileSink::new(args.get("output")?);
+    let clicks = |seed, events, rate| GeneratorConfig {
+        events: Some(events),
+        keys: 40,
+        seed,
+        rate: Some(rate),
+        out_of_order_ms: 50,
+        ..Default::default()
+    };
+    let transactions = env.source("transactions", Generator::new(clicks(8, events, 20_000.0))).map("tx", |c: Click| {
+        weir_examples::Transaction {
+            id: c.index.to_string(),
+            account: format!("acc{}", c.user),
+            ts: c.time,
+            amount: (c.index * 7919 % 1_000) as i64,
+        }
+    });
+    let rules = env
+        .source("rules", Generator::new(clicks(9, events / 50, 400.0)))
+        .set_parallelism(1)
+        .map("rule", |c: Click| weir_examples::Rule {
+            id: format!("r{}", c.user % 3),
+            max_amount: 500 + (c.index * 31 % 400) as i64,
+            from: c.time,
+        })
+        .set_parallelism(1);
+    let unmatched = OutputTag::<String>::new("unmatched");
+    let alerts = weir_examples::check_rules(&transactions, &rules, &unmatched);
+    let unmatched = alerts.get_side_output(&unmatched).map("mark", |l: String| format!("ok\t{l}"));
+    alerts.union(&[unmatched]).sink("output", output);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_broadcast_function_restores_its_rules_state_and_timers_exactly_once_after_failovers() {
+    // Vertices: 0 transactions, 1 rules, 2 the keyed broadcast function, 3 the union and sink.
+    exactly_once_across_kills("broadcast", generated_rules, &[(2, 1), (1, 0), (2, 0)]).await;
+}
+
+/// Counts each window with a process window function that keeps a firing count per window
+/// and a window count per key (window and global state), allowed lateness keeping windows.
+struct CountWindows {
+    firings: Option<WindowState<u32>>,
+    windows: Option<ValueState<u32>>,
+}
+
+impl ProcessWindowFunction for CountWindows {
+    type Key = u32;
+    type In = u64;
+    type Out = String;
+    fn open(&mut self, ctx: &mut WindowOpenContext<'_, u32>) -> Result<()> {
+        self.firings = Some(ctx.window_state("firings")?);
+        self.windows = Some(ctx.value_state("windows")?);
+        Ok(())
+    }
+    fn process(&mut self, user: &u32, counts: Vec<u64>, ctx: &mut WindowContext<'_, u32, String>) -> Result<()> {
+        let firing = ctx.window_state(self.firings.unwrap())?.get()?.unwrap_or(0) + 1;
+        ctx.window_state(self.firings.unwrap())?.update(firing)?;
+        let windows = ctx.global_state(self.windows.unwrap()).get()?.unwrap_or(0) + 1;
+        ctx.global_state(self.windows.unwrap()).update(windows)?;
+        let start = ctx.window().start;
+        ctx.emit(format!("{user}\t{start}\t{}\t#{firing}\tw{windows}", counts[0]));
+        Ok(())
+    }
+    fn clear(&mut self, ctx: &mut WindowContext<'_, u32, String>) -> Result<()> {
+        ctx.window_state(self.firings.unwrap())?.clear()
+    }
+}
+
+fn generated_windows(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let config = GeneratorConfig {
+        events: Some(args.parse_req("events")?),
+        keys: 30,
+        seed: 12,
+        rate: Some(20_000.0),
+        out_of_order_ms: 80,
+        ..Default::default()
+    };
+    env.source("clicks", Generator::new(config))
+        .key_by(|c: &Click| c.user)
+        .window(Tumbling::event_time(Duration::from_millis(200)))
+        .allowed_lateness(Duration::from_millis(300))
+        .aggregate_with("count", Count, || CountWindows { firings: None, windows: None })
+        .sink("output", FileSink::new(args.get("output")?));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_window_function_restores_its_window_and_key_state_exactly_once_after_failovers() {
+    // Vertices: 0 the source, 1 the window and its sink.
+    exactly_once_across_kills("process-window", generated_windows, &[(1, 0), (0, 1), (1, 1)]).await;
 }
 
 /// `fraud-rules` at several parallelisms equals checking each transaction against the version

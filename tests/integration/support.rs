@@ -185,3 +185,10 @@ pub(crate) async fn job_result(
         }
     }
 }
+
+/// The id of a job's latest completed checkpoint (0: none yet). Ids keep rising across
+/// restarted coordinators and JobMasters, unlike their counters.
+pub(crate) async fn latest_checkpoint(cluster: &weir_actors::MiniCluster, id: weir_actors::JobId) -> u64 {
+    let stats = cluster.checkpoint_stats(id).await.ok().flatten();
+    stats.map_or(0, |s| s.latest_completed.map(|c| c.id).or(s.restored_from).unwrap_or(0))
+}

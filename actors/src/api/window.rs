@@ -406,7 +406,10 @@ impl<T: Data> AggregateFunction<T> for Elements {
     }
 }
 
-type Sessions<A> = Vec<(TimeWindow, A)>;
+/// A key's open sessions, by start. A deque: sessions close oldest first (timers fire in time
+/// order) and open newest last, so both ends move in O(1). (Encoded as a `Vec` would be:
+/// postcard writes both as a length and the elements.)
+type Sessions<A> = std::collections::VecDeque<(TimeWindow, A)>;
 
 /// Runs one keyed window aggregation in a chain; `E` makes the output of each firing.
 pub(crate) struct WindowLink<K: Key, T, A: AggregateFunction<T>, E: WindowEmit<K, A::Out>> {
@@ -628,33 +631,44 @@ impl<K: Key, T: Data, A: AggregateFunction<T>, E: WindowEmit<K, A::Out>> WindowL
         let handle = self.sessions.expect("opened");
         let parts = self.parts.as_mut().expect("opened");
         let kg = parts.key_group(&key);
-        let mut sessions = parts.store.value(handle).remove(kg, &key, &())?.unwrap_or_default();
+        let (agg, lateness) = (&*self.agg, self.lateness);
+        let KeyedParts { store, event_timers, processing_timers, .. } = parts;
         let mut merged = TimeWindow { start: ts, end: ts.saturating_add(gap) };
-        // A key's sessions are sorted by start and apart (touching ones merged): those the
-        // record's window touches are one run of them, found by binary search; the window
-        // grows over each (a record can bridge several). Their accumulators fold in by
-        // start, then the record.
-        let first = sessions.partition_point(|(w, _)| w.end < merged.start);
-        let mut end = first;
-        while end < sessions.len() && sessions[end].0.start <= merged.end {
-            merged = merged.cover(&sessions[end].0);
-            end += 1;
-        }
-        let mut acc = self.agg.create();
-        for (w, other) in sessions.drain(first..end) {
-            self.agg.merge(&mut acc, other);
-            let cleanup = w.max_timestamp().saturating_add(self.lateness);
-            if event_time {
-                parts.event_timers.delete(w.max_timestamp(), &key, &w);
-                parts.event_timers.delete(cleanup, &key, &w);
-            } else {
-                parts.processing_timers.delete(w.max_timestamp(), &key, &w);
+        let mut snapshot = None;
+        // Changed in place (one lookup): a key may hold many sessions.
+        store.value(handle).upsert(kg, &key, &(), &mut |current| {
+            let mut fresh = None;
+            let sessions = match current {
+                Some(sessions) => sessions,
+                None => fresh.insert(Sessions::new()),
+            };
+            // A key's sessions are sorted by start and apart (touching ones merged): those the
+            // record's window touches are one run of them, found by binary search; the window
+            // grows over each (a record can bridge several). Their accumulators fold in by
+            // start, then the record.
+            let first = sessions.partition_point(|(w, _)| w.end < merged.start);
+            let mut end = first;
+            while end < sessions.len() && sessions[end].0.start <= merged.end {
+                merged = merged.cover(&sessions[end].0);
+                end += 1;
             }
-        }
-        self.agg.add(&mut acc, &value);
-        let snapshot = acc.clone();
-        sessions.insert(first, (merged, acc));
-        parts.store.value(handle).put(kg, &key, &(), sessions)?;
+            let mut acc = agg.create();
+            for (w, other) in sessions.drain(first..end) {
+                agg.merge(&mut acc, other);
+                let cleanup = w.max_timestamp().saturating_add(lateness);
+                if event_time {
+                    event_timers.delete(w.max_timestamp(), &key, &w);
+                    event_timers.delete(cleanup, &key, &w);
+                } else {
+                    processing_timers.delete(w.max_timestamp(), &key, &w);
+                }
+            }
+            agg.add(&mut acc, &value);
+            snapshot = Some(acc.clone());
+            sessions.insert(first, (merged, acc));
+            fresh
+        })?;
+        let snapshot = snapshot.expect("upsert calls once");
         self.schedule(&key, merged, &snapshot, io);
         Ok(())
     }
@@ -672,17 +686,20 @@ impl<K: Key, T: Data, A: AggregateFunction<T>, E: WindowEmit<K, A::Out>> WindowL
             let fires = t == w.max_timestamp();
             let cleans = domain == TimeDomain::ProcessingTime || t == w.max_timestamp().saturating_add(lateness);
             let acc = if let Some(handle) = self.sessions {
-                // Taken out and put back (not cloned): a key may hold many sessions.
-                let mut sessions = parts.store.value(handle).remove(kg, &key, &())?.unwrap_or_default();
-                let found =
-                    sessions.binary_search_by_key(&w.start, |(s, _)| s.start).ok().filter(|&i| sessions[i].0 == w);
-                let acc = match found {
-                    Some(i) if cleans => Some(sessions.remove(i).1),
-                    Some(i) => Some(sessions[i].1.clone()),
-                    None => None,
-                };
-                if !sessions.is_empty() {
-                    parts.store.value(handle).put(kg, &key, &(), sessions)?;
+                // Changed in place (not cloned): a key may hold many sessions.
+                let (mut acc, mut emptied) = (None, false);
+                parts.store.value(handle).upsert(kg, &key, &(), &mut |current| {
+                    if let Some(sessions) = current {
+                        let found = sessions.binary_search_by_key(&w.start, |(s, _)| s.start);
+                        if let Some(i) = found.ok().filter(|&i| sessions[i].0 == w) {
+                            acc = if cleans { sessions.remove(i).map(|(_, a)| a) } else { Some(sessions[i].1.clone()) };
+                        }
+                        emptied = sessions.is_empty();
+                    }
+                    None
+                })?;
+                if emptied {
+                    parts.store.value(handle).remove(kg, &key, &())?;
                 }
                 let Some(acc) = acc else { continue };
                 Some(acc)

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::api::functions::Count;
 use crate::api::window::{ProcessWindowFunction, WindowContext, WindowOpenContext};
+use crate::base::state::StateBackend;
 use crate::prelude::{DataStream, HarnessConfig, MiniCluster, OperatorHarness, WatermarkStrategy};
 
 type Out = Vec<(i64, i64, u64)>;
@@ -348,20 +349,31 @@ fn sessions_of_records_in_any_order_equal_a_direct_computation() {
     let records: Vec<(char, i64)> =
         (0..3_000).map(|_| (['a', 'b', 'c'][next(3) as usize], next(20_000) as i64)).collect();
     let gap = 40;
-    let mut h = OperatorHarness::new(move |input: DataStream<(char, i64)>| {
-        input
-            .key_by(|r: &(char, i64)| r.0)
-            .window(Session::event_time(Duration::from_millis(gap)))
-            .aggregate("n", Count)
-    })
-    .unwrap();
-    for &r in &records {
-        h.process_at(r, r.1).unwrap();
-    }
-    h.end_input().unwrap();
-    let mut out: Vec<(char, i64, i64, u64)> =
-        h.output().into_iter().map(|w| (w.key, w.window.start, w.window.end, w.value)).collect();
-    out.sort();
+    let dir = std::env::temp_dir().join(format!("weir-sessions-{}", std::process::id()));
+    let backends = [StateBackend::Memory, StateBackend::RocksDb { dir: Some(dir.clone()) }];
+    let outputs: Vec<Vec<(char, i64, i64, u64)>> = backends
+        .into_iter()
+        .map(|backend| {
+            let mut h = HarnessConfig::new()
+                .state_backend(backend)
+                .build(move |input: DataStream<(char, i64)>| {
+                    input
+                        .key_by(|r: &(char, i64)| r.0)
+                        .window(Session::event_time(Duration::from_millis(gap)))
+                        .aggregate("n", Count)
+                })
+                .unwrap();
+            for &r in &records {
+                h.process_at(r, r.1).unwrap();
+            }
+            h.end_input().unwrap();
+            let mut out: Vec<_> =
+                h.output().into_iter().map(|w| (w.key, w.window.start, w.window.end, w.value)).collect();
+            out.sort();
+            out
+        })
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
     let mut expected = Vec::new();
     for key in ['a', 'b', 'c'] {
         let mut times: Vec<i64> = records.iter().filter(|r| r.0 == key).map(|r| r.1).collect();
@@ -376,5 +388,6 @@ fn sessions_of_records_in_any_order_equal_a_direct_computation() {
         }
         expected.push((key, start, last + gap as i64, n));
     }
-    assert_eq!(out, expected);
+    assert_eq!(outputs[0], expected, "memory");
+    assert_eq!(outputs[1], expected, "rocksdb");
 }
