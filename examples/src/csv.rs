@@ -1,11 +1,23 @@
 //! Comma-separated input for the example jobs: each line parsed in its source, a line that
 //! does not parse named by file, line and field, and a job's choice of failing on such a line
 //! (`--on-bad-line fail`, the default) or setting it aside (`skip`: into `--bad-lines DIR` if
-//! given, as `file:line<TAB>reason<TAB>text` lines).
+//! given, as `file:line<TAB>reason<TAB>text` lines). `--chunk-bytes N` sets the size of the
+//! chunks the input files are dealt out to the subtasks in (default 1 MiB).
 
 use std::str::FromStr;
 
 use weir_actors::prelude::*;
+
+/// The text file named by `--KEY`, cut into chunks of `--chunk-bytes` (default 1 MiB) for the
+/// subtasks (see [`TextFile::chunk_bytes`]).
+pub(crate) fn text_input(args: &JobArgs, key: &str) -> Result<TextFile> {
+    let file = TextFile::new(args.get(key)?);
+    Ok(match args.parse_opt::<u64>("chunk-bytes")? {
+        Some(0) => return Err(WeirError::Argument("--chunk-bytes must be at least 1".into())),
+        Some(bytes) => file.chunk_bytes(bytes),
+        None => file,
+    })
+}
 
 /// The fields of a line with `names.len()` of them; the line is refused naming what is wrong.
 pub(crate) fn fields<'a>(line: &'a str, names: &[&str]) -> std::result::Result<Vec<&'a str>, String> {

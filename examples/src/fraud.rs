@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use weir_actors::prelude::*;
 
-use crate::csv::{OnBadLine, field, fields, good_records, is_header};
+use crate::csv::{OnBadLine, field, fields, good_records, is_header, text_input};
 use crate::file_sink;
 
 /// A transaction line: `tx_id,account,ts_ms,amount`.
@@ -175,13 +175,13 @@ pub fn fraud_rules(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
         }
         None => None,
     };
-    let transactions = env.source("transactions", TextFile::new(args.get("transactions")?).parse(parse_transaction));
+    let transactions = env.source("transactions", text_input(args, "transactions")?.parse(parse_transaction));
     let transactions = good_records::<Transaction>(transactions, "transactions", on_bad, args)?
         .assign_timestamps_and_watermarks(
             WatermarkStrategy::bounded_out_of_orderness(disorder).with_timestamp_assigner(|t: &Transaction, _| t.ts),
         );
     // The rules are few: one subtask reads them, and broadcasts them.
-    let rules = env.source("rules", TextFile::new(args.get("rules")?).parse(parse_rule)).set_parallelism(1);
+    let rules = env.source("rules", text_input(args, "rules")?.parse(parse_rule)).set_parallelism(1);
     let rules = good_records::<Rule>(rules, "rules", on_bad, args)?
         .set_parallelism(1)
         .assign_timestamps_and_watermarks(

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use weir_actors::prelude::*;
 
-use crate::csv::{OnBadLine, field, fields, good_records, is_header};
+use crate::csv::{OnBadLine, field, fields, good_records, is_header, text_input};
 use crate::file_sink;
 
 /// An order line: `order_id,ts_ms,amount` (the amount is kept as written).
@@ -70,11 +70,11 @@ pub fn interval_join(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
     let disorder = Duration::from_millis(args.parse_req("out-of-order-ms")?);
     let on_bad = OnBadLine::from_args(args)?;
     let output = file_sink(args)?;
-    let orders = env.source("orders", TextFile::new(args.get("orders")?).parse(parse_order));
+    let orders = env.source("orders", text_input(args, "orders")?.parse(parse_order));
     let orders = good_records::<Order>(orders, "orders", on_bad, args)?.assign_timestamps_and_watermarks(
         WatermarkStrategy::bounded_out_of_orderness(disorder).with_timestamp_assigner(|o: &Order, _| o.ts),
     );
-    let payments = env.source("payments", TextFile::new(args.get("payments")?).parse(parse_payment));
+    let payments = env.source("payments", text_input(args, "payments")?.parse(parse_payment));
     let payments = good_records::<Payment>(payments, "payments", on_bad, args)?.assign_timestamps_and_watermarks(
         WatermarkStrategy::bounded_out_of_orderness(disorder).with_timestamp_assigner(|p: &Payment, _| p.ts),
     );

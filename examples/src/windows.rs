@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use weir_actors::prelude::*;
 
-use crate::csv::{OnBadLine, field, fields, good_records, is_header};
+use crate::csv::{OnBadLine, field, fields, good_records, is_header, text_input};
 use crate::file_sink;
 
 /// A line `user,ts_ms,amount` (the amount an integer, e.g. cents: sums are exact).
@@ -102,7 +102,7 @@ pub fn event_windows(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
     let disorder = Duration::from_millis(args.parse_req("out-of-order-ms")?);
     let on_bad = OnBadLine::from_args(args)?;
     let output = file_sink(args)?;
-    let purchases = env.source("purchases", TextFile::new(args.get("input")?).parse(parse_purchase));
+    let purchases = env.source("purchases", text_input(args, "input")?.parse(parse_purchase));
     good_records::<Purchase>(purchases, "purchases", on_bad, args)?
         .assign_timestamps_and_watermarks(
             WatermarkStrategy::bounded_out_of_orderness(disorder).with_timestamp_assigner(|p: &Purchase, _| p.ts),

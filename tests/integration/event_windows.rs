@@ -82,7 +82,7 @@ fn expected(rows: &[(String, i64, i64)], window: &str) -> Vec<String> {
 fn run(input: &Path, output: &Path, p: &str, window_args: &[&str]) -> std::process::Output {
     let mut args = vec!["run", "event-windows", "--local", "-p", p, "--", "--input", input.to_str().unwrap()];
     args.extend_from_slice(window_args);
-    args.extend_from_slice(&["--out-of-order-ms", "60", "--output", output.to_str().unwrap()]);
+    args.extend_from_slice(&["--out-of-order-ms", "60", "--chunk-bytes", "4096", "--output", output.to_str().unwrap()]);
     weir(&args, TIMEOUT)
 }
 

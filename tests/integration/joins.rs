@@ -96,6 +96,8 @@ fn run_join(input: &Path, output: &Path, parallelism: &str, extra: &[&str]) -> s
         "200",
         "--out-of-order-ms",
         "60",
+        "--chunk-bytes",
+        "4096",
         "--output",
         output.to_str().unwrap(),
     ];
@@ -402,6 +404,8 @@ fn fraud_rules_alert_on_the_rules_in_force_at_each_transaction_at_any_parallelis
                 dir.join("rules.csv").to_str().unwrap(),
                 "--out-of-order-ms",
                 "40",
+                "--chunk-bytes",
+                "4096",
                 "--output",
                 output.to_str().unwrap(),
                 "--unmatched",

@@ -1,9 +1,16 @@
 //! A text-file source: a file or a directory of files, read line by line, split by byte ranges
 //! across subtasks as Hadoop and Flink split text input.
 //!
-//! Each file is cut into `parallelism` byte ranges; subtask `j` reads range `j` of every file.
-//! A line belongs to the range in which it starts, so every line is read exactly once
-//! whatever the parallelism.
+//! Each file is cut into chunks (1 MiB unless [`TextFile::chunk_bytes`] says otherwise), dealt out in turn: subtask `j` of `p` reads
+//! chunks `j`, `j + p`, `j + 2p`, … of every file, in file order. A line belongs to the chunk in
+//! which it starts, so every line is read exactly once whatever the parallelism.
+//!
+//! Why chunks in turn rather than one range per subtask: files are mostly written in time
+//! order, and with one range each, subtask 1 of 2 would start half the file's time span ahead
+//! of subtask 0. Downstream, event time follows the slowest subtask, so windows and joins would
+//! hold half the file in state (10 M rows of an interval join at parallelism 2 peaked at
+//! 3.9 GiB that way, against 135 MiB at parallelism 1). Dealt in turn, the subtasks stay
+//! within a chunk of each other.
 //!
 //! A checkpoint keeps each subtask's ranges left to read (the current one from the next line
 //! on). Restored at another parallelism, the ranges left by all old subtasks are dealt out
@@ -21,6 +28,9 @@ use crate::base::error::{Result, WeirError};
 use crate::runtime::nodes::ValidateContext;
 use crate::runtime::source_head::SourcePoll;
 
+/// The size of the chunks files are cut into for the subtasks, unless set (see the module docs).
+const CHUNK_BYTES: u64 = 1 << 20;
+
 /// Reads lines of text (`String`, without the line ending).
 #[derive(Debug)]
 pub struct TextFile {
@@ -29,6 +39,8 @@ pub struct TextFile {
     current: Option<Reader>,
     /// (index, parallelism) of the subtask it runs in.
     subtask: (usize, usize),
+    /// The size of the chunks its files are cut into.
+    chunk: u64,
 }
 
 /// What a checkpoint keeps of a subtask: who it was, and what it had left to read.
@@ -57,14 +69,27 @@ struct Reader {
 // Each subtask gets a clone of the configured source; an open reader is never shared.
 impl Clone for TextFile {
     fn clone(&self) -> Self {
-        TextFile { path: self.path.clone(), splits: self.splits.clone(), current: None, subtask: self.subtask }
+        TextFile {
+            path: self.path.clone(),
+            splits: self.splits.clone(),
+            current: None,
+            subtask: self.subtask,
+            chunk: self.chunk,
+        }
     }
 }
 
 impl TextFile {
     /// Reads `path`: a file, or every file (not starting with `.`) directly in a directory.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        TextFile { path: path.into(), splits: Vec::new(), current: None, subtask: (0, 1) }
+        TextFile { path: path.into(), splits: Vec::new(), current: None, subtask: (0, 1), chunk: CHUNK_BYTES }
+    }
+
+    /// Cuts files into chunks of `bytes` (at least 1; default 1 MiB) dealt out to the subtasks
+    /// in turn: smaller chunks keep subtasks closer in a file written in time order.
+    pub fn chunk_bytes(mut self, bytes: u64) -> Self {
+        self.chunk = bytes.max(1);
+        self
     }
 
     fn files(&self) -> Result<Vec<(PathBuf, u64)>> {
@@ -192,13 +217,16 @@ impl Source for TextFile {
         let info = ctx.subtask();
         self.subtask = (info.index, info.parallelism);
         let (p, j) = (info.parallelism as u64, info.index as u64);
-        self.splits = self
-            .files()?
-            .into_iter()
-            .map(|(path, len)| Split { path, start: len * j / p, end: len * (j + 1) / p })
-            .filter(|s| s.start < s.end)
-            .rev()
-            .collect();
+        let mut splits = Vec::new();
+        for (path, len) in self.files()? {
+            let mut start = j * self.chunk;
+            while start < len {
+                splits.push(Split { path: path.clone(), start, end: (start + self.chunk).min(len) });
+                start += p * self.chunk;
+            }
+        }
+        splits.reverse();
+        self.splits = splits;
         Ok(())
     }
 

@@ -3,7 +3,7 @@ use crate::api::harness::HarnessConfig;
 use crate::base::ids::JobId;
 use crate::base::subtask::SubtaskInfo;
 
-fn read_all(path: &Path, p: usize) -> Vec<String> {
+fn read_all(path: &Path, p: usize, chunk: u64) -> Vec<String> {
     let mut lines = Vec::new();
     for index in 0..p {
         let info = SubtaskInfo {
@@ -15,7 +15,7 @@ fn read_all(path: &Path, p: usize) -> Vec<String> {
             max_parallelism: 128,
             attempt: 0,
         };
-        let mut source = TextFile::new(path);
+        let mut source = TextFile::new(path).chunk_bytes(chunk);
         source.open(&OpenContext { info: &info, checkpointing: false }).unwrap();
         while let Some(split) = source.splits.pop() {
             let mut r = TextFile::open_split(&split).unwrap();
@@ -49,12 +49,16 @@ fn every_line_is_read_once_at_any_parallelism() {
     let mut expected: Vec<String> = content.lines().map(str::to_owned).collect();
     expected.sort();
     for p in 1..=9 {
-        assert_eq!(read_all(&file, p), expected, "parallelism {p}");
+        for chunk in [1, 7, 64, 1 << 20] {
+            assert_eq!(read_all(&file, p, chunk), expected, "parallelism {p}, chunks of {chunk}");
+        }
     }
     // No trailing newline, and an empty line.
     std::fs::write(&file, "a\n\nb").unwrap();
     for p in 1..=4 {
-        assert_eq!(read_all(&file, p), vec!["", "a", "b"], "parallelism {p}");
+        for chunk in [1, 2, 3, 1 << 20] {
+            assert_eq!(read_all(&file, p, chunk), vec!["", "a", "b"], "parallelism {p}, chunks of {chunk}");
+        }
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -75,7 +79,7 @@ fn read_in_legs(path: &Path, legs: &[&[usize]]) -> Vec<String> {
         states = (0..p)
             .map(|i| {
                 let harness = HarnessConfig::new().subtask(i, p).batch_size(3).restore(states.clone());
-                let mut h = harness.build_source(TextFile::new(path)).unwrap();
+                let mut h = harness.build_source(TextFile::new(path).chunk_bytes(100)).unwrap();
                 h.run(limits[i]).unwrap();
                 lines.extend(h.output());
                 h.snapshot().unwrap()
@@ -116,7 +120,10 @@ fn a_bad_line_is_numbered_from_the_start_of_its_file_whichever_subtask_reads_it(
     for p in [1, 3, 4] {
         let (mut good, mut bad_lines) = (Vec::new(), Vec::new());
         for i in 0..p {
-            let mut h = HarnessConfig::new().subtask(i, p).build_source(TextFile::new(&file).parse(parse)).unwrap();
+            let mut h = HarnessConfig::new()
+                .subtask(i, p)
+                .build_source(TextFile::new(&file).chunk_bytes(500).parse(parse))
+                .unwrap();
             h.run(usize::MAX).unwrap();
             for record in h.output() {
                 match record {
