@@ -721,6 +721,81 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
         self.reduce(name, move |kept: &T, new: &T| if by(new) > by(kept) { new.clone() } else { kept.clone() })
     }
 
+    /// A rolling sum of a field (Flink's `sum`): emits, after every record, the key's first
+    /// record with `field` replaced by the sum of every record's so far. `field` names the field
+    /// as a place (`|r| &mut r.1`) rather than Flink's position.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let mut h = OperatorHarness::new(|input: DataStream<(char, u32, String)>| {
+    ///     input.key_by(|r: &(char, u32, String)| r.0).sum("total", |r: &mut (char, u32, String)| &mut r.1)
+    /// }).unwrap();
+    /// for (v, tag) in [(5, "first"), (3, "second")] {
+    ///     h.process(('a', v, tag.to_owned())).unwrap();
+    /// }
+    /// assert_eq!(h.output(), [('a', 5, "first".to_owned()), ('a', 8, "first".to_owned())]);
+    /// ```
+    pub fn sum<V>(&self, name: &str, field: impl Fn(&mut T) -> &mut V + Clone + Send + Sync + 'static) -> DataStream<T>
+    where
+        V: std::ops::Add<Output = V> + Copy,
+    {
+        self.fold_field(name, field, |kept, new| kept + new)
+    }
+
+    /// A rolling minimum of a field (Flink's `min`): emits, after every record, the key's first
+    /// record with `field` replaced by the smallest so far (the other fields are the first
+    /// record's; [`min_by`](Self::min_by) keeps the whole record with the smallest field).
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec("t", vec![('a', 5, 'x'), ('a', 3, 'y')])
+    ///         .key_by(|r: &(char, i32, char)| r.0)
+    ///         .min("lowest", |r: &mut (char, i32, char)| &mut r.1)
+    /// }).unwrap();
+    /// assert_eq!(out, [('a', 5, 'x'), ('a', 3, 'x')]);
+    /// ```
+    pub fn min<V>(&self, name: &str, field: impl Fn(&mut T) -> &mut V + Clone + Send + Sync + 'static) -> DataStream<T>
+    where
+        V: PartialOrd + Copy,
+    {
+        self.fold_field(name, field, |kept, new| if new < kept { new } else { kept })
+    }
+
+    /// A rolling maximum of a field (Flink's `max`), as [`min`](Self::min).
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec("t", vec![('a', 5, 'x'), ('a', 7, 'y')])
+    ///         .key_by(|r: &(char, i32, char)| r.0)
+    ///         .max("highest", |r: &mut (char, i32, char)| &mut r.1)
+    /// }).unwrap();
+    /// assert_eq!(out, [('a', 5, 'x'), ('a', 7, 'x')]);
+    /// ```
+    pub fn max<V>(&self, name: &str, field: impl Fn(&mut T) -> &mut V + Clone + Send + Sync + 'static) -> DataStream<T>
+    where
+        V: PartialOrd + Copy,
+    {
+        self.fold_field(name, field, |kept, new| if new > kept { new } else { kept })
+    }
+
+    /// A rolling reduce that folds one field of each record into the key's first record.
+    fn fold_field<V: Copy>(
+        &self,
+        name: &str,
+        field: impl Fn(&mut T) -> &mut V + Clone + Send + Sync + 'static,
+        fold: impl Fn(V, V) -> V + Clone + Send + Sync + 'static,
+    ) -> DataStream<T> {
+        self.reduce(name, move |kept: &T, new: &T| {
+            let value = *field(&mut new.clone());
+            let mut out = kept.clone();
+            let place = field(&mut out);
+            *place = fold(*place, value);
+            out
+        })
+    }
+
     /// A rolling aggregation: emits `(key, result)` after every record.
     ///
     /// ```

@@ -222,3 +222,25 @@ async fn processing_time_timers_fire_mid_run() {
     }
     assert!(ran >= std::time::Duration::from_secs(3), "the input takes 4 s: {ran:?}");
 }
+
+#[test]
+fn rolling_min_max_and_sum_fold_one_field_into_the_first_record() {
+    let run = |op: &'static str| {
+        let mut h = OperatorHarness::new(move |input: DataStream<(char, i32, String)>| {
+            let keyed = input.key_by(|r: &(char, i32, String)| r.0);
+            match op {
+                "min" => keyed.min("min", |r: &mut (char, i32, String)| &mut r.1),
+                "max" => keyed.max("max", |r: &mut (char, i32, String)| &mut r.1),
+                _ => keyed.sum("sum", |r: &mut (char, i32, String)| &mut r.1),
+            }
+        })
+        .unwrap();
+        for (key, v, tag) in [('a', 5, "x"), ('b', 1, "y"), ('a', 3, "z"), ('a', 7, "w")] {
+            h.process((key, v, tag.to_owned())).unwrap();
+        }
+        h.output().into_iter().map(|(k, v, t)| format!("{k}{v}{t}")).collect::<Vec<_>>()
+    };
+    assert_eq!(run("min"), ["a5x", "b1y", "a3x", "a3x"]);
+    assert_eq!(run("max"), ["a5x", "b1y", "a5x", "a7x"]);
+    assert_eq!(run("sum"), ["a5x", "b1y", "a8x", "a15x"]);
+}
