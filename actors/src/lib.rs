@@ -93,6 +93,13 @@ pub mod prelude {
     pub use crate::api::sink::Sink;
     pub use crate::api::source::{Source, SourceContext};
     pub use crate::api::stream::{DataStream, KeyedStream, StreamEnv, WindowedStream};
+    pub use crate::api::window::evictor::{
+        CountEvictor, DeltaEvictor, Evictor, EvictorContext, TimeEvictor, Timestamped,
+    };
+    pub use crate::api::window::trigger::{
+        ContinuousEventTimeTrigger, ContinuousProcessingTimeTrigger, ContinuousTrigger, CountTrigger, DefaultTrigger,
+        PurgingTrigger, Trigger, TriggerContext, TriggerResult,
+    };
     pub use crate::api::window::{
         Global, ProcessWindowFunction, Session, Sliding, TimeWindow, Tumbling, WindowAssigner, WindowContext,
         WindowOpenContext, WindowState, Windowed,

@@ -19,7 +19,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use weir_dataplane::{CheckpointBarrier, Partitioning, Timestamp};
 
-use crate::api::keyed::{KeyedContext, KeyedOpenContext, fire_timers, open_keyed};
+use crate::api::keyed::{
+    KeyedContext, KeyedOpenContext, fire_timers, keyed_checkpoint_complete, keyed_timers, open_keyed,
+};
 use crate::api::operator::{Context, OpenContext, Operator};
 use crate::api::side_output::{OutputTag, emit_side};
 use crate::api::stream::{DataStream, KeyedStream};
@@ -499,17 +501,11 @@ impl<F: KeyedBroadcastProcessFunction> Link<TwoInput<F::In, F::Broadcast>> for K
     }
 
     fn timers(&self, out: &mut Vec<(TimeDomain, Timestamp)>) {
-        if let Some(parts) = &self.parts {
-            parts.timers(out);
-        }
-        self.down.timers(out);
+        keyed_timers(&self.parts, &self.down, out);
     }
 
     fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo) {
-        if let Some(parts) = &mut self.parts {
-            parts.checkpoint_complete(id);
-        }
-        self.down.checkpoint_complete(id, io);
+        keyed_checkpoint_complete(&mut self.parts, &mut self.down, id, io);
     }
 
     fn watermark(&mut self, wm: Timestamp, io: &mut TaskIo) {

@@ -420,6 +420,31 @@ pub(crate) fn open_keyed<K: Key>(
     opened.map_err(|e| io.fail(e.in_operator(name))).ok()
 }
 
+/// A keyed link's [`Link::timers`]: its own timers, then those downstream.
+pub(crate) fn keyed_timers<K: Key, N: std::hash::Hash + Eq + Clone, O: Data>(
+    parts: &Option<KeyedParts<K, N>>,
+    down: &Outputs<O>,
+    out: &mut Vec<(TimeDomain, Timestamp)>,
+) {
+    if let Some(parts) = parts {
+        parts.timers(out);
+    }
+    down.timers(out);
+}
+
+/// A keyed link's [`Link::checkpoint_complete`]: its own state's, then downstream.
+pub(crate) fn keyed_checkpoint_complete<K: Key, N: std::hash::Hash + Eq + Clone, O: Data>(
+    parts: &mut Option<KeyedParts<K, N>>,
+    down: &mut Outputs<O>,
+    id: u64,
+    io: &mut TaskIo,
+) {
+    if let Some(parts) = parts {
+        parts.checkpoint_complete(id);
+    }
+    down.checkpoint_complete(id, io);
+}
+
 /// Fires the timers of `domain` due by `upto`, each with its key's context, through
 /// `on_timer` (the subtask fails, naming the operator, at the first error).
 pub(crate) fn fire_timers<K: Key, O: Data>(
@@ -470,17 +495,11 @@ impl<F: KeyedProcessFunction> Link<F::In> for KeyedLink<F> {
     }
 
     fn timers(&self, out: &mut Vec<(TimeDomain, Timestamp)>) {
-        if let Some(parts) = &self.parts {
-            parts.timers(out);
-        }
-        self.down.timers(out);
+        keyed_timers(&self.parts, &self.down, out);
     }
 
     fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo) {
-        if let Some(parts) = &mut self.parts {
-            parts.checkpoint_complete(id);
-        }
-        self.down.checkpoint_complete(id, io);
+        keyed_checkpoint_complete(&mut self.parts, &mut self.down, id, io);
     }
 
     #[inline]

@@ -19,9 +19,12 @@ use crate::api::operator::{Operator, OperatorLink};
 use crate::api::side_output::OutputTag;
 use crate::api::sink::{Sink, SinkOperator};
 use crate::api::source::{Source, SourceNode};
-use crate::api::window::{
-    Elements, EmitProcess, EmitWindowed, ProcessWindowFunction, WindowAssigner, WindowEmit, WindowLink, Windowed,
+use crate::api::window::evictor::{CountEvictor, Evicting, Evictor};
+use crate::api::window::operator::{
+    Elements, EmitProcess, EmitWindowed, Incremental, WindowContents, WindowEmit, WindowLink, WindowSpec,
 };
+use crate::api::window::trigger::{CountTrigger, DefaultTrigger, PurgingTrigger, Trigger};
+use crate::api::window::{Global, ProcessWindowFunction, WindowAssigner, Windowed};
 use crate::base::data::{Data, Key};
 use crate::base::error::{Result, WeirError};
 use crate::runtime::job_graph::NodeKind;
@@ -836,30 +839,132 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
             assigner,
             lateness: 0,
             late: None,
+            trigger: DefaultTrigger::of(assigner.domain()),
+            evictor: None,
         }
+    }
+
+    /// Windows of `size` records per key (Flink's `countWindow(size)`): the global window
+    /// fired and purged by a [`CountTrigger`] every `size` records. A key's last records that
+    /// do not fill a window are never emitted (as in Flink).
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec("n", vec![('a', 1), ('a', 2), ('b', 5), ('a', 3), ('a', 4), ('a', 9)])
+    ///         .key_by(|r: &(char, u32)| r.0)
+    ///         .count_window(2)
+    ///         .reduce("sum", |x, y| (x.0, x.1 + y.1))
+    /// }).unwrap();
+    /// assert_eq!(out.iter().map(|w| w.value).collect::<Vec<_>>(), [('a', 3), ('a', 7)]);
+    /// ```
+    pub fn count_window(&self, size: u64) -> WindowedStream<K, T, PurgingTrigger<CountTrigger>> {
+        if size == 0 {
+            self.stream
+                .env
+                .borrow_mut()
+                .errors
+                .push(WeirError::Graph("a count window must hold at least one record".into()));
+        }
+        self.window(Global::new()).trigger(PurgingTrigger::of(CountTrigger::of(size)))
+    }
+
+    /// Windows of the last `size` records per key, fired every `slide` records (Flink's
+    /// `countWindow(size, slide)`): the global window with a [`CountTrigger`] of `slide` and a
+    /// [`CountEvictor`] of `size`.
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec("n", vec![1u32, 2, 3, 4, 5])
+    ///         .key_by(|_: &u32| 0u8)
+    ///         .count_window_sliding(3, 2)
+    ///         .aggregate("sum", Sum::of(|v: &u32| i64::from(*v)))
+    /// }).unwrap();
+    /// // Fired at the 2nd record (1+2) and the 4th (2+3+4).
+    /// assert_eq!(out.iter().map(|w| w.value).collect::<Vec<_>>(), [3, 9]);
+    /// ```
+    pub fn count_window_sliding(&self, size: u64, slide: u64) -> WindowedStream<K, T, CountTrigger> {
+        if size == 0 || slide == 0 {
+            let e =
+                WeirError::Graph(format!("a count window needs a positive size and slide (got {size} and {slide})"));
+            self.stream.env.borrow_mut().errors.push(e);
+        }
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        self.window(Global::new()).trigger(CountTrigger::of(slide)).evictor(CountEvictor::of(size))
     }
 }
 
-/// A keyed stream grouped into windows.
-pub struct WindowedStream<K, T> {
+/// A keyed stream grouped into windows; `G` is its trigger.
+pub struct WindowedStream<K, T, G = DefaultTrigger> {
     keyed: KeyedStream<K, T>,
     assigner: WindowAssigner,
     lateness: i64,
     late: Option<OutputTag<T>>,
+    trigger: G,
+    evictor: Option<Arc<dyn Evictor<T>>>,
 }
 
-impl<K, T> Clone for WindowedStream<K, T> {
+impl<K, T, G: Clone> Clone for WindowedStream<K, T, G> {
     fn clone(&self) -> Self {
         WindowedStream {
             keyed: self.keyed.clone(),
             assigner: self.assigner,
             lateness: self.lateness,
             late: self.late.clone(),
+            trigger: self.trigger.clone(),
+            evictor: self.evictor.clone(),
         }
     }
 }
 
-impl<K: Key, T: Data> WindowedStream<K, T> {
+impl<K: Key, T: Data, G: Trigger<T>> WindowedStream<K, T, G> {
+    /// Fires the windows with `trigger` instead of the assigner's own (Flink's `trigger`; see
+    /// [`Trigger`] for the built-in ones). Session windows need a trigger that can merge.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec_timestamped("c", vec![('a', 100), ('a', 350), ('a', 800)])
+    ///         .key_by(|c: &char| *c)
+    ///         .window(Tumbling::event_time(Duration::from_secs(1)))
+    ///         .trigger(ContinuousEventTimeTrigger::of(Duration::from_millis(300)))
+    ///         .aggregate("count", Count)
+    /// }).unwrap();
+    /// // Early results at the watermarks past 300 and 600, then 900 and the window's end.
+    /// assert_eq!(out.iter().map(|w| w.value).collect::<Vec<_>>(), [2, 3, 3, 3]);
+    /// ```
+    pub fn trigger<G2: Trigger<T>>(self, trigger: G2) -> WindowedStream<K, T, G2> {
+        if matches!(self.assigner, WindowAssigner::Session { .. }) && !trigger.can_merge() {
+            let e = WeirError::Graph("session windows merge: their trigger must be able to merge (can_merge)".into());
+            self.keyed.stream.env.borrow_mut().errors.push(e);
+        }
+        let WindowedStream { keyed, assigner, lateness, late, evictor, .. } = self;
+        WindowedStream { keyed, assigner, lateness, late, trigger, evictor }
+    }
+
+    /// Drops records from each window as it fires, before or after its function runs (Flink's
+    /// `evictor`; see [`Evictor`]). The window then keeps every record, not an incremental
+    /// aggregate: the aggregate runs over what is left at each firing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec_timestamped("c", vec![('a', 100), ('a', 200), ('a', 900)])
+    ///         .key_by(|c: &char| *c)
+    ///         .window(Tumbling::event_time(Duration::from_secs(1)))
+    ///         .evictor(TimeEvictor::of(Duration::from_millis(500)))
+    ///         .aggregate("count", Count)
+    /// }).unwrap();
+    /// assert_eq!(out[0].value, 1); // only the record at 900 is within 500 ms of the newest
+    /// ```
+    pub fn evictor<V: Evictor<T>>(mut self, evictor: V) -> Self {
+        self.evictor = Some(Arc::new(evictor));
+        self
+    }
+
     /// Keeps windows open for late records up to `lateness` past their end (event time):
     /// each late record within the bound fires the window again with the updated result.
     ///
@@ -978,18 +1083,32 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
         self.window_operator(name, agg, move || EmitProcess { f: factory(), elements: |one: A::Out| vec![one] })
     }
 
-    /// The window operator with `agg` per window and what `emit` makes of each firing.
+    /// The window operator with `agg` per window (over what the evictor leaves, if any) and
+    /// what `emit` makes of each firing.
     fn window_operator<A, E, Mk>(&self, name: &str, agg: A, emit: Mk) -> DataStream<E::Out>
     where
         A: AggregateFunction<T>,
         E: WindowEmit<K, A::Out>,
         Mk: Fn() -> E + Send + Sync + 'static,
     {
-        let (assigner, lateness, late, selector, agg) =
-            (self.assigner, self.lateness, self.late.clone(), self.keyed.selector.clone(), Arc::new(agg));
+        match self.evictor.clone() {
+            None => self.window_link(name, Incremental(agg), emit),
+            Some(evictor) => self.window_link(name, Evicting { agg, evictor }, emit),
+        }
+    }
+
+    fn window_link<C, E, Mk>(&self, name: &str, contents: C, emit: Mk) -> DataStream<E::Out>
+    where
+        C: WindowContents<T>,
+        E: WindowEmit<K, C::Out>,
+        Mk: Fn() -> E + Send + Sync + 'static,
+    {
+        let (assigner, lateness, late, selector) =
+            (self.assigner, self.lateness, self.late.clone(), self.keyed.selector.clone());
+        let (contents, trigger) = (Arc::new(contents), self.trigger.clone());
         let make: MakeLink<T, E::Out> = Arc::new(move |name, down| {
-            let (late, agg, selector) = (late.clone(), agg.clone(), selector.clone());
-            Box::new(WindowLink::new(assigner, lateness, late, agg, selector, emit(), down, name))
+            let spec = WindowSpec { assigner, lateness, late: late.clone(), selector: selector.clone() };
+            Box::new(WindowLink::new(spec, contents.clone(), trigger.clone(), emit(), down, name))
         });
         self.keyed.keyed(name, make)
     }

@@ -1,10 +1,16 @@
 //! Window semantics, on the operator harness: boundaries, disorder within the watermark
-//! bound, lateness, sessions; and on a MiniCluster, an idle source subtask's watermark.
+//! bound, lateness, sessions, triggers, evictors and count windows; and on a MiniCluster, an
+//! idle source subtask's watermark.
 
 use std::time::Duration;
 
 use super::*;
 use crate::api::functions::Count;
+use crate::api::window::evictor::{CountEvictor, TimeEvictor};
+use crate::api::window::trigger::{
+    ContinuousProcessingTimeTrigger, CountTrigger, DefaultTrigger, PurgingTrigger, Trigger, TriggerContext,
+    TriggerResult,
+};
 use crate::api::window::{ProcessWindowFunction, WindowContext, WindowOpenContext};
 use crate::base::state::StateBackend;
 use crate::prelude::{DataStream, HarnessConfig, MiniCluster, OperatorHarness, WatermarkStrategy};
@@ -390,4 +396,241 @@ fn sessions_of_records_in_any_order_equal_a_direct_computation() {
     }
     assert_eq!(outputs[0], expected, "memory");
     assert_eq!(outputs[1], expected, "rocksdb");
+}
+
+/// Count windows of 3 per key, run at parallelism 2 up to a snapshot, then restored at 3:
+/// each key's partial count (the trigger's window state) and its records go on in the subtask
+/// that owns the key now, and every window has exactly 3 records.
+#[test]
+fn count_windows_keep_their_counts_across_a_rescale() {
+    type Sums = DataStream<Windowed<u32, i64>>;
+    let pipeline = |input: DataStream<(u32, i64)>| -> Sums {
+        input
+            .key_by(|r: &(u32, i64)| r.0)
+            .count_window(3)
+            .aggregate("sum", crate::api::functions::Sum::of(|r: &(u32, i64)| r.1))
+    };
+    let keys = 0..20u32;
+    let mut snapshots = Vec::new();
+    for index in 0..2 {
+        let config = HarnessConfig::new().subtask(index, 2);
+        let mut h = config.clone().build(pipeline).unwrap();
+        for key in keys.clone().filter(|k| config.owns(k)) {
+            // Four records: one window fires, one record waits.
+            for v in 1..=4 {
+                h.process((key, v)).unwrap();
+            }
+        }
+        assert_eq!(h.take_output().len(), keys.clone().filter(|k| config.owns(k)).count());
+        snapshots.push(h.snapshot().unwrap());
+    }
+    let mut sums = Vec::new();
+    for index in 0..3 {
+        let config = HarnessConfig::new().subtask(index, 3).restore(snapshots.clone());
+        let mut h = config.clone().build(pipeline).unwrap();
+        for key in keys.clone().filter(|k| config.owns(k)) {
+            h.process((key, 10)).unwrap();
+            h.process((key, 100)).unwrap();
+        }
+        h.end_input().unwrap();
+        sums.extend(h.take_output().into_iter().map(|w| (w.key, w.value)));
+    }
+    sums.sort();
+    assert_eq!(sums, keys.map(|k| (k, 4 + 10 + 100)).collect::<Vec<_>>());
+}
+
+#[test]
+fn sliding_count_windows_fire_every_slide_over_the_last_size_records() {
+    let mut h = HarnessConfig::new()
+        .build(|input: DataStream<u32>| {
+            input.key_by(|_: &u32| 0u8).count_window_sliding(3, 2).process("all", || Collect)
+        })
+        .unwrap();
+    for v in 1..=7 {
+        h.process(v).unwrap();
+    }
+    h.end_input().unwrap();
+    assert_eq!(h.output(), [vec![1, 2], vec![2, 3, 4], vec![4, 5, 6]]);
+}
+
+/// Hands each firing's records on as one vector.
+struct Collect;
+
+impl ProcessWindowFunction for Collect {
+    type Key = u8;
+    type In = u32;
+    type Out = Vec<u32>;
+    fn process(
+        &mut self,
+        _: &u8,
+        elements: Vec<u32>,
+        ctx: &mut WindowContext<'_, u8, Vec<u32>>,
+    ) -> Result<(), WeirError> {
+        ctx.emit(elements);
+        Ok(())
+    }
+}
+
+/// Sessions with a count trigger: the counts of two sessions add up when a record bridges
+/// them (the trigger's `on_merge`), so the bridging record is the third and fires.
+#[test]
+fn a_count_trigger_adds_up_the_counts_of_merged_sessions() {
+    let mut h = HarnessConfig::new()
+        .build(|input: DataStream<char>| {
+            input
+                .key_by(|c: &char| *c)
+                .window(Session::event_time(Duration::from_millis(100)))
+                .trigger(CountTrigger::of(3))
+                .aggregate("count", Count)
+        })
+        .unwrap();
+    h.process_at('a', 0).unwrap();
+    h.process_at('a', 180).unwrap();
+    assert!(h.output().is_empty());
+    h.process_at('a', 90).unwrap();
+    let out: Vec<_> = h.output().into_iter().map(|w| (w.window.start, w.window.end, w.value)).collect();
+    assert_eq!(out, [(0, 280, 3)]);
+    // The merged session's count restarted: three more records fire it again, with all six.
+    for ts in [100, 110, 120] {
+        h.process_at('a', ts).unwrap();
+    }
+    assert_eq!(h.output().last().map(|w| w.value), Some(6));
+}
+
+/// A purging event-time trigger with allowed lateness: the on-time firing drops the window's
+/// contents, so a late record fires it with itself alone.
+#[test]
+fn a_purging_trigger_empties_the_window_after_each_firing() {
+    let mut h = HarnessConfig::new()
+        .build(|input: DataStream<char>| {
+            input
+                .key_by(|c: &char| *c)
+                .window(Tumbling::event_time(Duration::from_secs(1)))
+                .allowed_lateness(Duration::from_secs(1))
+                .trigger(PurgingTrigger::of(DefaultTrigger::event_time()))
+                .aggregate("count", Count)
+        })
+        .unwrap();
+    h.process_at('a', 100).unwrap();
+    h.process_at('a', 200).unwrap();
+    h.process_watermark(1_200).unwrap();
+    h.process_at('a', 300).unwrap();
+    h.process_watermark(2_500).unwrap();
+    h.process_at('a', 400).unwrap(); // past the allowed lateness: late
+    let counts: Vec<u64> = h.output().into_iter().map(|w| w.value).collect();
+    assert_eq!(counts, [2, 1]);
+    assert!(h.timers().is_empty(), "the window was dropped with its timers: {:?}", h.timers());
+}
+
+/// A continuous processing-time trigger fires every interval of the clock while the window
+/// holds records, aligned to multiples of the interval.
+#[test]
+fn a_continuous_processing_time_trigger_fires_on_the_clock() {
+    let mut h = HarnessConfig::new()
+        .processing_time(1_050)
+        .build(|input: DataStream<char>| {
+            input
+                .key_by(|c: &char| *c)
+                .window(Tumbling::event_time(Duration::from_secs(10)))
+                .trigger(ContinuousProcessingTimeTrigger::of(Duration::from_millis(100)))
+                .aggregate("count", Count)
+        })
+        .unwrap();
+    h.process_at('a', 5).unwrap();
+    h.set_processing_time(1_099).unwrap();
+    assert!(h.output().is_empty());
+    h.set_processing_time(1_100).unwrap();
+    h.process_at('a', 6).unwrap();
+    h.set_processing_time(1_200).unwrap();
+    let counts: Vec<u64> = h.output().into_iter().map(|w| w.value).collect();
+    assert_eq!(counts, [1, 2]);
+}
+
+/// Evictors run at each firing, before or after the function, and what they leave is the
+/// window's contents from then on.
+#[test]
+fn evictors_drop_records_before_or_after_the_function() {
+    let run = |evictor: CountEvictor| {
+        let mut h = HarnessConfig::new()
+            .build(move |input: DataStream<u32>| {
+                input
+                    .key_by(|_: &u32| 0u8)
+                    .window(Global::new())
+                    .trigger(CountTrigger::of(2))
+                    .evictor(evictor)
+                    .process("all", || Collect)
+            })
+            .unwrap();
+        for v in 1..=6 {
+            h.process(v).unwrap();
+        }
+        h.output()
+    };
+    // Keep the last 3 before the function: [1,2], [2,3,4], [4,5,6].
+    assert_eq!(run(CountEvictor::of(3)), [vec![1, 2], vec![2, 3, 4], vec![4, 5, 6]]);
+    // Keep the last 1 before it: the function sees one record.
+    assert_eq!(run(CountEvictor::of(1)), [vec![2], vec![4], vec![6]]);
+    // Keep the last 1 after it: the function sees what was kept plus the new records.
+    assert_eq!(run(CountEvictor::of_after(1)), [vec![1, 2], vec![2, 3, 4], vec![4, 5, 6]]);
+    let mut h = HarnessConfig::new()
+        .build(|input: DataStream<u32>| {
+            input
+                .key_by(|_: &u32| 0u8)
+                .window(Tumbling::event_time(Duration::from_secs(10)))
+                .trigger(CountTrigger::of(3))
+                .evictor(TimeEvictor::of(Duration::from_millis(100)))
+                .process("all", || Collect)
+        })
+        .unwrap();
+    for (v, ts) in [(1, 0), (2, 150), (3, 200), (4, 210), (5, 260), (6, 400)] {
+        h.process_at(v, ts).unwrap();
+    }
+    // At 3 records the newest is 200: 0 is evicted; at 6 (newest 400) only 6 is within 100.
+    assert_eq!(h.output(), [vec![2, 3], vec![6]]);
+}
+
+/// A trigger that cannot merge is refused on session windows, naming why.
+#[test]
+fn session_windows_refuse_a_trigger_that_cannot_merge() {
+    #[derive(Clone)]
+    struct Never;
+    impl Trigger<char> for Never {
+        fn on_element<K: Key>(
+            &mut self,
+            _: &char,
+            _: Timestamp,
+            _: TimeWindow,
+            _: &mut TriggerContext<'_, K>,
+        ) -> crate::base::error::Result<TriggerResult> {
+            Ok(TriggerResult::Continue)
+        }
+        fn on_event_time<K: Key>(
+            &mut self,
+            _: Timestamp,
+            _: TimeWindow,
+            _: &mut TriggerContext<'_, K>,
+        ) -> crate::base::error::Result<TriggerResult> {
+            Ok(TriggerResult::Continue)
+        }
+        fn on_processing_time<K: Key>(
+            &mut self,
+            _: Timestamp,
+            _: TimeWindow,
+            _: &mut TriggerContext<'_, K>,
+        ) -> crate::base::error::Result<TriggerResult> {
+            Ok(TriggerResult::Continue)
+        }
+        fn clear<K: Key>(&mut self, _: TimeWindow, _: &mut TriggerContext<'_, K>) -> crate::base::error::Result<()> {
+            Ok(())
+        }
+    }
+    let built = HarnessConfig::new().build(|input: DataStream<char>| {
+        input
+            .key_by(|c: &char| *c)
+            .window(Session::event_time(Duration::from_millis(10)))
+            .trigger(Never)
+            .aggregate("n", Count)
+    });
+    let err = built.err().expect("refused").to_string();
+    assert!(err.contains("trigger must be able to merge"), "{err}");
 }
