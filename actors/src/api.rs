@@ -4,6 +4,7 @@
 //! operators. It builds on the runtime ([`crate::runtime`]) and the core ([`crate::base`]);
 //! nothing below imports it.
 
+pub mod async_io;
 pub mod broadcast;
 pub mod co_process;
 pub mod connectors;

@@ -68,6 +68,7 @@ pub use weir_dataplane::{BatchConfig, Timestamp};
 
 /// Everything a job author needs, in one import.
 pub mod prelude {
+    pub use crate::api::async_io::AsyncFunction;
     pub use crate::api::broadcast::{
         BroadcastContext, BroadcastProcessFunction, BroadcastState, BroadcastStateDescriptor, BroadcastStream,
         KeyedBroadcastProcessFunction,
@@ -88,7 +89,7 @@ pub mod prelude {
     pub use crate::api::keyed::{
         KeyedContext, KeyedOpenContext, KeyedProcessFunction, ListState, MapState, ReducingState, ValueState,
     };
-    pub use crate::api::operator::{Context, OpenContext, Operator};
+    pub use crate::api::operator::{Context, OpenContext, Operator, OperatorLists};
     pub use crate::api::side_output::OutputTag;
     pub use crate::api::sink::Sink;
     pub use crate::api::source::{Source, SourceContext};

@@ -381,6 +381,43 @@ async fn count_windows_restore_their_trigger_and_evictor_state_exactly_once_afte
     exactly_once_across_kills("count-windows", generated_count_windows, &[(1, 0), (0, 0), (1, 1)]).await;
 }
 
+/// Looks each click's user up in a (simulated) remote service that answers after 0–2 ms.
+struct UserLookup;
+
+impl AsyncFunction for UserLookup {
+    type In = Click;
+    type Out = String;
+    #[allow(clippy::manual_async_fn, reason = "the request must not borrow the function ('static)")]
+    fn invoke(&self, c: Click) -> impl std::future::Future<Output = Result<Vec<String>>> + Send + 'static {
+        async move {
+            tokio::time::sleep(Duration::from_micros(c.index % 2_000)).await;
+            Ok(vec![format!("{}\t{}\tuser-{}", c.index, c.time, c.user)])
+        }
+    }
+}
+
+/// Generated clicks through an ordered async lookup with a small capacity (so that the input
+/// is held back while requests run) into the file sink.
+fn generated_lookups(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let config = GeneratorConfig {
+        events: Some(args.parse_req("events")?),
+        keys: 30,
+        seed: 14,
+        rate: Some(20_000.0),
+        ..Default::default()
+    };
+    env.source("clicks", Generator::new(config))
+        .async_wait_ordered("lookup", UserLookup, Duration::from_secs(10), 8)
+        .sink("output", FileSink::new(args.get("output")?));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_io_restarts_its_in_flight_requests_exactly_once_after_failovers() {
+    // Vertices: 0 the source, 1 the async lookup (never chained), 2 the sink.
+    exactly_once_across_kills("async-io", generated_lookups, &[(1, 0), (0, 1), (1, 1), (2, 0)]).await;
+}
+
 /// `fraud-rules` at several parallelisms equals checking each transaction against the version
 /// of every rule in force at its time; the transactions no rule flags go to `--unmatched`.
 #[test]

@@ -16,8 +16,9 @@ use weir_dataplane::{CheckpointBarrier, NO_TIMESTAMP, Timestamp};
 use crate::api::side_output::{OutputTag, emit_side};
 use crate::base::data::{Data, Key};
 use crate::base::error::Result;
+use crate::base::error::WeirError;
 use crate::base::link::{Link, LinkInfo, Outputs};
-use crate::base::state::OperatorState;
+use crate::base::state::{NamedList, OperatorState, RestoredLists};
 use crate::base::subtask::SubtaskInfo;
 use crate::base::task_io::TaskIo;
 use crate::base::time::TimeDomain;
@@ -101,6 +102,52 @@ pub trait Operator: Send + 'static {
         Ok(())
     }
 
+    /// Called at a checkpoint barrier, between records: the operator's list states (Flink's
+    /// operator `ListState` and union `ListState`), which are redistributed when the
+    /// parallelism changes; read them back in [`open`](Self::open) with
+    /// [`OpenContext::list_state`] and [`OpenContext::union_list_state`].
+    ///
+    /// ```
+    /// use weir_actors::prelude::*;
+    ///
+    /// /// Emits records in pairs; an odd one out waits in split list state, so that after a
+    /// /// rescale each waiting record is with exactly one subtask.
+    /// #[derive(Default)]
+    /// struct Pairs { waiting: Vec<u32> }
+    ///
+    /// impl Operator for Pairs {
+    ///     type In = u32;
+    ///     type Out = (u32, u32);
+    ///     fn open(&mut self, ctx: &mut OpenContext<'_>) -> Result<()> {
+    ///         self.waiting = ctx.list_state("waiting")?;
+    ///         Ok(())
+    ///     }
+    ///     fn process(&mut self, v: u32, ctx: &mut Context<'_, (u32, u32)>) -> Result<()> {
+    ///         match self.waiting.pop() {
+    ///             Some(w) => ctx.emit((w, v)),
+    ///             None => self.waiting.push(v),
+    ///         }
+    ///         Ok(())
+    ///     }
+    ///     fn snapshot_lists(&mut self, _: u64, lists: &mut OperatorLists) -> Result<()> {
+    ///         lists.split("waiting", &self.waiting)
+    ///     }
+    /// }
+    ///
+    /// let mut h = OperatorHarness::new(|s: DataStream<u32>| s.operator("pairs", Pairs::default)).unwrap();
+    /// for v in [1, 2, 3] {
+    ///     h.process(v).unwrap();
+    /// }
+    /// let snapshot = h.snapshot().unwrap();
+    /// let mut restored = HarnessConfig::new().restore(vec![snapshot]).build(|s: DataStream<u32>| s.operator("pairs", Pairs::default)).unwrap();
+    /// restored.process(4).unwrap();
+    /// assert_eq!(restored.output(), [(3, 4)]);
+    /// ```
+    fn snapshot_lists(&mut self, checkpoint_id: u64, lists: &mut OperatorLists) -> Result<()> {
+        let _ = (checkpoint_id, lists);
+        Ok(())
+    }
+
     /// Called when checkpoint `checkpoint_id` completed everywhere (two-phase sinks commit
     /// here).
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
@@ -113,11 +160,54 @@ pub trait Operator: Send + 'static {
 pub struct OpenContext<'a> {
     pub(crate) info: &'a SubtaskInfo,
     pub(crate) checkpointing: bool,
+    /// The list states restored (none on a fresh start).
+    pub(crate) lists: RestoredLists,
 }
 
 impl<'a> OpenContext<'a> {
     pub(crate) fn new(io: &'a TaskIo) -> Self {
-        OpenContext { info: &io.info, checkpointing: io.checkpointing() }
+        OpenContext { info: &io.info, checkpointing: io.checkpointing(), lists: RestoredLists::new() }
+    }
+
+    /// The context of operator node `node`, with the list states it restores.
+    pub(crate) fn with_lists(io: &'a TaskIo, node: usize) -> Result<Self> {
+        let lists = match &io.restored {
+            Some(restored) => restored.operator_lists(node)?,
+            None => RestoredLists::new(),
+        };
+        Ok(OpenContext { lists, ..OpenContext::new(io) })
+    }
+
+    /// The elements of split list state `name` this subtask restores (empty on a fresh
+    /// start): its own at the same parallelism, an even share of every subtask's at another.
+    pub fn list_state<T: DeserializeOwned>(&mut self, name: &str) -> Result<Vec<T>> {
+        self.restored_list(name, false)
+    }
+
+    /// The elements of union list state `name` this subtask restores: its own at the same
+    /// parallelism, every subtask's at another.
+    pub fn union_list_state<T: DeserializeOwned>(&mut self, name: &str) -> Result<Vec<T>> {
+        self.restored_list(name, true)
+    }
+
+    fn restored_list<T: DeserializeOwned>(&mut self, name: &str, union: bool) -> Result<Vec<T>> {
+        let Some((was_union, items)) = self.lists.remove(name) else { return Ok(Vec::new()) };
+        let kind = |u: bool| if u { "a union" } else { "a split" };
+        if was_union != union {
+            return Err(WeirError::user(format!(
+                "list state '{name}' was checkpointed as {} list and is read as {} one",
+                kind(was_union),
+                kind(union)
+            )));
+        }
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| {
+                postcard::from_bytes(bytes)
+                    .map_err(|e| WeirError::user(format!("list state '{name}': element {i} does not decode: {e}")))
+            })
+            .collect()
     }
 
     /// The subtask this operator runs in.
@@ -130,6 +220,49 @@ impl<'a> OpenContext<'a> {
     /// after every source ended, commits the last transaction exactly once.
     pub fn checkpointing(&self) -> bool {
         self.checkpointing
+    }
+}
+
+/// Where an operator puts its list states at a checkpoint (see
+/// [`Operator::snapshot_lists`]).
+#[derive(Debug, Default)]
+pub struct OperatorLists {
+    lists: Vec<NamedList>,
+}
+
+impl OperatorLists {
+    /// Split list state `name`: after a rescale each new subtask gets an even share of all
+    /// subtasks' elements.
+    pub fn split<T: Serialize>(&mut self, name: &str, items: &[T]) -> Result<()> {
+        self.put(name, items, false)
+    }
+
+    /// Union list state `name`: after a rescale every new subtask gets all subtasks' elements.
+    pub fn union<T: Serialize>(&mut self, name: &str, items: &[T]) -> Result<()> {
+        self.put(name, items, true)
+    }
+
+    fn put<T: Serialize>(&mut self, name: &str, items: &[T], union: bool) -> Result<()> {
+        if self.lists.iter().any(|l| l.name == name) {
+            return Err(WeirError::user(format!("list state '{name}' is snapshotted twice")));
+        }
+        let items = items
+            .iter()
+            .map(|item| postcard::to_allocvec(item))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| WeirError::user(format!("list state '{name}' does not encode: {e}")))?;
+        self.lists.push(NamedList { name: name.to_owned(), union, items });
+        Ok(())
+    }
+
+    /// The lists, encoded as a checkpoint holds them (`None`: there are none).
+    pub(crate) fn encode(self) -> Result<Option<Vec<u8>>> {
+        if self.lists.is_empty() {
+            return Ok(None);
+        }
+        postcard::to_allocvec(&self.lists)
+            .map(Some)
+            .map_err(|e| WeirError::runtime(format!("list states do not encode: {e}")))
     }
 }
 
@@ -201,7 +334,8 @@ impl<O: Operator> Link<O::In> for OperatorLink<O> {
         if io.has_failed() {
             return;
         }
-        if let Err(e) = self.op.open(&mut OpenContext::new(io)) {
+        let opened = OpenContext::with_lists(io, self.name.node).and_then(|mut ctx| self.op.open(&mut ctx));
+        if let Err(e) = opened {
             io.fail(e.in_operator(&self.name));
             return;
         }
@@ -214,11 +348,17 @@ impl<O: Operator> Link<O::In> for OperatorLink<O> {
     }
 
     fn checkpoint(&mut self, barrier: &CheckpointBarrier, io: &mut TaskIo, out: &mut Vec<OperatorState>) {
-        match self.op.snapshot_state(barrier.checkpoint_id) {
-            Ok(Some(state)) => {
-                out.push(OperatorState { node: self.name.node, operator: Some(state), ..Default::default() })
+        let id = barrier.checkpoint_id;
+        let mut lists = OperatorLists::default();
+        let snapshot = self.op.snapshot_state(id).and_then(|operator| {
+            self.op.snapshot_lists(id, &mut lists)?;
+            Ok((operator, lists.encode()?))
+        });
+        match snapshot {
+            Ok((None, None)) => {}
+            Ok((operator, lists)) => {
+                out.push(OperatorState { node: self.name.node, operator, lists, ..Default::default() })
             }
-            Ok(None) => {}
             Err(e) => io.fail(e.in_operator(&self.name)),
         }
         self.down.checkpoint(barrier, io, out);

@@ -257,7 +257,7 @@ impl<T: Data> DataStream<T> {
         StreamEdge { from: self.node, output: self.output, partitioning: self.partitioning, key_group: None }
     }
 
-    fn then<O: Data>(
+    pub(crate) fn then<O: Data>(
         &self,
         name: &str,
         kind: NodeKind,

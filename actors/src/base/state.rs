@@ -24,13 +24,45 @@ pub struct OperatorState {
     pub timers: Option<Vec<u8>>,
     /// The operator's own state (a source's position, a sink's pending files).
     pub operator: Option<Vec<u8>>,
+    /// The operator's list states ([`NamedList`]s, postcard-encoded).
+    pub lists: Option<Vec<u8>>,
 }
 
 impl OperatorState {
     /// Whether it holds any state at all.
     pub fn is_empty(&self) -> bool {
-        self.keyed.is_none() && self.incremental.is_none() && self.timers.is_none() && self.operator.is_none()
+        self.keyed.is_none()
+            && self.incremental.is_none()
+            && self.timers.is_none()
+            && self.operator.is_none()
+            && self.lists.is_none()
     }
+}
+
+/// One operator list state at a checkpoint: its elements, each encoded. When the parallelism
+/// changes, a union list goes whole to every new subtask, a split list is cut into even
+/// contiguous shares of all old subtasks' elements (Flink's `getUnionListState` and
+/// `getListState`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NamedList {
+    /// The state's name, unique in its operator.
+    pub name: String,
+    /// Union (every new subtask gets all) rather than split.
+    pub union: bool,
+    /// The elements.
+    pub items: Vec<Vec<u8>>,
+}
+
+/// The list states an operator subtask restores, by name: whether each is a union, and the
+/// elements it gets.
+pub(crate) type RestoredLists = HashMap<String, (bool, Vec<Vec<u8>>)>;
+
+/// The share of `total` elements that subtask `index` of `parallelism` takes: the first
+/// `total % parallelism` subtasks one more than the others, in order.
+fn share(total: usize, index: usize, parallelism: usize) -> std::ops::Range<usize> {
+    let (base, extra) = (total / parallelism, total % parallelism);
+    let start = index * base + index.min(extra);
+    start..start + base + usize::from(index < extra)
 }
 
 /// A subtask's event time at a checkpoint (see `TaskSnapshot::clock` in `runtime::checkpoint`).
@@ -103,6 +135,41 @@ impl RestoredState {
         } else {
             node.states.iter().filter_map(pick).collect()
         }
+    }
+
+    /// The list states of `node` this subtask restores: at the same parallelism its own; at
+    /// another, every union list whole and its share of every split list (the old subtasks'
+    /// elements in subtask order). A corrupt list, or one name both split and union, is an
+    /// error naming it.
+    pub(crate) fn operator_lists(&self, node: usize) -> Result<RestoredLists> {
+        let mut lists = RestoredLists::new();
+        let Some(states) = self.by_node.get(&node) else { return Ok(lists) };
+        let same = states.parallelism == self.parallelism;
+        for (old, state) in states.states.iter().enumerate() {
+            let Some(bytes) = state.lists.as_ref().filter(|_| !same || old == self.index) else { continue };
+            let named: Vec<NamedList> = postcard::from_bytes(bytes).map_err(|e| {
+                WeirError::runtime(format!("the list states of operator node {node}, subtask {old} are corrupt: {e}"))
+            })?;
+            for list in named {
+                let (union, items) = lists.entry(list.name.clone()).or_insert((list.union, Vec::new()));
+                if *union != list.union {
+                    return Err(WeirError::runtime(format!(
+                        "operator node {node}: list state '{}' is both split and union in the checkpoint",
+                        list.name
+                    )));
+                }
+                items.extend(list.items);
+            }
+        }
+        if !same {
+            for (union, items) in lists.values_mut() {
+                if !*union {
+                    let mine = share(items.len(), self.index, self.parallelism);
+                    *items = items.drain(mine).collect();
+                }
+            }
+        }
+        Ok(lists)
     }
 
     /// Every subtask's keyed state for `node`, merged (each subtask keeps its key groups).

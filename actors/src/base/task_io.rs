@@ -50,6 +50,28 @@ pub(crate) struct TaskIo {
     /// Keyed snapshots whose synchronous part is done, by their operator's position in the
     /// checkpoint's operator states: stored off the loop with the rest of the snapshot.
     pub(crate) pending_keyed: Vec<(usize, weir_state::PendingKeyedSnapshot)>,
+    /// Asynchronous work of the chain's links (async I/O requests): how many are running, and
+    /// how they wake the loop when one completes (the loop then gives the chain a
+    /// processing-time tick, in which the links take their results).
+    pub(crate) async_work: AsyncWork,
+}
+
+/// The asynchronous requests of a subtask's chain and how they wake its loop.
+#[derive(Debug, Default)]
+pub(crate) struct AsyncWork {
+    /// Notified by each request that completes.
+    pub(crate) wake: Arc<tokio::sync::Notify>,
+    /// Requests running (the loop waits for the notification only while there are some).
+    pub(crate) running: usize,
+    /// A link can take no more input until requests complete: the loop stops reading it.
+    pub(crate) input_held: bool,
+}
+
+impl AsyncWork {
+    /// What the loop waits on for completions, while requests run.
+    pub(crate) fn waker(&self) -> Option<Arc<tokio::sync::Notify>> {
+        (self.running > 0).then(|| self.wake.clone())
+    }
 }
 
 impl TaskIo {
@@ -70,6 +92,7 @@ impl TaskIo {
             restored: None,
             state_backend: Default::default(),
             pending_keyed: Vec::new(),
+            async_work: AsyncWork::default(),
         }
     }
 

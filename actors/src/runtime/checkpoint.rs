@@ -119,7 +119,8 @@ pub struct TaskStateHandle {
     /// checkpoints), for the coordinator's reference counts.
     pub shared: Vec<String>,
     /// Its operators keep operator (non-keyed) state, which a restore at another parallelism
-    /// gives every new subtask (union): they all read this file. Files with keyed state only
+    /// gives every new subtask (union), or operator list state (each new subtask takes its
+    /// share of all of it): they all read this file. Files with keyed state only
     /// are read by the new subtasks whose key groups they hold.
     #[serde(default)]
     pub union_state: bool,
@@ -219,9 +220,10 @@ pub struct CheckpointMetadata {
 }
 
 impl CheckpointMetadata {
-    /// The current format version (5: every subtask's event clock is in its state; 4: the
-    /// file sink's state names the attempt of each pre-committed file).
-    pub const VERSION: u32 = 5;
+    /// The current format version (6: operator list state, split or union, beside an
+    /// operator's own state; 5: every subtask's event clock is in its state; 4: the file
+    /// sink's state names the attempt of each pre-committed file).
+    pub const VERSION: u32 = 6;
 
     /// Total bytes of the subtasks' state.
     pub fn bytes(&self) -> u64 {

@@ -85,7 +85,7 @@ impl<K: Key, N: std::hash::Hash + Eq + Clone> KeyedParts<K, N> {
             weir_dataplane::BarrierKind::Savepoint { .. } => self.store.start_snapshot()?,
         };
         io.pending_keyed.push((index, pending));
-        Ok(OperatorState { node, keyed: None, incremental: None, timers: Some(timers), operator: None })
+        Ok(OperatorState { node, timers: Some(timers), ..Default::default() })
     }
 
     /// Adds this operator's snapshot to a checkpoint (or fails the subtask, naming it).

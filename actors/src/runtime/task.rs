@@ -136,17 +136,25 @@ enum Wake<T> {
 }
 
 /// Waits for the next thing a loop acts on, in this order: control messages, the flush
-/// deadline, processing-time timers (only while `active`), then `ready` (none: nothing else to
-/// wait for). Both loops wait here. With nothing left to wait for (the control channel gone
+/// deadline, processing-time timers (only while `active`), a completed asynchronous request
+/// (while some run), then `ready` (none: nothing else to wait for). Both loops wait here. With nothing left to wait for (the control channel gone
 /// while the subtask waits to end) that is an error.
 async fn wake<T>(
     control: &mut ControlReceiver,
     control_open: &mut bool,
     timers: &mut LoopTimers,
     active: bool,
+    async_wake: Option<Arc<tokio::sync::Notify>>,
     ready: Option<impl std::future::Future<Output = T>>,
 ) -> Result<Wake<T>> {
     let timers_run = active && timers.processing_at != Timestamp::MAX;
+    let async_waits = async_wake.is_some();
+    let async_done = async {
+        match &async_wake {
+            Some(wake) => wake.notified().await,
+            None => std::future::pending().await,
+        }
+    };
     let waits = ready.is_some();
     let ready = async {
         match ready {
@@ -165,6 +173,8 @@ async fn wake<T>(
         }),
         _ = timers.flush.as_mut(), if timers.flush_armed => Ok(Wake::Flush),
         _ = timers.processing.as_mut(), if timers_run => Ok(Wake::ProcessingTime),
+        // An asynchronous request completed: the chain takes its results in a tick.
+        _ = async_done, if async_waits => Ok(Wake::ProcessingTime),
         out = ready, if waits => Ok(Wake::Ready(out)),
         else => Err(WeirError::Disconnected("the subtask lost its control channel while waiting to end".into())),
     }
@@ -555,8 +565,10 @@ pub(crate) async fn run_input<T: Data, I: TaskInput<Item = T>>(
             state.batch(c, stashed, &mut *head, &mut io, &mut gate);
             continue;
         }
-        let input = (gate.num_open() > 0).then(|| next(&mut gate));
-        match wake(&mut control, &mut control_open, &mut timers, state.life.active(), input).await? {
+        // A link that can take no more input (async I/O at capacity) holds it back.
+        let input = (gate.num_open() > 0 && !io.async_work.input_held).then(|| next(&mut gate));
+        let async_wake = io.async_work.waker();
+        match wake(&mut control, &mut control_open, &mut timers, state.life.active(), async_wake, input).await? {
             Wake::Control(ctl) => state.control(ctl, &mut *head, &mut io, &mut gate),
             Wake::Flush => flush(&mut *head, &mut io, &mut timers),
             Wake::ProcessingTime => fire_processing_time(&mut *head, &mut io, &mut timers),
@@ -776,7 +788,8 @@ pub(crate) async fn run_source<T: Data, S: SourceHead<T>>(
             None
         };
         let pause = pause.map(tokio::time::sleep);
-        match wake(&mut control, &mut control_open, &mut timers, life.active(), pause).await? {
+        let async_wake = io.async_work.waker();
+        match wake(&mut control, &mut control_open, &mut timers, life.active(), async_wake, pause).await? {
             Wake::Control(ctl) => task!().control(ctl)?,
             Wake::Flush => flush(&mut *head, &mut io, &mut timers),
             Wake::ProcessingTime => fire_processing_time(&mut *head, &mut io, &mut timers),

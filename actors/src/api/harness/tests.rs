@@ -222,6 +222,87 @@ fn operator_state_is_the_subtasks_own_at_the_same_parallelism_and_a_union_at_ano
     assert_eq!(other.output(), vec![4], "the union: 3 records, now 4");
 }
 
+/// Keeps the records it saw in a split list and a union list.
+#[derive(Default)]
+struct Lists {
+    split: Vec<u32>,
+    union: Vec<u32>,
+}
+
+impl Operator for Lists {
+    type In = u32;
+    type Out = (Vec<u32>, Vec<u32>);
+
+    fn open(&mut self, ctx: &mut OpenContext<'_>) -> Result<()> {
+        self.split = ctx.list_state("split")?;
+        self.union = ctx.union_list_state("union")?;
+        Ok(())
+    }
+
+    /// Any record: emits what the subtask holds.
+    fn process(&mut self, value: u32, ctx: &mut Context<'_, (Vec<u32>, Vec<u32>)>) -> Result<()> {
+        if value > 0 {
+            self.split.push(value);
+            self.union.push(value);
+        }
+        ctx.emit((self.split.clone(), self.union.clone()));
+        Ok(())
+    }
+
+    fn snapshot_lists(&mut self, _: u64, lists: &mut OperatorLists) -> Result<()> {
+        lists.split("split", &self.split)?;
+        lists.union("union", &self.union)
+    }
+}
+
+/// Split lists are cut into even contiguous shares of every subtask's elements when the
+/// parallelism changes; union lists go whole to every subtask; at the same parallelism each
+/// subtask gets its own back.
+#[test]
+fn operator_list_state_is_split_evenly_or_united_when_the_parallelism_changes() {
+    let lists = |input: DataStream<u32>| input.operator("lists", Lists::default);
+    let mut snapshots = Vec::new();
+    for (index, values) in [vec![1, 2, 3, 4], vec![5, 6, 7]].into_iter().enumerate() {
+        let mut h = HarnessConfig::new().subtask(index, 2).build(lists).unwrap();
+        values.into_iter().try_for_each(|v| h.process(v)).unwrap();
+        snapshots.push(h.snapshot().unwrap());
+    }
+    let held = |index, parallelism| {
+        let config = HarnessConfig::new().subtask(index, parallelism).restore(snapshots.clone());
+        let mut h = config.build(lists).unwrap();
+        h.process(0).unwrap();
+        h.output().pop().unwrap()
+    };
+    assert_eq!(held(1, 2), (vec![5, 6, 7], vec![5, 6, 7]));
+    let all = vec![1, 2, 3, 4, 5, 6, 7];
+    assert_eq!(held(0, 3), (vec![1, 2, 3], all.clone()));
+    assert_eq!(held(1, 3), (vec![4, 5], all.clone()));
+    assert_eq!(held(2, 3), (vec![6, 7], all.clone()));
+    assert_eq!(held(0, 1), (all.clone(), all));
+
+    // Read as the other kind: an error naming the state.
+    struct Misread;
+    impl Operator for Misread {
+        type In = u32;
+        type Out = u32;
+        fn open(&mut self, ctx: &mut OpenContext<'_>) -> Result<()> {
+            ctx.union_list_state::<u32>("split").map(drop)
+        }
+        fn process(&mut self, v: u32, ctx: &mut Context<'_, u32>) -> Result<()> {
+            ctx.emit(v);
+            Ok(())
+        }
+    }
+    let err = HarnessConfig::new()
+        .restore(vec![snapshots[0].clone()])
+        .subtask(0, 2)
+        .build(|input: DataStream<u32>| input.operator("lists", || Misread))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("list state 'split' was checkpointed as a split list and is read as a union one"), "{err}");
+}
+
 #[test]
 fn bad_use_is_an_error_naming_what_is_wrong() {
     let err = HarnessConfig::new().subtask(2, 2).build(counting).err().unwrap().to_string();

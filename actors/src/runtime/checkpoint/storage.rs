@@ -82,7 +82,7 @@ pub(crate) fn write_task_in(
         bytes: bytes.len() as u64,
         operators,
         shared,
-        union_state: snapshot.operators.iter().any(|s| s.operator.is_some()),
+        union_state: snapshot.operators.iter().any(|s| s.operator.is_some() || s.lists.is_some()),
         finished: snapshot.finished,
         clock: snapshot.clock,
     })

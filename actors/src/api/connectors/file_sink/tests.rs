@@ -30,7 +30,7 @@ fn output_appears_only_when_its_checkpoint_completes_and_a_restore_discards_the_
     let dir = std::env::temp_dir().join(format!("weir-sink-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut sink = FileSink::<String>::new(&dir);
-    sink.open(&OpenContext { info: &info(1), checkpointing: false }).unwrap();
+    sink.open(&OpenContext { info: &info(1), checkpointing: false, lists: Default::default() }).unwrap();
     sink.write("a".into(), None).unwrap();
     let state1 = sink.snapshot_state(1).unwrap().unwrap();
     assert!(visible(&dir).is_empty(), "pre-committed, not committed");
@@ -43,11 +43,11 @@ fn output_appears_only_when_its_checkpoint_completes_and_a_restore_discards_the_
     // commits what it had pre-committed again: that is fine (idempotent).
     drop(sink);
     let mut again = FileSink::<String>::new(&dir);
-    again.open(&OpenContext { info: &info(1), checkpointing: false }).unwrap();
+    again.open(&OpenContext { info: &info(1), checkpointing: false, lists: Default::default() }).unwrap();
     again.restore_state(vec![state1.clone()]).unwrap();
     drop(again);
     let mut restored = FileSink::<String>::new(&dir);
-    restored.open(&OpenContext { info: &info(1), checkpointing: false }).unwrap();
+    restored.open(&OpenContext { info: &info(1), checkpointing: false, lists: Default::default() }).unwrap();
     restored.restore_state(vec![state1.clone()]).unwrap();
     restored.write("b2".into(), None).unwrap();
     restored.finish().unwrap();
@@ -61,7 +61,7 @@ fn output_appears_only_when_its_checkpoint_completes_and_a_restore_discards_the_
     // Restoring checkpoint 1 again now would replay "b2", which the restored run committed
     // after it: refused (see a_restore_behind_committed_output_is_refused_…).
     let mut again = FileSink::<String>::new(&dir);
-    again.open(&OpenContext { info: &info(1), checkpointing: false }).unwrap();
+    again.open(&OpenContext { info: &info(1), checkpointing: false, lists: Default::default() }).unwrap();
     assert!(matches!(again.restore_state(vec![state1]), Err(WeirError::RestoredBehindOutput(_))));
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -82,7 +82,7 @@ fn with_checkpoints_the_last_file_waits_for_the_final_checkpoint() {
     let dir = std::env::temp_dir().join(format!("weir-sink-final-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut sink = FileSink::<String>::new(&dir);
-    sink.open(&OpenContext { info: &info(0), checkpointing: true }).unwrap();
+    sink.open(&OpenContext { info: &info(0), checkpointing: true, lists: Default::default() }).unwrap();
     sink.write("tail".into(), None).unwrap();
     sink.finish().unwrap();
     assert!(visible(&dir).is_empty(), "not committed at the end of input");
@@ -106,11 +106,11 @@ fn subtask_0_cleans_what_subtasks_gone_after_a_rescale_left() {
     }
     // Now at parallelism 2 (`info` says 2): subtask 1 cleans its own, subtask 0 subtask 2's.
     let mut one = FileSink::<String>::new(&dir);
-    one.open(&OpenContext { info: &info(1), checkpointing: true }).unwrap();
+    one.open(&OpenContext { info: &info(1), checkpointing: true, lists: Default::default() }).unwrap();
     one.snapshot_state(1).unwrap();
     assert_eq!(hidden(&dir), vec![".part-2-2.pending", ".part-2-3.inprogress"]);
     let mut zero = FileSink::<String>::new(&dir);
-    zero.open(&OpenContext { info: &info(0), checkpointing: true }).unwrap();
+    zero.open(&OpenContext { info: &info(0), checkpointing: true, lists: Default::default() }).unwrap();
     zero.snapshot_state(1).unwrap();
     assert!(hidden(&dir).is_empty(), "{:?}", hidden(&dir));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -122,7 +122,7 @@ fn an_old_attempt_still_running_cannot_touch_the_new_attempts_files() {
     let _ = std::fs::remove_dir_all(&dir);
     let attempt = |attempt| SubtaskInfo { attempt, ..info(0) };
     let mut old = FileSink::<String>::new(&dir);
-    old.open(&OpenContext { info: &attempt(1), checkpointing: true }).unwrap();
+    old.open(&OpenContext { info: &attempt(1), checkpointing: true, lists: Default::default() }).unwrap();
     old.write("a".into(), None).unwrap();
     let state1 = old.snapshot_state(1).unwrap().unwrap();
     old.notify_checkpoint_complete(1).unwrap();
@@ -130,7 +130,7 @@ fn an_old_attempt_still_running_cannot_touch_the_new_attempts_files() {
     // attempt 2 restores checkpoint 1 and numbers its files from the same sequence.
     old.write("zombie".into(), None).unwrap();
     let mut new = FileSink::<String>::new(&dir);
-    new.open(&OpenContext { info: &attempt(2), checkpointing: true }).unwrap();
+    new.open(&OpenContext { info: &attempt(2), checkpointing: true, lists: Default::default() }).unwrap();
     new.restore_state(vec![state1]).unwrap();
     new.write("b".into(), None).unwrap();
     // The zombie pre-commits after the new attempt opened its file: the names differ, so the
@@ -153,7 +153,7 @@ fn a_restore_behind_committed_output_is_refused_and_nothing_committed_is_replace
     let dir = std::env::temp_dir().join(format!("weir-sink-behind-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut sink = FileSink::<String>::new(&dir);
-    sink.open(&OpenContext { info: &info(0), checkpointing: true }).unwrap();
+    sink.open(&OpenContext { info: &info(0), checkpointing: true, lists: Default::default() }).unwrap();
     sink.write("a".into(), None).unwrap();
     let state1 = sink.snapshot_state(1).unwrap().unwrap();
     sink.notify_checkpoint_complete(1).unwrap();
@@ -165,7 +165,7 @@ fn a_restore_behind_committed_output_is_refused_and_nothing_committed_is_replace
 
     let restore = |state: &Vec<u8>| {
         let mut restored = FileSink::<String>::new(&dir);
-        restored.open(&OpenContext { info: &info(0), checkpointing: true }).unwrap();
+        restored.open(&OpenContext { info: &info(0), checkpointing: true, lists: Default::default() }).unwrap();
         restored.restore_state(vec![state.clone()]).map(|()| restored)
     };
     let err = restore(&state1).expect_err("restoring behind committed output fails");
@@ -193,13 +193,13 @@ fn an_attempt_that_restored_nothing_starts_the_output_over() {
     let _ = std::fs::remove_dir_all(&dir);
     let attempt = |attempt| SubtaskInfo { attempt, ..info(0) };
     let mut first = FileSink::<String>::new(&dir);
-    first.open(&OpenContext { info: &attempt(0), checkpointing: false }).unwrap();
+    first.open(&OpenContext { info: &attempt(0), checkpointing: false, lists: Default::default() }).unwrap();
     first.write("a".into(), None).unwrap();
     first.finish().unwrap();
     assert_eq!(visible(&dir), vec!["a"]);
     // Another subtask failed; the job starts again from the beginning.
     let mut second = FileSink::<String>::new(&dir);
-    second.open(&OpenContext { info: &attempt(1), checkpointing: false }).unwrap();
+    second.open(&OpenContext { info: &attempt(1), checkpointing: false, lists: Default::default() }).unwrap();
     second.write("a".into(), None).unwrap();
     second.finish().unwrap();
     assert_eq!(visible(&dir), vec!["a"], "once");
@@ -216,7 +216,7 @@ fn on_crashing_machine(name: &str) -> (crate::base::fs::CrashFs, PathBuf) {
 
 fn sink_on(fs: &crate::base::fs::CrashFs, dir: &Path) -> FileSink<String> {
     let mut sink = FileSink::<String>::new(dir).with_file_system(Arc::new(fs.clone()));
-    sink.open(&OpenContext { info: &info(0), checkpointing: true }).unwrap();
+    sink.open(&OpenContext { info: &info(0), checkpointing: true, lists: Default::default() }).unwrap();
     sink
 }
 

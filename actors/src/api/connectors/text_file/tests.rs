@@ -16,7 +16,7 @@ fn read_all(path: &Path, p: usize, chunk: u64) -> Vec<String> {
             attempt: 0,
         };
         let mut source = TextFile::new(path).chunk_bytes(chunk);
-        source.open(&OpenContext { info: &info, checkpointing: false }).unwrap();
+        source.open(&OpenContext { info: &info, checkpointing: false, lists: Default::default() }).unwrap();
         while let Some(split) = source.splits.pop() {
             let mut r = TextFile::open_split(&split).unwrap();
             loop {
