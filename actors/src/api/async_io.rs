@@ -81,6 +81,30 @@ pub trait AsyncFunction: Send + Sync + 'static {
 impl<T: Data> DataStream<T> {
     /// Runs `f`'s request for each record, at most `capacity` at once, each given `timeout`;
     /// emits the results in the order of the input records (Flink's `orderedWait`).
+    ///
+    /// ```
+    /// use std::future::Future;
+    /// use std::time::Duration;
+    /// use weir_actors::prelude::*;
+    ///
+    /// /// Never answers: every request times out, and `timeout` gives a fallback.
+    /// struct Down;
+    /// impl AsyncFunction for Down {
+    ///     type In = u32;
+    ///     type Out = String;
+    ///     fn invoke(&self, _: u32) -> impl Future<Output = Result<Vec<String>>> + Send + 'static {
+    ///         std::future::pending()
+    ///     }
+    ///     fn timeout(&self, n: &u32) -> Result<Vec<String>> {
+    ///         Ok(vec![format!("{n}: unknown")])
+    ///     }
+    /// }
+    ///
+    /// let out = MiniCluster::collect(|env| {
+    ///     env.from_vec("n", vec![1, 2]).async_wait_ordered("lookup", Down, Duration::from_millis(10), 2)
+    /// }).unwrap();
+    /// assert_eq!(out, ["1: unknown", "2: unknown"]);
+    /// ```
     pub fn async_wait_ordered<F: AsyncFunction<In = T>>(
         &self,
         name: &str,

@@ -5,7 +5,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use weir_dataplane::{CheckpointBarrier, NO_TIMESTAMP, Timestamp};
+use weir_dataplane::{CheckpointBarrier, KeyGroup, NO_TIMESTAMP, Timestamp};
 use weir_state::ValueStateHandle;
 
 use crate::api::functions::AggregateFunction;
@@ -83,6 +83,17 @@ impl<T: Data> AggregateFunction<T> for Elements {
 /// move in O(1). (Encoded as a `Vec` would be: postcard writes both as a length and the
 /// elements.)
 type Sessions<A> = std::collections::VecDeque<(TimeWindow, Option<A>)>;
+
+/// How a firing reads a window's contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// A copy; they stay.
+    Copy,
+    /// Taken out: the window stays, empty.
+    Purge,
+    /// Taken out with the window.
+    Window,
+}
 
 /// Runs one keyed window operator in a chain: contents `C`, trigger `G`; `E` makes the output
 /// of each firing.
@@ -228,11 +239,12 @@ impl<K: Key, T: Data, C: WindowContents<T>, G: Trigger<T>, E: WindowEmit<K, C::O
     fn trigger_ctx<'a>(
         parts: &'a mut Option<KeyedParts<K, TimeWindow>>,
         key: &'a K,
+        kg: KeyGroup,
         w: TimeWindow,
         io: &'a mut TaskIo,
         merged: &'a [TimeWindow],
     ) -> TriggerContext<'a, K> {
-        TriggerContext::new(parts.as_mut().expect("opened"), key, w, io, merged)
+        TriggerContext::new(parts.as_mut().expect("opened"), key, kg, w, io, merged, true)
     }
 
     fn on_record(&mut self, value: T, ts: Timestamp, io: &mut TaskIo) -> Result<(), WeirError> {
@@ -279,10 +291,10 @@ impl<K: Key, T: Data, C: WindowContents<T>, G: Trigger<T>, E: WindowEmit<K, C::O
                 self.register_cleanup(&key, &w, io);
             }
             let parts = self.parts.as_mut().expect("opened");
-            let mut ctx = TriggerContext::for_record(parts, &key, kg, w, io, fresh);
+            let mut ctx = TriggerContext::new(parts, &key, kg, w, io, &[], fresh);
             let decided = self.trigger.on_element(&value, ts, w, &mut ctx)?;
             if decided != TriggerResult::Continue {
-                self.act(&key, w, decided, io)?;
+                self.act(&key, kg, w, decided, false, io)?;
             }
         }
         self.scratch = windows;
@@ -342,52 +354,61 @@ impl<K: Key, T: Data, C: WindowContents<T>, G: Trigger<T>, E: WindowEmit<K, C::O
             fresh
         })?;
         // The session the record fell in, unchanged, is no merge.
+        let new_session = olds.is_empty();
         olds.retain(|w| *w != merged);
         if !olds.is_empty() {
             // As Flink: the trigger folds the merged windows' state into the new one, then
             // each merged window is cleared and loses its cleanup timer.
-            self.trigger.on_merge(merged, &mut Self::trigger_ctx(&mut self.parts, &key, merged, io, &olds))?;
+            self.trigger.on_merge(merged, &mut Self::trigger_ctx(&mut self.parts, &key, kg, merged, io, &olds))?;
             for &old in &olds {
-                self.trigger.clear(old, &mut Self::trigger_ctx(&mut self.parts, &key, old, io, &[]))?;
+                self.trigger.clear(old, &mut Self::trigger_ctx(&mut self.parts, &key, kg, old, io, &[]))?;
                 self.delete_cleanup(&key, &old);
             }
         }
+        // A new or merged session needs its timers; the one the record fell in has them.
+        if new_session || !olds.is_empty() {
+            self.register_cleanup(&key, &merged, io);
+        }
         self.scratch = olds;
-        self.register_cleanup(&key, &merged, io);
-        let decided = self.trigger.on_element(
-            &value,
-            ts,
-            merged,
-            &mut Self::trigger_ctx(&mut self.parts, &key, merged, io, &[]),
-        )?;
-        self.act(&key, merged, decided, io)
+        let parts = self.parts.as_mut().expect("opened");
+        let mut ctx = TriggerContext::new(parts, &key, kg, merged, io, &[], new_session);
+        let decided = self.trigger.on_element(&value, ts, merged, &mut ctx)?;
+        self.act(&key, kg, merged, decided, false, io)
     }
 
-    /// The contents of `key`'s window `w`, taken out (`take`: they are purged) or copied.
-    fn get_contents(&mut self, key: &K, w: TimeWindow, take: bool) -> Result<Option<C::Acc>, WeirError> {
+    /// The contents of `key`'s window `w`: copied, taken out (purged), or taken out with the
+    /// window (a session: the session itself goes).
+    fn get_contents(&mut self, key: &K, kg: KeyGroup, w: TimeWindow, how: Take) -> Result<Option<C::Acc>, WeirError> {
         let parts = self.parts.as_mut().expect("opened");
-        let kg = parts.key_group(key);
-        if let Some(handle) = self.sessions {
-            let mut found = None;
-            parts.store.value(handle).upsert(kg, key, &(), &mut |current| {
-                if let Some(sessions) = current
-                    && let Ok(i) = sessions.binary_search_by_key(&w.start, |(s, _)| s.start)
+        let Some(handle) = self.sessions else {
+            let table = parts.store.value(self.accs.expect("opened"));
+            return Ok(if how == Take::Copy { table.get(kg, key, &w)? } else { table.remove(kg, key, &w)? });
+        };
+        let (mut found, mut emptied) = (None, false);
+        parts.store.value(handle).upsert(kg, key, &(), &mut |current| {
+            if let Some(sessions) = current {
+                if let Ok(i) = sessions.binary_search_by_key(&w.start, |(s, _)| s.start)
                     && sessions[i].0 == w
                 {
-                    found = if take { sessions[i].1.take() } else { sessions[i].1.clone() };
+                    found = match how {
+                        Take::Copy => sessions[i].1.clone(),
+                        Take::Purge => sessions[i].1.take(),
+                        Take::Window => sessions.remove(i).and_then(|(_, acc)| acc),
+                    };
                 }
-                None
-            })?;
-            return Ok(found);
+                emptied = sessions.is_empty();
+            }
+            None
+        })?;
+        if emptied {
+            parts.store.value(handle).remove(kg, key, &())?;
         }
-        let table = parts.store.value(self.accs.expect("opened"));
-        Ok(if take { table.remove(kg, key, &w)? } else { table.get(kg, key, &w)? })
+        Ok(found)
     }
 
     /// Writes back the contents of `key`'s window `w` (an evictor changed them).
-    fn put_contents(&mut self, key: &K, w: TimeWindow, acc: C::Acc) -> Result<(), WeirError> {
+    fn put_contents(&mut self, key: &K, kg: KeyGroup, w: TimeWindow, acc: C::Acc) -> Result<(), WeirError> {
         let parts = self.parts.as_mut().expect("opened");
-        let kg = parts.key_group(key);
         if let Some(handle) = self.sessions {
             let mut acc = Some(acc);
             parts.store.value(handle).upsert(kg, key, &(), &mut |current| {
@@ -404,45 +425,32 @@ impl<K: Key, T: Data, C: WindowContents<T>, G: Trigger<T>, E: WindowEmit<K, C::O
         Ok(parts.store.value(self.accs.expect("opened")).put(kg, key, &w, acc)?)
     }
 
-    /// Drops `key`'s window `w`: its contents (a session: the session itself).
-    fn remove_window(&mut self, key: &K, w: TimeWindow) -> Result<(), WeirError> {
-        let parts = self.parts.as_mut().expect("opened");
-        let kg = parts.key_group(key);
-        let Some(handle) = self.sessions else {
-            parts.store.value(self.accs.expect("opened")).remove(kg, key, &w)?;
-            return Ok(());
+    /// Carries out the trigger's decision for `key`'s window `w`; `drops`: the window goes
+    /// too (its cleanup time), its contents with it, in the same lookup.
+    fn act(
+        &mut self,
+        key: &K,
+        kg: KeyGroup,
+        w: TimeWindow,
+        decided: TriggerResult,
+        drops: bool,
+        io: &mut TaskIo,
+    ) -> Result<(), WeirError> {
+        let how = match (drops, decided.is_purge()) {
+            (true, _) => Take::Window,
+            (false, true) => Take::Purge,
+            (false, false) => Take::Copy,
         };
-        let mut emptied = false;
-        parts.store.value(handle).upsert(kg, key, &(), &mut |current| {
-            if let Some(sessions) = current {
-                if let Ok(i) = sessions.binary_search_by_key(&w.start, |(s, _)| s.start)
-                    && sessions[i].0 == w
-                {
-                    sessions.remove(i);
-                }
-                emptied = sessions.is_empty();
-            }
-            None
-        })?;
-        if emptied {
-            parts.store.value(handle).remove(kg, key, &())?;
-        }
-        Ok(())
-    }
-
-    /// Carries out the trigger's decision for `key`'s window `w`.
-    fn act(&mut self, key: &K, w: TimeWindow, decided: TriggerResult, io: &mut TaskIo) -> Result<(), WeirError> {
-        let purge = decided.is_purge();
         if decided.is_fire() {
-            if let Some(mut acc) = self.get_contents(key, w, purge)? {
+            if let Some(mut acc) = self.get_contents(key, kg, w, how)? {
                 let (result, changed) = self.contents.fire(&mut acc, &w, io);
-                if changed && !purge {
-                    self.put_contents(key, w, acc)?;
+                if changed && how == Take::Copy {
+                    self.put_contents(key, kg, w, acc)?;
                 }
-                self.output(key, w, Some(result), false, io)?;
+                self.output(key, kg, w, Some(result), false, io)?;
             }
-        } else if purge {
-            self.get_contents(key, w, true)?;
+        } else if how != Take::Copy {
+            self.get_contents(key, kg, w, how)?;
         }
         Ok(())
     }
@@ -464,16 +472,17 @@ impl<K: Key, T: Data, C: WindowContents<T>, G: Trigger<T>, E: WindowEmit<K, C::O
                 TimeDomain::ProcessingTime => &mut parts.processing_timers,
             };
             let Some((t, key, w)) = timers.pop_due(upto) else { return Ok(()) };
-            let mut ctx = Self::trigger_ctx(&mut self.parts, &key, w, io, &[]);
+            let kg = parts.key_group(&key);
+            let mut ctx = Self::trigger_ctx(&mut self.parts, &key, kg, w, io, &[]);
             let decided = match domain {
                 TimeDomain::EventTime => self.trigger.on_event_time(t, w, &mut ctx)?,
                 TimeDomain::ProcessingTime => self.trigger.on_processing_time(t, w, &mut ctx)?,
             };
-            self.act(&key, w, decided, io)?;
-            if own_domain && t == self.cleanup_time(&w) {
-                self.remove_window(&key, w)?;
-                self.trigger.clear(w, &mut Self::trigger_ctx(&mut self.parts, &key, w, io, &[]))?;
-                self.output(&key, w, None, true, io)?;
+            let drops = own_domain && t == self.cleanup_time(&w);
+            self.act(&key, kg, w, decided, drops, io)?;
+            if drops {
+                self.trigger.clear(w, &mut Self::trigger_ctx(&mut self.parts, &key, kg, w, io, &[]))?;
+                self.output(&key, kg, w, None, true, io)?;
             }
         }
         Ok(())
@@ -483,13 +492,13 @@ impl<K: Key, T: Data, C: WindowContents<T>, G: Trigger<T>, E: WindowEmit<K, C::O
     fn output(
         &mut self,
         key: &K,
+        key_group: KeyGroup,
         w: TimeWindow,
         result: Option<C::Out>,
         clears: bool,
         io: &mut TaskIo,
     ) -> Result<(), WeirError> {
         let parts = self.parts.as_mut().expect("opened");
-        let key_group = parts.key_group(key);
         let merging = self.sessions.is_some();
         let mut ctx =
             WindowContext { key, key_group, window: w, merging, store: &mut parts.store, out: &mut self.down, io };

@@ -159,29 +159,19 @@ pub struct TriggerContext<'a, K: StateKey> {
 }
 
 impl<'a, K: Key> TriggerContext<'a, K> {
+    /// The context of `key`'s `window` (`merged`: the windows merged into it; `fresh`: it got
+    /// its first record now, or may have).
     pub(crate) fn new(
-        parts: &'a mut KeyedParts<K, TimeWindow>,
-        key: &'a K,
-        window: TimeWindow,
-        io: &'a mut TaskIo,
-        merged: &'a [TimeWindow],
-    ) -> Self {
-        let key_group = parts.key_group(key);
-        TriggerContext { merged, ..Self::for_record(parts, key, key_group, window, io, true) }
-    }
-
-    /// The context of a record added to `window` (`fresh`: as its first record).
-    #[inline]
-    pub(crate) fn for_record(
         parts: &'a mut KeyedParts<K, TimeWindow>,
         key: &'a K,
         key_group: KeyGroup,
         window: TimeWindow,
         io: &'a mut TaskIo,
+        merged: &'a [TimeWindow],
         fresh: bool,
     ) -> Self {
         let KeyedParts { store, event_timers, processing_timers, .. } = parts;
-        TriggerContext { key, key_group, window, store, event_timers, processing_timers, io, merged: &[], fresh }
+        TriggerContext { key, key_group, window, store, event_timers, processing_timers, io, merged, fresh }
     }
 
     /// The key whose window this is.
