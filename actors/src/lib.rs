@@ -77,8 +77,8 @@ pub mod prelude {
         CoProcessFunction, ConnectedStreams, KeyedCoProcessFunction, KeyedConnectedStreams, TwoInput,
     };
     pub use crate::api::connectors::{
-        BadLine, Click, CollectHandle, CollectSink, DiscardSink, FileSink, Generator, GeneratorConfig, ParsedTextFile,
-        PrintSink, TextFile, VecSource,
+        BadLine, Click, CollectHandle, CollectSink, DiscardSink, EventSequence, FileSink, Generator, GeneratorConfig,
+        ParsedTextFile, PrintSink, TextFile, VecSource,
     };
     pub use crate::api::functions::{AggregateFunction, Count, ReduceAgg, Sum};
 

@@ -16,6 +16,7 @@ mod bench;
 pub mod chaos;
 mod cluster;
 mod config;
+mod nexmark;
 mod node;
 
 use std::process::ExitCode;
@@ -64,6 +65,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Inject faults from a seed and check the output stays exactly once (a soak test).
     Chaos(chaos::ChaosArgs),
+    /// The Nexmark benchmark's events (its queries are the jobs `nexmark-qN`).
+    #[command(subcommand)]
+    Nexmark(nexmark::NexmarkCommand),
     /// Fault injection: cut connections of a running cluster as a network failure would (tests
     /// and chaos runs; the processes must run with WEIR_FAULT_INJECTION=1).
     CutConnections(cluster::CutArgs),
@@ -249,7 +253,7 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// `weir bench --cluster` and `weir chaos --cluster` find them on its TaskManagers; [`main`]
 /// adds them itself.
 pub fn with_builtin_jobs(registry: JobRegistry) -> JobRegistry {
-    chaos::register(bench::register(registry))
+    nexmark::register(chaos::register(bench::register(registry)))
 }
 
 /// Runs the CLI with the given job registry (and [the built-in jobs](with_builtin_jobs));
@@ -277,6 +281,7 @@ pub fn main(registry: JobRegistry) -> ExitCode {
         Command::Taskmanager(a) => node::task_manager(&registry, a),
         Command::Bench(args) => bench::run(&registry, args),
         Command::Chaos(args) => chaos::run(&registry, args),
+        Command::Nexmark(command) => nexmark::command(command),
         Command::CutConnections(args) => cluster::cut_connections(args),
     };
     match result {

@@ -9,6 +9,7 @@ mod event_windows;
 mod fault_tolerance;
 mod golden;
 mod joins;
+mod nexmark;
 mod savepoints;
 mod setup_script;
 mod supervision;

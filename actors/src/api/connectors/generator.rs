@@ -1,5 +1,6 @@
-//! A deterministic, seeded generator of click events: bounded or unbounded, rate-limited or
-//! not, with bounded out-of-order event timestamps.
+//! A deterministic, seeded generator of events: bounded or unbounded, rate-limited or not,
+//! with bounded out-of-order event timestamps. What it generates is an [`EventSequence`]: the
+//! click events of [`GeneratorConfig`], or Nexmark's (`connectors::nexmark`).
 //!
 //! Event `i` (of the whole job) is a pure function of `(seed, i)`; subtask `j` of `p`
 //! generates the events `i ≡ j (mod p)`. Timestamps advance with `i` and are pulled back by at
@@ -19,6 +20,7 @@ use weir_dataplane::Timestamp;
 use crate::api::job_args::JobArgs;
 use crate::api::operator::OpenContext;
 use crate::api::source::{Source, SourceContext};
+use crate::base::data::Data;
 use crate::base::error::{Result, WeirError};
 use crate::runtime::nodes::ValidateContext;
 use crate::runtime::source_head::SourcePoll;
@@ -152,10 +154,48 @@ impl GeneratorConfig {
 
 /// SplitMix64's finaliser: a cheap, well-mixed, stable hash.
 #[inline]
-fn mix(mut z: u64) -> u64 {
+pub(super) fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// Events that are each a pure function of their index in the sequence: what a [`Generator`]
+/// emits, subtask `j` of `p` the events `i ≡ j (mod p)`.
+pub trait EventSequence: Clone + Send + Sync + 'static {
+    /// The event type.
+    type Event: Data;
+    /// Event `index` and its event timestamp.
+    fn generate(&self, index: u64) -> (Self::Event, Timestamp);
+    /// How many events (`None`: unbounded).
+    fn events(&self) -> Option<u64>;
+    /// Events per second of wall-clock time over all subtasks (`None`: as fast as possible).
+    fn rate(&self) -> Option<f64>;
+    /// How far a timestamp may be behind the highest before it: the watermark bound.
+    fn out_of_orderness(&self) -> Duration;
+    /// Checks the configuration (an error names the bad argument).
+    fn check(&self) -> Result<()>;
+}
+
+impl EventSequence for GeneratorConfig {
+    type Event = Click;
+    #[inline]
+    fn generate(&self, index: u64) -> (Click, Timestamp) {
+        let click = self.event(index);
+        (click, click.time)
+    }
+    fn events(&self) -> Option<u64> {
+        self.events
+    }
+    fn rate(&self) -> Option<f64> {
+        self.rate
+    }
+    fn out_of_orderness(&self) -> Duration {
+        Duration::from_millis(self.out_of_order_ms as u64)
+    }
+    fn check(&self) -> Result<()> {
+        GeneratorConfig::check(self)
+    }
 }
 
 /// The generator source.
@@ -171,8 +211,8 @@ fn mix(mut z: u64) -> u64 {
 /// assert!(out.iter().all(|c| c.user < 5));
 /// ```
 #[derive(Debug, Clone)]
-pub struct Generator {
-    config: GeneratorConfig,
+pub struct Generator<S = GeneratorConfig> {
+    config: S,
     next: u64,
     stride: u64,
     emitted: u64,
@@ -209,9 +249,9 @@ struct GeneratorState {
     inherited: Vec<Position>,
 }
 
-impl Generator {
+impl<S: EventSequence> Generator<S> {
     /// A generator of `config`'s events.
-    pub fn new(config: GeneratorConfig) -> Self {
+    pub fn new(config: S) -> Self {
         Generator {
             config,
             next: 0,
@@ -225,8 +265,8 @@ impl Generator {
     }
 }
 
-impl Source for Generator {
-    type Out = Click;
+impl<S: EventSequence> Source for Generator<S> {
+    type Out = S::Event;
 
     fn validate(&self, _ctx: &ValidateContext) -> Result<()> {
         self.config.check()
@@ -236,11 +276,11 @@ impl Source for Generator {
         let info = ctx.subtask();
         self.next = info.index as u64;
         self.stride = info.parallelism as u64;
-        self.subtask_rate = self.config.rate.map(|r| r / info.parallelism as f64);
+        self.subtask_rate = self.config.rate().map(|r| r / info.parallelism as f64);
         Ok(())
     }
 
-    fn poll_next(&mut self, ctx: &mut SourceContext<'_, Click>) -> Result<SourcePoll> {
+    fn poll_next(&mut self, ctx: &mut SourceContext<'_, S::Event>) -> Result<SourcePoll> {
         let mut budget = ctx.batch_size() as u64;
         if let Some(rate) = self.subtask_rate {
             let started = *self.started.get_or_insert_with(tokio::time::Instant::now);
@@ -251,7 +291,7 @@ impl Source for Generator {
             }
             budget = budget.min(due - self.emitted);
         }
-        let end = self.config.events.unwrap_or(u64::MAX);
+        let end = self.config.events().unwrap_or(u64::MAX);
         for _ in 0..budget {
             if self.next >= end {
                 return Ok(SourcePoll::Finished);
@@ -260,16 +300,16 @@ impl Source for Generator {
                 self.next += self.stride;
                 continue;
             }
-            let click = self.config.event(self.next);
-            ctx.emit_at(click, click.time);
+            let (event, ts) = self.config.generate(self.next);
+            ctx.emit_at(event, ts);
             self.next += self.stride;
             self.emitted += 1;
         }
         Ok(if self.next >= end { SourcePoll::Finished } else { SourcePoll::Ready })
     }
 
-    fn watermark_strategy(&self) -> WatermarkStrategy<Click> {
-        WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(self.config.out_of_order_ms as u64))
+    fn watermark_strategy(&self) -> WatermarkStrategy<S::Event> {
+        WatermarkStrategy::bounded_out_of_orderness(self.config.out_of_orderness())
     }
 
     fn snapshot_state(&mut self) -> Result<Vec<u8>> {
