@@ -14,10 +14,11 @@
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use weir_actors::api::connectors::nexmark::{Bid, Event, NexmarkConfig};
+use weir_actors::api::connectors::nexmark::{Auction, Bid, Event, NexmarkConfig, Person};
 use weir_actors::prelude::*;
 
 /// The query jobs.
@@ -26,6 +27,18 @@ pub(crate) fn register(registry: JobRegistry) -> JobRegistry {
         .job("nexmark-q0", "Nexmark q0, pass-through: every bid (generator args or --input DIR; --output DIR)", q0)
         .job("nexmark-q1", "Nexmark q1, currency conversion: bids with prices in euros (0.908 x dollars)", q1)
         .job("nexmark-q2", "Nexmark q2, selection: the bids on every 123rd auction", q2)
+        .job(
+            "nexmark-q3",
+            "Nexmark q3, local item suggestion: sellers in OR, ID, CA of category-10 auctions (join)",
+            q3,
+        )
+        .job("nexmark-q5", "Nexmark q5, hot items: the auctions with the most bids in 10 s windows every 2 s", q5)
+        .job("nexmark-q7", "Nexmark q7, highest bid: the bids at each 10 s window's highest price", q7)
+        .job("nexmark-q8", "Nexmark q8, new users: people who entered and opened an auction in a 10 s window", q8)
+        .job("nexmark-q11", "Nexmark q11, user sessions: bids per bidder session (10 s gap)", q11)
+        .job("nexmark-q14", "Nexmark q14, calculation: bids in a price range with euros, time of day and a UDF", q14)
+        .job("nexmark-q21", "Nexmark q21, add channel id: the channel's id, or the URL's channel_id", q21)
+        .job("nexmark-q22", "Nexmark q22, URL directories: the first three directories of each bid's URL", q22)
 }
 
 /// Where a query's events come from: the generator (one source, split by kind), or the files
@@ -45,6 +58,22 @@ impl<'a> Sources<'a> {
     fn bids(&mut self) -> Result<DataStream<Bid>> {
         self.kind("bid", |e| match e {
             Event::Bid(b) => Some(b),
+            _ => None,
+        })
+    }
+
+    /// The people.
+    fn people(&mut self) -> Result<DataStream<Person>> {
+        self.kind("person", |e| match e {
+            Event::Person(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    /// The auctions.
+    fn auctions(&mut self) -> Result<DataStream<Auction>> {
+        self.kind("auction", |e| match e {
+            Event::Auction(a) => Some(a),
             _ => None,
         })
     }
@@ -92,6 +121,18 @@ impl HasTime for Bid {
     }
 }
 
+impl HasTime for Auction {
+    fn time(&self) -> Timestamp {
+        self.date_time
+    }
+}
+
+impl HasTime for Person {
+    fn time(&self) -> Timestamp {
+        self.date_time
+    }
+}
+
 /// Writes each row to `--output DIR` as a line, or drops it (counted) without one.
 fn output(rows: &DataStream<String>, args: &JobArgs) -> Result<()> {
     match args.get_opt("output") {
@@ -107,11 +148,24 @@ fn output(rows: &DataStream<String>, args: &JobArgs) -> Result<()> {
     Ok(())
 }
 
+/// A row: its fields tab-separated, in one allocation sized for a bid's (`format!` grows its
+/// string as it goes, and the reallocations cost more than the formatting).
+fn tsv(fields: &[&dyn std::fmt::Display]) -> String {
+    use std::fmt::Write as _;
+    let mut row = String::with_capacity(192);
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            row.push('\t');
+        }
+        let _ = write!(row, "{field}");
+    }
+    row
+}
+
 /// `SELECT auction, bidder, price, dateTime, extra FROM bid`.
 fn q0(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
     let bids = Sources::new(env, args).bids()?;
-    let rows =
-        bids.map("q0", |b: Bid| format!("{}\t{}\t{}\t{}\t{}", b.auction, b.bidder, b.price, b.date_time, b.extra));
+    let rows = bids.map("q0", |b: Bid| tsv(&[&b.auction, &b.bidder, &b.price, &b.date_time, &b.extra]));
     output(&rows, args)
 }
 
@@ -119,19 +173,321 @@ fn q0(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
 /// `DECIMAL(23, 3)`, computed exactly (thousandths).
 fn q1(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
     let bids = Sources::new(env, args).bids()?;
-    let rows = bids.map("q1", |b: Bid| {
-        let euros = i128::from(b.price) * 908;
-        let (units, thousandths) = (euros / 1000, (euros % 1000).abs());
-        format!("{}\t{}\t{units}.{thousandths:03}\t{}\t{}", b.auction, b.bidder, b.date_time, b.extra)
-    });
+    let rows = bids.map("q1", |b: Bid| tsv(&[&b.auction, &b.bidder, &Euros(b.price), &b.date_time, &b.extra]));
     output(&rows, args)
 }
 
 /// `SELECT auction, price FROM bid WHERE MOD(auction, 123) = 0`.
 fn q2(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
     let bids = Sources::new(env, args).bids()?;
-    let rows =
-        bids.filter("q2", |b: &Bid| b.auction % 123 == 0).map("q2-row", |b: Bid| format!("{}\t{}", b.auction, b.price));
+    let rows = bids.filter("q2", |b: &Bid| b.auction % 123 == 0).map("q2-row", |b: Bid| tsv(&[&b.auction, &b.price]));
+    output(&rows, args)
+}
+
+/// `SELECT P.name, P.city, P.state, A.id FROM auction A INNER JOIN person P ON A.seller = P.id
+/// WHERE A.category = 10 AND P.state IN ('OR', 'ID', 'CA')`: a regular join, so a seller's
+/// auctions wait in keyed state for the person (kept once seen; the reference sets no TTL).
+fn q3(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let mut sources = Sources::new(env, args);
+    let auctions = sources.auctions()?.filter("q3-category", |a: &Auction| a.category == 10);
+    let people = sources.people()?.filter("q3-state", |p: &Person| matches!(p.state.as_str(), "OR" | "ID" | "CA"));
+    let rows = auctions
+        .key_by(|a: &Auction| a.seller)
+        .connect(&people.key_by(|p: &Person| p.id))
+        .process("q3", || SellerJoin { person: None, auctions: None });
+    output(&rows, args)
+}
+
+/// q3's join, per seller.
+struct SellerJoin {
+    /// The seller's name, city and state, once seen.
+    person: Option<ValueState<(String, String, String)>>,
+    /// The seller's auctions seen before the person.
+    auctions: Option<ListState<i64>>,
+}
+
+impl KeyedCoProcessFunction for SellerJoin {
+    type Key = i64;
+    type In1 = Auction;
+    type In2 = Person;
+    type Out = String;
+
+    fn open(&mut self, ctx: &mut KeyedOpenContext<'_, i64>) -> Result<()> {
+        self.person = Some(ctx.value_state("person")?);
+        self.auctions = Some(ctx.list_state("auctions")?);
+        Ok(())
+    }
+
+    fn process1(&mut self, a: Auction, ctx: &mut KeyedContext<'_, i64, String>) -> Result<()> {
+        match ctx.value(self.person.expect("opened")).get()? {
+            Some((name, city, state)) => ctx.emit(tsv(&[&name, &city, &state, &a.id])),
+            None => ctx.list(self.auctions.expect("opened")).add(a.id)?,
+        }
+        Ok(())
+    }
+
+    fn process2(&mut self, p: Person, ctx: &mut KeyedContext<'_, i64, String>) -> Result<()> {
+        let waiting = ctx.list(self.auctions.expect("opened")).get()?;
+        for id in waiting {
+            ctx.emit(tsv(&[&p.name, &p.city, &p.state, &id]));
+        }
+        ctx.list(self.auctions.expect("opened")).clear()?;
+        ctx.value(self.person.expect("opened")).update((p.name, p.city, p.state))
+    }
+}
+
+/// Hot items: bids per auction in 10 s windows every 2 s, and for each window the auctions
+/// with the most (`num >= max(num)` of the window): `auction, num`.
+fn q5(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let bids = Sources::new(env, args).bids()?;
+    let counts = bids
+        .key_by(|b: &Bid| b.auction)
+        .window(Sliding::event_time(Duration::from_secs(10), Duration::from_secs(2)))
+        .aggregate("q5-counts", Count);
+    // A window's counts carry its last millisecond: each falls in the 2 s window ending with
+    // it, which fires once every count of the window is in.
+    let rows = counts
+        .key_by(|w: &Windowed<i64, u64>| w.window.start)
+        .window(Tumbling::event_time(Duration::from_secs(2)))
+        .process("q5", || Hottest);
+    output(&rows, args)
+}
+
+/// q5's second stage: the auctions with the window's highest count.
+struct Hottest;
+
+impl ProcessWindowFunction for Hottest {
+    type Key = i64;
+    type In = Windowed<i64, u64>;
+    type Out = String;
+    fn process(
+        &mut self,
+        _: &i64,
+        counts: Vec<Windowed<i64, u64>>,
+        ctx: &mut WindowContext<'_, i64, String>,
+    ) -> Result<()> {
+        let max = counts.iter().map(|w| w.value).max().unwrap_or(0);
+        for w in counts.iter().filter(|w| w.value >= max) {
+            ctx.emit(tsv(&[&w.key, &w.value]));
+        }
+        Ok(())
+    }
+}
+
+/// Highest bid: `SELECT B.auction, B.price, B.bidder, B.dateTime, B.extra FROM bid B JOIN
+/// (SELECT MAX(price) AS maxprice, window_end AS dateTime FROM TUMBLE(bid, 10 s) …) B1 ON
+/// B.price = B1.maxprice WHERE B.dateTime BETWEEN B1.dateTime - 10 s AND B1.dateTime`.
+///
+/// The join's condition asks for the bids at a window's highest price within the window or at
+/// its end (both ends of `BETWEEN` included): a bid at a window's end belongs to the next
+/// window but also meets this one's maximum. So rather than join every bid, one keyed function
+/// keeps per window its highest price and the bids at it, and the bids at exactly its end, and
+/// emits them when the watermark passes the end (constant work per bid).
+fn q7(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let bids = Sources::new(env, args).bids()?;
+    let rows = bids.key_by(|_: &Bid| 0u8).process("q7", HighestBids::default);
+    output(&rows, args)
+}
+
+/// q7's window length (ms).
+const Q7_WINDOW: i64 = 10_000;
+
+/// q7's function, keyed by nothing (one key): by window end, the highest price and the bids at
+/// it, and the bids at exactly that end.
+#[derive(Default)]
+struct HighestBids {
+    max: Option<MapState<i64, i64>>,
+    at_max: Option<MapState<i64, Vec<Bid>>>,
+    at_end: Option<MapState<i64, Vec<Bid>>>,
+}
+
+impl HighestBids {
+    fn row(b: &Bid) -> String {
+        tsv(&[&b.auction, &b.price, &b.bidder, &b.date_time, &b.extra])
+    }
+}
+
+impl KeyedProcessFunction for HighestBids {
+    type Key = u8;
+    type In = Bid;
+    type Out = String;
+
+    fn open(&mut self, ctx: &mut KeyedOpenContext<'_, u8>) -> Result<()> {
+        self.max = Some(ctx.map_state("max")?);
+        self.at_max = Some(ctx.map_state("at-max")?);
+        self.at_end = Some(ctx.map_state("at-end")?);
+        Ok(())
+    }
+
+    fn process(&mut self, b: Bid, ctx: &mut KeyedContext<'_, u8, String>) -> Result<()> {
+        let (max, at_max, at_end) =
+            (self.max.expect("opened"), self.at_max.expect("opened"), self.at_end.expect("opened"));
+        let end = b.date_time.div_euclid(Q7_WINDOW) * Q7_WINDOW + Q7_WINDOW;
+        if b.date_time == end - Q7_WINDOW {
+            // At the previous window's end: it may meet that window's highest price.
+            let mut bids = ctx.map(at_end).get(&b.date_time)?.unwrap_or_default();
+            bids.push(b.clone());
+            ctx.map(at_end).put(b.date_time, bids)?;
+        }
+        let highest = ctx.map(max).get(&end)?;
+        if highest.is_none() {
+            ctx.register_event_time_timer(end);
+        }
+        match highest {
+            Some(m) if b.price < m => {}
+            Some(m) if b.price == m => {
+                let mut bids = ctx.map(at_max).get(&end)?.unwrap_or_default();
+                bids.push(b);
+                ctx.map(at_max).put(end, bids)?;
+            }
+            _ => {
+                ctx.map(max).put(end, b.price)?;
+                ctx.map(at_max).put(end, vec![b])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_timer(&mut self, end: Timestamp, _: TimeDomain, ctx: &mut KeyedContext<'_, u8, String>) -> Result<()> {
+        let (max, at_max, at_end) =
+            (self.max.expect("opened"), self.at_max.expect("opened"), self.at_end.expect("opened"));
+        let edge = ctx.map(at_end).remove(&end)?.unwrap_or_default();
+        let Some(highest) = ctx.map(max).remove(&end)? else { return Ok(()) };
+        let mut rows: Vec<String> = ctx.map(at_max).remove(&end)?.unwrap_or_default().iter().map(Self::row).collect();
+        rows.extend(edge.iter().filter(|b| b.price == highest).map(Self::row));
+        for row in rows {
+            ctx.emit(row);
+        }
+        Ok(())
+    }
+}
+
+/// New users: the people who entered in a 10 s window and created an auction in it (people
+/// grouped by id, name and window, joined with sellers grouped by window): `id, name,
+/// starttime`.
+fn q8(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let mut sources = Sources::new(env, args);
+    let people = sources.people()?.map("q8-people", |p: Person| (p.id, Some(p.name)));
+    let sellers = sources.auctions()?.map("q8-sellers", |a: Auction| (a.seller, None::<String>));
+    let rows = people
+        .union(&[sellers])
+        .key_by(|r: &(i64, Option<String>)| r.0)
+        .window(Tumbling::event_time(Duration::from_secs(10)))
+        .process("q8", || NewSellers);
+    output(&rows, args)
+}
+
+/// q8's window function: a person's row if they also sold in the window.
+struct NewSellers;
+
+impl ProcessWindowFunction for NewSellers {
+    type Key = i64;
+    type In = (i64, Option<String>);
+    type Out = String;
+    fn process(
+        &mut self,
+        id: &i64,
+        rows: Vec<(i64, Option<String>)>,
+        ctx: &mut WindowContext<'_, i64, String>,
+    ) -> Result<()> {
+        if rows.iter().any(|r| r.1.is_none()) {
+            let mut names: Vec<&String> = rows.iter().filter_map(|r| r.1.as_ref()).collect();
+            names.sort();
+            names.dedup();
+            let start = ctx.window().start;
+            for name in names {
+                ctx.emit(tsv(&[id, name, &start]));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// User sessions: bids per bidder in event-time sessions closed by 10 s without a bid:
+/// `bidder, bid_count, starttime, endtime` (the end is the last bid + 10 s).
+fn q11(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let bids = Sources::new(env, args).bids()?;
+    let rows = bids
+        .key_by(|b: &Bid| b.bidder)
+        .window(Session::event_time(Duration::from_secs(10)))
+        .aggregate("q11", Count)
+        .map("q11-row", |w: Windowed<i64, u64>| tsv(&[&w.key, &w.value, &w.window.start, &w.window.end]));
+    output(&rows, args)
+}
+
+/// `0.908 * price` as a `DECIMAL(23, 3)`, exactly.
+struct Euros(i64);
+
+impl std::fmt::Display for Euros {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let thousandths = i128::from(self.0) * 908;
+        let sign = if thousandths < 0 { "-" } else { "" };
+        let abs = thousandths.unsigned_abs();
+        write!(f, "{sign}{}.{:03}", abs / 1000, abs % 1000)
+    }
+}
+
+/// Bids with `0.908 * price` strictly between 1 000 000 and 50 000 000, with the price in
+/// euros, the hour's kind (`dayTime` 8–18 h, `nightTime` up to 6 h and from 20 h, else
+/// `otherTime`; UTC), and the number of `c`s in `extra` (the reference's `count_char` UDF):
+/// `auction, bidder, price, bidTimeType, dateTime, extra, c_counts`.
+fn q14(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let bids = Sources::new(env, args).bids()?;
+    let rows = bids
+        .filter("q14-price", |b: &Bid| (1_000_000_001..50_000_000_000).contains(&(i128::from(b.price) * 908)))
+        .map("q14", |b: Bid| {
+            let hour = b.date_time.div_euclid(3_600_000).rem_euclid(24);
+            let kind = match hour {
+                8..=18 => "dayTime",
+                ..=6 | 20.. => "nightTime",
+                _ => "otherTime",
+            };
+            let c_counts = b.extra.bytes().filter(|&c| c == b'c').count();
+            tsv(&[&b.auction, &b.bidder, &Euros(b.price), &kind, &b.date_time, &b.extra, &c_counts])
+        });
+    output(&rows, args)
+}
+
+/// `REGEXP_EXTRACT(url, '(&|^)channel_id=([^&]*)', 2)`: the value of the first `channel_id=`
+/// at the start of `url` or after an `&`, up to the next `&`.
+fn channel_id(url: &str) -> Option<&str> {
+    let mut from = 0;
+    while let Some(at) = url[from..].find("channel_id=").map(|i| from + i) {
+        if at == 0 || url.as_bytes()[at - 1] == b'&' {
+            let value = &url[at + "channel_id=".len()..];
+            return Some(value.split('&').next().unwrap_or(""));
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Channel ids: the hot channels' fixed ids, else the `channel_id` of the URL; bids with
+/// neither are dropped: `auction, bidder, price, channel, channel_id`.
+fn q21(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let bids = Sources::new(env, args).bids()?;
+    let rows = bids.flat_map("q21", |b: Bid| {
+        let id = match b.channel.to_lowercase().as_str() {
+            "apple" => Some("0"),
+            "google" => Some("1"),
+            "facebook" => Some("2"),
+            "baidu" => Some("3"),
+            _ => channel_id(&b.url),
+        };
+        id.map(|id| tsv(&[&b.auction, &b.bidder, &b.price, &b.channel, &id]))
+    });
+    output(&rows, args)
+}
+
+/// URL directories: `SPLIT_INDEX(url, '/', 3 | 4 | 5)` (empty when there is no such part):
+/// `auction, bidder, price, channel, dir1, dir2, dir3`.
+fn q22(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let bids = Sources::new(env, args).bids()?;
+    let rows = bids.map("q22", |b: Bid| {
+        let parts: Vec<&str> = b.url.split('/').collect();
+        let dir = |i: usize| parts.get(i).copied().unwrap_or("");
+        tsv(&[&b.auction, &b.bidder, &b.price, &b.channel, &dir(3), &dir(4), &dir(5)])
+    });
     output(&rows, args)
 }
 
@@ -207,3 +563,6 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     println!("{} people, {} auctions, {} bids in {}", counts[0], counts[1], counts[2], args.output.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
