@@ -12,6 +12,7 @@
 //! The reference's SQL (`nexmark/nexmark`, `nexmark-flink/src/main/resources/queries`) is the
 //! specification of each query.
 
+use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,7 +37,13 @@ pub(crate) fn register(registry: JobRegistry) -> JobRegistry {
         .job("nexmark-q7", "Nexmark q7, highest bid: the bids at each 10 s window's highest price", q7)
         .job("nexmark-q8", "Nexmark q8, new users: people who entered and opened an auction in a 10 s window", q8)
         .job("nexmark-q11", "Nexmark q11, user sessions: bids per bidder session (10 s gap)", q11)
+        .job(
+            "nexmark-q13",
+            "Nexmark q13, bounded side input: bids enriched from a key-value table (--side-input PATH)",
+            q13,
+        )
         .job("nexmark-q14", "Nexmark q14, calculation: bids in a price range with euros, time of day and a UDF", q14)
+        .job("nexmark-q20", "Nexmark q20, expand bid with auction: bids joined with their category-10 auctions", q20)
         .job("nexmark-q21", "Nexmark q21, add channel id: the channel's id, or the URL's channel_id", q21)
         .job("nexmark-q22", "Nexmark q22, URL directories: the first three directories of each bid's URL", q22)
 }
@@ -446,6 +453,134 @@ fn q14(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
             tsv(&[&b.auction, &b.bidder, &Euros(b.price), &kind, &b.date_time, &b.extra, &c_counts])
         });
     output(&rows, args)
+}
+
+/// Bounded side input: `SELECT B.auction, B.bidder, B.price, B.dateTime, S.value FROM bid B
+/// JOIN side_input FOR SYSTEM_TIME AS OF B.p_time AS S ON mod(B.auction, 10000) = S.key`. The
+/// side input is a CSV `key,value` file (`--side-input PATH`, read by each subtask when it
+/// opens), by default the reference's: `i,i` for `i` below 10 000. A lookup join on processing
+/// time against a table that does not change is a lookup in it.
+fn q13(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let side = args.get_opt("side-input").map(PathBuf::from);
+    let bids = Sources::new(env, args).bids()?;
+    let rows = bids.operator("q13", move || SideInputJoin { path: side.clone(), table: HashMap::new() });
+    output(&rows, args)
+}
+
+/// q13's lookup: the side input in a hash map.
+struct SideInputJoin {
+    path: Option<PathBuf>,
+    table: HashMap<i64, String>,
+}
+
+impl Operator for SideInputJoin {
+    type In = Bid;
+    type Out = String;
+
+    fn open(&mut self, _: &mut OpenContext<'_>) -> Result<()> {
+        let Some(path) = &self.path else {
+            self.table = (0..10_000).map(|i| (i, i.to_string())).collect();
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| WeirError::user(format!("cannot read the side input {}: {e}", path.display())))?;
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let bad =
+                |why: &str| WeirError::user(format!("side input {} line {}: {why}: '{line}'", path.display(), n + 1));
+            let (key, value) = line.split_once(',').ok_or_else(|| bad("expected key,value"))?;
+            let key = key.trim().parse().map_err(|_| bad("the key is not an integer"))?;
+            self.table.insert(key, value.trim().to_owned());
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, b: Bid, ctx: &mut Context<'_, String>) -> Result<()> {
+        if let Some(value) = self.table.get(&b.auction.rem_euclid(10_000)) {
+            ctx.emit(tsv(&[&b.auction, &b.bidder, &b.price, &b.date_time, value]));
+        }
+        Ok(())
+    }
+}
+
+/// Expand bid with auction: `SELECT auction, bidder, price, channel, url, B.dateTime, B.extra,
+/// itemName, description, initialBid, reserve, A.dateTime, expires, seller, category, A.extra
+/// FROM bid B JOIN auction A ON B.auction = A.id WHERE A.category = 10`: a regular join keyed
+/// by auction. Bids wait for their auction (they may come first); an auction of another
+/// category is remembered so that its bids are dropped (ids are unique, so this changes no row).
+fn q20(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let mut sources = Sources::new(env, args);
+    let bids = sources.bids()?;
+    let auctions = sources.auctions()?;
+    let rows = bids
+        .key_by(|b: &Bid| b.auction)
+        .connect(&auctions.key_by(|a: &Auction| a.id))
+        .process("q20", || AuctionJoin { auction: None, waiting: None });
+    output(&rows, args)
+}
+
+/// q20's join, per auction id.
+struct AuctionJoin {
+    /// The auction once seen: `Some(auction)` of category 10, `None` of another.
+    auction: Option<ValueState<Option<Auction>>>,
+    /// Bids before their auction.
+    waiting: Option<ListState<Bid>>,
+}
+
+impl AuctionJoin {
+    fn row(b: &Bid, a: &Auction) -> String {
+        tsv(&[
+            &b.auction,
+            &b.bidder,
+            &b.price,
+            &b.channel,
+            &b.url,
+            &b.date_time,
+            &b.extra,
+            &a.item_name,
+            &a.description,
+            &a.initial_bid,
+            &a.reserve,
+            &a.date_time,
+            &a.expires,
+            &a.seller,
+            &a.category,
+            &a.extra,
+        ])
+    }
+}
+
+impl KeyedCoProcessFunction for AuctionJoin {
+    type Key = i64;
+    type In1 = Bid;
+    type In2 = Auction;
+    type Out = String;
+
+    fn open(&mut self, ctx: &mut KeyedOpenContext<'_, i64>) -> Result<()> {
+        self.auction = Some(ctx.value_state("auction")?);
+        self.waiting = Some(ctx.list_state("waiting")?);
+        Ok(())
+    }
+
+    fn process1(&mut self, b: Bid, ctx: &mut KeyedContext<'_, i64, String>) -> Result<()> {
+        match ctx.value(self.auction.expect("opened")).get()? {
+            Some(Some(a)) => ctx.emit(Self::row(&b, &a)),
+            Some(None) => {}
+            None => ctx.list(self.waiting.expect("opened")).add(b)?,
+        }
+        Ok(())
+    }
+
+    fn process2(&mut self, a: Auction, ctx: &mut KeyedContext<'_, i64, String>) -> Result<()> {
+        let waiting = ctx.list(self.waiting.expect("opened")).get()?;
+        ctx.list(self.waiting.expect("opened")).clear()?;
+        if a.category != 10 {
+            return ctx.value(self.auction.expect("opened")).update(None);
+        }
+        for b in &waiting {
+            ctx.emit(Self::row(b, &a));
+        }
+        ctx.value(self.auction.expect("opened")).update(Some(a))
+    }
 }
 
 /// `REGEXP_EXTRACT(url, '(&|^)channel_id=([^&]*)', 2)`: the value of the first `channel_id=`

@@ -183,6 +183,47 @@ fn query_rows_from_the_generator_equal_those_from_its_files_and_a_direct_computa
         }),
     );
     expected.insert(
+        "q13",
+        bid_rows(&|b| {
+            let a = int(b, "auction");
+            Some(format!(
+                "{a}\t{}\t{}\t{}\t{}",
+                int(b, "bidder"),
+                int(b, "price"),
+                int(b, "dateTime"),
+                a.rem_euclid(10_000)
+            ))
+        }),
+    );
+    let auctions_by_id: HashMap<i64, &Value> = auctions.iter().map(|a| (int(a, "id"), a)).collect();
+    expected.insert(
+        "q20",
+        bid_rows(&|b| {
+            let a = auctions_by_id.get(&int(b, "auction")).filter(|a| int(a, "category") == 10)?;
+            let bid = [
+                int(b, "auction").to_string(),
+                int(b, "bidder").to_string(),
+                int(b, "price").to_string(),
+                text(b, "channel"),
+                text(b, "url"),
+                int(b, "dateTime").to_string(),
+                text(b, "extra"),
+            ];
+            let auction = [
+                text(a, "itemName"),
+                text(a, "description"),
+                int(a, "initialBid").to_string(),
+                int(a, "reserve").to_string(),
+                int(a, "dateTime").to_string(),
+                int(a, "expires").to_string(),
+                int(a, "seller").to_string(),
+                int(a, "category").to_string(),
+                text(a, "extra"),
+            ];
+            Some(format!("{}\t{}", bid.join("\t"), auction.join("\t")))
+        }),
+    );
+    expected.insert(
         "q21",
         bid_rows(&|b| {
             let (channel, url) = (text(b, "channel"), text(b, "url"));
@@ -229,6 +270,33 @@ fn query_rows_from_the_generator_equal_those_from_its_files_and_a_direct_computa
             "{query}: the rows from files differ from the direct computation"
         );
     }
+
+    // q13's side input from a file: its values, and a bad line named by file and line.
+    let side = dir.join("side.csv");
+    let table: String = (0..10_000).map(|i| format!("{i},v{i}\n")).collect();
+    std::fs::write(&side, table).unwrap();
+    let out = dir.join("q13-side");
+    let side_arg = side.to_str().unwrap();
+    ok(&[
+        "run",
+        "nexmark-q13",
+        "--local",
+        "--",
+        "--input",
+        events,
+        "--side-input",
+        side_arg,
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let rows = read_output(&out);
+    assert_eq!(rows.len(), bids.len());
+    assert!(rows.iter().all(|r| r.rsplit('\t').next().unwrap().starts_with('v')));
+    std::fs::write(&side, "1,a\none two\n").unwrap();
+    let bad = weir(&["run", "nexmark-q13", "--local", "--", "--events", "100", "--side-input", side_arg], TIMEOUT);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("side.csv line 2: expected key,value"), "{stderr}");
 
     // A bad argument is named.
     let bad = weir(&["run", "nexmark-q0", "--local", "--", "--event-rate", "-1"], TIMEOUT);
