@@ -158,8 +158,13 @@ fn output(rows: &DataStream<String>, args: &JobArgs) -> Result<()> {
 /// A row: its fields tab-separated, in one allocation sized for a bid's (`format!` grows its
 /// string as it goes, and the reallocations cost more than the formatting).
 fn tsv(fields: &[&dyn std::fmt::Display]) -> String {
+    tsv_in(192, fields)
+}
+
+/// As [`tsv`], for a row of about `capacity` bytes.
+fn tsv_in(capacity: usize, fields: &[&dyn std::fmt::Display]) -> String {
     use std::fmt::Write as _;
-    let mut row = String::with_capacity(192);
+    let mut row = String::with_capacity(capacity);
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
             row.push('\t');
@@ -528,24 +533,28 @@ struct AuctionJoin {
 
 impl AuctionJoin {
     fn row(b: &Bid, a: &Auction) -> String {
-        tsv(&[
-            &b.auction,
-            &b.bidder,
-            &b.price,
-            &b.channel,
-            &b.url,
-            &b.date_time,
-            &b.extra,
-            &a.item_name,
-            &a.description,
-            &a.initial_bid,
-            &a.reserve,
-            &a.date_time,
-            &a.expires,
-            &a.seller,
-            &a.category,
-            &a.extra,
-        ])
+        let capacity = 128 + b.url.len() + b.extra.len() + a.item_name.len() + a.description.len() + a.extra.len();
+        tsv_in(
+            capacity,
+            &[
+                &b.auction,
+                &b.bidder,
+                &b.price,
+                &b.channel,
+                &b.url,
+                &b.date_time,
+                &b.extra,
+                &a.item_name,
+                &a.description,
+                &a.initial_bid,
+                &a.reserve,
+                &a.date_time,
+                &a.expires,
+                &a.seller,
+                &a.category,
+                &a.extra,
+            ],
+        )
     }
 }
 
@@ -562,10 +571,19 @@ impl KeyedCoProcessFunction for AuctionJoin {
     }
 
     fn process1(&mut self, b: Bid, ctx: &mut KeyedContext<'_, i64, String>) -> Result<()> {
-        match ctx.value(self.auction.expect("opened")).get()? {
-            Some(Some(a)) => ctx.emit(Self::row(&b, &a)),
-            Some(None) => {}
-            None => ctx.list(self.waiting.expect("opened")).add(b)?,
+        // Read in place: a `get` would copy the auction (some 500 bytes) for every bid.
+        let (mut seen, mut row) = (false, None);
+        ctx.value(self.auction.expect("opened")).upsert(&mut |auction| {
+            if let Some(auction) = auction {
+                seen = true;
+                row = auction.as_ref().map(|a| Self::row(&b, a));
+            }
+            None
+        })?;
+        match row {
+            Some(row) => ctx.emit(row),
+            None if !seen => ctx.list(self.waiting.expect("opened")).add(b)?,
+            None => {}
         }
         Ok(())
     }
