@@ -78,7 +78,7 @@ pub mod prelude {
     };
     pub use crate::api::connectors::{
         BadLine, Click, CollectHandle, CollectSink, DiscardSink, EventSequence, FileSink, Generator, GeneratorConfig,
-        ParsedTextFile, PrintSink, TextFile, VecSource,
+        LatencyHistogram, LatencySink, ParsedTextFile, PrintSink, TextFile, VecSource,
     };
     pub use crate::api::functions::{AggregateFunction, Count, ReduceAgg, Sum};
 

@@ -15,6 +15,10 @@ use serde::Serialize;
 use weir_actors::prelude::*;
 use weir_actors::{JobDetails, JobRegistry};
 
+mod nexmark;
+
+use nexmark::NexmarkBenchArgs;
+
 /// Adds the benchmark pipelines to a registry.
 pub(crate) fn register(registry: JobRegistry) -> JobRegistry {
     registry
@@ -67,7 +71,10 @@ fn bench_window(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    suite: Option<Suite>,
     /// Events per case.
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
@@ -93,6 +100,56 @@ pub(crate) struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// How a benchmark runs its jobs: in-process, with checkpoints or not, on which state backend.
+#[derive(Debug, Clone)]
+struct Setup {
+    checkpoint_interval: Option<Duration>,
+    state_backend: weir_actors::base::state::StateBackend,
+}
+
+impl Setup {
+    /// Runs registered job `name` to its end on a MiniCluster of `parallelism` slots.
+    fn run(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        registry: &JobRegistry,
+        name: &str,
+        args: JobArgs,
+        parallelism: usize,
+    ) -> anyhow::Result<JobDetails> {
+        let checkpoint_dir = std::env::temp_dir().join(format!("weir-bench-checkpoints-{}", std::process::id()));
+        let config = match self.checkpoint_interval {
+            Some(interval) => weir_actors::api::job::JobConfig {
+                checkpoints: Some(weir_actors::runtime::checkpoint::CheckpointConfig::every(interval, &checkpoint_dir)),
+                restart: weir_actors::api::job::RestartStrategy::None,
+                savepoint: None,
+                state_backend: self.state_backend.clone(),
+            },
+            None => {
+                weir_actors::api::job::JobConfig { state_backend: self.state_backend.clone(), ..Default::default() }
+            }
+        };
+        let job = JobSubmission::from_registry(registry, name, args, parallelism)?.with_config(config);
+        let details = runtime.block_on(async {
+            let config = MiniClusterConfig { slots_per_task_manager: parallelism, ..MiniClusterConfig::default() };
+            let cluster = MiniCluster::start(config).await?;
+            let result = cluster.execute(&job).await;
+            cluster.shutdown().await;
+            result?.into_result()
+        });
+        let _ = std::fs::remove_dir_all(&checkpoint_dir);
+        Ok(details?.details)
+    }
+}
+
+/// A benchmark suite beside the pipeline cases.
+#[derive(Debug, clap::Subcommand)]
+enum Suite {
+    /// The Nexmark queries on their generator: events/s, events/s per core, peak RSS and
+    /// end-to-end latency at a fraction of the peak rate.
+    Nexmark(NexmarkBenchArgs),
 }
 
 #[derive(Debug, Serialize)]
@@ -155,42 +212,20 @@ fn print_progress(json: bool, r: &CaseResult) {
 }
 
 pub(crate) fn run(registry: &JobRegistry, args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(Suite::Nexmark(nexmark)) = args.suite {
+        return nexmark::run(registry, nexmark);
+    }
     let known = ["stateless", "keyed", "window"];
     for case in &args.cases {
         anyhow::ensure!(known.contains(&case.as_str()), "unknown bench case '{case}' (cases: {})", known.join(", "));
     }
     let runtime = super::runtime()?;
     let mut results = Vec::new();
+    let setup = Setup { checkpoint_interval: args.checkpoint_interval, state_backend: args.state_backend.clone() };
     for case in &args.cases {
         for &parallelism in &args.parallelism {
-            let mut job =
-                JobSubmission::from_registry(registry, &format!("bench-{case}"), job_args(&args)?, parallelism)?;
-            let checkpoint_dir = std::env::temp_dir().join(format!("weir-bench-checkpoints-{}", std::process::id()));
-            if let Some(interval) = args.checkpoint_interval {
-                job = job.with_config(weir_actors::api::job::JobConfig {
-                    checkpoints: Some(weir_actors::runtime::checkpoint::CheckpointConfig::every(
-                        interval,
-                        &checkpoint_dir,
-                    )),
-                    restart: weir_actors::api::job::RestartStrategy::None,
-                    savepoint: None,
-                    state_backend: args.state_backend.clone(),
-                });
-            } else {
-                job = job.with_config(weir_actors::api::job::JobConfig {
-                    state_backend: args.state_backend.clone(),
-                    ..Default::default()
-                });
-            }
-            let details = runtime.block_on(async {
-                let config = MiniClusterConfig { slots_per_task_manager: parallelism, ..MiniClusterConfig::default() };
-                let cluster = MiniCluster::start(config).await?;
-                let result = cluster.execute(&job).await;
-                cluster.shutdown().await;
-                result?.into_result()
-            })?;
-            let _ = std::fs::remove_dir_all(&checkpoint_dir);
-            let r = result(case, "local", parallelism, &details.details)?;
+            let details = setup.run(&runtime, registry, &format!("bench-{case}"), job_args(&args)?, parallelism)?;
+            let r = result(case, "local", parallelism, &details)?;
             print_progress(args.json, &r);
             results.push(r);
         }

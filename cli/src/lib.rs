@@ -269,6 +269,9 @@ pub fn main(registry: JobRegistry) -> ExitCode {
             for job in registry.iter() {
                 println!("{:width$}  {}", job.name, job.description);
             }
+            for (name, why) in nexmark::NOT_PROVIDED {
+                println!("{name:width$}  {why}");
+            }
             Ok(())
         }
         Command::List(a) => cluster::list(a.dir),

@@ -22,18 +22,60 @@ fn sorted(mut lines: Vec<String>) -> Vec<String> {
     lines
 }
 
+/// An auction's columns in the reference's order.
+const AUCTION_COLUMNS: [&str; 10] =
+    ["id", "itemName", "description", "initialBid", "reserve", "dateTime", "expires", "seller", "category", "extra"];
+
+/// Fields of an event, tab-separated.
+fn columns(v: &Value, names: &[&str]) -> String {
+    let field = |name: &&str| match &v[*name] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    names.iter().map(field).collect::<Vec<_>>().join("\t")
+}
+
+/// The generator's arguments of every run here.
+const GENERATOR: [&str; 6] = ["--events", "20000", "--seed", "5", "--event-rate", "1000"];
+
+/// Writes the events of [`GENERATOR`] to `DIR/events` with `weir nexmark generate`.
+fn generate(dir: &TempDir) -> String {
+    let events = dir.join("events");
+    let events = events.to_str().unwrap().to_owned();
+    let mut args = vec!["nexmark", "generate"];
+    args.extend(GENERATOR);
+    args.extend(["--output", &events]);
+    let said = ok(&args);
+    assert!(said.contains("400 people, 1200 auctions, 18400 bids"), "{said}");
+    events
+}
+
+/// The events of one kind that [`generate`] wrote.
+fn read_events(dir: &TempDir, name: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(dir.join("events").join(name)).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Runs `query` from the generator at p=2 and from the files at p=1, each into its own
+/// directory, which are returned.
+fn run_both(dir: &TempDir, events: &str, query: &str) -> [std::path::PathBuf; 2] {
+    let job = format!("nexmark-{query}");
+    let generated = dir.join(&format!("{query}-generated"));
+    let mut run = vec!["run", job.as_str(), "--local", "-p", "2", "--"];
+    run.extend(GENERATOR);
+    run.extend(["--output", generated.to_str().unwrap()]);
+    ok(&run);
+    let from_files = dir.join(&format!("{query}-files"));
+    ok(&["run", &job, "--local", "-p", "1", "--", "--input", events, "--output", from_files.to_str().unwrap()]);
+    [generated, from_files]
+}
+
 #[test]
 fn query_rows_from_the_generator_equal_those_from_its_files_and_a_direct_computation() {
     let dir = TempDir::new("nexmark");
-    let events = dir.join("events");
-    let events = events.to_str().unwrap();
-    let said =
-        ok(&["nexmark", "generate", "--events", "20000", "--seed", "5", "--event-rate", "1000", "--output", events]);
-    assert!(said.contains("400 people, 1200 auctions, 18400 bids"), "{said}");
-    let read = |name: &str| -> Vec<Value> {
-        let text = std::fs::read_to_string(dir.join("events").join(name)).unwrap();
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-    };
+    let events = generate(&dir);
+    let events = events.as_str();
+    let read = |name: &str| read_events(&dir, name);
     let keys = |v: &Value| {
         let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
         k.sort();
@@ -209,18 +251,7 @@ fn query_rows_from_the_generator_equal_those_from_its_files_and_a_direct_computa
                 int(b, "dateTime").to_string(),
                 text(b, "extra"),
             ];
-            let auction = [
-                text(a, "itemName"),
-                text(a, "description"),
-                int(a, "initialBid").to_string(),
-                int(a, "reserve").to_string(),
-                int(a, "dateTime").to_string(),
-                int(a, "expires").to_string(),
-                int(a, "seller").to_string(),
-                int(a, "category").to_string(),
-                text(a, "extra"),
-            ];
-            Some(format!("{}\t{}", bid.join("\t"), auction.join("\t")))
+            Some(format!("{}\t{}", bid.join("\t"), columns(a, &AUCTION_COLUMNS[1..])))
         }),
     );
     expected.insert(
@@ -251,15 +282,7 @@ fn query_rows_from_the_generator_equal_those_from_its_files_and_a_direct_computa
         }),
     );
     for (query, want) in &expected {
-        let job = format!("nexmark-{query}");
-        let generated = dir.join(&format!("{query}-generated"));
-        let gen_args = ["--events", "20000", "--seed", "5", "--event-rate", "1000"];
-        let mut run = vec!["run", job.as_str(), "--local", "-p", "2", "--"];
-        run.extend(gen_args);
-        run.extend(["--output", generated.to_str().unwrap()]);
-        ok(&run);
-        let from_files = dir.join(&format!("{query}-files"));
-        ok(&["run", &job, "--local", "-p", "1", "--", "--input", events, "--output", from_files.to_str().unwrap()]);
+        let [generated, from_files] = run_both(&dir, events, query);
         assert!(!want.is_empty(), "{query}");
         assert!(
             sorted(read_output(&generated)) == *want,
@@ -298,8 +321,254 @@ fn query_rows_from_the_generator_equal_those_from_its_files_and_a_direct_computa
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("side.csv line 2: expected key,value"), "{stderr}");
 
+    // `weir jobs` says which query has no job, and why.
+    let jobs = ok(&["jobs"]);
+    assert!(jobs.lines().any(|l| l.starts_with("nexmark-q6") && l.contains("not provided: ")), "{jobs}");
+    for q in 0..=22 {
+        assert!(jobs.lines().any(|l| l.starts_with(&format!("nexmark-q{q} "))), "no nexmark-q{q}: {jobs}");
+    }
+
     // A bad argument is named.
     let bad = weir(&["run", "nexmark-q0", "--local", "--", "--event-rate", "-1"], TIMEOUT);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--event-rate must be a positive number"));
+}
+
+/// An updating query's output in the order each subtask wrote it: part files by subtask and
+/// sequence number, their lines in order.
+fn read_changelog(dir: &std::path::Path) -> Vec<String> {
+    let mut files: Vec<((u64, u64), std::path::PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|path| {
+            let name = path.file_name()?.to_str()?.to_owned();
+            let (subtask, seq) = name.strip_prefix("part-")?.split_once('-')?;
+            Some(((subtask.parse().ok()?, seq.parse().ok()?), path))
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|(_, path)| std::fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect::<Vec<_>>())
+        .collect()
+}
+
+/// The table an upsert changelog leaves, keyed by the columns `key` (after the kind): each
+/// key's last row. A key's changes must start with `+I`, go on with `+U`, and end a row with
+/// `-D` (which a new `+I` may follow).
+fn fold(query: &str, changes: &[String], key: &[usize]) -> Vec<String> {
+    let mut table: HashMap<Vec<String>, String> = HashMap::new();
+    for line in changes {
+        let (kind, row) = line.split_once('\t').unwrap_or_else(|| panic!("{query}: no kind in '{line}'"));
+        let cols: Vec<&str> = row.split('\t').collect();
+        let k: Vec<String> = key.iter().map(|&i| cols[i].to_owned()).collect();
+        let present = table.contains_key(&k);
+        match kind {
+            "+I" => assert!(!present, "{query}: +I of a present key: {line}"),
+            "+U" | "-D" => assert!(present, "{query}: {kind} of an absent key: {line}"),
+            _ => panic!("{query}: unknown kind in '{line}'"),
+        }
+        if kind == "-D" {
+            table.remove(&k);
+        } else {
+            table.insert(k, row.to_owned());
+        }
+    }
+    sorted(table.into_values().collect())
+}
+
+#[test]
+fn updating_query_changelogs_fold_to_a_direct_computation() {
+    let dir = TempDir::new("nexmark-updating");
+    let events = generate(&dir);
+    let (auctions, bids) = (read_events(&dir, "auction.jsonl"), read_events(&dir, "bid.jsonl"));
+    let int = |v: &Value, k: &str| v[k].as_i64().unwrap();
+    let text = |v: &Value, k: &str| v[k].as_str().unwrap().to_owned();
+    let bid_row = |b: &Value| {
+        let cols = [int(b, "auction"), int(b, "bidder"), int(b, "price")].map(|n| n.to_string());
+        format!("{}\t{}\t{}\t{}", cols.join("\t"), text(b, "channel"), text(b, "url"), int(b, "dateTime"))
+            + "\t"
+            + &text(b, "extra")
+    };
+    // Every bid is on 2024-01-01 (the generator's default base time, 20 s of events).
+    let day_start = 1_704_067_200_000;
+    assert!(bids.iter().all(|b| (day_start..day_start + 86_400_000).contains(&int(b, "dateTime"))));
+    let day = "2024-01-01";
+    let rank = |p: i64| match p {
+        ..10_000 => 1,
+        10_000..1_000_000 => 2,
+        _ => 3,
+    };
+
+    // The bids in each auction's time (q4, q9).
+    let mut in_time: BTreeMap<i64, Vec<&Value>> = BTreeMap::new();
+    for a in &auctions {
+        let (id, from, to) = (int(a, "id"), int(a, "dateTime"), int(a, "expires"));
+        let matching = bids.iter().filter(|b| int(b, "auction") == id && (from..=to).contains(&int(b, "dateTime")));
+        in_time.insert(id, matching.collect());
+    }
+    let by_id: HashMap<i64, &Value> = auctions.iter().map(|a| (int(a, "id"), a)).collect();
+    let mut expected: Vec<(&str, Vec<usize>, Vec<String>)> = Vec::new();
+    let mut finals: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    let mut q9 = Vec::new();
+    for (id, matching) in &in_time {
+        // Highest price, then earliest time, then first seen.
+        let Some(best) = matching.iter().copied().reduce(|best, b| {
+            let better = int(b, "price") > int(best, "price")
+                || (int(b, "price") == int(best, "price") && int(b, "dateTime") < int(best, "dateTime"));
+            if better { b } else { best }
+        }) else {
+            continue;
+        };
+        let a = by_id[id];
+        finals.entry(int(a, "category")).or_default().push(int(best, "price"));
+        let bid = columns(best, &["auction", "bidder", "price", "dateTime", "extra"]);
+        let auction = columns(a, &AUCTION_COLUMNS);
+        q9.push(format!("{auction}\t{bid}"));
+    }
+    let q4 = finals.iter().map(|(c, prices)| format!("{c}\t{}", prices.iter().sum::<i64>() / prices.len() as i64));
+    expected.push(("q4", vec![0], q4.collect()));
+    expected.push(("q9", vec![0], q9));
+
+    // q15–q17: counts per price rank, distinct bidders and auctions.
+    #[derive(Default)]
+    struct Stats {
+        bids: [u64; 4],
+        bidders: [HashSet<i64>; 4],
+        auctions: [HashSet<i64>; 4],
+        minute: String,
+        prices: Vec<i64>,
+    }
+    impl Stats {
+        fn add(&mut self, b: &Value, rank: usize) {
+            let (bidder, auction) = (b["bidder"].as_i64().unwrap(), b["auction"].as_i64().unwrap());
+            for i in [0, rank] {
+                self.bids[i] += 1;
+                self.bidders[i].insert(bidder);
+                self.auctions[i].insert(auction);
+            }
+            let t = b["dateTime"].as_i64().unwrap();
+            let minute = format!("{:02}:{:02}", t / 3_600_000 % 24, t / 60_000 % 60);
+            self.minute = self.minute.clone().max(minute);
+            self.prices.push(b["price"].as_i64().unwrap());
+        }
+        fn counts(&self) -> String {
+            let distinct = |sets: &[HashSet<i64>; 4]| sets.iter().map(|s| s.len().to_string()).collect::<Vec<_>>();
+            let mut cols: Vec<String> = self.bids.iter().map(u64::to_string).collect();
+            cols.extend(distinct(&self.bidders));
+            cols.extend(distinct(&self.auctions));
+            cols.join("\t")
+        }
+    }
+    let mut all = Stats::default();
+    let mut by_channel: BTreeMap<String, Stats> = BTreeMap::new();
+    let mut by_auction: BTreeMap<i64, Stats> = BTreeMap::new();
+    for b in &bids {
+        let r = rank(int(b, "price"));
+        all.add(b, r);
+        by_channel.entry(text(b, "channel")).or_default().add(b, r);
+        by_auction.entry(int(b, "auction")).or_default().add(b, r);
+    }
+    expected.push(("q15", vec![0], vec![format!("{day}\t{}", all.counts())]));
+    let q16 = by_channel.iter().map(|(c, s)| format!("{c}\t{day}\t{}\t{}", s.minute, s.counts()));
+    expected.push(("q16", vec![0, 1], q16.collect()));
+    let q17 = by_auction.iter().map(|(a, s)| {
+        let (min, max, sum) =
+            (s.prices.iter().min().unwrap(), s.prices.iter().max().unwrap(), s.prices.iter().sum::<i64>());
+        let n = s.bids.map(|n| n.to_string()).join("\t");
+        format!("{a}\t{day}\t{n}\t{min}\t{max}\t{}\t{sum}", sum / s.bids[0] as i64)
+    });
+    expected.push(("q17", vec![0, 1], q17.collect()));
+
+    // q18: each bidder's latest bid per auction (of equal times the last seen).
+    let mut last: HashMap<(i64, i64), &Value> = HashMap::new();
+    for b in &bids {
+        let slot = last.entry((int(b, "bidder"), int(b, "auction"))).or_insert(b);
+        if int(b, "dateTime") >= int(slot, "dateTime") {
+            *slot = b;
+        }
+    }
+    expected.push(("q18", vec![1, 0], last.values().map(|b| bid_row(b)).collect()));
+
+    for (query, key, want) in &expected {
+        assert!(!want.is_empty(), "{query}");
+        for out in run_both(&dir, &events, query) {
+            let got = fold(query, &read_changelog(&out), key);
+            assert!(
+                got == sorted(want.clone()),
+                "{query} ({}): the folded changelog differs from the direct computation",
+                out.display()
+            );
+        }
+    }
+
+    // q19: each auction's ten highest prices by rank (bids of equal price rank in the order
+    // seen, which two sources interleave differently), each row one of the auction's bids.
+    let mut by_auction: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for b in &bids {
+        by_auction.entry(int(b, "auction")).or_default().push(int(b, "price"));
+    }
+    let mut want = Vec::new();
+    for (auction, prices) in &mut by_auction {
+        prices.sort_unstable_by(|a, b| b.cmp(a));
+        want.extend(prices.iter().take(10).enumerate().map(|(i, p)| format!("{auction}\t{p}\t{}", i + 1)));
+    }
+    let all_bids: HashSet<String> = bids.iter().map(bid_row).collect();
+    for out in run_both(&dir, &events, "q19") {
+        let table = fold("q19", &read_changelog(&out), &[0, 7]);
+        let (rows, ranks): (Vec<&str>, Vec<&str>) = table.iter().map(|r| r.rsplit_once('\t').unwrap()).unzip();
+        assert!(rows.iter().all(|r| all_bids.contains(*r)), "q19: a ranked row is no bid");
+        let got: Vec<String> = rows
+            .iter()
+            .zip(ranks)
+            .map(|(r, rank)| {
+                let cols: Vec<&str> = r.split('\t').collect();
+                format!("{}\t{}\t{rank}", cols[0], cols[2])
+            })
+            .collect();
+        assert!(
+            sorted(got) == sorted(want.clone()),
+            "q19 ({}): the ranks differ from the direct computation",
+            out.display()
+        );
+    }
+
+    // q12: windows of the wall clock, so only the total is fixed.
+    for out in run_both(&dir, &events, "q12") {
+        let rows = read_output(&out);
+        let mut total = 0;
+        for row in &rows {
+            let cols: Vec<i64> = row.split('\t').map(|c| c.parse().unwrap()).collect();
+            assert!(cols[2] % 10_000 == 0 && cols[3] == cols[2] + 10_000, "q12: not a 10 s window: {row}");
+            total += cols[1];
+        }
+        assert_eq!(total, bids.len() as i64, "q12 ({}): every bid counted once", out.display());
+    }
+}
+
+#[test]
+fn bench_nexmark_reports_throughput_cpu_memory_and_latency() {
+    let args = ["bench", "nexmark", "--queries", "q0,q4", "--events", "20000", "-p", "1,2", "--latency-seconds", "1"];
+    let mut json = args.to_vec();
+    json.push("--json");
+    let out: Value = serde_json::from_str(&ok(&json)).unwrap();
+    let rows = out.as_array().unwrap();
+    let cases: Vec<(String, u64)> =
+        rows.iter().map(|r| (r["query"].as_str().unwrap().to_owned(), r["parallelism"].as_u64().unwrap())).collect();
+    assert_eq!(cases, [("q0".into(), 1), ("q0".into(), 2), ("q4".into(), 1), ("q4".into(), 2)]);
+    for r in rows {
+        assert_eq!(r["events"], 20_000, "{r}");
+        for field in ["events_per_second", "events_per_cpu_second", "peak_rss_bytes", "latency_rate"] {
+            assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field}: {r}");
+        }
+        let (p50, p99) = (r["latency_p50_ms"].as_f64().unwrap(), r["latency_p99_ms"].as_f64().unwrap());
+        assert!(0.0 <= p50 && p50 <= p99, "{r}");
+        assert!(r["latency_rows"].as_u64().unwrap() > 0, "{r}");
+    }
+
+    let bad = weir(&["bench", "nexmark", "--queries", "q6"], TIMEOUT);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown Nexmark query 'q6'"));
+    let bad = weir(&["run", "nexmark-q0", "--local", "--", "--output", "x", "--latency-out", "y"], TIMEOUT);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--output and --latency-out exclude each other"));
 }

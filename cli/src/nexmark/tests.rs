@@ -43,3 +43,53 @@ fn channel_ids_come_from_the_first_channel_id_parameter() {
     assert_eq!(Euros(1).to_string(), "0.908");
     assert_eq!(tsv(&[&1, &"a", &Euros(-1)]), "1\ta\t-0.908");
 }
+
+#[test]
+fn dates_format_as_the_reference_formats_them() {
+    use updating::{Day, Minute};
+    assert_eq!(Day(0).to_string(), "1970-01-01");
+    assert_eq!(Day(-1).to_string(), "1969-12-31");
+    assert_eq!(Day(1_704_067_200_000 / 86_400_000).to_string(), "2024-01-01");
+    assert_eq!(Day(19_723 + 59).to_string(), "2024-02-29");
+    assert_eq!(Day(11_016).to_string(), "2000-02-29");
+    assert_eq!(Day(11_017).to_string(), "2000-03-01");
+    assert_eq!(Minute(0).to_string(), "00:00");
+    assert_eq!(Minute(23 * 60 + 59).to_string(), "23:59");
+}
+
+/// q19 changes ranks as Flink's append-only Top-N with the row number: a bid taking rank `r`
+/// updates ranks `r` on (the bids below move down), inserts the rank not filled before, and
+/// a bid no higher than the tenth changes nothing.
+#[test]
+fn q19_moves_the_bids_below_a_new_rank_down() {
+    let mut h = HarnessConfig::new()
+        .build(|bids: DataStream<Bid>| bids.key_by(|b: &Bid| b.auction).process("q19", updating::TopBids::default))
+        .unwrap();
+    let ranks = |rows: Vec<String>| -> Vec<String> {
+        rows.iter()
+            .map(|r| {
+                let c: Vec<&str> = r.split('\t').collect();
+                format!("{} {} {}", c[0], c[3], c[8])
+            })
+            .collect()
+    };
+    h.process_at(bid(5, 1), 1).unwrap();
+    assert_eq!(ranks(h.take_output()), ["+I 5 1"]);
+    h.process_at(bid(9, 2), 2).unwrap();
+    assert_eq!(ranks(h.take_output()), ["+U 9 1", "+I 5 2"]);
+    h.process_at(bid(7, 3), 3).unwrap();
+    assert_eq!(ranks(h.take_output()), ["+U 7 2", "+I 5 3"]);
+    h.process_at(bid(7, 4), 4).unwrap();
+    assert_eq!(ranks(h.take_output()), ["+U 7 3", "+I 5 4"], "an equal price ranks after the earlier");
+    for (i, price) in [1, 1, 1, 1, 1, 1].into_iter().enumerate() {
+        h.process_at(bid(price, 10 + i as i64), 10 + i as i64).unwrap();
+    }
+    assert_eq!(h.take_output().len(), 6);
+    h.process_at(bid(1, 20), 20).unwrap();
+    assert!(h.take_output().is_empty(), "no higher than the tenth");
+    h.process_at(bid(6, 21), 21).unwrap();
+    let moved = ranks(h.take_output());
+    assert_eq!(moved[0], "+U 6 4");
+    assert_eq!(moved.last().unwrap(), "+U 1 10", "the tenth falls out with no insert");
+    assert_eq!(moved.len(), 7);
+}

@@ -175,6 +175,19 @@ pub trait EventSequence: Clone + Send + Sync + 'static {
     fn out_of_orderness(&self) -> Duration;
     /// Checks the configuration (an error names the bad argument).
     fn check(&self) -> Result<()>;
+    /// Whether event times are wall-clock times (epoch milliseconds) at which the events are
+    /// made: each is emitted once the wall clock reaches its time, not before, so that the
+    /// time from an event's timestamp to a sink is its end-to-end latency (a latency
+    /// benchmark's input; the reference generator's events are timed so).
+    fn real_time(&self) -> bool {
+        false
+    }
+}
+
+/// The wall clock in epoch milliseconds.
+fn wall_clock_ms() -> Timestamp {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl EventSequence for GeneratorConfig {
@@ -292,6 +305,7 @@ impl<S: EventSequence> Source for Generator<S> {
             budget = budget.min(due - self.emitted);
         }
         let end = self.config.events().unwrap_or(u64::MAX);
+        let real_time = self.config.real_time();
         for _ in 0..budget {
             if self.next >= end {
                 return Ok(SourcePoll::Finished);
@@ -301,6 +315,14 @@ impl<S: EventSequence> Source for Generator<S> {
                 continue;
             }
             let (event, ts) = self.config.generate(self.next);
+            if real_time {
+                let now = wall_clock_ms();
+                if ts > now {
+                    // Made again when due (the position does not move past it).
+                    let wait = Duration::from_millis(u64::try_from(ts - now).unwrap_or(0));
+                    return Ok(SourcePoll::Pending(wait.min(Duration::from_secs(1))));
+                }
+            }
             ctx.emit_at(event, ts);
             self.next += self.stride;
             self.emitted += 1;

@@ -159,6 +159,10 @@ pub struct NexmarkConfig {
     pub base_time: Timestamp,
     /// Events per second of wall-clock time over all subtasks; `None`: as fast as possible.
     pub rate: Option<f64>,
+    /// Event time is the wall clock (`--real-time`): each event is emitted at its time, so
+    /// `event_rate` is the wall-clock rate from `base_time` on (as the reference's generator,
+    /// whose base time is when it starts).
+    pub real_time: bool,
     /// The watermark delay (the reference's tables: 4 s).
     pub watermark_delay: Duration,
     /// Proportions of people, auctions and bids (1, 3, 46).
@@ -208,6 +212,7 @@ impl Default for NexmarkConfig {
             event_rate: 10_000.0,
             base_time: 1_704_067_200_000,
             rate: None,
+            real_time: false,
             watermark_delay: Duration::from_secs(4),
             person_proportion: 1,
             auction_proportion: 3,
@@ -285,6 +290,7 @@ impl NexmarkConfig {
             event_rate: args.parse_or("event-rate", d.event_rate)?,
             base_time: args.parse_or("base-time-ms", d.base_time)?,
             rate: args.parse_opt("rate")?,
+            real_time: args.parse_or("real-time", false)?,
             watermark_delay: Duration::from_millis(args.parse_or("watermark-delay-ms", 4000u64)?),
             person_proportion: args.parse_or("person-proportion", d.person_proportion)?,
             auction_proportion: args.parse_or("auction-proportion", d.auction_proportion)?,
@@ -447,6 +453,9 @@ impl NexmarkConfig {
         if self.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
             return bad("--rate must be a positive number of events per second".into());
         }
+        if self.real_time && self.rate.is_some() {
+            return bad("--real-time paces events by their time (--event-rate from --base-time-ms); drop --rate".into());
+        }
         if self.person_proportion == 0 || self.auction_proportion == 0 || self.bid_proportion == 0 {
             return bad("--person-proportion, --auction-proportion and --bid-proportion must each be at least 1".into());
         }
@@ -494,6 +503,10 @@ impl EventSequence for NexmarkConfig {
 
     fn check(&self) -> Result<()> {
         NexmarkConfig::check(self)
+    }
+
+    fn real_time(&self) -> bool {
+        self.real_time
     }
 }
 

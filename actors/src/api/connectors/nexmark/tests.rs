@@ -113,3 +113,34 @@ fn bad_arguments_are_named() {
     let err = NexmarkConfig::from_args(&args(&["--events", "many"])).unwrap_err().to_string();
     assert!(err.contains("--events"), "{err}");
 }
+
+/// In real time an event leaves the source once the wall clock reaches its time, not
+/// before: its time is when it was made.
+#[test]
+fn real_time_events_leave_no_earlier_than_their_time() {
+    let now = || {
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        i64::try_from(d.as_millis()).unwrap()
+    };
+    let base = now() + 300;
+    let config = NexmarkConfig {
+        events: Some(200),
+        event_rate: 1000.0,
+        base_time: base,
+        real_time: true,
+        ..NexmarkConfig::default()
+    };
+    let out = MiniCluster::collect(move |env| {
+        env.source("nexmark", Generator::new(config.clone()))
+            .set_parallelism(2)
+            .map("seen", move |e: Event| (e.date_time(), now()))
+    })
+    .unwrap();
+    assert_eq!(out.len(), 200);
+    assert!(out.iter().all(|(time, seen)| seen >= time), "an event left before its time");
+    assert!(out.iter().all(|(time, _)| *time > base), "every event is after the base time");
+
+    let args = |a: &[&str]| crate::api::job_args::JobArgs::parse(a).unwrap();
+    let err = NexmarkConfig::from_args(&args(&["--real-time", "--rate", "5"])).unwrap_err().to_string();
+    assert!(err.contains("--real-time paces events by their time"), "{err}");
+}
