@@ -31,42 +31,59 @@ pub(crate) fn register(registry: JobRegistry) -> JobRegistry {
         )
 }
 
+/// The generator of every case; a latency run gives `--real-time`, `--base-time-ms`,
+/// `--event-time-rate` (then the wall-clock rate) and `--out-of-order-ms 0`.
 fn generator(args: &JobArgs) -> Result<Generator> {
-    Ok(Generator::new(GeneratorConfig {
+    let config = GeneratorConfig {
         events: Some(args.parse_or("events", 10_000_000)?),
         keys: args.parse_or("keys", 10_000)?,
         seed: 7,
         rate: None,
-        out_of_order_ms: 100,
+        out_of_order_ms: args.parse_or("out-of-order-ms", 100)?,
         // A million events per event-time second: a 1 s window holds ~100 events per key.
-        event_time_rate: 1_000_000,
+        event_time_rate: args.parse_or("event-time-rate", 1_000_000)?,
+        base_time: args.parse_or("base-time-ms", 0)?,
+        real_time: args.parse_or("real-time", false)?,
         ..GeneratorConfig::default()
-    }))
+    };
+    EventSequence::check(&config)?;
+    Ok(Generator::new(config))
+}
+
+/// Every case's sink: it drops the records, or with `--latency-out DIR` measures their latency.
+fn discard<T: Data>(stream: &DataStream<T>, args: &JobArgs) {
+    match args.get_opt("latency-out") {
+        Some(dir) => stream.sink("discard", LatencySink::new(dir)),
+        None => stream.sink("discard", DiscardSink::new().0),
+    };
 }
 
 fn bench_stateless(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
-    env.source("generator", generator(args)?)
+    let out = env
+        .source("generator", generator(args)?)
         .filter("filter", |c: &Click| !c.user.is_multiple_of(4))
-        .map("map", |c: Click| (c.user, c.time))
-        .sink("discard", DiscardSink::new().0);
+        .map("map", |c: Click| (c.user, c.time));
+    discard(&out, args);
     Ok(())
 }
 
 fn bench_keyed(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
-    env.source("generator", generator(args)?)
+    let out = env
+        .source("generator", generator(args)?)
         .map("pair", |c: Click| (c.user, 1u64))
         .key_by(|r: &(u32, u64)| r.0)
-        .reduce("sum", |a, b| (a.0, a.1 + b.1))
-        .sink("discard", DiscardSink::new().0);
+        .reduce("sum", |a, b| (a.0, a.1 + b.1));
+    discard(&out, args);
     Ok(())
 }
 
 fn bench_window(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
-    env.source("generator", generator(args)?)
+    let out = env
+        .source("generator", generator(args)?)
         .key_by(|c: &Click| c.user)
         .window(Tumbling::event_time(Duration::from_secs(1)))
-        .aggregate("count", Count)
-        .sink("discard", DiscardSink::new().0);
+        .aggregate("count", Count);
+    discard(&out, args);
     Ok(())
 }
 
@@ -97,6 +114,13 @@ pub(crate) struct BenchArgs {
     /// Where keyed state lives in the in-process cases: memory or rocksdb.
     #[arg(long, default_value = "memory")]
     state_backend: weir_actors::base::state::StateBackend,
+    /// After each in-process case, a latency run at this fraction of its rate (0: none): the
+    /// generator in real time into a sink measuring each record's time from its event's.
+    #[arg(long, default_value_t = 0.5)]
+    latency_fraction: f64,
+    /// How long each latency run feeds events.
+    #[arg(long, default_value_t = 5)]
+    latency_seconds: u64,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -152,6 +176,51 @@ enum Suite {
     Nexmark(NexmarkBenchArgs),
 }
 
+/// What a latency run measured.
+#[derive(Debug)]
+struct Latency {
+    /// The rate it was fed at (events/s).
+    rate: f64,
+    histogram: LatencyHistogram,
+}
+
+impl Latency {
+    fn quantile_ms(&self, q: f64) -> Option<f64> {
+        self.histogram.quantile(q).map(|us| us as f64 / 1000.0)
+    }
+}
+
+impl Setup {
+    /// Feeds registered job `name` at `fraction` of `peak` events/s for `seconds`, its
+    /// generator in real time from a second from now (time for the job to start), into a
+    /// [`LatencySink`] (the job's `--latency-out`). `args(rate, events, base_time_ms)` are the
+    /// job's arguments for that rate, count and start.
+    #[allow(clippy::too_many_arguments)]
+    fn latency(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        registry: &JobRegistry,
+        name: &str,
+        parallelism: usize,
+        peak: f64,
+        (fraction, seconds): (f64, u64),
+        args: impl FnOnce(f64, u64, i64) -> Vec<String>,
+    ) -> anyhow::Result<Latency> {
+        let rate = (peak * fraction).max(1.0);
+        let events = ((rate * seconds as f64) as u64).max(1);
+        let dir = std::env::temp_dir().join(format!("weir-bench-latency-{}-{name}-p{parallelism}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let base = i64::try_from(now.as_millis()).unwrap_or(i64::MAX).saturating_add(1000);
+        let mut job_args = args(rate, events, base);
+        job_args.extend(["--real-time".to_owned(), "--latency-out".to_owned(), dir.display().to_string()]);
+        self.run(runtime, registry, name, JobArgs::parse(&job_args)?, parallelism)?;
+        let histogram = LatencyHistogram::read_dir(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(Latency { rate, histogram: histogram? })
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct CaseResult {
     case: String,
@@ -161,6 +230,10 @@ struct CaseResult {
     seconds: f64,
     records_per_second: f64,
     startup_ms: f64,
+    /// The latency run's rate (records/s) and latencies (ms).
+    latency_rate: Option<f64>,
+    latency_p50_ms: Option<f64>,
+    latency_p99_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -189,6 +262,9 @@ fn result(case: &str, mode: &'static str, parallelism: usize, d: &JobDetails) ->
         seconds,
         records_per_second: events as f64 / seconds,
         startup_ms: first.as_secs_f64() * 1000.0,
+        latency_rate: None,
+        latency_p50_ms: None,
+        latency_p99_ms: None,
     })
 }
 
@@ -199,14 +275,19 @@ fn job_args(args: &BenchArgs) -> anyhow::Result<JobArgs> {
 fn print_progress(json: bool, r: &CaseResult) {
     if !json {
         eprintln!(
-            "{:<10} {:<8} p{}  {:>7.2} M rec/s  ({} events in {:.3} s, startup {:.1} ms)",
+            "{:<10} {:<8} p{}  {:>7.2} M rec/s  ({} events in {:.3} s, startup {:.1} ms){}",
             r.case,
             r.mode,
             r.parallelism,
             r.records_per_second / 1e6,
             r.events,
             r.seconds,
-            r.startup_ms
+            r.startup_ms,
+            match (r.latency_rate, r.latency_p50_ms, r.latency_p99_ms) {
+                (Some(rate), Some(p50), Some(p99)) =>
+                    format!("; at {:.2} M rec/s latency p50 {p50:.2} ms, p99 {p99:.2} ms", rate / 1e6),
+                _ => String::new(),
+            }
         );
     }
 }
@@ -225,7 +306,33 @@ pub(crate) fn run(registry: &JobRegistry, args: BenchArgs) -> anyhow::Result<()>
     for case in &args.cases {
         for &parallelism in &args.parallelism {
             let details = setup.run(&runtime, registry, &format!("bench-{case}"), job_args(&args)?, parallelism)?;
-            let r = result(case, "local", parallelism, &details)?;
+            let mut r = result(case, "local", parallelism, &details)?;
+            if args.latency_fraction > 0.0 {
+                let name = format!("bench-{case}");
+                let peak = r.records_per_second;
+                let lat = setup.latency(
+                    &runtime,
+                    registry,
+                    &name,
+                    parallelism,
+                    peak,
+                    (args.latency_fraction, args.latency_seconds),
+                    |rate, events, base| {
+                        let mut a = vec!["--events".to_owned(), events.to_string(), "--keys".to_owned()];
+                        a.extend([args.keys.to_string(), "--event-time-rate".to_owned(), (rate as u64).to_string()]);
+                        // In order: disorder would hold each event back behind the one before.
+                        a.extend([
+                            "--base-time-ms".to_owned(),
+                            base.to_string(),
+                            "--out-of-order-ms".to_owned(),
+                            "0".into(),
+                        ]);
+                        a
+                    },
+                )?;
+                (r.latency_rate, r.latency_p50_ms, r.latency_p99_ms) =
+                    (Some(lat.rate), lat.quantile_ms(0.5), lat.quantile_ms(0.99));
+            }
             print_progress(args.json, &r);
             results.push(r);
         }
@@ -242,13 +349,32 @@ pub(crate) fn run(registry: &JobRegistry, args: BenchArgs) -> anyhow::Result<()>
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "\n{:<10} {:<8} {:>11} {:>12} {:>10} {:>14} {:>11}",
-            "case", "mode", "parallelism", "events", "seconds", "records/s", "startup ms"
+            "\n{:<10} {:<8} {:>11} {:>12} {:>10} {:>14} {:>11} {:>12} {:>8} {:>8}",
+            "case",
+            "mode",
+            "parallelism",
+            "events",
+            "seconds",
+            "records/s",
+            "startup ms",
+            "lat. rate",
+            "p50 ms",
+            "p99 ms"
         );
+        let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
         for r in &report.cases {
             println!(
-                "{:<10} {:<8} {:>11} {:>12} {:>10.3} {:>14.0} {:>11.1}",
-                r.case, r.mode, r.parallelism, r.events, r.seconds, r.records_per_second, r.startup_ms
+                "{:<10} {:<8} {:>11} {:>12} {:>10.3} {:>14.0} {:>11.1} {:>12} {:>8} {:>8}",
+                r.case,
+                r.mode,
+                r.parallelism,
+                r.events,
+                r.seconds,
+                r.records_per_second,
+                r.startup_ms,
+                opt(r.latency_rate, 0),
+                opt(r.latency_p50_ms, 2),
+                opt(r.latency_p99_ms, 2)
             );
         }
         if let Some(rss) = report.peak_rss_bytes {

@@ -137,7 +137,8 @@ enum Wake<T> {
 
 /// Waits for the next thing a loop acts on, in this order: control messages, the flush
 /// deadline, processing-time timers (only while `active`), a completed asynchronous request
-/// (while some run), then `ready` (none: nothing else to wait for). Both loops wait here. With nothing left to wait for (the control channel gone
+/// (while some run), then `ready` (none: nothing else to wait for), and if none of them is
+/// ready at once and the chain holds partial batches, a flush. Both loops wait here. With nothing left to wait for (the control channel gone
 /// while the subtask waits to end) that is an error.
 async fn wake<T>(
     control: &mut ControlReceiver,
@@ -146,6 +147,7 @@ async fn wake<T>(
     active: bool,
     async_wake: Option<Arc<tokio::sync::Notify>>,
     ready: Option<impl std::future::Future<Output = T>>,
+    unflushed: bool,
 ) -> Result<Wake<T>> {
     let timers_run = active && timers.processing_at != Timestamp::MAX;
     let async_waits = async_wake.is_some();
@@ -176,6 +178,10 @@ async fn wake<T>(
         // An asynchronous request completed: the chain takes its results in a tick.
         _ = async_done, if async_waits => Ok(Wake::ProcessingTime),
         out = ready, if waits => Ok(Wake::Ready(out)),
+        // Nothing else to do: what the chain holds goes out now rather than at the flush
+        // interval (under load the input is always ready and batches fill; when it runs dry,
+        // waiting would only add latency).
+        _ = std::future::ready(()), if unflushed => Ok(Wake::Flush),
         else => Err(WeirError::Disconnected("the subtask lost its control channel while waiting to end".into())),
     }
 }
@@ -568,7 +574,10 @@ pub(crate) async fn run_input<T: Data, I: TaskInput<Item = T>>(
         // A link that can take no more input (async I/O at capacity) holds it back.
         let input = (gate.num_open() > 0 && !io.async_work.input_held).then(|| next(&mut gate));
         let async_wake = io.async_work.waker();
-        match wake(&mut control, &mut control_open, &mut timers, state.life.active(), async_wake, input).await? {
+        let unflushed = io.unflushed;
+        match wake(&mut control, &mut control_open, &mut timers, state.life.active(), async_wake, input, unflushed)
+            .await?
+        {
             Wake::Control(ctl) => state.control(ctl, &mut *head, &mut io, &mut gate),
             Wake::Flush => flush(&mut *head, &mut io, &mut timers),
             Wake::ProcessingTime => fire_processing_time(&mut *head, &mut io, &mut timers),
@@ -789,7 +798,8 @@ pub(crate) async fn run_source<T: Data, S: SourceHead<T>>(
         };
         let pause = pause.map(tokio::time::sleep);
         let async_wake = io.async_work.waker();
-        match wake(&mut control, &mut control_open, &mut timers, life.active(), async_wake, pause).await? {
+        match wake(&mut control, &mut control_open, &mut timers, life.active(), async_wake, pause, io.unflushed).await?
+        {
             Wake::Control(ctl) => task!().control(ctl)?,
             Wake::Flush => flush(&mut *head, &mut io, &mut timers),
             Wake::ProcessingTime => fire_processing_time(&mut *head, &mut io, &mut timers),

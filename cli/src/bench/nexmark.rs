@@ -3,14 +3,13 @@
 //! Per query and parallelism, a throughput run takes `--events` events as fast as they come
 //! and reports events per second (first event to end of input), events per second of CPU
 //! time (the process's user and system time over the run: what a core does), and the run's
-//! peak RSS. A latency run then feeds the query at `--latency-fraction` of the rate it just
+//! peak RSS (each case runs in a child process of its own, so the peak is the case's). A latency run then feeds the query at `--latency-fraction` of the rate it just
 //! reached, with the generator in real time (each event emitted at its event time, which is
 //! the wall clock), for `--latency-seconds`, into a [`LatencySink`]: the p50 and p99 of the
 //! time from an event's making to its result at the sink. A windowed query's result carries
 //! its window's end, so its latency counts from there and includes the 4 s watermark delay
 //! the reference declares.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -47,10 +46,34 @@ pub(crate) struct NexmarkBenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Run the cases in this process (each case otherwise runs in a child process of its own,
+    /// so that its peak RSS is its own).
+    #[arg(long, hide = true)]
+    in_process: bool,
+}
+
+impl NexmarkBenchArgs {
+    /// The arguments of a child process that runs `query` at `parallelism` in-process.
+    fn child(&self, query: &str, parallelism: usize) -> Vec<String> {
+        let mut args: Vec<String> =
+            ["bench", "nexmark", "--in-process", "--json", "--queries", query].map(str::to_owned).into();
+        args.extend(["-p".to_owned(), parallelism.to_string(), "--events".to_owned(), self.events.to_string()]);
+        let backend = match self.state_backend {
+            weir_actors::base::state::StateBackend::Memory => "memory",
+            weir_actors::base::state::StateBackend::RocksDb { .. } => "rocksdb",
+        };
+        args.extend(["--state-backend".to_owned(), backend.to_owned()]);
+        if let Some(interval) = self.checkpoint_interval {
+            args.extend(["--checkpoint-interval".to_owned(), format!("{}ms", interval.as_millis())]);
+        }
+        args.extend(["--latency-fraction".to_owned(), self.latency_fraction.to_string()]);
+        args.extend(["--latency-seconds".to_owned(), self.latency_seconds.to_string()]);
+        args
+    }
 }
 
 /// One query at one parallelism.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 struct QueryResult {
     query: String,
     parallelism: usize,
@@ -81,15 +104,19 @@ fn cpu_time() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-/// Starts measuring the peak RSS over again (`/proc/self/clear_refs`: 5 resets it); false
-/// if the kernel refused.
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+/// Runs one case in a child process of this binary (`--in-process`), whose peak RSS is the
+/// case's own.
+fn in_child(args: &NexmarkBenchArgs, query: &str, parallelism: usize) -> anyhow::Result<QueryResult> {
+    let exe = std::env::current_exe().context("cannot find this program to run a case")?;
+    let out = std::process::Command::new(&exe)
+        .args(args.child(query, parallelism))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    anyhow::ensure!(out.status.success(), "{query} at p{parallelism} failed ({})", out.status);
+    let mut results: Vec<QueryResult> = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("{query} at p{parallelism}: unreadable results"))?;
+    results.pop().with_context(|| format!("{query} at p{parallelism}: no result"))
 }
 
 pub(crate) fn run(registry: &JobRegistry, args: NexmarkBenchArgs) -> anyhow::Result<()> {
@@ -104,16 +131,17 @@ pub(crate) fn run(registry: &JobRegistry, args: NexmarkBenchArgs) -> anyhow::Res
         args.latency_fraction
     );
     anyhow::ensure!(args.parallelism.iter().all(|&p| p > 0), "--parallelism must be at least 1");
-    let runtime = super::super::runtime()?;
-    let setup = Setup { checkpoint_interval: args.checkpoint_interval, state_backend: args.state_backend.clone() };
-    let resets = reset_peak_rss();
-    if !resets && !args.json {
-        eprintln!("the kernel does not reset the peak RSS: each figure is the peak since the first run");
-    }
     let mut results = Vec::new();
     for q in &queries {
         for &parallelism in &args.parallelism {
-            let r = measure(&runtime, registry, &setup, &args, q, parallelism)?;
+            let r = if args.in_process {
+                let runtime = super::super::runtime()?;
+                let setup =
+                    Setup { checkpoint_interval: args.checkpoint_interval, state_backend: args.state_backend.clone() };
+                measure(&runtime, registry, &setup, &args, q, parallelism)?
+            } else {
+                in_child(&args, q, parallelism)?
+            };
             if !args.json {
                 eprintln!(
                     "{q:<4} p{parallelism}  {:>6.2} M ev/s  {:>6.2} M ev/s per core  peak {:>5.0} MiB  latency p50/p99 {} / {} ms",
@@ -170,7 +198,6 @@ fn measure(
     parallelism: usize,
 ) -> anyhow::Result<QueryResult> {
     let job = format!("nexmark-{query}");
-    reset_peak_rss();
     let cpu_before = cpu_time();
     let job_args = JobArgs::parse(&["--events".to_owned(), args.events.to_string()])?;
     let details = setup.run(runtime, registry, &job, job_args, parallelism)?;
@@ -197,36 +224,24 @@ fn measure(
         latency_early_rows: 0,
     };
     if args.latency_fraction > 0.0 {
-        let rate = (events_per_second * args.latency_fraction).max(1.0);
-        let events = ((rate * args.latency_seconds as f64) as u64).max(1);
-        let dir = latency_dir(query, parallelism);
-        let _ = std::fs::remove_dir_all(&dir);
-        // The first event is due a second from now, time for the job to start.
-        let base = now_ms() + 1000;
-        let job_args = JobArgs::parse(&[
-            "--events".to_owned(),
-            events.to_string(),
-            "--event-rate".to_owned(),
-            format!("{rate}"),
-            "--base-time-ms".to_owned(),
-            base.to_string(),
-            "--real-time".to_owned(),
-            "--latency-out".to_owned(),
-            dir.display().to_string(),
-        ])?;
-        setup.run(runtime, registry, &job, job_args, parallelism)?;
-        let histogram = LatencyHistogram::read_dir(&dir)?;
-        let _ = std::fs::remove_dir_all(&dir);
-        let quantile = |q| histogram.quantile(q).map(|us| us as f64 / 1000.0);
-        r.latency_rate = Some(rate);
-        r.latency_p50_ms = quantile(0.5);
-        r.latency_p99_ms = quantile(0.99);
-        r.latency_rows = histogram.count();
-        r.latency_early_rows = histogram.early;
+        let latency = setup.latency(
+            runtime,
+            registry,
+            &job,
+            parallelism,
+            events_per_second,
+            (args.latency_fraction, args.latency_seconds),
+            |rate, events, base| {
+                let mut a = vec!["--events".to_owned(), events.to_string(), "--event-rate".to_owned()];
+                a.extend([format!("{rate}"), "--base-time-ms".to_owned(), base.to_string()]);
+                a
+            },
+        )?;
+        r.latency_rate = Some(latency.rate);
+        r.latency_p50_ms = latency.quantile_ms(0.5);
+        r.latency_p99_ms = latency.quantile_ms(0.99);
+        r.latency_rows = latency.histogram.count();
+        r.latency_early_rows = latency.histogram.early;
     }
     Ok(r)
-}
-
-fn latency_dir(query: &str, parallelism: usize) -> PathBuf {
-    std::env::temp_dir().join(format!("weir-bench-latency-{}-{query}-p{parallelism}", std::process::id()))
 }

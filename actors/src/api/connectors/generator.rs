@@ -73,6 +73,11 @@ pub struct GeneratorConfig {
     pub late_every: u64,
     /// How far (ms) a late event is behind.
     pub late_ms: i64,
+    /// Event time of event 0 (ms since the epoch).
+    pub base_time: Timestamp,
+    /// Event time is the wall clock: each event is emitted once the clock reaches its time
+    /// (see [`EventSequence::real_time`]), so `event_time_rate` is also the wall-clock rate.
+    pub real_time: bool,
 }
 
 impl Default for GeneratorConfig {
@@ -87,13 +92,16 @@ impl Default for GeneratorConfig {
             keys_in_turn: false,
             late_every: 0,
             late_ms: 0,
+            base_time: 0,
+            real_time: false,
         }
     }
 }
 
 impl GeneratorConfig {
     /// Reads the generator arguments shared by the examples: `--events`, `--keys`, `--seed`,
-    /// `--rate`, `--out-of-order-ms`, `--event-time-rate`, `--late-every`, `--late-ms`.
+    /// `--rate`, `--out-of-order-ms`, `--event-time-rate`, `--late-every`, `--late-ms`,
+    /// `--base-time-ms`, `--real-time`.
     pub fn from_args(args: &JobArgs) -> Result<Self> {
         let d = GeneratorConfig::default();
         let config = GeneratorConfig {
@@ -106,6 +114,8 @@ impl GeneratorConfig {
             keys_in_turn: d.keys_in_turn,
             late_every: args.parse_or("late-every", d.late_every)?,
             late_ms: args.parse_or("late-ms", d.late_ms)?,
+            base_time: args.parse_or("base-time-ms", d.base_time)?,
+            real_time: args.parse_or("real-time", d.real_time)?,
         };
         config.check()?;
         Ok(config)
@@ -133,6 +143,9 @@ impl GeneratorConfig {
         {
             return bad("--rate must be a positive number of events per second");
         }
+        if self.real_time && self.rate.is_some() {
+            return bad("--real-time paces events by their time (--event-time-rate from --base-time-ms); drop --rate");
+        }
         Ok(())
     }
 
@@ -148,7 +161,8 @@ impl GeneratorConfig {
             && index % self.late_every == self.late_every - 1
             && base >= self.late_ms.saturating_mul(2);
         let behind = if late { self.late_ms } else { 0 };
-        Click { user, time: base.saturating_add(self.out_of_order_ms - disorder) - behind, index }
+        let time = base.saturating_add(self.out_of_order_ms - disorder) - behind;
+        Click { user, time: time.saturating_add(self.base_time), index }
     }
 }
 
@@ -208,6 +222,9 @@ impl EventSequence for GeneratorConfig {
     }
     fn check(&self) -> Result<()> {
         GeneratorConfig::check(self)
+    }
+    fn real_time(&self) -> bool {
+        self.real_time
     }
 }
 
@@ -306,6 +323,7 @@ impl<S: EventSequence> Source for Generator<S> {
         }
         let end = self.config.events().unwrap_or(u64::MAX);
         let real_time = self.config.real_time();
+        let mut now = Timestamp::MIN;
         for _ in 0..budget {
             if self.next >= end {
                 return Ok(SourcePoll::Finished);
@@ -315,8 +333,9 @@ impl<S: EventSequence> Source for Generator<S> {
                 continue;
             }
             let (event, ts) = self.config.generate(self.next);
-            if real_time {
-                let now = wall_clock_ms();
+            // The clock is read again only for an event ahead of the last reading.
+            if real_time && ts > now {
+                now = wall_clock_ms();
                 if ts > now {
                     // Made again when due (the position does not move past it).
                     let wait = Duration::from_millis(u64::try_from(ts - now).unwrap_or(0));

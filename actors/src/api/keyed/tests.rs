@@ -2,6 +2,8 @@
 //! deduplicated timers, refused state registrations; and on a MiniCluster, processing-time
 //! timers firing while a job runs.
 
+use std::time::Duration;
+
 use crate::prelude::*;
 
 /// Keeps every kind of state per key; at the end of each key's activity (an event-time timer
@@ -243,4 +245,32 @@ fn rolling_min_max_and_sum_fold_one_field_into_the_first_record() {
     assert_eq!(run("min"), ["a5x", "b1y", "a3x", "a3x"]);
     assert_eq!(run("max"), ["a5x", "b1y", "a5x", "a7x"]);
     assert_eq!(run("sum"), ["a5x", "b1y", "a8x", "a15x"]);
+}
+
+/// A record a subtask holds in a partial batch goes out as soon as the subtask has nothing
+/// else to do, not at the flush interval (an hour here): a sparse stream is not delayed by
+/// batching, while under load the input is always ready and batches fill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_batch_leaves_when_its_subtask_runs_dry() {
+    let (sink, out) = CollectSink::new();
+    let job = JobSubmission::new("sparse", 2, move |env, _| {
+        env.set_batch_config(BatchConfig { flush_interval: Duration::from_secs(3600), ..BatchConfig::default() });
+        // Unbounded, one event a second: after each the source waits.
+        let config = GeneratorConfig { events: None, keys: 4, rate: Some(1.0), ..GeneratorConfig::default() };
+        env.source("clicks", Generator::new(config))
+            .key_by(|c: &Click| c.user)
+            .reduce("latest", |_, c| *c)
+            .sink("out", sink.clone());
+        Ok(())
+    });
+    let cluster = MiniCluster::start(MiniClusterConfig::default()).await.unwrap();
+    let id = cluster.submit(&job).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while out.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let arrived = !out.is_empty();
+    cluster.cancel(id).await.unwrap();
+    cluster.shutdown().await;
+    assert!(arrived, "the first record waited for the hour-long flush interval");
 }
