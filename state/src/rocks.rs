@@ -44,6 +44,7 @@
 //! crate's column-family handles borrow the database, and keeping one beside the database in a
 //! table would need `unsafe`.
 
+mod cache;
 mod checkpoint;
 mod restore;
 
@@ -94,11 +95,21 @@ pub struct RocksDbConfig {
     /// Compact automatically. Off, SST files change only by flushes and by
     /// [`RocksDbBackend::compact`], which tests that count files need.
     pub auto_compactions: bool,
+    /// Bytes of the write-back cache in front of the database (`rocks/cache.rs`): hot
+    /// entries are read and written in memory and reach RocksDB in a batch at the next
+    /// checkpoint. 0 turns it off (every access goes to RocksDB).
+    pub write_cache_bytes: usize,
 }
 
 impl Default for RocksDbConfig {
     fn default() -> Self {
-        RocksDbConfig { write_buffer_size: 64 << 20, compression: true, background_jobs: 2, auto_compactions: true }
+        RocksDbConfig {
+            write_buffer_size: 64 << 20,
+            compression: true,
+            background_jobs: 2,
+            auto_compactions: true,
+            write_cache_bytes: 32 << 20,
+        }
     }
 }
 
@@ -163,6 +174,9 @@ struct Database {
     write: WriteOptions,
     /// Default reads, made once: `get_pinned_cf` would create and free options on every call.
     read: ReadOptions,
+    /// Hot entries, written back at checkpoints (used by the subtask's thread only, so the
+    /// lock is never contended).
+    cache: Mutex<cache::WriteCache>,
     _dir: RemoveOnDrop,
 }
 
@@ -173,11 +187,41 @@ impl Database {
             .map_err(|e| rocks_error(format_args!("cannot open the database in '{}'", path.display()), e))?;
         let mut write = WriteOptions::default();
         write.disable_wal(true);
-        Ok(Database { db, write, read: ReadOptions::default(), _dir: RemoveOnDrop(backend_dir.to_path_buf()) })
+        Ok(Database {
+            db,
+            write,
+            read: ReadOptions::default(),
+            cache: Mutex::new(cache::WriteCache::new(config.write_cache_bytes)),
+            _dir: RemoveOnDrop(backend_dir.to_path_buf()),
+        })
+    }
+
+    fn cache(&self) -> MutexGuard<'_, cache::WriteCache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes the cache's changed entries (of `family` only, if given) to RocksDB in one batch.
+    fn write_back(&self, cache: &mut cache::WriteCache, family: Option<&str>) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        cache.write_back(family, &mut batch, &mut |name| self.cf(name))?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.db.write_opt(batch, &self.write).map_err(|e| rocks_error("cannot write the cache back", e))
+    }
+
+    /// Writes the whole cache back and empties it if it passed its size.
+    fn bound_cache(&self, cache: &mut cache::WriteCache) -> Result<()> {
+        if cache.full() {
+            self.write_back(cache, None)?;
+            cache.clear();
+        }
+        Ok(())
     }
 
     /// Compacts every column family fully.
     fn compact(&self) -> Result<()> {
+        self.write_back(&mut self.cache(), None)?;
         let names = Db::list_cf(&Options::default(), self.db.path())
             .map_err(|e| rocks_error("cannot list the column families to compact", e))?;
         for name in names {
@@ -360,6 +404,8 @@ impl KeyedStateBackend for RocksDbBackend {
             std::fs::remove_dir_all(&local).map_err(|e| StateError::io("delete the stale checkpoint", &local, e))?;
         }
         std::fs::create_dir_all(&parent).map_err(|e| StateError::io("create the checkpoint directory", &parent, e))?;
+        // What the cache changed goes in before RocksDB flushes its memtables.
+        self.db.write_back(&mut self.db.cache(), None)?;
         Checkpoint::new(&self.db.db).and_then(|c| c.create_checkpoint(&local)).map_err(|e| {
             rocks_error(format_args!("cannot take checkpoint {checkpoint} into '{}'", local.display()), e)
         })?;
@@ -422,28 +468,59 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 impl RawTable for RocksTable {
     #[inline]
     fn get(&self, key: &[u8], found: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
+        let mut cache = self.db.cache();
+        if cache.enabled() {
+            match cache.get(&self.column_family, key) {
+                cache::Lookup::Value(value) => return found(value).map(|()| true),
+                cache::Lookup::Absent => return Ok(false),
+                cache::Lookup::Unknown => {}
+            }
+        }
         let cf = self.db.cf(&self.column_family)?;
         match self.db.db.get_pinned_cf_opt(&cf, key, &self.db.read) {
-            Ok(Some(value)) => found(&value).map(|()| true),
-            Ok(None) => Ok(false),
+            Ok(value) => {
+                if cache.enabled() {
+                    cache.fill(&self.column_family, key, value.as_deref());
+                    self.db.bound_cache(&mut cache)?;
+                }
+                drop(cache);
+                match value {
+                    Some(value) => found(&value).map(|()| true),
+                    None => Ok(false),
+                }
+            }
             Err(e) => Err(self.error("read", e)),
         }
     }
 
     #[inline]
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut cache = self.db.cache();
+        if cache.enabled() {
+            cache.put(&self.column_family, key, Some(value));
+            return self.db.bound_cache(&mut cache);
+        }
         let cf = self.db.cf(&self.column_family)?;
         self.db.db.put_cf_opt(&cf, key, value, &self.db.write).map_err(|e| self.error("write", e))
     }
 
     #[inline]
     fn append(&mut self, key: &[u8], bytes: &[u8]) -> Result<()> {
+        let mut cache = self.db.cache();
+        if cache.enabled() && cache.append(&self.column_family, key, bytes) {
+            return self.db.bound_cache(&mut cache);
+        }
         let cf = self.db.cf(&self.column_family)?;
         self.db.db.merge_cf_opt(&cf, key, bytes, &self.db.write).map_err(|e| self.error("append", e))
     }
 
     #[inline]
     fn delete(&mut self, key: &[u8]) -> Result<()> {
+        let mut cache = self.db.cache();
+        if cache.enabled() {
+            cache.put(&self.column_family, key, None);
+            return self.db.bound_cache(&mut cache);
+        }
         let cf = self.db.cf(&self.column_family)?;
         self.db.db.delete_cf_opt(&cf, key, &self.db.write).map_err(|e| self.error("delete", e))
     }
@@ -451,6 +528,8 @@ impl RawTable for RocksTable {
     /// Deletes the keys one by one in a batch, rather than with a range deletion: a map is
     /// cleared per window, and many small range tombstones slow every later read.
     fn delete_prefix(&mut self, prefix: &[u8]) -> Result<()> {
+        // Cached changes under the prefix are deleted with it, unwritten.
+        self.db.cache().forget_prefix(&self.column_family, prefix);
         let cf = self.db.cf(&self.column_family)?;
         let mut batch = WriteBatch::default();
         let mut iter = self.db.db.raw_iterator_cf_opt(&cf, Self::prefix_options(prefix));
@@ -467,6 +546,7 @@ impl RawTable for RocksTable {
     }
 
     fn scan(&self, prefix: &[u8], visit: &mut EntryVisitor<'_>) -> Result<()> {
+        self.db.write_back(&mut self.db.cache(), Some(&self.column_family))?;
         let cf = self.db.cf(&self.column_family)?;
         let mut iter = self.db.db.raw_iterator_cf_opt(&cf, Self::prefix_options(prefix));
         iter.seek(prefix);

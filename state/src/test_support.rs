@@ -1,6 +1,6 @@
 //! Helpers shared by the unit tests of this crate.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A small deterministic generator, so that a failing fuzz case can be replayed from its seed.
@@ -36,10 +36,6 @@ impl TestDir {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TestDir(dir)
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
     }
 
     pub(crate) fn join(&self, name: &str) -> PathBuf {

@@ -8,7 +8,13 @@ use crate::{KeyedSnapshot, KeyedStateStore, ListStateHandle, MapStateHandle, Mem
 /// No background compactions, so that only flushes and [`Database::compact`] change the files
 /// the tests count; small memtables, so a few hundred KB already make files.
 fn config() -> RocksDbConfig {
-    RocksDbConfig { write_buffer_size: 1 << 20, auto_compactions: false, background_jobs: 2, compression: true }
+    RocksDbConfig {
+        write_buffer_size: 1 << 20,
+        auto_compactions: false,
+        background_jobs: 2,
+        compression: true,
+        write_cache_bytes: 4096,
+    }
 }
 
 /// The states every test registers.
@@ -106,18 +112,46 @@ fn random_key(rng: &mut XorShift) -> (KeyGroup, String) {
 }
 
 /// The same seeded random operations on a memory store and a RocksDB store give the same
-/// results, and the same canonical snapshots along the way.
+/// results, and the same canonical snapshots along the way: without the write-back cache, with
+/// one that is always full (written back and emptied every few operations), and with one that
+/// holds everything (written back only by scans and by a checkpoint, which a new
+/// store restores and goes on with).
 #[test]
 fn typed_operations_match_the_memory_backend() {
+    for cache in [0, 4096, 64 << 20] {
+        println!("write cache of {cache} bytes");
+        same_operations(RocksDbConfig { write_cache_bytes: cache, ..config() });
+    }
+}
+
+fn same_operations(config: RocksDbConfig) {
     let seed = 0xD1CE_0042_u64;
     println!("seed {seed:#x}");
     let mut rng = XorShift(seed);
     let dir = TestDir::new("same-ops");
-    let (mut rocks, _db) = rocks_store(dir.path(), 0..8);
+    let (mut rocks, _db) = from_backend(RocksDbBackend::open(dir.join("a"), 0..8, config.clone()).unwrap());
     let mut memory = KeyedStateStore::<String>::new(Box::new(MemoryBackend::new(0..8)));
-    let r = register(&mut rocks);
+    let mut r = register(&mut rocks);
     let m = register(&mut memory);
+    let target = SnapshotTarget::new(dir.join("shared"));
     for op in 0..4_000 {
+        if op == 2_500 {
+            // Changes the cache holds (no scan wrote them back) go into the checkpoint.
+            for (kg, key) in [(3, "late-a"), (5, "late-b")] {
+                let key = key.to_owned();
+                rocks.value(r.count).put(kg, &key, &1, 7).unwrap();
+                memory.value(m.count).put(kg, &key, &1, 7).unwrap();
+                rocks.list(r.buffer).add(kg, &key, &(), "x".into()).unwrap();
+                memory.list(m.buffer).add(kg, &key, &(), "x".into()).unwrap();
+                rocks.map(r.seen).put(kg, &key, &0, 1, "y".into()).unwrap();
+                memory.map(m.seen).put(kg, &key, &0, 1, "y".into()).unwrap();
+            }
+            let handle = checkpoint(&mut rocks, 1, &target);
+            drop(rocks);
+            let restored = RocksDbBackend::restore(dir.join("b"), 0..8, config.clone(), &[handle], &dir.join("shared"));
+            rocks = from_backend(restored.unwrap()).0;
+            r = register(&mut rocks);
+        }
         let (kg, key) = random_key(&mut rng);
         let ns = rng.below(2) as u16;
         let context = format!("op {op}, key group {kg}, key {key}, namespace {ns}");

@@ -171,7 +171,13 @@ impl<T> Clone for LatencySink<T> {
 impl<T> LatencySink<T> {
     /// Writes each subtask's histogram into directory `dir` (created if missing).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        LatencySink { dir: dir.into(), subtask: 0, histogram: LatencyHistogram::default(), seen: 0, _types: PhantomData }
+        LatencySink {
+            dir: dir.into(),
+            subtask: 0,
+            histogram: LatencyHistogram::default(),
+            seen: 0,
+            _types: PhantomData,
+        }
     }
 }
 
