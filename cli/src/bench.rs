@@ -210,8 +210,7 @@ impl Setup {
         let events = ((rate * seconds as f64) as u64).max(1);
         let dir = std::env::temp_dir().join(format!("weir-bench-latency-{}-{name}-p{parallelism}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let base = i64::try_from(now.as_millis()).unwrap_or(i64::MAX).saturating_add(1000);
+        let base = weir_actors::base::time::wall_clock_ms().saturating_add(1000);
         let mut job_args = args(rate, events, base);
         job_args.extend(["--real-time".to_owned(), "--latency-out".to_owned(), dir.display().to_string()]);
         self.run(runtime, registry, name, JobArgs::parse(&job_args)?, parallelism)?;

@@ -71,7 +71,8 @@ impl Clock for TokioClock {
     }
 }
 
-/// The wall clock in epoch milliseconds, for timestamps of reports (not for timers).
+/// The wall clock in epoch milliseconds, for timestamps of reports and of real-time events
+/// (not for timers).
 pub fn wall_clock_ms() -> Timestamp {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Timestamp).unwrap_or(0)
 }

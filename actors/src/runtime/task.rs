@@ -138,8 +138,9 @@ enum Wake<T> {
 /// Waits for the next thing a loop acts on, in this order: control messages, the flush
 /// deadline, processing-time timers (only while `active`), a completed asynchronous request
 /// (while some run), then `ready` (none: nothing else to wait for), and if none of them is
-/// ready at once and the chain holds partial batches, a flush. Both loops wait here. With nothing left to wait for (the control channel gone
-/// while the subtask waits to end) that is an error.
+/// ready at once and the chain holds partial batches, a flush. Both loops wait here. With
+/// nothing left to wait for (the control channel gone while the subtask waits to end) that is
+/// an error.
 async fn wake<T>(
     control: &mut ControlReceiver,
     control_open: &mut bool,

@@ -1,12 +1,13 @@
-//! `weir bench nexmark`: the Nexmark query jobs on their generator, in-process.
+//! `weir bench nexmark`: the Nexmark query jobs on their generator, on a MiniCluster in a
+//! child process per query and parallelism (so that each case's peak RSS is its own).
 //!
-//! Per query and parallelism, a throughput run takes `--events` events as fast as they come
-//! and reports events per second (first event to end of input), events per second of CPU
-//! time (the process's user and system time over the run: what a core does), and the run's
-//! peak RSS (each case runs in a child process of its own, so the peak is the case's). A latency run then feeds the query at `--latency-fraction` of the rate it just
-//! reached, with the generator in real time (each event emitted at its event time, which is
-//! the wall clock), for `--latency-seconds`, into a [`LatencySink`]: the p50 and p99 of the
-//! time from an event's making to its result at the sink. A windowed query's result carries
+//! Per case, a throughput run takes `--events` events as fast as they come and reports
+//! events per second (first event to end of input), events per second of CPU time (the
+//! process's user and system time over the run: what a core does), and the run's peak RSS.
+//! A latency run then feeds the query at `--latency-fraction` of the rate it just reached,
+//! with the generator in real time (each event emitted at its event time, which is the wall
+//! clock), for `--latency-seconds`, into a [`LatencySink`]: the p50 and p99 of the time from
+//! an event's making to its result at the sink. A windowed query's result carries
 //! its window's end, so its latency counts from there and includes the 4 s watermark delay
 //! the reference declares.
 

@@ -22,6 +22,7 @@ use crate::api::operator::OpenContext;
 use crate::api::source::{Source, SourceContext};
 use crate::base::data::Data;
 use crate::base::error::{Result, WeirError};
+use crate::base::time::wall_clock_ms;
 use crate::runtime::nodes::ValidateContext;
 use crate::runtime::source_head::SourcePoll;
 use crate::runtime::watermark::WatermarkStrategy;
@@ -196,12 +197,6 @@ pub trait EventSequence: Clone + Send + Sync + 'static {
     fn real_time(&self) -> bool {
         false
     }
-}
-
-/// The wall clock in epoch milliseconds.
-fn wall_clock_ms() -> Timestamp {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl EventSequence for GeneratorConfig {
