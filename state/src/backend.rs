@@ -10,7 +10,7 @@
 //! postcard encoding of its sorted entries, see `snapshot.rs`), whatever the backend, so that a
 //! savepoint taken on one backend restores on the other. A table may also freeze its contents
 //! ([`FrozenTable`]) so that a snapshot is serialized off the processing loop (memory:
-//! copy-on-write key groups). A backend can also take checkpoints of its own
+//! key groups shared, entries copied on write). A backend can also take checkpoints of its own
 //! ([`KeyedStateBackend::checkpoint`]): RocksDB's are incremental files.
 
 use std::any::Any;
@@ -145,8 +145,10 @@ pub trait MapTable<K, N, UK, UV>: Send {
 /// checkpoint serializes them on another thread.
 pub trait FrozenTable: Send {
     /// The frozen entries of key group `kg` as bytes, exactly as the table's
-    /// `snapshot_key_group` gave them at the moment of freezing.
-    fn snapshot_key_group(&self, kg: KeyGroup) -> Result<Option<Vec<u8>>>;
+    /// `snapshot_key_group` gave them at the moment of freezing; the frozen table then lets go
+    /// of them (each key group is taken once), so that the live table's writes to that key
+    /// group no longer need to leave the frozen entries be.
+    fn take_key_group(&mut self, kg: KeyGroup) -> Result<Option<Vec<u8>>>;
 }
 
 /// Supplied by the typed front end so that an object-safe backend can build a typed table.

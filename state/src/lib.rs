@@ -9,7 +9,7 @@
 //! At a checkpoint the store starts a [`PendingKeyedSnapshot`] between two records and
 //! materializes it into a [`KeyedStateHandle`] off the processing loop: a canonical
 //! [`KeyedSnapshot`], with each state's entries per key group, for the memory backend (whose
-//! key groups are frozen copy-on-write at the barrier and serialized later); an
+//! key groups are frozen at the barrier, entries copied on write, and serialized later); an
 //! incremental set of RocksDB files for the RocksDB backend, whose shared files a
 //! [`SharedStateRegistry`] counts. Either restores at another parallelism, loading just the key
 //! groups it owns. A savepoint is the canonical snapshot of either backend, and restores on both.

@@ -5,8 +5,8 @@
 //! A snapshot is either serialized at once ([`KeyedStateStore::snapshot`]) or started between
 //! two records and serialized off the processing loop ([`KeyedStateStore::start_snapshot`]):
 //! every table freezes its contents ([`FrozenTable`]; the memory tables share their key groups
-//! copy-on-write), and the frozen tables give the very bytes `snapshot` would have given at that
-//! moment.
+//! and copy entries on write), and the frozen tables give the very bytes `snapshot` would have
+//! given at that moment.
 
 use std::any::{Any, TypeId, type_name};
 use std::fmt;
@@ -77,7 +77,7 @@ fn snapshot_state(
     name: &str,
     kind: StateKind,
     key_groups: Range<KeyGroup>,
-    snapshot_key_group: impl Fn(KeyGroup) -> Result<Option<Vec<u8>>>,
+    mut snapshot_key_group: impl FnMut(KeyGroup) -> Result<Option<Vec<u8>>>,
 ) -> Result<StateSnapshot> {
     let mut snapshot = StateSnapshot { name: name.to_owned(), kind, key_groups: Vec::new() };
     for kg in key_groups {
@@ -204,9 +204,9 @@ impl<K: StateKey> KeyedStateStore<K> {
     /// the frozen tables off the processing loop into a [`KeyedStateHandle::Full`] with the bytes
     /// `snapshot` gives now, whatever is written meanwhile.
     ///
-    /// Memory tables freeze in O(key groups); the first write to a key group afterwards copies it
-    /// if the snapshot still holds it. If a table cannot freeze (the byte tables of RocksDB), the
-    /// snapshot is taken here, synchronously.
+    /// Memory tables freeze in O(key groups); a write afterwards copies the entry it writes if
+    /// the snapshot still holds its key group. If a table cannot freeze (the byte tables of
+    /// RocksDB), the snapshot is taken here, synchronously.
     pub fn start_snapshot(&mut self) -> Result<PendingKeyedSnapshot> {
         let mut states = Vec::with_capacity(self.states.len());
         for state in &mut self.states {
@@ -390,11 +390,12 @@ struct FrozenState {
 impl FrozenStore {
     /// The canonical snapshot of the frozen states: what [`KeyedStateStore::snapshot`] gave when
     /// they were frozen.
-    pub(crate) fn snapshot(&self) -> Result<KeyedSnapshot> {
+    pub(crate) fn snapshot(mut self) -> Result<KeyedSnapshot> {
+        let key_groups = self.key_groups.clone();
         let states = self
             .states
-            .iter()
-            .map(|s| snapshot_state(&s.name, s.kind, self.key_groups.clone(), |kg| s.table.snapshot_key_group(kg)))
+            .iter_mut()
+            .map(|s| snapshot_state(&s.name, s.kind, key_groups.clone(), |kg| s.table.take_key_group(kg)))
             .collect::<Result<_>>()?;
         Ok(KeyedSnapshot { states })
     }

@@ -24,14 +24,26 @@ pub(crate) fn write_atomically(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -
 /// name), so two writers of the same file (an old execution attempt still running beside the
 /// new one) never write into each other's temporary file; the last rename wins whole.
 pub(crate) fn write_atomically_in_place(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    write_atomically_in_place_with(fs, path, |file| file.write_all(bytes))
+}
+
+/// As [`write_atomically_in_place`], the contents written by `write` (buffered), so that a large
+/// file is never whole in memory.
+pub(crate) fn write_atomically_in_place_with(
+    fs: &dyn FileSystem,
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), WriteError> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static WRITES: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().expect("durable files live in a directory");
     let name = path.file_name().expect("a file name").to_string_lossy();
     let tmp = dir.join(format!(".{name}.{}-{}.tmp", std::process::id(), WRITES.fetch_add(1, Ordering::Relaxed)));
     let written = (|| {
-        let mut file = fs.create(&tmp).map_err(|e| ("create", tmp.clone(), e))?;
-        file.write_all(bytes).map_err(|e| ("write", tmp.clone(), e))?;
+        let file = fs.create(&tmp).map_err(|e| ("create", tmp.clone(), e))?;
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 16, file);
+        write(&mut buffered).map_err(|e| ("write", tmp.clone(), e))?;
+        let file = buffered.into_inner().map_err(|e| ("write", tmp.clone(), e.into_error()))?;
         fs.sync_file(&tmp, &file).map_err(|e| ("sync", tmp.clone(), e))?;
         fs.rename(&tmp, path).map_err(|e| ("publish", path.to_path_buf(), e))
     })();

@@ -189,7 +189,7 @@ fn filled_value_table(order: &[(u64, u64)]) -> MemoryValueTable<String, u64, i64
 
 fn sorted_values(t: &MemoryValueTable<String, u64, i64>, kg: KeyGroup) -> Vec<(String, u64, i64)> {
     let mut all: Vec<_> =
-        t.maps.group(kg).unwrap().iter().map(|((key, ns), value)| (key.clone(), *ns, *value)).collect();
+        t.maps.group(kg).unwrap().entries().map(|((key, ns), value)| (key.clone(), *ns, *value)).collect();
     all.sort();
     all
 }
@@ -400,9 +400,9 @@ fn live_bytes(t: &dyn Fn(KeyGroup) -> Result<Option<Vec<u8>>>, key_groups: Range
     key_groups.map(|kg| t(kg).unwrap()).collect()
 }
 
-/// Every key group of a frozen table.
-fn frozen_bytes(frozen: &dyn FrozenTable, key_groups: Range<KeyGroup>) -> Vec<Option<Vec<u8>>> {
-    key_groups.map(|kg| frozen.snapshot_key_group(kg).unwrap()).collect()
+/// Every key group of a frozen table, taken.
+fn frozen_bytes(frozen: &mut dyn FrozenTable, key_groups: Range<KeyGroup>) -> Vec<Option<Vec<u8>>> {
+    key_groups.map(|kg| frozen.take_key_group(kg).unwrap()).collect()
 }
 
 #[test]
@@ -412,7 +412,7 @@ fn a_frozen_value_table_keeps_the_entries_of_its_moment() {
         t.put(10 + (i % 5) as KeyGroup, &format!("key-{i}"), &(i % 2), i as i64).unwrap();
     }
     let before = live_bytes(&|kg| t.snapshot_key_group(kg), 10..20);
-    let frozen = t.freeze().unwrap();
+    let mut frozen = t.freeze().unwrap();
 
     t.put(10, &k("key-0"), &0, -1).unwrap(); // replaces
     t.put(15, &k("new"), &0, 7).unwrap(); // a key group that was empty
@@ -424,7 +424,7 @@ fn a_frozen_value_table_keeps_the_entries_of_its_moment() {
     })
     .unwrap();
 
-    assert_eq!(frozen_bytes(&*frozen, 10..20), before);
+    assert_eq!(frozen_bytes(&mut *frozen, 10..20), before);
     assert_eq!(t.get(10, &k("key-0"), &0).unwrap(), Some(-1));
     assert_eq!(t.get(15, &k("new"), &0).unwrap(), Some(7));
     assert_eq!(t.get(11, &k("key-1"), &1).unwrap(), None);
@@ -440,14 +440,14 @@ fn a_frozen_list_table_keeps_the_lists_of_its_moment() {
         t.add(KeyGroup::from(i % 4), &format!("k{}", i % 6), &(i % 2), format!("v{i}")).unwrap();
     }
     let before = live_bytes(&|kg| t.snapshot_key_group(kg), 0..4);
-    let frozen = t.freeze().unwrap();
+    let mut frozen = t.freeze().unwrap();
 
     t.add(0, &k("k0"), &0, k("appended")).unwrap();
     t.update(1, &k("k1"), &1, vec![k("replaced")]).unwrap();
     t.update(2, &k("k2"), &0, Vec::new()).unwrap();
     t.clear(3, &k("k3"), &1).unwrap();
 
-    assert_eq!(frozen_bytes(&*frozen, 0..4), before);
+    assert_eq!(frozen_bytes(&mut *frozen, 0..4), before);
     assert_eq!(t.get(0, &k("k0"), &0).unwrap().last(), Some(&k("appended")));
     assert_eq!(t.get(1, &k("k1"), &1).unwrap(), [k("replaced")]);
     assert!(t.get(2, &k("k2"), &0).unwrap().is_empty());
@@ -461,14 +461,14 @@ fn a_frozen_map_table_keeps_the_maps_of_its_moment() {
         t.put((i % 4) as KeyGroup, &format!("k{}", i % 6), &(), format!("u{i}"), i).unwrap();
     }
     let before = live_bytes(&|kg| t.snapshot_key_group(kg), 0..4);
-    let frozen = t.freeze().unwrap();
+    let mut frozen = t.freeze().unwrap();
 
     t.put(0, &k("k0"), &(), k("u0"), 1000).unwrap(); // replaces a user key in place
     t.put(1, &k("k1"), &(), k("fresh"), 1).unwrap();
     t.remove(2, &k("k2"), &(), &k("u2")).unwrap();
     t.clear(3, &k("k3"), &()).unwrap();
 
-    assert_eq!(frozen_bytes(&*frozen, 0..4), before);
+    assert_eq!(frozen_bytes(&mut *frozen, 0..4), before);
     assert_eq!(t.get(0, &k("k0"), &(), &k("u0")).unwrap(), Some(1000));
     assert!(t.contains(1, &k("k1"), &(), &k("fresh")).unwrap());
     assert!(!t.contains(2, &k("k2"), &(), &k("u2")).unwrap());
@@ -476,31 +476,65 @@ fn a_frozen_map_table_keeps_the_maps_of_its_moment() {
 }
 
 #[test]
-fn a_write_copies_only_its_key_group_and_only_while_a_frozen_view_holds_it() {
+fn a_write_under_a_frozen_view_copies_only_its_entry_and_the_view_letting_go_copies_nothing() {
     let mut t = value_table();
     for kg in 10..20 {
-        t.put(kg, &k("a"), &0, i64::from(kg)).unwrap();
+        for i in 0..100 {
+            t.put(kg, &format!("k{i}"), &0, i64::from(kg) * 1000 + i).unwrap();
+        }
     }
-    let address =
-        |t: &MemoryValueTable<String, u64, i64>, kg| t.maps.get(kg, &k("a"), &0).unwrap().unwrap() as *const i64;
-    let before: Vec<_> = (10..20).map(|kg| address(&t, kg)).collect();
-    let frozen = t.freeze().unwrap();
+    let address = |t: &MemoryValueTable<String, u64, i64>, kg, key: &str| {
+        t.maps.get(kg, &k(key), &0).unwrap().unwrap() as *const i64
+    };
+    let before: Vec<_> = (10..20).map(|kg| address(&t, kg, "k1")).collect();
+    let untouched = address(&t, 11, "k4");
+    let mut frozen = t.freeze().unwrap();
     assert!(t.maps.groups.iter().all(|g| matches!(g, Group::Shared(_))));
     // Reads need no copy.
-    assert_eq!(t.get(10, &k("a"), &0).unwrap(), Some(10));
+    assert_eq!(t.get(10, &k("k1"), &0).unwrap(), Some(10_001));
     assert!(matches!(t.maps.groups[0], Group::Shared(_)));
 
-    t.put(11, &k("a"), &0, -11).unwrap();
-    assert!(matches!(t.maps.groups[1], Group::Owned(_)));
-    assert_ne!(address(&t, 11), before[1], "copied, as the frozen view holds it");
-    assert_eq!(t.maps.groups.iter().filter(|g| matches!(g, Group::Owned(_))).count(), 1);
-    assert_eq!(frozen.snapshot_key_group(11).unwrap(), value_table_with(11, 11).snapshot_key_group(11).unwrap());
+    // A write lays a delta over the shared map: just the entry written is new.
+    t.put(11, &k("k1"), &0, -11).unwrap();
+    t.upsert(11, &k("k2"), &0, &mut |v| v.map(|v| *v + 1)).unwrap();
+    t.remove(11, &k("k3"), &0).unwrap();
+    t.put(11, &k("new"), &0, 5).unwrap();
+    match &t.maps.groups[1] {
+        Group::Layered { base, delta } => {
+            assert_eq!(base.len(), 100, "the shared map is not written");
+            assert_eq!(delta.len(), 4, "only the entries written are in the delta");
+        }
+        _ => panic!("a write under a frozen view must lay a delta over the shared map"),
+    }
+    assert_eq!(address(&t, 11, "k4"), untouched, "an entry not written is read where it was");
+    assert_eq!(t.get(11, &k("k1"), &0).unwrap(), Some(-11));
+    assert_eq!(t.get(11, &k("k2"), &0).unwrap(), Some(11_003));
+    assert_eq!(t.get(11, &k("k3"), &0).unwrap(), None);
+    assert_eq!(t.get(11, &k("new"), &0).unwrap(), Some(5));
+    assert_eq!(t.len(), 1000);
+    assert_eq!(t.maps.groups.iter().filter(|g| !matches!(g, Group::Shared(_))).count(), 1);
+    let mut expected = value_table();
+    for i in 0..100 {
+        expected.put(11, &format!("k{i}"), &0, 11_000 + i).unwrap();
+    }
+    assert_eq!(frozen.take_key_group(11).unwrap(), expected.snapshot_key_group(11).unwrap());
 
-    // Once the view is gone, a write takes the group back without copying it.
+    // The view let go of key group 11: the next write applies the delta to the map it shared,
+    // which the group owns again without a copy.
+    t.put(11, &k("k5"), &0, -5).unwrap();
+    assert!(matches!(t.maps.groups[1], Group::Owned(_)));
+    assert_eq!(address(&t, 11, "k1"), before[1], "the shared map itself, not a copy");
+    assert_eq!(t.get(11, &k("k1"), &0).unwrap(), Some(-11));
+    assert_eq!(t.get(11, &k("k3"), &0).unwrap(), None);
+    assert_eq!(t.get(11, &k("new"), &0).unwrap(), Some(5));
+    assert_eq!(t.len(), 1000);
+
+    // Once the whole view is gone, a write takes a shared group back without copying it.
     drop(frozen);
-    t.put(12, &k("a"), &0, -12).unwrap();
-    assert_eq!(address(&t, 12), before[2]);
-    assert_eq!(t.get(12, &k("a"), &0).unwrap(), Some(-12));
+    t.put(12, &k("k1"), &0, -12).unwrap();
+    assert!(matches!(t.maps.groups[2], Group::Owned(_)));
+    assert_eq!(address(&t, 12, "k1"), before[2]);
+    assert_eq!(t.get(12, &k("k1"), &0).unwrap(), Some(-12));
 }
 
 /// A table whose key group `kg` holds just `("a", 0) -> value`.
@@ -514,19 +548,137 @@ fn value_table_with(kg: KeyGroup, value: i64) -> MemoryValueTable<String, u64, i
 fn frozen_views_are_independent_of_each_other() {
     let mut t = value_table();
     t.put(10, &k("a"), &0, 1).unwrap();
-    let first = t.freeze().unwrap();
+    let mut first = t.freeze().unwrap();
     t.put(10, &k("a"), &0, 2).unwrap();
-    let second = t.freeze().unwrap();
+    // The first view still holds key group 10, whose delta the second freeze must include.
+    let mut second = t.freeze().unwrap();
     t.put(10, &k("a"), &0, 3).unwrap();
     // A group nobody wrote since the first freeze is shared by both views and the table.
-    assert_eq!(first.snapshot_key_group(14).unwrap(), None);
-    assert_eq!(second.snapshot_key_group(14).unwrap(), None);
+    assert_eq!(first.take_key_group(14).unwrap(), None);
+    assert_eq!(second.take_key_group(14).unwrap(), None);
 
-    assert_eq!(second.snapshot_key_group(10).unwrap(), value_table_with(10, 2).snapshot_key_group(10).unwrap());
+    assert_eq!(second.take_key_group(10).unwrap(), value_table_with(10, 2).snapshot_key_group(10).unwrap());
     drop(second);
-    assert_eq!(first.snapshot_key_group(10).unwrap(), value_table_with(10, 1).snapshot_key_group(10).unwrap());
+    assert_eq!(first.take_key_group(10).unwrap(), value_table_with(10, 1).snapshot_key_group(10).unwrap());
     assert_eq!(t.snapshot_key_group(10).unwrap(), value_table_with(10, 3).snapshot_key_group(10).unwrap());
-    assert!(matches!(first.snapshot_key_group(20), Err(StateError::KeyGroupOutOfRange { .. })));
+    assert!(matches!(first.take_key_group(20), Err(StateError::KeyGroupOutOfRange { .. })));
+}
+
+/// Random writes to a value table and a map table, with frozen views taken at random moments
+/// and serialized at random later moments, key group by key group, while the writes go on:
+/// every view gives exactly the snapshot a model of the tables had when it was frozen, and the
+/// live tables always read as the model does.
+#[test]
+fn frozen_views_under_random_writes_match_a_model() {
+    use std::collections::BTreeMap;
+    type Model = BTreeMap<(KeyGroup, String, u64), i64>;
+    type MapModel = BTreeMap<(KeyGroup, String), BTreeMap<u8, i64>>;
+    let key_groups = 0..4;
+    let model_snapshot = |model: &Model, map_model: &MapModel| {
+        let mut values = MemoryValueTable::<String, u64, i64>::new(key_groups.clone());
+        let mut maps = MemoryMapTable::<String, (), u8, i64>::new(key_groups.clone());
+        for ((kg, key, ns), value) in model {
+            values.put(*kg, key, ns, *value).unwrap();
+        }
+        for ((kg, key), map) in map_model {
+            for (user_key, value) in map {
+                maps.put(*kg, key, &(), *user_key, *value).unwrap();
+            }
+        }
+        let values = key_groups.clone().map(|kg| values.snapshot_key_group(kg).unwrap()).collect::<Vec<_>>();
+        let maps = key_groups.clone().map(|kg| maps.snapshot_key_group(kg).unwrap()).collect::<Vec<_>>();
+        (values, maps)
+    };
+    for seed in 1..=20u64 {
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ seed);
+        let mut values = MemoryValueTable::<String, u64, i64>::new(key_groups.clone());
+        let mut maps = MemoryMapTable::<String, (), u8, i64>::new(key_groups.clone());
+        let mut model = Model::new();
+        let mut map_model = MapModel::new();
+        // Views being serialized: the frozen tables, the next key group to take, and what
+        // the model said at the freeze.
+        type Expected = (Vec<Option<Vec<u8>>>, Vec<Option<Vec<u8>>>);
+        type View = (Box<dyn FrozenTable>, Box<dyn FrozenTable>, KeyGroup, Expected);
+        let mut views: Vec<View> = Vec::new();
+        for step in 0..3000 {
+            let kg = rng.below(4) as KeyGroup;
+            let key = format!("k{}", rng.below(12));
+            let ns = rng.below(2);
+            let value = rng.below(1000) as i64;
+            match rng.below(100) {
+                0..=24 => {
+                    values.put(kg, &key, &ns, value).unwrap();
+                    model.insert((kg, key.clone(), ns), value);
+                }
+                25..=39 => {
+                    let removed = values.remove(kg, &key, &ns).unwrap();
+                    assert_eq!(removed, model.remove(&(kg, key.clone(), ns)), "seed {seed} step {step}");
+                }
+                40..=59 => {
+                    values
+                        .upsert(kg, &key, &ns, &mut |v| match v {
+                            Some(v) if value % 2 == 0 => {
+                                *v += value;
+                                None
+                            }
+                            Some(v) => Some(*v - value),
+                            None => Some(value),
+                        })
+                        .unwrap();
+                    match model.get_mut(&(kg, key.clone(), ns)) {
+                        Some(v) if value % 2 == 0 => *v += value,
+                        Some(v) => *v -= value,
+                        None => {
+                            model.insert((kg, key.clone(), ns), value);
+                        }
+                    }
+                }
+                60..=74 => {
+                    let user_key = rng.below(4) as u8;
+                    maps.put(kg, &key, &(), user_key, value).unwrap();
+                    map_model.entry((kg, key.clone())).or_default().insert(user_key, value);
+                }
+                75..=84 => {
+                    let user_key = rng.below(4) as u8;
+                    let removed = maps.remove(kg, &key, &(), &user_key).unwrap();
+                    let expected = map_model.get_mut(&(kg, key.clone())).and_then(|m| m.remove(&user_key));
+                    if map_model.get(&(kg, key.clone())).is_some_and(BTreeMap::is_empty) {
+                        map_model.remove(&(kg, key.clone()));
+                    }
+                    assert_eq!(removed, expected, "seed {seed} step {step}");
+                }
+                85..=89 if views.len() < 3 => {
+                    let expected = model_snapshot(&model, &map_model);
+                    views.push((values.freeze().unwrap(), maps.freeze().unwrap(), 0, expected));
+                }
+                _ => {
+                    // Serialize the next key group of a view in progress.
+                    if !views.is_empty() {
+                        let i = rng.below(views.len() as u64) as usize;
+                        let (frozen_values, frozen_maps, next, (expected_values, expected_maps)) = &mut views[i];
+                        let at = usize::from(*next);
+                        assert_eq!(frozen_values.take_key_group(*next).unwrap(), expected_values[at], "seed {seed}");
+                        assert_eq!(frozen_maps.take_key_group(*next).unwrap(), expected_maps[at], "seed {seed}");
+                        *next += 1;
+                        if *next == key_groups.end {
+                            views.swap_remove(i);
+                        }
+                    }
+                }
+            }
+            let read = values.get(kg, &key, &ns).unwrap();
+            assert_eq!(read, model.get(&(kg, key.clone(), ns)).copied(), "seed {seed} step {step}");
+            let entries: BTreeMap<u8, i64> = maps.entries(kg, &key, &()).unwrap().into_iter().collect();
+            assert_eq!(entries, map_model.get(&(kg, key.clone())).cloned().unwrap_or_default(), "seed {seed}");
+            assert_eq!(values.len(), model.len(), "seed {seed} step {step}");
+        }
+        // The live tables' own snapshots are the model's.
+        let (expected_values, expected_maps) = model_snapshot(&model, &map_model);
+        for kg in key_groups.clone() {
+            assert_eq!(values.snapshot_key_group(kg).unwrap(), expected_values[usize::from(kg)], "seed {seed}");
+            assert_eq!(maps.snapshot_key_group(kg).unwrap(), expected_maps[usize::from(kg)], "seed {seed}");
+        }
+    }
 }
 
 /// `entries` sorted by the encoding of their sort keys, the plain way.

@@ -65,9 +65,17 @@ pub(crate) fn write_task_in(
             dir.display()
         )));
     }
-    let bytes =
-        postcard::to_allocvec(snapshot).map_err(|e| WeirError::runtime(format!("cannot encode a snapshot: {e}")))?;
-    crate::base::durable::write_atomically_in_place(fs, &path, &bytes).map_err(|(what, at, e)| io(what, &at, e))?;
+    // Encoded straight into the file: the keyed state in it is already bytes in memory, and
+    // a second copy of them would be the largest allocation of a checkpoint.
+    let mut bytes = 0;
+    crate::base::durable::write_atomically_in_place_with(fs, &path, |file| {
+        let mut counted = Counted { inner: file, bytes: 0 };
+        postcard::to_io(snapshot, &mut counted)
+            .map_err(|e| std::io::Error::other(format!("cannot encode a snapshot: {e}")))?;
+        bytes = counted.bytes;
+        Ok(())
+    })
+    .map_err(|(what, at, e)| io(what, &at, e))?;
     let operators = snapshot.operators.iter().filter(|s| !s.is_empty()).map(|s| s.node).collect();
     let shared = snapshot
         .operators
@@ -79,7 +87,7 @@ pub(crate) fn write_task_in(
         vertex: snapshot.vertex,
         subtask: snapshot.subtask,
         file,
-        bytes: bytes.len() as u64,
+        bytes,
         operators,
         shared,
         union_state: snapshot.operators.iter().any(|s| s.operator.is_some() || s.lists.is_some()),
@@ -338,3 +346,21 @@ impl CheckpointStorage {
 
 #[cfg(test)]
 mod tests;
+
+/// A writer that counts the bytes written through it.
+struct Counted<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
