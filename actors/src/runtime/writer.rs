@@ -83,6 +83,9 @@ impl<T: Data> EdgeWriter<T> {
                 }
                 self.buffer.push_record(channel, value, ts)
             }
+            // A single consumer takes every key group: no key to hash for it (the keyed
+            // operator hashes it again anyway, for its state).
+            Partitioning::Hash if self.consumer_parallelism == 1 => self.buffer.push_record(0, value, ts),
             Partitioning::Hash => {
                 let kg = (self.key_group.as_ref().expect("hash edge has a key selector"))(&value, self.max_parallelism);
                 let target = subtask_for_key_group(self.max_parallelism, self.consumer_parallelism, kg);
