@@ -7,7 +7,10 @@
 //! `NexmarkConfig::from_args`), or `--input DIR` to read the events of `weir nexmark generate`
 //! instead, and `--output DIR` for its result rows: one line per row, the reference SELECT's
 //! columns in order, tab-separated, timestamps as epoch milliseconds (without `--output` the
-//! rows are counted and dropped, as the reference's blackhole sink does).
+//! rows are counted and dropped, as the reference's blackhole sink does). q10 is the exception:
+//! its reference writes a filesystem table partitioned by day and minute, so it requires
+//! `--output DIR` and writes `dt=…/hm=…/` partition directories with a `_SUCCESS` file each
+//! once committed (see [`q10`]).
 //!
 //! The reference's SQL (`nexmark/nexmark`, `nexmark-flink/src/main/resources/queries`) is the
 //! specification of each query.
@@ -20,24 +23,18 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use weir_actors::api::connectors::nexmark::{Auction, Bid, Event, NexmarkConfig, Person};
+use weir_actors::api::connectors::{PartitionCommitter, PartitionTime, partition_path};
 use weir_actors::prelude::*;
 
 mod updating;
 
 /// The queries of q0–q22 with no job, and why (`weir jobs` lists them).
-pub(crate) const NOT_PROVIDED: &[(&str, &str)] = &[
-    (
-        "nexmark-q6",
-        "not provided: the reference's q6 is not valid SQL (it filters on ROW_NUMBER in the SELECT \
+pub(crate) const NOT_PROVIDED: &[(&str, &str)] = &[(
+    "nexmark-q6",
+    "not provided: the reference's q6 is not valid SQL (it filters on ROW_NUMBER in the SELECT \
          that defines it) and Flink cannot run it either (its OVER window cannot take the winning \
          bids' retractions), so there is no semantics to be faithful to",
-    ),
-    (
-        "nexmark-q10",
-        "not yet: it writes bids into files partitioned by day and minute, committed with a success \
-         file per partition, which the file sink cannot do yet (#13)",
-    ),
-];
+)];
 
 /// The query jobs.
 pub(crate) fn register(registry: JobRegistry) -> JobRegistry {
@@ -62,6 +59,12 @@ pub(crate) fn register(registry: JobRegistry) -> JobRegistry {
             "nexmark-q9",
             "Nexmark q9, winning bids: each auction with its highest bid in its time (updating)",
             updating::q9,
+        )
+        .job(
+            "nexmark-q10",
+            "Nexmark q10, log to file system: bids into files partitioned by day and minute, each committed with a \
+             _SUCCESS file (--output DIR)",
+            q10,
         )
         .job("nexmark-q11", "Nexmark q11, user sessions: bids per bidder session (10 s gap)", q11)
         .job("nexmark-q12", "Nexmark q12, processing-time windows: bids per bidder in 10 s of the wall clock", q12)
@@ -254,6 +257,56 @@ fn q1(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
     let bids = Sources::new(env, args).bids()?;
     let rows = bids.map("q1", |b: Bid| tsv(&[&b.auction, &b.bidder, &Euros(b.price), &b.date_time, &b.extra]));
     output(&rows, args)
+}
+
+/// `INSERT INTO nexmark_q10 SELECT auction, bidder, price, dateTime, extra,
+/// DATE_FORMAT(dateTime, 'yyyy-MM-dd'), DATE_FORMAT(dateTime, 'HH:mm') FROM bid` into a
+/// filesystem table `PARTITIONED BY (dt, hm)`: each bid's five columns (the partition columns
+/// are in the path, not the files) go into part files under `--output DIR` in
+/// `dt=yyyy-MM-dd/hm=HH%3Amm/` (Flink escapes the `:`), rolled over after a minute and at each
+/// checkpoint, committed exactly once. A committer of parallelism 1 writes `_SUCCESS` into a
+/// partition once the watermark passed its time (`$dt $hm:00`, UTC) plus one minute (the
+/// reference's `partition-time` trigger, `sink.partition-commit.delay` 1 min, `success-file`
+/// policy), and into every partition at the end of the input.
+fn q10(env: &mut StreamEnv, args: &JobArgs) -> Result<()> {
+    let Some(dir) = args.get_opt("output") else {
+        return Err(WeirError::Argument("nexmark-q10 writes files: give --output DIR".into()));
+    };
+    let dir = PathBuf::from(dir);
+    let bids = Sources::new(env, args).bids()?;
+    let rows = bids.map("q10", |b: Bid| Q10Row {
+        partition: q10_partition(b.date_time),
+        line: tsv(&[&b.auction, &b.bidder, &b.price, &b.date_time, &b.extra]),
+    });
+    let sink = FileSink::new(&dir)
+        .partitioned(|row: &Q10Row| row.partition.clone())
+        .rollover_interval(Duration::from_secs(60));
+    let sink = if args.parse_or("overwrite", false)? { sink.overwrite() } else { sink };
+    let committer = PartitionCommitter::new(&dir, PartitionTime::pattern("$dt $hm:00"), Duration::from_secs(60));
+    rows.write_partitions("q10-writer", sink).sink("q10-committer", committer).set_parallelism(1);
+    Ok(())
+}
+
+/// The partition of a bid at `date_time`: `dt=<DATE_FORMAT(dateTime, 'yyyy-MM-dd')>/hm=<DATE_FORMAT(dateTime,
+/// 'HH:mm')>`, escaped as Flink's partition paths (`12:01` is `12%3A01`).
+fn q10_partition(date_time: Timestamp) -> String {
+    const DAY: i64 = 86_400_000;
+    let day = updating::Day(date_time.div_euclid(DAY)).to_string();
+    let minute = updating::Minute(date_time.rem_euclid(DAY) / 60_000).to_string();
+    partition_path(&[("dt", &day), ("hm", &minute)]).expect("neither is empty")
+}
+
+/// A row of q10: the line written (the five bid columns) and the partition it goes into.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Q10Row {
+    partition: String,
+    line: String,
+}
+
+impl std::fmt::Display for Q10Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)
+    }
 }
 
 /// `SELECT auction, price FROM bid WHERE MOD(auction, 123) = 0`.

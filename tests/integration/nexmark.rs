@@ -572,3 +572,151 @@ fn bench_nexmark_reports_throughput_cpu_memory_and_latency() {
     let bad = weir(&["run", "nexmark-q0", "--local", "--", "--output", "x", "--latency-out", "y"], TIMEOUT);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--output and --latency-out exclude each other"));
 }
+
+/// q10's generator arguments: 3000 events at 10 per second of event time span five minutes
+/// (five `hm` partitions), produced at 2000 per second of wall clock so that checkpoints (every
+/// 100 ms) commit files and partitions while the job runs.
+const Q10_GENERATOR: [&str; 8] = ["--events", "3000", "--seed", "7", "--event-rate", "10", "--rate", "2000"];
+
+/// The partition of a bid at epoch millisecond `t` as Flink writes q10's: `dt=yyyy-MM-dd/hm=HH%3Amm`
+/// (computed here independently of the job, through the days of the civil calendar).
+fn q10_partition(t: i64) -> String {
+    let (days, ms) = (t.div_euclid(86_400_000), t.rem_euclid(86_400_000));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let minute = ms / 60_000;
+    format!("dt={y:04}-{m:02}-{d:02}/hm={:02}%3A{:02}", minute / 60, minute % 60)
+}
+
+/// Checks q10's output in `out` against the bids of `events`: each bid's line exactly once, in
+/// the partition of its `dateTime`; nothing but partition directories at the top, nothing
+/// hidden left (no in-progress or pending file), and a `_SUCCESS` in every partition.
+fn check_q10(out: &std::path::Path, bids: &[Value]) {
+    let int = |v: &Value, k: &str| v[k].as_i64().unwrap();
+    let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for b in bids {
+        let t = int(b, "dateTime");
+        let line = format!(
+            "{}\t{}\t{}\t{t}\t{}",
+            int(b, "auction"),
+            int(b, "bidder"),
+            int(b, "price"),
+            b["extra"].as_str().unwrap()
+        );
+        expected.entry(q10_partition(t)).or_default().push(line);
+    }
+    assert!(expected.len() >= 5, "the bids span several minutes: {:?}", expected.keys());
+    for entry in std::fs::read_dir(out).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(name.starts_with("dt=") && entry.path().is_dir(), "only partitions at the top: {name}");
+    }
+    let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut successes = HashSet::new();
+    for day in std::fs::read_dir(out).unwrap().flatten() {
+        for minute in std::fs::read_dir(day.path()).unwrap().flatten() {
+            let partition = format!("{}/{}", day.file_name().to_string_lossy(), minute.file_name().to_string_lossy());
+            assert!(minute.path().is_dir(), "{partition} is a directory");
+            for file in std::fs::read_dir(minute.path()).unwrap().flatten() {
+                let name = file.file_name().to_string_lossy().into_owned();
+                if name == "_SUCCESS" {
+                    assert_eq!(std::fs::metadata(file.path()).unwrap().len(), 0, "{partition}/_SUCCESS is empty");
+                    successes.insert(partition.clone());
+                    continue;
+                }
+                assert!(name.starts_with("part-"), "only committed part files are left: {partition}/{name}");
+                let text = std::fs::read_to_string(file.path()).unwrap();
+                found.entry(partition.clone()).or_default().extend(text.lines().map(str::to_owned));
+            }
+        }
+    }
+    for lines in expected.values_mut().chain(found.values_mut()) {
+        lines.sort();
+    }
+    assert_eq!(found.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "the partitions");
+    for (partition, lines) in &expected {
+        assert_eq!(found[partition].len(), lines.len(), "{partition}: every bid once");
+        assert!(&found[partition] == lines, "{partition}: the bids of its minute, each once");
+        assert!(successes.contains(partition), "{partition} has its _SUCCESS");
+    }
+}
+
+/// Writes the events of [`Q10_GENERATOR`] to `DIR/events`; returns the directory and the bids.
+fn q10_events(dir: &TempDir) -> (String, Vec<Value>) {
+    let events = dir.join("events").to_str().unwrap().to_owned();
+    let mut args = vec!["nexmark", "generate"];
+    args.extend(Q10_GENERATOR.iter().take(6));
+    args.extend(["--output", &events]);
+    ok(&args);
+    (events, read_events(dir, "bid.jsonl"))
+}
+
+/// q10 through the real binary, from the generator at p=2 with checkpoints: every bid once in
+/// the partition of its minute, every partition committed with `_SUCCESS`; a second run into
+/// the same directory is refused (the partitions are an earlier run's output).
+#[test]
+fn q10_writes_every_bid_once_into_its_minutes_partition_and_commits_every_partition() {
+    let dir = TempDir::new("nexmark-q10");
+    let (_, bids) = q10_events(&dir);
+    let out = dir.join("q10");
+    let checkpoints = dir.join("checkpoints");
+    let mut run = vec!["run", "nexmark-q10", "--local", "-p", "2", "--checkpoint-interval", "100ms"];
+    run.extend(["--checkpoint-dir", checkpoints.to_str().unwrap(), "--"]);
+    run.extend(Q10_GENERATOR);
+    run.extend(["--output", out.to_str().unwrap()]);
+    ok(&run);
+    check_q10(&out, &bids);
+
+    let again = weir(&run, TIMEOUT);
+    assert!(!again.status.success(), "the directory holds an earlier run's partitions");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("output of an earlier run"));
+    let without_output = weir(&["run", "nexmark-q10", "--local", "--", "--events", "10"], TIMEOUT);
+    assert!(String::from_utf8_lossy(&without_output.stderr).contains("give --output DIR"));
+}
+
+/// q10 on a MiniCluster whose subtasks crash at commits (the writers' and the committer's
+/// third `before-commit`, and a directory sync after a commit): restored from checkpoints, the
+/// output is still every bid exactly once with every partition committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q10_is_exactly_once_across_crashes_at_commits() {
+    use weir_actors::api::job::{JobConfig, RestartStrategy};
+    use weir_actors::base::failpoint::{self, Action, Failpoint, Step};
+    use weir_actors::prelude::*;
+    use weir_actors::runtime::checkpoint::CheckpointConfig;
+    use weir_actors::{JobStatus, JobSubmission, MiniCluster, MiniClusterConfig};
+
+    let dir = TempDir::new("nexmark-q10-crash");
+    let (_, bids) = q10_events(&dir);
+    let out = dir.join("q10");
+    let registry = weir_cli::with_builtin_jobs(JobRegistry::new());
+    let mut args: Vec<String> = Q10_GENERATOR.map(str::to_owned).to_vec();
+    args.extend(["--output".to_owned(), out.to_str().unwrap().to_owned()]);
+    let config = JobConfig {
+        checkpoints: Some(CheckpointConfig {
+            retained: 2,
+            ..CheckpointConfig::every(Duration::from_millis(50), dir.join("checkpoints"))
+        }),
+        restart: RestartStrategy::FixedDelay { attempts: 10, delay: Duration::from_millis(50) },
+        ..Default::default()
+    };
+    let job = JobSubmission::from_registry(&registry, "nexmark-q10", JobArgs::parse(&args).unwrap(), 2)
+        .unwrap()
+        .with_config(config)
+        .prepare()
+        .unwrap();
+    let points = vec![Failpoint { step: Step::BeforeCommit, hit: 3 }, Failpoint { step: Step::BeforeDirSync, hit: 9 }];
+    let armed = failpoint::arm(Some(job.id), points.clone(), Action::Panic);
+    let cluster = MiniCluster::start(MiniClusterConfig::default()).await.unwrap();
+    let id = cluster.submit_prepared(job).await.unwrap();
+    let result = crate::support::job_result(&cluster, id, TIMEOUT).await;
+    cluster.shutdown().await;
+    assert_eq!(armed.fired(), points, "the failpoints fired (hits {:?})", armed.hits());
+    assert_eq!(result.status(), JobStatus::Finished, "{:?} {:?}", result.details.cause, result.details.exceptions);
+    check_q10(&out, &bids);
+}

@@ -294,7 +294,7 @@ impl<T: Data> DataStream<T> {
         F: Fn() -> O + Send + Sync + 'static,
     {
         let make: MakeLink<TwoInput<T, B>, O::Out> =
-            Arc::new(move |name, down| Box::new(OperatorLink { op: factory(), down, name }));
+            Arc::new(move |name, down| Box::new(OperatorLink::new(factory(), down, name)));
         self.add_two_input(other, name, [self.edge(), other.edge()], make)
     }
 }

@@ -154,6 +154,21 @@ pub trait Operator: Send + 'static {
         let _ = checkpoint_id;
         Ok(())
     }
+
+    /// Called right after [`notify_checkpoint_complete`](Self::notify_checkpoint_complete),
+    /// with a context to emit records: an operator that commits when a checkpoint completes
+    /// tells the operators downstream what it committed (as Flink's streaming file writer
+    /// sends the partitions it committed to the partition committer). Not called once the
+    /// input ended: end of data went downstream, nothing may follow it.
+    ///
+    /// Records emitted here follow checkpoint `checkpoint_id`'s barrier (and perhaps later
+    /// ones), so the checkpoint that completed does not hold them downstream, and a restore
+    /// from it loses them. An operator that emits here keeps, in its own state at each
+    /// barrier, what it has not emitted yet, and emits that again after a restore.
+    fn after_checkpoint_complete(&mut self, checkpoint_id: u64, ctx: &mut Context<'_, Self::Out>) -> Result<()> {
+        let _ = (checkpoint_id, ctx);
+        Ok(())
+    }
 }
 
 /// What an operator sees when it opens.
@@ -326,6 +341,15 @@ pub(crate) struct OperatorLink<O: Operator> {
     pub(crate) op: O,
     pub(crate) down: Outputs<O::Out>,
     pub(crate) name: LinkInfo,
+    /// The input ended: end of data went downstream, so `after_checkpoint_complete` is not
+    /// called any more.
+    ended: bool,
+}
+
+impl<O: Operator> OperatorLink<O> {
+    pub(crate) fn new(op: O, down: Outputs<O::Out>, name: LinkInfo) -> Self {
+        OperatorLink { op, down, name, ended: false }
+    }
 }
 
 impl<O: Operator> Link<O::In> for OperatorLink<O> {
@@ -371,6 +395,11 @@ impl<O: Operator> Link<O::In> for OperatorLink<O> {
     fn checkpoint_complete(&mut self, id: u64, io: &mut TaskIo) {
         if let Err(e) = self.op.notify_checkpoint_complete(id) {
             io.fail(e.in_operator(&self.name));
+        } else if !self.ended {
+            let mut ctx = Context::new(&mut self.down, io, NO_TIMESTAMP);
+            if let Err(e) = self.op.after_checkpoint_complete(id, &mut ctx) {
+                io.fail(e.in_operator(&self.name));
+            }
         }
         self.down.checkpoint_complete(id, io);
     }
@@ -404,6 +433,7 @@ impl<O: Operator> Link<O::In> for OperatorLink<O> {
     }
 
     fn end_input(&mut self, drain: bool, io: &mut TaskIo) {
+        self.ended = true;
         if drain {
             let wm = io.watermark;
             let mut ctx = Context::new(&mut self.down, io, wm);

@@ -506,8 +506,7 @@ impl<T: Data> DataStream<T> {
         O: Operator<In = T>,
         F: Fn() -> O + Send + Sync + 'static,
     {
-        let make: MakeLink<T, O::Out> =
-            Arc::new(move |name, down| Box::new(OperatorLink { op: factory(), down, name }));
+        let make: MakeLink<T, O::Out> = Arc::new(move |name, down| Box::new(OperatorLink::new(factory(), down, name)));
         self.then(name, NodeKind::Operator, make, None)
     }
 
@@ -590,7 +589,7 @@ impl<T: Data> DataStream<T> {
     pub fn sink<S: Sink<In = T> + Clone + Sync>(&self, name: &str, sink: S) -> DataStream<()> {
         let validator = sink.clone();
         let make: MakeLink<T, ()> =
-            Arc::new(move |name, down| Box::new(OperatorLink { op: SinkOperator { sink: sink.clone() }, down, name }));
+            Arc::new(move |name, down| Box::new(OperatorLink::new(SinkOperator { sink: sink.clone() }, down, name)));
         self.then(name, NodeKind::Sink, make, Some(Arc::new(move |ctx| validator.validate(ctx))))
     }
 

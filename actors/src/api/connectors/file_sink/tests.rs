@@ -179,7 +179,7 @@ fn a_restore_behind_committed_output_is_refused_and_nothing_committed_is_replace
     // An older attempt's pending file under a committed name is never committed over it.
     std::fs::write(dir.join(".part-0-1.a7.pending"), "zombie\n").unwrap();
     let zombie = FileSink::<String> { attempt: 7, ..FileSink::new(&dir) };
-    let err = zombie.commit(1, 7).unwrap_err().to_string();
+    let err = zombie.commit("", 1, 7).unwrap_err().to_string();
     assert!(err.contains("committed already"), "{err}");
     assert_eq!(visible(&dir), vec!["a", "b"]);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -259,4 +259,39 @@ fn a_commit_survives_a_machine_crash() {
     restored.finish().unwrap();
     assert_eq!(visible(&dir), ["a"]);
     std::fs::remove_dir_all(fs.root()).unwrap();
+}
+
+#[test]
+fn partitions_get_their_own_part_files_rolled_over_by_time_and_validation_knows_them() {
+    let dir = std::env::temp_dir().join(format!("weir-sink-partitions-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut sink = FileSink::<String>::new(&dir)
+        .partitioned(|line: &String| format!("k={}", &line[..1]))
+        .rollover_interval(std::time::Duration::from_secs(60));
+    sink.open(&OpenContext { info: &info(0), checkpointing: true, lists: Default::default() }).unwrap();
+    sink.write_at("a1".into(), Some(0)).unwrap();
+    sink.write_at("b1".into(), Some(0)).unwrap();
+    // A minute later the file of k=a rolls over; k=b's stays open until the barrier.
+    sink.write_at("a2".into(), Some(60_000)).unwrap();
+    sink.snapshot_state(1).unwrap();
+    sink.notify_checkpoint_complete(1).unwrap();
+    let names = |p: &str| {
+        let mut n: Vec<String> =
+            std::fs::read_dir(dir.join(p)).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names("k=a"), vec!["part-0-0", "part-0-2"]);
+    assert_eq!(names("k=b"), vec!["part-0-1"]);
+    assert_eq!(sink.unreported.iter().collect::<Vec<_>>(), vec!["k=a", "k=b"], "to report");
+
+    let validate = |restoring| Sink::validate(&sink, &ValidateContext::new(restoring));
+    std::fs::write(dir.join("k=a").join(SUCCESS_FILE), "").unwrap();
+    let err = validate(false).unwrap_err().to_string();
+    assert!(err.contains("output of an earlier run (k=a/_SUCCESS and 3 more)"), "{err}");
+    assert!(validate(true).is_ok(), "a restored job's own output");
+    std::fs::write(dir.join("stray"), "").unwrap();
+    let err = validate(true).unwrap_err().to_string();
+    assert!(err.contains("holds 'stray', which this sink did not write"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
