@@ -74,3 +74,14 @@ fn a_corrupt_position_and_a_huge_disorder_are_errors() {
     assert!(most.event(u64::MAX / 2).time > 0);
     assert_eq!(most.event(u64::MAX).time, i64::MAX);
 }
+
+#[test]
+fn event_times_in_64_bits_are_those_of_the_128_bit_formula() {
+    let exact = |index: u64, rate: u64| i64::try_from(u128::from(index) * 1000 / u128::from(rate)).unwrap_or(i64::MAX);
+    let edge = u64::MAX / 1000;
+    for index in [0, 1, 999, 1_000_001, edge - 1, edge, edge + 1, u64::MAX / 2, u64::MAX - 1, u64::MAX] {
+        for rate in [1, 7, 1000, 10_000, 1 << 40, u64::MAX] {
+            assert_eq!(event_time_ms(index, rate), exact(index, rate), "index {index} rate {rate}");
+        }
+    }
+}
