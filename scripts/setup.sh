@@ -6,11 +6,14 @@
 #   scripts/setup.sh                 install what is missing (as root, or through sudo), or stop
 #                                    with the exact command to run
 #   scripts/setup.sh --check         only report; exit 0 when ready, 1 when something is missing
+#   scripts/setup.sh --tests         as without arguments, and also what the tests need
+#                                    (`scripts/test.sh` runs this; `--check --tests` reports it)
 #   scripts/setup.sh --find-libclang print the libclang that bindgen would load; exit 1 if none
 #
 # What a build needs besides Rust: a C and C++ compiler (RocksDB's C++ and lz4 are compiled from
 # source) and libclang with its builtin headers (bindgen generates RocksDB's bindings at build
-# time, loading libclang at run time through clang-sys).
+# time, loading libclang at run time through clang-sys). What the tests need besides: Prometheus'
+# `promtool` (Debian's `prometheus`), the real parser the `GET /metrics` test checks the text with.
 #
 # libclang is looked for the way clang-sys 1.9 (build/common.rs, build/dynamic.rs) looks for it
 # when bindgen runs: a substring of `ldconfig -p` is not enough, because every Debian image has
@@ -144,6 +147,9 @@ missing_packages() {
     local packages=()
     have_compilers || packages+=(g++)
     find_libclang >/dev/null 2>&1 || packages+=(libclang-dev)
+    if [ "$for_tests" = 1 ]; then
+        command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+    fi
     if [ ${#packages[@]} -gt 0 ]; then printf '%s\n' "${packages[@]}"; fi
 }
 
@@ -170,7 +176,17 @@ install_packages() {
         { "${sudo[@]}" apt-get update -q && "${sudo[@]}" apt-get install -y -q "${packages[@]}"; }
 }
 
+# What is installed or checked: the build's needs, and with --tests the tests' too.
+for_tests=0
+
 main() {
+    if [ "${1:-}" = "--tests" ]; then
+        for_tests=1
+        shift
+    elif [ "${2:-}" = "--tests" ]; then
+        for_tests=1
+        set -- "$1"
+    fi
     case "${1:-}" in
         --find-libclang)
             find_libclang
@@ -190,7 +206,7 @@ main() {
             ;;
         "") ;;
         *)
-            say "unknown argument '$1' (expected nothing, --check or --find-libclang)"
+            say "unknown argument '$1' (expected nothing, --tests, --check [--tests] or --find-libclang)"
             return 2
             ;;
     esac

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The README's second command, and what CI runs (.ci/run): makes this machine ready
-# (scripts/setup.sh), then builds and runs every test of the workspace and checks its docs.
+# The README's second command, and what CI runs (.ci/run): makes this machine ready for the
+# build and the tests (scripts/setup.sh --tests), then builds and runs every test of the
+# workspace and checks its docs.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p weir-state`; the default is the
 # whole workspace).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-scripts/setup.sh
+scripts/setup.sh --tests
 
 cargo --version
 rustc --version

@@ -83,21 +83,28 @@ impl Cluster {
         token: Option<&str>,
         body: Option<&str>,
     ) -> (u16, serde_json::Value) {
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let (status, _, text) = self.http(method, path, &auth, body);
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// An HTTP request to the REST API with `headers` (lines ending in CRLF) besides the usual:
+    /// (status, response headers, body).
+    fn http(&self, method: &str, path: &str, headers: &str, body: Option<&str>) -> (u16, String, String) {
         let mut stream = TcpStream::connect(self.rest_addr()).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let body = body.unwrap_or("");
-        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-        let json = response.split("\r\n\r\n").nth(1).unwrap_or("");
-        (status, serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        (status, head.to_owned(), body.to_owned())
     }
 
     pub(crate) fn job(&self, id: &str) -> serde_json::Value {
@@ -425,4 +432,107 @@ fn rescaling_2_3_1_through_savepoints_across_processes_keeps_the_output_exactly_
     let lines = read_output(Path::new(output));
     assert_eq!(lines.len(), expected.len(), "records lost or duplicated");
     assert_eq!(lines, expected, "the output differs from one fault-free run's");
+}
+
+/// `GET /metrics` as `curl` or `promtool` asks for it (no Accept header): its headers and text,
+/// after checking the status.
+fn scrape(cluster: &Cluster) -> (String, String) {
+    scrape_with(cluster, "")
+}
+
+fn scrape_with(cluster: &Cluster, headers: &str) -> (String, String) {
+    let (status, head, text) = cluster.http("GET", "/metrics", headers, None);
+    assert_eq!(status, 200, "{head}\n{text}");
+    (head, text)
+}
+
+/// The sum of the samples of `metric` whose labels include every one of `labels` (`k="v"`).
+fn sample_sum(text: &str, metric: &str, labels: &[String]) -> f64 {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(metric)?.strip_prefix('{'))
+        .filter_map(|rest| rest.split_once("} "))
+        .filter(|(set, _)| labels.iter().all(|l| set.split(',').any(|kv| kv == l)))
+        .map(|(_, value)| value.parse::<f64>().unwrap())
+        .sum()
+}
+
+/// Checks `text` with Prometheus' own parser, `promtool check metrics` (Debian's `prometheus`
+/// package, which `scripts/setup.sh --tests` installs).
+fn promtool_check(text: &str) {
+    let mut child = match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => panic!("cannot run promtool ({e}): run scripts/setup.sh --tests, which installs it"),
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics refused the text:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn metrics_are_prometheus_text_whose_counters_move_and_show_the_backpressure() {
+    let cluster = Cluster::start(2, 1);
+    let out = TempDir::new("metrics-out");
+    // slow-sink at p2: the sinks take 2000 records/s each, so the sources wait for room.
+    let id = submit_with(
+        &cluster,
+        "slow-sink",
+        2,
+        &["--checkpoint-interval", "200ms"],
+        &["--sink-rate", "2000"],
+        &out.join("o"),
+    );
+    let job = format!("job=\"{id}\"");
+    let vertex = |v: usize| vec![job.clone(), format!("vertex=\"{v}\"")];
+    cluster.wait_for("a completed checkpoint and records at the sinks", TIMEOUT, || {
+        let (_, text) = scrape(&cluster);
+        sample_sum(&text, "weir_job_checkpoints_completed_total", std::slice::from_ref(&job)) >= 1.0
+            && sample_sum(&text, "weir_subtask_records_in_total", &vertex(1)) > 0.0
+    });
+    let (head, first) = scrape(&cluster);
+    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    promtool_check(&first);
+    // What a Prometheus server asks for: OpenMetrics, the same samples.
+    let (head, open) = scrape_with(&cluster, "Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n");
+    assert!(head.to_ascii_lowercase().contains("content-type: application/openmetrics-text; version=1.0.0"), "{head}");
+    assert!(open.ends_with("# EOF\n") && open.contains("# TYPE weir_job_restarts counter\n"), "{open}");
+    assert_eq!(sample_sum(&open, "weir_job_restarts_total", std::slice::from_ref(&job)), 0.0);
+    assert!(first.contains("\nweir_taskmanagers 2\n") && first.contains("\nweir_slots 2\n"), "{first}");
+    let status = format!("weir_job_status{{{job},name=\"slow-sink\",status=\"RUNNING\"}} 1\n");
+    assert!(first.contains(&status), "no {status} in\n{first}");
+    // A series per subtask of each vertex, with the TaskManager running it.
+    let series: Vec<&str> = first.lines().filter(|l| l.starts_with("weir_subtask_records_out_total{")).collect();
+    assert_eq!(series.len(), 4, "{first}");
+    for (v, subtask) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+        let want = [format!("vertex=\"{v}\""), format!("subtask=\"{subtask}\"")];
+        assert!(
+            series.iter().any(|l| l.contains(&job)
+                && want.iter().all(|w| l.contains(w))
+                && l.contains("task_manager=\"taskmanager-")),
+            "no series for vertex {v} subtask {subtask}:\n{first}"
+        );
+    }
+
+    // The counters move while the job runs, and the sources show they wait on the sinks.
+    let sunk = sample_sum(&first, "weir_subtask_records_in_total", &vertex(1));
+    cluster.wait_for("more records at the sinks and backpressured sources", TIMEOUT, || {
+        let (_, text) = scrape(&cluster);
+        sample_sum(&text, "weir_subtask_records_in_total", &vertex(1)) > sunk
+            && sample_sum(&text, "weir_subtask_backpressured_seconds_total", &vertex(0)) > 0.0
+    });
+    let (_, text) = scrape(&cluster);
+    promtool_check(&text);
+    let sources = sample_sum(&text, "weir_subtask_backpressured_seconds_total", &vertex(0));
+    let sinks = sample_sum(&text, "weir_subtask_backpressured_seconds_total", &vertex(1));
+    assert!(sources > sinks, "the sources ({sources} s) wait on the sinks ({sinks} s), not the other way");
 }

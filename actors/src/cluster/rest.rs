@@ -7,6 +7,7 @@
 //! | `GET /jobs`                     | every job's id, name and status                          |
 //! | `GET /jobs/{id}`                | one job: status, cause, plan, per-subtask state/counters |
 //! | `GET /taskmanagers`             | every TaskManager's slots                                |
+//! | `GET /metrics`                  | slots, jobs, checkpoints, subtasks as Prometheus text    |
 //! | `POST /jobs`                    | submits `{"job": NAME, "args": [..], "parallelism": N}`  |
 //! | `PATCH /jobs/{id}?mode=cancel`  | cancels a job (`202 {}`)                                 |
 //! | `POST /jobs/{id}/savepoints`    | `{"target-directory": D}` (optional): a savepoint        |
@@ -115,6 +116,7 @@ pub fn router(state: RestState) -> Router {
         .route("/jobs/{id}/savepoints", post(trigger_savepoint))
         .route("/jobs/{id}/stop", post(stop_job))
         .route("/taskmanagers", get(task_managers))
+        .route("/metrics", get(metrics))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -490,6 +492,40 @@ async fn task_managers(State(state): State<RestState>) -> ApiResult<Json<TaskMan
     Ok(Json(TaskManagersBody { taskmanagers: tms.iter().map(TaskManagerBody::from).collect() }))
 }
 
+/// `GET /metrics`: the cluster's slots, jobs and subtasks as OpenMetrics text when the scraper
+/// accepts it, else in Prometheus' text format (see [`metrics`](self::metrics)); a job that
+/// ended while it was being read is left out.
+async fn metrics(State(state): State<RestState>, headers: HeaderMap) -> ApiResult<Response> {
+    let (task_managers, jobs) = tokio::join!(
+        ask(&state.resource_manager, "the resource manager", ResourceManagerMessage::TaskManagers),
+        ask(&state.dispatcher, "the dispatcher", DispatcherMessage::List),
+    );
+    let (task_managers, jobs) = (task_managers?, jobs?);
+    let mut details = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let id = job.id;
+        let Ok(job) = ask(&state.dispatcher, "the dispatcher", |reply| DispatcherMessage::Details(id, reply)).await?
+        else {
+            continue;
+        };
+        let stats =
+            ask(&state.dispatcher, "the dispatcher", |reply| DispatcherMessage::CheckpointStats(id, reply)).await?;
+        details.push((job, stats));
+    }
+    let text = metrics::encode(&task_managers, &details);
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let (content_type, text) = if openmetrics {
+        (metrics::OPENMETRICS, text)
+    } else {
+        (metrics::PROMETHEUS_TEXT, metrics::to_prometheus_text(&text))
+    };
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], text).into_response())
+}
+
 async fn patch_job(
     State(state): State<RestState>,
     headers: HeaderMap,
@@ -627,5 +663,6 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", uri.path()))
 }
 
+mod metrics;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,264 @@
+//! `GET /metrics`: the cluster's jobs, subtasks and slots as Prometheus text (OpenMetrics 1.0).
+//!
+//! The figures are the ones the REST API already answers with (job details, checkpoint
+//! statistics, TaskManagers), which the JobMaster gathers from every subtask, remote ones
+//! included, over the control plane; this module only names and encodes them, into a registry
+//! made for each scrape, so nothing here is on a subtask's path. The subtasks count per batch
+//! into counters of their own (`TaskMetrics`), never per record into one shared across cores.
+//!
+//! Names follow Prometheus' conventions: a `weir_` prefix, base units (`_seconds`, `_bytes`),
+//! `_total` on counters. Labels: `job` (its id) and `name` on a job's series; `job`, `vertex`
+//! (its index in the plan), `vertex_name`, `subtask` and `task_manager` on a subtask's.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::cluster::messages::CheckpointStats;
+use crate::cluster::{JobDetails, TaskManagerInfo};
+
+/// The content type of OpenMetrics text, which `GET /metrics` answers with when the scraper
+/// accepts it (a Prometheus server asks for it).
+pub(crate) const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of Prometheus' own text format, the answer to any other request.
+pub(crate) const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Prometheus' text format (0.0.4) of OpenMetrics `text`, as `promtool check metrics` and
+/// scrapers that do not ask for OpenMetrics read it: a counter's `HELP` and `TYPE` name its
+/// samples (`x_total`), not its family (`x`), and there is no `UNIT` or `EOF` line. The samples
+/// are the same.
+pub(crate) fn to_prometheus_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut help: Option<&str> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest);
+            continue;
+        }
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+            let name = if kind == "counter" { format!("{name}_total") } else { name.to_owned() };
+            if let Some(help) = help.take() {
+                let text = help.split_once(' ').map_or("", |(_, text)| text);
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    job: String,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobStatusLabels {
+    job: String,
+    name: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubtaskLabels {
+    job: String,
+    vertex: String,
+    vertex_name: String,
+    subtask: String,
+    task_manager: String,
+}
+
+type Seconds = Gauge<f64, AtomicU64>;
+type SecondsTotal = Counter<f64, AtomicU64>;
+
+/// Registers a family of metrics under `name` and hands it back to be filled.
+fn family<L, M>(registry: &mut Registry, name: &str, help: &str, unit: Option<Unit>) -> Family<L, M>
+where
+    L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+    M: prometheus_client::metrics::TypedMetric
+        + prometheus_client::encoding::EncodeMetric
+        + Default
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let family = Family::<L, M>::default();
+    match unit {
+        Some(unit) => registry.register_with_unit(name, help, unit, family.clone()),
+        None => registry.register(name, help, family.clone()),
+    }
+    family
+}
+
+/// The Prometheus text of the cluster: its TaskManagers and slots, and each job with its
+/// checkpoint statistics (`None` once it has no JobMaster) and its subtasks.
+pub(crate) fn encode(task_managers: &[TaskManagerInfo], jobs: &[(JobDetails, Option<CheckpointStats>)]) -> String {
+    let mut registry = Registry::with_prefix("weir");
+
+    let gauge = |registry: &mut Registry, name: &str, help: &str, value: usize| {
+        let g = Gauge::<i64>::default();
+        g.set(i64::try_from(value).unwrap_or(i64::MAX));
+        registry.register(name, help, g);
+    };
+    gauge(&mut registry, "taskmanagers", "TaskManagers registered with the ResourceManager", task_managers.len());
+    gauge(&mut registry, "slots", "Task slots the TaskManagers offer", task_managers.iter().map(|t| t.slots).sum());
+    gauge(
+        &mut registry,
+        "slots_available",
+        "Task slots not allocated to a job",
+        task_managers.iter().map(|t| t.free_slots).sum(),
+    );
+
+    let status: Family<JobStatusLabels, Gauge> =
+        family(&mut registry, "job_status", "1 for the job's current status", None);
+    let uptime: Family<JobLabels, Seconds> =
+        family(&mut registry, "job_uptime", "Time since submission (until the end)", Some(Unit::Seconds));
+    let restarts: Family<JobLabels, Counter> = family(&mut registry, "job_restarts", "Restarts after failures", None);
+    let completed: Family<JobLabels, Counter> =
+        family(&mut registry, "job_checkpoints_completed", "Checkpoints completed", None);
+    let failed: Family<JobLabels, Counter> =
+        family(&mut registry, "job_checkpoints_failed", "Checkpoints aborted", None);
+    let in_progress: Family<JobLabels, Gauge> =
+        family(&mut registry, "job_checkpoints_in_progress", "Checkpoints in flight", None);
+    let last_duration: Family<JobLabels, Seconds> = family(
+        &mut registry,
+        "job_last_checkpoint_duration",
+        "The latest completed checkpoint, from trigger to completion",
+        Some(Unit::Seconds),
+    );
+    let last_size: Family<JobLabels, Gauge> =
+        family(&mut registry, "job_last_checkpoint_size", "The latest completed checkpoint's state", Some(Unit::Bytes));
+    let last_alignment: Family<JobLabels, Seconds> = family(
+        &mut registry,
+        "job_last_checkpoint_alignment",
+        "The latest completed checkpoint's longest barrier alignment",
+        Some(Unit::Seconds),
+    );
+    let last_sync: Family<JobLabels, Seconds> = family(
+        &mut registry,
+        "job_last_checkpoint_sync",
+        "The latest completed checkpoint's longest synchronous part, on a processing loop",
+        Some(Unit::Seconds),
+    );
+    let last_async: Family<JobLabels, Seconds> = family(
+        &mut registry,
+        "job_last_checkpoint_async",
+        "The latest completed checkpoint's longest asynchronous part, off the loop",
+        Some(Unit::Seconds),
+    );
+    let restored: Family<JobLabels, Gauge> = family(
+        &mut registry,
+        "job_restored_checkpoint_id",
+        "The checkpoint or savepoint the job last restored from",
+        None,
+    );
+
+    let records_in: Family<SubtaskLabels, Counter> =
+        family(&mut registry, "subtask_records_in", "Records read from input channels or made by a source", None);
+    let records_out: Family<SubtaskLabels, Counter> =
+        family(&mut registry, "subtask_records_out", "Records written to output channels", None);
+    let late: Family<SubtaskLabels, Counter> =
+        family(&mut registry, "subtask_late_records_dropped", "Records dropped as late by windows", None);
+    let backpressured: Family<SubtaskLabels, SecondsTotal> =
+        family(&mut registry, "subtask_backpressured", "Time blocked on full output channels", Some(Unit::Seconds));
+    let queued: Family<SubtaskLabels, Gauge> =
+        family(&mut registry, "subtask_output_queue_records", "Records waiting in the subtask's output channels", None);
+
+    for (job, stats) in jobs {
+        let labels = JobLabels { job: job.id.to_string(), name: job.name.clone() };
+        let status_labels =
+            JobStatusLabels { job: labels.job.clone(), name: labels.name.clone(), status: job.status.to_string() };
+        status.get_or_create(&status_labels).set(1);
+        uptime.get_or_create(&labels).set(job.duration.as_secs_f64());
+        restarts.get_or_create(&labels).inc_by(u64::from(job.restarts));
+        if let Some(id) = job.restored.last().copied().or(job.restored_from) {
+            restored.get_or_create(&labels).set(i64::try_from(id).unwrap_or(i64::MAX));
+        }
+        if let Some(stats) = stats {
+            completed.get_or_create(&labels).inc_by(stats.completed);
+            failed.get_or_create(&labels).inc_by(stats.failed);
+            in_progress.get_or_create(&labels).set(i64::from(stats.in_progress.is_some()));
+            if let Some(last) = &stats.latest_completed {
+                last_duration.get_or_create(&labels).set(last.duration_ms as f64 / 1e3);
+                last_size.get_or_create(&labels).set(i64::try_from(last.bytes).unwrap_or(i64::MAX));
+                last_alignment.get_or_create(&labels).set(last.alignment_ms as f64 / 1e3);
+                last_sync.get_or_create(&labels).set(last.sync_us as f64 / 1e6);
+                last_async.get_or_create(&labels).set(last.async_us as f64 / 1e6);
+            }
+        }
+        for vertex in &job.vertices {
+            for subtask in &vertex.subtasks {
+                let labels = SubtaskLabels {
+                    job: labels.job.clone(),
+                    vertex: vertex.id.to_string(),
+                    vertex_name: vertex.name.clone(),
+                    subtask: subtask.index.to_string(),
+                    task_manager: subtask.task_manager.clone(),
+                };
+                let m = &subtask.metrics;
+                records_in.get_or_create(&labels).inc_by(m.records_in);
+                records_out.get_or_create(&labels).inc_by(m.records_out);
+                late.get_or_create(&labels).inc_by(m.late_records_dropped);
+                backpressured.get_or_create(&labels).inc_by(m.backpressure_ms as f64 / 1e3);
+                queued.get_or_create(&labels).set(i64::try_from(m.queued_out).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_and_task_managers_are_gauges_and_the_text_ends_with_eof() {
+        let tms = [
+            TaskManagerInfo { id: "tm-1".into(), slots: 2, free_slots: 1 },
+            TaskManagerInfo { id: "tm-2".into(), slots: 2, free_slots: 2 },
+        ];
+        let text = encode(&tms, &[]);
+        assert!(text.contains("# TYPE weir_taskmanagers gauge\nweir_taskmanagers 2\n"), "{text}");
+        assert!(text.contains("weir_slots 4\n"), "{text}");
+        assert!(text.contains("weir_slots_available 3\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn prometheus_text_names_counters_by_their_samples_and_drops_unit_and_eof() {
+        let open = "# HELP weir_job_restarts Restarts after failures.\n\
+                    # TYPE weir_job_restarts counter\n\
+                    weir_job_restarts_total{job=\"a\"} 3\n\
+                    # HELP weir_job_uptime_seconds Time since submission.\n\
+                    # TYPE weir_job_uptime_seconds gauge\n\
+                    # UNIT weir_job_uptime_seconds seconds\n\
+                    weir_job_uptime_seconds{job=\"a\"} 1.5\n\
+                    # EOF\n";
+        assert_eq!(
+            to_prometheus_text(open),
+            "# HELP weir_job_restarts_total Restarts after failures.\n\
+             # TYPE weir_job_restarts_total counter\n\
+             weir_job_restarts_total{job=\"a\"} 3\n\
+             # HELP weir_job_uptime_seconds Time since submission.\n\
+             # TYPE weir_job_uptime_seconds gauge\n\
+             weir_job_uptime_seconds{job=\"a\"} 1.5\n"
+        );
+    }
+}
