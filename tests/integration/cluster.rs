@@ -535,4 +535,8 @@ fn metrics_are_prometheus_text_whose_counters_move_and_show_the_backpressure() {
     let sources = sample_sum(&text, "weir_subtask_backpressured_seconds_total", &vertex(0));
     let sinks = sample_sum(&text, "weir_subtask_backpressured_seconds_total", &vertex(1));
     assert!(sources > sinks, "the sources ({sources} s) wait on the sinks ({sinks} s), not the other way");
+    // The throttled sinks are the busy ones (Flink's busy time), the sources are not.
+    let busy = |v| sample_sum(&text, "weir_subtask_busy_seconds_total", &vertex(v));
+    assert!(busy(1) > busy(0), "sinks busy {} s, sources busy {} s:\n{text}", busy(1), busy(0));
+    assert_eq!(text.lines().filter(|l| l.starts_with("weir_subtask_idle_seconds_total{")).count(), 4, "{text}");
 }

@@ -16,6 +16,10 @@ pub struct TaskMetrics {
     pub late_records_dropped: AtomicU64,
     /// Nanoseconds spent waiting for room in output channels (backpressure).
     pub backpressure_nanos: AtomicU64,
+    /// Nanoseconds the loop waited for something to do (input, a timer, a control message).
+    pub idle_nanos: AtomicU64,
+    /// Nanoseconds the loop worked: its time neither idle nor backpressured.
+    pub busy_nanos: AtomicU64,
     /// The subtask's output channels, for queue measurements.
     pub(crate) output_channels: std::sync::OnceLock<Vec<Arc<ChannelMetrics>>>,
     /// When the subtask handled its first record (processing time, epoch ms; 0: not yet).
@@ -55,6 +59,8 @@ impl TaskMetrics {
             records_out: self.records_out.load(Ordering::Relaxed),
             late_records_dropped: self.late_records_dropped.load(Ordering::Relaxed),
             backpressure_ms: self.backpressure_nanos.load(Ordering::Relaxed) / 1_000_000,
+            idle_ms: self.idle_nanos.load(Ordering::Relaxed) / 1_000_000,
+            busy_ms: self.busy_nanos.load(Ordering::Relaxed) / 1_000_000,
             queued_out: self.output_channels.get().map_or(0, |c| c.iter().map(|m| m.queued_records()).sum()),
             peak_queued_out: self
                 .output_channels
@@ -75,6 +81,10 @@ pub struct TaskMetricsSnapshot {
     pub late_records_dropped: u64,
     /// Milliseconds blocked on full output channels.
     pub backpressure_ms: u64,
+    /// Milliseconds waiting for something to do.
+    pub idle_ms: u64,
+    /// Milliseconds working (neither idle nor backpressured).
+    pub busy_ms: u64,
     /// Records sitting in this subtask's output channels now.
     pub queued_out: u64,
     /// The most records ever queued in one of its output channels.

@@ -179,7 +179,11 @@ struct SubtaskBody {
     taskmanager_id: Option<String>,
     read_records: u64,
     write_records: u64,
+    /// Its loop's time so far: blocked on full output channels, waiting for work, working
+    /// (Flink's backpressured, idle and busy time, as totals).
     backpressure_ms: u64,
+    idle_ms: u64,
+    busy_ms: u64,
     /// Records waiting in its output channels now, and the most there ever were.
     queued_out: u64,
     peak_queued_out: u64,
@@ -276,6 +280,8 @@ impl From<JobDetails> for JobDetailsBody {
                         read_records: s.metrics.records_in,
                         write_records: s.metrics.records_out,
                         backpressure_ms: s.metrics.backpressure_ms,
+                        idle_ms: s.metrics.idle_ms,
+                        busy_ms: s.metrics.busy_ms,
                         queued_out: s.metrics.queued_out,
                         peak_queued_out: s.metrics.peak_queued_out,
                     })

@@ -55,6 +55,37 @@ async fn drain(io: &mut TaskIo, outputs: &mut [Box<dyn ErasedOutput>]) -> Result
     Ok(())
 }
 
+/// A loop's time split as Flink's `busyTimeMsPerSecond`, `idleTimeMsPerSecond` and
+/// `backPressuredTimeMsPerSecond` split it, kept as totals (a rate of them is the per-second
+/// figure): idle is the time waiting in [`wake`] for something to do, backpressure the time
+/// [`drain`] waits for room downstream, busy the rest. Read twice per wake (per batch), never
+/// per record.
+struct LoopClock {
+    started: Instant,
+    idle: Duration,
+}
+
+impl LoopClock {
+    fn new() -> Self {
+        LoopClock { started: Instant::now(), idle: Duration::ZERO }
+    }
+
+    /// Before waiting: publishes the busy time so far, and returns when the wait began.
+    fn before_wait(&self, metrics: &crate::base::metrics::TaskMetrics) -> Instant {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = Instant::now();
+        let run = now.saturating_duration_since(self.started).saturating_sub(self.idle).as_nanos() as u64;
+        metrics.busy_nanos.store(run.saturating_sub(metrics.backpressure_nanos.load(Relaxed)), Relaxed);
+        now
+    }
+
+    /// After a wait that began `since`: publishes the idle time.
+    fn after_wait(&mut self, since: Instant, metrics: &crate::base::metrics::TaskMetrics) {
+        self.idle += since.elapsed();
+        metrics.idle_nanos.store(self.idle.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 fn check(io: &mut TaskIo) -> Result<()> {
     match io.take_error() {
         Some(e) => Err(e),
@@ -552,6 +583,7 @@ pub(crate) async fn run_input<T: Data, I: TaskInput<Item = T>>(
         snapshots,
     };
     let mut timers = LoopTimers::new(batch.flush_interval);
+    let mut clock = LoopClock::new();
     let mut last_open = gate.num_open();
     let mut control_open = true;
     loop {
@@ -576,9 +608,12 @@ pub(crate) async fn run_input<T: Data, I: TaskInput<Item = T>>(
         let input = (gate.num_open() > 0 && !io.async_work.input_held).then(|| next(&mut gate));
         let async_wake = io.async_work.waker();
         let unflushed = io.unflushed;
-        match wake(&mut control, &mut control_open, &mut timers, state.life.active(), async_wake, input, unflushed)
-            .await?
-        {
+        let waiting = clock.before_wait(&io.metrics);
+        let woke =
+            wake(&mut control, &mut control_open, &mut timers, state.life.active(), async_wake, input, unflushed)
+                .await?;
+        clock.after_wait(waiting, &io.metrics);
+        match woke {
             Wake::Control(ctl) => state.control(ctl, &mut *head, &mut io, &mut gate),
             Wake::Flush => flush(&mut *head, &mut io, &mut timers),
             Wake::ProcessingTime => fire_processing_time(&mut *head, &mut io, &mut timers),
@@ -685,6 +720,7 @@ pub(crate) async fn run_source<T: Data, S: SourceHead<T>>(
     let mut idle = false;
     let mut pending_since: Option<Instant> = None;
     let mut timers = LoopTimers::new(batch.flush_interval);
+    let mut clock = LoopClock::new();
     let mut polls: u32 = 0;
     let mut control_open = true;
     let mut life = lifecycle(&io);
@@ -799,8 +835,11 @@ pub(crate) async fn run_source<T: Data, S: SourceHead<T>>(
         };
         let pause = pause.map(tokio::time::sleep);
         let async_wake = io.async_work.waker();
-        match wake(&mut control, &mut control_open, &mut timers, life.active(), async_wake, pause, io.unflushed).await?
-        {
+        let waiting = clock.before_wait(&io.metrics);
+        let woke =
+            wake(&mut control, &mut control_open, &mut timers, life.active(), async_wake, pause, io.unflushed).await?;
+        clock.after_wait(waiting, &io.metrics);
+        match woke {
             Wake::Control(ctl) => task!().control(ctl)?,
             Wake::Flush => flush(&mut *head, &mut io, &mut timers),
             Wake::ProcessingTime => fire_processing_time(&mut *head, &mut io, &mut timers),

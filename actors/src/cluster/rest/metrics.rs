@@ -174,6 +174,14 @@ pub(crate) fn encode(task_managers: &[TaskManagerInfo], jobs: &[(JobDetails, Opt
         family(&mut registry, "subtask_late_records_dropped", "Records dropped as late by windows", None);
     let backpressured: Family<SubtaskLabels, SecondsTotal> =
         family(&mut registry, "subtask_backpressured", "Time blocked on full output channels", Some(Unit::Seconds));
+    let idle: Family<SubtaskLabels, SecondsTotal> =
+        family(&mut registry, "subtask_idle", "Time the subtask waited for something to do", Some(Unit::Seconds));
+    let busy: Family<SubtaskLabels, SecondsTotal> = family(
+        &mut registry,
+        "subtask_busy",
+        "Time the subtask worked, neither idle nor backpressured",
+        Some(Unit::Seconds),
+    );
     let queued: Family<SubtaskLabels, Gauge> =
         family(&mut registry, "subtask_output_queue_records", "Records waiting in the subtask's output channels", None);
 
@@ -213,6 +221,8 @@ pub(crate) fn encode(task_managers: &[TaskManagerInfo], jobs: &[(JobDetails, Opt
                 records_out.get_or_create(&labels).inc_by(m.records_out);
                 late.get_or_create(&labels).inc_by(m.late_records_dropped);
                 backpressured.get_or_create(&labels).inc_by(m.backpressure_ms as f64 / 1e3);
+                idle.get_or_create(&labels).inc_by(m.idle_ms as f64 / 1e3);
+                busy.get_or_create(&labels).inc_by(m.busy_ms as f64 / 1e3);
                 queued.get_or_create(&labels).set(i64::try_from(m.queued_out).unwrap_or(i64::MAX));
             }
         }
