@@ -422,12 +422,17 @@ fn parse_job_id(path: Result<Path<String>, PathRejection>) -> ApiResult<JobId> {
 // ---------------------------------------------------------------------------------------------
 // Handlers.
 
-async fn overview(State(state): State<RestState>) -> ApiResult<Json<OverviewBody>> {
+/// The TaskManagers and the jobs, asked of the ResourceManager and the Dispatcher at once.
+async fn cluster(state: &RestState) -> ApiResult<(Vec<TaskManagerInfo>, Vec<JobOverview>)> {
     let (task_managers, jobs) = tokio::join!(
         ask(&state.resource_manager, "the resource manager", ResourceManagerMessage::TaskManagers),
         ask(&state.dispatcher, "the dispatcher", DispatcherMessage::List),
     );
-    let (task_managers, jobs) = (task_managers?, jobs?);
+    Ok((task_managers?, jobs?))
+}
+
+async fn overview(State(state): State<RestState>) -> ApiResult<Json<OverviewBody>> {
+    let (task_managers, jobs) = cluster(&state).await?;
     let count = |status: JobStatus| jobs.iter().filter(|j| j.status == status).count();
     Ok(Json(OverviewBody {
         taskmanagers: task_managers.len(),
@@ -502,11 +507,7 @@ async fn task_managers(State(state): State<RestState>) -> ApiResult<Json<TaskMan
 /// accepts it, else in Prometheus' text format (see [`metrics`](self::metrics)); a job that
 /// ended while it was being read is left out.
 async fn metrics(State(state): State<RestState>, headers: HeaderMap) -> ApiResult<Response> {
-    let (task_managers, jobs) = tokio::join!(
-        ask(&state.resource_manager, "the resource manager", ResourceManagerMessage::TaskManagers),
-        ask(&state.dispatcher, "the dispatcher", DispatcherMessage::List),
-    );
-    let (task_managers, jobs) = (task_managers?, jobs?);
+    let (task_managers, jobs) = cluster(&state).await?;
     let mut details = Vec::with_capacity(jobs.len());
     for job in jobs {
         let id = job.id;

@@ -29,6 +29,7 @@ use crate::runtime::writer::ErasedOutput;
 
 mod lifecycle;
 
+use crate::base::metrics::TaskMetrics;
 use crate::runtime::checkpoint::CheckpointIo;
 use lifecycle::Lifecycle;
 
@@ -71,7 +72,7 @@ impl LoopClock {
     }
 
     /// Before waiting: publishes the busy time so far, and returns when the wait began.
-    fn before_wait(&self, metrics: &crate::base::metrics::TaskMetrics) -> Instant {
+    fn before_wait(&self, metrics: &TaskMetrics) -> Instant {
         use std::sync::atomic::Ordering::Relaxed;
         let now = Instant::now();
         let run = now.saturating_duration_since(self.started).saturating_sub(self.idle).as_nanos() as u64;
@@ -80,7 +81,7 @@ impl LoopClock {
     }
 
     /// After a wait that began `since`: publishes the idle time.
-    fn after_wait(&mut self, since: Instant, metrics: &crate::base::metrics::TaskMetrics) {
+    fn after_wait(&mut self, since: Instant, metrics: &TaskMetrics) {
         self.idle += since.elapsed();
         metrics.idle_nanos.store(self.idle.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
     }
