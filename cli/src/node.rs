@@ -106,7 +106,8 @@ pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyho
         let rest = listener.local_addr()?;
         let (dispatcher, resource_manager) = jm.components();
         let savepoint_dir = Some(dir.savepoints_dir_in(&config));
-        let state = RestState { dispatcher, resource_manager, registry, token, savepoint_dir };
+        let state =
+            RestState { dispatcher, resource_manager, registry, token, savepoint_dir, rates: Default::default() };
         let server = tokio::spawn(serve(listener, state));
         dir.publish(&Published { quic: jm.addr(), rest, pid: std::process::id() })?;
         info!(quic = %jm.addr(), %rest, dir = %dir.path.display(), "job manager running");

@@ -21,6 +21,9 @@ pub struct ChannelMetrics {
     records_sent: AtomicU64,
     batches_sent: AtomicU64,
     send_blocked_nanos: AtomicU64,
+    queued_batches: AtomicU64,
+    capacity_batches: u64,
+    bytes: AtomicU64,
 }
 
 impl ChannelMetrics {
@@ -49,6 +52,28 @@ impl ChannelMetrics {
     pub fn send_blocked_nanos(&self) -> u64 {
         self.send_blocked_nanos.load(Ordering::Relaxed)
     }
+
+    /// Batches sent and not yet received.
+    pub fn queued_batches(&self) -> u64 {
+        self.queued_batches.load(Ordering::Relaxed)
+    }
+
+    /// How many batches the channel holds before its sender waits.
+    pub fn capacity_batches(&self) -> u64 {
+        self.capacity_batches
+    }
+
+    /// Bytes this channel's batches took on the network (encoded frames): counted by the
+    /// task that writes them to a stream, or reads them from one; 0 for a channel within a
+    /// process, whose batches are never serialized.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` bytes of frames written or read for this channel.
+    pub fn add_bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// A batch in flight, with its record count so the receiver need not count again.
@@ -57,8 +82,9 @@ type Carried<T> = (Batch<T>, u64);
 /// A bounded channel of batches within one process, holding at most `capacity_batches`
 /// (taken as 1 if 0) before the sender waits.
 pub fn local_channel<T>(capacity_batches: usize) -> (BatchSender<T>, BatchReceiver<T>) {
-    let (tx, rx) = mpsc::channel(capacity_batches.max(1));
-    let metrics = Arc::new(ChannelMetrics::default());
+    let capacity_batches = capacity_batches.max(1);
+    let (tx, rx) = mpsc::channel(capacity_batches);
+    let metrics = Arc::new(ChannelMetrics { capacity_batches: capacity_batches as u64, ..ChannelMetrics::default() });
     (BatchSender { inner: tx, metrics: metrics.clone() }, BatchReceiver { inner: rx, metrics })
 }
 
@@ -91,6 +117,7 @@ impl<T> BatchSender<T> {
         let records = count_records(&batch) as u64;
         let queued = self.metrics.queued_records.fetch_add(records, Ordering::Relaxed) + records;
         self.metrics.peak_queued_records.fetch_max(queued, Ordering::Relaxed);
+        self.metrics.queued_batches.fetch_add(1, Ordering::Relaxed);
         permit.send((batch, records));
         self.metrics.records_sent.fetch_add(records, Ordering::Relaxed);
         self.metrics.batches_sent.fetch_add(1, Ordering::Relaxed);
@@ -121,6 +148,7 @@ impl<T> BatchReceiver<T> {
         self.inner.poll_recv(cx).map(|carried| {
             carried.map(|(batch, records)| {
                 self.metrics.queued_records.fetch_sub(records, Ordering::Relaxed);
+                self.metrics.queued_batches.fetch_sub(1, Ordering::Relaxed);
                 batch
             })
         })

@@ -539,4 +539,44 @@ fn metrics_are_prometheus_text_whose_counters_move_and_show_the_backpressure() {
     let busy = |v| sample_sum(&text, "weir_subtask_busy_seconds_total", &vertex(v));
     assert!(busy(1) > busy(0), "sinks busy {} s, sources busy {} s:\n{text}", busy(1), busy(0));
     assert_eq!(text.lines().filter(|l| l.starts_with("weir_subtask_idle_seconds_total{")).count(), 4, "{text}");
+    // The same over the last seconds, as ratios: the sources spend most of it waiting.
+    let ratio = |name, v| sample_sum(&text, name, &vertex(v)) / 2.0;
+    assert!(ratio("weir_subtask_backpressured_ratio", 0) > 0.5, "{text}");
+    assert!(ratio("weir_subtask_busy_ratio", 1) > ratio("weir_subtask_busy_ratio", 0), "{text}");
+    assert!(sample_sum(&text, "weir_subtask_records_in_per_second", &vertex(1)) > 0.0, "{text}");
+    // The keyed edge crosses the two processes: frames and their bytes, full queues ahead of
+    // the sinks.
+    assert!(sample_sum(&text, "weir_subtask_network_out_bytes_total", &vertex(0)) > 0.0, "{text}");
+    assert!(sample_sum(&text, "weir_subtask_network_in_bytes_total", &vertex(1)) > 0.0, "{text}");
+    assert!(sample_sum(&text, "weir_subtask_output_queue_usage", &vertex(0)) > 0.0, "{text}");
+    // Event time: the generator's watermarks leave the sources and reach the sinks.
+    for (metric, v) in [("weir_subtask_output_watermark_seconds", 0), ("weir_subtask_input_watermark_seconds", 1)] {
+        let series = text.lines().filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&job));
+        assert_eq!(series.filter(|l| l.contains(&format!("vertex=\"{v}\""))).count(), 2, "{metric}:\n{text}");
+    }
+    // (A source's input watermark is the one it generates: lag for every subtask. The
+    // generator's event times start at the epoch, so the lag is large.)
+    assert_eq!(text.lines().filter(|l| l.starts_with("weir_subtask_watermark_lag_seconds{")).count(), 4, "{text}");
+    // Each subtask's part of the latest checkpoint.
+    for metric in ["weir_subtask_last_checkpoint_id", "weir_subtask_checkpointed_state_size_bytes"] {
+        assert_eq!(text.lines().filter(|l| l.starts_with(&format!("{metric}{{"))).count(), 4, "{metric}:\n{text}");
+    }
+
+    // Flink's back-pressure endpoint says the same per vertex.
+    let (status, sources) = cluster.rest("GET", &format!("/jobs/{id}/vertices/0/backpressure"), None, None);
+    assert_eq!(status, 200, "{sources}");
+    assert_eq!(sources["backpressureLevel"], "high", "{sources}");
+    assert_eq!(sources["subtasks"].as_array().map(Vec::len), Some(2), "{sources}");
+    let (_, sinks) = cluster.rest("GET", &format!("/jobs/{id}/vertices/1/backpressure"), None, None);
+    assert_eq!(sinks["backpressureLevel"], "ok", "{sinks}");
+    let (status, missing) = cluster.rest("GET", &format!("/jobs/{id}/vertices/2/backpressure"), None, None);
+    assert_eq!(status, 404, "{missing}");
+    // And GET /jobs/{id} per subtask.
+    let job = cluster.job(&id);
+    let sink = &job["vertices"][1]["subtasks"][0];
+    for field in
+        ["read-bytes", "in-queue-usage", "busy-ratio", "records-in-per-second", "input-watermark", "checkpoint"]
+    {
+        assert!(!sink[field].is_null(), "no {field} in {sink}");
+    }
 }

@@ -127,6 +127,12 @@ impl TaskIo {
         self.clock.now_ms()
     }
 
+    /// The task's input watermark advanced to `wm` (once per watermark, never per record).
+    pub(crate) fn set_watermark(&mut self, wm: Timestamp) {
+        self.watermark = wm;
+        self.metrics.input_watermark.store(wm, Ordering::Relaxed);
+    }
+
     /// Publishes the counters kept in plain fields to the shared metrics.
     pub(crate) fn publish_metrics(&mut self) {
         if self.records_out != 0 {

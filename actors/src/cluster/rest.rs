@@ -6,6 +6,8 @@
 //! | `GET /overview`                 | TaskManagers, slots, jobs per status, the Weir version   |
 //! | `GET /jobs`                     | every job's id, name and status                          |
 //! | `GET /jobs/{id}`                | one job: status, cause, plan, per-subtask state/counters |
+//! | `GET /jobs/{id}/vertices/{vid}` | one vertex (its index in the plan) and its subtasks      |
+//! | `GET /jobs/{id}/vertices/{vid}/backpressure` | Flink's back-pressure levels and ratios     |
 //! | `GET /taskmanagers`             | every TaskManager's slots                                |
 //! | `GET /metrics`                  | slots, jobs, checkpoints, subtasks as Prometheus text    |
 //! | `POST /jobs`                    | submits `{"job": NAME, "args": [..], "parallelism": N}`  |
@@ -59,9 +61,11 @@ use crate::base::error::{ErrorDomain, WeirError};
 use crate::base::ids::JobId;
 use crate::cluster::messages::{DispatcherMessage, ResourceManagerMessage};
 use crate::cluster::mini_cluster::JobSubmission;
-use crate::cluster::{ComponentRef, JobDetails, JobOverview, JobStatus, TaskManagerInfo};
+use crate::cluster::{ComponentRef, JobDetails, JobOverview, JobStatus, SubtaskDetails, TaskManagerInfo};
 use crate::runtime::checkpoint::StopMode;
 use crate::runtime::job_graph::JobGraph;
+pub use rates::Rates;
+use rates::SubtaskRates;
 
 /// How long a handler waits for an actor's answer before answering 503.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,6 +86,8 @@ pub struct RestState {
     pub token: String,
     /// Where savepoints go when a call names no directory.
     pub savepoint_dir: Option<PathBuf>,
+    /// The subtasks' counters as the API last showed them, for rates.
+    pub rates: Rates,
 }
 
 impl fmt::Debug for RestState {
@@ -112,6 +118,8 @@ pub fn router(state: RestState) -> Router {
         .route("/jobs", get(list_jobs).post(submit_job))
         .route("/jobs/{id}", get(job_details).patch(patch_job))
         .route("/jobs/{id}/checkpoints", get(job_checkpoints))
+        .route("/jobs/{id}/vertices/{vid}", get(vertex_details))
+        .route("/jobs/{id}/vertices/{vid}/backpressure", get(vertex_backpressure))
         .route("/jobs/{id}/exceptions", get(job_exceptions))
         .route("/jobs/{id}/savepoints", post(trigger_savepoint))
         .route("/jobs/{id}/stop", post(stop_job))
@@ -187,6 +195,33 @@ struct SubtaskBody {
     /// Records waiting in its output channels now, and the most there ever were.
     queued_out: u64,
     peak_queued_out: u64,
+    /// Bytes of network frames read and written for it (0 within a process).
+    read_bytes: u64,
+    write_bytes: u64,
+    /// How full its input and output channels are (0 to 1; Flink's inPoolUsage/outPoolUsage).
+    in_queue_usage: f64,
+    out_queue_usage: f64,
+    /// Its current input watermark and the last watermark it sent (epoch ms; `null`: none yet,
+    /// or the end of input's).
+    input_watermark: Option<i64>,
+    output_watermark: Option<i64>,
+    /// Its part of the latest checkpoint it stored.
+    checkpoint: Option<SubtaskCheckpointBody>,
+    /// Records and bytes per second and its loop's time shares over the last seconds.
+    #[serde(flatten)]
+    rates: SubtaskRates,
+    /// `ok`, `low` or `high` (Flink's back-pressure level of `backpressure-ratio`).
+    backpressure_level: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct SubtaskCheckpointBody {
+    id: u64,
+    state_size: u64,
+    alignment_ms: u64,
+    sync_us: u64,
+    async_us: u64,
 }
 
 #[derive(Serialize)]
@@ -261,42 +296,73 @@ impl From<&JobOverview> for JobEntryBody {
     }
 }
 
-impl From<JobDetails> for JobDetailsBody {
-    fn from(d: JobDetails) -> Self {
-        let vertices = d
-            .vertices
-            .into_iter()
-            .map(|v| VertexBody {
+impl SubtaskBody {
+    fn new(s: SubtaskDetails, rates: SubtaskRates) -> Self {
+        let m = s.metrics;
+        SubtaskBody {
+            subtask: s.index,
+            status: s.state.as_str(),
+            taskmanager_id: Some(s.task_manager).filter(|tm| !tm.is_empty()),
+            read_records: m.records_in,
+            write_records: m.records_out,
+            backpressure_ms: m.backpressure_ms,
+            idle_ms: m.idle_ms,
+            busy_ms: m.busy_ms,
+            queued_out: m.queued_out,
+            peak_queued_out: m.peak_queued_out,
+            read_bytes: m.bytes_in,
+            write_bytes: m.bytes_out,
+            in_queue_usage: f64::from(m.in_queue_usage_permille) / 1000.0,
+            out_queue_usage: f64::from(m.out_queue_usage_permille) / 1000.0,
+            // The end-of-input watermark is no time to show.
+            input_watermark: m.input_watermark.filter(|wm| *wm < weir_dataplane::MAX_WATERMARK),
+            output_watermark: m.output_watermark.filter(|wm| *wm < weir_dataplane::MAX_WATERMARK),
+            checkpoint: m.last_checkpoint.map(|c| SubtaskCheckpointBody {
+                id: c.id,
+                state_size: c.bytes,
+                alignment_ms: c.alignment_ms,
+                sync_us: c.sync_us,
+                async_us: c.async_us,
+            }),
+            backpressure_level: rates.level(),
+            rates,
+        }
+    }
+}
+
+/// The job's answer for `GET /jobs/{id}`, each subtask with its rates since the API was last
+/// asked (see [`rates`]).
+fn job_body(d: JobDetails, rates: &Rates) -> JobDetailsBody {
+    let now = std::time::Instant::now();
+    let id = d.id;
+    let vertices = d
+        .vertices
+        .into_iter()
+        .map(|v| {
+            let vertex = v.id;
+            VertexBody {
                 id: v.id,
                 name: v.name,
                 parallelism: v.parallelism,
                 subtasks: v
                     .subtasks
                     .into_iter()
-                    .map(|s| SubtaskBody {
-                        subtask: s.index,
-                        status: s.state.as_str(),
-                        taskmanager_id: Some(s.task_manager).filter(|tm| !tm.is_empty()),
-                        read_records: s.metrics.records_in,
-                        write_records: s.metrics.records_out,
-                        backpressure_ms: s.metrics.backpressure_ms,
-                        idle_ms: s.metrics.idle_ms,
-                        busy_ms: s.metrics.busy_ms,
-                        queued_out: s.metrics.queued_out,
-                        peak_queued_out: s.metrics.peak_queued_out,
+                    .map(|s| {
+                        let r = rates.sample(id, vertex, s.index, now, &s.metrics);
+                        SubtaskBody::new(s, r)
                     })
                     .collect(),
-            })
-            .collect();
-        JobDetailsBody {
-            jid: d.id.to_string(),
-            name: d.name,
-            state: d.status.as_str(),
-            duration: u64::try_from(d.duration.as_millis()).unwrap_or(u64::MAX),
-            cause: d.cause,
-            plan: d.graph,
-            vertices,
-        }
+            }
+        })
+        .collect();
+    JobDetailsBody {
+        jid: d.id.to_string(),
+        name: d.name,
+        state: d.status.as_str(),
+        duration: u64::try_from(d.duration.as_millis()).unwrap_or(u64::MAX),
+        cause: d.cause,
+        plan: d.graph,
+        vertices,
     }
 }
 
@@ -457,7 +523,61 @@ async fn job_details(
 ) -> ApiResult<Json<JobDetailsBody>> {
     let id = parse_job_id(id)?;
     let details = ask(&state.dispatcher, "the dispatcher", |reply| DispatcherMessage::Details(id, reply)).await??;
-    Ok(Json(details.into()))
+    Ok(Json(job_body(details, &state.rates)))
+}
+
+/// The vertex `vid` of a job: its subtasks as `GET /jobs/{id}` shows them.
+async fn vertex_of(state: &RestState, path: Result<Path<(String, String)>, PathRejection>) -> ApiResult<VertexBody> {
+    let Path((id, vertex)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let id = parse_job_id(Ok(Path(id)))?;
+    let details = ask(&state.dispatcher, "the dispatcher", |reply| DispatcherMessage::Details(id, reply)).await??;
+    let count = details.vertices.len();
+    let vertex = vertex.parse::<usize>().ok().filter(|v| *v < count).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("job {id} has no vertex {vertex:?} (it has 0 to {})", count.saturating_sub(1)),
+        )
+    })?;
+    let mut body = job_body(details, &state.rates);
+    Ok(body.vertices.swap_remove(vertex))
+}
+
+/// `GET /jobs/{id}/vertices/{vid}`: one vertex (its index in the plan) and its subtasks.
+async fn vertex_details(
+    State(state): State<RestState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Json<VertexBody>> {
+    Ok(Json(vertex_of(&state, path).await?))
+}
+
+/// `GET /jobs/{id}/vertices/{vid}/backpressure`: Flink's answer, from each subtask's
+/// backpressured, idle and busy time over the last seconds (see [`rates`]).
+async fn vertex_backpressure(
+    State(state): State<RestState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let vertex = vertex_of(&state, path).await?;
+    let worst = vertex.subtasks.iter().map(|s| s.rates.backpressure_ratio).fold(0.0, f64::max);
+    let subtasks: Vec<_> = vertex
+        .subtasks
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "subtask": s.subtask,
+                "backpressureLevel": s.backpressure_level,
+                "ratio": s.rates.backpressure_ratio,
+                "idleRatio": s.rates.idle_ratio,
+                "busyRatio": s.rates.busy_ratio,
+            })
+        })
+        .collect();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    Ok(Json(serde_json::json!({
+        "status": "ok",
+        "backpressureLevel": rates::level(worst),
+        "end-timestamp": now_ms,
+        "subtasks": subtasks,
+    })))
 }
 
 /// `GET /jobs/{id}/checkpoints`: counts, the latest completed checkpoint, every checkpoint the
@@ -519,7 +639,8 @@ async fn metrics(State(state): State<RestState>, headers: HeaderMap) -> ApiResul
             ask(&state.dispatcher, "the dispatcher", |reply| DispatcherMessage::CheckpointStats(id, reply)).await?;
         details.push((job, stats));
     }
-    let text = metrics::encode(&task_managers, &details);
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let text = metrics::encode(&task_managers, &details, &state.rates, now_ms);
     let openmetrics = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -671,5 +792,6 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 }
 
 mod metrics;
+mod rates;
 #[cfg(test)]
 mod tests;

@@ -249,7 +249,9 @@ impl<In: Data, Out: Data> NodeFactory for OperatorNode<In, Out> {
         parts: TaskParts,
     ) -> Result<TaskFuture> {
         let head = (self.make)(name, Outputs { main: typed::<Out>(down), sides });
-        let gate = InputGate::new(receivers::<In>(inputs, wiring)?);
+        let receivers = receivers::<In>(inputs, wiring)?;
+        parts.io.metrics.watch_inputs(receivers.iter().map(|r| r.metrics()));
+        let gate = InputGate::new(receivers);
         Ok(Box::pin(run_input(gate, head, parts, wiring.batch)))
     }
     fn validate(&self, ctx: &ValidateContext) -> Result<()> {
@@ -284,10 +286,9 @@ impl<A: Data, B: Data, Out: Data> NodeFactory for TwoInputNode<A, B, Out> {
     ) -> Result<TaskFuture> {
         let head = (self.make)(name, Outputs { main: typed::<Out>(down), sides });
         let (first, second): (Vec<_>, Vec<_>) = inputs.into_iter().partition(|c| c.input == 0);
-        let gate = TwoInputGate::new(
-            InputGate::new(receivers::<A>(first, wiring)?),
-            InputGate::new(receivers::<B>(second, wiring)?),
-        );
+        let (first, second) = (receivers::<A>(first, wiring)?, receivers::<B>(second, wiring)?);
+        parts.io.metrics.watch_inputs(first.iter().map(|r| r.metrics()).chain(second.iter().map(|r| r.metrics())));
+        let gate = TwoInputGate::new(InputGate::new(first), InputGate::new(second));
         Ok(Box::pin(run_input(gate, head, parts, wiring.batch)))
     }
 }

@@ -29,7 +29,7 @@ use crate::runtime::writer::ErasedOutput;
 
 mod lifecycle;
 
-use crate::base::metrics::TaskMetrics;
+use crate::base::metrics::{SubtaskCheckpoint, TaskMetrics};
 use crate::runtime::checkpoint::CheckpointIo;
 use lifecycle::Lifecycle;
 
@@ -261,7 +261,7 @@ fn lifecycle(io: &TaskIo) -> Lifecycle {
 /// operators finish; then end of data goes out, and the coordinator learns the input ended.
 fn end_chain<T>(head: &mut dyn Link<T>, io: &mut TaskIo, drain: bool, life: &mut Lifecycle, snapshots: &Snapshots) {
     if drain && io.watermark != MAX_WATERMARK {
-        io.watermark = MAX_WATERMARK;
+        io.set_watermark(MAX_WATERMARK);
         head.watermark(MAX_WATERMARK, io);
     }
     head.end_input(drain, io);
@@ -357,6 +357,7 @@ fn checkpoint_chain<T>(
     let mut snapshot =
         TaskSnapshot { checkpoint: id, vertex: checkpoints.vertex, subtask: io.info.index, finished, operators, clock };
     let job = io.info.job_id;
+    let metrics = io.metrics.clone();
     let write = tokio::task::spawn_blocking(move || {
         let async_started = Instant::now();
         // Keyed state is serialized (memory) or uploaded (RocksDB, then referenced from the
@@ -381,6 +382,15 @@ fn checkpoint_chain<T>(
         let handle = stored.unwrap_or_else(|panic| {
             Err(format!("the snapshot write panicked: {}", crate::base::failpoint::panic_text(&*panic)))
         });
+        if let Ok(handle) = &handle {
+            metrics.checkpoint_stored(SubtaskCheckpoint {
+                id,
+                bytes: handle.bytes,
+                alignment_ms: alignment.as_millis() as u64,
+                sync_us: sync.as_micros() as u64,
+                async_us: async_started.elapsed().as_micros() as u64,
+            });
+        }
         let ack = CheckpointAck {
             checkpoint: id,
             handle,
@@ -430,7 +440,7 @@ impl<T: Data> InputState<T> {
                 if let Some(wm) = self.valve.on_watermark(channel, wm).watermark
                     && self.life.active()
                 {
-                    io.watermark = wm;
+                    io.set_watermark(wm);
                     head.watermark(wm, io);
                 }
             }
@@ -443,7 +453,7 @@ impl<T: Data> InputState<T> {
                     head.idle(idle, io);
                 }
                 if let Some(wm) = out.watermark {
-                    io.watermark = wm;
+                    io.set_watermark(wm);
                     head.watermark(wm, io);
                 }
             }
@@ -467,7 +477,7 @@ impl<T: Data> InputState<T> {
                     if let Some(wm) = self.valve.on_end_of_data(channel).watermark
                         && self.life.active()
                     {
-                        io.watermark = wm;
+                        io.set_watermark(wm);
                         head.watermark(wm, io);
                     }
                     if let Some(barrier) = aligned {
@@ -572,7 +582,7 @@ pub(crate) async fn run_input<T: Data, I: TaskInput<Item = T>>(
     // Restored: event time goes on from the watermark at the checkpoint (timers at or below it
     // had fired before it, so there is nothing to fire now).
     if let Some(clock) = io.restored.as_ref().map(|r| r.clock) {
-        io.watermark = io.watermark.max(clock.watermark);
+        io.set_watermark(io.watermark.max(clock.watermark));
         valve.resume_at(clock.watermark);
     }
     let mut state = InputState {
@@ -717,7 +727,7 @@ pub(crate) async fn run_source<T: Data, S: SourceHead<T>>(
     time.resume(max_timestamp);
     let sees_records = time.sees_records();
     let mut emitted_watermark = clock.watermark;
-    io.watermark = io.watermark.max(clock.watermark);
+    io.set_watermark(io.watermark.max(clock.watermark));
     let mut idle = false;
     let mut pending_since: Option<Instant> = None;
     let mut timers = LoopTimers::new(batch.flush_interval);
@@ -797,7 +807,7 @@ pub(crate) async fn run_source<T: Data, S: SourceHead<T>>(
                 && wm > emitted_watermark
             {
                 emitted_watermark = wm;
-                io.watermark = wm;
+                io.set_watermark(wm);
                 head.watermark(wm, &mut io);
             } else if output.idle() == Some(true) && !idle {
                 idle = true;

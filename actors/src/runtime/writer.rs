@@ -138,6 +138,7 @@ impl<T: Data> Link<T> for Writer<T> {
 
     fn watermark(&mut self, wm: Timestamp, io: &mut TaskIo) {
         io.unflushed = true;
+        io.metrics.output_watermark.store(wm, std::sync::atomic::Ordering::Relaxed);
         self.broadcast(Element::Watermark(wm), io);
     }
 

@@ -294,7 +294,10 @@ async fn send_stream<T: Serialize>(
                 .map_err(|e| DataplaneError::Io(format!("writing a data stream to {peer}: {e}")))?;
             frame.clear();
             match batches.recv().await {
-                Some(batch) => encode_batch(&batch, max_frame, &mut frame)?,
+                Some(batch) => {
+                    encode_batch(&batch, max_frame, &mut frame)?;
+                    batches.metrics().add_bytes(frame.len() as u64);
+                }
                 None => break,
             }
         }
@@ -321,6 +324,7 @@ async fn receive_stream<T: DeserializeOwned>(id: ChannelId, mut stream: DataStre
             Ok(batch) => batch,
             Err(e) => break e,
         };
+        batches.metrics().add_bytes(frame.len() as u64);
         if batches.send(batch).await.is_err() {
             debug!(channel = %id, peer = %stream.peer, "consumer gone; stopping its data stream");
             stream.reader.stop(STOP_CLOSED);

@@ -18,8 +18,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use super::Rates;
 use crate::cluster::messages::CheckpointStats;
 use crate::cluster::{JobDetails, TaskManagerInfo};
+use weir_dataplane::MAX_WATERMARK;
 
 /// The content type of OpenMetrics text, which `GET /metrics` answers with when the scraper
 /// accepts it (a Prometheus server asks for it).
@@ -81,6 +83,7 @@ struct SubtaskLabels {
 }
 
 type Seconds = Gauge<f64, AtomicU64>;
+type Ratio = Gauge<f64, AtomicU64>;
 type SecondsTotal = Counter<f64, AtomicU64>;
 
 /// Registers a family of metrics under `name` and hands it back to be filled.
@@ -103,9 +106,26 @@ where
     family
 }
 
+/// Registers a family of gauges in seconds under `name` (`name_seconds`).
+fn seconds<L>(registry: &mut Registry, name: &str, help: &str) -> Family<L, Seconds>
+where
+    L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+{
+    family(registry, name, help, Some(Unit::Seconds))
+}
+
 /// The Prometheus text of the cluster: its TaskManagers and slots, and each job with its
 /// checkpoint statistics (`None` once it has no JobMaster) and its subtasks.
-pub(crate) fn encode(task_managers: &[TaskManagerInfo], jobs: &[(JobDetails, Option<CheckpointStats>)]) -> String {
+///
+/// Subtask rates come from `rates` (sampled here too); the watermark lag is `now_ms` minus a
+/// subtask's input watermark.
+pub(crate) fn encode(
+    task_managers: &[TaskManagerInfo],
+    jobs: &[(JobDetails, Option<CheckpointStats>)],
+    rates: &Rates,
+    now_ms: i64,
+) -> String {
+    let now = std::time::Instant::now();
     let mut registry = Registry::with_prefix("weir");
 
     let gauge = |registry: &mut Registry, name: &str, help: &str, value: usize| {
@@ -125,7 +145,7 @@ pub(crate) fn encode(task_managers: &[TaskManagerInfo], jobs: &[(JobDetails, Opt
     let status: Family<JobStatusLabels, Gauge> =
         family(&mut registry, "job_status", "1 for the job's current status", None);
     let uptime: Family<JobLabels, Seconds> =
-        family(&mut registry, "job_uptime", "Time since submission (until the end)", Some(Unit::Seconds));
+        seconds(&mut registry, "job_uptime", "Time since submission (until the end)");
     let restarts: Family<JobLabels, Counter> = family(&mut registry, "job_restarts", "Restarts after failures", None);
     let completed: Family<JobLabels, Counter> =
         family(&mut registry, "job_checkpoints_completed", "Checkpoints completed", None);
@@ -133,31 +153,27 @@ pub(crate) fn encode(task_managers: &[TaskManagerInfo], jobs: &[(JobDetails, Opt
         family(&mut registry, "job_checkpoints_failed", "Checkpoints aborted", None);
     let in_progress: Family<JobLabels, Gauge> =
         family(&mut registry, "job_checkpoints_in_progress", "Checkpoints in flight", None);
-    let last_duration: Family<JobLabels, Seconds> = family(
+    let last_duration: Family<JobLabels, Seconds> = seconds(
         &mut registry,
         "job_last_checkpoint_duration",
         "The latest completed checkpoint, from trigger to completion",
-        Some(Unit::Seconds),
     );
     let last_size: Family<JobLabels, Gauge> =
         family(&mut registry, "job_last_checkpoint_size", "The latest completed checkpoint's state", Some(Unit::Bytes));
-    let last_alignment: Family<JobLabels, Seconds> = family(
+    let last_alignment: Family<JobLabels, Seconds> = seconds(
         &mut registry,
         "job_last_checkpoint_alignment",
         "The latest completed checkpoint's longest barrier alignment",
-        Some(Unit::Seconds),
     );
-    let last_sync: Family<JobLabels, Seconds> = family(
+    let last_sync: Family<JobLabels, Seconds> = seconds(
         &mut registry,
         "job_last_checkpoint_sync",
         "The latest completed checkpoint's longest synchronous part, on a processing loop",
-        Some(Unit::Seconds),
     );
-    let last_async: Family<JobLabels, Seconds> = family(
+    let last_async: Family<JobLabels, Seconds> = seconds(
         &mut registry,
         "job_last_checkpoint_async",
         "The latest completed checkpoint's longest asynchronous part, off the loop",
-        Some(Unit::Seconds),
     );
     let restored: Family<JobLabels, Gauge> = family(
         &mut registry,
@@ -184,6 +200,55 @@ pub(crate) fn encode(task_managers: &[TaskManagerInfo], jobs: &[(JobDetails, Opt
     );
     let queued: Family<SubtaskLabels, Gauge> =
         family(&mut registry, "subtask_output_queue_records", "Records waiting in the subtask's output channels", None);
+    let bytes_in: Family<SubtaskLabels, Counter> = family(
+        &mut registry,
+        "subtask_network_in",
+        "Bytes of network frames read (0 within a process)",
+        Some(Unit::Bytes),
+    );
+    let bytes_out: Family<SubtaskLabels, Counter> =
+        family(&mut registry, "subtask_network_out", "Bytes of network frames written", Some(Unit::Bytes));
+    let rate = |registry: &mut Registry, name: &str, help: &str| -> Family<SubtaskLabels, Ratio> {
+        family(registry, name, help, None)
+    };
+    let records_in_rate = rate(&mut registry, "subtask_records_in_per_second", "Records in per second, last seconds");
+    let records_out_rate =
+        rate(&mut registry, "subtask_records_out_per_second", "Records out per second, last seconds");
+    let bytes_in_rate = rate(&mut registry, "subtask_bytes_in_per_second", "Network bytes in per second, last seconds");
+    let bytes_out_rate =
+        rate(&mut registry, "subtask_bytes_out_per_second", "Network bytes out per second, last seconds");
+    let busy_ratio = rate(&mut registry, "subtask_busy_ratio", "Share of the last seconds spent working");
+    let idle_ratio = rate(&mut registry, "subtask_idle_ratio", "Share of the last seconds spent waiting for work");
+    let backpressured_ratio =
+        rate(&mut registry, "subtask_backpressured_ratio", "Share of the last seconds blocked on output");
+    let in_queue = rate(&mut registry, "subtask_input_queue_usage", "How full the input channels are, 0 to 1");
+    let out_queue = rate(&mut registry, "subtask_output_queue_usage", "How full the output channels are, 0 to 1");
+    let input_watermark: Family<SubtaskLabels, Seconds> =
+        seconds(&mut registry, "subtask_input_watermark", "The subtask's current input watermark, since the epoch");
+    let output_watermark: Family<SubtaskLabels, Seconds> = seconds(
+        &mut registry,
+        "subtask_output_watermark",
+        "The last watermark the subtask sent downstream, since the epoch",
+    );
+    let watermark_lag: Family<SubtaskLabels, Seconds> =
+        seconds(&mut registry, "subtask_watermark_lag", "Processing time minus the subtask's input watermark");
+    let state_size: Family<SubtaskLabels, Gauge> = family(
+        &mut registry,
+        "subtask_checkpointed_state_size",
+        "The subtask's state in its latest checkpoint",
+        Some(Unit::Bytes),
+    );
+    let subtask_alignment: Family<SubtaskLabels, Seconds> = seconds(
+        &mut registry,
+        "subtask_last_checkpoint_alignment",
+        "Barrier alignment in the subtask's latest checkpoint",
+    );
+    let subtask_sync: Family<SubtaskLabels, Seconds> =
+        seconds(&mut registry, "subtask_last_checkpoint_sync", "Synchronous part of the subtask's latest checkpoint");
+    let subtask_async: Family<SubtaskLabels, Seconds> =
+        seconds(&mut registry, "subtask_last_checkpoint_async", "Asynchronous part of the subtask's latest checkpoint");
+    let subtask_checkpoint: Family<SubtaskLabels, Gauge> =
+        family(&mut registry, "subtask_last_checkpoint_id", "The subtask's latest stored checkpoint", None);
 
     for (job, stats) in jobs {
         let labels = JobLabels { job: job.id.to_string(), name: job.name.clone() };
@@ -224,6 +289,33 @@ pub(crate) fn encode(task_managers: &[TaskManagerInfo], jobs: &[(JobDetails, Opt
                 idle.get_or_create(&labels).inc_by(m.idle_ms as f64 / 1e3);
                 busy.get_or_create(&labels).inc_by(m.busy_ms as f64 / 1e3);
                 queued.get_or_create(&labels).set(i64::try_from(m.queued_out).unwrap_or(i64::MAX));
+                bytes_in.get_or_create(&labels).inc_by(m.bytes_in);
+                bytes_out.get_or_create(&labels).inc_by(m.bytes_out);
+                let r = rates.sample(job.id, vertex.id, subtask.index, now, m);
+                records_in_rate.get_or_create(&labels).set(r.records_in_per_second);
+                records_out_rate.get_or_create(&labels).set(r.records_out_per_second);
+                bytes_in_rate.get_or_create(&labels).set(r.bytes_in_per_second);
+                bytes_out_rate.get_or_create(&labels).set(r.bytes_out_per_second);
+                busy_ratio.get_or_create(&labels).set(r.busy_ratio);
+                idle_ratio.get_or_create(&labels).set(r.idle_ratio);
+                backpressured_ratio.get_or_create(&labels).set(r.backpressure_ratio);
+                in_queue.get_or_create(&labels).set(f64::from(m.in_queue_usage_permille) / 1e3);
+                out_queue.get_or_create(&labels).set(f64::from(m.out_queue_usage_permille) / 1e3);
+                // No series before the first watermark, nor after the last (end of input).
+                if let Some(wm) = m.input_watermark.filter(|wm| *wm < MAX_WATERMARK) {
+                    input_watermark.get_or_create(&labels).set(wm as f64 / 1e3);
+                    watermark_lag.get_or_create(&labels).set(now_ms.saturating_sub(wm) as f64 / 1e3);
+                }
+                if let Some(wm) = m.output_watermark.filter(|wm| *wm < MAX_WATERMARK) {
+                    output_watermark.get_or_create(&labels).set(wm as f64 / 1e3);
+                }
+                if let Some(c) = m.last_checkpoint {
+                    state_size.get_or_create(&labels).set(i64::try_from(c.bytes).unwrap_or(i64::MAX));
+                    subtask_alignment.get_or_create(&labels).set(c.alignment_ms as f64 / 1e3);
+                    subtask_sync.get_or_create(&labels).set(c.sync_us as f64 / 1e6);
+                    subtask_async.get_or_create(&labels).set(c.async_us as f64 / 1e6);
+                    subtask_checkpoint.get_or_create(&labels).set(i64::try_from(c.id).unwrap_or(i64::MAX));
+                }
             }
         }
     }
@@ -244,7 +336,7 @@ mod tests {
             TaskManagerInfo { id: "tm-1".into(), slots: 2, free_slots: 1 },
             TaskManagerInfo { id: "tm-2".into(), slots: 2, free_slots: 2 },
         ];
-        let text = encode(&tms, &[]);
+        let text = encode(&tms, &[], &Rates::default(), 0);
         assert!(text.contains("# TYPE weir_taskmanagers gauge\nweir_taskmanagers 2\n"), "{text}");
         assert!(text.contains("weir_slots 4\n"), "{text}");
         assert!(text.contains("weir_slots_available 3\n"), "{text}");

@@ -80,8 +80,14 @@ async fn cluster_and_server() -> (MiniCluster, Server) {
     .await
     .expect("start the mini cluster");
     let (dispatcher, resource_manager) = cluster.components();
-    let state =
-        RestState { dispatcher, resource_manager, registry: registry(), token: TOKEN.to_owned(), savepoint_dir: None };
+    let state = RestState {
+        dispatcher,
+        resource_manager,
+        registry: registry(),
+        token: TOKEN.to_owned(),
+        savepoint_dir: None,
+        rates: Default::default(),
+    };
     (cluster, Server::start(state).await)
 }
 
@@ -419,6 +425,7 @@ async fn actors_that_are_gone_or_mute_are_503() {
             registry: registry(),
             token: TOKEN.to_owned(),
             savepoint_dir: None,
+            rates: Default::default(),
         };
         let server = Server::start(state).await;
         let addr = server.addr;
