@@ -312,7 +312,7 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 }
 
 /// 256 bits from the kernel's random source, hex.
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     use std::io::Read;
     let mut bytes = [0u8; 32];
     let mut urandom = std::fs::File::open("/dev/urandom").expect("/dev/urandom");

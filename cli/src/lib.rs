@@ -95,6 +95,11 @@ struct RunArgs {
     /// TaskManagers of the MiniCluster (--local).
     #[arg(long, default_value_t = 1)]
     task_managers: usize,
+    /// Serve the REST API, `/metrics` and the web UI of the MiniCluster on this address while
+    /// the job runs (--local; e.g. 127.0.0.1:8081, port 0 for any). Actions need the token it
+    /// prints.
+    #[arg(long, requires = "local", value_name = "ADDR")]
+    rest_bind: Option<std::net::SocketAddr>,
     #[command(flatten)]
     fault_tolerance: FaultToleranceArgs,
     /// Start from this savepoint (its directory, the one holding `_metadata`), at any
@@ -317,14 +322,22 @@ fn run(registry: &JobRegistry, args: RunArgs) -> anyhow::Result<()> {
         slots_per_task_manager: slots,
         ..MiniClusterConfig::default()
     };
+    let registry = registry.clone();
     let result = runtime()?.block_on(async move {
         let cluster = MiniCluster::start(config).await?;
+        let rest = match args.rest_bind {
+            Some(addr) => Some(node::serve_rest(addr, cluster.components(), registry).await?),
+            None => None,
+        };
         let result = match cluster.submit_prepared(prepared).await {
             Ok(id) => cluster.wait(id).await,
             Err(e) => Err(e),
         };
+        if let Some(rest) = rest {
+            rest.abort();
+        }
         cluster.shutdown().await;
-        result
+        anyhow::Ok(result?)
     })?;
     let d = &result.details;
     let summary = format!(

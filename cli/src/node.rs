@@ -14,6 +14,8 @@ use anyhow::Context as _;
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info};
+use weir_actors::cluster::ComponentRef;
+use weir_actors::cluster::messages::{DispatcherMessage, ResourceManagerMessage};
 use weir_actors::cluster::remote::job_manager::{JobManager, JobManagerConfig};
 use weir_actors::cluster::remote::task_manager::{JobManagerAddress, TaskManager, TaskManagerConfig};
 use weir_actors::cluster::rest::{RestState, serve};
@@ -100,9 +102,7 @@ pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyho
             fault_injection,
         })
         .await?;
-        let listener = tokio::net::TcpListener::bind(config.jobmanager.rest_bind)
-            .await
-            .with_context(|| format!("cannot bind the REST API to {}", config.jobmanager.rest_bind))?;
+        let listener = bind_rest(config.jobmanager.rest_bind).await?;
         let rest = listener.local_addr()?;
         let (dispatcher, resource_manager) = jm.components();
         let savepoint_dir = Some(dir.savepoints_dir_in(&config));
@@ -122,6 +122,31 @@ pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyho
         jm.shutdown().await;
         anyhow::Ok(())
     })
+}
+
+async fn bind_rest(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    if !addr.ip().is_loopback() {
+        // DESIGN §8: the API has no TLS, and reading it needs no token.
+        tracing::warn!(%addr, "the REST API (no TLS; reads need no token) listens beyond loopback");
+    }
+    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind the REST API to {addr}"))
+}
+
+/// Serves the REST API of `weir run --local`'s MiniCluster on `addr` with a fresh token,
+/// printed with the address; the server stops when the handle is aborted.
+pub(crate) async fn serve_rest(
+    addr: SocketAddr,
+    (dispatcher, resource_manager): (ComponentRef<DispatcherMessage>, ComponentRef<ResourceManagerMessage>),
+    registry: JobRegistry,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let listener = bind_rest(addr).await?;
+    let rest = listener.local_addr()?;
+    let token = crate::config::random_token();
+    eprintln!("REST API and web UI: http://{rest}/ (token for actions: {token})");
+    info!(%rest, "REST API running");
+    let state =
+        RestState { dispatcher, resource_manager, registry, token, savepoint_dir: None, rates: Default::default() };
+    Ok(tokio::spawn(serve(listener, state)))
 }
 
 pub(crate) fn task_manager(registry: &JobRegistry, args: TaskManagerArgs) -> anyhow::Result<()> {

@@ -193,3 +193,92 @@ fn a_missing_savepoint_is_named_and_its_options_checked() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no job manager is running"), "{}", stderr(&out));
 }
+
+/// A `weir` process killed (by its own id) when the test ends, whatever happened.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn run_local_serves_the_rest_api_and_metrics_and_a_cancel_through_it_ends_the_run() {
+    use std::io::BufRead as _;
+    // Parallelism 1: the throttled sink sleeps its worker thread, and the MiniCluster's actors
+    // and REST server share the process's workers with it.
+    let dir = TempDir::new("local-rest");
+    let output = dir.join("out");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "slow-sink", "--local", "--rest-bind", "127.0.0.1:0", "--"])
+        .args(["--output", output.to_str().unwrap(), "--sink-rate", "500", "--events", "10000000"])
+        .current_dir(repo_root())
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start weir run --local");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut run = Running(child);
+    // Its first line names the address and the token; the rest is read on so it never blocks.
+    let (lines, rest_line) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let line = rest_line.recv_timeout(Duration::from_secs(60)).expect("the REST address on stderr");
+    let (addr, token) = line
+        .strip_prefix("REST API and web UI: http://")
+        .and_then(|l| l.split_once("/ (token for actions: "))
+        .map(|(addr, token)| (addr.to_owned(), token.trim_end_matches(')').to_owned()))
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"));
+    assert!(addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"), "{addr}");
+
+    let get = |path: &str| crate::cluster::http(&addr, "GET", path, "", None);
+    let start = std::time::Instant::now();
+    let id = loop {
+        let (status, _, body) = get("/jobs");
+        assert_eq!(status, 200, "{body}");
+        let jobs: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(id) = jobs["jobs"][0]["id"].as_str().filter(|_| jobs["jobs"][0]["status"] == "RUNNING") {
+            break id.to_owned();
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no running job: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Counters move, as on a cluster.
+    let records = || {
+        let (_, _, text) = get("/metrics");
+        text.lines()
+            .filter(|l| l.starts_with("weir_subtask_records_in_total{") && l.contains("vertex=\"1\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let first = records();
+    while records() <= first {
+        assert!(start.elapsed() < Duration::from_secs(60), "the sinks' records do not move");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Actions need the token it printed.
+    let cancel = format!("/jobs/{id}?mode=cancel");
+    let (status, _, body) = crate::cluster::http(&addr, "PATCH", &cancel, "", None);
+    assert_eq!(status, 401, "{body}");
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let (status, _, body) = crate::cluster::http(&addr, "PATCH", &cancel, &auth, None);
+    assert_eq!(status, 202, "{body}");
+    // The run ends, saying the job was cancelled.
+    let status = loop {
+        if let Some(status) = run.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "weir run still running after the cancel");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let said: Vec<String> = rest_line.try_iter().collect();
+    assert!(said.iter().any(|l| l.contains("CANCELED")), "{said:?}");
+}

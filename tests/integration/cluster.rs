@@ -16,6 +16,25 @@ pub(crate) fn text(out: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
+/// An HTTP/1.1 request to `addr` with `headers` (lines ending in CRLF) besides the usual:
+/// (status, response headers, body).
+pub(crate) fn http(addr: &str, method: &str, path: &str, headers: &str, body: Option<&str>) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_owned(), body.to_owned())
+}
+
 /// A cluster started with `weir cluster start`, stopped (and its pids killed) when dropped.
 pub(crate) struct Cluster {
     dir: PathBuf,
@@ -91,20 +110,7 @@ impl Cluster {
     /// An HTTP request to the REST API with `headers` (lines ending in CRLF) besides the usual:
     /// (status, response headers, body).
     fn http(&self, method: &str, path: &str, headers: &str, body: Option<&str>) -> (u16, String, String) {
-        let mut stream = TcpStream::connect(self.rest_addr()).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let body = body.unwrap_or("");
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        (status, head.to_owned(), body.to_owned())
+        http(&self.rest_addr(), method, path, headers, body)
     }
 
     pub(crate) fn job(&self, id: &str) -> serde_json::Value {
