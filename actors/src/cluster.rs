@@ -22,6 +22,7 @@ pub mod job_master;
 pub mod job_store;
 pub mod messages;
 pub mod mini_cluster;
+pub mod process_metrics;
 pub mod remote;
 pub mod resource_manager;
 pub mod rest;
@@ -311,6 +312,10 @@ pub struct TaskManagerInfo {
     pub slots: usize,
     /// Slots not allocated to a job.
     pub free_slots: usize,
+    /// Its process's figures, as its latest heartbeat reported them (`None`: in this process,
+    /// or none yet).
+    #[serde(default)]
+    pub process: Option<process_metrics::ProcessMetrics>,
 }
 
 /// How long a caller of a JobManager component (the Dispatcher, the ResourceManager) waits

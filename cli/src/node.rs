@@ -106,8 +106,15 @@ pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyho
         let rest = listener.local_addr()?;
         let (dispatcher, resource_manager) = jm.components();
         let savepoint_dir = Some(dir.savepoints_dir_in(&config));
-        let state =
-            RestState { dispatcher, resource_manager, registry, token, savepoint_dir, rates: Default::default() };
+        let state = RestState {
+            dispatcher,
+            resource_manager,
+            registry,
+            token,
+            savepoint_dir,
+            rates: Default::default(),
+            process: Some(jm.probe()),
+        };
         let server = tokio::spawn(serve(listener, state));
         dir.publish(&Published { quic: jm.addr(), rest, pid: std::process::id() })?;
         info!(quic = %jm.addr(), %rest, dir = %dir.path.display(), "job manager running");
@@ -144,8 +151,15 @@ pub(crate) async fn serve_rest(
     let token = crate::config::random_token();
     eprintln!("REST API and web UI: http://{rest}/ (token for actions: {token})");
     info!(%rest, "REST API running");
-    let state =
-        RestState { dispatcher, resource_manager, registry, token, savepoint_dir: None, rates: Default::default() };
+    let state = RestState {
+        dispatcher,
+        resource_manager,
+        registry,
+        token,
+        savepoint_dir: None,
+        rates: Default::default(),
+        process: None,
+    };
     Ok(tokio::spawn(serve(listener, state)))
 }
 

@@ -555,17 +555,43 @@ fn metrics_are_prometheus_text_whose_counters_move_and_show_the_backpressure() {
     assert!(sample_sum(&text, "weir_subtask_network_out_bytes_total", &vertex(0)) > 0.0, "{text}");
     assert!(sample_sum(&text, "weir_subtask_network_in_bytes_total", &vertex(1)) > 0.0, "{text}");
     assert!(sample_sum(&text, "weir_subtask_output_queue_usage", &vertex(0)) > 0.0, "{text}");
-    // Event time: the generator's watermarks leave the sources and reach the sinks.
-    for (metric, v) in [("weir_subtask_output_watermark_seconds", 0), ("weir_subtask_input_watermark_seconds", 1)] {
-        let series = text.lines().filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&job));
-        assert_eq!(series.filter(|l| l.contains(&format!("vertex=\"{v}\""))).count(), 2, "{metric}:\n{text}");
-    }
-    // (A source's input watermark is the one it generates: lag for every subtask. The
-    // generator's event times start at the epoch, so the lag is large.)
-    assert_eq!(text.lines().filter(|l| l.starts_with("weir_subtask_watermark_lag_seconds{")).count(), 4, "{text}");
-    // Each subtask's part of the latest checkpoint.
-    for metric in ["weir_subtask_last_checkpoint_id", "weir_subtask_checkpointed_state_size_bytes"] {
-        assert_eq!(text.lines().filter(|l| l.starts_with(&format!("{metric}{{"))).count(), 4, "{metric}:\n{text}");
+    // Event time: the generator's watermarks leave the sources and reach the sinks (behind the
+    // records queued ahead of them). A source's input watermark is the one it generates: a
+    // lag for every subtask (large: the generator's event times start at the epoch).
+    cluster.wait_for("watermarks at every subtask", TIMEOUT, || {
+        let (_, text) = scrape(&cluster);
+        let of = |metric: &str, v: usize| {
+            let series = text.lines().filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&job));
+            series.filter(|l| l.contains(&format!("vertex=\"{v}\""))).count()
+        };
+        of("weir_subtask_output_watermark_seconds", 0) == 2
+            && of("weir_subtask_input_watermark_seconds", 1) == 2
+            && of("weir_subtask_watermark_lag_seconds", 0) + of("weir_subtask_watermark_lag_seconds", 1) == 4
+    });
+    // Each subtask's part of its latest checkpoint: the job's first completed means each
+    // subtask stored one, which its TaskManager's next heartbeat reports.
+    let series = |text: &str, metric: &str| text.lines().filter(|l| l.starts_with(&format!("{metric}{{"))).count();
+    cluster.wait_for("every subtask's latest checkpoint", TIMEOUT, || {
+        let (_, text) = scrape(&cluster);
+        series(&text, "weir_subtask_last_checkpoint_id") == 4
+            && series(&text, "weir_subtask_checkpointed_state_size_bytes") == 4
+    });
+
+    // Every process's own figures: the JobManager's, and each TaskManager's from its heartbeat.
+    cluster.wait_for("the figures of the three processes", TIMEOUT, || {
+        let (_, text) = scrape(&cluster);
+        series(&text, "weir_process_resident_memory_bytes") == 3 && series(&text, "weir_process_cpu_seconds_total") == 3
+    });
+    let (_, text) = scrape(&cluster);
+    promtool_check(&text);
+    assert!(sample_sum(&text, "weir_process_resident_memory_bytes", &["process=\"jobmanager\"".into()]) > 1e6);
+    // The JobManager's connections: one per TaskManager at least, and bytes both ways.
+    assert!(sample_sum(&text, "weir_process_quic_connections", &["process=\"jobmanager\"".into()]) >= 2.0, "{text}");
+    assert!(sample_sum(&text, "weir_process_quic_received_bytes_total", &[]) > 0.0, "{text}");
+    let (_, tms) = cluster.rest("GET", "/taskmanagers", None, None);
+    for tm in tms["taskmanagers"].as_array().unwrap() {
+        assert!(tm["metrics"]["rss_bytes"].as_u64() > Some(1 << 20), "{tm}");
+        assert!(tm["metrics"]["quic_connections"].as_u64() >= Some(1), "{tm}");
     }
 
     // Flink's back-pressure endpoint says the same per vertex.

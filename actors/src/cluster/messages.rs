@@ -200,6 +200,8 @@ pub enum ResourceManagerMessage {
     TaskManagers(RpcReplyPort<Vec<TaskManagerInfo>>),
     /// A TaskManager's executor died: its slots are gone.
     TaskManagerLost(String),
+    /// A TaskManager's process figures, with its heartbeat.
+    TaskManagerProcess(String, crate::cluster::process_metrics::ProcessMetrics),
     /// A waiting request timed out.
     RequestTimedOut(u64),
     /// The settling period of a restarted ResourceManager is over.

@@ -54,6 +54,8 @@ struct Registered {
     slots: usize,
     /// Per slot: the job holding it.
     allocated: Vec<Option<JobId>>,
+    /// Its process's figures, as its latest heartbeat reported them.
+    process: Option<crate::cluster::process_metrics::ProcessMetrics>,
 }
 
 struct Pending {
@@ -214,9 +216,10 @@ impl Actor for ResourceManagerActor {
                 info!(task_manager = %task_manager, slots, in_use = in_use.len(), "task executor registered");
                 let mut slot_table = in_use;
                 slot_table.resize(slots, None);
-                state
-                    .task_managers
-                    .insert(task_manager, Registered { executor, data_addr, slots, allocated: slot_table });
+                state.task_managers.insert(
+                    task_manager,
+                    Registered { executor, data_addr, slots, allocated: slot_table, process: None },
+                );
                 let _ = reply.send(Ok(()));
                 state.serve_pending();
             }
@@ -273,9 +276,15 @@ impl Actor for ResourceManagerActor {
                         id: id.clone(),
                         slots: t.slots,
                         free_slots: t.allocated.iter().filter(|a| a.is_none()).count(),
+                        process: t.process,
                     })
                     .collect();
                 let _ = reply.send(infos);
+            }
+            ResourceManagerMessage::TaskManagerProcess(task_manager, process) => {
+                if let Some(t) = state.task_managers.get_mut(&task_manager) {
+                    t.process = Some(process);
+                }
             }
             ResourceManagerMessage::TaskManagerLost(task_manager) => {
                 warn!(task_manager = %task_manager, "task manager lost");

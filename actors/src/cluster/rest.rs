@@ -61,6 +61,7 @@ use crate::base::error::{ErrorDomain, WeirError};
 use crate::base::ids::JobId;
 use crate::cluster::messages::{DispatcherMessage, ResourceManagerMessage};
 use crate::cluster::mini_cluster::JobSubmission;
+use crate::cluster::process_metrics::{ProcessMetrics, ProcessProbe};
 use crate::cluster::{ComponentRef, JobDetails, JobOverview, JobStatus, SubtaskDetails, TaskManagerInfo};
 use crate::runtime::checkpoint::StopMode;
 use crate::runtime::job_graph::JobGraph;
@@ -88,6 +89,8 @@ pub struct RestState {
     pub savepoint_dir: Option<PathBuf>,
     /// The subtasks' counters as the API last showed them, for rates.
     pub rates: Rates,
+    /// This process's figures for `/metrics` (`None`: not shown).
+    pub process: Option<ProcessProbe>,
 }
 
 impl fmt::Debug for RestState {
@@ -235,6 +238,8 @@ struct TaskManagerBody {
     id: String,
     slots_number: usize,
     free_slots: usize,
+    /// Its process's figures from its latest heartbeat (`null` within one process).
+    metrics: Option<ProcessMetrics>,
 }
 
 #[derive(Serialize)]
@@ -368,7 +373,7 @@ fn job_body(d: JobDetails, rates: &Rates) -> JobDetailsBody {
 
 impl From<&TaskManagerInfo> for TaskManagerBody {
     fn from(tm: &TaskManagerInfo) -> Self {
-        TaskManagerBody { id: tm.id.clone(), slots_number: tm.slots, free_slots: tm.free_slots }
+        TaskManagerBody { id: tm.id.clone(), slots_number: tm.slots, free_slots: tm.free_slots, metrics: tm.process }
     }
 }
 
@@ -640,7 +645,8 @@ async fn metrics(State(state): State<RestState>, headers: HeaderMap) -> ApiResul
         details.push((job, stats));
     }
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let text = metrics::encode(&task_managers, &details, &state.rates, now_ms);
+    let process = state.process.as_ref().map(ProcessProbe::read);
+    let text = metrics::encode(&task_managers, &details, &state.rates, now_ms, process);
     let openmetrics = headers
         .get_all(header::ACCEPT)
         .iter()

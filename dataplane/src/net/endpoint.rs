@@ -75,6 +75,20 @@ pub struct NetEndpoint {
     /// The connection this endpoint dialed to each peer. Each peer has its own async lock,
     /// held through the handshake, so concurrent callers end up sharing one connection.
     dialed: Mutex<HashMap<SocketAddr, DialSlot>>,
+    /// UDP bytes (sent, received) of connections that left their peer's slot: replaced by a
+    /// new one after they closed.
+    retired: Mutex<(u64, u64)>,
+}
+
+/// What an endpoint's connections carried, for a process's metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Connections open now.
+    pub connections: u64,
+    /// UDP bytes sent by the connections kept per peer, those since replaced included.
+    pub sent_bytes: u64,
+    /// UDP bytes received by them.
+    pub received_bytes: u64,
 }
 
 impl NetEndpoint {
@@ -86,7 +100,7 @@ impl NetEndpoint {
         endpoint.set_default_client_config(identity.client_config(&config)?);
         let local_addr =
             endpoint.local_addr().map_err(|e| DataplaneError::Io(format!("reading the bound address: {e}")))?;
-        Ok(Arc::new(Self { endpoint, local_addr, config, dialed: Mutex::default() }))
+        Ok(Arc::new(Self { endpoint, local_addr, config, dialed: Mutex::default(), retired: Mutex::default() }))
     }
 
     /// The address the endpoint is bound to.
@@ -114,7 +128,7 @@ impl NetEndpoint {
         let refused = |reason: String| DataplaneError::Connect { peer: peer.to_string(), reason };
         let connecting = self.endpoint.connect(peer, SERVER_NAME).map_err(|e| refused(e.to_string()))?;
         let connection = connecting.await.map_err(|e| refused(e.to_string()))?;
-        *slot = Some(connection.clone());
+        self.retire(slot.replace(connection.clone()));
         Ok(connection)
     }
 
@@ -140,10 +154,40 @@ impl NetEndpoint {
             if let Ok(mut slot) = slot.try_lock()
                 && slot.as_ref().is_none_or(|c| c.close_reason().is_some())
             {
-                *slot = Some(connection.clone());
+                self.retire(slot.replace(connection.clone()));
             }
         }
         Some(accepted)
+    }
+
+    /// Open connections, and the bytes of those kept per peer (the rare second connection of
+    /// a pair that dialed each other at once is left out).
+    pub fn stats(&self) -> NetStats {
+        let connections: Vec<quinn::Connection> =
+            self.dialed().values().filter_map(|slot| slot.try_lock().ok()?.clone()).collect();
+        let (sent, received) = *self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        connections.iter().map(|c| c.stats()).fold(
+            NetStats {
+                connections: self.endpoint.open_connections() as u64,
+                sent_bytes: sent,
+                received_bytes: received,
+            },
+            |mut total, s| {
+                total.sent_bytes += s.udp_tx.bytes;
+                total.received_bytes += s.udp_rx.bytes;
+                total
+            },
+        )
+    }
+
+    /// Counts what a connection leaving its slot carried.
+    fn retire(&self, old: Option<quinn::Connection>) {
+        if let Some(old) = old {
+            let s = old.stats();
+            let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+            retired.0 += s.udp_tx.bytes;
+            retired.1 += s.udp_rx.bytes;
+        }
     }
 
     /// Closes every connection and stops accepting new ones.

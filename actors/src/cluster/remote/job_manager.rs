@@ -41,6 +41,7 @@ use crate::cluster::job_store::JobStore;
 use crate::cluster::messages::{
     DispatcherMessage, JobMasterMessage, PreparedJob, ResourceManagerMessage, TaskExecutorMessage,
 };
+use crate::cluster::process_metrics::ProcessProbe;
 use crate::cluster::remote::HeartbeatConfig;
 use crate::cluster::remote::protocol::{
     ClientRequest, ClientResponse, ClusterOverview, ConnectionKind, CutConnections, FromTaskManager, Hello,
@@ -79,6 +80,7 @@ pub struct JobManager {
     dispatcher: ComponentRef<DispatcherMessage>,
     resource_manager: ComponentRef<ResourceManagerMessage>,
     accept: tokio::task::JoinHandle<()>,
+    probe: ProcessProbe,
 }
 
 /// Connections refused at the door (kept for `cluster status`).
@@ -148,6 +150,7 @@ struct Shared {
     refused: Refusals,
     sessions: Sessions,
     fault_injection: bool,
+    probe: ProcessProbe,
 }
 
 fn refuse(refused: &Refusals, what: String) {
@@ -190,9 +193,11 @@ impl JobManager {
             refused: Arc::new(Mutex::new(Vec::new())),
             sessions: Sessions::default(),
             fault_injection: config.fault_injection,
+            probe: ProcessProbe::new(Some(endpoint.clone())),
         };
+        let probe = shared.probe.clone();
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared));
-        Ok(JobManager { endpoint, supervisor, dispatcher, resource_manager, accept })
+        Ok(JobManager { endpoint, supervisor, dispatcher, resource_manager, accept, probe })
     }
 
     /// Where TaskManagers and clients connect.
@@ -208,6 +213,11 @@ impl JobManager {
     /// Waits until the supervision tree stops (it only does when a component fails).
     pub async fn wait(&self) {
         let _ = self.supervisor.wait(None).await;
+    }
+
+    /// Reads this process's figures (for `/metrics`).
+    pub fn probe(&self) -> ProcessProbe {
+        self.probe.clone()
     }
 
     /// Stops everything.
@@ -396,7 +406,8 @@ async fn task_manager_session(
                     FromTaskManager::ExecutorLost => {
                         shared.resource_manager.cast(ResourceManagerMessage::TaskManagerLost(task_manager.clone()));
                     }
-                    FromTaskManager::Heartbeat(tasks) => {
+                    FromTaskManager::Heartbeat(tasks, process) => {
+                        shared.resource_manager.cast(ResourceManagerMessage::TaskManagerProcess(task_manager.clone(), process));
                         {
                             let metrics = link.metrics.lock().expect("link lock");
                             for (execution, snapshot) in tasks {
@@ -446,6 +457,10 @@ async fn task_manager_session(
                 let silent = last_seen.elapsed();
                 if silent > shared.heartbeat.timeout {
                     break format!("no heartbeat for {:.1} s", silent.as_secs_f64());
+                }
+                // Its heartbeat of the last interval is overdue.
+                if silent > shared.heartbeat.interval * 2 {
+                    shared.probe.missed_heartbeat();
                 }
             }
         }

@@ -13,6 +13,7 @@ use crate::api::job_args::JobArgs;
 use crate::base::ids::JobId;
 use crate::base::metrics::TaskMetricsSnapshot;
 use crate::cluster::fault_injection::Kill;
+use crate::cluster::process_metrics::ProcessMetrics;
 use crate::cluster::{ExecutionId, Failure, JobDetails, JobOverview, TaskManagerInfo, TaskState};
 use crate::runtime::checkpoint::storage::CheckpointStorage;
 use crate::runtime::checkpoint::{CheckpointEvent, RestoreFrom, StopMode, TaskControl};
@@ -57,8 +58,8 @@ pub enum FromTaskManager {
     Register(SlotOffer),
     /// The TaskExecutor died; its slots and subtasks are gone (a new one will register).
     ExecutorLost,
-    /// Alive, with the counters of its subtasks.
-    Heartbeat(Vec<(ExecutionId, TaskMetricsSnapshot)>),
+    /// Alive, with the counters of its subtasks and its process's figures.
+    Heartbeat(Vec<(ExecutionId, TaskMetricsSnapshot)>, ProcessMetrics),
     /// The result of a deployment.
     Deployed {
         /// The request it answers.

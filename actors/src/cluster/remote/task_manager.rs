@@ -56,6 +56,7 @@ use crate::base::state::StateBackend;
 use crate::base::time::TokioClock;
 use crate::cluster::fault_injection::Kill;
 use crate::cluster::messages::{JobMasterMessage, ResourceManagerMessage, TaskDeployment, TaskExecutorMessage};
+use crate::cluster::process_metrics::ProcessProbe;
 use crate::cluster::remote::HeartbeatConfig;
 use crate::cluster::remote::protocol::{FromTaskManager, Hello, SlotOffer, TaskManagerHello, ToTaskManager};
 use crate::cluster::supervisor::{RestartIntensity, TaskManagerSupervisor, TaskManagerSupervisorMessage};
@@ -248,6 +249,7 @@ impl Actor for JobMasterProxy {
 struct Node {
     config: TaskManagerConfig,
     endpoint: Arc<NetEndpoint>,
+    probe: ProcessProbe,
     shuffle: Arc<NetShuffle>,
     link: Arc<Link>,
     job_master: ActorRef<JobMasterMessage>,
@@ -304,6 +306,7 @@ async fn connect(
 /// A running TaskManager.
 pub struct TaskManager {
     endpoint: Arc<NetEndpoint>,
+    probe: ProcessProbe,
     supervisor: ActorRef<TaskManagerSupervisorMessage>,
     proxies: (ActorRef<ResourceManagerMessage>, ActorRef<JobMasterMessage>),
     control: tokio::task::JoinHandle<Result<()>>,
@@ -356,7 +359,15 @@ impl TaskManager {
             registry: Some(config.registry.clone()),
             data_addr: Some(data_addr),
         };
-        let node = Arc::new(Node { config, endpoint: endpoint.clone(), shuffle, link, job_master: jm_proxy.clone() });
+        let probe = ProcessProbe::new(Some(endpoint.clone()));
+        let node = Arc::new(Node {
+            config,
+            endpoint: endpoint.clone(),
+            probe: probe.clone(),
+            shuffle,
+            link: link.clone(),
+            job_master: jm_proxy.clone(),
+        });
         // The control connection must be read before the executor registers: it answers the
         // registration.
         let (executor_tx, executor_rx) = tokio::sync::oneshot::channel();
@@ -372,7 +383,7 @@ impl TaskManager {
         };
         let executor = ask!(supervisor, "the task manager supervisor", TaskManagerSupervisorMessage::Executor)?;
         let _ = executor_tx.send(executor);
-        Ok(TaskManager { endpoint, supervisor, proxies: (rm, jm_proxy), control, accept })
+        Ok(TaskManager { endpoint, probe, supervisor, proxies: (rm, jm_proxy), control, accept })
     }
 
     /// Where it accepts data streams.
@@ -380,10 +391,15 @@ impl TaskManager {
         self.endpoint.local_addr()
     }
 
+    /// Reads this process's figures (its own `/metrics`).
+    pub fn probe(&self) -> ProcessProbe {
+        self.probe.clone()
+    }
+
     /// Runs until the TaskManager gives up on its JobManager (or is refused by it) and
     /// returns why.
     pub async fn run(self) -> Result<()> {
-        let TaskManager { endpoint, supervisor, proxies, mut control, accept } = self;
+        let TaskManager { endpoint, supervisor, proxies, mut control, accept, .. } = self;
         let result = (&mut control).await.unwrap_or_else(|e| Err(WeirError::runtime(format!("control task: {e}"))));
         stop(endpoint, supervisor, proxies, accept).await;
         result
@@ -572,11 +588,15 @@ async fn serve(node: &Node, connected: &mut Connected, executor: &mut Executor, 
                 if silent > heartbeat.timeout {
                     return lost(format!("no answer for {:.1} s", silent.as_secs_f64()), registered);
                 }
+                // The last heartbeat's answer is overdue.
+                if silent > heartbeat.interval * 2 {
+                    node.probe.missed_heartbeat();
+                }
                 if let Some(moved) = node.config.job_manager.moved_from(Some(connected.addr)) {
                     return lost(format!("a new job manager was published at {moved}"), registered);
                 }
                 let tasks = link.metrics.lock().expect("link lock").iter().map(|(e, m)| (*e, m.snapshot())).collect();
-                if let Err(e) = link.send(&FromTaskManager::Heartbeat(tasks)).await {
+                if let Err(e) = link.send(&FromTaskManager::Heartbeat(tasks, node.probe.read())).await {
                     return lost(format!("cannot send a heartbeat: {e}"), registered);
                 }
             }

@@ -20,6 +20,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::Rates;
 use crate::cluster::messages::CheckpointStats;
+use crate::cluster::process_metrics::ProcessMetrics;
 use crate::cluster::{JobDetails, TaskManagerInfo};
 use weir_dataplane::MAX_WATERMARK;
 
@@ -106,6 +107,39 @@ where
     family
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProcessLabels {
+    process: String,
+}
+
+/// Registers the figures of each process (`process`: `jobmanager` or a TaskManager's id).
+pub(crate) fn encode_processes<'a>(
+    registry: &mut Registry,
+    processes: impl Iterator<Item = (&'a str, ProcessMetrics)>,
+) {
+    let rss: Family<ProcessLabels, Gauge> =
+        family(registry, "process_resident_memory", "Resident memory of the process", Some(Unit::Bytes));
+    let cpu: Family<ProcessLabels, SecondsTotal> =
+        family(registry, "process_cpu", "User and system CPU time of the process", Some(Unit::Seconds));
+    let connections: Family<ProcessLabels, Gauge> =
+        family(registry, "process_quic_connections", "QUIC connections open", None);
+    let sent: Family<ProcessLabels, Counter> =
+        family(registry, "process_quic_sent", "UDP bytes sent by QUIC connections", Some(Unit::Bytes));
+    let received: Family<ProcessLabels, Counter> =
+        family(registry, "process_quic_received", "UDP bytes received by QUIC connections", Some(Unit::Bytes));
+    let misses: Family<ProcessLabels, Counter> =
+        family(registry, "process_heartbeat_misses", "Heartbeat intervals a peer stayed silent", None);
+    for (process, m) in processes {
+        let labels = ProcessLabels { process: process.to_owned() };
+        rss.get_or_create(&labels).set(i64::try_from(m.rss_bytes).unwrap_or(i64::MAX));
+        cpu.get_or_create(&labels).inc_by(m.cpu_seconds);
+        connections.get_or_create(&labels).set(i64::try_from(m.quic_connections).unwrap_or(i64::MAX));
+        sent.get_or_create(&labels).inc_by(m.quic_sent_bytes);
+        received.get_or_create(&labels).inc_by(m.quic_received_bytes);
+        misses.get_or_create(&labels).inc_by(m.heartbeat_misses);
+    }
+}
+
 /// Registers a family of gauges in seconds under `name` (`name_seconds`).
 fn seconds<L>(registry: &mut Registry, name: &str, help: &str) -> Family<L, Seconds>
 where
@@ -124,6 +158,7 @@ pub(crate) fn encode(
     jobs: &[(JobDetails, Option<CheckpointStats>)],
     rates: &Rates,
     now_ms: i64,
+    jobmanager: Option<ProcessMetrics>,
 ) -> String {
     let now = std::time::Instant::now();
     let mut registry = Registry::with_prefix("weir");
@@ -141,6 +176,9 @@ pub(crate) fn encode(
         "Task slots not allocated to a job",
         task_managers.iter().map(|t| t.free_slots).sum(),
     );
+
+    let processes = task_managers.iter().filter_map(|t| Some((t.id.as_str(), t.process?)));
+    encode_processes(&mut registry, jobmanager.map(|m| ("jobmanager", m)).into_iter().chain(processes));
 
     let status: Family<JobStatusLabels, Gauge> =
         family(&mut registry, "job_status", "1 for the job's current status", None);
@@ -333,10 +371,17 @@ mod tests {
     #[test]
     fn slots_and_task_managers_are_gauges_and_the_text_ends_with_eof() {
         let tms = [
-            TaskManagerInfo { id: "tm-1".into(), slots: 2, free_slots: 1 },
-            TaskManagerInfo { id: "tm-2".into(), slots: 2, free_slots: 2 },
+            TaskManagerInfo { id: "tm-1".into(), slots: 2, free_slots: 1, process: None },
+            TaskManagerInfo { id: "tm-2".into(), slots: 2, free_slots: 2, process: Some(ProcessMetrics::default()) },
         ];
-        let text = encode(&tms, &[], &Rates::default(), 0);
+        let jm = ProcessMetrics { rss_bytes: 4096, cpu_seconds: 1.5, heartbeat_misses: 2, ..Default::default() };
+        let text = encode(&tms, &[], &Rates::default(), 0, Some(jm));
+        assert!(text.contains("weir_process_resident_memory_bytes{process=\"jobmanager\"} 4096\n"), "{text}");
+        assert!(text.contains("weir_process_cpu_seconds_total{process=\"jobmanager\"} 1.5\n"), "{text}");
+        assert!(text.contains("weir_process_heartbeat_misses_total{process=\"jobmanager\"} 2\n"), "{text}");
+        // A TaskManager that reported, not one that did not.
+        assert!(text.contains("weir_process_quic_connections{process=\"tm-2\"} 0\n"), "{text}");
+        assert!(!text.contains("process=\"tm-1\""), "{text}");
         assert!(text.contains("# TYPE weir_taskmanagers gauge\nweir_taskmanagers 2\n"), "{text}");
         assert!(text.contains("weir_slots 4\n"), "{text}");
         assert!(text.contains("weir_slots_available 3\n"), "{text}");

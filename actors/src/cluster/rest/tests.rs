@@ -87,6 +87,7 @@ async fn cluster_and_server() -> (MiniCluster, Server) {
         token: TOKEN.to_owned(),
         savepoint_dir: None,
         rates: Default::default(),
+        process: None,
     };
     (cluster, Server::start(state).await)
 }
@@ -426,6 +427,7 @@ async fn actors_that_are_gone_or_mute_are_503() {
             token: TOKEN.to_owned(),
             savepoint_dir: None,
             rates: Default::default(),
+            process: None,
         };
         let server = Server::start(state).await;
         let addr = server.addr;
