@@ -8,6 +8,7 @@
 //! | `GET /jobs/{id}`                | one job: status, cause, plan, per-subtask state/counters |
 //! | `GET /taskmanagers`             | every TaskManager's slots                                |
 //! | `GET /metrics`                  | slots, jobs, checkpoints, subtasks as Prometheus text    |
+//! | `GET /`, `GET /ui/{file}`       | the web UI: a page reading this API, in the binary       |
 //! | `POST /jobs`                    | submits `{"job": NAME, "args": [..], "parallelism": N}`  |
 //! | `PATCH /jobs/{id}?mode=cancel`  | cancels a job (`202 {}`)                                 |
 //! | `POST /jobs/{id}/savepoints`    | `{"target-directory": D}` (optional): a savepoint        |
@@ -117,6 +118,7 @@ pub fn router(state: RestState) -> Router {
         .route("/jobs/{id}/stop", post(stop_job))
         .route("/taskmanagers", get(task_managers))
         .route("/metrics", get(metrics))
+        .merge(ui::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -673,3 +675,4 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 mod metrics;
 #[cfg(test)]
 mod tests;
+mod ui;
