@@ -115,10 +115,10 @@ function markNav(section) {
 // Shared rendering.
 
 /** A figure in a card: `html` large, `sub` (HTML) small under it. */
-function card(label, html, { id = '', sub = '' } = {}) {
+function card(label, html, { id = '', sub = '', subClass = '' } = {}) {
   return (
     `<div class="card"${id ? ` id="${id}"` : ''}><div class="card-label">${esc(label)}</div>` +
-    `<div class="card-value">${html}</div>${sub ? `<div class="card-sub">${sub}</div>` : ''}</div>`
+    `<div class="card-value">${html}</div>${sub ? `<div class="card-sub ${subClass}">${sub}</div>` : ''}</div>`
   );
 }
 
@@ -349,9 +349,9 @@ class OverviewPage {
     main.innerHTML =
       `<h1 class="page-title">Cluster overview</h1>` +
       `<div class="cards" id="overview-cards"></div>` +
-      `<section class="panel"><h2>Running jobs</h2><table class="grid">${tableHead(JOB_COLUMNS)}<tbody id="running-jobs"></tbody></table>` +
+      `<section class="panel"><h2>Running jobs</h2><table class="grid jobs">${tableHead(JOB_COLUMNS)}<tbody id="running-jobs"></tbody></table>` +
       `<div id="running-empty"></div></section>` +
-      `<section class="panel"><h2>Completed jobs</h2><table class="grid">${tableHead(JOB_COLUMNS)}<tbody id="completed-jobs"></tbody></table>` +
+      `<section class="panel"><h2>Completed jobs</h2><table class="grid jobs">${tableHead(JOB_COLUMNS)}<tbody id="completed-jobs"></tbody></table>` +
       `<div id="completed-empty"></div></section>`;
   }
 
@@ -368,7 +368,8 @@ class OverviewPage {
           `${count(overview['slots-available'])}<small> / ${count(overview['slots-total'])}</small>`,
           {
             id: 'card-slots',
-            sub: `${bar([['slots-used', share]], { width: 90, height: 6, title: `${used} in use` })} ${count(used)} in use`,
+            sub: `${bar([['slots-used', share]], { width: 70, height: 6, title: `${used} in use` })} ${count(used)} in use`,
+            subClass: 'nowrap',
           },
         ) +
         card('Running jobs', count(overview['jobs-running']), { id: 'card-running' }) +
@@ -402,7 +403,7 @@ class JobsPage {
     main.innerHTML =
       `<h1 class="page-title">Jobs</h1>` +
       `<section class="panel"><div class="chips" id="job-filters">${filters}</div>` +
-      `<table class="grid">${tableHead(JOB_COLUMNS)}<tbody id="all-jobs"></tbody></table><div id="jobs-empty"></div></section>`;
+      `<table class="grid jobs">${tableHead(JOB_COLUMNS)}<tbody id="all-jobs"></tbody></table><div id="jobs-empty"></div></section>`;
     document.getElementById('job-filters').addEventListener('click', (event) => {
       const chip = event.target.closest('[data-filter]');
       if (!chip) return;
@@ -651,7 +652,7 @@ class JobPage {
         <div class="panel graph-panel">
           <div class="legend">
             <span><i class="sw sw-idle"></i>idle</span><span><i class="sw sw-busy"></i>busy</span><span><i class="sw sw-bp"></i>backpressured</span>
-            <span class="hint">Colour: the busiest or most backpressured subtask, over the last ${RATE_WINDOW_MS / 1000} s. Click a vertex for its subtasks.</span>
+            <span class="hint" id="graph-hint"></span>
           </div>
           <div class="graph" id="job-graph"></div>
         </div>
@@ -846,6 +847,12 @@ class JobPage {
       exceptions?.exceptions?.length ? String(exceptions.exceptions.length) : '',
     );
 
+    // An ended job's figures are its last: the graph says so, muted.
+    const ended = TERMINAL.has(details.state);
+    document.getElementById('job-graph').classList.toggle('ended', ended);
+    document.getElementById('graph-hint').textContent = ended
+      ? `The job ${{ FINISHED: 'finished', CANCELED: 'was canceled', FAILED: 'failed' }[details.state]}: its last figures. Click a vertex for its subtasks.`
+      : `Colour: the busiest or most backpressured subtask, over the last ${RATE_WINDOW_MS / 1000} s. Click a vertex for its subtasks.`;
     this.graph.draw(details.plan, stats.withWatermark);
     this.graph.update(stats.vertices, this.selected);
     this.renderVertices();
@@ -1040,7 +1047,7 @@ class JobPage {
       document.getElementById('exception-cards'),
       card('Restarts', count(x?.restarts ?? 0), { id: 'restarts' }) +
         card('Failures', count(list.length)) +
-        card('Status', badge(details.state), { sub: details.cause ? esc(details.cause) : '' }),
+        card('Status', badge(details.state)),
     );
     syncRows(
       document.getElementById('exception-rows'),

@@ -6,15 +6,15 @@
 import { compact, esc, percent, rate, watermark } from './format.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
-const NODE_WIDTH = 260;
-const COLUMN_GAP = 120;
+const NODE_WIDTH = 240;
+const COLUMN_GAP = 130;
 const ROW_GAP = 36;
 const PAD = 28;
 const LINE = 17;
 /** Operator lines shown in a vertex before "+ n more". */
 const MAX_OPERATOR_LINES = 3;
 /** Characters of an operator name that fit a line of the vertex. */
-const MAX_CHARS = 32;
+const MAX_CHARS = 29;
 
 /** The colours a vertex blends between (sRGB). */
 const IDLE = [214, 232, 248];
@@ -111,7 +111,8 @@ function nodeHeight(vertex, withWatermark) {
 /** The SVG path of an edge and the point of its label: a curve from the producer's right side
  * to the consumer's left, spread apart when several edges join the same two vertices. */
 function edgePath(from, to, slot, slots) {
-  const spread = (slot - (slots - 1) / 2) * 14;
+  // Far enough apart for their labels (20 px high) not to overlap.
+  const spread = (slot - (slots - 1) / 2) * 26;
   const x1 = from.x + from.w;
   const y1 = from.y + from.h / 2 + spread;
   const x2 = to.x - 6;
@@ -123,9 +124,12 @@ function edgePath(from, to, slot, slots) {
   };
 }
 
-function edgeLabel(edge) {
+/** The partitioning, the producer's side output if not its main one, and which input of a
+ * consumer with several. */
+function edgeLabel(edge, inputs) {
   let label = String(edge.partitioning ?? '').toUpperCase();
   if (edge.output > 0) label += ` · side ${edge.output}`;
+  if (inputs > 1) label += ` · in ${edge.input + 1}`;
   return label;
 }
 
@@ -141,6 +145,7 @@ export class JobGraph {
       const node = event.target.closest('[data-vertex]');
       if (node) this.onSelect(Number(node.dataset.vertex));
     });
+    window.addEventListener('resize', () => this.fit());
     container.addEventListener('keydown', (event) => {
       const node = event.target.closest('[data-vertex]');
       if (node && (event.key === 'Enter' || event.key === ' ')) {
@@ -170,7 +175,7 @@ export class JobGraph {
         const to = positions[e.target_vertex];
         if (!from || !to) return;
         const { d, label } = edgePath(from, to, slot, group.length);
-        const text = edgeLabel(e);
+        const text = edgeLabel(e, plan.edges.filter((x) => x.target_vertex === e.target_vertex).length);
         const w = text.length * 7 + 16;
         edges += `<path class="edge" d="${d}" marker-end="url(#weir-arrow)" data-edge="${e.id}"/>`;
         labels +=
@@ -210,6 +215,8 @@ export class JobGraph {
       `<defs><marker id="weir-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">` +
       `<path d="M0,0 L10,5 L0,10 z" class="arrow"/></marker></defs>` +
       `<g class="edges">${edges}</g><g class="vertices">${nodes}</g><g class="labels">${labels}</g></svg>`;
+    this.size = { width, height };
+    this.fit();
     this.nodes = plan.vertices.map((_, i) => {
       const g = this.container.querySelector(`[data-vertex="${i}"]`);
       const field = (name) => g?.querySelector(`[data-field="${name}"]`);
@@ -222,6 +229,18 @@ export class JobGraph {
         watermark: field('watermark'),
       };
     });
+  }
+
+  /** Shrinks a graph wider than its panel to fit, down to 70 % (then it scrolls), through the
+   * CSSOM: the page's CSP allows no inline style attributes. */
+  fit() {
+    const svg = this.container.querySelector('svg');
+    if (!svg || !this.size) return;
+    const { width, height } = this.size;
+    const available = this.container.clientWidth;
+    const w = available > 0 ? Math.max(Math.min(width, available), width * 0.7) : width;
+    svg.style.width = `${w}px`;
+    svg.style.height = `${(w / width) * height}px`;
   }
 
   /** Updates every vertex from `stats[i]` (see `vertexStats` in app.js). */
