@@ -13,7 +13,9 @@
 # What a build needs besides Rust: a C and C++ compiler (RocksDB's C++ and lz4 are compiled from
 # source) and libclang with its builtin headers (bindgen generates RocksDB's bindings at build
 # time, loading libclang at run time through clang-sys). What the tests need besides: Prometheus'
-# `promtool` (Debian's `prometheus`), the real parser the `GET /metrics` test checks the text with.
+# `promtool` (Debian's `prometheus`), the real parser the `GET /metrics` test checks the text with,
+# and Chromium with its ChromeDriver (Debian's `chromium` and `chromium-driver`, at
+# /usr/bin/chromium and /usr/bin/chromedriver), which the web UI's test drives headless.
 #
 # libclang is looked for the way clang-sys 1.9 (build/common.rs, build/dynamic.rs) looks for it
 # when bindgen runs: a substring of `ldconfig -p` is not enough, because every Debian image has
@@ -149,6 +151,9 @@ missing_packages() {
     find_libclang >/dev/null 2>&1 || packages+=(libclang-dev)
     if [ "$for_tests" = 1 ]; then
         command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+        # The web UI's test starts these two paths, not whatever is on PATH.
+        [ -x "$root/usr/bin/chromium" ] || packages+=(chromium)
+        [ -x "$root/usr/bin/chromedriver" ] || packages+=(chromium-driver)
     fi
     if [ ${#packages[@]} -gt 0 ]; then printf '%s\n' "${packages[@]}"; fi
 }

@@ -84,13 +84,15 @@ impl Cluster {
         entries.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok()).collect()
     }
 
-    fn rest_addr(&self) -> String {
+    /// The REST API's address, `127.0.0.1:PORT`.
+    pub(crate) fn rest_addr(&self) -> String {
         let published = std::fs::read_to_string(self.file("jobmanager.addr")).unwrap();
         let line = published.lines().find(|l| l.starts_with("rest")).unwrap();
         line.split('"').nth(1).unwrap().to_owned()
     }
 
-    fn token(&self) -> String {
+    /// The REST token mutating calls need.
+    pub(crate) fn token(&self) -> String {
         std::fs::read_to_string(self.file("token")).unwrap().trim().to_owned()
     }
 

@@ -1,5 +1,6 @@
 //! Workspace-level integration tests: example jobs against golden outputs, window and
-//! supervision behaviour on the MiniCluster, backpressure, and the real `weir` binary.
+//! supervision behaviour on the MiniCluster, backpressure, the real `weir` binary, and its web UI
+//! in a headless browser.
 
 mod backpressure;
 mod cli;
@@ -14,3 +15,4 @@ mod savepoints;
 mod setup_script;
 mod supervision;
 mod support;
+mod web_ui;

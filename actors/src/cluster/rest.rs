@@ -10,6 +10,7 @@
 //! | `GET /jobs/{id}/vertices/{vid}/backpressure` | Flink's back-pressure levels and ratios     |
 //! | `GET /taskmanagers`             | every TaskManager's slots                                |
 //! | `GET /metrics`                  | slots, jobs, checkpoints, subtasks as Prometheus text    |
+//! | `GET /`, `GET /ui/{file}`       | the web UI: a page reading this API, in the binary       |
 //! | `POST /jobs`                    | submits `{"job": NAME, "args": [..], "parallelism": N}`  |
 //! | `PATCH /jobs/{id}?mode=cancel`  | cancels a job (`202 {}`)                                 |
 //! | `POST /jobs/{id}/savepoints`    | `{"target-directory": D}` (optional): a savepoint        |
@@ -128,6 +129,7 @@ pub fn router(state: RestState) -> Router {
         .route("/jobs/{id}/stop", post(stop_job))
         .route("/taskmanagers", get(task_managers))
         .route("/metrics", get(metrics))
+        .merge(ui::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -801,3 +803,4 @@ mod metrics;
 mod rates;
 #[cfg(test)]
 mod tests;
+mod ui;

@@ -468,3 +468,71 @@ fn an_empty_configured_token_authorizes_nothing() {
     assert!(authorize(&headers, "t").is_ok());
     assert_eq!(authorize(&HeaderMap::new(), "t").unwrap_err().status, StatusCode::UNAUTHORIZED);
 }
+
+/// One GET on its own connection, whatever the body: (status, lower-cased head, body).
+async fn get_raw(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect to the REST server");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write the request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read the reply");
+    let text = String::from_utf8(raw).expect("a UTF-8 reply");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("GET {path}: no end of headers"));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_is_served_from_the_binary_beside_the_api() {
+    within_deadline(async {
+        // The UI's files need no actor: stand-ins that answer nothing do.
+        let (dispatcher, _) = Actor::spawn(None, Mute(PhantomData), ()).await.expect("spawn a dispatcher stand-in");
+        let (resource_manager, _) =
+            Actor::spawn(None, Mute(PhantomData), ()).await.expect("spawn a resource manager stand-in");
+        let state = RestState {
+            dispatcher: ComponentRef::new(dispatcher.clone()),
+            resource_manager: ComponentRef::new(resource_manager.clone()),
+            registry: registry(),
+            token: TOKEN.to_owned(),
+            savepoint_dir: None,
+        };
+        let server = Server::start(state).await;
+        let addr = server.addr;
+
+        let (status, head, page) = get_raw(addr, "/").await;
+        assert_eq!(status, 200, "{head}");
+        assert!(head.contains("content-type: text/html; charset=utf-8"), "{head}");
+        assert!(head.contains("cache-control: no-cache"), "{head}");
+        assert!(head.contains("content-security-policy: default-src 'none'; script-src 'self'"), "{head}");
+        assert!(page.contains(r#"<script type="module" src="ui/app.js"></script>"#), "{page}");
+        assert!(page.contains(r#"<link rel="icon""#), "a favicon link, or the browser asks for /favicon.ico");
+
+        let (status, head, script) = get_raw(addr, "/ui/app.js").await;
+        assert_eq!(status, 200, "{head}");
+        assert!(head.contains("content-type: text/javascript; charset=utf-8"), "{head}");
+        assert!(head.contains("cache-control: no-cache") && head.contains("x-content-type-options: nosniff"), "{head}");
+        assert!(script.contains("from './graph.js'"), "{script}");
+        // Every file the page and its modules name is served.
+        for (path, content_type) in [
+            ("/ui/graph.js", "text/javascript"),
+            ("/ui/format.js", "text/javascript"),
+            ("/ui/style.css", "text/css"),
+            ("/ui/favicon.svg", "image/svg+xml"),
+        ] {
+            let (status, head, _) = get_raw(addr, path).await;
+            assert_eq!(status, 200, "{path}: {head}");
+            assert!(head.contains(&format!("content-type: {content_type}")), "{path}: {head}");
+        }
+
+        let r = get(addr, "/ui/x").await;
+        assert_eq!(r.status, 404, "{r:?}");
+        assert_eq!(error_of(&r), "no route for GET /ui/x");
+        let r = request(addr, "POST", "/", Some(&bearer(TOKEN)), None).await;
+        assert_eq!(r.status, 405, "{r:?}");
+
+        server.stop();
+        dispatcher.stop(None);
+        resource_manager.stop(None);
+    })
+    .await;
+}
