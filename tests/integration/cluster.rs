@@ -592,8 +592,8 @@ fn metrics_are_prometheus_text_whose_counters_move_and_show_the_backpressure() {
     assert!(sample_sum(&text, "weir_process_quic_received_bytes_total", &[]) > 0.0, "{text}");
     let (_, tms) = cluster.rest("GET", "/taskmanagers", None, None);
     for tm in tms["taskmanagers"].as_array().unwrap() {
-        assert!(tm["metrics"]["rss_bytes"].as_u64() > Some(1 << 20), "{tm}");
-        assert!(tm["metrics"]["quic_connections"].as_u64() >= Some(1), "{tm}");
+        assert!(tm["metrics"]["rss-bytes"].as_u64() > Some(1 << 20), "{tm}");
+        assert!(tm["metrics"]["quic-connections"].as_u64() >= Some(1), "{tm}");
     }
 
     // Flink's back-pressure endpoint says the same per vertex.

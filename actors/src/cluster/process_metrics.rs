@@ -16,6 +16,7 @@ const USER_HZ: f64 = 100.0;
 
 /// A process's figures at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct ProcessMetrics {
     /// Resident memory (`VmRSS`); 0 where `/proc` cannot be read.
     pub rss_bytes: u64,
