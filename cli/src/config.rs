@@ -69,6 +69,9 @@ pub(crate) struct TaskManagerSection {
     /// How long a TaskManager that lost its JobManager tries to register again before it
     /// exits (Flink's `taskmanager.registration.timeout`).
     pub(crate) registration_timeout_ms: u64,
+    /// Where its own `GET /metrics` listens (loopback unless you mean it: no TLS); the
+    /// address is published in the cluster directory's `metrics/<id>`.
+    pub(crate) metrics_bind: SocketAddr,
 }
 
 impl Default for TaskManagerSection {
@@ -77,6 +80,7 @@ impl Default for TaskManagerSection {
             bind: "127.0.0.1:0".parse().expect("address"),
             slots: 2,
             registration_timeout_ms: DEFAULT_REGISTRATION_TIMEOUT.as_millis() as u64,
+            metrics_bind: "127.0.0.1:0".parse().expect("address"),
         }
     }
 }

@@ -18,7 +18,7 @@ use weir_actors::cluster::ComponentRef;
 use weir_actors::cluster::messages::{DispatcherMessage, ResourceManagerMessage};
 use weir_actors::cluster::remote::job_manager::{JobManager, JobManagerConfig};
 use weir_actors::cluster::remote::task_manager::{JobManagerAddress, TaskManager, TaskManagerConfig};
-use weir_actors::cluster::rest::{RestState, serve};
+use weir_actors::cluster::rest::{RestState, serve, serve_task_manager_metrics};
 use weir_actors::{JobRegistry, WeirError};
 use weir_dataplane::NetConfig;
 
@@ -65,6 +65,10 @@ pub(crate) struct TaskManagerArgs {
     /// A configuration file instead of the cluster directory's weir.toml.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Where its own `GET /metrics` listens (default loopback, any port; published in the
+    /// cluster directory's `metrics/<id>`).
+    #[arg(long)]
+    metrics_bind: Option<SocketAddr>,
 }
 
 async fn terminated() -> &'static str {
@@ -102,7 +106,7 @@ pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyho
             fault_injection,
         })
         .await?;
-        let listener = bind_rest(config.jobmanager.rest_bind).await?;
+        let listener = bind_http(config.jobmanager.rest_bind, "the REST API").await?;
         let rest = listener.local_addr()?;
         let (dispatcher, resource_manager) = jm.components();
         let savepoint_dir = Some(dir.savepoints_dir_in(&config));
@@ -131,12 +135,23 @@ pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyho
     })
 }
 
-async fn bind_rest(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+/// Binds a plain-HTTP listener for `what`, warning when it is not on loopback.
+async fn bind_http(addr: SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
     if !addr.ip().is_loopback() {
-        // DESIGN §8: the API has no TLS, and reading it needs no token.
-        tracing::warn!(%addr, "the REST API (no TLS; reads need no token) listens beyond loopback");
+        // DESIGN §8: no TLS, and reading needs no token.
+        tracing::warn!(%addr, "{what} (no TLS; reads need no token) listens beyond loopback");
     }
-    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind the REST API to {addr}"))
+    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind {what} to {addr}"))
+}
+
+/// Stops a TaskManager's metrics server and removes its published address when dropped.
+struct Unpublish(PathBuf, tokio::task::JoinHandle<std::io::Result<()>>);
+
+impl Drop for Unpublish {
+    fn drop(&mut self) {
+        self.1.abort();
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Serves the REST API of `weir run --local`'s MiniCluster on `addr` with a fresh token,
@@ -146,7 +161,7 @@ pub(crate) async fn serve_rest(
     (dispatcher, resource_manager): (ComponentRef<DispatcherMessage>, ComponentRef<ResourceManagerMessage>),
     registry: JobRegistry,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let listener = bind_rest(addr).await?;
+    let listener = bind_http(addr, "the REST API").await?;
     let rest = listener.local_addr()?;
     let token = crate::config::random_token();
     eprintln!("REST API and web UI: http://{rest}/ (token for actions: {token})");
@@ -168,6 +183,9 @@ pub(crate) fn task_manager(registry: &JobRegistry, args: TaskManagerArgs) -> any
     let mut config = dir.config(args.config.as_deref())?;
     if let Some(bind) = args.bind {
         config.taskmanager.bind = bind;
+    }
+    if let Some(metrics) = args.metrics_bind {
+        config.taskmanager.metrics_bind = metrics;
     }
     if let Some(slots) = args.slots {
         anyhow::ensure!(slots > 0, "--slots must be at least 1");
@@ -208,9 +226,17 @@ pub(crate) fn task_manager(registry: &JobRegistry, args: TaskManagerArgs) -> any
         })
         .await
         .inspect_err(|e| error!(task_manager = %id, "cannot join the cluster: {e}"))?;
-        info!(task_manager = %id, data = %tm.data_addr(), slots = config.taskmanager.slots, "task manager running");
-        eprintln!("task manager {id} running: data {}", tm.data_addr());
+        let listener = bind_http(config.taskmanager.metrics_bind, "its /metrics").await?;
+        let metrics_addr = listener.local_addr()?;
+        let metrics_server = tokio::spawn(serve_task_manager_metrics(listener, tm.metrics()));
+        let published = dir.file("metrics").join(&id);
+        std::fs::create_dir_all(dir.file("metrics"))?;
+        std::fs::write(&published, format!("http://{metrics_addr}/metrics\n"))
+            .with_context(|| format!("cannot publish the metrics address in {}", published.display()))?;
+        info!(task_manager = %id, data = %tm.data_addr(), metrics = %metrics_addr, slots = config.taskmanager.slots, "task manager running");
+        eprintln!("task manager {id} running: data {} metrics http://{metrics_addr}/metrics", tm.data_addr());
         let mut run = std::pin::pin!(tm.run());
+        let _unpublish = Unpublish(published, metrics_server);
         tokio::select! {
             signal = terminated() => {
                 info!(task_manager = %id, "task manager stopping: received {signal}");

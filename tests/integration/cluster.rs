@@ -596,6 +596,24 @@ fn metrics_are_prometheus_text_whose_counters_move_and_show_the_backpressure() {
         assert!(tm["metrics"]["quic-connections"].as_u64() >= Some(1), "{tm}");
     }
 
+    // Each TaskManager serves its own /metrics, at the address it published: its process and
+    // its two subtasks (slot sharing: one source and one sink each).
+    let published: Vec<_> = std::fs::read_dir(cluster.file("metrics")).unwrap().flatten().collect();
+    assert_eq!(published.len(), 2, "{published:?}");
+    for entry in published {
+        let tm = entry.file_name().into_string().unwrap();
+        let url = std::fs::read_to_string(entry.path()).unwrap();
+        let addr = url.trim().strip_prefix("http://").and_then(|u| u.strip_suffix("/metrics")).unwrap().to_owned();
+        let (status, head, own) = http(&addr, "GET", "/metrics", "", None);
+        assert_eq!(status, 200, "{head}");
+        promtool_check(&own);
+        let process = format!("weir_process_resident_memory_bytes{{process=\"{tm}\"}} ");
+        assert!(own.contains(&process), "no {process} in\n{own}");
+        let records: Vec<&str> = own.lines().filter(|l| l.starts_with("weir_subtask_records_in_total{")).collect();
+        assert_eq!(records.len(), 2, "{own}");
+        assert!(records.iter().all(|l| l.contains(&job) && l.contains(&format!("task_manager=\"{tm}\""))), "{own}");
+    }
+
     // Flink's back-pressure endpoint says the same per vertex.
     let (status, sources) = cluster.rest("GET", &format!("/jobs/{id}/vertices/0/backpressure"), None, None);
     assert_eq!(status, 200, "{sources}");

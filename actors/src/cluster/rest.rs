@@ -43,6 +43,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -60,10 +61,11 @@ use crate::api::job::JobRegistry;
 use crate::api::job_args::JobArgs;
 use crate::base::error::{ErrorDomain, WeirError};
 use crate::base::ids::JobId;
+use crate::base::metrics::TaskMetricsSnapshot;
 use crate::cluster::messages::{DispatcherMessage, ResourceManagerMessage};
 use crate::cluster::mini_cluster::JobSubmission;
 use crate::cluster::process_metrics::{ProcessMetrics, ProcessProbe};
-use crate::cluster::{ComponentRef, JobDetails, JobOverview, JobStatus, SubtaskDetails, TaskManagerInfo};
+use crate::cluster::{ComponentRef, ExecutionId, JobDetails, JobOverview, JobStatus, SubtaskDetails, TaskManagerInfo};
 use crate::runtime::checkpoint::StopMode;
 use crate::runtime::job_graph::JobGraph;
 pub use rates::Rates;
@@ -578,11 +580,10 @@ async fn vertex_backpressure(
             })
         })
         .collect();
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     Ok(Json(serde_json::json!({
         "status": "ok",
         "backpressureLevel": rates::level(worst),
-        "end-timestamp": now_ms,
+        "end-timestamp": now_ms(),
         "subtasks": subtasks,
     })))
 }
@@ -646,9 +647,15 @@ async fn metrics(State(state): State<RestState>, headers: HeaderMap) -> ApiResul
             ask(&state.dispatcher, "the dispatcher", |reply| DispatcherMessage::CheckpointStats(id, reply)).await?;
         details.push((job, stats));
     }
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let now_ms = now_ms();
     let process = state.process.as_ref().map(ProcessProbe::read);
     let text = metrics::encode(&task_managers, &details, &state.rates, now_ms, process);
+    Ok(metrics_response(&headers, text))
+}
+
+/// `text` (OpenMetrics) as the scraper asked for it: OpenMetrics when it accepts it, else
+/// Prometheus' text format.
+fn metrics_response(headers: &HeaderMap, text: String) -> Response {
     let openmetrics = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -659,7 +666,46 @@ async fn metrics(State(state): State<RestState>, headers: HeaderMap) -> ApiResul
     } else {
         (metrics::PROMETHEUS_TEXT, metrics::to_prometheus_text(&text))
     };
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], text).into_response())
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], text).into_response()
+}
+
+/// What a TaskManager's own `/metrics` shows: its process and its subtasks' counters.
+#[derive(Clone)]
+pub struct TaskManagerMetrics {
+    /// The TaskManager's id.
+    pub id: String,
+    /// Reads its process's figures.
+    pub probe: ProcessProbe,
+    /// Its subtasks' counters now.
+    pub subtasks: Arc<dyn Fn() -> Vec<(ExecutionId, TaskMetricsSnapshot)> + Send + Sync>,
+}
+
+impl fmt::Debug for TaskManagerMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskManagerMetrics").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// Serves a TaskManager's own `GET /metrics` on `listener` until the future is dropped (bind
+/// it to loopback: like the REST API, it has no TLS).
+pub async fn serve_task_manager_metrics(
+    listener: tokio::net::TcpListener,
+    source: TaskManagerMetrics,
+) -> std::io::Result<()> {
+    let rates = Rates::default();
+    let metrics = get(move |headers: HeaderMap| async move {
+        let now_ms = now_ms();
+        let text = metrics::encode_task_manager(&source.id, source.probe.read(), &(source.subtasks)(), &rates, now_ms);
+        metrics_response(&headers, text)
+    });
+    let router =
+        Router::new().route("/metrics", metrics).fallback(no_route).method_not_allowed_fallback(method_not_allowed);
+    axum::serve(listener, router).await
+}
+
+/// Processing time now, epoch ms.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 async fn patch_job(

@@ -52,6 +52,7 @@ use crate::api::job::JobRegistry;
 use crate::base::error::{Result, WeirError};
 use crate::base::ids::JobId;
 use crate::base::metrics::TaskMetrics;
+use crate::base::metrics::TaskMetricsSnapshot;
 use crate::base::state::StateBackend;
 use crate::base::time::TokioClock;
 use crate::cluster::fault_injection::Kill;
@@ -162,6 +163,11 @@ struct Link {
 }
 
 impl Link {
+    /// Every subtask's counters now.
+    fn snapshots(&self) -> Vec<(ExecutionId, TaskMetricsSnapshot)> {
+        self.metrics.lock().expect("link lock").iter().map(|(e, m)| (*e, m.snapshot())).collect()
+    }
+
     async fn send(&self, message: &FromTaskManager) -> Result<()> {
         match self.tx.lock().await.as_mut() {
             Some(tx) => Ok(tx.send(message).await?),
@@ -307,6 +313,8 @@ async fn connect(
 pub struct TaskManager {
     endpoint: Arc<NetEndpoint>,
     probe: ProcessProbe,
+    id: String,
+    link: Arc<Link>,
     supervisor: ActorRef<TaskManagerSupervisorMessage>,
     proxies: (ActorRef<ResourceManagerMessage>, ActorRef<JobMasterMessage>),
     control: tokio::task::JoinHandle<Result<()>>,
@@ -360,6 +368,7 @@ impl TaskManager {
             data_addr: Some(data_addr),
         };
         let probe = ProcessProbe::new(Some(endpoint.clone()));
+        let id = config.id.clone();
         let node = Arc::new(Node {
             config,
             endpoint: endpoint.clone(),
@@ -383,7 +392,7 @@ impl TaskManager {
         };
         let executor = ask!(supervisor, "the task manager supervisor", TaskManagerSupervisorMessage::Executor)?;
         let _ = executor_tx.send(executor);
-        Ok(TaskManager { endpoint, probe, supervisor, proxies: (rm, jm_proxy), control, accept })
+        Ok(TaskManager { endpoint, probe, id, link, supervisor, proxies: (rm, jm_proxy), control, accept })
     }
 
     /// Where it accepts data streams.
@@ -391,9 +400,14 @@ impl TaskManager {
         self.endpoint.local_addr()
     }
 
-    /// Reads this process's figures (its own `/metrics`).
-    pub fn probe(&self) -> ProcessProbe {
-        self.probe.clone()
+    /// What its own `/metrics` shows: its process and its subtasks.
+    pub fn metrics(&self) -> crate::cluster::rest::TaskManagerMetrics {
+        let link = self.link.clone();
+        crate::cluster::rest::TaskManagerMetrics {
+            id: self.id.clone(),
+            probe: self.probe.clone(),
+            subtasks: Arc::new(move || link.snapshots()),
+        }
     }
 
     /// Runs until the TaskManager gives up on its JobManager (or is refused by it) and
@@ -595,8 +609,7 @@ async fn serve(node: &Node, connected: &mut Connected, executor: &mut Executor, 
                 if let Some(moved) = node.config.job_manager.moved_from(Some(connected.addr)) {
                     return lost(format!("a new job manager was published at {moved}"), registered);
                 }
-                let tasks = link.metrics.lock().expect("link lock").iter().map(|(e, m)| (*e, m.snapshot())).collect();
-                if let Err(e) = link.send(&FromTaskManager::Heartbeat(tasks, node.probe.read())).await {
+                if let Err(e) = link.send(&FromTaskManager::Heartbeat(link.snapshots(), node.probe.read())).await {
                     return lost(format!("cannot send a heartbeat: {e}"), registered);
                 }
             }

@@ -19,6 +19,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::Rates;
+use super::rates::SubtaskRates;
+use crate::base::ids::JobId;
+use crate::base::metrics::TaskMetricsSnapshot;
+use crate::cluster::ExecutionId;
 use crate::cluster::messages::CheckpointStats;
 use crate::cluster::process_metrics::ProcessMetrics;
 use crate::cluster::{JobDetails, TaskManagerInfo};
@@ -148,6 +152,210 @@ where
     family(registry, name, help, Some(Unit::Seconds))
 }
 
+/// The series of every subtask, registered once per scrape.
+struct SubtaskSeries {
+    records_in: Family<SubtaskLabels, Counter>,
+    records_out: Family<SubtaskLabels, Counter>,
+    late: Family<SubtaskLabels, Counter>,
+    backpressured: Family<SubtaskLabels, SecondsTotal>,
+    idle: Family<SubtaskLabels, SecondsTotal>,
+    busy: Family<SubtaskLabels, SecondsTotal>,
+    queued: Family<SubtaskLabels, Gauge>,
+    bytes_in: Family<SubtaskLabels, Counter>,
+    bytes_out: Family<SubtaskLabels, Counter>,
+    records_in_rate: Family<SubtaskLabels, Ratio>,
+    records_out_rate: Family<SubtaskLabels, Ratio>,
+    bytes_in_rate: Family<SubtaskLabels, Ratio>,
+    bytes_out_rate: Family<SubtaskLabels, Ratio>,
+    busy_ratio: Family<SubtaskLabels, Ratio>,
+    idle_ratio: Family<SubtaskLabels, Ratio>,
+    backpressured_ratio: Family<SubtaskLabels, Ratio>,
+    in_queue: Family<SubtaskLabels, Ratio>,
+    out_queue: Family<SubtaskLabels, Ratio>,
+    input_watermark: Family<SubtaskLabels, Seconds>,
+    output_watermark: Family<SubtaskLabels, Seconds>,
+    watermark_lag: Family<SubtaskLabels, Seconds>,
+    state_size: Family<SubtaskLabels, Gauge>,
+    subtask_alignment: Family<SubtaskLabels, Seconds>,
+    subtask_sync: Family<SubtaskLabels, Seconds>,
+    subtask_async: Family<SubtaskLabels, Seconds>,
+    subtask_checkpoint: Family<SubtaskLabels, Gauge>,
+}
+
+impl SubtaskSeries {
+    fn register(registry: &mut Registry) -> Self {
+        let records_in: Family<SubtaskLabels, Counter> =
+            family(registry, "subtask_records_in", "Records read from input channels or made by a source", None);
+        let records_out: Family<SubtaskLabels, Counter> =
+            family(registry, "subtask_records_out", "Records written to output channels", None);
+        let late: Family<SubtaskLabels, Counter> =
+            family(registry, "subtask_late_records_dropped", "Records dropped as late by windows", None);
+        let backpressured: Family<SubtaskLabels, SecondsTotal> =
+            family(registry, "subtask_backpressured", "Time blocked on full output channels", Some(Unit::Seconds));
+        let idle: Family<SubtaskLabels, SecondsTotal> =
+            family(registry, "subtask_idle", "Time the subtask waited for something to do", Some(Unit::Seconds));
+        let busy: Family<SubtaskLabels, SecondsTotal> = family(
+            registry,
+            "subtask_busy",
+            "Time the subtask worked, neither idle nor backpressured",
+            Some(Unit::Seconds),
+        );
+        let queued: Family<SubtaskLabels, Gauge> =
+            family(registry, "subtask_output_queue_records", "Records waiting in the subtask's output channels", None);
+        let bytes_in: Family<SubtaskLabels, Counter> = family(
+            registry,
+            "subtask_network_in",
+            "Bytes of network frames read (0 within a process)",
+            Some(Unit::Bytes),
+        );
+        let bytes_out: Family<SubtaskLabels, Counter> =
+            family(registry, "subtask_network_out", "Bytes of network frames written", Some(Unit::Bytes));
+        let rate = |registry: &mut Registry, name: &str, help: &str| -> Family<SubtaskLabels, Ratio> {
+            family(registry, name, help, None)
+        };
+        let records_in_rate = rate(registry, "subtask_records_in_per_second", "Records in per second, last seconds");
+        let records_out_rate = rate(registry, "subtask_records_out_per_second", "Records out per second, last seconds");
+        let bytes_in_rate = rate(registry, "subtask_bytes_in_per_second", "Network bytes in per second, last seconds");
+        let bytes_out_rate =
+            rate(registry, "subtask_bytes_out_per_second", "Network bytes out per second, last seconds");
+        let busy_ratio = rate(registry, "subtask_busy_ratio", "Share of the last seconds spent working");
+        let idle_ratio = rate(registry, "subtask_idle_ratio", "Share of the last seconds spent waiting for work");
+        let backpressured_ratio =
+            rate(registry, "subtask_backpressured_ratio", "Share of the last seconds blocked on output");
+        let in_queue = rate(registry, "subtask_input_queue_usage", "How full the input channels are, 0 to 1");
+        let out_queue = rate(registry, "subtask_output_queue_usage", "How full the output channels are, 0 to 1");
+        let input_watermark: Family<SubtaskLabels, Seconds> =
+            seconds(registry, "subtask_input_watermark", "The subtask's current input watermark, since the epoch");
+        let output_watermark: Family<SubtaskLabels, Seconds> = seconds(
+            registry,
+            "subtask_output_watermark",
+            "The last watermark the subtask sent downstream, since the epoch",
+        );
+        let watermark_lag: Family<SubtaskLabels, Seconds> =
+            seconds(registry, "subtask_watermark_lag", "Processing time minus the subtask's input watermark");
+        let state_size: Family<SubtaskLabels, Gauge> = family(
+            registry,
+            "subtask_checkpointed_state_size",
+            "The subtask's state in its latest checkpoint",
+            Some(Unit::Bytes),
+        );
+        let subtask_alignment: Family<SubtaskLabels, Seconds> = seconds(
+            registry,
+            "subtask_last_checkpoint_alignment",
+            "Barrier alignment in the subtask's latest checkpoint",
+        );
+        let subtask_sync: Family<SubtaskLabels, Seconds> =
+            seconds(registry, "subtask_last_checkpoint_sync", "Synchronous part of the subtask's latest checkpoint");
+        let subtask_async: Family<SubtaskLabels, Seconds> =
+            seconds(registry, "subtask_last_checkpoint_async", "Asynchronous part of the subtask's latest checkpoint");
+        let subtask_checkpoint: Family<SubtaskLabels, Gauge> =
+            family(registry, "subtask_last_checkpoint_id", "The subtask's latest stored checkpoint", None);
+
+        SubtaskSeries {
+            records_in,
+            records_out,
+            late,
+            backpressured,
+            idle,
+            busy,
+            queued,
+            bytes_in,
+            bytes_out,
+            records_in_rate,
+            records_out_rate,
+            bytes_in_rate,
+            bytes_out_rate,
+            busy_ratio,
+            idle_ratio,
+            backpressured_ratio,
+            in_queue,
+            out_queue,
+            input_watermark,
+            output_watermark,
+            watermark_lag,
+            state_size,
+            subtask_alignment,
+            subtask_sync,
+            subtask_async,
+            subtask_checkpoint,
+        }
+    }
+
+    /// Adds subtask `labels`' counters `m`, its rates `r`, and its watermark lag at `now_ms`.
+    fn add(&self, labels: &SubtaskLabels, m: &TaskMetricsSnapshot, r: &SubtaskRates, now_ms: i64) {
+        self.records_in.get_or_create(labels).inc_by(m.records_in);
+        self.records_out.get_or_create(labels).inc_by(m.records_out);
+        self.late.get_or_create(labels).inc_by(m.late_records_dropped);
+        self.backpressured.get_or_create(labels).inc_by(m.backpressure_ms as f64 / 1e3);
+        self.idle.get_or_create(labels).inc_by(m.idle_ms as f64 / 1e3);
+        self.busy.get_or_create(labels).inc_by(m.busy_ms as f64 / 1e3);
+        self.queued.get_or_create(labels).set(i64::try_from(m.queued_out).unwrap_or(i64::MAX));
+        self.bytes_in.get_or_create(labels).inc_by(m.bytes_in);
+        self.bytes_out.get_or_create(labels).inc_by(m.bytes_out);
+        self.records_in_rate.get_or_create(labels).set(r.records_in_per_second);
+        self.records_out_rate.get_or_create(labels).set(r.records_out_per_second);
+        self.bytes_in_rate.get_or_create(labels).set(r.bytes_in_per_second);
+        self.bytes_out_rate.get_or_create(labels).set(r.bytes_out_per_second);
+        self.busy_ratio.get_or_create(labels).set(r.busy_ratio);
+        self.idle_ratio.get_or_create(labels).set(r.idle_ratio);
+        self.backpressured_ratio.get_or_create(labels).set(r.backpressure_ratio);
+        self.in_queue.get_or_create(labels).set(f64::from(m.in_queue_usage_permille) / 1e3);
+        self.out_queue.get_or_create(labels).set(f64::from(m.out_queue_usage_permille) / 1e3);
+        // No series before the first watermark, nor after the last (end of input).
+        if let Some(wm) = m.input_watermark.filter(|wm| *wm < MAX_WATERMARK) {
+            self.input_watermark.get_or_create(labels).set(wm as f64 / 1e3);
+            self.watermark_lag.get_or_create(labels).set(now_ms.saturating_sub(wm) as f64 / 1e3);
+        }
+        if let Some(wm) = m.output_watermark.filter(|wm| *wm < MAX_WATERMARK) {
+            self.output_watermark.get_or_create(labels).set(wm as f64 / 1e3);
+        }
+        if let Some(c) = m.last_checkpoint {
+            self.state_size.get_or_create(labels).set(i64::try_from(c.bytes).unwrap_or(i64::MAX));
+            self.subtask_alignment.get_or_create(labels).set(c.alignment_ms as f64 / 1e3);
+            self.subtask_sync.get_or_create(labels).set(c.sync_us as f64 / 1e6);
+            self.subtask_async.get_or_create(labels).set(c.async_us as f64 / 1e6);
+            self.subtask_checkpoint.get_or_create(labels).set(i64::try_from(c.id).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// The OpenMetrics text of one TaskManager's own `/metrics`: its process, and the latest
+/// attempt of each subtask it runs. `vertex_name` is empty there: the TaskManager knows its
+/// subtasks by vertex index (the JobManager's `/metrics` names them).
+pub(crate) fn encode_task_manager(
+    id: &str,
+    process: ProcessMetrics,
+    subtasks: &[(ExecutionId, TaskMetricsSnapshot)],
+    rates: &Rates,
+    now_ms: i64,
+) -> String {
+    let mut registry = Registry::with_prefix("weir");
+    encode_processes(&mut registry, std::iter::once((id, process)));
+    let series = SubtaskSeries::register(&mut registry);
+    let now = std::time::Instant::now();
+    let mut latest: std::collections::BTreeMap<(JobId, usize, usize), (u32, &TaskMetricsSnapshot)> = Default::default();
+    for (e, m) in subtasks {
+        let entry = latest.entry((e.job, e.vertex, e.index)).or_insert((e.attempt, m));
+        if e.attempt >= entry.0 {
+            *entry = (e.attempt, m);
+        }
+    }
+    for ((job, vertex, index), (_, m)) in latest {
+        let labels = SubtaskLabels {
+            job: job.to_string(),
+            vertex: vertex.to_string(),
+            vertex_name: String::new(),
+            subtask: index.to_string(),
+            task_manager: id.to_owned(),
+        };
+        series.add(&labels, m, &rates.sample(job, vertex, index, now, m), now_ms);
+    }
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    text
+}
+
 /// The Prometheus text of the cluster: its TaskManagers and slots, and each job with its
 /// checkpoint statistics (`None` once it has no JobMaster) and its subtasks.
 ///
@@ -220,73 +428,7 @@ pub(crate) fn encode(
         None,
     );
 
-    let records_in: Family<SubtaskLabels, Counter> =
-        family(&mut registry, "subtask_records_in", "Records read from input channels or made by a source", None);
-    let records_out: Family<SubtaskLabels, Counter> =
-        family(&mut registry, "subtask_records_out", "Records written to output channels", None);
-    let late: Family<SubtaskLabels, Counter> =
-        family(&mut registry, "subtask_late_records_dropped", "Records dropped as late by windows", None);
-    let backpressured: Family<SubtaskLabels, SecondsTotal> =
-        family(&mut registry, "subtask_backpressured", "Time blocked on full output channels", Some(Unit::Seconds));
-    let idle: Family<SubtaskLabels, SecondsTotal> =
-        family(&mut registry, "subtask_idle", "Time the subtask waited for something to do", Some(Unit::Seconds));
-    let busy: Family<SubtaskLabels, SecondsTotal> = family(
-        &mut registry,
-        "subtask_busy",
-        "Time the subtask worked, neither idle nor backpressured",
-        Some(Unit::Seconds),
-    );
-    let queued: Family<SubtaskLabels, Gauge> =
-        family(&mut registry, "subtask_output_queue_records", "Records waiting in the subtask's output channels", None);
-    let bytes_in: Family<SubtaskLabels, Counter> = family(
-        &mut registry,
-        "subtask_network_in",
-        "Bytes of network frames read (0 within a process)",
-        Some(Unit::Bytes),
-    );
-    let bytes_out: Family<SubtaskLabels, Counter> =
-        family(&mut registry, "subtask_network_out", "Bytes of network frames written", Some(Unit::Bytes));
-    let rate = |registry: &mut Registry, name: &str, help: &str| -> Family<SubtaskLabels, Ratio> {
-        family(registry, name, help, None)
-    };
-    let records_in_rate = rate(&mut registry, "subtask_records_in_per_second", "Records in per second, last seconds");
-    let records_out_rate =
-        rate(&mut registry, "subtask_records_out_per_second", "Records out per second, last seconds");
-    let bytes_in_rate = rate(&mut registry, "subtask_bytes_in_per_second", "Network bytes in per second, last seconds");
-    let bytes_out_rate =
-        rate(&mut registry, "subtask_bytes_out_per_second", "Network bytes out per second, last seconds");
-    let busy_ratio = rate(&mut registry, "subtask_busy_ratio", "Share of the last seconds spent working");
-    let idle_ratio = rate(&mut registry, "subtask_idle_ratio", "Share of the last seconds spent waiting for work");
-    let backpressured_ratio =
-        rate(&mut registry, "subtask_backpressured_ratio", "Share of the last seconds blocked on output");
-    let in_queue = rate(&mut registry, "subtask_input_queue_usage", "How full the input channels are, 0 to 1");
-    let out_queue = rate(&mut registry, "subtask_output_queue_usage", "How full the output channels are, 0 to 1");
-    let input_watermark: Family<SubtaskLabels, Seconds> =
-        seconds(&mut registry, "subtask_input_watermark", "The subtask's current input watermark, since the epoch");
-    let output_watermark: Family<SubtaskLabels, Seconds> = seconds(
-        &mut registry,
-        "subtask_output_watermark",
-        "The last watermark the subtask sent downstream, since the epoch",
-    );
-    let watermark_lag: Family<SubtaskLabels, Seconds> =
-        seconds(&mut registry, "subtask_watermark_lag", "Processing time minus the subtask's input watermark");
-    let state_size: Family<SubtaskLabels, Gauge> = family(
-        &mut registry,
-        "subtask_checkpointed_state_size",
-        "The subtask's state in its latest checkpoint",
-        Some(Unit::Bytes),
-    );
-    let subtask_alignment: Family<SubtaskLabels, Seconds> = seconds(
-        &mut registry,
-        "subtask_last_checkpoint_alignment",
-        "Barrier alignment in the subtask's latest checkpoint",
-    );
-    let subtask_sync: Family<SubtaskLabels, Seconds> =
-        seconds(&mut registry, "subtask_last_checkpoint_sync", "Synchronous part of the subtask's latest checkpoint");
-    let subtask_async: Family<SubtaskLabels, Seconds> =
-        seconds(&mut registry, "subtask_last_checkpoint_async", "Asynchronous part of the subtask's latest checkpoint");
-    let subtask_checkpoint: Family<SubtaskLabels, Gauge> =
-        family(&mut registry, "subtask_last_checkpoint_id", "The subtask's latest stored checkpoint", None);
+    let subtasks = SubtaskSeries::register(&mut registry);
 
     for (job, stats) in jobs {
         let labels = JobLabels { job: job.id.to_string(), name: job.name.clone() };
@@ -319,41 +461,8 @@ pub(crate) fn encode(
                     subtask: subtask.index.to_string(),
                     task_manager: subtask.task_manager.clone(),
                 };
-                let m = &subtask.metrics;
-                records_in.get_or_create(&labels).inc_by(m.records_in);
-                records_out.get_or_create(&labels).inc_by(m.records_out);
-                late.get_or_create(&labels).inc_by(m.late_records_dropped);
-                backpressured.get_or_create(&labels).inc_by(m.backpressure_ms as f64 / 1e3);
-                idle.get_or_create(&labels).inc_by(m.idle_ms as f64 / 1e3);
-                busy.get_or_create(&labels).inc_by(m.busy_ms as f64 / 1e3);
-                queued.get_or_create(&labels).set(i64::try_from(m.queued_out).unwrap_or(i64::MAX));
-                bytes_in.get_or_create(&labels).inc_by(m.bytes_in);
-                bytes_out.get_or_create(&labels).inc_by(m.bytes_out);
-                let r = rates.sample(job.id, vertex.id, subtask.index, now, m);
-                records_in_rate.get_or_create(&labels).set(r.records_in_per_second);
-                records_out_rate.get_or_create(&labels).set(r.records_out_per_second);
-                bytes_in_rate.get_or_create(&labels).set(r.bytes_in_per_second);
-                bytes_out_rate.get_or_create(&labels).set(r.bytes_out_per_second);
-                busy_ratio.get_or_create(&labels).set(r.busy_ratio);
-                idle_ratio.get_or_create(&labels).set(r.idle_ratio);
-                backpressured_ratio.get_or_create(&labels).set(r.backpressure_ratio);
-                in_queue.get_or_create(&labels).set(f64::from(m.in_queue_usage_permille) / 1e3);
-                out_queue.get_or_create(&labels).set(f64::from(m.out_queue_usage_permille) / 1e3);
-                // No series before the first watermark, nor after the last (end of input).
-                if let Some(wm) = m.input_watermark.filter(|wm| *wm < MAX_WATERMARK) {
-                    input_watermark.get_or_create(&labels).set(wm as f64 / 1e3);
-                    watermark_lag.get_or_create(&labels).set(now_ms.saturating_sub(wm) as f64 / 1e3);
-                }
-                if let Some(wm) = m.output_watermark.filter(|wm| *wm < MAX_WATERMARK) {
-                    output_watermark.get_or_create(&labels).set(wm as f64 / 1e3);
-                }
-                if let Some(c) = m.last_checkpoint {
-                    state_size.get_or_create(&labels).set(i64::try_from(c.bytes).unwrap_or(i64::MAX));
-                    subtask_alignment.get_or_create(&labels).set(c.alignment_ms as f64 / 1e3);
-                    subtask_sync.get_or_create(&labels).set(c.sync_us as f64 / 1e6);
-                    subtask_async.get_or_create(&labels).set(c.async_us as f64 / 1e6);
-                    subtask_checkpoint.get_or_create(&labels).set(i64::try_from(c.id).unwrap_or(i64::MAX));
-                }
+                let r = rates.sample(job.id, vertex.id, subtask.index, now, &subtask.metrics);
+                subtasks.add(&labels, &subtask.metrics, &r, now_ms);
             }
         }
     }

@@ -80,7 +80,15 @@ async fn cluster_and_server() -> (MiniCluster, Server) {
     .await
     .expect("start the mini cluster");
     let (dispatcher, resource_manager) = cluster.components();
-    let state = RestState {
+    (cluster, Server::start(state_of(dispatcher, resource_manager)).await)
+}
+
+/// The REST server's state over these components, with the test token.
+fn state_of(
+    dispatcher: ComponentRef<DispatcherMessage>,
+    resource_manager: ComponentRef<ResourceManagerMessage>,
+) -> RestState {
+    RestState {
         dispatcher,
         resource_manager,
         registry: registry(),
@@ -88,8 +96,7 @@ async fn cluster_and_server() -> (MiniCluster, Server) {
         savepoint_dir: None,
         rates: Default::default(),
         process: None,
-    };
-    (cluster, Server::start(state).await)
+    }
 }
 
 /// An answer: status code, the head (status line and headers) and the JSON body (`Null` if
@@ -420,15 +427,7 @@ async fn actors_that_are_gone_or_mute_are_503() {
         let (resource_manager, _) =
             Actor::spawn(None, Mute(PhantomData), ()).await.expect("spawn a resource manager stand-in");
         dispatcher.stop_and_wait(None, Some(Duration::from_secs(5))).await.expect("stop the dispatcher stand-in");
-        let state = RestState {
-            dispatcher: ComponentRef::new(dispatcher),
-            resource_manager: ComponentRef::new(resource_manager.clone()),
-            registry: registry(),
-            token: TOKEN.to_owned(),
-            savepoint_dir: None,
-            rates: Default::default(),
-            process: None,
-        };
+        let state = state_of(ComponentRef::new(dispatcher), ComponentRef::new(resource_manager.clone()));
         let server = Server::start(state).await;
         let addr = server.addr;
 
@@ -489,13 +488,7 @@ async fn the_web_ui_is_served_from_the_binary_beside_the_api() {
         let (dispatcher, _) = Actor::spawn(None, Mute(PhantomData), ()).await.expect("spawn a dispatcher stand-in");
         let (resource_manager, _) =
             Actor::spawn(None, Mute(PhantomData), ()).await.expect("spawn a resource manager stand-in");
-        let state = RestState {
-            dispatcher: ComponentRef::new(dispatcher.clone()),
-            resource_manager: ComponentRef::new(resource_manager.clone()),
-            registry: registry(),
-            token: TOKEN.to_owned(),
-            savepoint_dir: None,
-        };
+        let state = state_of(ComponentRef::new(dispatcher.clone()), ComponentRef::new(resource_manager.clone()));
         let server = Server::start(state).await;
         let addr = server.addr;
 
