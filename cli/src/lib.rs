@@ -16,6 +16,7 @@ mod bench;
 pub mod chaos;
 mod cluster;
 mod config;
+mod kafka;
 mod nexmark;
 mod node;
 
@@ -68,6 +69,9 @@ enum Command {
     /// The Nexmark benchmark's events (its queries are the jobs `nexmark-qN`).
     #[command(subcommand)]
     Nexmark(nexmark::NexmarkCommand),
+    /// Kafka tools (`produce-clicks`).
+    #[command(subcommand)]
+    Kafka(kafka::KafkaCommand),
     /// Fault injection: cut connections of a running cluster as a network failure would (tests
     /// and chaos runs; the processes must run with WEIR_FAULT_INJECTION=1).
     CutConnections(cluster::CutArgs),
@@ -290,6 +294,7 @@ pub fn main(registry: JobRegistry) -> ExitCode {
         Command::Bench(args) => bench::run(&registry, args),
         Command::Chaos(args) => chaos::run(&registry, args),
         Command::Nexmark(command) => nexmark::command(command),
+        Command::Kafka(command) => kafka::command(command),
         Command::CutConnections(args) => cluster::cut_connections(args),
     };
     match result {

@@ -10,6 +10,7 @@ mod event_windows;
 mod fault_tolerance;
 mod golden;
 mod joins;
+mod kafka;
 mod nexmark;
 mod savepoints;
 mod setup_script;

@@ -1,0 +1,13 @@
+//! Kafka for Weir jobs: [`KafkaSource`] reads topics with partitions as splits and offsets in
+//! its state, restored at any parallelism.
+//!
+//! Built on `rdkafka` (librdkafka 2.12, bundled). Tested against tansu, a Kafka-protocol broker
+//! (see the README's Kafka section and `scripts/setup.sh --tests`).
+
+pub mod deserializer;
+pub mod produce;
+pub mod source;
+
+pub use deserializer::{Bytes, Json, KafkaDeserializer, KafkaRecord, Utf8};
+pub use produce::{ensure_topic, produce_clicks};
+pub use source::{KafkaSource, StartingOffsets, owner};

@@ -1,0 +1,392 @@
+//! [`KafkaSource`]: Kafka partitions as the splits of a source, their offsets in its state.
+//!
+//! Each subtask owns the partitions Flink's `KafkaSourceEnumerator` would give it
+//! (`(hash(topic) * 31 & 0x7fffffff) % parallelism + partition`, modulo the parallelism: spread
+//! evenly, the same after every restart), assigns them to its own consumer (no group
+//! rebalancing: the group id only names where offsets are committed for monitoring) and reads
+//! them from their starting offsets. Each partition's next offset is in the source's state, a
+//! union list: restored at the same parallelism each subtask takes its own partitions back, at
+//! another each takes the ones it owns now out of everyone's. A partition the state does not
+//! know (new since, or never seen) starts from the earliest offset, as Flink's discovered
+//! partitions do.
+//!
+//! Bounded mode stops each partition at the offset that was its end when the job first read
+//! it (kept in the state, so a restored job stops at the same place), and the source finishes
+//! once every partition reached its stop.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Message, Timestamp as KafkaTimestamp};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use weir_actors::prelude::*;
+
+use crate::deserializer::{KafkaDeserializer, KafkaRecord};
+
+/// How long a call to the broker (metadata, offsets) may take before the source fails.
+pub(crate) const BROKER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a poll that found nothing waits before the next one.
+const IDLE_WAIT: Duration = Duration::from_millis(5);
+
+/// Where a partition the source has no offset for starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartingOffsets {
+    /// Its first record (Flink's `OffsetsInitializer.earliest()`).
+    Earliest,
+    /// After its last record at start (`latest()`).
+    Latest,
+    /// The consumer group's committed offset, else `fallback` (`committedOffsets(strategy)`).
+    Committed {
+        /// Where a partition without a committed offset starts.
+        fallback: Box<StartingOffsets>,
+    },
+    /// The first record at or after this time, epoch ms (`timestamp(ms)`).
+    Timestamp(i64),
+    /// These offsets per (topic, partition), earliest for the others (`offsets(map)`).
+    Explicit(BTreeMap<(String, i32), i64>),
+}
+
+/// The configuration every subtask of a [`KafkaSource`] shares.
+#[derive(Debug, Clone)]
+struct Config {
+    brokers: String,
+    topics: Vec<String>,
+    group_id: String,
+    starting: StartingOffsets,
+    bounded: bool,
+    properties: Vec<(String, String)>,
+}
+
+/// A partition this subtask reads: where it is, and where it stops in bounded mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Split {
+    topic: String,
+    partition: i32,
+    /// The next offset to read.
+    next: i64,
+    /// Bounded mode: the offset it ends before.
+    stop: Option<i64>,
+}
+
+/// Reads Kafka topics; see the [module docs](self).
+pub struct KafkaSource<D: KafkaDeserializer> {
+    config: Arc<Config>,
+    deserializer: D,
+    strategy: WatermarkStrategy<D::Out>,
+    reader: Option<Reader>,
+}
+
+struct Reader {
+    consumer: BaseConsumer,
+    subtask: usize,
+    parallelism: usize,
+    /// Restored splits, taken at the first poll.
+    restored: Option<Vec<Split>>,
+    /// The splits read, by (topic, partition); `None` until the first poll resolved them.
+    splits: Option<BTreeMap<(String, i32), Split>>,
+    /// Partitions assigned and not at their stop.
+    reading: usize,
+}
+
+impl<D: KafkaDeserializer> Clone for KafkaSource<D> {
+    fn clone(&self) -> Self {
+        KafkaSource {
+            config: self.config.clone(),
+            deserializer: self.deserializer.clone(),
+            strategy: self.strategy.clone(),
+            reader: None,
+        }
+    }
+}
+
+impl<D: KafkaDeserializer> std::fmt::Debug for KafkaSource<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl<D: KafkaDeserializer> KafkaSource<D> {
+    /// Reads `topics` from the cluster at `brokers` (`host:port,…`) with `deserializer`,
+    /// unbounded, from the earliest offsets, committing nowhere (group `weir`).
+    pub fn new(brokers: impl Into<String>, topics: &[&str], deserializer: D) -> Self {
+        KafkaSource {
+            config: Arc::new(Config {
+                brokers: brokers.into(),
+                topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+                group_id: "weir".to_owned(),
+                starting: StartingOffsets::Earliest,
+                bounded: false,
+                properties: Vec::new(),
+            }),
+            deserializer,
+            strategy: WatermarkStrategy::none(),
+            reader: None,
+        }
+    }
+
+    fn config(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        change(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// Where partitions without an offset in the state start.
+    pub fn starting_offsets(self, starting: StartingOffsets) -> Self {
+        self.config(|c| c.starting = starting)
+    }
+
+    /// Stops at the offsets current when each partition is first read, then finishes.
+    pub fn bounded(self, bounded: bool) -> Self {
+        self.config(|c| c.bounded = bounded)
+    }
+
+    /// The consumer group whose committed offsets `StartingOffsets::Committed` reads.
+    pub fn group_id(self, group: impl Into<String>) -> Self {
+        let group = group.into();
+        self.config(|c| c.group_id = group)
+    }
+
+    /// A librdkafka property for the consumer (e.g. `fetch.wait.max.ms`).
+    pub fn property(self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let (key, value) = (key.into(), value.into());
+        self.config(|c| c.properties.push((key, value)))
+    }
+
+    /// Event time: each record's Kafka timestamp, and watermarks from `strategy`.
+    pub fn watermarks(mut self, strategy: WatermarkStrategy<D::Out>) -> Self {
+        self.strategy = strategy;
+        self
+    }
+}
+
+/// The subtask that reads `partition` of `topic` at `parallelism` (Flink's
+/// `KafkaSourceEnumerator.getSplitOwner`, with Java's `String.hashCode`).
+pub fn owner(topic: &str, partition: i32, parallelism: usize) -> usize {
+    let hash = topic.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
+    let p = parallelism.max(1) as i64;
+    let start = i64::from(hash.wrapping_mul(31) & 0x7fff_ffff) % p;
+    ((start + i64::from(partition)) % p) as usize
+}
+
+fn kafka_error(what: impl std::fmt::Display, e: rdkafka::error::KafkaError) -> WeirError {
+    WeirError::runtime(format!("{what}: {e}"))
+}
+
+impl Reader {
+    /// Resolves this subtask's splits: the restored ones it owns, and every other partition
+    /// it owns from its starting offset.
+    fn resolve(&mut self, config: &Config) -> Result<()> {
+        let metadata = self.consumer.fetch_metadata(None, BROKER_TIMEOUT).map_err(|e| {
+            kafka_error(format!("cannot read the topics of the Kafka cluster at {}", config.brokers), e)
+        })?;
+        let mut owned = Vec::new();
+        for topic in &config.topics {
+            let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+                return Err(WeirError::runtime(format!("Kafka topic '{topic}' does not exist at {}", config.brokers)));
+            };
+            if let Some(e) = t.error() {
+                return Err(WeirError::runtime(format!("Kafka topic '{topic}' at {}: {e:?}", config.brokers)));
+            }
+            for p in t.partitions() {
+                if owner(topic, p.id(), self.parallelism) == self.subtask {
+                    owned.push((topic.clone(), p.id()));
+                }
+            }
+        }
+        let restoring = self.restored.is_some();
+        let restored: BTreeMap<(String, i32), Split> =
+            self.restored.take().unwrap_or_default().into_iter().map(|s| ((s.topic.clone(), s.partition), s)).collect();
+        let mut splits = BTreeMap::new();
+        for key in owned {
+            let split = match restored.get(&key) {
+                Some(s) => s.clone(),
+                None => {
+                    // A partition the restored state does not know is new: from its start.
+                    let starting = if restoring { &StartingOffsets::Earliest } else { &config.starting };
+                    self.start_split(config, &key.0, key.1, starting)?
+                }
+            };
+            splits.insert(key, split);
+        }
+        let mut assignment = TopicPartitionList::new();
+        self.reading = 0;
+        for s in splits.values().filter(|s| s.stop.is_none_or(|stop| s.next < stop)) {
+            assignment
+                .add_partition_offset(&s.topic, s.partition, Offset::Offset(s.next))
+                .map_err(|e| kafka_error("cannot assign a partition", e))?;
+            self.reading += 1;
+        }
+        self.consumer.assign(&assignment).map_err(|e| kafka_error("cannot assign the partitions", e))?;
+        self.splits = Some(splits);
+        Ok(())
+    }
+
+    /// A new split of `topic`/`partition` at `starting`, with its stop in bounded mode.
+    fn start_split(&self, config: &Config, topic: &str, partition: i32, starting: &StartingOffsets) -> Result<Split> {
+        let (low, high) = self
+            .consumer
+            .fetch_watermarks(topic, partition, BROKER_TIMEOUT)
+            .map_err(|e| kafka_error(format!("cannot read the offsets of {topic}/{partition}"), e))?;
+        let next = match starting {
+            StartingOffsets::Earliest => low,
+            StartingOffsets::Latest => high,
+            StartingOffsets::Explicit(offsets) => offsets.get(&(topic.to_owned(), partition)).copied().unwrap_or(low),
+            StartingOffsets::Timestamp(ms) => {
+                let mut query = TopicPartitionList::new();
+                query
+                    .add_partition_offset(topic, partition, Offset::Offset(*ms))
+                    .map_err(|e| kafka_error("cannot ask for offsets by time", e))?;
+                let found = self
+                    .consumer
+                    .offsets_for_times(query, BROKER_TIMEOUT)
+                    .map_err(|e| kafka_error(format!("cannot find the offset of {topic}/{partition} at {ms} ms"), e))?;
+                match found.find_partition(topic, partition).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    // No record at or after that time: from the end.
+                    _ => high,
+                }
+            }
+            StartingOffsets::Committed { fallback } => {
+                let mut query = TopicPartitionList::new();
+                query.add_partition(topic, partition);
+                let committed = self
+                    .consumer
+                    .committed_offsets(query, BROKER_TIMEOUT)
+                    .map_err(|e| kafka_error(format!("cannot read group '{}' offsets", config.group_id), e))?;
+                match committed.find_partition(topic, partition).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => return self.start_split(config, topic, partition, fallback),
+                }
+            }
+        };
+        let next = next.clamp(low, high);
+        Ok(Split { topic: topic.to_owned(), partition, next, stop: config.bounded.then_some(high) })
+    }
+}
+
+impl<D: KafkaDeserializer> Source for KafkaSource<D> {
+    type Out = D::Out;
+
+    fn validate(&self, _ctx: &ValidateContext) -> Result<()> {
+        if self.config.topics.is_empty() {
+            return Err(WeirError::Argument("a Kafka source needs at least one topic".into()));
+        }
+        if self.config.brokers.trim().is_empty() {
+            return Err(WeirError::Argument("a Kafka source needs the brokers' addresses".into()));
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, ctx: &OpenContext<'_>) -> Result<()> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &self.config.brokers)
+            .set("group.id", &self.config.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "false");
+        for (key, value) in &self.config.properties {
+            client.set(key, value);
+        }
+        let consumer: BaseConsumer = client
+            .create()
+            .map_err(|e| kafka_error(format!("cannot create a Kafka consumer for {}", self.config.brokers), e))?;
+        let info = ctx.subtask();
+        self.reader = Some(Reader {
+            consumer,
+            subtask: info.index,
+            parallelism: info.parallelism,
+            restored: None,
+            splits: None,
+            reading: 0,
+        });
+        Ok(())
+    }
+
+    fn poll_next(&mut self, ctx: &mut SourceContext<'_, Self::Out>) -> Result<SourcePoll> {
+        let reader = self.reader.as_mut().expect("opened");
+        if reader.splits.is_none() {
+            reader.resolve(&self.config)?;
+        }
+        if reader.reading == 0 {
+            return Ok(if self.config.bounded { SourcePoll::Finished } else { SourcePoll::Pending(IDLE_WAIT * 20) });
+        }
+        let deadline = Instant::now() + Duration::from_millis(2);
+        while ctx.emitted() < ctx.batch_size() {
+            let message = match reader.consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Err(e)) => return Err(kafka_error("cannot read from Kafka", e)),
+                Some(Ok(m)) => m,
+            };
+            let splits = reader.splits.as_mut().expect("resolved");
+            let Some(split) = splits.get_mut(&(message.topic().to_owned(), message.partition())) else { continue };
+            let offset = message.offset();
+            if offset < split.next || split.stop.is_some_and(|stop| offset >= stop) {
+                continue;
+            }
+            split.next = offset + 1;
+            let timestamp = match message.timestamp() {
+                KafkaTimestamp::CreateTime(ms) | KafkaTimestamp::LogAppendTime(ms) => Some(ms),
+                KafkaTimestamp::NotAvailable => None,
+            };
+            let record = KafkaRecord {
+                topic: message.topic(),
+                partition: message.partition(),
+                offset,
+                timestamp,
+                key: message.key(),
+                value: message.payload(),
+            };
+            let value = self.deserializer.deserialize(&record).map_err(|e| {
+                WeirError::user(format!("Kafka record {}/{} at offset {offset}: {e}", record.topic, record.partition))
+            })?;
+            match timestamp {
+                Some(ts) => ctx.emit_at(value, ts),
+                None => ctx.emit(value),
+            }
+            if split.stop.is_some_and(|stop| split.next >= stop) {
+                reader.reading -= 1;
+                let mut done = TopicPartitionList::new();
+                done.add_partition(&split.topic, split.partition);
+                let _ = reader.consumer.pause(&done);
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        if self.config.bounded && reader.reading == 0 {
+            return Ok(SourcePoll::Finished);
+        }
+        Ok(if ctx.emitted() > 0 { SourcePoll::Ready } else { SourcePoll::Pending(IDLE_WAIT) })
+    }
+
+    fn watermark_strategy(&self) -> WatermarkStrategy<Self::Out> {
+        self.strategy.clone()
+    }
+
+    fn snapshot_state(&mut self) -> Result<Vec<u8>> {
+        let reader = self.reader.as_ref().expect("opened");
+        let splits: Vec<Split> = match (&reader.splits, &reader.restored) {
+            (Some(splits), _) => splits.values().cloned().collect(),
+            (None, Some(restored)) => restored.clone(),
+            (None, None) => Vec::new(),
+        };
+        postcard::to_allocvec(&splits).map_err(|e| WeirError::runtime(format!("cannot encode the Kafka offsets: {e}")))
+    }
+
+    fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
+        let mut all = Vec::new();
+        for (i, bytes) in states.iter().enumerate() {
+            let splits: Vec<Split> = postcard::from_bytes(bytes).map_err(|e| {
+                WeirError::user(format!("the Kafka source's state of subtask {i} does not decode: {e}"))
+            })?;
+            all.extend(splits);
+        }
+        let reader = self.reader.as_mut().expect("opened");
+        reader.restored = Some(all);
+        Ok(())
+    }
+}

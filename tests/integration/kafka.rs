@@ -1,0 +1,194 @@
+//! The Kafka connector against a real Kafka-protocol broker: tansu, started on a free
+//! 127.0.0.1 port for each test and stopped by its pid (`scripts/setup.sh --tests` installs it).
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use weir_actors::prelude::*;
+use weir_actors::{JobStatus, JobSubmission, MiniCluster, MiniClusterConfig};
+use weir_kafka::{Json, KafkaSource};
+
+use crate::support::job_result;
+
+/// The clicks' first event time: `weir kafka produce-clicks`' default (Kafka takes 0 for "now").
+const BASE_TIME: i64 = 1_704_067_200_000;
+
+/// A tansu broker with its data in memory, killed when dropped.
+pub(crate) struct Broker {
+    child: Child,
+    pub(crate) addr: String,
+}
+
+impl Broker {
+    pub(crate) fn start() -> Broker {
+        let default = std::env::var("HOME").map(|h| format!("{h}/.cache/weir/tansu/bin/tansu")).unwrap_or_default();
+        let tansu = std::env::var("WEIR_TANSU").unwrap_or(default);
+        assert!(
+            std::path::Path::new(&tansu).is_file(),
+            "no tansu broker at {tansu}: run scripts/setup.sh --tests (or set WEIR_TANSU)"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{addr}");
+        let child = Command::new(&tansu)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {tansu}: {e}"));
+        let broker = Broker { child, addr };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(&broker.addr).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "tansu does not listen on {}", broker.addr);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        broker
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a bounded Kafka source of `topic` at `parallelism` into a collecting sink.
+async fn read_bounded(brokers: &str, topic: &str, parallelism: usize) -> Vec<Click> {
+    let (sink, handle) = CollectSink::new();
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    let job = JobSubmission::new("kafka-read", parallelism, move |env, _| {
+        let source = KafkaSource::new(brokers.clone(), &[topic.as_str()], Json::<Click>::new()).bounded(true);
+        env.source("kafka", source).sink("collect", sink.clone());
+        Ok(())
+    });
+    let config = MiniClusterConfig { slots_per_task_manager: parallelism, ..Default::default() };
+    let cluster = MiniCluster::start(config).await.unwrap();
+    let id = cluster.submit(&job).await.unwrap();
+    let result = job_result(&cluster, id, Duration::from_secs(120)).await;
+    cluster.shutdown().await;
+    assert_eq!(result.status(), JobStatus::Finished, "{:?}", result.details.cause);
+    handle.take()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_kafka_source_reads_every_produced_click_once_at_any_parallelism() {
+    let broker = Broker::start();
+    let config = GeneratorConfig { events: Some(5000), keys: 50, base_time: BASE_TIME, ..GeneratorConfig::default() };
+    // One record per batch: tansu 0.6 answers a partition's end as its latest batch's base
+    // offset + 1, which is the true end only then (see produce_clicks).
+    let written = weir_kafka::produce_clicks(&broker.addr, "clicks", &config, 4, 1).await.unwrap();
+    assert_eq!(written, 5000);
+    // Four partitions over 1, 2 and 3 subtasks (3 does not divide 4: one subtask reads two).
+    for parallelism in [1, 2, 3] {
+        let clicks = read_bounded(&broker.addr, "clicks", parallelism).await;
+        let mut seen = BTreeMap::new();
+        for click in &clicks {
+            assert_eq!(*click, config.event(click.index), "a click not as generated");
+            *seen.entry(click.index).or_insert(0) += 1;
+        }
+        assert_eq!(seen.len(), 5000, "p{parallelism}: {} distinct of 5000", seen.len());
+        assert!(seen.values().all(|n| *n == 1), "p{parallelism}: some click read twice");
+    }
+    // A user's clicks are in one partition, in order: each subtask sees them in index order.
+    let clicks = read_bounded(&broker.addr, "clicks", 2).await;
+    let mut last: BTreeMap<u32, u64> = BTreeMap::new();
+    for click in clicks {
+        if let Some(before) = last.insert(click.user, click.index) {
+            assert!(before < click.index, "user {}: {before} before {}", click.user, click.index);
+        }
+    }
+}
+
+#[test]
+fn subtasks_own_partitions_as_flinks_enumerator_assigns_them() {
+    // Java's "clicks".hashCode() is -1357714453 (computed apart from Weir's code); Flink's
+    // KafkaSourceEnumerator starts topic "clicks" at ((hash * 31) & 0x7fffffff) % parallelism.
+    let start = (-1357714453_i32).wrapping_mul(31) & 0x7fff_ffff;
+    let start = start as usize;
+    for p in 1..=5usize {
+        let owners: Vec<usize> = (0..8).map(|partition| weir_kafka::owner("clicks", partition, p)).collect();
+        let expected: Vec<usize> = (0..8).map(|partition| (start % p + partition) % p).collect();
+        assert_eq!(owners, expected, "parallelism {p}");
+        // Even: no subtask owns more than one partition more than another.
+        let counts: Vec<usize> = (0..p).map(|s| owners.iter().filter(|o| **o == s).count()).collect();
+        assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1, "{counts:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weir_kafka_produce_clicks_fills_a_topic_with_the_generators_clicks() {
+    let broker = Broker::start();
+    let produce = |more: &[&str]| {
+        let mut args: Vec<String> = ["kafka", "produce-clicks", "--brokers", &broker.addr, "--topic", "from-cli"]
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect();
+        args.extend(more.iter().map(|a| (*a).to_owned()));
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::support::weir(&args, Duration::from_secs(120))
+        })
+    };
+    let out = produce(&["--events", "1200", "--keys", "7", "--seed", "3", "--partitions", "3", "--batch-records", "1"])
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.contains("1200 clicks written to 'from-cli'"), "{said}");
+    let config =
+        GeneratorConfig { events: Some(1200), keys: 7, seed: 3, base_time: BASE_TIME, ..GeneratorConfig::default() };
+    let mut clicks = read_bounded(&broker.addr, "from-cli", 2).await;
+    clicks.sort_by_key(|c| c.index);
+    let expected: Vec<Click> = (0..1200).map(|i| config.event(i)).collect();
+    assert_eq!(clicks, expected);
+    // A second run into the same topic keeps its partitions (and adds its clicks).
+    let out = produce(&["--events", "10", "--partitions", "5", "--batch-records", "1"]).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(read_bounded(&broker.addr, "from-cli", 1).await.len(), 1210);
+    // Bad arguments are named.
+    let out = produce(&["--events", "10", "--batch-records", "0"]).await.unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("--batch-records must be at least 1"), "{said}");
+    let out = produce(&["--events", "10", "--base-time-ms", "0"]).await.unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("timestamp of 0 for the current time"), "{said}");
+}
+
+/// The source's offsets are its state: subtasks stopped part-way at parallelism 2 and restored
+/// at 3 (union redistribution: each takes the partitions it owns now) read each click once.
+#[test]
+fn kafka_offsets_restored_at_another_parallelism_read_each_click_once() {
+    let broker = Broker::start();
+    let config = GeneratorConfig { events: Some(2000), keys: 40, base_time: BASE_TIME, ..GeneratorConfig::default() };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(weir_kafka::produce_clicks(&broker.addr, "rescale", &config, 4, 1)).unwrap();
+    let source = || KafkaSource::new(broker.addr.clone(), &["rescale"], Json::<Click>::new()).bounded(true);
+    let mut read: Vec<Click> = Vec::new();
+    let mut snapshots = Vec::new();
+    for index in 0..2 {
+        let mut harness = HarnessConfig::new().subtask(index, 2).batch_size(50).build_source(source()).unwrap();
+        // Part of its share only: 300 of about 1000.
+        assert!(!harness.run(300).unwrap(), "subtask {index} of 2 finished early");
+        read.extend(harness.take_output().into_iter().map(|(c, ts)| {
+            assert_eq!(ts, Some(c.time), "the Kafka timestamp is the click's event time");
+            c
+        }));
+        snapshots.push(harness.snapshot().unwrap());
+    }
+    assert!(read.len() >= 600 && read.len() < 2000, "{}", read.len());
+    for index in 0..3 {
+        let mut harness =
+            HarnessConfig::new().subtask(index, 3).restore(snapshots.clone()).build_source(source()).unwrap();
+        assert!(harness.run(usize::MAX).unwrap(), "subtask {index} of 3 did not finish");
+        read.extend(harness.take_output().into_iter().map(|(c, _)| c));
+    }
+    let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
+    for click in &read {
+        *seen.entry(click.index).or_default() += 1;
+    }
+    let twice = seen.values().filter(|n| **n > 1).count();
+    assert!(seen.len() == 2000 && twice == 0, "{} of 2000 clicks read, {twice} more than once", seen.len());
+}
