@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use weir_actors::prelude::*;
 use weir_actors::{JobStatus, JobSubmission, MiniCluster, MiniClusterConfig};
-use weir_kafka::{Json, KafkaSource};
+use weir_kafka::{Json, KafkaSource, StartingOffsets};
 
 use crate::support::job_result;
 
@@ -46,6 +46,15 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(20));
         }
         broker
+    }
+}
+
+impl Broker {
+    /// Fills `topic` (with `partitions`) from the generator, one record per batch (see
+    /// `produce_clicks` on tansu's end offsets), from a test outside any runtime.
+    fn produce(&self, topic: &str, config: &GeneratorConfig, partitions: i32) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(weir_kafka::produce_clicks(&self.addr, topic, config, partitions, 1)).unwrap();
     }
 }
 
@@ -163,8 +172,7 @@ async fn weir_kafka_produce_clicks_fills_a_topic_with_the_generators_clicks() {
 fn kafka_offsets_restored_at_another_parallelism_read_each_click_once() {
     let broker = Broker::start();
     let config = GeneratorConfig { events: Some(2000), keys: 40, base_time: BASE_TIME, ..GeneratorConfig::default() };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    runtime.block_on(weir_kafka::produce_clicks(&broker.addr, "rescale", &config, 4, 1)).unwrap();
+    broker.produce("rescale", &config, 4);
     let source = || KafkaSource::new(broker.addr.clone(), &["rescale"], Json::<Click>::new()).bounded(true);
     let mut read: Vec<Click> = Vec::new();
     let mut snapshots = Vec::new();
@@ -191,4 +199,87 @@ fn kafka_offsets_restored_at_another_parallelism_read_each_click_once() {
     }
     let twice = seen.values().filter(|n| **n > 1).count();
     assert!(seen.len() == 2000 && twice == 0, "{} of 2000 clicks read, {twice} more than once", seen.len());
+}
+
+/// Polls `harness` until it emitted `records` more, finished, or `deadline` passed; answers
+/// what it emitted (a source that never finishes must not hang the test).
+fn poll_for(harness: &mut SourceHarness<KafkaSource<Json<Click>>>, records: usize, deadline: Duration) -> Vec<Click> {
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while got.len() < records && start.elapsed() < deadline {
+        let poll = harness.poll_at_most(100).unwrap();
+        got.extend(harness.take_output().into_iter().map(|(c, _)| c));
+        match poll {
+            SourcePoll::Finished => break,
+            SourcePoll::Ready => {}
+            SourcePoll::Pending(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    got
+}
+
+/// A topic pattern with discovery on: a topic created while the source runs is read too,
+/// from its start.
+#[test]
+fn a_topic_created_while_running_is_discovered_through_the_pattern() {
+    let broker = Broker::start();
+    let first = GeneratorConfig { events: Some(300), keys: 10, base_time: BASE_TIME, ..GeneratorConfig::default() };
+    broker.produce("events-a", &first, 2);
+    let source = KafkaSource::pattern(broker.addr.clone(), "events-.*", Json::<Click>::new())
+        .unwrap()
+        .partition_discovery(Some(Duration::from_millis(100)));
+    let mut harness = SourceHarness::new(source).unwrap();
+    let read = poll_for(&mut harness, 300, Duration::from_secs(30));
+    assert_eq!(read.len(), 300, "the first topic's clicks");
+    // Another topic matching the pattern, and one that does not.
+    let second = GeneratorConfig { events: Some(200), seed: 9, base_time: BASE_TIME, ..first };
+    broker.produce("events-b", &second, 3);
+    broker.produce("other", &second, 1);
+    let more = poll_for(&mut harness, 200, Duration::from_secs(30));
+    let mut indices: Vec<u64> = more.iter().map(|c| c.index).collect();
+    indices.sort_unstable();
+    assert_eq!(indices, (0..200).collect::<Vec<_>>(), "events-b's clicks, each once");
+    assert!(more.iter().all(|c| *c == second.event(c.index)), "clicks of events-b, not of 'other'");
+    // Nothing else comes: 'other' does not match.
+    assert!(poll_for(&mut harness, 1, Duration::from_millis(500)).is_empty());
+    // A bad pattern is named.
+    let bad = KafkaSource::pattern(broker.addr.clone(), "events-(", Json::<Click>::new()).unwrap_err();
+    assert!(bad.to_string().contains("invalid Kafka topic pattern 'events-('"), "{bad}");
+}
+
+/// A completed checkpoint commits the source's offsets to its consumer group (for
+/// monitoring, as Flink does): a source starting from the group's committed offsets reads on
+/// from there.
+#[test]
+fn a_completed_checkpoint_commits_the_offsets_to_the_group() {
+    let broker = Broker::start();
+    let config = GeneratorConfig { events: Some(1000), keys: 10, base_time: BASE_TIME, ..GeneratorConfig::default() };
+    broker.produce("committed", &config, 2);
+    let source = || {
+        KafkaSource::new(broker.addr.clone(), &["committed"], Json::<Click>::new()).group_id("monitor").bounded(true)
+    };
+    let mut harness = HarnessConfig::new().batch_size(50).build_source(source()).unwrap();
+    let before: std::collections::BTreeSet<u64> =
+        poll_for(&mut harness, 400, Duration::from_secs(30)).iter().map(|c| c.index).collect();
+    harness.snapshot().unwrap(); // checkpoint 1: the offsets just past `before`
+    // Read on past the snapshot: only checkpoint 1's offsets may be committed.
+    assert!(!poll_for(&mut harness, 100, Duration::from_secs(30)).is_empty());
+    harness.checkpoint_complete(1).unwrap();
+    // The commit is asynchronous: a source starting from the group's offsets reads exactly
+    // what `before` lacks once it landed (all 1000 before: the fallback, earliest).
+    let start = Instant::now();
+    let rest = loop {
+        let from_group =
+            source().starting_offsets(StartingOffsets::Committed { fallback: Box::new(StartingOffsets::Earliest) });
+        let mut second = SourceHarness::new(from_group).unwrap();
+        let rest: std::collections::BTreeSet<u64> =
+            poll_for(&mut second, 1000, Duration::from_secs(5)).iter().map(|c| c.index).collect();
+        if rest.len() < 1000 {
+            break rest;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no offsets committed for group 'monitor'");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(before.is_disjoint(&rest), "a click read before the checkpoint was read again");
+    assert_eq!(before.len() + rest.len(), 1000, "{} before the checkpoint, {} after", before.len(), rest.len());
 }

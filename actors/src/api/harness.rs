@@ -576,10 +576,11 @@ impl<S: Source> SourceHarness<S> {
     }
 
     /// The source's position, as at a checkpoint barrier between polls; restore it with
-    /// [`HarnessConfig::restore`] and [`HarnessConfig::build_source`].
+    /// [`HarnessConfig::restore`] and [`HarnessConfig::build_source`]. The `n`-th snapshot is
+    /// checkpoint `n` (see [`SourceHarness::checkpoint_complete`]).
     pub fn snapshot(&mut self) -> Result<HarnessSnapshot> {
         self.checkpoints += 1;
-        let position = self.source.snapshot().map_err(|e| e.in_operator(&self.name))?;
+        let position = self.source.snapshot(self.checkpoints).map_err(|e| e.in_operator(&self.name))?;
         Ok(HarnessSnapshot {
             index: self.config.index,
             parallelism: self.config.parallelism,
@@ -587,6 +588,11 @@ impl<S: Source> SourceHarness<S> {
             operators: vec![OperatorState { node: SOURCE_NODE, operator: Some(position), ..Default::default() }],
             clock: EventClock { watermark: Timestamp::MIN, max_timestamp: self.max_timestamp },
         })
+    }
+
+    /// Tells the source that checkpoint `checkpoint` (its `checkpoint`-th snapshot) completed.
+    pub fn checkpoint_complete(&mut self, checkpoint: u64) -> Result<()> {
+        SourceHead::checkpoint_complete(&mut self.source, checkpoint).map_err(|e| e.in_operator(&self.name))
     }
 
     /// Closes the source, as a subtask that ends normally does.

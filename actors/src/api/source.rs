@@ -57,6 +57,22 @@ pub trait Source: Send + 'static {
         Ok(Vec::new())
     }
 
+    /// Its position at the barrier of checkpoint `checkpoint` (Flink's
+    /// `SourceReader.snapshotState(checkpointId)`): [`Source::snapshot_state`] unless the
+    /// source needs the id, to act on the checkpoint's completion.
+    fn snapshot_state_at(&mut self, checkpoint: u64) -> Result<Vec<u8>> {
+        let _ = checkpoint;
+        self.snapshot_state()
+    }
+
+    /// Checkpoint `checkpoint` completed: every subtask stored its state (Flink's
+    /// `notifyCheckpointComplete`). For side effects outside the job that may lag behind it,
+    /// such as committing offsets back to Kafka for monitoring; an error fails the subtask.
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> Result<()> {
+        let _ = checkpoint;
+        Ok(())
+    }
+
     /// Called after `open` when the job restores: this subtask's position at the same
     /// parallelism, every subtask's at another (union redistribution: the subtasks must
     /// share the old positions out between them so that nothing is read twice or never,
@@ -82,8 +98,11 @@ impl<S: Source> SourceHead<S::Out> for S {
     fn poll(&mut self, ctx: &mut SourceContext<'_, S::Out>) -> Result<SourcePoll> {
         self.poll_next(ctx)
     }
-    fn snapshot(&mut self) -> Result<Vec<u8>> {
-        self.snapshot_state()
+    fn snapshot(&mut self, checkpoint: u64) -> Result<Vec<u8>> {
+        self.snapshot_state_at(checkpoint)
+    }
+    fn checkpoint_complete(&mut self, checkpoint: u64) -> Result<()> {
+        self.notify_checkpoint_complete(checkpoint)
     }
     fn close(&mut self) -> Result<()> {
         Source::close(self)

@@ -23,8 +23,10 @@ pub(crate) trait SourceHead<T>: Send {
     fn watermark_strategy(&self) -> WatermarkStrategy<T>;
     /// Emits up to a batch of records into `ctx`.
     fn poll(&mut self, ctx: &mut SourceContext<'_, T>) -> Result<SourcePoll>;
-    /// Its position, between polls, at a checkpoint barrier.
-    fn snapshot(&mut self) -> Result<Vec<u8>>;
+    /// Its position, between polls, at the barrier of checkpoint `checkpoint`.
+    fn snapshot(&mut self, checkpoint: u64) -> Result<Vec<u8>>;
+    /// Checkpoint `checkpoint` completed (every subtask stored its state).
+    fn checkpoint_complete(&mut self, checkpoint: u64) -> Result<()>;
     /// Closes it when the subtask ends normally.
     fn close(&mut self) -> Result<()>;
 }

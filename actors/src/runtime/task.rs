@@ -681,7 +681,7 @@ impl<T, S: SourceHead<T>> SourceTask<'_, T, S> {
                 if barrier.stop() == Some(StopMode::Drain) && !self.life.ended() {
                     self.end(true);
                 }
-                let position = self.source.snapshot().map_err(|e| e.in_operator(self.name))?;
+                let position = self.source.snapshot(barrier.checkpoint_id).map_err(|e| e.in_operator(self.name))?;
                 let operators =
                     vec![OperatorState { node: self.name.node, operator: Some(position), ..Default::default() }];
                 checkpoint_chain(
@@ -695,6 +695,9 @@ impl<T, S: SourceHead<T>> SourceTask<'_, T, S> {
                 );
             }
             TaskControl::CheckpointComplete { checkpoint, commit, end } => {
+                if commit {
+                    self.source.checkpoint_complete(checkpoint).map_err(|e| e.in_operator(self.name))?;
+                }
                 complete(self.head, self.io, self.life, checkpoint, commit, end)
             }
             TaskControl::CheckpointAborted(id) => self.life.aborted(id),

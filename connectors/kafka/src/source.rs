@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Message, Timestamp as KafkaTimestamp};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,10 @@ use crate::deserializer::{KafkaDeserializer, KafkaRecord};
 
 /// How long a call to the broker (metadata, offsets) may take before the source fails.
 pub(crate) const BROKER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an unbounded source looks for new partitions by default (Flink's default).
+const DEFAULT_DISCOVERY: Duration = Duration::from_secs(300);
+/// Snapshots whose offsets wait for their checkpoint to complete, at most.
+const MAX_PENDING_COMMITS: usize = 16;
 /// How long a poll that found nothing waits before the next one.
 const IDLE_WAIT: Duration = Duration::from_millis(5);
 
@@ -54,9 +58,13 @@ pub enum StartingOffsets {
 struct Config {
     brokers: String,
     topics: Vec<String>,
+    /// Read every topic whose whole name matches this regular expression instead.
+    pattern: Option<String>,
     group_id: String,
     starting: StartingOffsets,
     bounded: bool,
+    /// How often an unbounded source looks for new partitions (`None`: never).
+    discovery: Option<Duration>,
     properties: Vec<(String, String)>,
 }
 
@@ -79,8 +87,13 @@ pub struct KafkaSource<D: KafkaDeserializer> {
     reader: Option<Reader>,
 }
 
+/// (topic, partition, next offset) of every split.
+type Offsets = Vec<(String, i32, i64)>;
+
 struct Reader {
     consumer: BaseConsumer,
+    /// The topic pattern, compiled.
+    pattern: Option<regex::Regex>,
     subtask: usize,
     parallelism: usize,
     /// Restored splits, taken at the first poll.
@@ -89,6 +102,10 @@ struct Reader {
     splits: Option<BTreeMap<(String, i32), Split>>,
     /// Partitions assigned and not at their stop.
     reading: usize,
+    /// When it last looked for new partitions.
+    discovered: Instant,
+    /// Offsets of the snapshots taken, by checkpoint, to commit when one completes.
+    pending_commits: Vec<(u64, Offsets)>,
 }
 
 impl<D: KafkaDeserializer> Clone for KafkaSource<D> {
@@ -116,15 +133,28 @@ impl<D: KafkaDeserializer> KafkaSource<D> {
             config: Arc::new(Config {
                 brokers: brokers.into(),
                 topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+                pattern: None,
                 group_id: "weir".to_owned(),
                 starting: StartingOffsets::Earliest,
                 bounded: false,
+                discovery: Some(DEFAULT_DISCOVERY),
                 properties: Vec::new(),
             }),
             deserializer,
             strategy: WatermarkStrategy::none(),
             reader: None,
         }
+    }
+
+    /// Reads every topic whose whole name matches `pattern` (a regular expression, as Flink's
+    /// `setTopicPattern`), those created while it runs too when partition discovery is on.
+    /// Topics whose names start with `__` (the broker's own) are left out.
+    pub fn pattern(brokers: impl Into<String>, pattern: &str, deserializer: D) -> Result<Self> {
+        regex::Regex::new(&format!("^(?:{pattern})$"))
+            .map_err(|e| WeirError::Argument(format!("invalid Kafka topic pattern '{pattern}': {e}")))?;
+        let source = KafkaSource::new(brokers, &[], deserializer);
+        let pattern = pattern.to_owned();
+        Ok(source.config(|c| c.pattern = Some(pattern)))
     }
 
     fn config(mut self, change: impl FnOnce(&mut Config)) -> Self {
@@ -146,6 +176,13 @@ impl<D: KafkaDeserializer> KafkaSource<D> {
     pub fn group_id(self, group: impl Into<String>) -> Self {
         let group = group.into();
         self.config(|c| c.group_id = group)
+    }
+
+    /// How often an unbounded source looks for partitions added to its topics (default 5 min,
+    /// Flink's `partition.discovery.interval.ms`; `None` turns it off). Bounded sources never
+    /// do. New partitions are read from their earliest offset.
+    pub fn partition_discovery(self, interval: Option<Duration>) -> Self {
+        self.config(|c| c.discovery = interval)
     }
 
     /// A librdkafka property for the consumer (e.g. `fetch.wait.max.ms`).
@@ -176,13 +213,25 @@ fn kafka_error(what: impl std::fmt::Display, e: rdkafka::error::KafkaError) -> W
 
 impl Reader {
     /// Resolves this subtask's splits: the restored ones it owns, and every other partition
-    /// it owns from its starting offset.
+    /// it owns from its starting offset; again at each discovery, for partitions added since
+    /// (from their earliest offset).
     fn resolve(&mut self, config: &Config) -> Result<()> {
+        self.discovered = Instant::now();
         let metadata = self.consumer.fetch_metadata(None, BROKER_TIMEOUT).map_err(|e| {
             kafka_error(format!("cannot read the topics of the Kafka cluster at {}", config.brokers), e)
         })?;
         let mut owned = Vec::new();
-        for topic in &config.topics {
+        let topics: Vec<String> = match &self.pattern {
+            Some(pattern) => metadata
+                .topics()
+                .iter()
+                .map(|t| t.name())
+                .filter(|name| !name.starts_with("__") && pattern.is_match(name))
+                .map(str::to_owned)
+                .collect(),
+            None => config.topics.clone(),
+        };
+        for topic in &topics {
             let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
                 return Err(WeirError::runtime(format!("Kafka topic '{topic}' does not exist at {}", config.brokers)));
             };
@@ -195,9 +244,23 @@ impl Reader {
                 }
             }
         }
-        let restoring = self.restored.is_some();
-        let restored: BTreeMap<(String, i32), Split> =
-            self.restored.take().unwrap_or_default().into_iter().map(|s| ((s.topic.clone(), s.partition), s)).collect();
+        // Known: what this subtask reads already (a discovery), else what it restores.
+        let known_before = self.splits.is_some();
+        let restoring = self.restored.is_some() || known_before;
+        let restored: BTreeMap<(String, i32), Split> = match self.splits.take() {
+            Some(splits) => splits,
+            None => self
+                .restored
+                .take()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| ((s.topic.clone(), s.partition), s))
+                .collect(),
+        };
+        if known_before && owned.iter().all(|key| restored.contains_key(key)) {
+            self.splits = Some(restored);
+            return Ok(());
+        }
         let mut splits = BTreeMap::new();
         for key in owned {
             let split = match restored.get(&key) {
@@ -208,6 +271,9 @@ impl Reader {
                     self.start_split(config, &key.0, key.1, starting)?
                 }
             };
+            if known_before && !restored.contains_key(&key) {
+                tracing::info!(topic = %key.0, partition = key.1, offset = split.next, "reading a new Kafka partition");
+            }
             splits.insert(key, split);
         }
         let mut assignment = TopicPartitionList::new();
@@ -270,7 +336,7 @@ impl<D: KafkaDeserializer> Source for KafkaSource<D> {
     type Out = D::Out;
 
     fn validate(&self, _ctx: &ValidateContext) -> Result<()> {
-        if self.config.topics.is_empty() {
+        if self.config.topics.is_empty() && self.config.pattern.is_none() {
             return Err(WeirError::Argument("a Kafka source needs at least one topic".into()));
         }
         if self.config.brokers.trim().is_empty() {
@@ -295,20 +361,32 @@ impl<D: KafkaDeserializer> Source for KafkaSource<D> {
             .create()
             .map_err(|e| kafka_error(format!("cannot create a Kafka consumer for {}", self.config.brokers), e))?;
         let info = ctx.subtask();
+        let pattern = match &self.config.pattern {
+            Some(p) => Some(
+                regex::Regex::new(&format!("^(?:{p})$"))
+                    .map_err(|e| WeirError::Argument(format!("invalid Kafka topic pattern '{p}': {e}")))?,
+            ),
+            None => None,
+        };
         self.reader = Some(Reader {
             consumer,
+            pattern,
             subtask: info.index,
             parallelism: info.parallelism,
             restored: None,
             splits: None,
             reading: 0,
+            discovered: Instant::now(),
+            pending_commits: Vec::new(),
         });
         Ok(())
     }
 
     fn poll_next(&mut self, ctx: &mut SourceContext<'_, Self::Out>) -> Result<SourcePoll> {
         let reader = self.reader.as_mut().expect("opened");
-        if reader.splits.is_none() {
+        let discover =
+            !self.config.bounded && self.config.discovery.is_some_and(|every| reader.discovered.elapsed() >= every);
+        if reader.splits.is_none() || discover {
             reader.resolve(&self.config)?;
         }
         if reader.reading == 0 {
@@ -368,13 +446,45 @@ impl<D: KafkaDeserializer> Source for KafkaSource<D> {
     }
 
     fn snapshot_state(&mut self) -> Result<Vec<u8>> {
-        let reader = self.reader.as_ref().expect("opened");
+        self.snapshot_state_at(0)
+    }
+
+    fn snapshot_state_at(&mut self, checkpoint: u64) -> Result<Vec<u8>> {
+        let reader = self.reader.as_mut().expect("opened");
         let splits: Vec<Split> = match (&reader.splits, &reader.restored) {
             (Some(splits), _) => splits.values().cloned().collect(),
             (None, Some(restored)) => restored.clone(),
             (None, None) => Vec::new(),
         };
+        let offsets = splits.iter().map(|s| (s.topic.clone(), s.partition, s.next)).collect();
+        reader.pending_commits.push((checkpoint, offsets));
+        // Checkpoints that never complete must not pile up.
+        let excess = reader.pending_commits.len().saturating_sub(MAX_PENDING_COMMITS);
+        reader.pending_commits.drain(..excess);
         postcard::to_allocvec(&splits).map_err(|e| WeirError::runtime(format!("cannot encode the Kafka offsets: {e}")))
+    }
+
+    /// Commits the offsets of the completed checkpoint to the consumer group, for monitoring
+    /// only (as Flink does: the job restores from its own state, never from these), without
+    /// waiting; a failed commit is logged and the next checkpoint's commits again.
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> Result<()> {
+        let reader = self.reader.as_mut().expect("opened");
+        let Some(at) = reader.pending_commits.iter().rposition(|(id, _)| *id == checkpoint) else { return Ok(()) };
+        let (_, offsets) = reader.pending_commits.remove(at);
+        reader.pending_commits.retain(|(id, _)| *id > checkpoint);
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut commit = TopicPartitionList::new();
+        for (topic, partition, next) in &offsets {
+            commit
+                .add_partition_offset(topic, *partition, Offset::Offset(*next))
+                .map_err(|e| kafka_error("cannot name the offsets to commit", e))?;
+        }
+        if let Err(e) = reader.consumer.commit(&commit, CommitMode::Async) {
+            tracing::warn!(group = %self.config.group_id, checkpoint, "cannot commit the Kafka offsets: {e}");
+        }
+        Ok(())
     }
 
     fn restore_state(&mut self, states: Vec<Vec<u8>>) -> Result<()> {
