@@ -283,3 +283,55 @@ fn a_completed_checkpoint_commits_the_offsets_to_the_group() {
     assert!(before.is_disjoint(&rest), "a click read before the checkpoint was read again");
     assert_eq!(before.len() + rest.len(), 1000, "{} before the checkpoint, {} after", before.len(), rest.len());
 }
+
+/// A subtask killed after a checkpoint: the job restores the Kafka offsets of its latest
+/// checkpoint and the two-phase file sink's output holds each click exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_the_restored_offsets_lose_and_repeat_nothing() {
+    use weir_actors::api::job::{JobConfig, RestartStrategy};
+    use weir_actors::runtime::checkpoint::CheckpointConfig;
+    let broker = Broker::start();
+    let config = GeneratorConfig { events: Some(6000), keys: 30, base_time: BASE_TIME, ..GeneratorConfig::default() };
+    weir_kafka::produce_clicks(&broker.addr, "failover", &config, 4, 1).await.unwrap();
+    let out = crate::support::TempDir::new("kafka-failover");
+    let (brokers, output) = (broker.addr.clone(), out.join("output"));
+    let job = JobSubmission::new("kafka-failover", 2, move |env, _| {
+        let source = KafkaSource::new(brokers.clone(), &["failover"], Json::<Click>::new()).bounded(true);
+        // Slowly enough (50 µs a click) that the job still runs when a subtask is killed.
+        let slowly = |click: Click, ctx: &mut Context<'_, u64>| {
+            std::thread::sleep(Duration::from_micros(50));
+            ctx.emit(click.index);
+            Ok(())
+        };
+        env.source("kafka", source).process("slowly", slowly).sink("files", FileSink::new(output.clone()));
+        Ok(())
+    })
+    .with_config(JobConfig {
+        checkpoints: Some(CheckpointConfig {
+            retained: 2,
+            ..CheckpointConfig::every(Duration::from_millis(100), out.join("ckpt"))
+        }),
+        restart: RestartStrategy::FixedDelay { attempts: 5, delay: Duration::from_millis(50) },
+        ..Default::default()
+    });
+    let cluster =
+        MiniCluster::start(MiniClusterConfig { slots_per_task_manager: 2, ..Default::default() }).await.unwrap();
+    let id = cluster.submit(&job).await.unwrap();
+    crate::support::eventually("a completed checkpoint", Duration::from_secs(60), || async {
+        crate::support::latest_checkpoint(&cluster, id).await >= 1
+    })
+    .await;
+    // The source subtask 1 (chained with the slow operator) dies mid-way.
+    cluster.kill_subtask(id, 0, 1).await.unwrap();
+    let result = job_result(&cluster, id, Duration::from_secs(120)).await;
+    cluster.shutdown().await;
+    assert_eq!(result.status(), JobStatus::Finished, "{:?}", result.details.cause);
+    assert!(result.details.restarts >= 1, "the kill did not restart the job: {:?}", result.details.exceptions);
+    let lines = crate::support::read_output(&out.join("output"));
+    let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
+    for line in &lines {
+        *seen.entry(line.parse().unwrap()).or_default() += 1;
+    }
+    let twice = seen.values().filter(|n| **n > 1).count();
+    assert!(seen.len() == 6000 && twice == 0, "{} of 6000 clicks written, {twice} more than once", seen.len());
+}
