@@ -22,13 +22,18 @@ pub(crate) struct Broker {
 
 impl Broker {
     pub(crate) fn start() -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Broker::start_on(port)
+    }
+
+    /// A broker on `port` of 127.0.0.1.
+    pub(crate) fn start_on(port: u16) -> Broker {
         let default = std::env::var("HOME").map(|h| format!("{h}/.cache/weir/tansu/bin/tansu")).unwrap_or_default();
         let tansu = std::env::var("WEIR_TANSU").unwrap_or(default);
         assert!(
             std::path::Path::new(&tansu).is_file(),
             "no tansu broker at {tansu}: run scripts/setup.sh --tests (or set WEIR_TANSU)"
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr = format!("127.0.0.1:{port}");
         let url = format!("tcp://{addr}");
         let child = Command::new(&tansu)
@@ -334,4 +339,53 @@ async fn after_a_failover_the_restored_offsets_lose_and_repeat_nothing() {
     }
     let twice = seen.values().filter(|n| **n > 1).count();
     assert!(seen.len() == 6000 && twice == 0, "{} of 6000 clicks written, {twice} more than once", seen.len());
+}
+
+/// A job whose brokers are unreachable: each attempt fails naming them, within the source's
+/// broker timeout, and the job fails once its restart strategy gives up; started again with
+/// the broker coming up between its attempts, it reads everything (unbounded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_down_at_start_fail_each_attempt_clearly_and_the_job_recovers_once_they_are_up() {
+    use weir_actors::api::job::{JobConfig, RestartStrategy};
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let brokers = format!("127.0.0.1:{port}");
+    // Unbounded: an attempt may start after the topic is created and before it is filled.
+    let job = |attempts: u32, delay: Duration, sink: CollectSink<Click>| {
+        let brokers = brokers.clone();
+        JobSubmission::new("kafka-down", 1, move |env, _| {
+            let source = KafkaSource::new(brokers.clone(), &["late"], Json::<Click>::new())
+                .broker_timeout(Duration::from_millis(500));
+            env.source("kafka", source).sink("collect", sink.clone());
+            Ok(())
+        })
+        .with_config(JobConfig { restart: RestartStrategy::FixedDelay { attempts, delay }, ..Default::default() })
+    };
+    let cluster = MiniCluster::start(MiniClusterConfig::default()).await.unwrap();
+
+    // Nobody listens: two restarts, then the job fails with a cause naming the brokers.
+    let (sink, _) = CollectSink::new();
+    let id = cluster.submit(&job(2, Duration::from_millis(50), sink)).await.unwrap();
+    let result = job_result(&cluster, id, Duration::from_secs(60)).await;
+    assert_eq!(result.status(), JobStatus::Failed);
+    assert_eq!(result.details.restarts, 2, "{:?}", result.details.exceptions);
+    let cause = result.details.cause.clone().unwrap_or_default();
+    assert!(cause.contains(&format!("cannot read the topics of the Kafka cluster at {brokers}")), "{cause}");
+
+    // The broker comes up on that port while the job retries: it reads every click.
+    let (sink, handle) = CollectSink::new();
+    let id = cluster.submit(&job(100, Duration::from_millis(200), sink)).await.unwrap();
+    crate::support::eventually("a failed attempt", Duration::from_secs(60), || async {
+        cluster.details(id).await.unwrap().restarts >= 1
+    })
+    .await;
+    let broker = Broker::start_on(port);
+    let config = GeneratorConfig { events: Some(500), keys: 5, base_time: BASE_TIME, ..GeneratorConfig::default() };
+    weir_kafka::produce_clicks(&broker.addr, "late", &config, 2, 1).await.unwrap();
+    crate::support::eventually("the 500 clicks", Duration::from_secs(60), || async { handle.len() >= 500 }).await;
+    assert_eq!(cluster.details(id).await.unwrap().status, JobStatus::Running);
+    cluster.cancel(id).await.unwrap();
+    cluster.shutdown().await;
+    let mut indices: Vec<u64> = handle.take().iter().map(|c| c.index).collect();
+    indices.sort_unstable();
+    assert!(indices.iter().copied().eq(0..500), "{} clicks read, not each of 0..500 once", indices.len());
 }

@@ -65,6 +65,8 @@ struct Config {
     bounded: bool,
     /// How often an unbounded source looks for new partitions (`None`: never).
     discovery: Option<Duration>,
+    /// How long a call to the brokers (metadata, offsets) may take before the source fails.
+    broker_timeout: Duration,
     properties: Vec<(String, String)>,
 }
 
@@ -138,6 +140,7 @@ impl<D: KafkaDeserializer> KafkaSource<D> {
                 starting: StartingOffsets::Earliest,
                 bounded: false,
                 discovery: Some(DEFAULT_DISCOVERY),
+                broker_timeout: BROKER_TIMEOUT,
                 properties: Vec::new(),
             }),
             deserializer,
@@ -185,6 +188,12 @@ impl<D: KafkaDeserializer> KafkaSource<D> {
         self.config(|c| c.discovery = interval)
     }
 
+    /// How long a call to the brokers (metadata, offsets) may take before the subtask fails
+    /// and the job restarts under its restart strategy (default 30 s).
+    pub fn broker_timeout(self, timeout: Duration) -> Self {
+        self.config(|c| c.broker_timeout = timeout)
+    }
+
     /// A librdkafka property for the consumer (e.g. `fetch.wait.max.ms`).
     pub fn property(self, key: impl Into<String>, value: impl Into<String>) -> Self {
         let (key, value) = (key.into(), value.into());
@@ -207,6 +216,17 @@ pub fn owner(topic: &str, partition: i32, parallelism: usize) -> usize {
     ((start + i64::from(partition)) % p) as usize
 }
 
+/// Whether librdkafka reports a connection problem it retries by itself.
+fn transient(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::{
+        AllBrokersDown, BrokerTransportFailure, NetworkException, OperationTimedOut,
+    };
+    matches!(
+        e.rdkafka_error_code(),
+        Some(AllBrokersDown | BrokerTransportFailure | NetworkException | OperationTimedOut)
+    )
+}
+
 fn kafka_error(what: impl std::fmt::Display, e: rdkafka::error::KafkaError) -> WeirError {
     WeirError::runtime(format!("{what}: {e}"))
 }
@@ -217,7 +237,7 @@ impl Reader {
     /// (from their earliest offset).
     fn resolve(&mut self, config: &Config) -> Result<()> {
         self.discovered = Instant::now();
-        let metadata = self.consumer.fetch_metadata(None, BROKER_TIMEOUT).map_err(|e| {
+        let metadata = self.consumer.fetch_metadata(None, config.broker_timeout).map_err(|e| {
             kafka_error(format!("cannot read the topics of the Kafka cluster at {}", config.brokers), e)
         })?;
         let mut owned = Vec::new();
@@ -293,7 +313,7 @@ impl Reader {
     fn start_split(&self, config: &Config, topic: &str, partition: i32, starting: &StartingOffsets) -> Result<Split> {
         let (low, high) = self
             .consumer
-            .fetch_watermarks(topic, partition, BROKER_TIMEOUT)
+            .fetch_watermarks(topic, partition, config.broker_timeout)
             .map_err(|e| kafka_error(format!("cannot read the offsets of {topic}/{partition}"), e))?;
         let next = match starting {
             StartingOffsets::Earliest => low,
@@ -306,7 +326,7 @@ impl Reader {
                     .map_err(|e| kafka_error("cannot ask for offsets by time", e))?;
                 let found = self
                     .consumer
-                    .offsets_for_times(query, BROKER_TIMEOUT)
+                    .offsets_for_times(query, config.broker_timeout)
                     .map_err(|e| kafka_error(format!("cannot find the offset of {topic}/{partition} at {ms} ms"), e))?;
                 match found.find_partition(topic, partition).map(|e| e.offset()) {
                     Some(Offset::Offset(o)) => o,
@@ -319,7 +339,7 @@ impl Reader {
                 query.add_partition(topic, partition);
                 let committed = self
                     .consumer
-                    .committed_offsets(query, BROKER_TIMEOUT)
+                    .committed_offsets(query, config.broker_timeout)
                     .map_err(|e| kafka_error(format!("cannot read group '{}' offsets", config.group_id), e))?;
                 match committed.find_partition(topic, partition).map(|e| e.offset()) {
                     Some(Offset::Offset(o)) => o,
@@ -396,6 +416,12 @@ impl<D: KafkaDeserializer> Source for KafkaSource<D> {
         while ctx.emitted() < ctx.batch_size() {
             let message = match reader.consumer.poll(Duration::ZERO) {
                 None => break,
+                // librdkafka retries lost connections itself and reports them on the way:
+                // the source goes on (it makes no progress meanwhile, which its metrics show).
+                Some(Err(e)) if transient(&e) => {
+                    tracing::warn!(brokers = %self.config.brokers, "Kafka: {e} (retrying)");
+                    break;
+                }
                 Some(Err(e)) => return Err(kafka_error("cannot read from Kafka", e)),
                 Some(Ok(m)) => m,
             };
