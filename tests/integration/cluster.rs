@@ -487,19 +487,17 @@ fn promtool_check(text: &str) {
     );
 }
 
+/// slow-sink at p2 with checkpoints every 200 ms, writing into `out`: the sinks take 2000
+/// records/s each, so the sources wait for room.
+pub(crate) fn submit_backpressured(cluster: &Cluster, out: &TempDir) -> String {
+    submit_with(cluster, "slow-sink", 2, &["--checkpoint-interval", "200ms"], &["--sink-rate", "2000"], &out.join("o"))
+}
+
 #[test]
 fn metrics_are_prometheus_text_whose_counters_move_and_show_the_backpressure() {
     let cluster = Cluster::start(2, 1);
     let out = TempDir::new("metrics-out");
-    // slow-sink at p2: the sinks take 2000 records/s each, so the sources wait for room.
-    let id = submit_with(
-        &cluster,
-        "slow-sink",
-        2,
-        &["--checkpoint-interval", "200ms"],
-        &["--sink-rate", "2000"],
-        &out.join("o"),
-    );
+    let id = submit_backpressured(&cluster, &out);
     let job = format!("job=\"{id}\"");
     let vertex = |v: usize| vec![job.clone(), format!("vertex=\"{v}\"")];
     cluster.wait_for("a completed checkpoint and records at the sinks", TIMEOUT, || {

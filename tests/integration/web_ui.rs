@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::cluster::{Cluster, TIMEOUT, submit_with};
+use crate::cluster::{Cluster, TIMEOUT, submit_backpressured};
 use crate::support::{TempDir, repo_root};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -340,14 +340,7 @@ fn the_web_ui_shows_a_backpressured_job_and_cancels_it_with_the_token() {
     let began = Instant::now();
     let cluster = Cluster::start(2, 1);
     let out = TempDir::new("web-ui-out");
-    let id = submit_with(
-        &cluster,
-        "slow-sink",
-        2,
-        &["--checkpoint-interval", "200ms"],
-        &["--sink-rate", "2000"],
-        &out.join("o"),
-    );
+    let id = submit_backpressured(&cluster, &out);
     let browser_dir = TempDir::new("web-ui-chromium");
     let driver = ChromeDriver::start(&browser_dir.join("profile"), &browser_dir.join("chromedriver.log"));
     let artefacts = artefacts_dir();
