@@ -1,13 +1,15 @@
 //! Kafka for Weir jobs: [`KafkaSource`] reads topics with partitions as splits and offsets in
-//! its state, restored at any parallelism.
+//! its state, restored at any parallelism; [`KafkaSink`] writes them, at least once.
 //!
 //! Built on `rdkafka` (librdkafka 2.12, bundled). Tested against tansu, a Kafka-protocol broker
 //! (see the README's Kafka section and `scripts/setup.sh --tests`).
 
 pub mod deserializer;
 pub mod produce;
+pub mod sink;
 pub mod source;
 
 pub use deserializer::{Bytes, Json, KafkaDeserializer, KafkaRecord, Utf8};
 pub use produce::{ensure_topic, produce_clicks};
+pub use sink::{DeliveryGuarantee, DisplayText, JsonValue, KafkaSerializer, KafkaSink};
 pub use source::{KafkaSource, StartingOffsets, owner};

@@ -6,36 +6,17 @@
 //! click's event time, in partition `user % partitions`: a user's clicks stay in one partition,
 //! in order.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use weir_actors::prelude::*;
 
+use crate::sink::{Deliveries, send};
 use crate::source::BROKER_TIMEOUT;
-
-/// Counts what the broker refused, with the first reason.
-#[derive(Default)]
-struct Deliveries {
-    failed: Mutex<(u64, Option<String>)>,
-}
-
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, message)) = result {
-            let mut failed = self.failed.lock().expect("deliveries lock");
-            failed.0 += 1;
-            failed.1.get_or_insert_with(|| format!("{e} (partition {})", message.partition()));
-        }
-    }
-}
 
 fn kafka(what: impl std::fmt::Display) -> impl FnOnce(KafkaError) -> WeirError {
     move |e| WeirError::runtime(format!("{what}: {e}"))
@@ -115,24 +96,15 @@ pub async fn produce_clicks(
         let key = click.user.to_string();
         let value =
             serde_json::to_vec(&click).map_err(|e| WeirError::runtime(format!("cannot encode a click: {e}")))?;
-        let mut record = BaseRecord::to(topic)
+        let record = BaseRecord::to(topic)
             .key(&key)
             .payload(&value)
             .partition((click.user % partitions as u32) as i32)
             .timestamp(click.time);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => return Err(kafka(format!("cannot produce to '{topic}'"))(e)),
-            }
-        }
+        send(&producer, record).map_err(kafka(format!("cannot produce to '{topic}'")))?;
     }
     producer.flush(Duration::from_secs(120)).map_err(kafka(format!("cannot flush the records to '{topic}'")))?;
-    let (failed, reason) = producer.context().failed.lock().expect("deliveries lock").clone();
+    let (failed, reason) = producer.context().take_failures();
     if failed > 0 {
         return Err(WeirError::runtime(format!(
             "{failed} of {events} records were not written to '{topic}': {}",
