@@ -261,7 +261,12 @@ export class JobGraph {
       // A sink writes to no channel: its output is not records out.
       node.records.textContent = `Records in ${compact(s.readRecords)}${s.sink ? '' : ` · out ${compact(s.writeRecords)}`}`;
       node.rates.textContent = `Rate in ${rate(s.inRate)}${s.sink ? '' : ` · out ${rate(s.outRate)}`}`;
-      if (node.watermark) node.watermark.textContent = `Watermark ${watermark(s.watermark)}`;
+      if (node.watermark) {
+        // The lag only: a node is too narrow for a date and time (the table below has both).
+        const full = watermark(s.watermark);
+        const lag = /\(lag (.*)\)$/.exec(full);
+        node.watermark.textContent = lag ? `Watermark lag ${lag[1]}` : `Watermark ${full}`;
+      }
     });
   }
 }
