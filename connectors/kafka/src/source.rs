@@ -59,7 +59,7 @@ struct Config {
     brokers: String,
     topics: Vec<String>,
     /// Read every topic whose whole name matches this regular expression instead.
-    pattern: Option<String>,
+    pattern: Option<regex::Regex>,
     group_id: String,
     starting: StartingOffsets,
     bounded: bool,
@@ -94,8 +94,6 @@ type Offsets = Vec<(String, i32, i64)>;
 
 struct Reader {
     consumer: BaseConsumer,
-    /// The topic pattern, compiled.
-    pattern: Option<regex::Regex>,
     subtask: usize,
     parallelism: usize,
     /// Restored splits, taken at the first poll.
@@ -153,11 +151,9 @@ impl<D: KafkaDeserializer> KafkaSource<D> {
     /// `setTopicPattern`), those created while it runs too when partition discovery is on.
     /// Topics whose names start with `__` (the broker's own) are left out.
     pub fn pattern(brokers: impl Into<String>, pattern: &str, deserializer: D) -> Result<Self> {
-        regex::Regex::new(&format!("^(?:{pattern})$"))
+        let pattern = regex::Regex::new(&format!("^(?:{pattern})$"))
             .map_err(|e| WeirError::Argument(format!("invalid Kafka topic pattern '{pattern}': {e}")))?;
-        let source = KafkaSource::new(brokers, &[], deserializer);
-        let pattern = pattern.to_owned();
-        Ok(source.config(|c| c.pattern = Some(pattern)))
+        Ok(KafkaSource::new(brokers, &[], deserializer).config(|c| c.pattern = Some(pattern)))
     }
 
     fn config(mut self, change: impl FnOnce(&mut Config)) -> Self {
@@ -241,7 +237,7 @@ impl Reader {
             kafka_error(format!("cannot read the topics of the Kafka cluster at {}", config.brokers), e)
         })?;
         let mut owned = Vec::new();
-        let topics: Vec<String> = match &self.pattern {
+        let topics: Vec<String> = match &config.pattern {
             Some(pattern) => metadata
                 .topics()
                 .iter()
@@ -381,16 +377,8 @@ impl<D: KafkaDeserializer> Source for KafkaSource<D> {
             .create()
             .map_err(|e| kafka_error(format!("cannot create a Kafka consumer for {}", self.config.brokers), e))?;
         let info = ctx.subtask();
-        let pattern = match &self.config.pattern {
-            Some(p) => Some(
-                regex::Regex::new(&format!("^(?:{p})$"))
-                    .map_err(|e| WeirError::Argument(format!("invalid Kafka topic pattern '{p}': {e}")))?,
-            ),
-            None => None,
-        };
         self.reader = Some(Reader {
             consumer,
-            pattern,
             subtask: info.index,
             parallelism: info.parallelism,
             restored: None,

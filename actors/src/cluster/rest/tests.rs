@@ -420,12 +420,18 @@ impl<M: ractor::Message> Actor for Mute<M> {
     }
 }
 
+/// A Dispatcher and a ResourceManager stand-in that answer nothing.
+async fn mute_stand_ins() -> (ActorRef<DispatcherMessage>, ActorRef<ResourceManagerMessage>) {
+    let (dispatcher, _) = Actor::spawn(None, Mute(PhantomData), ()).await.expect("spawn a dispatcher stand-in");
+    let (resource_manager, _) =
+        Actor::spawn(None, Mute(PhantomData), ()).await.expect("spawn a resource manager stand-in");
+    (dispatcher, resource_manager)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actors_that_are_gone_or_mute_are_503() {
     within_deadline(async {
-        let (dispatcher, _) = Actor::spawn(None, Mute(PhantomData), ()).await.expect("spawn a dispatcher stand-in");
-        let (resource_manager, _) =
-            Actor::spawn(None, Mute(PhantomData), ()).await.expect("spawn a resource manager stand-in");
+        let (dispatcher, resource_manager) = mute_stand_ins().await;
         dispatcher.stop_and_wait(None, Some(Duration::from_secs(5))).await.expect("stop the dispatcher stand-in");
         let state = state_of(ComponentRef::new(dispatcher), ComponentRef::new(resource_manager.clone()));
         let server = Server::start(state).await;
@@ -485,9 +491,7 @@ async fn get_raw(addr: SocketAddr, path: &str) -> (u16, String, String) {
 async fn the_web_ui_is_served_from_the_binary_beside_the_api() {
     within_deadline(async {
         // The UI's files need no actor: stand-ins that answer nothing do.
-        let (dispatcher, _) = Actor::spawn(None, Mute(PhantomData), ()).await.expect("spawn a dispatcher stand-in");
-        let (resource_manager, _) =
-            Actor::spawn(None, Mute(PhantomData), ()).await.expect("spawn a resource manager stand-in");
+        let (dispatcher, resource_manager) = mute_stand_ins().await;
         let state = state_of(ComponentRef::new(dispatcher.clone()), ComponentRef::new(resource_manager.clone()));
         let server = Server::start(state).await;
         let addr = server.addr;
