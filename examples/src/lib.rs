@@ -14,6 +14,7 @@
 mod alerts;
 mod csv;
 mod fraud;
+mod kafka;
 mod orders;
 mod throttle;
 mod windows;
@@ -24,6 +25,7 @@ use weir_actors::prelude::*;
 
 pub use alerts::BurstAlerts;
 pub use fraud::{Rule, Transaction, check_rules, fraud_rules, parse_rule, parse_transaction};
+pub use kafka::{KeyedText, kafka_window_agg, kafka_word_count};
 pub use orders::{Order, Payment, interval_join, parse_order, parse_payment};
 pub use throttle::ThrottledSink;
 pub use windows::{Purchase, event_windows, parse_purchase};
@@ -72,6 +74,18 @@ pub fn registry() -> JobRegistry {
             "slow-sink",
             "backpressure: clicks into a sink that takes at most --sink-rate records/s per subtask",
             slow_sink,
+        )
+        .job(
+            "kafka-word-count",
+            "running word counts of a Kafka topic's lines into another, exactly once (--brokers B --input-topic T \
+             --output-topic U [--bounded true])",
+            kafka_word_count,
+        )
+        .job(
+            "kafka-window-agg",
+            "clicks per user in tumbling event-time windows from a Kafka topic into another, exactly once (--brokers \
+             B --input-topic T --output-topic U [--window-ms W] [--out-of-order-ms D] [--bounded true])",
+            kafka_window_agg,
         )
 }
 

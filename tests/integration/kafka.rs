@@ -293,29 +293,41 @@ fn a_completed_checkpoint_commits_the_offsets_to_the_group() {
 /// checkpoint and the two-phase file sink's output holds each click exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_failover_the_restored_offsets_lose_and_repeat_nothing() {
-    use weir_actors::api::job::{JobConfig, RestartStrategy};
-    use weir_actors::runtime::checkpoint::CheckpointConfig;
     let broker = Broker::start();
     let config = GeneratorConfig { events: Some(6000), keys: 30, base_time: BASE_TIME, ..GeneratorConfig::default() };
     weir_kafka::produce_clicks(&broker.addr, "failover", &config, 4, 1).await.unwrap();
     let out = crate::support::TempDir::new("kafka-failover");
-    let (brokers, output) = (broker.addr.clone(), out.join("output"));
+    let timing = (Duration::from_millis(100), Duration::from_micros(50));
+    run_through_a_failover(&broker.addr, "failover", timing, &out, FileSink::new(out.join("output"))).await;
+    assert_each_once(&crate::support::read_output(&out.join("output")), 6000);
+}
+
+/// Runs `topic`'s clicks (bounded, at parallelism 2) into `sink` as their indices, taking
+/// `per_click` for each and checkpointing every `interval` into `out`; kills a source subtask
+/// once a checkpoint completed and waits until the job restarted and finished.
+async fn run_through_a_failover<S: Sink<In = u64> + Clone + Sync>(
+    brokers: &str,
+    topic: &str,
+    (interval, per_click): (Duration, Duration),
+    out: &crate::support::TempDir,
+    sink: S,
+) {
+    use weir_actors::api::job::{JobConfig, RestartStrategy};
+    use weir_actors::runtime::checkpoint::CheckpointConfig;
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
     let job = JobSubmission::new("kafka-failover", 2, move |env, _| {
-        let source = KafkaSource::new(brokers.clone(), &["failover"], Json::<Click>::new()).bounded(true);
-        // Slowly enough (50 µs a click) that the job still runs when a subtask is killed.
-        let slowly = |click: Click, ctx: &mut Context<'_, u64>| {
-            std::thread::sleep(Duration::from_micros(50));
+        let source = KafkaSource::new(brokers.clone(), &[&topic], Json::<Click>::new()).bounded(true);
+        // Slowly enough that the job still runs when a subtask is killed.
+        let slowly = move |click: Click, ctx: &mut Context<'_, u64>| {
+            std::thread::sleep(per_click);
             ctx.emit(click.index);
             Ok(())
         };
-        env.source("kafka", source).process("slowly", slowly).sink("files", FileSink::new(output.clone()));
+        env.source("kafka", source).process("slowly", slowly).sink("out", sink.clone());
         Ok(())
     })
     .with_config(JobConfig {
-        checkpoints: Some(CheckpointConfig {
-            retained: 2,
-            ..CheckpointConfig::every(Duration::from_millis(100), out.join("ckpt"))
-        }),
+        checkpoints: Some(CheckpointConfig { retained: 2, ..CheckpointConfig::every(interval, out.join("ckpt")) }),
         restart: RestartStrategy::FixedDelay { attempts: 5, delay: Duration::from_millis(50) },
         ..Default::default()
     });
@@ -332,13 +344,20 @@ async fn after_a_failover_the_restored_offsets_lose_and_repeat_nothing() {
     cluster.shutdown().await;
     assert_eq!(result.status(), JobStatus::Finished, "{:?}", result.details.cause);
     assert!(result.details.restarts >= 1, "the kill did not restart the job: {:?}", result.details.exceptions);
-    let lines = crate::support::read_output(&out.join("output"));
+}
+
+/// Each of the click indices `0..n` is in `lines` exactly once.
+fn assert_each_once(lines: &[String], n: usize) {
     let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
-    for line in &lines {
+    for line in lines {
         *seen.entry(line.parse().unwrap()).or_default() += 1;
     }
     let twice = seen.values().filter(|n| **n > 1).count();
-    assert!(seen.len() == 6000 && twice == 0, "{} of 6000 clicks written, {twice} more than once", seen.len());
+    assert!(
+        seen.len() == n && seen.keys().all(|i| *i < n as u64) && twice == 0,
+        "{} of {n} clicks written, {twice} more than once",
+        seen.len()
+    );
 }
 
 /// A job whose brokers are unreachable: each attempt fails naming them, within the source's
@@ -437,4 +456,89 @@ async fn the_kafka_sink_writes_each_record_with_its_event_time() {
     let mut indices: Vec<u64> = read.iter().map(|(c, _)| c.index).collect();
     indices.sort_unstable();
     assert!(indices.iter().copied().eq(0..3000), "{} clicks in 'out', not each of 0..3000 once", indices.len());
+}
+
+/// The committed values of `topic`, read through its transaction markers (tansu returns
+/// aborted records to `read_committed` consumers, so a consumer cannot tell), with the counts
+/// of records in aborted and still-open transactions.
+fn committed_values(brokers: &str, topic: &str) -> (Vec<String>, u64, u64) {
+    let log = weir_kafka::read_committed(brokers, topic, Duration::from_secs(30)).unwrap();
+    let values =
+        log.committed.iter().map(|r| String::from_utf8(r.value.clone().unwrap_or_default()).unwrap()).collect();
+    (values, log.aborted, log.open)
+}
+
+/// An exactly-once sink subtask that pre-committed a transaction at a barrier and died before
+/// the checkpoint's completion could commit it (its process gone: nothing aborted or
+/// committed). The subtask restored from that checkpoint commits the transaction from its
+/// kept producer id and epoch, aborts the transaction the dead one had begun after the
+/// barrier, and writes on.
+#[test]
+fn a_restored_exactly_once_sink_commits_what_its_checkpoint_precommitted_and_aborts_the_rest() {
+    use weir_kafka::{DeliveryGuarantee, DisplayText, KafkaSink};
+    let broker = Broker::start();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(weir_kafka::ensure_topic(&broker.addr, "eo", 2)).unwrap();
+    let sink =
+        KafkaSink::new(broker.addr.clone(), "eo", DisplayText).delivery_guarantee(DeliveryGuarantee::ExactlyOnce);
+    let sink_of = |sink: KafkaSink<String, DisplayText>| move |s: DataStream<String>| s.sink("kafka", sink.clone());
+
+    let mut first = HarnessConfig::new().build(sink_of(sink.clone())).unwrap();
+    for i in 0..100 {
+        first.process(format!("a{i}")).unwrap();
+    }
+    let checkpoint = first.snapshot().unwrap();
+    for i in 0..50 {
+        first.process(format!("b{i}")).unwrap();
+    }
+    // The second transaction's records reach the log and stay open; nothing is committed.
+    let start = Instant::now();
+    loop {
+        let (values, aborted, open) = committed_values(&broker.addr, "eo");
+        assert!(values.is_empty() && aborted == 0, "{} committed, {aborted} aborted before any commit", values.len());
+        if open == 150 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{open} of 150 records in the log");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The process dies: its producers neither commit nor abort anything.
+    std::mem::forget(first);
+
+    let mut restored = HarnessConfig::new().restore(vec![checkpoint]).build(sink_of(sink)).unwrap();
+    for i in 0..30 {
+        restored.process(format!("c{i}")).unwrap();
+    }
+    restored.snapshot().unwrap();
+    restored.notify_checkpoint_complete(1).unwrap();
+
+    let (mut values, aborted, still_open) = committed_values(&broker.addr, "eo");
+    values.sort();
+    let mut expected: Vec<String> = (0..100).map(|i| format!("a{i}")).chain((0..30).map(|i| format!("c{i}"))).collect();
+    expected.sort();
+    assert_eq!(values, expected, "committed output");
+    assert_eq!((aborted, still_open), (50, 0), "the dead subtask's open transaction is aborted");
+}
+
+/// Kafka to Kafka exactly once, through a failover: a subtask killed after a checkpoint
+/// restores the source offsets and the sink's transactions of the latest checkpoint; what a
+/// `read_committed` consumer gets holds each click once, and no transaction is left open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_to_kafka_exactly_once_through_a_failover() {
+    use weir_kafka::{DeliveryGuarantee, DisplayText, KafkaSink};
+    let broker = Broker::start();
+    let config = GeneratorConfig { events: Some(6000), keys: 30, base_time: BASE_TIME, ..GeneratorConfig::default() };
+    weir_kafka::produce_clicks(&broker.addr, "in", &config, 4, 1).await.unwrap();
+    weir_kafka::ensure_topic(&broker.addr, "out", 3).await.unwrap();
+    let out = crate::support::TempDir::new("kafka-eo-failover");
+    let sink =
+        KafkaSink::new(broker.addr.clone(), "out", DisplayText).delivery_guarantee(DeliveryGuarantee::ExactlyOnce);
+    // Checkpoints every 300 ms: a transaction per checkpoint, and a new transactional producer
+    // takes librdkafka about 500 ms to be ready (made ahead, while the previous one writes).
+    let timing = (Duration::from_millis(300), Duration::from_micros(500));
+    run_through_a_failover(&broker.addr, "in", timing, &out, sink).await;
+    let (values, aborted, open) = committed_values(&broker.addr, "out");
+    assert_each_once(&values, 6000);
+    assert_eq!(open, 0, "transactions left open");
+    println!("committed 6000 clicks once; {aborted} records of aborted transactions in the log");
 }
