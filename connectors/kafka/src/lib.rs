@@ -10,6 +10,6 @@ pub mod sink;
 pub mod source;
 
 pub use deserializer::{Bytes, Json, KafkaDeserializer, KafkaRecord, Utf8};
-pub use produce::{ensure_topic, produce_clicks};
+pub use produce::{ProducerRecord, ensure_topic, produce, produce_clicks};
 pub use sink::{DeliveryGuarantee, DisplayText, JsonValue, KafkaSerializer, KafkaSink};
 pub use source::{KafkaSource, StartingOffsets, owner};
