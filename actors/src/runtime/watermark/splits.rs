@@ -113,8 +113,8 @@ impl<T: 'static> SplitWatermarks<T> {
         SplitId(slot)
     }
 
-    /// `split` ended: it no longer holds the watermark back. Finishing a split twice, or one
-    /// not added, does nothing.
+    /// `split` ended: it no longer holds the watermark back. Finishing a split not added, or
+    /// again before its id is given to another, does nothing.
     pub(crate) fn finish(&mut self, split: SplitId) {
         if let Some(slot) = self.splits.get_mut(split.0 as usize)
             && slot.take().is_some()
