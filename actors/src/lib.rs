@@ -92,7 +92,7 @@ pub mod prelude {
     pub use crate::api::operator::{Context, OpenContext, Operator, OperatorLists};
     pub use crate::api::side_output::OutputTag;
     pub use crate::api::sink::Sink;
-    pub use crate::api::source::{Source, SourceContext};
+    pub use crate::api::source::{Source, SourceContext, SplitId};
     pub use crate::api::stream::{DataStream, KeyedStream, StreamEnv, WindowedStream};
     pub use crate::api::window::evictor::{
         CountEvictor, DeltaEvictor, Evictor, EvictorContext, TimeEvictor, Timestamped,

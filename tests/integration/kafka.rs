@@ -409,6 +409,66 @@ async fn brokers_down_at_start_fail_each_attempt_clearly_and_the_job_recovers_on
     assert!(indices.iter().copied().eq(0..500), "{} clicks read, not each of 0..500 once", indices.len());
 }
 
+/// Per-partition watermarks (Flink's per-split watermarks): one subtask reads two partitions,
+/// partition 0 an hour of event time ahead of partition 1. Each partition has its own
+/// generator and the subtask's watermark is the slower one's, so no click of partition 1 is
+/// late: every one-second window counts all its clicks. (With one generator over both
+/// partitions, partition 0's timestamps would carry the watermark an hour past partition 1's
+/// clicks, dropped as late.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_partition_watermarks_keep_a_slow_partition_on_time() {
+    use weir_kafka::ProducerRecord;
+    const AHEAD: i64 = 3_600_000;
+    let broker = Broker::start();
+    // User `u`'s clicks in partition `u`, a hundred a second for 20 s; user 0's an hour ahead.
+    let clicks: Vec<Click> = (0..2000u64)
+        .flat_map(|i| {
+            [0, 1].map(|user| Click { user, time: BASE_TIME + AHEAD * i64::from(1 - user) + i as i64 * 10, index: i })
+        })
+        .collect();
+    let records = clicks.iter().map(|c| ProducerRecord {
+        partition: c.user as i32,
+        key: None,
+        value: serde_json::to_vec(c).unwrap(),
+        timestamp: c.time,
+    });
+    // One record per batch: tansu's end offsets are right only then (see produce_clicks).
+    assert_eq!(weir_kafka::produce(&broker.addr, "uneven", 2, 1, records).await.unwrap(), 4000);
+    let (windows, counted) = CollectSink::new();
+    let (late_sink, late) = CollectSink::new();
+    let brokers = broker.addr.clone();
+    let job = JobSubmission::new("kafka-uneven", 1, move |env, _| {
+        let source = KafkaSource::new(brokers.clone(), &["uneven"], Json::<Click>::new())
+            .bounded(true)
+            // Small fetches: the consumer reads the two partitions side by side, a few records
+            // of each at a time (each poll emits a watermark).
+            .property("max.partition.fetch.bytes", "4096")
+            .watermarks(WatermarkStrategy::monotonous());
+        let (counts, late) = env
+            .source("kafka", source)
+            .key_by(|c: &Click| c.user)
+            .window(Tumbling::event_time(Duration::from_secs(1)))
+            .aggregate_with_late("count", Count);
+        late.sink("late", late_sink.clone());
+        counts.map("start", |w: Windowed<u32, u64>| (w.key, w.window.start, w.value)).sink("windows", windows.clone());
+        Ok(())
+    });
+    let cluster = MiniCluster::start(MiniClusterConfig::default()).await.unwrap();
+    let id = cluster.submit(&job).await.unwrap();
+    let result = job_result(&cluster, id, Duration::from_secs(120)).await;
+    cluster.shutdown().await;
+    assert_eq!(result.status(), JobStatus::Finished, "{:?}", result.details.cause);
+    let late = late.take();
+    assert!(late.is_empty(), "{} of partition 1's 2000 clicks were late", late.len());
+    let mut counts = counted.take();
+    counts.sort_unstable();
+    let expected: Vec<(u32, i64, u64)> = [0, 1]
+        .into_iter()
+        .flat_map(|user: u32| (0..20).map(move |s| (user, BASE_TIME + AHEAD * i64::from(1 - user) + s * 1000, 100)))
+        .collect();
+    assert_eq!(counts, expected, "twenty windows of a hundred clicks per partition");
+}
+
 /// Kafka to Kafka, at least once, with checkpoints (each barrier flushes the sink): without a
 /// failure every click arrives once, with its event time as the record's timestamp.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,8 @@
 //!   redistributed by key group, operator state by union, as when a job rescales.
 //!
 //! A [`SourceHarness`] does the same for a source ([`HarnessConfig::build_source`]): it polls
-//! it as one subtask, snapshots its position, and restores it at any parallelism.
+//! it as one subtask, with the watermarks its strategy derives after each poll (per split for
+//! a source that emits per split), snapshots its position, and restores it at any parallelism.
 //!
 //! Exchanges (`key_by`, `rebalance`) do not move records here: the harness is one subtask, so
 //! a keyed fragment must be fed only the keys its subtask owns ([`HarnessConfig::owns`] says
@@ -73,7 +74,7 @@ use weir_dataplane::{
     key_group_of, subtask_for_key_group,
 };
 
-use crate::api::source::{Source, SourceContext, SourcePoll};
+use crate::api::source::{Source, SourcePoll};
 use crate::api::stream::{DataStream, StreamEnv};
 use crate::base::data::{Data, Key};
 use crate::base::error::{Result, WeirError};
@@ -86,9 +87,8 @@ use crate::base::task_io::TaskIo;
 use crate::base::time::{TimeDomain, TokioClock};
 use crate::runtime::input::TwoInput;
 use crate::runtime::nodes::{AnyBox, typed};
-use crate::runtime::source_head::SourceHead;
+use crate::runtime::source_head::{SourceHead, SourceTime};
 use crate::runtime::stream_graph::StreamGraph;
-use crate::runtime::watermark::EventTime;
 
 /// What a collecting link received.
 struct Collected<T> {
@@ -284,20 +284,9 @@ impl HarnessConfig {
             source.restore(restored).map_err(|e| e.in_operator(&name))?;
         }
         let clock = io.restored.as_ref().map(|r| r.clock).unwrap_or_default();
-        let mut time = Source::watermark_strategy(&source).start();
-        time.resume(clock.max_timestamp);
+        let time = SourceTime::new(&Source::watermark_strategy(&source), clock);
         let collected = Arc::new(Mutex::new(Collected { records: Vec::new(), watermarks: Vec::new(), idle: false }));
-        Ok(SourceHarness {
-            source,
-            name,
-            out: Collect(collected),
-            io,
-            config: self,
-            max_timestamp: clock.max_timestamp,
-            time,
-            idle: false,
-            checkpoints: 0,
-        })
+        Ok(SourceHarness { source, name, out: Collect(collected), io, config: self, time, checkpoints: 0 })
     }
 
     /// The services a harness's subtask runs with, and its identity.
@@ -517,9 +506,7 @@ pub struct SourceHarness<S: Source> {
     out: Collect<S::Out>,
     io: TaskIo,
     config: HarnessConfig,
-    max_timestamp: Timestamp,
-    time: EventTime<S::Out>,
-    idle: bool,
+    time: SourceTime<S::Out>,
     checkpoints: u64,
 }
 
@@ -536,17 +523,12 @@ impl<S: Source> SourceHarness<S> {
 
     /// One poll, and how many records it emitted.
     fn poll_counted(&mut self, records: usize) -> Result<(SourcePoll, usize)> {
-        let mut ctx = SourceContext {
-            out: &mut self.out,
-            io: &mut self.io,
-            max_timestamp: &mut self.max_timestamp,
-            time: self.time.sees_records().then_some(&mut self.time),
-            idle: &mut self.idle,
-            emitted: 0,
-            batch_size: records.min(self.config.batch_size),
-        };
+        let mut ctx = self.time.context(&mut self.out, &mut self.io, records.min(self.config.batch_size));
         let poll = self.source.poll(&mut ctx).map_err(|e| e.in_operator(&self.name))?;
-        Ok((poll, ctx.emitted))
+        let emitted = ctx.emitted;
+        // The periodic emission after every poll, as a subtask's loop does it.
+        self.time.after_poll(&mut self.out, &mut self.io);
+        Ok((poll, emitted))
     }
 
     /// Polls until the source emitted `records` more records or finished (`true`: it
@@ -575,6 +557,23 @@ impl<S: Source> SourceHarness<S> {
         self.out.0.lock().expect("harness output").take()
     }
 
+    /// The watermarks emitted so far, in order: after each poll, from the source's
+    /// watermark strategy, as a subtask's loop emits them.
+    pub fn watermarks(&self) -> Vec<Timestamp> {
+        self.out.0.lock().expect("harness output").watermarks.clone()
+    }
+
+    /// Whether the source's stream is idle now (every split idle, with the strategy's idle
+    /// timeout).
+    pub fn is_idle(&self) -> bool {
+        self.out.0.lock().expect("harness output").idle
+    }
+
+    /// Moves processing time to `ms` (idle timeouts count in it); the next poll sees it.
+    pub fn set_processing_time(&mut self, ms: Timestamp) {
+        self.io.clock.set_ms(ms);
+    }
+
     /// The source's position, as at a checkpoint barrier between polls; restore it with
     /// [`HarnessConfig::restore`] and [`HarnessConfig::build_source`]. The `n`-th snapshot is
     /// checkpoint `n` (see [`SourceHarness::checkpoint_complete`]).
@@ -586,7 +585,7 @@ impl<S: Source> SourceHarness<S> {
             parallelism: self.config.parallelism,
             max_parallelism: self.config.max_parallelism,
             operators: vec![OperatorState { node: SOURCE_NODE, operator: Some(position), ..Default::default() }],
-            clock: EventClock { watermark: Timestamp::MIN, max_timestamp: self.max_timestamp },
+            clock: EventClock { watermark: Timestamp::MIN, max_timestamp: self.time.max_timestamp },
         })
     }
 

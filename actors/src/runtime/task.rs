@@ -24,7 +24,7 @@ use crate::base::task_io::TaskIo;
 use crate::runtime::checkpoint::storage::write_task_in;
 use crate::runtime::checkpoint::{CheckpointAck, CheckpointEvent, PendingRestore, TaskControl, TaskSnapshot};
 use crate::runtime::input::{TaskInput, next};
-use crate::runtime::source_head::{SourceContext, SourceHead, SourcePoll};
+use crate::runtime::source_head::{SourceHead, SourcePoll, SourceTime};
 use crate::runtime::writer::ErasedOutput;
 
 mod lifecycle;
@@ -659,17 +659,13 @@ struct SourceTask<'a, T, S: SourceHead<T>> {
     io: &'a mut TaskIo,
     life: &'a mut Lifecycle,
     snapshots: &'a mut Snapshots,
-    idle: &'a mut bool,
-    /// The highest timestamp the source has read (its part of the event clock in a snapshot).
-    max_timestamp: Timestamp,
+    time: &'a mut SourceTime<T>,
 }
 
-impl<T, S: SourceHead<T>> SourceTask<'_, T, S> {
+impl<T: Data, S: SourceHead<T>> SourceTask<'_, T, S> {
     /// Ends the source's input: the chain ends, draining unless stopped.
     fn end(&mut self, drain: bool) {
-        if std::mem::take(self.idle) {
-            self.head.idle(false, self.io);
-        }
+        self.time.set_idle(false, self.head, self.io);
         end_chain(self.head, self.io, drain, self.life, self.snapshots);
     }
 
@@ -689,7 +685,7 @@ impl<T, S: SourceHead<T>> SourceTask<'_, T, S> {
                     &barrier,
                     self.io,
                     Duration::ZERO,
-                    HeadState { operators, max_timestamp: self.max_timestamp },
+                    HeadState { operators, max_timestamp: self.time.max_timestamp },
                     self.life,
                     self.snapshots,
                 );
@@ -723,15 +719,10 @@ pub(crate) async fn run_source<T: Data, S: SourceHead<T>>(
         source.restore(restored).map_err(|e| e.in_operator(&name))?;
     }
     let strategy = source.watermark_strategy();
-    let mut time = strategy.start();
     // Restored: the source's clock goes on from the checkpoint (see `TaskSnapshot::clock`).
     let clock = io.restored.as_ref().map(|r| r.clock).unwrap_or_default();
-    let mut max_timestamp = clock.max_timestamp;
-    time.resume(max_timestamp);
-    let sees_records = time.sees_records();
-    let mut emitted_watermark = clock.watermark;
+    let mut time = SourceTime::new(&strategy, clock);
     io.set_watermark(io.watermark.max(clock.watermark));
-    let mut idle = false;
     let mut pending_since: Option<Instant> = None;
     let mut timers = LoopTimers::new(batch.flush_interval);
     let mut clock = LoopClock::new();
@@ -742,14 +733,13 @@ pub(crate) async fn run_source<T: Data, S: SourceHead<T>>(
     macro_rules! task {
         () => {
             SourceTask {
-                max_timestamp,
                 source: &mut source,
                 name: &name,
                 head: &mut *head,
                 io: &mut io,
                 life: &mut life,
                 snapshots: &mut snapshots,
-                idle: &mut idle,
+                time: &mut time,
             }
         };
     }
@@ -787,15 +777,7 @@ pub(crate) async fn run_source<T: Data, S: SourceHead<T>>(
                 fire_processing_time(&mut *head, &mut io, &mut timers);
                 continue;
             }
-            let mut ctx = SourceContext {
-                out: &mut *head,
-                io: &mut io,
-                max_timestamp: &mut max_timestamp,
-                time: sees_records.then_some(&mut time),
-                idle: &mut idle,
-                emitted: 0,
-                batch_size: batch.max_records,
-            };
+            let mut ctx = time.context(&mut *head, &mut io, batch.max_records);
             let poll = source.poll(&mut ctx).map_err(|e| e.in_operator(&name))?;
             let emitted = ctx.emitted as u64;
             if emitted > 0 {
@@ -803,19 +785,7 @@ pub(crate) async fn run_source<T: Data, S: SourceHead<T>>(
             }
             io.metrics.records_in.fetch_add(emitted, std::sync::atomic::Ordering::Relaxed);
             // A source's periodic emission: after every poll.
-            time.resume(max_timestamp);
-            time.on_periodic_emit();
-            let output = time.take();
-            if let Some(wm) = output.watermark()
-                && wm > emitted_watermark
-            {
-                emitted_watermark = wm;
-                io.set_watermark(wm);
-                head.watermark(wm, &mut io);
-            } else if output.idle() == Some(true) && !idle {
-                idle = true;
-                head.idle(true, &mut io);
-            }
+            time.after_poll(&mut *head, &mut io);
             match poll {
                 SourcePoll::Finished => {
                     task!().end(true);
@@ -832,12 +802,8 @@ pub(crate) async fn run_source<T: Data, S: SourceHead<T>>(
                 }
                 SourcePoll::Pending(wait) => {
                     let since = *pending_since.get_or_insert_with(Instant::now);
-                    if let Some(timeout) = strategy.idle_timeout()
-                        && !idle
-                        && since.elapsed() >= timeout
-                    {
-                        idle = true;
-                        head.idle(true, &mut io);
+                    if strategy.idle_timeout().is_some_and(|timeout| since.elapsed() >= timeout) {
+                        time.set_idle(true, &mut *head, &mut io);
                     }
                     drain(&mut io, &mut outputs).await?;
                     timers.arm(&io);

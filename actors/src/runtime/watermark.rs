@@ -6,7 +6,9 @@
 //!
 //! A source applies its strategy to what it emits, and emits its watermark after every poll
 //! (a batch): per batch rather than per `auto_watermark_interval`, so that a source's
-//! watermarks follow its records deterministically, at no cost worth saving. Anywhere else,
+//! watermarks follow its records deterministically, at no cost worth saving; a source that
+//! reads splits may have a generator per split, its watermark their minimum ([`SplitId`], see
+//! `splits.rs`). Anywhere else,
 //! `assign_timestamps_and_watermarks` runs the strategy in a link: each record gets its
 //! timestamp from the assigner and goes to the generator; the generator's periodic emission
 //! runs every `auto_watermark_interval` of processing time (the job's, default 200 ms, as
@@ -24,6 +26,10 @@ use crate::base::task_io::TaskIo;
 use crate::base::time::TimeDomain;
 
 pub use crate::base::time::DEFAULT_AUTO_WATERMARK_INTERVAL;
+
+mod splits;
+pub use splits::SplitId;
+pub(crate) use splits::SplitWatermarks;
 
 /// What a generator emits: a watermark, or that its stream is idle (or active again).
 #[derive(Debug, Default)]
@@ -111,6 +117,32 @@ impl<T> WatermarkGenerator<T> for BoundedOutOfOrderness {
 
 fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Whether a stream is idle (Flink's `IdlenessTimer`): no new event for the idle timeout,
+/// measured from the periodic check that last saw one.
+#[derive(Debug, Clone, Copy)]
+struct IdlenessTimer {
+    /// The events count at the last check.
+    last_events: u64,
+    /// Since when (processing time) it has not changed.
+    quiet_since: Timestamp,
+}
+
+impl IdlenessTimer {
+    /// A timer started at processing time `now`.
+    fn new(now: Timestamp) -> Self {
+        IdlenessTimer { last_events: 0, quiet_since: now }
+    }
+
+    /// A periodic check at `now`, `events` seen so far: idle once they have not changed for
+    /// `timeout` (never without one).
+    fn is_idle(&mut self, events: u64, now: Timestamp, timeout: Option<Duration>) -> bool {
+        if events != self.last_events {
+            (self.last_events, self.quiet_since) = (events, now);
+        }
+        timeout.is_some_and(|timeout| now.saturating_sub(self.quiet_since) >= duration_ms(timeout))
+    }
 }
 
 /// Extracts a record's event timestamp; gets the timestamp it carries (`NO_TIMESTAMP`: none).
@@ -336,9 +368,7 @@ pub(crate) struct TimestampsAndWatermarks<T> {
     down: Box<dyn Link<T>>,
     /// The next periodic emission (processing time).
     next_emit: Timestamp,
-    /// Idleness: the events count at the last check, and since when it has not changed.
-    last_events: u64,
-    quiet_since: Timestamp,
+    idleness: IdlenessTimer,
 }
 
 impl<T: Data> TimestampsAndWatermarks<T> {
@@ -349,8 +379,7 @@ impl<T: Data> TimestampsAndWatermarks<T> {
             emitted: Emitted { watermark: Timestamp::MIN, idle: false },
             down,
             next_emit: Timestamp::MAX,
-            last_events: 0,
-            quiet_since: Timestamp::MIN,
+            idleness: IdlenessTimer::new(Timestamp::MIN),
         }
     }
 
@@ -372,7 +401,7 @@ impl<T: Data> Link<T> for TimestampsAndWatermarks<T> {
         self.down.open(io);
         self.time = Some(self.strategy.start());
         let now = io.now_ms();
-        self.quiet_since = now;
+        self.idleness = IdlenessTimer::new(now);
         self.schedule(now, io);
     }
 
@@ -415,15 +444,7 @@ impl<T: Data> Link<T> for TimestampsAndWatermarks<T> {
         } else if now >= self.next_emit
             && let Some(time) = self.time.as_mut()
         {
-            let events = time.events;
-            if events != self.last_events {
-                (self.last_events, self.quiet_since) = (events, now);
-            }
-            let idle = self
-                .strategy
-                .idle_timeout
-                .is_some_and(|timeout| now.saturating_sub(self.quiet_since) >= duration_ms(timeout));
-            if idle {
+            if self.idleness.is_idle(time.events, now, self.strategy.idle_timeout) {
                 if !self.emitted.idle {
                     self.emitted.idle = true;
                     self.down.idle(true, io);

@@ -12,7 +12,7 @@ pub mod source;
 pub mod wire;
 
 pub use deserializer::{Bytes, Json, KafkaDeserializer, KafkaRecord, Utf8};
-pub use produce::{ensure_topic, produce_clicks};
+pub use produce::{ProducerRecord, ensure_topic, produce, produce_clicks};
 pub use sink::{DeliveryGuarantee, DisplayText, JsonValue, KafkaSerializer, KafkaSink};
 pub use source::{KafkaSource, StartingOffsets, owner};
 pub use wire::{CommittedRecord, TopicLog, read_committed};

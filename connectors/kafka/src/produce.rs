@@ -5,6 +5,9 @@
 //! (`{"user":…,"time":…,"index":…}`, what [`crate::Json`]`<Click>` reads), its timestamp the
 //! click's event time, in partition `user % partitions`: a user's clicks stay in one partition,
 //! in order.
+//!
+//! [`produce`] writes records of your own, each into the partition and with the timestamp it
+//! names (a test's uneven partitions, say).
 
 use std::time::Duration;
 
@@ -55,6 +58,19 @@ pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result
     Ok(existing(&admin)?.unwrap_or(partitions))
 }
 
+/// A record for [`produce`]: its partition, key, value and timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerRecord {
+    /// The partition it goes to.
+    pub partition: i32,
+    /// Its key, if any.
+    pub key: Option<Vec<u8>>,
+    /// Its value.
+    pub value: Vec<u8>,
+    /// Its timestamp, ms since the epoch (above 0: Kafka takes 0 for the current time).
+    pub timestamp: i64,
+}
+
 /// Produces events `0..config.events` of the generator into `topic` (created with `partitions`
 /// if absent; an existing topic keeps its own), at most `batch_records` records per batch, and
 /// waits until the broker has them all. Answers how many records it wrote.
@@ -69,9 +85,6 @@ pub async fn produce_clicks(
     partitions: i32,
     batch_records: usize,
 ) -> Result<u64> {
-    if batch_records == 0 {
-        return Err(WeirError::Argument("--batch-records must be at least 1".into()));
-    }
     if config.base_time <= 0 {
         // librdkafka sends a timestamp of 0 as "now": event 0 would lose its time.
         return Err(WeirError::Argument(format!(
@@ -83,6 +96,47 @@ pub async fn produce_clicks(
     let Some(events) = config.events else {
         return Err(WeirError::Argument("--events is required: the topic is filled once".into()));
     };
+    let records = move |partitions: i32| {
+        (0..events).map(move |index| {
+            let click = config.event(index);
+            let value =
+                serde_json::to_vec(&click).map_err(|e| WeirError::runtime(format!("cannot encode a click: {e}")))?;
+            Ok(ProducerRecord {
+                partition: (click.user % partitions as u32) as i32,
+                key: Some(click.user.to_string().into_bytes()),
+                value,
+                timestamp: click.time,
+            })
+        })
+    };
+    write(brokers, topic, partitions, batch_records, records).await
+}
+
+/// Produces `records` into `topic` (created with `partitions` if absent; an existing topic
+/// keeps its own), at most `batch_records` records per batch (1 for tansu: see
+/// [`produce_clicks`]), and waits until the broker has them all. Answers how many it wrote.
+pub async fn produce(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    batch_records: usize,
+    records: impl IntoIterator<Item = ProducerRecord>,
+) -> Result<u64> {
+    write(brokers, topic, partitions, batch_records, |_| records.into_iter().map(Ok)).await
+}
+
+/// Writes the records `records` makes (given the topic's partition count) into `topic`
+/// (created with `partitions` if absent), and waits for the broker to have them.
+async fn write<I: Iterator<Item = Result<ProducerRecord>>>(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    batch_records: usize,
+    records: impl FnOnce(i32) -> I,
+) -> Result<u64> {
+    if batch_records == 0 {
+        return Err(WeirError::Argument("--batch-records must be at least 1".into()));
+    }
     let partitions = ensure_topic(brokers, topic, partitions).await?;
     let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -91,25 +145,36 @@ pub async fn produce_clicks(
         .set("batch.num.messages", batch_records.to_string())
         .create_with_context(Deliveries::default())
         .map_err(kafka(format!("cannot create a Kafka producer for {brokers}")))?;
-    for index in 0..events {
-        let click = config.event(index);
-        let key = click.user.to_string();
-        let value =
-            serde_json::to_vec(&click).map_err(|e| WeirError::runtime(format!("cannot encode a click: {e}")))?;
-        let record = BaseRecord::to(topic)
-            .key(&key)
-            .payload(&value)
-            .partition((click.user % partitions as u32) as i32)
-            .timestamp(click.time);
-        send(&producer, record).map_err(kafka(format!("cannot produce to '{topic}'")))?;
+    let mut written = 0;
+    for record in records(partitions) {
+        let record = record?;
+        if !(0..partitions).contains(&record.partition) {
+            return Err(WeirError::Argument(format!(
+                "partition {} of '{topic}' does not exist (it has {partitions})",
+                record.partition
+            )));
+        }
+        if record.timestamp <= 0 {
+            return Err(WeirError::Argument(format!(
+                "a record's timestamp must be after the epoch ({} is not): Kafka takes a timestamp of 0 for the \
+                 current time",
+                record.timestamp
+            )));
+        }
+        let mut base = BaseRecord::to(topic).payload(&record.value).partition(record.partition);
+        if let Some(key) = &record.key {
+            base = base.key(key);
+        }
+        send(&producer, base.timestamp(record.timestamp)).map_err(kafka(format!("cannot produce to '{topic}'")))?;
+        written += 1;
     }
     producer.flush(Duration::from_secs(120)).map_err(kafka(format!("cannot flush the records to '{topic}'")))?;
     let (failed, reason) = producer.context().take_failures();
     if failed > 0 {
         return Err(WeirError::runtime(format!(
-            "{failed} of {events} records were not written to '{topic}': {}",
+            "{failed} of {written} records were not written to '{topic}': {}",
             reason.unwrap_or_default()
         )));
     }
-    Ok(events)
+    Ok(written)
 }

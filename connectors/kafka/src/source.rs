@@ -13,6 +13,20 @@
 //! Bounded mode stops each partition at the offset that was its end when the job first read
 //! it (kept in the state, so a restored job stops at the same place), and the source finishes
 //! once every partition reached its stop.
+//!
+//! # Event time
+//!
+//! Each record carries its Kafka timestamp; with [`KafkaSource::watermarks`] the watermarks
+//! are per partition, as Flink's Kafka source makes them (per-split watermarks): each partition
+//! a subtask reads has its own generator from the strategy, and the subtask's watermark is the
+//! minimum of its partitions' watermarks, so a partition that is behind (less data, or
+//! consumed more slowly) holds it back instead of seeing its records turn late. A partition
+//! that reached its stop (bounded mode) no longer counts. A partition without records holds
+//! the watermark back too, until the strategy's idle timeout
+//! ([`WatermarkStrategy::with_idleness`]) leaves it out while it stays quiet; without one it
+//! holds it back for good, as in Flink. A partition read for the first time (discovered, or
+//! after a restore) starts without a watermark, holding the subtask's where it is until its
+//! records catch up: the watermark never goes back.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -79,6 +93,17 @@ struct Split {
     next: i64,
     /// Bounded mode: the offset it ends before.
     stop: Option<i64>,
+    /// Its split in the subtask's event time once it is read (its own watermarks); not state:
+    /// added again after a restore.
+    #[serde(skip)]
+    id: Option<SplitId>,
+}
+
+impl Split {
+    /// Whether it reached its stop (bounded mode).
+    fn at_stop(&self) -> bool {
+        self.stop.is_some_and(|stop| self.next >= stop)
+    }
 }
 
 /// Reads Kafka topics; see the [module docs](self).
@@ -230,8 +255,9 @@ fn kafka_error(what: impl std::fmt::Display, e: rdkafka::error::KafkaError) -> W
 impl Reader {
     /// Resolves this subtask's splits: the restored ones it owns, and every other partition
     /// it owns from its starting offset; again at each discovery, for partitions added since
-    /// (from their earliest offset).
-    fn resolve(&mut self, config: &Config) -> Result<()> {
+    /// (from their earliest offset). Those it reads are splits of `ctx`'s event time, those it
+    /// no longer owns not.
+    fn resolve<O: Data>(&mut self, config: &Config, ctx: &mut SourceContext<'_, O>) -> Result<()> {
         self.discovered = Instant::now();
         let metadata = self.consumer.fetch_metadata(None, config.broker_timeout).map_err(|e| {
             kafka_error(format!("cannot read the topics of the Kafka cluster at {}", config.brokers), e)
@@ -292,13 +318,20 @@ impl Reader {
             }
             splits.insert(key, split);
         }
+        // Partitions no longer read (their topic is gone) no longer hold the watermark back.
+        for gone in restored.iter().filter(|(key, _)| !splits.contains_key(*key)).filter_map(|(_, s)| s.id) {
+            ctx.finish_split(gone);
+        }
         let mut assignment = TopicPartitionList::new();
         self.reading = 0;
-        for s in splits.values().filter(|s| s.stop.is_none_or(|stop| s.next < stop)) {
+        for s in splits.values_mut().filter(|s| !s.at_stop()) {
             assignment
                 .add_partition_offset(&s.topic, s.partition, Offset::Offset(s.next))
                 .map_err(|e| kafka_error("cannot assign a partition", e))?;
             self.reading += 1;
+            if s.id.is_none() {
+                s.id = Some(ctx.add_split());
+            }
         }
         self.consumer.assign(&assignment).map_err(|e| kafka_error("cannot assign the partitions", e))?;
         self.splits = Some(splits);
@@ -344,7 +377,7 @@ impl Reader {
             }
         };
         let next = next.clamp(low, high);
-        Ok(Split { topic: topic.to_owned(), partition, next, stop: config.bounded.then_some(high) })
+        Ok(Split { topic: topic.to_owned(), partition, next, stop: config.bounded.then_some(high), id: None })
     }
 }
 
@@ -395,7 +428,7 @@ impl<D: KafkaDeserializer> Source for KafkaSource<D> {
         let discover =
             !self.config.bounded && self.config.discovery.is_some_and(|every| reader.discovered.elapsed() >= every);
         if reader.splits.is_none() || discover {
-            reader.resolve(&self.config)?;
+            reader.resolve(&self.config, ctx)?;
         }
         if reader.reading == 0 {
             return Ok(if self.config.bounded { SourcePoll::Finished } else { SourcePoll::Pending(IDLE_WAIT * 20) });
@@ -435,11 +468,14 @@ impl<D: KafkaDeserializer> Source for KafkaSource<D> {
             let value = self.deserializer.deserialize(&record).map_err(|e| {
                 WeirError::user(format!("Kafka record {}/{} at offset {offset}: {e}", record.topic, record.partition))
             })?;
+            // Per partition: its own watermarks (see the module docs).
+            let id = split.id.expect("a split read is added");
             match timestamp {
-                Some(ts) => ctx.emit_at(value, ts),
-                None => ctx.emit(value),
+                Some(ts) => ctx.emit_at_split(id, value, ts),
+                None => ctx.emit_split(id, value),
             }
-            if split.stop.is_some_and(|stop| split.next >= stop) {
+            if split.at_stop() {
+                ctx.finish_split(id);
                 reader.reading -= 1;
                 let mut done = TopicPartitionList::new();
                 done.add_partition(&split.topic, split.partition);
