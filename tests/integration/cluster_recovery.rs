@@ -3,14 +3,17 @@
 //! checkpoint, the TaskManagers stay the same processes, and the committed output equals a
 //! fault-free run's exactly.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cluster::{Cluster, HEARTBEATS, TIMEOUT, alive, submit_with, task_managers_of, text, weir_env};
+use weir_actors::prelude::Click;
+
+use crate::cluster::{Cluster, HEARTBEATS, TIMEOUT, alive, job_id, submit_with, task_managers_of, text, weir_env};
 use crate::support::{TempDir, read_output};
 
 /// The generator of `window-agg` (`submit_with` adds `--keys 100`): 160,000 events at 20,000
@@ -426,4 +429,89 @@ fn kill_chaos_clusters(pid: u32) {
             }
         }
     }
+}
+
+/// `kafka-window-agg` on processes, Kafka to Kafka exactly once, while its TaskManager
+/// processes are SIGKILLed: twice a TaskManager running it dies (the first time a spare slot
+/// takes over, and a new TaskManager becomes the next spare) while the clicks arrive. What a
+/// `read_committed` consumer gets from the output topic is each window's count once, the same
+/// as the clicks give without failures.
+#[test]
+fn kafka_window_agg_on_processes_is_exactly_once_while_task_managers_are_killed() {
+    use weir_actors::prelude::GeneratorConfig;
+    use weir_kafka::ProducerRecord;
+    const CLICKS: u64 = 30_000;
+    let broker = crate::kafka::Broker::start();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(weir_kafka::ensure_topic(&broker.addr, "clicks", 4)).unwrap();
+    runtime.block_on(weir_kafka::ensure_topic(&broker.addr, "windows", 2)).unwrap();
+    let config = GeneratorConfig {
+        events: Some(CLICKS),
+        keys: 100,
+        seed: 7,
+        base_time: crate::kafka::BASE_TIME,
+        ..GeneratorConfig::default()
+    };
+    let record = |click: Click| ProducerRecord {
+        partition: (click.user % 4) as i32,
+        key: Some(click.user.to_string().into_bytes()),
+        value: serde_json::to_vec(&click).unwrap(),
+        timestamp: click.time,
+    };
+    // Without failures: each (user, window) counted once.
+    let mut expected: BTreeMap<(u32, i64), u64> = BTreeMap::new();
+    for click in (0..CLICKS).map(|i| config.event(i)) {
+        *expected.entry((click.user, click.time - click.time % 1000)).or_default() += 1;
+    }
+    let mut expected: Vec<String> = expected.iter().map(|((u, w), n)| format!("{u}\t{w}\t{n}")).collect();
+    expected.sort();
+
+    let cluster = Cluster::start(3, 1);
+    let args = ["--brokers", &broker.addr, "--input-topic", "clicks", "--output-topic", "windows"];
+    let mut cmd = vec!["run", "kafka-window-agg", "-p", "2", "--detached", "--dir", cluster.dir()];
+    cmd.extend(JOB_FLAGS);
+    cmd.push("--");
+    cmd.extend(args);
+    let out = weir_env(&cmd);
+    assert!(out.status.success(), "{}", text(&out));
+    let id = job_id(&out);
+    cluster.wait_for("the job to run", TIMEOUT, || job(&cluster, &id).is_some_and(|j| running(&j)));
+
+    // The clicks arrive in 30 parts; twice, right after a part arrived (its windows fire and
+    // go into the open transactions), a TaskManager running the job dies. Then a click a day
+    // later on each partition moves every partition's watermark past the clicks' windows (its
+    // own never fires).
+    let produce = |records: Vec<ProducerRecord>| {
+        runtime.block_on(weir_kafka::produce(&broker.addr, "clicks", 4, 200, records)).unwrap();
+    };
+    let part = |part: u64| (part * CLICKS / 30..(part + 1) * CLICKS / 30).map(|i| record(config.event(i))).collect();
+    let mut spare = None;
+    for p in 0..30 {
+        produce(part(p));
+        if p == 10 || p == 20 {
+            let victim = task_managers_of(&job(&cluster, &id).unwrap()).into_iter().next().unwrap();
+            Command::new("kill").args(["-KILL", &cluster.pid(&victim).to_string()]).status().unwrap();
+            wait_for_failover(&cluster, &id, p / 10);
+            spare.get_or_insert_with(|| start_task_manager(&cluster, "taskmanager-9"));
+        } else if p == 9 || p == 19 {
+            let checkpoint = latest_checkpoint(&cluster, &id);
+            cluster.wait_for("a new checkpoint", TIMEOUT, || latest_checkpoint(&cluster, &id) > checkpoint);
+        }
+    }
+    let day_later = (0..4).map(|user| Click { user, time: crate::kafka::BASE_TIME + 86_400_000, index: CLICKS });
+    produce(day_later.map(record).collect());
+
+    let mut committed = Vec::new();
+    cluster.wait_for("every window committed", TIMEOUT, || {
+        let log = weir_kafka::read_committed(&broker.addr, "windows", Duration::from_secs(30)).unwrap();
+        committed = log.committed.iter().map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap()).collect();
+        committed.sort();
+        committed.len() >= expected.len()
+    });
+    let (restarts, causes) = exceptions(&cluster, &id);
+    assert!(restarts >= 2 && causes.iter().any(|c| c.contains("was lost")), "{causes:?}");
+    assert_eq!(committed.len(), expected.len(), "windows lost or committed twice");
+    assert!(committed == expected, "the committed windows differ from the clicks' counts");
+    let cancel = weir_env(&["cancel", &id, "--dir", cluster.dir()]);
+    assert!(cancel.status.success(), "{}", text(&cancel));
 }

@@ -12,7 +12,7 @@ use weir_kafka::{Json, KafkaSource, StartingOffsets};
 use crate::support::job_result;
 
 /// The clicks' first event time: `weir kafka produce-clicks`' default (Kafka takes 0 for "now").
-const BASE_TIME: i64 = 1_704_067_200_000;
+pub(crate) const BASE_TIME: i64 = 1_704_067_200_000;
 
 /// A tansu broker with its data in memory, killed when dropped.
 pub(crate) struct Broker {
@@ -601,4 +601,47 @@ async fn kafka_to_kafka_exactly_once_through_a_failover() {
     assert_each_once(&values, 6000);
     assert_eq!(open, 0, "transactions left open");
     println!("committed 6000 clicks once; {aborted} records of aborted transactions in the log");
+}
+
+/// `weir run kafka-word-count --bounded true` counts the words of a topic's lines into
+/// another topic, exactly once; `weir kafka read-committed` prints what was committed, and the
+/// latest count of each word is its count in the lines.
+#[test]
+fn kafka_word_count_writes_each_words_running_count() {
+    use crate::cluster::{text, weir_env};
+    let broker = Broker::start();
+    let lines = ["to be or not to be", "that is the question", "to be is to do", "do be do be do"];
+    let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
+    for word in lines.iter().flat_map(|l| l.split_whitespace()) {
+        *expected.entry(word).or_default() += 1;
+    }
+    let records = lines.iter().enumerate().map(|(i, line)| weir_kafka::ProducerRecord {
+        partition: (i % 2) as i32,
+        key: None,
+        value: line.as_bytes().to_vec(),
+        timestamp: BASE_TIME + i as i64,
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(weir_kafka::produce(&broker.addr, "lines", 2, 1, records)).unwrap();
+    let args = ["--brokers", &broker.addr, "--input-topic", "lines", "--output-topic", "counts", "--bounded", "true"];
+    let mut cmd = vec!["run", "kafka-word-count", "--local", "-p", "2", "--checkpoint-interval", "100ms", "--"];
+    cmd.extend(args);
+    let out = weir_env(&cmd);
+    assert!(out.status.success(), "{}", text(&out));
+    let read = weir_env(&["kafka", "read-committed", "--brokers", &broker.addr, "--topic", "counts"]);
+    assert!(read.status.success(), "{}", text(&read));
+    let stdout = String::from_utf8(read.stdout).unwrap();
+    let words = expected.values().sum::<u64>();
+    // A record per word read: each word's records count up to its count, in order (keyed by the
+    // word, one partition each).
+    let mut counts: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for line in stdout.lines() {
+        let (word, count) = line.split_once('\t').unwrap();
+        counts.entry(word).or_default().push(count.parse().unwrap());
+    }
+    for (word, n) in &expected {
+        assert_eq!(counts.get(word), Some(&(1..=*n).collect::<Vec<u64>>()), "the counts of '{word}'");
+    }
+    assert_eq!(counts.len(), expected.len(), "{stdout}");
+    assert!(String::from_utf8_lossy(&read.stderr).contains(&format!("{words} committed records in 'counts'")));
 }
