@@ -447,7 +447,11 @@ impl<D: KafkaDeserializer> Source for KafkaSource<D> {
                 Some(Ok(m)) => m,
             };
             let splits = reader.splits.as_mut().expect("resolved");
-            let Some(split) = splits.get_mut(&(message.topic().to_owned(), message.partition())) else { continue };
+            // A subtask reads a few partitions: found by comparison, without a key to allocate.
+            let (topic, partition) = (message.topic(), message.partition());
+            let Some(split) = splits.values_mut().find(|s| s.partition == partition && s.topic == topic) else {
+                continue;
+            };
             let offset = message.offset();
             if offset < split.next || split.stop.is_some_and(|stop| offset >= stop) {
                 continue;
