@@ -645,3 +645,32 @@ fn kafka_word_count_writes_each_words_running_count() {
     assert_eq!(counts.len(), expected.len(), "{stdout}");
     assert!(String::from_utf8_lossy(&read.stderr).contains(&format!("{words} committed records in 'counts'")));
 }
+
+/// A subtask that committed its checkpoint's transaction and then died: the restored one
+/// commits it again (the broker answers that it is committed already) and nothing is written
+/// twice.
+#[test]
+fn restoring_a_transaction_committed_already_writes_nothing_twice() {
+    use weir_kafka::{DeliveryGuarantee, DisplayText, KafkaSink};
+    let broker = Broker::start();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(weir_kafka::ensure_topic(&broker.addr, "eo", 2)).unwrap();
+    let sink =
+        KafkaSink::new(broker.addr.clone(), "eo", DisplayText).delivery_guarantee(DeliveryGuarantee::ExactlyOnce);
+    let sink_of = |sink: KafkaSink<String, DisplayText>| move |s: DataStream<String>| s.sink("kafka", sink.clone());
+    let mut first = HarnessConfig::new().build(sink_of(sink.clone())).unwrap();
+    for i in 0..40 {
+        first.process(format!("a{i}")).unwrap();
+    }
+    let checkpoint = first.snapshot().unwrap();
+    first.notify_checkpoint_complete(1).unwrap();
+    std::mem::forget(first);
+    let mut restored = HarnessConfig::new().restore(vec![checkpoint]).build(sink_of(sink)).unwrap();
+    restored.snapshot().unwrap();
+    restored.notify_checkpoint_complete(1).unwrap();
+    let (mut values, aborted, open) = committed_values(&broker.addr, "eo");
+    values.sort();
+    let mut expected: Vec<String> = (0..40).map(|i| format!("a{i}")).collect();
+    expected.sort();
+    assert_eq!((values, aborted, open), (expected, 0, 0));
+}

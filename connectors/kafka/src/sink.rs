@@ -468,15 +468,26 @@ impl<T, S> KafkaSink<T, S> {
                 t.transactional_id, t.checkpoint
             ))
         })?;
-        if code != 0 {
-            // Committed before the failure, or timed out: what Flink's committer also accepts.
-            tracing::warn!(
-                topic = %self.topic, transactional_id = %t.transactional_id, checkpoint = t.checkpoint,
-                error = %crate::wire::error_name(code),
-                "the broker refused to commit a restored transaction: it ended already (committed before the failure, \
-                 or aborted after transaction.timeout.ms)"
-            );
+        if code == 0 {
+            return Ok(());
         }
+        if !crate::wire::transaction_ended(code) {
+            // Anything else (a coordinator unavailable all along): the restore fails and is
+            // tried again, the transaction still pending.
+            return Err(WeirError::runtime(format!(
+                "cannot commit Kafka transaction '{}' of checkpoint {}: {}",
+                t.transactional_id,
+                t.checkpoint,
+                crate::wire::error_name(code)
+            )));
+        }
+        // Committed before the failure, or timed out: what Flink's committer also accepts.
+        tracing::warn!(
+            topic = %self.topic, transactional_id = %t.transactional_id, checkpoint = t.checkpoint,
+            error = %crate::wire::error_name(code),
+            "the broker refused to commit a restored transaction: it ended already (committed before the failure, \
+             or aborted after transaction.timeout.ms)"
+        );
         Ok(())
     }
 

@@ -58,6 +58,20 @@ mod code {
     pub(super) const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     pub(super) const NOT_COORDINATOR: i16 = 16;
     pub(super) const CONCURRENT_TRANSACTIONS: i16 = 51;
+    pub(super) const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub(super) const INVALID_TXN_STATE: i16 = 48;
+    pub(super) const UNKNOWN_PRODUCER_ID: i16 = 59;
+    pub(super) const PRODUCER_FENCED: i16 = 90;
+}
+
+/// Whether `EndTxn` error `code` says the transaction is over for this producer: it was
+/// committed or aborted already, or a newer epoch of its id exists (Flink's committer treats
+/// `InvalidTxnState` and `ProducerFenced` so).
+pub(crate) fn transaction_ended(code: i16) -> bool {
+    matches!(
+        code,
+        code::INVALID_PRODUCER_EPOCH | code::INVALID_TXN_STATE | code::UNKNOWN_PRODUCER_ID | code::PRODUCER_FENCED
+    )
 }
 
 /// Whether error `code` goes away by asking again (the coordinator is moving or busy).
