@@ -528,6 +528,22 @@ fn committed_values(brokers: &str, topic: &str) -> (Vec<String>, u64, u64) {
     (values, log.aborted, log.open)
 }
 
+/// An exactly-once Kafka sink subtask writing into topic `eo` (2 partitions), restored from
+/// `checkpoint` if given.
+fn exactly_once_subtask(broker: &Broker, checkpoint: Option<HarnessSnapshot>) -> OperatorHarness<String, ()> {
+    use weir_kafka::{DeliveryGuarantee, DisplayText, KafkaSink};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(weir_kafka::ensure_topic(&broker.addr, "eo", 2)).unwrap();
+    let sink =
+        KafkaSink::new(broker.addr.clone(), "eo", DisplayText).delivery_guarantee(DeliveryGuarantee::ExactlyOnce);
+    let config = HarnessConfig::new();
+    let config = match checkpoint {
+        Some(checkpoint) => config.restore(vec![checkpoint]),
+        None => config,
+    };
+    config.build(move |s: DataStream<String>| s.sink("kafka", sink.clone())).unwrap()
+}
+
 /// An exactly-once sink subtask that pre-committed a transaction at a barrier and died before
 /// the checkpoint's completion could commit it (its process gone: nothing aborted or
 /// committed). The subtask restored from that checkpoint commits the transaction from its
@@ -535,15 +551,8 @@ fn committed_values(brokers: &str, topic: &str) -> (Vec<String>, u64, u64) {
 /// barrier, and writes on.
 #[test]
 fn a_restored_exactly_once_sink_commits_what_its_checkpoint_precommitted_and_aborts_the_rest() {
-    use weir_kafka::{DeliveryGuarantee, DisplayText, KafkaSink};
     let broker = Broker::start();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(weir_kafka::ensure_topic(&broker.addr, "eo", 2)).unwrap();
-    let sink =
-        KafkaSink::new(broker.addr.clone(), "eo", DisplayText).delivery_guarantee(DeliveryGuarantee::ExactlyOnce);
-    let sink_of = |sink: KafkaSink<String, DisplayText>| move |s: DataStream<String>| s.sink("kafka", sink.clone());
-
-    let mut first = HarnessConfig::new().build(sink_of(sink.clone())).unwrap();
+    let mut first = exactly_once_subtask(&broker, None);
     for i in 0..100 {
         first.process(format!("a{i}")).unwrap();
     }
@@ -565,7 +574,7 @@ fn a_restored_exactly_once_sink_commits_what_its_checkpoint_precommitted_and_abo
     // The process dies: its producers neither commit nor abort anything.
     std::mem::forget(first);
 
-    let mut restored = HarnessConfig::new().restore(vec![checkpoint]).build(sink_of(sink)).unwrap();
+    let mut restored = exactly_once_subtask(&broker, Some(checkpoint));
     for i in 0..30 {
         restored.process(format!("c{i}")).unwrap();
     }
@@ -651,21 +660,15 @@ fn kafka_word_count_writes_each_words_running_count() {
 /// twice.
 #[test]
 fn restoring_a_transaction_committed_already_writes_nothing_twice() {
-    use weir_kafka::{DeliveryGuarantee, DisplayText, KafkaSink};
     let broker = Broker::start();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(weir_kafka::ensure_topic(&broker.addr, "eo", 2)).unwrap();
-    let sink =
-        KafkaSink::new(broker.addr.clone(), "eo", DisplayText).delivery_guarantee(DeliveryGuarantee::ExactlyOnce);
-    let sink_of = |sink: KafkaSink<String, DisplayText>| move |s: DataStream<String>| s.sink("kafka", sink.clone());
-    let mut first = HarnessConfig::new().build(sink_of(sink.clone())).unwrap();
+    let mut first = exactly_once_subtask(&broker, None);
     for i in 0..40 {
         first.process(format!("a{i}")).unwrap();
     }
     let checkpoint = first.snapshot().unwrap();
     first.notify_checkpoint_complete(1).unwrap();
     std::mem::forget(first);
-    let mut restored = HarnessConfig::new().restore(vec![checkpoint]).build(sink_of(sink)).unwrap();
+    let mut restored = exactly_once_subtask(&broker, Some(checkpoint));
     restored.snapshot().unwrap();
     restored.notify_checkpoint_complete(1).unwrap();
     let (mut values, aborted, open) = committed_values(&broker.addr, "eo");
