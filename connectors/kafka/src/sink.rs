@@ -237,15 +237,16 @@ impl ProducerConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers).set("enable.idempotence", "true").set("linger.ms", "5");
         if let Some(id) = transactional_id {
-            // `eos` debug lines carry the producer id and epoch (see the module docs).
-            config
-                .set("transactional.id", id)
-                .set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS.to_string())
-                .set("debug", "eos")
-                .set_log_level(RDKafkaLogLevel::Debug);
+            config.set("transactional.id", id).set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS.to_string());
         }
         for (key, value) in &self.properties {
             config.set(key, value);
+        }
+        if transactional_id.is_some() {
+            // `eos` debug lines carry the producer id and epoch (see the module docs), besides
+            // what the user asked to debug.
+            let debug = debug_contexts(config.get("debug"));
+            config.set("debug", debug).set_log_level(RDKafkaLogLevel::Debug);
         }
         config
             .create_with_context(Deliveries::default())
@@ -263,6 +264,14 @@ impl ProducerConfig {
             )));
         };
         Ok(Open { producer, transactional_id: id, producer_id })
+    }
+}
+
+/// librdkafka's `debug` contexts for a transactional producer: those `asked` and `eos`.
+fn debug_contexts(asked: Option<&str>) -> String {
+    match asked {
+        Some(asked) if !asked.is_empty() => format!("{asked},eos"),
+        _ => "eos".to_owned(),
     }
 }
 
@@ -532,6 +541,11 @@ impl<T: Data, S: KafkaSerializer<T>> Sink for KafkaSink<T, S> {
         if self.topic.is_empty() || self.brokers.trim().is_empty() {
             return Err(WeirError::Argument("a Kafka sink needs the brokers and a topic".into()));
         }
+        if let Some((key, _)) = self.properties.iter().find(|(k, _)| k == "transactional.id") {
+            return Err(WeirError::Argument(format!(
+                "the Kafka sink sets '{key}' itself (one per transaction); set a prefix with transactional_id_prefix"
+            )));
+        }
         if self.prefix.as_ref().is_some_and(|p| p.is_empty()) {
             return Err(WeirError::Argument("a Kafka sink's transactional id prefix must not be empty".into()));
         }
@@ -658,5 +672,21 @@ mod tests {
         assert_eq!(acquired_pid("Acquired PID{Id:7,Epoch:0} (previous PID{Invalid})"), Some((7, 0)));
         assert_eq!(acquired_pid("[thrd:main]: TxnCoordinator/111: Acquiring ProducerId"), None);
         assert_eq!(acquired_pid("Acquired PID{Invalid}"), None);
+    }
+
+    #[test]
+    fn a_transactional_id_property_is_refused_naming_the_prefix_instead() {
+        let sink = KafkaSink::<String, DisplayText>::new("127.0.0.1:9092", "out", DisplayText)
+            .delivery_guarantee(DeliveryGuarantee::ExactlyOnce)
+            .property("transactional.id", "mine");
+        let err = Sink::validate(&sink, &ValidateContext::new(false)).unwrap_err().to_string();
+        assert!(err.contains("'transactional.id'") && err.contains("transactional_id_prefix"), "{err}");
+    }
+
+    #[test]
+    fn the_users_debug_contexts_are_kept_beside_eos() {
+        assert_eq!(debug_contexts(None), "eos");
+        assert_eq!(debug_contexts(Some("")), "eos");
+        assert_eq!(debug_contexts(Some("broker,topic")), "broker,topic,eos");
     }
 }
