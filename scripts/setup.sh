@@ -16,7 +16,8 @@
 # `promtool` (Debian's `prometheus`), the real parser the `GET /metrics` test checks the text with,
 # and Chromium with its ChromeDriver (Debian's `chromium` and `chromium-driver`, at
 # /usr/bin/chromium and /usr/bin/chromedriver), which the web UI's test drives headless, the
-# Kafka-protocol broker tansu that the Kafka tests start (see install_tansu). (Debian's `kcat`,
+# Kafka-protocol broker tansu that the Kafka tests start (see install_tansu), and the S3 server
+# s3s-fs for a tansu that must survive a restart (see install_s3s). (Debian's `kcat`,
 # on librdkafka 2.0, cannot talk to tansu 0.6: its ApiVersions request fails with "Read
 # underflow", api.version.request=false or not.)
 #
@@ -225,6 +226,26 @@ install_tansu() {
     have_tansu || { say "tansu $TANSU_VERSION is not at $tansu_bin"; return 1; }
 }
 
+# --- s3s-fs, the S3 server under a tansu that must keep its topics across a restart ------------
+
+# tansu's memory storage forgets everything when it stops; the test of a broker killed and
+# restarted mid-run gives it S3 storage, served by s3s-fs (a real S3 implementation over a local
+# directory; 0.14.1 is the newest that builds with this toolchain). ~3 min to build on 2 cores.
+readonly S3S_VERSION="0.14.1"
+s3s_root="${HOME:-/root}/.cache/weir/s3s"
+s3s_bin="${WEIR_S3S:-$s3s_root/bin/s3s-fs}"
+
+have_s3s() {
+    [ -x "$s3s_bin" ] && [ "$("$s3s_bin" --version 2>/dev/null)" = "s3s-fs $S3S_VERSION" ]
+}
+
+install_s3s() {
+    say "building s3s-fs $S3S_VERSION into $s3s_root (~3 min on 2 cores)"
+    CARGO_TARGET_DIR="$s3s_root/build" cargo install s3s-fs --version "$S3S_VERSION" --locked \
+        --features binary --root "$s3s_root" >&2 && rm -rf "$s3s_root/build"
+    have_s3s || { say "s3s-fs $S3S_VERSION is not at $s3s_bin"; return 1; }
+}
+
 # What is installed or checked: the build's needs, and with --tests the tests' too.
 for_tests=0
 
@@ -277,6 +298,10 @@ main() {
     fi
     if [ "$for_tests" = 1 ] && ! have_tansu; then
         install_tansu
+    fi
+    if [ "$for_tests" = 1 ] && ! have_s3s; then
+        # Only the broker-restart test, ignored while it flakes, needs it: not a reason to stop.
+        install_s3s || say "s3s-fs is missing: the ignored Kafka broker-restart test cannot run"
     fi
     say "ready: $(rustc --version), $(c++ --version | head -n 1), libclang $(find_libclang)"
 }

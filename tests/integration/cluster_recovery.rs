@@ -51,7 +51,7 @@ fn assert_exactly_once(reference: JoinHandle<Vec<String>>, output: &Path) {
 }
 
 /// A process this test started, killed (if still running) and reaped when dropped.
-struct Process(Child);
+pub(crate) struct Process(pub(crate) Child);
 
 impl Drop for Process {
     fn drop(&mut self) {

@@ -28,6 +28,23 @@ impl Broker {
 
     /// A broker on `port` of 127.0.0.1.
     pub(crate) fn start_on(port: u16) -> Broker {
+        Broker::spawn(port, "memory://tansu/", &[])
+    }
+
+    /// A broker on `port` keeping its topics in `s3` (they outlive the broker).
+    fn start_on_s3(port: u16, s3: &S3) -> Broker {
+        let endpoint = format!("http://{}", s3.addr);
+        let env = [
+            ("AWS_ACCESS_KEY_ID", S3::KEY),
+            ("AWS_SECRET_ACCESS_KEY", S3::SECRET),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ENDPOINT", endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+        ];
+        Broker::spawn(port, "s3://tansu/", &env)
+    }
+
+    fn spawn(port: u16, storage: &str, env: &[(&str, &str)]) -> Broker {
         let default = std::env::var("HOME").map(|h| format!("{h}/.cache/weir/tansu/bin/tansu")).unwrap_or_default();
         let tansu = std::env::var("WEIR_TANSU").unwrap_or(default);
         assert!(
@@ -38,19 +55,70 @@ impl Broker {
         let url = format!("tcp://{addr}");
         let child = Command::new(&tansu)
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", storage])
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {tansu}: {e}"));
         let broker = Broker { child, addr };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(&broker.addr).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(30), "tansu does not listen on {}", broker.addr);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_port(&broker.addr, "tansu");
         broker
+    }
+}
+
+/// Waits until something listens on `addr`.
+fn wait_for_port(addr: &str, what: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(30), "{what} does not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An S3 server (s3s-fs, over a temporary directory) with the bucket `tansu`, killed when
+/// dropped.
+struct S3 {
+    child: Child,
+    addr: String,
+    _dir: crate::support::TempDir,
+}
+
+impl S3 {
+    const KEY: &'static str = "weir";
+    const SECRET: &'static str = "weir-secret";
+
+    fn start() -> S3 {
+        let default = std::env::var("HOME").map(|h| format!("{h}/.cache/weir/s3s/bin/s3s-fs")).unwrap_or_default();
+        let s3s = std::env::var("WEIR_S3S").unwrap_or(default);
+        assert!(
+            std::path::Path::new(&s3s).is_file(),
+            "no s3s-fs at {s3s}: run scripts/setup.sh --tests (or set WEIR_S3S)"
+        );
+        let dir = crate::support::TempDir::new("s3");
+        std::fs::create_dir_all(dir.join("tansu")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(&s3s)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", S3::KEY])
+            .args(["--secret-key", S3::SECRET])
+            .arg(&dir.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {s3s}: {e}"));
+        let s3 = S3 { child, addr: format!("127.0.0.1:{port}"), _dir: dir };
+        wait_for_port(&s3.addr, "s3s-fs");
+        s3
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -676,4 +744,94 @@ fn restoring_a_transaction_committed_already_writes_nothing_twice() {
     let mut expected: Vec<String> = (0..40).map(|i| format!("a{i}")).collect();
     expected.sort();
     assert_eq!((values, aborted, open), (expected, 0, 0));
+}
+
+/// The broker SIGKILLed mid-run and started again on the same port (its topics in S3):
+/// `kafka-window-agg` reads on and commits every window's count once. At parallelism 1: tansu
+/// 0.6 on S3 storage fails two transactional producers writing one partition at once (both
+/// race for a batch's object name and one gets an error), with or without faults.
+#[test]
+#[ignore = "flaky, cause not found yet: about 2 runs in 12 leave the last transaction's records without a \
+            commit marker for a minute (17 of 20 windows, 3 records open); the tansu on S3 storage, or a \
+            checkpoint stalled after the broker's restart. Run it with --ignored (needs s3s-fs: \
+            scripts/setup.sh --tests)"]
+fn a_broker_killed_and_restarted_mid_run_leaves_the_output_exactly_once() {
+    const CLICKS: u64 = 2000;
+    let s3 = S3::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut broker = Broker::start_on_s3(port, &s3);
+    let brokers = broker.addr.clone();
+    let config =
+        GeneratorConfig { events: Some(CLICKS), keys: 10, seed: 3, base_time: BASE_TIME, ..GeneratorConfig::default() };
+    let mut expected: BTreeMap<(u32, i64), u64> = BTreeMap::new();
+    for click in (0..CLICKS).map(|i| config.event(i)) {
+        *expected.entry((click.user, click.time - click.time % 1000)).or_default() += 1;
+    }
+    let mut expected: Vec<String> = expected.iter().map(|((u, w), n)| format!("{u}\t{w}\t{n}")).collect();
+    expected.sort();
+    let record = |click: Click| weir_kafka::ProducerRecord {
+        partition: (click.user % 4) as i32,
+        key: Some(click.user.to_string().into_bytes()),
+        value: serde_json::to_vec(&click).unwrap(),
+        timestamp: click.time,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let produce = |records: Vec<weir_kafka::ProducerRecord>| {
+        runtime.block_on(weir_kafka::produce(&brokers, "clicks", 4, 200, records)).unwrap();
+    };
+    let part = |part: u64| (part * CLICKS / 10..(part + 1) * CLICKS / 10).map(|i| record(config.event(i))).collect();
+    runtime.block_on(weir_kafka::ensure_topic(&brokers, "windows", 1)).unwrap();
+    produce(part(0));
+
+    let out = crate::support::TempDir::new("kafka-broker-restart");
+    let log = std::fs::File::create(out.join("job.log")).unwrap();
+    let job = crate::cluster_recovery::Process(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "kafka-window-agg", "--local", "-p", "1", "--checkpoint-interval", "500ms"])
+            .args(["--restart-delay", "500ms", "--", "--brokers", &brokers])
+            .args(["--input-topic", "clicks", "--output-topic", "windows"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let committed = |brokers: &str| committed_values(brokers, "windows").0;
+    for p in 1..6 {
+        produce(part(p));
+    }
+    // Windows are committed: the job runs, with transactions open, when the broker dies.
+    let start = Instant::now();
+    while committed(&brokers).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(90), "no window committed before the broker's kill");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(broker);
+    broker = Broker::start_on_s3(port, &s3);
+    for p in 6..10 {
+        produce(part(p));
+    }
+    // A click a day later on each partition closes every window of the clicks.
+    let day_later = (0..4).map(|user| Click { user, time: BASE_TIME + 86_400_000, index: CLICKS });
+    produce(day_later.map(record).collect());
+
+    let start = Instant::now();
+    let mut values = loop {
+        let (committed, aborted, open) = committed_values(&broker.addr, "windows");
+        if committed.len() >= expected.len() {
+            break committed;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{} of {} windows committed ({aborted} records aborted, {open} open); the job's log: {}",
+            committed.len(),
+            expected.len(),
+            std::fs::read_to_string(out.join("job.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    values.sort();
+    assert_eq!(values.len(), expected.len(), "windows committed twice");
+    assert!(values == expected, "the committed windows differ from the clicks' counts");
+    drop(job);
 }

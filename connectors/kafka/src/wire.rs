@@ -366,6 +366,11 @@ pub struct CommittedRecord {
     pub value: Option<Vec<u8>>,
 }
 
+/// How long a fetch of [`read_committed`] may wait for records (ms).
+const FETCH_WAIT_MS: i32 = 200;
+/// [`read_committed`] leaves a partition after this many fetches in a row found nothing new.
+const EMPTY_FETCHES: u32 = 3;
+
 /// A topic as [`read_committed`] found it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicLog {
@@ -391,11 +396,14 @@ pub fn read_committed(brokers: &str, topic: &str, timeout: Duration) -> WireResu
         let mut offset = 0;
         // Per producer: its records not yet followed by a marker.
         let mut open: HashMap<i64, Vec<CommittedRecord>> = HashMap::new();
-        loop {
+        // Fetches in a row that brought nothing new.
+        let mut empty = 0;
+        while empty < EMPTY_FETCHES {
             let request = FetchRequest::default()
                 .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-                // tansu answers nothing to a fetch that may not wait.
-                .with_max_wait_ms(50)
+                // tansu answers nothing to a fetch that may not wait, and on S3 storage only
+                // what it read within the wait.
+                .with_max_wait_ms(FETCH_WAIT_MS)
                 .with_min_bytes(1)
                 .with_max_bytes(64 << 20)
                 .with_isolation_level(0)
@@ -412,11 +420,12 @@ pub fn read_committed(brokers: &str, topic: &str, timeout: Duration) -> WireResu
                 ]);
             // Up to 12 topics go by name.
             let response = cluster.call(Some(&leader), request, 11)?;
-            // A broker may leave out a partition it has nothing more of (tansu does).
+            // A broker may leave out a partition it has nothing (more) of (tansu does).
             let Some(data) =
                 response.responses.iter().flat_map(|t| &t.partitions).find(|p| p.partition_index == partition)
             else {
-                break;
+                empty += 1;
+                continue;
             };
             if data.error_code != code::NONE {
                 return Err(
@@ -457,10 +466,12 @@ pub fn read_committed(brokers: &str, topic: &str, timeout: Duration) -> WireResu
                     }
                 }
             }
-            // Until a fetch finds nothing new (tansu's high watermark can be short of the end).
-            if offset == before {
+            // Up to the high watermark (tansu's can be short of the end, and a fetch then
+            // brought the rest), or until fetches find nothing new.
+            if offset >= data.high_watermark && offset > before {
                 break;
             }
+            empty = if offset == before { empty + 1 } else { 0 };
         }
         log.open += open.values().map(|r| r.len() as u64).sum::<u64>();
     }
