@@ -192,3 +192,9 @@ pub(crate) async fn latest_checkpoint(cluster: &weir_actors::MiniCluster, id: we
     let stats = cluster.checkpoint_stats(id).await.ok().flatten();
     stats.map_or(0, |s| s.latest_completed.map(|c| c.id).or(s.restored_from).unwrap_or(0))
 }
+
+/// The last `n` lines of `text`.
+pub(crate) fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
