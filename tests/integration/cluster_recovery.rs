@@ -3,15 +3,12 @@
 //! checkpoint, the TaskManagers stay the same processes, and the committed output equals a
 //! fault-free run's exactly.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-use weir_actors::prelude::Click;
 
 use crate::cluster::{Cluster, HEARTBEATS, TIMEOUT, alive, job_id, submit_with, task_managers_of, text, weir_env};
 use crate::support::{TempDir, read_output};
@@ -452,19 +449,7 @@ fn kafka_window_agg_on_processes_is_exactly_once_while_task_managers_are_killed(
         base_time: crate::kafka::BASE_TIME,
         ..GeneratorConfig::default()
     };
-    let record = |click: Click| ProducerRecord {
-        partition: (click.user % 4) as i32,
-        key: Some(click.user.to_string().into_bytes()),
-        value: serde_json::to_vec(&click).unwrap(),
-        timestamp: click.time,
-    };
-    // Without failures: each (user, window) counted once.
-    let mut expected: BTreeMap<(u32, i64), u64> = BTreeMap::new();
-    for click in (0..CLICKS).map(|i| config.event(i)) {
-        *expected.entry((click.user, click.time - click.time % 1000)).or_default() += 1;
-    }
-    let mut expected: Vec<String> = expected.iter().map(|((u, w), n)| format!("{u}\t{w}\t{n}")).collect();
-    expected.sort();
+    let expected = crate::kafka::window_counts(&config, CLICKS);
 
     let cluster = Cluster::start(3, 1);
     let args = ["--brokers", &broker.addr, "--input-topic", "clicks", "--output-topic", "windows"];
@@ -484,7 +469,7 @@ fn kafka_window_agg_on_processes_is_exactly_once_while_task_managers_are_killed(
     let produce = |records: Vec<ProducerRecord>| {
         runtime.block_on(weir_kafka::produce(&broker.addr, "clicks", 4, 200, records)).unwrap();
     };
-    let part = |part: u64| (part * CLICKS / 30..(part + 1) * CLICKS / 30).map(|i| record(config.event(i))).collect();
+    let part = |part: u64| crate::kafka::click_part(&config, CLICKS, part, 30);
     let mut spare = None;
     for p in 0..30 {
         produce(part(p));
@@ -498,8 +483,7 @@ fn kafka_window_agg_on_processes_is_exactly_once_while_task_managers_are_killed(
             cluster.wait_for("a new checkpoint", TIMEOUT, || latest_checkpoint(&cluster, &id) > checkpoint);
         }
     }
-    let day_later = (0..4).map(|user| Click { user, time: crate::kafka::BASE_TIME + 86_400_000, index: CLICKS });
-    produce(day_later.map(record).collect());
+    produce(crate::kafka::clicks_a_day_later(CLICKS));
 
     let mut committed = Vec::new();
     cluster.wait_for("every window committed", TIMEOUT, || {

@@ -138,6 +138,40 @@ impl Drop for Broker {
     }
 }
 
+/// A click as `weir kafka produce-clicks` writes it into a topic of 4 partitions: key the user,
+/// value JSON, timestamp its event time, partition `user % 4`.
+pub(crate) fn click_record(click: Click) -> weir_kafka::ProducerRecord {
+    weir_kafka::ProducerRecord {
+        partition: (click.user % 4) as i32,
+        key: Some(click.user.to_string().into_bytes()),
+        value: serde_json::to_vec(&click).unwrap(),
+        timestamp: click.time,
+    }
+}
+
+/// Part `part` (of `of` equal parts) of the generator's events `0..clicks`, as records.
+pub(crate) fn click_part(config: &GeneratorConfig, clicks: u64, part: u64, of: u64) -> Vec<weir_kafka::ProducerRecord> {
+    (part * clicks / of..(part + 1) * clicks / of).map(|i| click_record(config.event(i))).collect()
+}
+
+/// One click a day after the first on each of 4 partitions: every partition's watermark passes
+/// the windows of the clicks before it (its own window never fires).
+pub(crate) fn clicks_a_day_later(index: u64) -> Vec<weir_kafka::ProducerRecord> {
+    (0..4).map(|user| click_record(Click { user, time: BASE_TIME + 86_400_000, index })).collect()
+}
+
+/// The lines `kafka-window-agg` (1 s windows) commits for events `0..clicks` of the generator
+/// without failures: each (user, window) counted once, sorted.
+pub(crate) fn window_counts(config: &GeneratorConfig, clicks: u64) -> Vec<String> {
+    let mut counts: BTreeMap<(u32, i64), u64> = BTreeMap::new();
+    for click in (0..clicks).map(|i| config.event(i)) {
+        *counts.entry((click.user, click.time - click.time % 1000)).or_default() += 1;
+    }
+    let mut lines: Vec<String> = counts.iter().map(|((u, w), n)| format!("{u}\t{w}\t{n}")).collect();
+    lines.sort();
+    lines
+}
+
 /// Runs a bounded Kafka source of `topic` at `parallelism` into a collecting sink.
 async fn read_bounded(brokers: &str, topic: &str, parallelism: usize) -> Vec<Click> {
     let (sink, handle) = CollectSink::new();
@@ -763,23 +797,12 @@ fn a_broker_killed_and_restarted_mid_run_leaves_the_output_exactly_once() {
     let brokers = broker.addr.clone();
     let config =
         GeneratorConfig { events: Some(CLICKS), keys: 10, seed: 3, base_time: BASE_TIME, ..GeneratorConfig::default() };
-    let mut expected: BTreeMap<(u32, i64), u64> = BTreeMap::new();
-    for click in (0..CLICKS).map(|i| config.event(i)) {
-        *expected.entry((click.user, click.time - click.time % 1000)).or_default() += 1;
-    }
-    let mut expected: Vec<String> = expected.iter().map(|((u, w), n)| format!("{u}\t{w}\t{n}")).collect();
-    expected.sort();
-    let record = |click: Click| weir_kafka::ProducerRecord {
-        partition: (click.user % 4) as i32,
-        key: Some(click.user.to_string().into_bytes()),
-        value: serde_json::to_vec(&click).unwrap(),
-        timestamp: click.time,
-    };
+    let expected = window_counts(&config, CLICKS);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let produce = |records: Vec<weir_kafka::ProducerRecord>| {
         runtime.block_on(weir_kafka::produce(&brokers, "clicks", 4, 200, records)).unwrap();
     };
-    let part = |part: u64| (part * CLICKS / 10..(part + 1) * CLICKS / 10).map(|i| record(config.event(i))).collect();
+    let part = |part: u64| click_part(&config, CLICKS, part, 10);
     runtime.block_on(weir_kafka::ensure_topic(&brokers, "windows", 1)).unwrap();
     produce(part(0));
 
@@ -812,9 +835,7 @@ fn a_broker_killed_and_restarted_mid_run_leaves_the_output_exactly_once() {
     for p in 6..10 {
         produce(part(p));
     }
-    // A click a day later on each partition closes every window of the clicks.
-    let day_later = (0..4).map(|user| Click { user, time: BASE_TIME + 86_400_000, index: CLICKS });
-    produce(day_later.map(record).collect());
+    produce(clicks_a_day_later(CLICKS));
 
     let start = Instant::now();
     let mut values = loop {
