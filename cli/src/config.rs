@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use weir_actors::cluster::remote::HeartbeatConfig;
 use weir_actors::cluster::remote::task_manager::DEFAULT_REGISTRATION_TIMEOUT;
 use weir_dataplane::{ClusterCa, NodeIdentity};
+use weir_state::storage::{Location, S3Options};
 
 /// `weir.toml`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -26,6 +27,23 @@ pub(crate) struct WeirConfig {
     pub(crate) taskmanager: TaskManagerSection,
     pub(crate) heartbeat: HeartbeatSection,
     pub(crate) state: StateSection,
+    /// How to reach S3-compatible storage (checkpoints, savepoints and RocksDB's shared files
+    /// at `s3://` locations), beyond the `AWS_*` environment variables.
+    #[serde(skip_serializing_if = "is_default")]
+    pub(crate) s3: S3Options,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// `location` with a relative local path made absolute (the cluster's processes resolve it
+/// from elsewhere); an object store location as it is.
+pub(crate) fn absolute(location: &Location) -> std::io::Result<Location> {
+    match location {
+        Location::Local(path) => std::path::absolute(path).map(Location::Local),
+        other => Ok(other.clone()),
+    }
 }
 
 /// Checkpoints and savepoints (Flink's `state.savepoints.dir`).
@@ -35,7 +53,7 @@ pub(crate) struct StateSection {
     /// Where `weir savepoint` and `weir stop` put savepoints when not told (relative paths
     /// are under the cluster directory; default: its `savepoints/`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) savepoints_dir: Option<PathBuf>,
+    pub(crate) savepoints_dir: Option<Location>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,6 +65,10 @@ pub(crate) struct JobManagerSection {
     pub(crate) rest_bind: SocketAddr,
     /// How long a job waits for slots other jobs hold.
     pub(crate) slot_request_timeout_ms: u64,
+    /// Where the job store keeps the submitted jobs: a directory (relative paths are under the
+    /// cluster directory) or an `s3://` prefix. Default: the cluster directory's `jobs/`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) job_store: Option<Location>,
 }
 
 impl Default for JobManagerSection {
@@ -55,6 +77,7 @@ impl Default for JobManagerSection {
             bind: "127.0.0.1:0".parse().expect("address"),
             rest_bind: "127.0.0.1:0".parse().expect("address"),
             slot_request_timeout_ms: 30_000,
+            job_store: None,
         }
     }
 }
@@ -136,7 +159,9 @@ impl WeirConfig {
         env_override("WEIR_HEARTBEAT_INTERVAL_MS", &mut config.heartbeat.interval_ms)?;
         env_override("WEIR_HEARTBEAT_TIMEOUT_MS", &mut config.heartbeat.timeout_ms)?;
         if let Some(dir) = std::env::var_os("WEIR_SAVEPOINTS_DIR") {
-            config.state.savepoints_dir = Some(PathBuf::from(dir));
+            let dir = dir.to_str().context("WEIR_SAVEPOINTS_DIR is not valid UTF-8")?;
+            config.state.savepoints_dir =
+                Some(Location::parse(dir).map_err(|e| anyhow::anyhow!("invalid WEIR_SAVEPOINTS_DIR: {e}"))?);
         }
         if config.heartbeat.interval_ms == 0 || config.heartbeat.timeout_ms <= config.heartbeat.interval_ms {
             bail!(
@@ -263,17 +288,28 @@ impl ClusterDir {
     /// Where savepoints go when a command names no directory: `state.savepoints_dir` of
     /// `weir.toml` (or `$WEIR_SAVEPOINTS_DIR`), relative to the cluster directory, else its
     /// `savepoints/`.
-    pub(crate) fn savepoints_dir(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn savepoints_dir(&self) -> anyhow::Result<Location> {
         Ok(self.savepoints_dir_in(&self.config(None)?))
     }
 
-    /// As [`ClusterDir::savepoints_dir`], with `config` loaded already.
-    pub(crate) fn savepoints_dir_in(&self, config: &WeirConfig) -> PathBuf {
-        match &config.state.savepoints_dir {
-            Some(dir) if dir.is_absolute() => dir.clone(),
-            Some(dir) => self.path.join(dir),
-            None => self.file("savepoints"),
+    /// Where the job store is: `jobmanager.job_store` of `weir.toml`, relative to the cluster
+    /// directory, else its `jobs/`.
+    pub(crate) fn job_store_in(&self, config: &WeirConfig) -> Location {
+        self.resolve_in(config.jobmanager.job_store.as_ref(), "jobs")
+    }
+
+    /// `configured` with a relative local path under the cluster directory, else its `default`.
+    fn resolve_in(&self, configured: Option<&Location>, default: &str) -> Location {
+        match configured {
+            Some(Location::Local(dir)) if dir.is_relative() => Location::Local(self.path.join(dir)),
+            Some(dir) => dir.clone(),
+            None => self.file(default).into(),
         }
+    }
+
+    /// As [`ClusterDir::savepoints_dir`], with `config` loaded already.
+    pub(crate) fn savepoints_dir_in(&self, config: &WeirConfig) -> Location {
+        self.resolve_in(config.state.savepoints_dir.as_ref(), "savepoints")
     }
 
     pub(crate) fn token(&self) -> anyhow::Result<String> {

@@ -29,6 +29,7 @@ use weir_actors::api::job::{JobConfig, RestartStrategy};
 use weir_actors::runtime::checkpoint::CheckpointConfig;
 use weir_actors::runtime::checkpoint::savepoint::SavepointRestore;
 use weir_actors::{JobArgs, JobRegistry, JobStatus, JobSubmission, MiniCluster, MiniClusterConfig};
+use weir_state::storage::Location;
 
 /// Weir: a distributed stream processor.
 #[derive(Debug, Parser)]
@@ -109,7 +110,7 @@ struct RunArgs {
     /// Start from this savepoint (its directory, the one holding `_metadata`), at any
     /// parallelism.
     #[arg(long, short = 's', value_name = "SAVEPOINT")]
-    from_savepoint: Option<std::path::PathBuf>,
+    from_savepoint: Option<Location>,
     /// With --from-savepoint: skip state of operators the job no longer has instead of
     /// refusing to start.
     #[arg(long, short = 'n', requires = "from_savepoint")]
@@ -125,9 +126,11 @@ struct FaultToleranceArgs {
     /// Take a checkpoint this often (e.g. 300ms, 2s, 1m); without it the job takes none.
     #[arg(long, value_parser = parse_duration)]
     checkpoint_interval: Option<Duration>,
-    /// Where checkpoints go (default: the cluster directory's checkpoints/).
+    /// Where checkpoints go: a directory every node reaches, or an S3 prefix
+    /// (`s3://bucket/prefix`; see `[s3]` in weir.toml). Default: the cluster directory's
+    /// checkpoints/.
     #[arg(long)]
-    checkpoint_dir: Option<std::path::PathBuf>,
+    checkpoint_dir: Option<Location>,
     /// Completed checkpoints kept.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     checkpoints_retained: u64,
@@ -179,7 +182,7 @@ impl FaultToleranceArgs {
                 anyhow::ensure!(!interval.is_zero(), "--checkpoint-interval must be positive");
                 let dir = match &self.checkpoint_dir {
                     Some(d) => d.clone(),
-                    None => config::ClusterDir::resolve(dir)?.file("checkpoints"),
+                    None => config::ClusterDir::resolve(dir)?.file("checkpoints").into(),
                 };
                 Some(CheckpointConfig {
                     timeout: self.checkpoint_timeout,
@@ -311,7 +314,7 @@ fn run(registry: &JobRegistry, args: RunArgs) -> anyhow::Result<()> {
     let mut config = args.fault_tolerance.config(args.dir.clone())?;
     if let Some(path) = &args.from_savepoint {
         // The JobManager and TaskManagers resolve it from elsewhere: make it absolute.
-        let path = std::path::absolute(path).with_context(|| format!("invalid savepoint path {}", path.display()))?;
+        let path = config::absolute(path).with_context(|| format!("invalid savepoint path {path}"))?;
         config.savepoint = Some(SavepointRestore { path, allow_non_restored_state: args.allow_non_restored_state });
     }
     if !args.local {
@@ -404,7 +407,7 @@ mod tests {
         assert_eq!(checkpoints.min_pause, Duration::from_millis(500));
         assert_eq!(checkpoints.retained, 3);
         assert_eq!(checkpoints.tolerable_failures, 2);
-        assert_eq!(checkpoints.dir, std::path::PathBuf::from("/tmp/c"));
+        assert_eq!(checkpoints.dir, weir_state::storage::Location::Local(std::path::PathBuf::from("/tmp/c")));
     }
 
     #[test]

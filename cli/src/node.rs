@@ -83,6 +83,7 @@ async fn terminated() -> &'static str {
 pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyhow::Result<()> {
     let dir = ClusterDir::resolve(args.dir)?;
     let mut config = dir.config(args.config.as_deref())?;
+    weir_state::storage::configure_s3(config.s3.clone());
     if let Some(bind) = args.bind {
         config.jobmanager.bind = bind;
     }
@@ -102,7 +103,7 @@ pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyho
             heartbeat: config.heartbeat.config(),
             registry: registry.clone(),
             slot_request_timeout: Duration::from_millis(config.jobmanager.slot_request_timeout_ms),
-            job_store: Some(dir.file("jobs")),
+            job_store: Some(dir.job_store_in(&config)),
             fault_injection,
         })
         .await?;
@@ -181,6 +182,7 @@ pub(crate) async fn serve_rest(
 pub(crate) fn task_manager(registry: &JobRegistry, args: TaskManagerArgs) -> anyhow::Result<()> {
     let dir = ClusterDir::resolve(args.dir)?;
     let mut config = dir.config(args.config.as_deref())?;
+    weir_state::storage::configure_s3(config.s3.clone());
     if let Some(bind) = args.bind {
         config.taskmanager.bind = bind;
     }
@@ -191,16 +193,6 @@ pub(crate) fn task_manager(registry: &JobRegistry, args: TaskManagerArgs) -> any
         anyhow::ensure!(slots > 0, "--slots must be at least 1");
         config.taskmanager.slots = slots;
     }
-    let job_manager = match args.jobmanager {
-        Some(addr) => JobManagerAddress::Fixed(addr),
-        None => {
-            // Read at every attempt: a restarted JobManager publishes where it listens now.
-            let dir = dir.clone();
-            JobManagerAddress::Lookup(Arc::new(move || {
-                dir.published().map(|p| p.quic).map_err(|e| WeirError::runtime(format!("{e:#}")))
-            }))
-        }
-    };
     let fault_injection = crate::config::fault_injection()?;
     crate::config::arm_failpoints()?;
     if let Some(data_dir) = &args.data_dir {
@@ -211,6 +203,17 @@ pub(crate) fn task_manager(registry: &JobRegistry, args: TaskManagerArgs) -> any
     let id = args.id.unwrap_or_else(|| format!("taskmanager-{}", std::process::id()));
     let registry = registry.clone();
     crate::runtime()?.block_on(async move {
+        let registration_timeout = Duration::from_millis(config.taskmanager.registration_timeout_ms);
+        let job_manager = match args.jobmanager {
+            Some(addr) => JobManagerAddress::Fixed(addr),
+            None => {
+                // Read at every attempt: a restarted JobManager publishes where it listens now.
+                let dir = dir.clone();
+                JobManagerAddress::Lookup(Arc::new(move || {
+                    dir.published().map(|p| p.quic).map_err(|e| WeirError::runtime(format!("{e:#}")))
+                }))
+            }
+        };
         let tm = TaskManager::start(TaskManagerConfig {
             id: id.clone(),
             slots: config.taskmanager.slots,
@@ -220,7 +223,7 @@ pub(crate) fn task_manager(registry: &JobRegistry, args: TaskManagerArgs) -> any
             net: NetConfig::default(),
             heartbeat: config.heartbeat.config(),
             registry,
-            registration_timeout: Duration::from_millis(config.taskmanager.registration_timeout_ms),
+            registration_timeout,
             fault_injection,
             data_dir: args.data_dir.clone(),
         })

@@ -4,8 +4,14 @@
 //! database.
 //!
 //! ```text
-//! cargo run --release -p weir-state --example rocksdb_checkpoint -- [MB of values] [checkpoints] [work dir]
+//! cargo run --release -p weir-state --example rocksdb_checkpoint -- [MB of values] [checkpoints] [work dir] [storage]
 //! ```
+//!
+//! `storage` is where checkpoints go: the work directory's `shared/` by default, or an object
+//! store prefix such as `s3://bucket/prefix` (reached through the `AWS_*` environment
+//! variables: `AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`…).
+//! After the incremental checkpoints it also writes the whole state as one full snapshot (the
+//! savepoint format) to `storage`, reads it back and loads it into a new database.
 //!
 //! Values are random bytes (incompressible, so the files are as big as the state), 256 bytes per
 //! key, in one value state over 128 key groups. The synchronous part is what a subtask pauses
@@ -18,8 +24,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use weir_state::storage::Location;
 use weir_state::{
-    KeyGroup, KeyedStateHandle, KeyedStateStore, RocksDbBackend, RocksDbConfig, SnapshotTarget, ValueStateHandle,
+    KeyGroup, KeyedSnapshot, KeyedStateHandle, KeyedStateStore, RocksDbBackend, RocksDbConfig, SnapshotTarget,
+    ValueStateHandle,
 };
 
 const VALUE_BYTES: usize = 256;
@@ -38,9 +46,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         || std::env::temp_dir().join(format!("weir-rocksdb-figure-{}", std::process::id())),
         PathBuf::from,
     );
+    let storage = match args.next() {
+        Some(text) => Location::parse(&text)?,
+        None => Location::from(work.join("shared")),
+    };
     let keys = megabytes * (1 << 20) / VALUE_BYTES as u64;
-    let target = SnapshotTarget::new(work.join("shared"));
-    println!("{keys} keys x {VALUE_BYTES} B = {megabytes} MB of values in '{}'", work.display());
+    let target = SnapshotTarget::new(storage.join("shared"));
+    println!(
+        "{keys} keys x {VALUE_BYTES} B = {megabytes} MB of values in '{}', checkpoints to '{storage}'",
+        work.display()
+    );
 
     let backend = RocksDbBackend::open(work.join("tm"), 0..KEY_GROUPS, RocksDbConfig::default())?;
     let mut store = Store::new(Box::new(backend));
@@ -106,7 +121,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (sync, upload, uploaded) = (incremental.0 / n, incremental.1 / n, incremental.2 / n);
         println!("{:<11} {sync:>9.1} {upload:>10.1} {:>10} {uploaded:>12.1}", "mean 2..", "");
     }
+
+    // The whole state as one full snapshot, as a savepoint stores it: written, read, loaded.
+    let full = storage.join("full-snapshot");
+    let started = Instant::now();
+    let KeyedStateHandle::Full(snapshot) = store.start_snapshot()?.materialize(None)? else {
+        unreachable!("a snapshot without a target is full")
+    };
+    let serialized = started.elapsed().as_secs_f64() * 1e3;
+    let written = full.write_with(&weir_state::fs::LocalFs, |out| {
+        postcard::to_io(&snapshot, out).map(drop).map_err(std::io::Error::other)
+    });
+    let bytes = written.map_err(|(what, at, e)| format!("cannot {what} '{at}': {e}"))?;
+    let write = started.elapsed().as_secs_f64() * 1e3;
+    drop(snapshot);
+    println!(
+        "full snapshot: {:.1} MB, taken in {serialized:.0} ms, written in {write:.0} ms",
+        bytes as f64 / f64::from(1 << 20)
+    );
     drop(store);
+    let started = Instant::now();
+    let snapshot: KeyedSnapshot = postcard::from_bytes(&full.read()?)?;
+    let read = started.elapsed().as_secs_f64() * 1e3;
+    let backend = RocksDbBackend::open(work.join("from-full"), 0..KEY_GROUPS, RocksDbConfig::default())?;
+    let mut loaded = Store::new(Box::new(backend));
+    let values = loaded.value_state::<(), Vec<u8>>("values")?;
+    let _ = loaded.value_state::<(), u64>("counts")?;
+    loaded.restore(&snapshot)?;
+    drop(snapshot);
+    let probe = keys / 3;
+    assert_eq!(loaded.value(values).get(key_group(probe), &probe, &())?.map(|v| v.len()), Some(VALUE_BYTES));
+    println!(
+        "full snapshot: read in {read:.0} ms, restored into a new database in {:.0} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    drop(loaded);
+    full.remove_file()?;
 
     let handle = last.ok_or("no checkpoint was taken")?;
     let started = Instant::now();
@@ -121,6 +171,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(value.map(|v| v.len()), Some(VALUE_BYTES), "key {probe} is restored");
     drop(restored);
     std::fs::remove_dir_all(&work)?;
+    target.shared_dir().remove_dir_all()?;
     Ok(())
 }
 

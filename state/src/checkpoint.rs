@@ -23,10 +23,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
 
 use crate::backend::StateKind;
 use crate::snapshot::KeyedSnapshot;
+use crate::storage::Location;
 use crate::{KeyGroup, Result, StateError};
 
 #[cfg(test)]
@@ -35,18 +35,18 @@ mod tests;
 /// Where a checkpoint's keyed state goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotTarget {
-    shared_dir: PathBuf,
+    shared_dir: Location,
 }
 
 impl SnapshotTarget {
     /// A target that uploads shared files into `shared_dir`, the job's `<root>/<job>/shared/`
-    /// (created if missing).
-    pub fn new(shared_dir: impl Into<PathBuf>) -> Self {
+    /// (created if missing), a local directory or an object store prefix.
+    pub fn new(shared_dir: impl Into<Location>) -> Self {
         SnapshotTarget { shared_dir: shared_dir.into() }
     }
 
     /// The directory of shared files.
-    pub fn shared_dir(&self) -> &Path {
+    pub fn shared_dir(&self) -> &Location {
         &self.shared_dir
     }
 }

@@ -1,7 +1,7 @@
 //! The error type of keyed state.
 
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::KeyGroup;
 
@@ -55,6 +55,12 @@ impl StateError {
     /// An [`Io`](Self::Io) error: `action` on `path` failed.
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         StateError::Io { action, path: path.into(), source }
+    }
+
+    /// An [`Io`](Self::Io) error at a storage location (an object's is shown as its URL).
+    pub(crate) fn io_at(action: &'static str, at: &crate::storage::Location, source: std::io::Error) -> Self {
+        let path = at.as_local().map_or_else(|| PathBuf::from(at.to_string()), Path::to_path_buf);
+        StateError::Io { action, path, source }
     }
 }
 

@@ -33,10 +33,13 @@
 mod backend;
 mod bytes;
 mod checkpoint;
+pub mod durable;
 mod error;
+pub mod fs;
 mod memory;
 mod rocks;
 mod snapshot;
+pub mod storage;
 mod store;
 #[cfg(test)]
 mod test_support;

@@ -291,7 +291,7 @@ impl std::fmt::Debug for RocksDbBackend {
 impl RocksDbBackend {
     /// An empty database in `dir` (created if missing) covering `key_groups`.
     pub fn open(dir: impl Into<PathBuf>, key_groups: Range<KeyGroup>, config: RocksDbConfig) -> Result<Self> {
-        Self::restore(dir, key_groups, config, &[], Path::new(""))
+        Self::restore(dir, key_groups, config, &[], &crate::storage::Location::default())
     }
 
     /// A database in `dir` (created if missing) covering `key_groups`, with the entries of
@@ -309,7 +309,7 @@ impl RocksDbBackend {
         key_groups: Range<KeyGroup>,
         config: RocksDbConfig,
         handles: &[IncrementalHandle],
-        shared_dir: &Path,
+        shared_dir: &crate::storage::Location,
     ) -> Result<Self> {
         let dir = dir.into();
         clear_dir(&dir);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::cluster::{Cluster, HEARTBEATS, TIMEOUT, alive, job_id, submit_with, task_managers_of, text, weir_env};
-use crate::support::{TempDir, read_output};
+use crate::support::{S3, TempDir, read_output};
 
 /// The generator of `window-agg` (`submit_with` adds `--keys 100`): 160,000 events at 20,000
 /// per second, about 8 s of input, so every fault strikes well before the input ends.
@@ -330,6 +330,52 @@ fn a_killed_task_manager_process_fails_over_to_a_spare_slot_then_waits_for_a_new
     assert!(causes.iter().any(|c| c.contains("was lost")), "{causes:?}");
     let (_, checkpoints) = cluster.rest("GET", &format!("/jobs/{id}/checkpoints"), None, None);
     assert!(checkpoints["restored"].as_array().is_some_and(|r| r.len() >= 2), "{checkpoints}");
+    assert_exactly_once(reference, &output);
+}
+
+/// Checkpoints of RocksDB state in S3 (s3s-fs, a real S3 server on 127.0.0.1; the processes
+/// reach it through the standard `AWS_*` variables) while a TaskManager process is SIGKILLed:
+/// the job restores its latest incremental checkpoint from the bucket, downloading the shared
+/// SST files, and the output stays exactly once.
+#[test]
+fn a_job_with_rocksdb_checkpoints_in_s3_survives_a_killed_task_manager_exactly_once() {
+    let s3 = S3::start(&["weir"]);
+    let env = s3.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let cluster = Cluster::start_with_env(3, 1, &env);
+    let out = TempDir::new("s3-tm-kill");
+    let reference = reference_run(out.join("reference"));
+    let output = out.join("cluster");
+    let mut flags = JOB_FLAGS.to_vec();
+    flags.extend(["--checkpoint-dir", "s3://weir/checkpoints", "--state-backend", "rocksdb"]);
+    let id = submit_with(&cluster, "window-agg", 2, &flags, &JOB_ARGS, &output);
+    cluster.wait_for("two checkpoints", TIMEOUT, || {
+        job(&cluster, &id).is_some_and(|j| running(&j)) && latest_checkpoint(&cluster, &id) >= 2
+    });
+    let victim = task_managers_of(&job(&cluster, &id).unwrap()).into_iter().next().unwrap();
+    let (restarts, _) = exceptions(&cluster, &id);
+    Command::new("kill").args(["-KILL", &cluster.pid(&victim).to_string()]).status().unwrap();
+    wait_for_failover(&cluster, &id, restarts + 1);
+    wait_until_finished(&cluster, &id);
+
+    let (_, checkpoints) = cluster.rest("GET", &format!("/jobs/{id}/checkpoints"), None, None);
+    assert!(checkpoints["restored"].as_array().is_some_and(|r| !r.is_empty()), "{checkpoints}");
+    let job_dir = s3.file(&format!("weir/checkpoints/{id}"));
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert!(
+        names(&job_dir).iter().any(|n| n.starts_with("chk-")),
+        "no checkpoint in the bucket: {:?}",
+        names(&job_dir)
+    );
+    let shared = names(&job_dir.join("shared"));
+    assert!(shared.iter().any(|n| n.ends_with(".sst")), "no shared SST file in the bucket: {shared:?}");
     assert_exactly_once(reference, &output);
 }
 

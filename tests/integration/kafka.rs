@@ -9,7 +9,7 @@ use weir_actors::prelude::*;
 use weir_actors::{JobStatus, JobSubmission, MiniCluster, MiniClusterConfig};
 use weir_kafka::{Json, KafkaSource, StartingOffsets};
 
-use crate::support::job_result;
+use crate::support::{S3, job_result, wait_for_port};
 
 /// The clicks' first event time: `weir kafka produce-clicks`' default (Kafka takes 0 for "now").
 pub(crate) const BASE_TIME: i64 = 1_704_067_200_000;
@@ -33,14 +33,8 @@ impl Broker {
 
     /// A broker on `port` keeping its topics in `s3` (they outlive the broker).
     fn start_on_s3(port: u16, s3: &S3) -> Broker {
-        let endpoint = format!("http://{}", s3.addr);
-        let env = [
-            ("AWS_ACCESS_KEY_ID", S3::KEY),
-            ("AWS_SECRET_ACCESS_KEY", S3::SECRET),
-            ("AWS_DEFAULT_REGION", "us-east-1"),
-            ("AWS_ENDPOINT", endpoint.as_str()),
-            ("AWS_ALLOW_HTTP", "true"),
-        ];
+        let env = s3.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         Broker::spawn(port, "s3://tansu/", &env)
     }
 
@@ -66,59 +60,6 @@ impl Broker {
         let broker = Broker { child, addr };
         wait_for_port(&broker.addr, "tansu");
         broker
-    }
-}
-
-/// Waits until something listens on `addr`.
-fn wait_for_port(addr: &str, what: &str) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "{what} does not listen on {addr}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// An S3 server (s3s-fs, over a temporary directory) with the bucket `tansu`, killed when
-/// dropped.
-struct S3 {
-    child: Child,
-    addr: String,
-    _dir: crate::support::TempDir,
-}
-
-impl S3 {
-    const KEY: &'static str = "weir";
-    const SECRET: &'static str = "weir-secret";
-
-    fn start() -> S3 {
-        let default = std::env::var("HOME").map(|h| format!("{h}/.cache/weir/s3s/bin/s3s-fs")).unwrap_or_default();
-        let s3s = std::env::var("WEIR_S3S").unwrap_or(default);
-        assert!(
-            std::path::Path::new(&s3s).is_file(),
-            "no s3s-fs at {s3s}: run scripts/setup.sh --tests (or set WEIR_S3S)"
-        );
-        let dir = crate::support::TempDir::new("s3");
-        std::fs::create_dir_all(dir.join("tansu")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(&s3s)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", S3::KEY])
-            .args(["--secret-key", S3::SECRET])
-            .arg(&dir.0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {s3s}: {e}"));
-        let s3 = S3 { child, addr: format!("127.0.0.1:{port}"), _dir: dir };
-        wait_for_port(&s3.addr, "s3s-fs");
-        s3
-    }
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -785,13 +726,14 @@ fn restoring_a_transaction_committed_already_writes_nothing_twice() {
 /// 0.6 on S3 storage fails two transactional producers writing one partition at once (both
 /// race for a batch's object name and one gets an error), with or without faults.
 #[test]
-#[ignore = "flaky: about 1 run in 5 leaves the last transaction's records without a commit marker for a \
-            minute (18 of 20 windows, 2 records open) while the job's checkpoints keep completing and its \
-            commits succeed: most likely tansu 0.6's S3 storage after its restart. Run it with --ignored \
-            (needs s3s-fs: scripts/setup.sh --tests)"]
+#[ignore = "blocked on the broker: about 1 run in 5 leaves one transaction's records without a commit \
+            marker while every commit succeeds. tansu's EndTxn on S3 saves PrepareCommit before writing \
+            the markers and writes them only from state Begin, so one killed between the two answers the \
+            retried EndTxn with success and writes none; s3s-fs 0.14.1's If-Match is not atomic either \
+            (see README, Kafka). Run it with --ignored (needs s3s-fs: scripts/setup.sh --tests)"]
 fn a_broker_killed_and_restarted_mid_run_leaves_the_output_exactly_once() {
     const CLICKS: u64 = 2000;
-    let s3 = S3::start();
+    let s3 = S3::start(&["tansu"]);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut broker = Broker::start_on_s3(port, &s3);
     let brokers = broker.addr.clone();

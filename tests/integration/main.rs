@@ -12,6 +12,7 @@ mod golden;
 mod joins;
 mod kafka;
 mod nexmark;
+mod object_storage;
 mod savepoints;
 mod setup_script;
 mod supervision;

@@ -11,7 +11,10 @@ use weir_actors::runtime::checkpoint::savepoint::SavepointRestore;
 use weir_actors::runtime::checkpoint::{CheckpointConfig, StopMode};
 use weir_actors::{JobId, JobStatus};
 
-use crate::support::{RESCALE_ARGS, TempDir, eventually, read_output};
+use weir_actors::base::state::StateBackend;
+use weir_state::storage::Location;
+
+use crate::support::{RESCALE_ARGS, S3, TempDir, eventually, read_output};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 /// The clicks of [`RESCALE_ARGS`].
@@ -47,19 +50,19 @@ async fn wait_for_records(cluster: &MiniCluster, id: JobId, records: u64) {
 /// source records and returns it, or runs to the end.
 async fn leg(
     output: &Path,
-    savepoints: &Path,
+    savepoints: &Location,
     parallelism: usize,
     config: JobConfig,
-    from: Option<&Path>,
+    from: Option<&Location>,
     stop_after: Option<u64>,
-) -> Option<PathBuf> {
-    let config = JobConfig { savepoint: from.map(SavepointRestore::new), ..config };
+) -> Option<Location> {
+    let config = JobConfig { savepoint: from.cloned().map(SavepointRestore::new), ..config };
     let cluster = cluster().await;
     let id = cluster.submit(&window_agg(output, parallelism, config)).await.unwrap();
     let savepoint = match stop_after {
         Some(records) => {
             wait_for_records(&cluster, id, records).await;
-            Some(cluster.savepoint(id, savepoints, Some(StopMode::NoDrain)).await.unwrap())
+            Some(cluster.savepoint(id, savepoints.clone(), Some(StopMode::NoDrain)).await.unwrap())
         }
         None => None,
     };
@@ -68,22 +71,28 @@ async fn leg(
     assert_eq!(result.status(), JobStatus::Finished, "{:?} {:?}", result.details.cause, result.details.exceptions);
     assert_eq!(result.details.restarts, 0);
     if let Some(from) = from {
-        assert!(result.details.restored_from.is_some(), "restored from {}", from.display());
+        assert!(result.details.restored_from.is_some(), "restored from {from}");
     }
     savepoint
 }
 
 /// Stop at 2, resume at 3 and stop, resume at 1 to the end: the same output as one run.
 async fn rescale_twice(label: &str, config: JobConfig) {
+    let work = TempDir::new(&format!("{label}-savepoints"));
+    rescale_twice_into(label, config, Location::from(work.0.clone())).await;
+}
+
+/// [`rescale_twice`] with its savepoints in `savepoints`.
+async fn rescale_twice_into(label: &str, config: JobConfig, savepoints: Location) {
     let reference = TempDir::new(&format!("{label}-reference"));
-    leg(&reference.join("out"), &reference.0, 2, JobConfig::default(), None, None).await;
+    leg(&reference.join("out"), &Location::from(reference.0.clone()), 2, JobConfig::default(), None, None).await;
     let expected = read_output(&reference.join("out"));
     assert!(expected.len() > 1000, "{} lines", expected.len());
 
     let work = TempDir::new(label);
-    let (output, savepoints) = (work.join("out"), work.join("savepoints"));
+    let output = work.join("out");
     let first = leg(&output, &savepoints, 2, config.clone(), None, Some(EVENTS / 4)).await.unwrap();
-    assert!(first.join("_metadata").is_file(), "{}", first.display());
+    assert!(first.join("_metadata").is_file().unwrap(), "{first}");
     let partial = read_output(&output);
     assert!(!partial.is_empty() && partial.len() < expected.len(), "{} of {} lines", partial.len(), expected.len());
     let second = leg(&output, &savepoints, 3, config.clone(), Some(&first), Some(EVENTS / 4)).await.unwrap();
@@ -107,6 +116,41 @@ async fn rescaling_with_periodic_checkpoints_keeps_the_output_exactly_once() {
     rescale_twice("sp-rescale-chk", JobConfig { checkpoints: Some(checkpoints), ..Default::default() }).await;
 }
 
+/// The same with everything durable in S3 (s3s-fs, a real S3 server on 127.0.0.1): the
+/// savepoints, and periodic checkpoints of RocksDB state with their incremental shared files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rescaling_through_savepoints_in_s3_with_rocksdb_checkpoints_in_s3_keeps_the_output_exactly_once() {
+    let s3 = S3::start(&["weir-sp"]);
+    weir_state::storage::configure_s3_bucket("weir-sp", s3.options());
+    let every =
+        CheckpointConfig::every(Duration::from_millis(100), Location::parse("s3://weir-sp/checkpoints").unwrap());
+    let config = JobConfig {
+        checkpoints: Some(CheckpointConfig { retained: 2, ..every }),
+        state_backend: StateBackend::RocksDb { dir: None },
+        ..Default::default()
+    };
+    rescale_twice_into("sp-rescale-s3", config, Location::parse("s3://weir-sp/savepoints").unwrap()).await;
+
+    // What it stored is in the bucket, as s3s-fs keeps it on disk.
+    let listed =
+        |dir: PathBuf| -> Vec<PathBuf> { std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect() };
+    let savepoints = listed(s3.file("weir-sp/savepoints"));
+    assert_eq!(savepoints.len(), 2, "{savepoints:?}");
+    assert!(savepoints.iter().all(|s| s.join("_metadata").is_file()), "{savepoints:?}");
+    // Three legs, three jobs; each retained checkpoints whose RocksDB files are in shared/.
+    let jobs = listed(s3.file("weir-sp/checkpoints"));
+    assert_eq!(jobs.len(), 3, "{jobs:?}");
+    for job in jobs {
+        let files = listed(job.clone());
+        assert!(files.iter().any(|f| f.join("_metadata").is_file()), "no completed checkpoint in {job:?}: {files:?}");
+        let shared = listed(job.join("shared"));
+        assert!(
+            shared.iter().any(|f| f.to_string_lossy().ends_with(".sst")),
+            "no shared SST file in {job:?}: {shared:?}"
+        );
+    }
+}
+
 /// The sum of a window-agg output's counts: every click counted once is `EVENTS`.
 fn clicks_counted(lines: &[String]) -> u64 {
     lines.iter().map(|l| l.rsplit('\t').next().unwrap().parse::<u64>().unwrap()).sum()
@@ -120,7 +164,7 @@ async fn savepoints_of_a_running_job_leave_it_running_exactly_once() {
     let id = cluster.submit(&window_agg(&output, 2, JobConfig::default())).await.unwrap();
     wait_for_records(&cluster, id, EVENTS / 4).await;
     let savepoint = cluster.savepoint(id, &savepoints, None).await.unwrap();
-    assert!(savepoint.starts_with(&savepoints) && savepoint.join("_metadata").is_file());
+    assert!(savepoint.starts_with(&Location::from(&savepoints)) && savepoint.join("_metadata").is_file().unwrap());
     let again = cluster.savepoint(id, &savepoints, None).await.unwrap();
     assert_ne!(savepoint, again, "each savepoint has its own directory");
     let finished = tokio::time::timeout(DEADLINE, cluster.wait(id)).await.unwrap().unwrap();
@@ -130,7 +174,7 @@ async fn savepoints_of_a_running_job_leave_it_running_exactly_once() {
     cluster.shutdown().await;
     assert_eq!(clicks_counted(&read_output(&output)), EVENTS, "each click counted once");
     // The savepoints are the user's: both are still there, complete.
-    assert!(savepoint.join("_metadata").is_file() && again.join("_metadata").is_file());
+    assert!(savepoint.join("_metadata").is_file().unwrap() && again.join("_metadata").is_file().unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,7 +192,7 @@ async fn stop_with_drain_fires_every_window_before_the_savepoint() {
     let counted = clicks_counted(&read_output(&output));
     assert_eq!(counted, result.details.source_records(), "every click read is in a fired window");
     assert!(counted < EVENTS, "stopped early: {counted}");
-    assert!(savepoint.join("_metadata").is_file());
+    assert!(savepoint.join("_metadata").is_file().unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

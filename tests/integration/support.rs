@@ -198,3 +198,83 @@ pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// Waits until something listens on `addr`.
+pub(crate) fn wait_for_port(addr: &str, what: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(30), "{what} does not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A real S3 server (s3s-fs, over a temporary directory, on a free port of 127.0.0.1) with
+/// the given buckets, killed when dropped.
+pub(crate) struct S3 {
+    child: std::process::Child,
+    pub(crate) addr: String,
+    dir: TempDir,
+}
+
+impl S3 {
+    pub(crate) const KEY: &'static str = "weir";
+    pub(crate) const SECRET: &'static str = "weir-secret";
+
+    pub(crate) fn start(buckets: &[&str]) -> S3 {
+        let default = std::env::var("HOME").map(|h| format!("{h}/.cache/weir/s3s/bin/s3s-fs")).unwrap_or_default();
+        let s3s = std::env::var("WEIR_S3S").unwrap_or(default);
+        assert!(Path::new(&s3s).is_file(), "no s3s-fs at {s3s}: run scripts/setup.sh --tests (or set WEIR_S3S)");
+        let dir = TempDir::new("s3");
+        for bucket in buckets {
+            std::fs::create_dir_all(dir.join(bucket)).unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(&s3s)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", S3::KEY])
+            .args(["--secret-key", S3::SECRET])
+            .arg(&dir.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {s3s}: {e}"));
+        let s3 = S3 { child, addr: format!("127.0.0.1:{port}"), dir };
+        wait_for_port(&s3.addr, "s3s-fs");
+        s3
+    }
+
+    /// The standard `AWS_*` variables that point a client (Weir's, tansu's) at it.
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", S3::KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", S3::SECRET.to_owned()),
+            ("AWS_DEFAULT_REGION", "us-east-1".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ENDPOINT", format!("http://{}", self.addr)),
+            ("AWS_ALLOW_HTTP", "true".to_owned()),
+        ]
+    }
+
+    /// The same, as the options of this (test) process's own client.
+    pub(crate) fn options(&self) -> weir_state::storage::S3Options {
+        weir_state::storage::S3Options {
+            endpoint: Some(format!("http://{}", self.addr)),
+            region: Some("us-east-1".to_owned()),
+            access_key_id: Some(S3::KEY.to_owned()),
+            secret_access_key: Some(S3::SECRET.to_owned()),
+            allow_http: Some(true),
+        }
+    }
+
+    /// Where s3s-fs keeps `path` (`bucket/key…`) on disk, to look at what was stored.
+    pub(crate) fn file(&self, path: &str) -> PathBuf {
+        self.dir.join(path)
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -66,7 +66,6 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use weir_dataplane::{
@@ -459,7 +458,7 @@ impl HarnessConfig {
             parallelism: self.parallelism,
             finished: false,
             clock,
-            shared_dir: PathBuf::new(),
+            shared_dir: weir_state::storage::Location::default(),
         })
     }
 }

@@ -4,7 +4,6 @@
 //! ([`StateBackend`]).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use weir_state::KeyedSnapshot;
 
@@ -114,7 +113,7 @@ pub(crate) struct RestoredState {
     /// Its event time at the checkpoint.
     pub(crate) clock: EventClock,
     /// The job's shared directory at the checkpoint (incremental RocksDB files).
-    pub(crate) shared_dir: PathBuf,
+    pub(crate) shared_dir: weir_state::storage::Location,
 }
 
 impl RestoredState {

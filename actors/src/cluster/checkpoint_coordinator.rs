@@ -31,7 +31,6 @@
 //! job runs on.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -46,6 +45,8 @@ use crate::cluster::checkpoint_ids::CheckpointIds;
 use crate::cluster::messages::{
     CheckpointRecord, CheckpointStats, CoordinatedTask, CoordinatorMessage, TaskExecutorMessage,
 };
+use weir_state::storage::Location;
+
 use crate::runtime::checkpoint::savepoint::savepoint_dir;
 use crate::runtime::checkpoint::storage::{CheckpointStorage, write_metadata_in};
 use crate::runtime::checkpoint::{
@@ -60,7 +61,7 @@ const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Called with a stop-with-savepoint's directory when it completed, before any subtask
 /// hears of it.
-pub type OnStopped = Box<dyn Fn(PathBuf) + Send + Sync>;
+pub type OnStopped = Box<dyn Fn(Location) + Send + Sync>;
 
 /// Called with the cause when more checkpoints failed in a row than the job tolerates.
 pub type OnFailures = Box<dyn Fn(String) + Send + Sync>;
@@ -89,16 +90,16 @@ pub struct CoordinatorArgs {
 
 /// A savepoint someone waits for.
 struct SavepointRequest {
-    dir: PathBuf,
+    dir: Location,
     stop: Option<StopMode>,
-    reply: RpcReplyPort<Result<PathBuf>>,
+    reply: RpcReplyPort<Result<Location>>,
 }
 
 /// A savepoint in flight.
 struct PendingSavepoint {
-    target: PathBuf,
+    target: Location,
     stop: Option<StopMode>,
-    reply: RpcReplyPort<Result<PathBuf>>,
+    reply: RpcReplyPort<Result<Location>>,
 }
 
 struct Pending {
@@ -249,18 +250,19 @@ impl CoordinatorState {
             None => (BarrierKind::Checkpoint, None),
             Some(SavepointRequest { dir, stop, reply }) => {
                 let target = savepoint_dir(&dir, self.args.job, id);
-                let refused = if target.exists() {
-                    Some(format!("'{}' exists already", target.display()))
-                } else if target.to_str().is_none() {
-                    Some(format!("the directory '{}' is not valid UTF-8", target.display()))
-                } else {
-                    None
+                let refused = match target.is_dir() {
+                    Ok(true) => Some(format!("'{target}' exists already")),
+                    Ok(false) if target.as_local().is_some_and(|t| t.to_str().is_none()) => {
+                        Some(format!("the directory '{target}' is not valid UTF-8"))
+                    }
+                    Ok(false) => None,
+                    Err(e) => Some(format!("cannot tell whether '{target}' exists: {e}")),
                 };
                 if let Some(reason) = refused {
                     let _ = reply.send(Err(WeirError::Savepoint(reason)));
                     return self.schedule(myself);
                 }
-                let kind = BarrierKind::Savepoint { target: target.to_str().expect("checked").to_owned(), stop };
+                let kind = BarrierKind::Savepoint { target: target.to_string(), stop };
                 (kind, Some(PendingSavepoint { target, stop, reply }))
             }
         };
@@ -284,8 +286,13 @@ impl CoordinatorState {
                 Some(storage) => storage.begin(id).map(drop),
                 None => Err(WeirError::runtime("a checkpoint without checkpoint storage")),
             },
-            BarrierKind::Savepoint { target, .. } => std::fs::create_dir_all(target)
-                .map_err(|e| WeirError::io(format!("cannot create the savepoint directory '{target}'"), e)),
+            BarrierKind::Savepoint { .. } => match self.pending.as_ref().and_then(|p| p.savepoint.as_ref()) {
+                Some(s) => s
+                    .target
+                    .create_dir_durably(&crate::base::fs::LocalFs)
+                    .map_err(|e| WeirError::io(format!("cannot create the savepoint directory '{}'", s.target), e)),
+                None => Err(WeirError::runtime("a savepoint barrier without its savepoint")),
+            },
         };
         if let Err(e) = made {
             return self.abort(myself, e.to_string(), Counts::Yes);
@@ -317,10 +324,8 @@ impl CoordinatorState {
             self.count_failure(p.id, &reason);
         }
         let savepoint = p.savepoint.map(|s| {
-            if let Err(e) = std::fs::remove_dir_all(&s.target)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                warn!(checkpoint = p.id, "cannot delete '{}': {e}", s.target.display());
+            if let Err(e) = s.target.remove_dir_all() {
+                warn!(checkpoint = p.id, "cannot delete '{}': {e}", s.target);
             }
             let _ = s.reply.send(Err(WeirError::Savepoint(format!("savepoint {} failed: {reason}", p.id))));
             s.target

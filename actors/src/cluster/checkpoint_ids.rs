@@ -119,7 +119,7 @@ mod tests {
     fn restored_and_existing_checkpoints_are_never_issued_again() {
         let (root, storage) = storage("floor");
         assert_eq!(CheckpointIds::new(Some(&storage), Some(41)).peek(), 42);
-        std::fs::create_dir_all(storage.checkpoint_dir(57)).unwrap();
+        std::fs::create_dir_all(storage.local_dir(57)).unwrap();
         assert_eq!(CheckpointIds::new(Some(&storage), Some(41)).peek(), 58);
         let _ = std::fs::remove_dir_all(root);
     }
@@ -127,8 +127,12 @@ mod tests {
     #[test]
     fn a_corrupt_mark_falls_back_to_the_directories() {
         let (root, storage) = storage("corrupt");
-        std::fs::create_dir_all(storage.checkpoint_dir(7)).unwrap();
-        std::fs::write(storage.job_dir().join(crate::runtime::checkpoint::storage::RESERVED_IDS), "seven").unwrap();
+        std::fs::create_dir_all(storage.local_dir(7)).unwrap();
+        std::fs::write(
+            storage.job_dir().as_local().unwrap().join(crate::runtime::checkpoint::storage::RESERVED_IDS),
+            "seven",
+        )
+        .unwrap();
         let err = storage.reserved_ids().unwrap_err().to_string();
         assert!(err.contains("checkpoint-ids") && err.contains("seven"), "{err}");
         assert_eq!(CheckpointIds::new(Some(&storage), None).peek(), 8);

@@ -121,7 +121,7 @@ pub struct JobMasterState {
     /// The savepoint the job started from.
     savepoint: Option<Arc<RestoreFrom>>,
     /// A stop-with-savepoint completed: no more restarts.
-    stopped_with: Option<std::path::PathBuf>,
+    stopped_with: Option<weir_state::storage::Location>,
     /// Restarts, failures and restores so far (over all the job's JobMasters), and when each
     /// failure of this JobMaster's happened.
     history: JobHistory,
@@ -244,10 +244,8 @@ impl JobMasterState {
             return; // the restart already under way covers this one (a consequence, mostly)
         }
         if let Some(savepoint) = &self.stopped_with {
-            let cause = format!(
-                "{cause} (after the job stopped with savepoint '{}', which holds its state)",
-                savepoint.display()
-            );
+            let cause =
+                format!("{cause} (after the job stopped with savepoint '{}', which holds its state)", savepoint);
             return self.stop_tasks(JobStatus::Failing, Some(cause));
         }
         let refused = if self.status == JobStatus::Running { self.restart_refused(&cause, failure) } else { None };
@@ -570,7 +568,7 @@ impl Actor for JobMasterActor {
             .config
             .checkpoints
             .as_ref()
-            .map(|c| CheckpointStorage::new(&c.dir, state.job.id).with_file_system(c.file_system.clone()));
+            .map(|c| CheckpointStorage::new(c.dir.clone(), state.job.id).with_file_system(c.file_system.clone()));
         if let Some(why) = state.recovered.take() {
             // A predecessor's subtasks may still run: freeing the job's slots stops them
             // before any of this generation's are deployed.
@@ -581,7 +579,7 @@ impl Actor for JobMasterActor {
         if let Some(settings) = &state.job.config.savepoint {
             match RestoreFrom::savepoint(settings, &state.job.graph) {
                 Ok(from) => {
-                    info!(job = %state.job.id, savepoint = %settings.path.display(), "restoring from savepoint");
+                    info!(job = %state.job.id, savepoint = %settings.path, "restoring from savepoint");
                     state.restored_from = Some(from.checkpoint());
                     state.savepoint = Some(Arc::new(from));
                 }
@@ -692,7 +690,7 @@ impl Actor for JobMasterActor {
                 }
             },
             JobMasterMessage::StoppedWithSavepoint(dir) => {
-                info!(job = %state.job.id, savepoint = %dir.display(), "stopped with a savepoint");
+                info!(job = %state.job.id, savepoint = %dir, "stopped with a savepoint");
                 state.stopped_with = Some(dir);
             }
             JobMasterMessage::CheckpointStats(reply) => match &state.coordinator {

@@ -7,8 +7,10 @@
 //! [`JobRegistry`] by name; a store without a directory (a MiniCluster) keeps it in memory,
 //! which outlives any actor of the process but not the process.
 //!
-//! On disk (`weir jobmanager` keeps it in `<cluster dir>/jobs/`), a job is one JSON file,
-//! `<job id>.json`, replaced atomically (temporary file, fsync, rename) at every change. A
+//! On disk (`weir jobmanager` keeps it in `<cluster dir>/jobs/`, or where `[jobmanager]
+//! job_store` of `weir.toml` says: a local directory or an `s3://` prefix), a job is one JSON
+//! file, `<job id>.json`, replaced atomically (temporary file, fsync, rename; one `PUT` in an
+//! object store) at every change. A
 //! record that cannot be read is reported by name and skipped; it is not deleted, so a person
 //! can look at it. Ended jobs are kept (the newest [`ENDED_KEPT`]) so that `weir list` still
 //! shows them after a restart.
@@ -19,10 +21,10 @@
 //! one of an old JobMaster whose subtasks may still be stopping.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use tracing::{error, warn};
+use weir_state::storage::Location;
 
 use crate::api::job::{JobConfig, JobFn, JobRegistry};
 use crate::api::job_args::JobArgs;
@@ -123,7 +125,7 @@ pub struct RecoveredJob {
 
 /// The job store (see the module doc).
 pub struct JobStore {
-    dir: Option<PathBuf>,
+    dir: Option<Location>,
     registry: Option<JobRegistry>,
     jobs: Mutex<BTreeMap<JobId, (JobRecord, Option<JobFn>)>>,
 }
@@ -134,8 +136,8 @@ impl std::fmt::Debug for JobStore {
     }
 }
 
-fn io_error(what: &str, path: &Path, e: std::io::Error) -> WeirError {
-    WeirError::io(format!("cannot {what} job store file '{}'", path.display()), e)
+fn io_error(what: &str, at: &Location, e: std::io::Error) -> WeirError {
+    WeirError::io(format!("cannot {what} job store file '{at}'"), e)
 }
 
 impl JobStore {
@@ -146,15 +148,18 @@ impl JobStore {
 
     /// The store in `dir` (created if needed), with the jobs it holds; builders come from
     /// `registry`. Records that cannot be read are logged, naming the file, and skipped.
-    pub fn open(dir: &Path, registry: JobRegistry) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| io_error("create the directory of", dir, e))?;
+    pub fn open(dir: impl Into<Location>, registry: JobRegistry) -> Result<Self> {
+        let dir = &dir.into();
+        dir.create_dir_durably(&crate::base::fs::LocalFs).map_err(|e| io_error("create the directory of", dir, e))?;
         let mut jobs = BTreeMap::new();
-        let entries = std::fs::read_dir(dir).map_err(|e| io_error("list", dir, e))?;
-        for entry in entries {
-            let path = entry.map_err(|e| io_error("list", dir, e))?.path();
-            if path.extension().is_none_or(|e| e != "json") {
+        let mut names = dir.children().map_err(|e| io_error("list", dir, e))?;
+        names.sort_unstable();
+        for name in names {
+            // (Temporary files of a write in progress start with a dot.)
+            if !name.ends_with(".json") || name.starts_with('.') {
                 continue;
             }
+            let path = dir.join(&name);
             match Self::read(&path) {
                 Ok(record) => {
                     jobs.insert(record.id, (record, None));
@@ -162,17 +167,16 @@ impl JobStore {
                 Err(e) => error!("{e}; the job it holds is not recovered"),
             }
         }
-        Ok(JobStore { dir: Some(dir.to_path_buf()), registry: Some(registry), jobs: Mutex::new(jobs) })
+        Ok(JobStore { dir: Some(dir.clone()), registry: Some(registry), jobs: Mutex::new(jobs) })
     }
 
-    fn read(path: &Path) -> Result<JobRecord> {
-        let bytes = std::fs::read(path).map_err(|e| io_error("read", path, e))?;
+    fn read(path: &Location) -> Result<JobRecord> {
+        let bytes = path.read().map_err(|e| io_error("read", path, e))?;
         let record: JobRecord = serde_json::from_slice(&bytes)
-            .map_err(|e| WeirError::runtime(format!("job store file '{}' is corrupt: {e}", path.display())))?;
+            .map_err(|e| WeirError::runtime(format!("job store file '{path}' is corrupt: {e}")))?;
         if record.version != JobRecord::VERSION {
             return Err(WeirError::runtime(format!(
-                "job store file '{}' is in format {} (this build reads {})",
-                path.display(),
+                "job store file '{path}' is in format {} (this build reads {})",
                 record.version,
                 JobRecord::VERSION
             )));
@@ -180,16 +184,15 @@ impl JobStore {
         Ok(record)
     }
 
-    fn path(&self, id: JobId) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("{id}.json")))
+    fn path(&self, id: JobId) -> Option<Location> {
+        self.dir.as_ref().map(|d| d.join(&format!("{id}.json")))
     }
 
     fn persist(&self, record: &JobRecord) -> Result<()> {
         let Some(path) = self.path(record.id) else { return Ok(()) };
         let json = serde_json::to_vec_pretty(record)
             .map_err(|e| WeirError::runtime(format!("cannot encode the record of job {}: {e}", record.id)))?;
-        crate::base::durable::write_atomically(&crate::base::fs::LocalFs, &path, &json)
-            .map_err(|(what, at, e)| io_error(what, &at, e))
+        path.write_atomically(&crate::base::fs::LocalFs, &json).map_err(|(what, at, e)| io_error(what, &at, e))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<JobId, (JobRecord, Option<JobFn>)>> {
@@ -260,9 +263,9 @@ impl JobStore {
         for (_, old) in &ended[..ended.len().saturating_sub(ENDED_KEPT)] {
             jobs.remove(old);
             if let Some(path) = self.path(*old)
-                && let Err(e) = std::fs::remove_file(&path)
+                && let Err(e) = path.remove_file()
             {
-                warn!("cannot delete job store file '{}': {e}", path.display());
+                warn!("cannot delete job store file '{path}': {e}");
             }
         }
     }

@@ -3,10 +3,10 @@
 //! other, so that the actors' modules depend only downwards (a parent on the children it
 //! spawns), however the actors talk.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use ractor::{ActorRef, RpcReplyPort};
+use weir_state::storage::Location;
 
 use crate::api::job::{JobConfig, JobFn};
 use crate::api::job_args::JobArgs;
@@ -62,14 +62,14 @@ pub enum JobMasterMessage {
     /// Take a savepoint into a directory under `dir`, stopping the job after it if `stop`.
     TriggerSavepoint {
         /// Where savepoints go.
-        dir: std::path::PathBuf,
+        dir: Location,
         /// Stop the job after the savepoint, draining or not.
         stop: Option<crate::runtime::checkpoint::StopMode>,
         /// The savepoint's directory, or why there is none.
-        reply: RpcReplyPort<crate::Result<std::path::PathBuf>>,
+        reply: RpcReplyPort<crate::Result<Location>>,
     },
     /// A stop-with-savepoint completed (its directory): the job ends now.
-    StoppedWithSavepoint(std::path::PathBuf),
+    StoppedWithSavepoint(Location),
     /// Timer: redeploy after a failure (stamped with the failed attempt).
     Restart(u32),
     /// More checkpoints failed in a row than the job tolerates: fail over.
@@ -236,11 +236,11 @@ pub enum DispatcherMessage {
         /// The job.
         job: JobId,
         /// Where savepoints go.
-        dir: std::path::PathBuf,
+        dir: Location,
         /// Stop the job after the savepoint, draining or not.
         stop: Option<crate::runtime::checkpoint::StopMode>,
         /// The savepoint's directory, or why there is none.
-        reply: RpcReplyPort<Result<std::path::PathBuf>>,
+        reply: RpcReplyPort<Result<Location>>,
     },
 }
 
@@ -275,11 +275,11 @@ pub enum CoordinatorMessage {
     /// The reply is the savepoint's directory, or why there is none.
     TriggerSavepoint {
         /// Where savepoints go.
-        dir: PathBuf,
+        dir: Location,
         /// Stop the job after the savepoint, draining or not.
         stop: Option<StopMode>,
         /// The savepoint's directory once it completed.
-        reply: RpcReplyPort<Result<PathBuf>>,
+        reply: RpcReplyPort<Result<Location>>,
     },
     /// Statistics for the REST API and tests.
     Stats(RpcReplyPort<CheckpointStats>),
@@ -305,7 +305,7 @@ pub struct CheckpointRecord {
     /// Why it failed.
     pub failure: Option<String>,
     /// A savepoint's directory (`None` for a checkpoint).
-    pub savepoint: Option<PathBuf>,
+    pub savepoint: Option<Location>,
 }
 
 /// Checkpoint statistics of a job.

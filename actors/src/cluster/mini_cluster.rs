@@ -2,7 +2,6 @@
 //! actors as a real cluster and in-process channels between subtasks. `weir run --local`,
 //! tests and examples run on it.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -242,7 +241,12 @@ impl MiniCluster {
     /// Takes a savepoint of a running job into a directory under `dir`; returns the
     /// savepoint's directory once it completed. With `stop`, the job ends after it
     /// (stop-with-savepoint, draining or not) and ends `FINISHED`.
-    pub async fn savepoint(&self, id: JobId, dir: impl Into<PathBuf>, stop: Option<StopMode>) -> Result<PathBuf> {
+    pub async fn savepoint(
+        &self,
+        id: JobId,
+        dir: impl Into<weir_state::storage::Location>,
+        stop: Option<StopMode>,
+    ) -> Result<weir_state::storage::Location> {
         let dir = dir.into();
         ask!(self.dispatcher.get(), "the dispatcher", |reply| DispatcherMessage::TriggerSavepoint {
             job: id,

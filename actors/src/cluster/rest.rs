@@ -42,7 +42,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,7 +88,7 @@ pub struct RestState {
     /// The bearer token mutating calls must carry; empty refuses every mutating call.
     pub token: String,
     /// Where savepoints go when a call names no directory.
-    pub savepoint_dir: Option<PathBuf>,
+    pub savepoint_dir: Option<weir_state::storage::Location>,
     /// The subtasks' counters as the API last showed them, for rates.
     pub rates: Rates,
     /// This process's figures for `/metrics` (`None`: not shown).
@@ -262,7 +261,7 @@ struct SavepointResponseBody {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct SavepointRequest {
     #[serde(default)]
-    target_directory: Option<PathBuf>,
+    target_directory: Option<weir_state::storage::Location>,
 }
 
 /// The body of `POST /jobs/{id}/stop` (Flink's field names).
@@ -270,7 +269,7 @@ struct SavepointRequest {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct StopRequest {
     #[serde(default)]
-    target_directory: Option<PathBuf>,
+    target_directory: Option<weir_state::storage::Location>,
     #[serde(default)]
     drain: bool,
 }
@@ -747,7 +746,7 @@ async fn savepoint<R: serde::de::DeserializeOwned + Default>(
     id: Result<Path<String>, PathRejection>,
     body: Bytes,
     (route, shape): (&str, &str),
-    into: impl FnOnce(R) -> (Option<PathBuf>, Option<StopMode>),
+    into: impl FnOnce(R) -> (Option<weir_state::storage::Location>, Option<StopMode>),
 ) -> ApiResult<Json<SavepointResponseBody>> {
     authorize(&headers, &state.token)?;
     let id = parse_job_id(id)?;
@@ -755,10 +754,9 @@ async fn savepoint<R: serde::de::DeserializeOwned + Default>(
     let dir = dir.or_else(|| state.savepoint_dir.clone()).ok_or_else(|| {
         ApiError::bad_request("no target directory given, and the cluster has no default savepoint directory")
     })?;
-    if !dir.is_absolute() {
+    if dir.as_local().is_some_and(|dir| !dir.is_absolute()) {
         return Err(ApiError::bad_request(format!(
-            "the target directory '{}' is relative: give an absolute path the cluster's nodes reach",
-            dir.display()
+            "the target directory '{dir}' is relative: give an absolute path the cluster's nodes reach, or an s3:// URL"
         )));
     }
     let message = |reply| DispatcherMessage::TriggerSavepoint { job: id, dir, stop, reply };
@@ -773,7 +771,7 @@ async fn savepoint<R: serde::de::DeserializeOwned + Default>(
         Ok(CallResult::SenderError) => return Err(ApiError::unavailable("the dispatcher stopped before answering")),
         Err(e) => return Err(ApiError::unavailable(format!("the dispatcher is not running: {e}"))),
     };
-    Ok(Json(SavepointResponseBody { location: path.display().to_string() }))
+    Ok(Json(SavepointResponseBody { location: path.to_string() }))
 }
 
 /// `POST /jobs/{id}/savepoints`: a savepoint of a running job; answers once it completed.

@@ -16,11 +16,11 @@ pub mod savepoint;
 pub mod storage;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use weir_dataplane::KeyGroupRange;
+use weir_state::storage::Location;
 
 use crate::base::error::{Result, WeirError};
 use crate::base::ids::JobId;
@@ -46,8 +46,9 @@ pub struct CheckpointConfig {
     /// job is failing over anyway, and savepoints, are not counted.
     #[serde(default)]
     pub tolerable_failures: u32,
-    /// The checkpoint directory (its job subdirectories are created).
-    pub dir: PathBuf,
+    /// The checkpoint directory (its job subdirectories are created): a local path or an
+    /// object store prefix.
+    pub dir: Location,
     /// Where checkpoint files are written and synced: the local file system, or in tests a
     /// [`CrashFs`](crate::base::fs::CrashFs) to crash a machine under the job. Not sent between
     /// processes (each writes to its own).
@@ -67,7 +68,7 @@ impl Eq for CheckpointConfig {}
 impl CheckpointConfig {
     /// Checkpoints every `interval` into `dir`, with Flink's defaults otherwise (10 min
     /// timeout, no pause, one retained).
-    pub fn every(interval: Duration, dir: impl Into<PathBuf>) -> Self {
+    pub fn every(interval: Duration, dir: impl Into<Location>) -> Self {
         CheckpointConfig {
             interval,
             timeout: Duration::from_secs(600),
@@ -302,7 +303,7 @@ pub enum CheckpointEvent {
 }
 
 /// A job's directory of files shared by incremental checkpoints: `<root>/<job>/shared`.
-pub(crate) fn shared_dir(job_dir: &std::path::Path) -> PathBuf {
+pub(crate) fn shared_dir(job_dir: &Location) -> Location {
     job_dir.join("shared")
 }
 
@@ -310,7 +311,7 @@ pub(crate) fn shared_dir(job_dir: &std::path::Path) -> PathBuf {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RestoreFrom {
     /// The checkpoint's (or savepoint's) directory.
-    pub dir: PathBuf,
+    pub dir: Location,
     /// Its metadata.
     pub metadata: CheckpointMetadata,
     /// For each node of the restoring plan that takes state: the node of the checkpoint's
@@ -320,7 +321,7 @@ pub struct RestoreFrom {
 
 impl RestoreFrom {
     /// A checkpoint the same plan took: every node takes its own state back.
-    pub fn same_plan(dir: PathBuf, metadata: CheckpointMetadata) -> Self {
+    pub fn same_plan(dir: Location, metadata: CheckpointMetadata) -> Self {
         let nodes = metadata.operators.iter().map(|op| (op.node, op.node)).collect();
         RestoreFrom { dir, metadata, nodes }
     }
@@ -390,7 +391,7 @@ impl PendingRestore {
 pub(crate) fn read_restored(from: &RestoreFrom, vertex: &JobVertex, index: usize) -> Result<RestoredState> {
     let mut snapshots: HashMap<usize, Vec<TaskSnapshot>> = HashMap::new();
     let mut restored = RestoredState { index, parallelism: vertex.parallelism, ..Default::default() };
-    restored.shared_dir = shared_dir(from.dir.parent().unwrap_or(&from.dir));
+    restored.shared_dir = shared_dir(&from.dir.parent().unwrap_or_else(|| from.dir.clone()));
     for op in &vertex.operators {
         let Some(old) = from.nodes.get(&op.node).and_then(|&n| from.metadata.operator(n)) else { continue };
         let same = old.parallelism == vertex.parallelism;

@@ -45,7 +45,7 @@ impl<K: Key, N: std::hash::Hash + Eq + Clone> KeyedParts<K, N> {
                 ));
                 let (handles, shared) = match &io.restored {
                     Some(r) => (r.incremental(node), r.shared_dir.clone()),
-                    None => (Vec::new(), std::path::PathBuf::new()),
+                    None => (Vec::new(), weir_state::storage::Location::default()),
                 };
                 let range = key_groups.as_range();
                 Box::new(RocksDbBackend::restore(db_dir, range, RocksDbConfig::default(), &handles, &shared)?)

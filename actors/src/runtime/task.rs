@@ -348,7 +348,7 @@ fn checkpoint_chain<T>(
             .as_ref()
             .map(|s| s.checkpoint_dir(id))
             .ok_or_else(|| "the job takes no periodic checkpoints: it has no checkpoint storage".to_owned()),
-        BarrierKind::Savepoint { target, .. } => Ok(std::path::PathBuf::from(target)),
+        BarrierKind::Savepoint { target, .. } => weir_state::storage::Location::parse(target),
     };
     let shared = checkpoints.storage.as_ref().map(|s| crate::runtime::checkpoint::shared_dir(s.job_dir()));
     let fs = checkpoints.storage.as_ref().map_or_else(crate::base::fs::local, |s| s.file_system().clone());

@@ -341,7 +341,7 @@ fn strike(
         }
         Strike::Savepoint if !running => return Ok("nothing to savepoint"),
         Strike::Savepoint => {
-            let dir = savepoints.to_path_buf();
+            let dir = weir_state::storage::Location::from(savepoints);
             return Ok(match client.request(async |c| c.savepoint(id, dir, None).await) {
                 Ok(_) => planned.kind(),
                 Err(_) => "savepoint failed",

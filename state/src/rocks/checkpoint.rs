@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::checkpoint::{IncrementalHandle, IncrementalState, PrivateFile, SharedFile, SnapshotTarget};
+use crate::storage::Location;
 use crate::{KeyGroup, Result, StateError};
 
 /// Uploaded SST files by their name in the database.
@@ -40,15 +41,15 @@ pub(super) struct Uploads {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Base {
     /// The shared directory they are in; a checkpoint into another directory references none.
-    dir: PathBuf,
+    dir: Location,
     files: Arc<FileMap>,
 }
 
 impl Uploads {
     /// The uploads of a restored checkpoint, which completed by definition.
-    pub(super) fn restored(checkpoint: u64, shared_dir: &Path, files: FileMap) -> Self {
+    pub(super) fn restored(checkpoint: u64, shared_dir: &Location, files: FileMap) -> Self {
         Uploads {
-            base: Base { dir: shared_dir.to_path_buf(), files: Arc::new(files) },
+            base: Base { dir: shared_dir.clone(), files: Arc::new(files) },
             completed: Some(checkpoint),
             materialized: BTreeMap::new(),
         }
@@ -110,20 +111,21 @@ impl PendingCheckpoint {
     /// small ones; on failure deletes what it uploaded.
     pub(crate) fn materialize(self, target: &SnapshotTarget) -> Result<IncrementalHandle> {
         let shared_dir = target.shared_dir();
-        std::fs::create_dir_all(shared_dir)
-            .map_err(|e| StateError::io("create the shared directory", shared_dir, e))?;
+        if let Some(local) = shared_dir.as_local() {
+            std::fs::create_dir_all(local).map_err(|e| StateError::io("create the shared directory", local, e))?;
+        }
         let mut uploaded = Vec::new();
         let result = self.upload(shared_dir, &mut uploaded);
         if result.is_err() {
             for path in &uploaded {
-                if let Err(e) = std::fs::remove_file(path) {
-                    tracing::warn!("cannot delete '{}' of a failed checkpoint: {e}", path.display());
+                if let Err(e) = path.remove_file() {
+                    tracing::warn!("cannot delete '{path}' of a failed checkpoint: {e}");
                 }
             }
         }
         let handle = result?;
         let files = handle.shared.iter().map(|f| (f.local.clone(), f.clone())).collect();
-        let base = Base { dir: shared_dir.to_path_buf(), files: Arc::new(files) };
+        let base = Base { dir: shared_dir.clone(), files: Arc::new(files) };
         self.uploads.lock().unwrap_or_else(PoisonError::into_inner).record(self.checkpoint, base);
         tracing::debug!(
             checkpoint = self.checkpoint,
@@ -137,7 +139,7 @@ impl PendingCheckpoint {
     }
 
     /// The handle, with each upload's path pushed to `uploaded` as soon as it exists.
-    fn upload(&self, shared_dir: &Path, uploaded: &mut Vec<PathBuf>) -> Result<IncrementalHandle> {
+    fn upload(&self, shared_dir: &Location, uploaded: &mut Vec<Location>) -> Result<IncrementalHandle> {
         let mut names = Vec::new();
         let entries = std::fs::read_dir(&self.dir).map_err(|e| StateError::io("list the checkpoint", &self.dir, e))?;
         for entry in entries {
@@ -153,7 +155,7 @@ impl PendingCheckpoint {
             }
         }
         names.sort_unstable();
-        let referable = if self.base.dir == shared_dir { Some(&*self.base.files) } else { None };
+        let referable = if self.base.dir == *shared_dir { Some(&*self.base.files) } else { None };
         let mut shared = Vec::new();
         let mut private = Vec::new();
         for name in names {
@@ -174,12 +176,14 @@ impl PendingCheckpoint {
             }
             let upload = format!("{}-{}-{name}", self.instance, self.checkpoint);
             let to = shared_dir.join(&upload);
-            let (bytes, checksum) = copy_hashed(&path, &to, uploaded)?;
+            let (bytes, checksum) = upload_hashed(&path, &to, uploaded)?;
             shared.push(SharedFile { name: upload, local: name, bytes, checksum, uploaded_in: self.checkpoint });
         }
-        File::open(shared_dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| StateError::io("sync the shared directory", shared_dir, e))?;
+        if let Some(local) = shared_dir.as_local() {
+            File::open(local)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StateError::io("sync the shared directory", local, e))?;
+        }
         Ok(IncrementalHandle {
             checkpoint: self.checkpoint,
             backend: self.instance.clone(),
@@ -212,6 +216,26 @@ pub(super) fn copy_hashed(from: &Path, to: &Path, created: &mut Vec<PathBuf>) ->
     let hashed = read_hashed(from, &mut |chunk| dst.write_all(chunk).map_err(|e| StateError::io("write file", to, e)))?;
     dst.sync_all().map_err(|e| StateError::io("sync file", to, e))?;
     Ok(hashed)
+}
+
+/// Copies local file `from` to `to` (pushed to `created` once it may exist): a synced local
+/// copy, or an object uploaded whole; returns its size and XXH3-64.
+fn upload_hashed(from: &Path, to: &Location, created: &mut Vec<Location>) -> Result<(u64, u64)> {
+    if let Some(local) = to.as_local() {
+        let mut made = Vec::new();
+        let copied = copy_hashed(from, local, &mut made);
+        created.extend(made.into_iter().map(Location::Local));
+        return copied;
+    }
+    created.push(to.clone());
+    let mut hashed = None;
+    to.write_with(&crate::fs::LocalFs, |out| {
+        let read = read_hashed(from, &mut |chunk| out.write_all(chunk).map_err(|e| StateError::io_at("upload", to, e)));
+        hashed = Some(read.map_err(std::io::Error::other)?);
+        Ok(())
+    })
+    .map_err(|(what, at, e)| StateError::io_at(what, &at, e))?;
+    Ok(hashed.expect("the upload read the file"))
 }
 
 /// The size and XXH3-64 of the file `path`.

@@ -10,6 +10,7 @@ use rocksdb::{DEFAULT_COLUMN_FAMILY_NAME, ReadOptions, WriteBatch};
 use super::checkpoint::{FileMap, Uploads, copy_hashed, hash_file};
 use super::{DB_DIR, Database, Db, RESTORE_DIR, RocksDbConfig, column_family_of, rocks_error};
 use crate::checkpoint::{IncrementalHandle, IncrementalState, SharedFile};
+use crate::storage::Location;
 use crate::{KeyGroup, Result, StateError};
 
 /// A rescaling restore writes the entries it copies in batches of about this many bytes.
@@ -33,7 +34,7 @@ pub(super) fn restore(
     key_groups: &Range<KeyGroup>,
     config: &RocksDbConfig,
     handles: &[IncrementalHandle],
-    shared_dir: &Path,
+    shared_dir: &Location,
 ) -> Result<Restored> {
     let db_path = dir.join(DB_DIR);
     let relevant = || handles.iter().enumerate().filter(|(_, h)| overlap(&h.key_groups, key_groups) > 0);
@@ -105,19 +106,23 @@ fn target_state(
 /// Puts the files of `handle` into the new directory `path`: its shared files hard-linked from
 /// `shared_dir` (copied where linking fails) and checked against their size and checksum, its
 /// private files written. Returns the shared files by their name in the database.
-fn rebuild(handle: &IncrementalHandle, path: &Path, shared_dir: &Path) -> Result<FileMap> {
+fn rebuild(handle: &IncrementalHandle, path: &Path, shared_dir: &Location) -> Result<FileMap> {
     std::fs::create_dir_all(path).map_err(|e| StateError::io("create the database directory", path, e))?;
     let mut files = FileMap::new();
     for file in &handle.shared {
         let from = shared_dir.join(plain_name(&file.name, handle)?);
         let to = path.join(plain_name(&file.local, handle)?);
-        let found = match std::fs::hard_link(&from, &to) {
-            Ok(()) => hash_file(&to)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StateError::io("find shared file", from, e));
+        let found = match from.as_local().map(|local| (local, std::fs::hard_link(local, &to))) {
+            Some((_, Ok(()))) => hash_file(&to)?,
+            Some((local, Err(e))) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StateError::io("find shared file", local, e));
             }
             // Another filesystem, or links not allowed: copy.
-            Err(_) => copy_hashed(&from, &to, &mut Vec::new())?,
+            Some((local, Err(_))) => copy_hashed(local, &to, &mut Vec::new())?,
+            None => {
+                from.download_to(&to).map_err(|e| StateError::io_at("download shared file", &from, e))?;
+                hash_file(&to)?
+            }
         };
         check(file, found, &from, handle)?;
         files.insert(file.local.clone(), file.clone());
@@ -138,7 +143,7 @@ fn rebuild(handle: &IncrementalHandle, path: &Path, shared_dir: &Path) -> Result
 }
 
 /// Fails unless the file read from `path` has the size and checksum `file` recorded.
-fn check(file: &SharedFile, (bytes, checksum): (u64, u64), path: &Path, handle: &IncrementalHandle) -> Result<()> {
+fn check(file: &SharedFile, (bytes, checksum): (u64, u64), path: &Location, handle: &IncrementalHandle) -> Result<()> {
     if (bytes, checksum) == (file.bytes, file.checksum) {
         return Ok(());
     }
@@ -146,10 +151,7 @@ fn check(file: &SharedFile, (bytes, checksum): (u64, u64), path: &Path, handle: 
         what: format!(
             "shared file '{}' of checkpoint {} has {bytes} bytes with checksum {checksum:016x}, \
              but the checkpoint recorded {} bytes with checksum {:016x}",
-            path.display(),
-            handle.checkpoint,
-            file.bytes,
-            file.checksum
+            path, handle.checkpoint, file.bytes, file.checksum
         ),
     })
 }

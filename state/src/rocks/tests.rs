@@ -2,6 +2,7 @@ use std::collections::BTreeSet;
 
 use super::*;
 use crate::checkpoint::{KeyedStateHandle, SharedStateRegistry, SnapshotTarget};
+use crate::storage::Location;
 use crate::test_support::{TestDir, XorShift};
 use crate::{KeyedSnapshot, KeyedStateStore, ListStateHandle, MapStateHandle, MemoryBackend, ValueStateHandle};
 
@@ -69,7 +70,7 @@ fn restored_store(
     handles: &[IncrementalHandle],
     shared: &Path,
 ) -> (KeyedStateStore<String>, Arc<Database>) {
-    from_backend(RocksDbBackend::restore(dir, key_groups, config(), handles, shared).unwrap())
+    from_backend(RocksDbBackend::restore(dir, key_groups, config(), handles, &Location::from(shared)).unwrap())
 }
 
 /// Writes `n` keys' worth of every state, keys `first..first + n`, spread over key groups 0..8.
@@ -148,7 +149,13 @@ fn same_operations(config: RocksDbConfig) {
             }
             let handle = checkpoint(&mut rocks, 1, &target);
             drop(rocks);
-            let restored = RocksDbBackend::restore(dir.join("b"), 0..8, config.clone(), &[handle], &dir.join("shared"));
+            let restored = RocksDbBackend::restore(
+                dir.join("b"),
+                0..8,
+                config.clone(),
+                &[handle],
+                &Location::from(dir.join("shared")),
+            );
             rocks = from_backend(restored.unwrap()).0;
             r = register(&mut rocks);
         }
@@ -465,8 +472,15 @@ fn restores_at_another_parallelism() {
 fn a_missing_or_corrupt_shared_file_is_named() {
     let Setup { dir, shared, target, mut store, .. } = setup("corrupt", 100);
     let handle = checkpoint(&mut store, 1, &target);
-    let restore =
-        || RocksDbBackend::restore(dir.join("restored"), 0..8, config(), std::slice::from_ref(&handle), &shared);
+    let restore = || {
+        RocksDbBackend::restore(
+            dir.join("restored"),
+            0..8,
+            config(),
+            std::slice::from_ref(&handle),
+            &Location::from(&shared),
+        )
+    };
     assert!(restore().is_ok());
 
     let damaged = shared.join(&handle.shared[1].name);
@@ -486,7 +500,8 @@ fn a_missing_or_corrupt_shared_file_is_named() {
 
     let mut escaping = handle.clone();
     escaping.shared[0].local = "../000001.sst".to_owned();
-    let err = RocksDbBackend::restore(dir.join("restored"), 0..8, config(), &[escaping], &shared).unwrap_err();
+    let err = RocksDbBackend::restore(dir.join("restored"), 0..8, config(), &[escaping], &Location::from(&shared))
+        .unwrap_err();
     assert!(err.to_string().contains("\"../000001.sst\""), "{err}");
 }
 

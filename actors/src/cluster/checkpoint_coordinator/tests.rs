@@ -1,6 +1,7 @@
 //! The coordinator against a TaskExecutor that records what it is told: ids across a
 //! coordinator restart, acknowledgements matched to their checkpoint, completion.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};

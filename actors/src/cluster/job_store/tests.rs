@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use super::*;
 use crate::api::connectors::{DiscardSink, VecSource};
 use crate::cluster::mini_cluster::JobSubmission;
@@ -68,7 +70,7 @@ fn a_corrupt_record_is_skipped_and_left_in_place() {
     let store = JobStore::open(&dir, registry).unwrap();
     assert_eq!(store.recover().len(), 1, "the good record is recovered");
     assert!(bad.exists(), "the corrupt record is left for a person to look at");
-    let err = JobStore::read(&bad).unwrap_err().to_string();
+    let err = JobStore::read(&Location::from(&bad)).unwrap_err().to_string();
     assert!(err.contains("0123.json") && err.contains("corrupt"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

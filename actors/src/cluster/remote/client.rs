@@ -94,9 +94,9 @@ impl ClusterClient {
     pub async fn savepoint(
         &mut self,
         id: JobId,
-        dir: std::path::PathBuf,
+        dir: weir_state::storage::Location,
         stop: Option<crate::runtime::checkpoint::StopMode>,
-    ) -> Result<std::path::PathBuf> {
+    ) -> Result<weir_state::storage::Location> {
         match self.request(ClientRequest::TriggerSavepoint { job: id, dir, stop }).await? {
             ClientResponse::Savepoint(result) => {
                 result.map_err(|e| WeirError::Savepoint(e.strip_prefix("savepoint: ").map(str::to_owned).unwrap_or(e)))

@@ -68,7 +68,7 @@ pub struct JobManagerConfig {
     pub slot_request_timeout: Duration,
     /// Where submitted jobs are kept, so that a restarted JobManager runs them again
     /// (`None`: in memory, lost with the process).
-    pub job_store: Option<std::path::PathBuf>,
+    pub job_store: Option<weir_state::storage::Location>,
     /// Whether clients may cut connections (tests and chaos runs; see the module doc).
     pub fault_injection: bool,
 }
@@ -165,7 +165,7 @@ impl JobManager {
     /// Starts the supervision tree and the endpoint.
     pub async fn start(config: JobManagerConfig) -> Result<JobManager> {
         let store = match &config.job_store {
-            Some(dir) => JobStore::open(dir, config.registry.clone())?,
+            Some(dir) => JobStore::open(dir.clone(), config.registry.clone())?,
             None => JobStore::in_memory(),
         };
         let args = JobManagerArgs {

@@ -181,7 +181,7 @@ pub enum ClientRequest {
         /// The job.
         job: JobId,
         /// Where savepoints go.
-        dir: std::path::PathBuf,
+        dir: weir_state::storage::Location,
         /// Stop the job after the savepoint, draining or not.
         stop: Option<StopMode>,
     },
@@ -227,7 +227,7 @@ pub enum ClientResponse {
     /// The cluster.
     Overview(ClusterOverview),
     /// The savepoint's directory, or why there is none.
-    Savepoint(Result<std::path::PathBuf, String>),
+    Savepoint(Result<weir_state::storage::Location, String>),
     /// How many TaskManagers' connections were cut, or why not.
     ConnectionsCut(Result<usize, String>),
     /// The actor was killed, or why not.

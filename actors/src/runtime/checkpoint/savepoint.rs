@@ -23,7 +23,8 @@
 //! job fails over to its own checkpoints; a savepoint is matched operator by operator.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+
+use weir_state::storage::Location;
 
 use crate::base::error::{Result, WeirError};
 use crate::base::ids::JobId;
@@ -34,15 +35,16 @@ use crate::runtime::job_graph::JobGraph;
 /// Where a job's first deployment takes its state from (Flink's `SavepointRestoreSettings`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SavepointRestore {
-    /// The savepoint's directory (the one holding `_metadata`).
-    pub path: PathBuf,
+    /// The savepoint's directory (the one holding `_metadata`): a local path or an object
+    /// store prefix.
+    pub path: Location,
     /// Skip state of operators the job no longer has instead of refusing to start.
     pub allow_non_restored_state: bool,
 }
 
 impl SavepointRestore {
     /// Restores from the savepoint in `path`, refusing state the job has no operator for.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    pub fn new(path: impl Into<Location>) -> Self {
         SavepointRestore { path: path.into(), allow_non_restored_state: false }
     }
 
@@ -54,9 +56,9 @@ impl SavepointRestore {
 }
 
 /// The directory of savepoint `n` of `job` under `dir`.
-pub fn savepoint_dir(dir: &Path, job: JobId, n: u64) -> PathBuf {
+pub fn savepoint_dir(dir: &Location, job: JobId, n: u64) -> Location {
     let job = job.to_string();
-    dir.join(format!("savepoint-{}-{n}", &job[..6]))
+    dir.join(&format!("savepoint-{}-{n}", &job[..6]))
 }
 
 fn refuse(message: String) -> WeirError {
@@ -77,11 +79,12 @@ impl RestoreFrom {
     /// module docs); every refusal names the savepoint and the operators concerned.
     pub fn savepoint(settings: &SavepointRestore, plan: &JobGraph) -> Result<RestoreFrom> {
         let dir = &settings.path;
-        let shown = dir.display();
-        if !dir.exists() {
+        let shown = dir;
+        let cannot = |e: std::io::Error| refuse(format!("cannot read '{shown}': {e}"));
+        if !dir.is_dir().map_err(cannot)? {
             return Err(refuse(format!("'{shown}' does not exist")));
         }
-        if !dir.join(METADATA).is_file() {
+        if !dir.join(METADATA).is_file().map_err(cannot)? {
             return Err(refuse(format!(
                 "'{shown}' has no {METADATA}: it is not a savepoint (or checkpoint) directory, or one that never completed"
             )));
@@ -138,8 +141,8 @@ impl RestoreFrom {
         }
         for task in &metadata.tasks {
             let file = dir.join(&task.file);
-            if !file.is_file() {
-                return Err(refuse(format!("savepoint file '{}' is missing", file.display())));
+            if !file.is_file().map_err(cannot)? {
+                return Err(refuse(format!("savepoint file '{file}' is missing")));
             }
         }
         Ok(RestoreFrom { dir: dir.clone(), metadata, nodes })

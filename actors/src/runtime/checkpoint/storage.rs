@@ -1,7 +1,9 @@
-//! Checkpoint storage in a directory (a local path, or a filesystem every node shares).
+//! Checkpoint storage in a directory: a local path, a file system every node mounts, or a
+//! prefix in an S3-compatible object store (see [`Location`]).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use weir_state::storage::{Location, LocationError};
 
 use tracing::warn;
 
@@ -20,9 +22,9 @@ pub(crate) const RESERVED_IDS: &str = "checkpoint-ids";
 /// The checkpoints of one job: `<root>/<job>/chk-<n>/…`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointStorage {
-    job_dir: PathBuf,
-    /// Where files are written and synced (a crash-testing layer in tests); every process
-    /// writes to its local file system.
+    job_dir: Location,
+    /// Where local files are written and synced (a crash-testing layer in tests); every
+    /// process writes to its local file system.
     #[serde(skip, default = "crate::base::fs::local")]
     fs: Arc<dyn FileSystem>,
 }
@@ -35,12 +37,12 @@ impl PartialEq for CheckpointStorage {
 
 impl Eq for CheckpointStorage {}
 
-fn io(what: &str, path: &Path, e: std::io::Error) -> WeirError {
-    WeirError::io(format!("cannot {what} checkpoint file '{}'", path.display()), e)
+fn io(what: &str, at: &Location, e: std::io::Error) -> WeirError {
+    WeirError::io(format!("cannot {what} checkpoint file '{at}'"), e)
 }
 
-fn write_atomically(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::base::durable::write_atomically(fs, path, bytes).map_err(|(what, at, e)| io(what, &at, e))
+fn write_error((what, at, e): LocationError) -> WeirError {
+    io(what, &at, e)
 }
 
 /// Stores one subtask's state in checkpoint directory `dir`, which the coordinator made when
@@ -52,30 +54,29 @@ fn write_atomically(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<()
 /// making the directory again.
 pub(crate) fn write_task_in(
     fs: &dyn FileSystem,
-    dir: &Path,
+    dir: &Location,
     snapshot: &TaskSnapshot,
     attempt: u32,
 ) -> Result<TaskStateHandle> {
     let file = format!("{}-{}-a{attempt}", snapshot.vertex, snapshot.subtask);
     let path = dir.join(&file);
-    if !dir.is_dir() {
+    // (An object store has no directories to tell an aborted checkpoint by: see
+    // weir_state::storage.)
+    if dir.as_local().is_some_and(|dir| !dir.is_dir()) {
         return Err(WeirError::runtime(format!(
-            "checkpoint {} was aborted: its directory '{}' is gone",
-            snapshot.checkpoint,
-            dir.display()
+            "checkpoint {} was aborted: its directory '{dir}' is gone",
+            snapshot.checkpoint
         )));
     }
     // Encoded straight into the file: the keyed state in it is already bytes in memory, and
     // a second copy of them would be the largest allocation of a checkpoint.
-    let mut bytes = 0;
-    crate::base::durable::write_atomically_in_place_with(fs, &path, |file| {
-        let mut counted = Counted { inner: file, bytes: 0 };
-        postcard::to_io(snapshot, &mut counted)
-            .map_err(|e| std::io::Error::other(format!("cannot encode a snapshot: {e}")))?;
-        bytes = counted.bytes;
-        Ok(())
-    })
-    .map_err(|(what, at, e)| io(what, &at, e))?;
+    let bytes = path
+        .write_with(fs, |file| {
+            postcard::to_io(snapshot, file)
+                .map(drop)
+                .map_err(|e| std::io::Error::other(format!("cannot encode a snapshot: {e}")))
+        })
+        .map_err(write_error)?;
     let operators = snapshot.operators.iter().filter(|s| !s.is_empty()).map(|s| s.node).collect();
     let shared = snapshot
         .operators
@@ -97,28 +98,27 @@ pub(crate) fn write_task_in(
 }
 
 /// Completes the checkpoint in `dir` by writing its `_metadata`, last.
-pub(crate) fn write_metadata_in(fs: &dyn FileSystem, dir: &Path, metadata: &CheckpointMetadata) -> Result<()> {
+pub(crate) fn write_metadata_in(fs: &dyn FileSystem, dir: &Location, metadata: &CheckpointMetadata) -> Result<()> {
     let json =
         serde_json::to_vec_pretty(metadata).map_err(|e| WeirError::runtime(format!("cannot encode metadata: {e}")))?;
-    write_atomically(fs, &dir.join(METADATA), &json)
+    dir.join(METADATA).write_atomically(fs, &json).map_err(write_error)
 }
 
 /// Reads the `_metadata` of the checkpoint in `dir`; a missing or corrupt file, or one of
 /// another format version, is an error naming it.
-pub(crate) fn read_metadata_in(dir: &Path) -> Result<CheckpointMetadata> {
+pub(crate) fn read_metadata_in(dir: &Location) -> Result<CheckpointMetadata> {
     let path = dir.join(METADATA);
-    let bytes = std::fs::read(&path).map_err(|e| io("read", &path, e))?;
+    let bytes = path.read().map_err(|e| io("read", &path, e))?;
     let metadata: CheckpointMetadata = serde_json::from_slice(&bytes)
-        .map_err(|e| WeirError::runtime(format!("checkpoint file '{}' is corrupt: {e}", path.display())))?;
+        .map_err(|e| WeirError::runtime(format!("checkpoint file '{path}' is corrupt: {e}")))?;
     if metadata.version == CheckpointMetadata::VERSION
         && let Err(e) = metadata.validate()
     {
-        return Err(WeirError::runtime(format!("checkpoint file '{}' is corrupt: {e}", path.display())));
+        return Err(WeirError::runtime(format!("checkpoint file '{path}' is corrupt: {e}")));
     }
     if metadata.version != CheckpointMetadata::VERSION {
         return Err(WeirError::runtime(format!(
-            "checkpoint file '{}' is in format {} (this build reads format {})",
-            path.display(),
+            "checkpoint file '{path}' is in format {} (this build reads format {})",
             metadata.version,
             CheckpointMetadata::VERSION
         )));
@@ -128,26 +128,26 @@ pub(crate) fn read_metadata_in(dir: &Path) -> Result<CheckpointMetadata> {
 
 /// Reads one subtask's state of checkpoint `checkpoint` in `dir`; a missing or corrupt file
 /// is an error naming it.
-pub(crate) fn read_task_in(dir: &Path, checkpoint: u64, handle: &TaskStateHandle) -> Result<TaskSnapshot> {
+pub(crate) fn read_task_in(dir: &Location, checkpoint: u64, handle: &TaskStateHandle) -> Result<TaskSnapshot> {
     let path = dir.join(&handle.file);
-    let bytes = std::fs::read(&path).map_err(|e| io("read", &path, e))?;
+    let bytes = path.read().map_err(|e| io("read", &path, e))?;
     let snapshot: TaskSnapshot = postcard::from_bytes(&bytes)
-        .map_err(|e| WeirError::runtime(format!("checkpoint file '{}' is corrupt: {e}", path.display())))?;
+        .map_err(|e| WeirError::runtime(format!("checkpoint file '{path}' is corrupt: {e}")))?;
     if (snapshot.checkpoint, snapshot.vertex, snapshot.subtask) != (checkpoint, handle.vertex, handle.subtask) {
-        return Err(WeirError::runtime(format!("checkpoint file '{}' holds another subtask's state", path.display())));
+        return Err(WeirError::runtime(format!("checkpoint file '{path}' holds another subtask's state")));
     }
     Ok(snapshot)
 }
 
 impl CheckpointStorage {
     /// The storage of `job` under `root`.
-    pub fn new(root: &Path, job: JobId) -> Self {
-        CheckpointStorage::at(&root.join(job.to_string()))
+    pub fn new(root: impl Into<Location>, job: JobId) -> Self {
+        CheckpointStorage::at(root.into().join(&job.to_string()))
     }
 
     /// The storage whose job directory is `job_dir`.
-    pub fn at(job_dir: &Path) -> Self {
-        CheckpointStorage { job_dir: job_dir.to_path_buf(), fs: crate::base::fs::local() }
+    pub fn at(job_dir: impl Into<Location>) -> Self {
+        CheckpointStorage { job_dir: job_dir.into(), fs: crate::base::fs::local() }
     }
 
     /// Writes through `fs` (tests crash a machine under it with
@@ -163,22 +163,28 @@ impl CheckpointStorage {
     }
 
     /// The job's directory.
-    pub fn job_dir(&self) -> &Path {
+    pub fn job_dir(&self) -> &Location {
         &self.job_dir
     }
 
     /// Checkpoint `n`'s directory.
-    pub fn checkpoint_dir(&self, n: u64) -> PathBuf {
-        self.job_dir.join(format!("chk-{n}"))
+    pub fn checkpoint_dir(&self, n: u64) -> Location {
+        self.job_dir.join(&format!("chk-{n}"))
+    }
+
+    /// Checkpoint `n`'s directory, which tests know to be local.
+    #[cfg(test)]
+    pub(crate) fn local_dir(&self, n: u64) -> std::path::PathBuf {
+        self.checkpoint_dir(n).as_local().expect("a local checkpoint directory").to_path_buf()
     }
 
     /// Makes checkpoint `n`'s directory, before its barriers go out (the coordinator does).
     /// The directory is durable in the job's directory (and that in its parent) before any
     /// file is written into it: a checkpoint whose `_metadata` was synced must not vanish with
     /// its directory's name at a machine crash.
-    pub fn begin(&self, n: u64) -> Result<PathBuf> {
+    pub fn begin(&self, n: u64) -> Result<Location> {
         let dir = self.checkpoint_dir(n);
-        self.fs.create_dir_durably(&dir).map_err(|e| io("create the directory of", &dir, e))?;
+        dir.create_dir_durably(&*self.fs).map_err(|e| io("create the directory of", &dir, e))?;
         Ok(dir)
     }
 
@@ -200,7 +206,7 @@ impl CheckpointStorage {
         if metadata.checkpoint != n {
             return Err(WeirError::runtime(format!(
                 "checkpoint file '{}' describes checkpoint {} (expected {n})",
-                dir.join(METADATA).display(),
+                dir.join(METADATA),
                 metadata.checkpoint
             )));
         }
@@ -212,31 +218,43 @@ impl CheckpointStorage {
         read_task_in(&self.checkpoint_dir(checkpoint), checkpoint, handle)
     }
 
-    /// Ids of every checkpoint directory, complete or not, ascending.
+    /// Ids of every checkpoint directory, complete or not, ascending (none when the job's
+    /// directory cannot be listed: a warning says why).
     pub fn checkpoint_dirs(&self) -> Vec<u64> {
-        let mut ids: Vec<u64> = std::fs::read_dir(&self.job_dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
-            .collect();
+        let names = self.job_dir.children().unwrap_or_else(|e| {
+            warn!("cannot list checkpoints in '{}': {e}", self.job_dir);
+            Vec::new()
+        });
+        let mut ids: Vec<u64> = names.iter().filter_map(|name| name.strip_prefix("chk-")?.parse().ok()).collect();
         ids.sort_unstable();
         ids
     }
 
     /// Ids of the completed checkpoints (those with a `_metadata`), ascending.
     pub fn completed(&self) -> Vec<u64> {
-        self.checkpoint_dirs().into_iter().filter(|n| self.checkpoint_dir(*n).join(METADATA).exists()).collect()
+        self.checkpoint_dirs()
+            .into_iter()
+            .filter(|n| {
+                let metadata = self.checkpoint_dir(*n).join(METADATA);
+                metadata.is_file().unwrap_or_else(|e| {
+                    warn!(checkpoint = n, "cannot tell whether '{metadata}' exists: {e}");
+                    false
+                })
+            })
+            .collect()
     }
 
     /// The checkpoint ids' high water mark: no id at or above it was issued. `None` when the
     /// job has none yet; an error naming the file when it cannot be read.
     pub fn reserved_ids(&self) -> Result<Option<u64>> {
         let path = self.job_dir.join(RESERVED_IDS);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse().map(Some).map_err(|e| {
-                WeirError::runtime(format!("checkpoint file '{}' is corrupt ({:?}: {e})", path.display(), text.trim()))
-            }),
+        match path.read() {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                text.trim().parse().map(Some).map_err(|e| {
+                    WeirError::runtime(format!("checkpoint file '{path}' is corrupt ({:?}: {e})", text.trim()))
+                })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io("read", &path, e)),
         }
@@ -244,7 +262,7 @@ impl CheckpointStorage {
 
     /// Makes `upto` the checkpoint ids' high water mark, durably, before an id under it is issued.
     pub fn reserve_ids(&self, upto: u64) -> Result<()> {
-        write_atomically(&*self.fs, &self.job_dir.join(RESERVED_IDS), format!("{upto}\n").as_bytes())
+        self.job_dir.join(RESERVED_IDS).write_atomically(&*self.fs, format!("{upto}\n").as_bytes()).map_err(write_error)
     }
 
     /// The newest completed checkpoint that looks whole from its metadata: its `_metadata`
@@ -265,11 +283,10 @@ impl CheckpointStorage {
                 let decode = thorough(n);
                 for handle in &metadata.tasks {
                     let path = self.checkpoint_dir(n).join(&handle.file);
-                    let size = std::fs::metadata(&path).map_err(|e| io("read", &path, e))?.len();
+                    let size = path.size().map_err(|e| io("read", &path, e))?;
                     if size != handle.bytes {
                         return Err(WeirError::runtime(format!(
-                            "checkpoint file '{}' has {size} bytes, and its checkpoint lists {}",
-                            path.display(),
+                            "checkpoint file '{path}' has {size} bytes, and its checkpoint lists {}",
                             handle.bytes
                         )));
                     }
@@ -290,10 +307,8 @@ impl CheckpointStorage {
     /// Deletes checkpoint `n` (aborted, or no longer retained).
     pub fn discard(&self, n: u64) {
         let dir = self.checkpoint_dir(n);
-        if let Err(e) = std::fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            warn!(checkpoint = n, "cannot delete '{}': {e}", dir.display());
+        if let Err(e) = dir.remove_dir_all() {
+            warn!(checkpoint = n, "cannot delete '{dir}': {e}");
         }
     }
 
@@ -320,7 +335,14 @@ impl CheckpointStorage {
     /// deleted rather than something needed).
     pub fn release_shared_files(&self) {
         let shared = crate::runtime::checkpoint::shared_dir(&self.job_dir);
-        let Ok(entries) = std::fs::read_dir(&shared) else { return };
+        let files = match shared.children() {
+            Ok(files) if !files.is_empty() => files,
+            Ok(_) => return,
+            Err(e) => {
+                warn!("not deleting shared files: cannot list '{shared}': {e}");
+                return;
+            }
+        };
         let mut retained = Vec::new();
         for n in self.completed() {
             match self.read_metadata(n) {
@@ -332,13 +354,10 @@ impl CheckpointStorage {
             }
         }
         let registry = weir_state::SharedStateRegistry::rebuild(retained);
-        let files: Vec<String> = entries.flatten().filter_map(|e| e.file_name().to_str().map(str::to_owned)).collect();
         for file in registry.unreferenced(files.iter().map(String::as_str)) {
             let path = shared.join(&file);
-            if let Err(e) = std::fs::remove_file(&path)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                warn!("cannot delete '{}': {e}", path.display());
+            if let Err(e) = path.remove_file() {
+                warn!("cannot delete '{path}': {e}");
             }
         }
     }
@@ -346,21 +365,3 @@ impl CheckpointStorage {
 
 #[cfg(test)]
 mod tests;
-
-/// A writer that counts the bytes written through it.
-struct Counted<W> {
-    inner: W,
-    bytes: u64,
-}
-
-impl<W: std::io::Write> std::io::Write for Counted<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let written = self.inner.write(buf)?;
-        self.bytes += written as u64;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}

@@ -172,7 +172,7 @@ impl Harness {
                 assert_eq!(ack.checkpoint, checkpoint);
                 let handle = ack.handle.expect("stored");
                 let dir = match self.savepoint(checkpoint) {
-                    BarrierKind::Savepoint { target, .. } => target.into(),
+                    BarrierKind::Savepoint { target, .. } => weir_state::storage::Location::parse(&target).unwrap(),
                     BarrierKind::Checkpoint => CheckpointStorage::new(&self.dir, JobId(3)).checkpoint_dir(checkpoint),
                 };
                 return crate::runtime::checkpoint::storage::read_task_in(&dir, checkpoint, &handle).unwrap();

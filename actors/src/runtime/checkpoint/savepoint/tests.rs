@@ -1,6 +1,9 @@
 //! Matching a savepoint to the plan that restores it, and every refusal naming what is wrong.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use weir_state::storage::Location;
 
 use super::*;
 use crate::api::job::{JobFn, build_job};
@@ -44,6 +47,7 @@ fn plan(parallelism: usize, uid: bool, extra: bool, max_parallelism: u16) -> Job
 /// A savepoint of `plan` in `dir` where every subtask of every operator but the sink has state.
 fn write_savepoint(dir: &Path, plan: &JobGraph) {
     std::fs::create_dir_all(dir).unwrap();
+    let dir = &Location::from(dir);
     let operators = OperatorMetadata::of_plan(plan);
     let mut tasks = Vec::new();
     for vertex in &plan.vertices {
@@ -160,7 +164,12 @@ fn a_missing_or_incomplete_savepoint_is_named() {
 #[test]
 fn savepoint_directories_are_named_after_the_job_and_the_checkpoint() {
     let job: JobId = "0123456789abcdef0123456789abcdef".parse().unwrap();
-    assert_eq!(savepoint_dir(Path::new("/sp"), job, 12), Path::new("/sp/savepoint-012345-12"));
+    assert_eq!(
+        savepoint_dir(&Location::from(Path::new("/sp")), job, 12),
+        Location::from(Path::new("/sp/savepoint-012345-12"))
+    );
+    let bucket = Location::parse("s3://bucket/savepoints").unwrap();
+    assert_eq!(savepoint_dir(&bucket, job, 12).to_string(), "s3://bucket/savepoints/savepoint-012345-12");
 }
 
 /// Defect: a hand-edited or corrupt `_metadata` could name a task file outside the savepoint's

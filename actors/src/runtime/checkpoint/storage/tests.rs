@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use super::*;
 use crate::base::state::OperatorState;
 
@@ -67,7 +69,7 @@ fn a_corrupt_file_is_named_and_the_previous_checkpoint_is_used() {
     complete(&storage, 1);
     complete(&storage, 2);
     let metadata = storage.read_metadata(2).unwrap();
-    let task_file = storage.checkpoint_dir(2).join(&metadata.tasks[0].file);
+    let task_file = storage.local_dir(2).join(&metadata.tasks[0].file);
     std::fs::write(&task_file, b"\xff\xff not a snapshot").unwrap();
     let err = storage.read_task(2, &metadata.tasks[0]).unwrap_err().to_string();
     assert!(err.contains(&task_file.display().to_string()) && err.contains("corrupt"), "{err}");
@@ -76,7 +78,7 @@ fn a_corrupt_file_is_named_and_the_previous_checkpoint_is_used() {
     // A missing file too; and corrupt metadata.
     std::fs::remove_file(&task_file).unwrap();
     assert!(storage.read_task(2, &metadata.tasks[0]).unwrap_err().to_string().contains("0-0-a0"));
-    std::fs::write(storage.checkpoint_dir(1).join("_metadata"), b"{").unwrap();
+    std::fs::write(storage.local_dir(1).join("_metadata"), b"{").unwrap();
     let err = storage.read_metadata(1).unwrap_err().to_string();
     assert!(err.contains("chk-1/_metadata"), "{err}");
     assert!(storage.latest_valid(42, |_| true).is_none());
@@ -108,10 +110,10 @@ fn pruning_keeps_the_newest_and_drops_stale_incomplete_ones() {
             0,
         )
         .unwrap();
-    std::fs::create_dir_all(storage.checkpoint_dir(0)).unwrap();
+    std::fs::create_dir_all(storage.local_dir(0)).unwrap();
     storage.prune(2);
     assert_eq!(storage.completed(), vec![3, 4]);
-    assert!(!storage.checkpoint_dir(0).exists());
+    assert!(!storage.local_dir(0).exists());
 }
 
 /// Defect: every attempt of a subtask wrote `<vertex>-<subtask>` through one temporary file, so
@@ -139,7 +141,7 @@ fn an_old_attempts_late_write_cannot_replace_the_new_attempts_state() {
     storage.discard(5);
     let err = storage.write_task(&snapshot(1), 1).unwrap_err().to_string();
     assert!(err.contains("checkpoint 5 was aborted"), "{err}");
-    assert!(!storage.checkpoint_dir(5).exists());
+    assert!(!storage.local_dir(5).exists());
 }
 
 /// A keyed vertex of `parallelism` subtasks (one stateful operator, node 0), and a completed
@@ -243,7 +245,7 @@ fn restore_time_of_a_gigabyte_at_parallelism_4() {
 fn a_subtask_restoring_at_the_same_parallelism_reads_only_its_own_file() {
     let (_dir, storage) = storage("own-file");
     let (vertex, from) = keyed_checkpoint(&storage, 1, 2, 4096);
-    let other = storage.checkpoint_dir(1).join(&from.metadata.tasks[1].file);
+    let other = storage.local_dir(1).join(&from.metadata.tasks[1].file);
     std::fs::write(&other, b"\xff not a snapshot").unwrap();
     let restored = crate::runtime::checkpoint::read_restored(&from, &vertex, 0).unwrap();
     let groups: Vec<u16> = restored.keyed(0).unwrap().states[0].key_groups.iter().map(|(g, _)| *g).collect();
@@ -260,7 +262,7 @@ fn the_latest_checkpoint_is_chosen_from_its_metadata_and_checked_whole_when_susp
     complete(&storage, 1);
     complete(&storage, 2);
     let metadata = storage.read_metadata(2).unwrap();
-    let file = storage.checkpoint_dir(2).join(&metadata.tasks[0].file);
+    let file = storage.local_dir(2).join(&metadata.tasks[0].file);
     let size = std::fs::metadata(&file).unwrap().len() as usize;
     std::fs::write(&file, vec![0xff; size]).unwrap();
     assert_eq!(storage.latest_valid(42, |_| false).unwrap().checkpoint(), 2, "not decoded: looks whole");
@@ -277,7 +279,7 @@ fn a_rescaled_subtask_reads_only_the_files_holding_its_key_groups() {
     let (_dir, storage) = storage("rescaled");
     let (mut vertex, from) = keyed_checkpoint(&storage, 1, 4, 4096);
     vertex.parallelism = 2;
-    let corrupt = storage.checkpoint_dir(1).join(&from.metadata.tasks[3].file);
+    let corrupt = storage.local_dir(1).join(&from.metadata.tasks[3].file);
     std::fs::write(&corrupt, b"\xff not a snapshot").unwrap();
     let restored = crate::runtime::checkpoint::read_restored(&from, &vertex, 0).unwrap();
     let groups: Vec<u16> =

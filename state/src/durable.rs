@@ -3,15 +3,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::base::fs::FileSystem;
+use crate::fs::FileSystem;
 
 /// A failed step of [`write_atomically`]: what it was doing, to which file, and the error.
-pub(crate) type WriteError = (&'static str, PathBuf, std::io::Error);
+pub type WriteError = (&'static str, PathBuf, std::io::Error);
 
 /// Writes `bytes` to `path` through a temporary file, fsync and rename, then syncs the
 /// directory: after a crash at any point, the file is either absent (or as before) or complete.
 /// Creates the directory if it is missing (durably).
-pub(crate) fn write_atomically(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+pub fn write_atomically(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let dir = path.parent().expect("durable files live in a directory");
     fs.create_dir_durably(dir).map_err(|e| ("create the directory of", path.to_path_buf(), e))?;
     write_atomically_in_place(fs, path, bytes)
@@ -23,13 +23,13 @@ pub(crate) fn write_atomically(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -
 /// Every write goes through a temporary file of its own (process id and a counter in its
 /// name), so two writers of the same file (an old execution attempt still running beside the
 /// new one) never write into each other's temporary file; the last rename wins whole.
-pub(crate) fn write_atomically_in_place(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+pub fn write_atomically_in_place(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     write_atomically_in_place_with(fs, path, |file| file.write_all(bytes))
 }
 
 /// As [`write_atomically_in_place`], the contents written by `write` (buffered), so that a large
 /// file is never whole in memory.
-pub(crate) fn write_atomically_in_place_with(
+pub fn write_atomically_in_place_with(
     fs: &dyn FileSystem,
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
