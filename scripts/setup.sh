@@ -153,8 +153,12 @@ missing_packages() {
     local packages=()
     have_compilers || packages+=(g++)
     find_libclang >/dev/null 2>&1 || packages+=(libclang-dev)
+    # etcd-client's build generates its gRPC code with protoc (JobManager high availability).
+    command -v "${PROTOC:-protoc}" >/dev/null 2>&1 || packages+=(protobuf-compiler)
     if [ "$for_tests" = 1 ]; then
         command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+        # The coordination service of the high-availability tests (they start /usr/bin/etcd).
+        [ -x "$root/usr/bin/etcd" ] || packages+=(etcd-server)
         # The web UI's test starts these two paths, not whatever is on PATH.
         [ -x "$root/usr/bin/chromium" ] || packages+=(chromium)
         [ -x "$root/usr/bin/chromedriver" ] || packages+=(chromium-driver)

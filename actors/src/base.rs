@@ -9,6 +9,7 @@
 pub mod data;
 pub mod error;
 pub mod failpoint;
+pub mod fence;
 /// The file operations whose durability exactly-once rests on (in the state crate).
 pub use weir_state::fs;
 pub mod ids;

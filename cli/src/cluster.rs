@@ -295,7 +295,8 @@ pub(crate) struct JobIdArg {
 }
 
 pub(crate) async fn client(dir: &ClusterDir) -> anyhow::Result<ClusterClient> {
-    let published = dir.published()?;
+    let ha = dir.config(None)?.ha;
+    let published = if ha.enabled() { crate::ha::leader(&ha).await? } else { dir.published()? };
     Ok(ClusterClient::connect(published.quic, &dir.identity()?, NetConfig::default()).await?)
 }
 

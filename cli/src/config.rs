@@ -31,6 +31,9 @@ pub(crate) struct WeirConfig {
     /// at `s3://` locations), beyond the `AWS_*` environment variables.
     #[serde(skip_serializing_if = "is_default")]
     pub(crate) s3: S3Options,
+    /// JobManager high availability (see `crate::ha`).
+    #[serde(skip_serializing_if = "is_default")]
+    pub(crate) ha: crate::ha::HaSection,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -173,6 +176,7 @@ impl WeirConfig {
         if config.taskmanager.slots == 0 {
             bail!("taskmanager slots must be at least 1");
         }
+        config.ha.check().with_context(|| format!("invalid configuration in {}", path.display()))?;
         if config.taskmanager.registration_timeout_ms == 0 {
             bail!("taskmanager registration_timeout_ms must be positive");
         }

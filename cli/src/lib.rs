@@ -16,6 +16,7 @@ mod bench;
 pub mod chaos;
 mod cluster;
 mod config;
+mod ha;
 mod kafka;
 mod nexmark;
 mod node;

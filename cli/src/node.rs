@@ -96,6 +96,19 @@ pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyho
     crate::config::arm_failpoints()?;
     let registry = registry.clone();
     crate::runtime()?.block_on(async move {
+        // With high availability, only the elected leader goes on; the others wait here.
+        let mut leadership = None;
+        if config.ha.enabled() {
+            let candidate = format!("jobmanager-{}", std::process::id());
+            eprintln!("job manager {candidate}: waiting to lead the cluster (etcd {:?})", config.ha.etcd);
+            tokio::select! {
+                elected = crate::ha::campaign(&config.ha, &candidate) => leadership = Some(elected?),
+                signal = terminated() => {
+                    info!("job manager stopping while a standby: received {signal}");
+                    return Ok(());
+                }
+            }
+        }
         let jm = JobManager::start(JobManagerConfig {
             bind: config.jobmanager.bind,
             identity,
@@ -121,17 +134,32 @@ pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyho
             process: Some(jm.probe()),
         };
         let server = tokio::spawn(serve(listener, state));
-        dir.publish(&Published { quic: jm.addr(), rest, pid: std::process::id() })?;
+        let published = Published { quic: jm.addr(), rest, pid: std::process::id() };
+        dir.publish(&published)?;
+        if let Some(leadership) = &mut leadership {
+            leadership.proclaim(&published).await?;
+        }
         info!(quic = %jm.addr(), %rest, dir = %dir.path.display(), "job manager running");
         eprintln!("job manager running: quic {} rest http://{rest}", jm.addr());
+        let lost = async {
+            match &mut leadership {
+                Some(leadership) => leadership.lost().await,
+                None => std::future::pending().await,
+            }
+        };
         let why = tokio::select! {
             signal = terminated() => format!("received {signal}"),
             _ = jm.wait() => "a component failed".to_owned(),
+            why = lost => crate::ha::fence(&why),
         };
         info!("job manager stopping: {why}");
         server.abort();
         let _ = std::fs::remove_file(dir.file("jobmanager.addr"));
         jm.shutdown().await;
+        if let Some(leadership) = &mut leadership {
+            // A standby takes over now rather than when the lease runs out.
+            leadership.resign().await;
+        }
         anyhow::Ok(())
     })
 }
@@ -206,6 +234,25 @@ pub(crate) fn task_manager(registry: &JobRegistry, args: TaskManagerArgs) -> any
         let registration_timeout = Duration::from_millis(config.taskmanager.registration_timeout_ms);
         let job_manager = match args.jobmanager {
             Some(addr) => JobManagerAddress::Fixed(addr),
+            None if config.ha.enabled() => {
+                // The leader's address as etcd says, kept up to date: read at every attempt.
+                let watch = crate::ha::LeaderWatch::start(config.ha.clone());
+                let deadline = tokio::time::Instant::now() + registration_timeout;
+                while watch.leader().is_none() {
+                    if tokio::time::Instant::now() >= deadline {
+                        anyhow::bail!(
+                            "no job manager leads the cluster (etcd {:?}, cluster id {:?}) after {} ms",
+                            config.ha.etcd,
+                            config.ha.cluster_id,
+                            registration_timeout.as_millis()
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                JobManagerAddress::Lookup(Arc::new(move || {
+                    watch.leader().map(|p| p.quic).ok_or_else(|| WeirError::runtime("no job manager leads the cluster"))
+                }))
+            }
             None => {
                 // Read at every attempt: a restarted JobManager publishes where it listens now.
                 let dir = dir.clone();

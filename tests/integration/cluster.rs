@@ -48,8 +48,24 @@ impl Cluster {
 
     /// A cluster whose processes run with `env` on top of the tests' heartbeat settings.
     pub(crate) fn start_with_env(task_managers: usize, slots: usize, env: &[(&str, &str)]) -> Cluster {
+        Cluster::start_configured(task_managers, slots, env, None)
+    }
+
+    /// As [`start_with_env`](Self::start_with_env), with `weir_toml` as the cluster's
+    /// configuration file (written after `weir cluster init`, before any process starts).
+    pub(crate) fn start_configured(
+        task_managers: usize,
+        slots: usize,
+        env: &[(&str, &str)],
+        weir_toml: Option<&str>,
+    ) -> Cluster {
         let tmp = TempDir::new("cluster");
         let dir = tmp.join("cluster");
+        if let Some(weir_toml) = weir_toml {
+            let out = weir_env(&["cluster", "init", "--dir", dir.to_str().unwrap()]);
+            assert!(out.status.success(), "cluster init failed:\n{}", text(&out));
+            std::fs::write(dir.join("weir.toml"), weir_toml).unwrap();
+        }
         let out = weir_env_with(
             &[
                 "cluster",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::cluster::{Cluster, HEARTBEATS, TIMEOUT, alive, job_id, submit_with, task_managers_of, text, weir_env};
-use crate::support::{S3, TempDir, read_output};
+use crate::support::{Etcd, S3, TempDir, read_output};
 
 /// The generator of `window-agg` (`submit_with` adds `--keys 100`): 160,000 events at 20,000
 /// per second, about 8 s of input, so every fault strikes well before the input ends.
@@ -211,6 +211,125 @@ fn job_manager_restart(when: Restart) {
     assert!(task_managers.iter().all(|&pid| alive(pid)), "a task manager exited");
     assert_eq!(registered_task_managers(&cluster), ["taskmanager-0", "taskmanager-1"]);
 
+    assert_exactly_once(reference, &output);
+}
+
+/// A cluster with JobManager high availability: the JobManager `weir cluster start` starts
+/// and a standby, electing their leader in a real etcd, with the job store and the checkpoints
+/// in a real S3 server (s3s-fs), where every JobManager reads them. TaskManagers and clients
+/// find the leader in etcd. 2 s leases.
+struct HaCluster {
+    cluster: Cluster,
+    standby: Process,
+    _s3: S3,
+    _etcd: Etcd,
+}
+
+impl HaCluster {
+    fn start() -> HaCluster {
+        let etcd = Etcd::start();
+        let s3 = S3::start(&["weir"]);
+        let env = s3.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let weir_toml = format!(
+            "[jobmanager]\njob_store = \"s3://weir/jobs\"\n\n[taskmanager]\nslots = 1\n\n\
+             [ha]\netcd = [\"{}\"]\nlease_ttl_ms = 2000\n",
+            etcd.endpoint
+        );
+        let cluster = Cluster::start_configured(2, 1, &env, Some(&weir_toml));
+        let log = std::fs::File::create(cluster.file("logs").join("jobmanager-standby.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["jobmanager", "--dir", cluster.dir()])
+            .envs(HEARTBEATS)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start weir");
+        let standby = Process(child);
+        let ha = HaCluster { cluster, standby, _s3: s3, _etcd: etcd };
+        ha.cluster.wait_for("the standby to wait in the election", TIMEOUT, || {
+            ha.log("jobmanager-standby").contains("waiting to lead the cluster")
+        });
+        ha
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.cluster.file("logs").join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Submits window-agg checkpointing into the bucket (`weir run` finds the leader in etcd).
+    fn submit(&self, output: &Path) -> String {
+        let mut flags = JOB_FLAGS.to_vec();
+        flags.extend(["--checkpoint-dir", "s3://weir/checkpoints"]);
+        submit_with(&self.cluster, "window-agg", 2, &flags, &JOB_ARGS, output)
+    }
+
+    /// Waits until the standby leads, publishes its address and runs the job again; returns
+    /// how long after `since` the job ran again.
+    fn wait_for_the_standby_to_take_over(&self, id: &str, since: Instant) -> Duration {
+        let standby = self.standby.0.id();
+        self.cluster.wait_for("the standby to lead", TIMEOUT, || published_pid(&self.cluster) == Some(standby));
+        self.cluster.wait_for("the job to run again", TIMEOUT, || job(&self.cluster, id).is_some_and(|j| running(&j)));
+        since.elapsed()
+    }
+}
+
+/// The leading JobManager is SIGKILLed: the standby is elected once its lease runs out,
+/// recovers the job from the job store in S3 and its latest checkpoint there, the TaskManagers
+/// follow it, and the output equals a fault-free run's.
+#[test]
+fn a_killed_leader_is_replaced_by_the_standby_and_the_job_stays_exactly_once() {
+    let ha = HaCluster::start();
+    let out = TempDir::new("ha-kill");
+    let reference = reference_run(out.join("reference"));
+    let output = out.join("cluster");
+    let id = ha.submit(&output);
+    ha.cluster.wait_for("a completed checkpoint", TIMEOUT, || latest_checkpoint(&ha.cluster, &id) >= 1);
+    let task_managers = [ha.cluster.pid("taskmanager-0"), ha.cluster.pid("taskmanager-1")];
+
+    let leader = ha.cluster.pid("jobmanager");
+    Command::new("kill").args(["-KILL", &leader.to_string()]).status().unwrap();
+    let killed = Instant::now();
+    let took = ha.wait_for_the_standby_to_take_over(&id, killed);
+    println!("leader killed: the job ran again on the standby after {:.2} s (2 s lease)", took.as_secs_f64());
+
+    wait_until_finished(&ha.cluster, &id);
+    let log = ha.log("jobmanager-standby");
+    assert!(log.contains("restoring from checkpoint"), "the job did not restore from a checkpoint:\n{log}");
+    assert!(task_managers.iter().all(|&pid| alive(pid)), "a task manager exited");
+    assert_eq!(registered_task_managers(&ha.cluster), ["taskmanager-0", "taskmanager-1"]);
+    assert_exactly_once(reference, &output);
+}
+
+/// The leader stops answering (SIGSTOP: its process, and so its lease's keep-alives, frozen)
+/// for longer than its lease: the standby takes over and runs the job. When the old leader
+/// runs again, it finds its lease long gone and ends itself before it drives anything, so two
+/// leaders never run the job; the output equals a fault-free run's.
+#[test]
+fn a_leader_that_lost_its_lease_fences_itself_and_the_standby_runs_the_job_exactly_once() {
+    let mut ha = HaCluster::start();
+    let out = TempDir::new("ha-fence");
+    let reference = reference_run(out.join("reference"));
+    let output = out.join("cluster");
+    let id = ha.submit(&output);
+    ha.cluster.wait_for("a completed checkpoint", TIMEOUT, || latest_checkpoint(&ha.cluster, &id) >= 1);
+
+    let leader = ha.cluster.pid("jobmanager");
+    Command::new("kill").args(["-STOP", &leader.to_string()]).status().unwrap();
+    let stopped = Instant::now();
+    let took = ha.wait_for_the_standby_to_take_over(&id, stopped);
+    println!("leader frozen: the job ran again on the standby after {:.2} s (2 s lease)", took.as_secs_f64());
+    Command::new("kill").args(["-CONT", &leader.to_string()]).status().unwrap();
+    ha.cluster.wait_for("the old leader to end itself", TIMEOUT, || !alive(leader));
+    let log = ha.log("jobmanager");
+    assert!(log.contains("lost the leadership of the cluster"), "the old leader did not fence itself:\n{log}");
+    assert_eq!(published_pid(&ha.cluster), Some(ha.standby.0.id()), "the standby still leads");
+
+    wait_until_finished(&ha.cluster, &id);
+    assert!(ha.standby.0.try_wait().unwrap().is_none(), "the new leader exited");
     assert_exactly_once(reference, &output);
 }
 

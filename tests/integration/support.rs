@@ -278,3 +278,41 @@ impl Drop for S3 {
         let _ = self.child.wait();
     }
 }
+
+/// A real etcd (Debian's etcd-server) on free ports of 127.0.0.1 over a temporary directory,
+/// killed when dropped: the coordination service of JobManager high availability.
+pub(crate) struct Etcd {
+    child: std::process::Child,
+    pub(crate) endpoint: String,
+    _dir: TempDir,
+}
+
+impl Etcd {
+    pub(crate) fn start() -> Etcd {
+        let etcd = std::env::var("WEIR_ETCD").unwrap_or_else(|_| "/usr/bin/etcd".to_owned());
+        assert!(Path::new(&etcd).is_file(), "no etcd at {etcd}: run scripts/setup.sh --tests (or set WEIR_ETCD)");
+        let dir = TempDir::new("etcd");
+        let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (client, peer) = (format!("http://127.0.0.1:{}", free()), format!("http://127.0.0.1:{}", free()));
+        let child = Command::new(&etcd)
+            .args(["--name", "weir-test", "--data-dir", dir.0.to_str().unwrap()])
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("weir-test={peer}"), "--log-level", "error"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {etcd}: {e}"));
+        let etcd = Etcd { child, endpoint: client, _dir: dir };
+        wait_for_port(etcd.endpoint.trim_start_matches("http://"), "etcd");
+        etcd
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -190,6 +190,7 @@ impl JobStore {
 
     fn persist(&self, record: &JobRecord) -> Result<()> {
         let Some(path) = self.path(record.id) else { return Ok(()) };
+        crate::base::fence::check("writing the job store")?;
         let json = serde_json::to_vec_pretty(record)
             .map_err(|e| WeirError::runtime(format!("cannot encode the record of job {}: {e}", record.id)))?;
         path.write_atomically(&crate::base::fs::LocalFs, &json).map_err(|(what, at, e)| io_error(what, &at, e))
@@ -263,7 +264,9 @@ impl JobStore {
         for (_, old) in &ended[..ended.len().saturating_sub(ENDED_KEPT)] {
             jobs.remove(old);
             if let Some(path) = self.path(*old)
-                && let Err(e) = path.remove_file()
+                && let Err(e) = crate::base::fence::check("deleting from the job store")
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| path.remove_file().map_err(|e| e.to_string()))
             {
                 warn!("cannot delete job store file '{path}': {e}");
             }

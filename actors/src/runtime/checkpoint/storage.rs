@@ -99,6 +99,7 @@ pub(crate) fn write_task_in(
 
 /// Completes the checkpoint in `dir` by writing its `_metadata`, last.
 pub(crate) fn write_metadata_in(fs: &dyn FileSystem, dir: &Location, metadata: &CheckpointMetadata) -> Result<()> {
+    crate::base::fence::check("completing a checkpoint")?;
     let json =
         serde_json::to_vec_pretty(metadata).map_err(|e| WeirError::runtime(format!("cannot encode metadata: {e}")))?;
     dir.join(METADATA).write_atomically(fs, &json).map_err(write_error)
@@ -262,6 +263,7 @@ impl CheckpointStorage {
 
     /// Makes `upto` the checkpoint ids' high water mark, durably, before an id under it is issued.
     pub fn reserve_ids(&self, upto: u64) -> Result<()> {
+        crate::base::fence::check("reserving checkpoint ids")?;
         self.job_dir.join(RESERVED_IDS).write_atomically(&*self.fs, format!("{upto}\n").as_bytes()).map_err(write_error)
     }
 
@@ -307,6 +309,10 @@ impl CheckpointStorage {
     /// Deletes checkpoint `n` (aborted, or no longer retained).
     pub fn discard(&self, n: u64) {
         let dir = self.checkpoint_dir(n);
+        if let Err(e) = crate::base::fence::check("deleting a checkpoint") {
+            warn!(checkpoint = n, "{e}");
+            return;
+        }
         if let Err(e) = dir.remove_dir_all() {
             warn!(checkpoint = n, "cannot delete '{dir}': {e}");
         }
@@ -334,6 +340,10 @@ impl CheckpointStorage {
     /// A retained checkpoint whose metadata cannot be read keeps every file (nothing is
     /// deleted rather than something needed).
     pub fn release_shared_files(&self) {
+        if let Err(e) = crate::base::fence::check("deleting shared files") {
+            warn!("{e}");
+            return;
+        }
         let shared = crate::runtime::checkpoint::shared_dir(&self.job_dir);
         let files = match shared.children() {
             Ok(files) if !files.is_empty() => files,
