@@ -59,10 +59,16 @@ impl Drop for Process {
 
 /// Starts `weir ARGS` as a process of the cluster, logging to `logs/<log>.log`.
 fn start_process(cluster: &Cluster, log: &str, args: &[&str]) -> Process {
+    start_process_with_env(cluster, log, args, &[])
+}
+
+/// As [`start_process`], with `env` on top of the tests' heartbeats.
+fn start_process_with_env(cluster: &Cluster, log: &str, args: &[&str], env: &[(&str, &str)]) -> Process {
     let log = std::fs::File::create(cluster.file("logs").join(format!("{log}.log"))).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(args)
         .envs(HEARTBEATS)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -237,18 +243,8 @@ impl HaCluster {
             etcd.endpoint
         );
         let cluster = Cluster::start_configured(2, 1, &env, Some(&weir_toml));
-        let log = std::fs::File::create(cluster.file("logs").join("jobmanager-standby.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["jobmanager", "--dir", cluster.dir()])
-            .envs(HEARTBEATS)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start weir");
-        let standby = Process(child);
+        let standby =
+            start_process_with_env(&cluster, "jobmanager-standby", &["jobmanager", "--dir", cluster.dir()], &env);
         let ha = HaCluster { cluster, standby, _s3: s3, _etcd: etcd };
         ha.cluster.wait_for("the standby to wait in the election", TIMEOUT, || {
             ha.log("jobmanager-standby").contains("waiting to lead the cluster")
