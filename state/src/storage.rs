@@ -6,7 +6,7 @@
 //! absent or whole, and a checkpoint exists iff its `_metadata` does (written last).
 //!
 //! - **Local**: every write goes through a temporary file, fsync and rename, and the directory
-//!   is synced ([`durable`](crate::durable)), through a [`FileSystem`] (tests crash a machine
+//!   is synced ([`durable`]), through a [`FileSystem`] (tests crash a machine
 //!   under it).
 //! - **Object store**: a `PUT` is atomic (an object is absent or whole), so a file is one
 //!   object; one larger than [`PART_SIZE`] is a multipart upload, which is invisible until it
