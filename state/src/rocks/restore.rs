@@ -104,12 +104,11 @@ fn target_state(
 }
 
 /// Puts the files of `handle` into the new directory `path`: its shared files hard-linked from
-/// `shared_dir` (copied where linking fails) and checked against their size and checksum, its
-/// private files written. Returns the shared files by their name in the database.
+/// `shared_dir` (copied where linking fails), or downloaded from an object store several at a
+/// time, and checked against their size and checksum, its private files written. Returns the shared files by their name in the database.
 fn rebuild(handle: &IncrementalHandle, path: &Path, shared_dir: &Location) -> Result<FileMap> {
     std::fs::create_dir_all(path).map_err(|e| StateError::io("create the database directory", path, e))?;
-    let mut files = FileMap::new();
-    for file in &handle.shared {
+    let fetch = |file: &SharedFile| -> Result<()> {
         let from = shared_dir.join(plain_name(&file.name, handle)?);
         let to = path.join(plain_name(&file.local, handle)?);
         let found = match from.as_local().map(|local| (local, std::fs::hard_link(local, &to))) {
@@ -124,9 +123,14 @@ fn rebuild(handle: &IncrementalHandle, path: &Path, shared_dir: &Location) -> Re
                 hash_file(&to)?
             }
         };
-        check(file, found, &from, handle)?;
-        files.insert(file.local.clone(), file.clone());
+        check(file, found, &from, handle)
+    };
+    if shared_dir.as_local().is_some() {
+        handle.shared.iter().try_for_each(fetch)?;
+    } else {
+        download_in_parallel(&handle.shared, &fetch)?;
     }
+    let files = handle.shared.iter().map(|file| (file.local.clone(), file.clone())).collect();
     for file in &handle.private {
         let to = path.join(plain_name(&file.name, handle)?);
         std::fs::write(&to, &file.bytes).map_err(|e| StateError::io("write database file", &to, e))?;
@@ -140,6 +144,40 @@ fn rebuild(handle: &IncrementalHandle, path: &Path, shared_dir: &Location) -> Re
         });
     }
     Ok(files)
+}
+
+/// Shared files downloaded at once from an object store: one download is a sequence of ranged
+/// reads, bound by their round trips rather than the bandwidth.
+const PARALLEL_DOWNLOADS: usize = 4;
+
+/// Runs `fetch` on every file, [`PARALLEL_DOWNLOADS`] at a time; the first error stops the
+/// downloads not yet started and is returned.
+pub(super) fn download_in_parallel(
+    files: &[SharedFile],
+    fetch: &(dyn Fn(&SharedFile) -> Result<()> + Sync),
+) -> Result<()> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_DOWNLOADS.min(files.len()) {
+            scope.spawn(|| {
+                while let Some(file) = files.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                    let result = fetch(file);
+                    let mut failed = failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if let Err(e) = result {
+                        failed.get_or_insert(e);
+                    }
+                    if failed.is_some() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Fails unless the file read from `path` has the size and checksum `file` recorded.

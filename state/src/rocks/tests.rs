@@ -554,3 +554,41 @@ fn files_of_another_shared_directory_are_uploaded_again() {
     let other_job = checkpoint(&mut restored, 3, &SnapshotTarget::new(dir.join("other-shared")));
     assert_eq!(other_job.uploaded().count(), 3);
 }
+
+/// Downloads from an object store run several at a time; every file is fetched once, and the
+/// first failure is returned (the downloads not yet started are not).
+#[test]
+fn parallel_downloads_fetch_every_file_once_and_stop_at_the_first_failure() {
+    use std::sync::Mutex;
+    let file = |i: u64| crate::SharedFile {
+        name: format!("up-{i}.sst"),
+        local: format!("{i}.sst"),
+        bytes: i,
+        checksum: i,
+        uploaded_in: 1,
+    };
+    let files: Vec<_> = (0..20).map(file).collect();
+    let fetched = Mutex::new(Vec::new());
+    restore::download_in_parallel(&files, &|f| {
+        fetched.lock().unwrap().push(f.bytes);
+        Ok(())
+    })
+    .unwrap();
+    let mut fetched = fetched.into_inner().unwrap();
+    fetched.sort_unstable();
+    assert_eq!(fetched, (0..20).collect::<Vec<_>>());
+
+    let started = Mutex::new(0);
+    let e = restore::download_in_parallel(&files, &|f| {
+        *started.lock().unwrap() += 1;
+        if f.bytes == 2 {
+            return Err(StateError::Corrupt { what: format!("file {} is damaged", f.name) });
+        }
+        // The others take a download's time, so that the failure is recorded while they run.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        Ok(())
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("up-2.sst is damaged"), "{e}");
+    assert!(*started.lock().unwrap() < 20, "downloads went on after the failure");
+}
