@@ -169,14 +169,13 @@ impl Location {
 
     /// Whether the file exists (an error only when that cannot be told).
     pub fn is_file(&self) -> io::Result<bool> {
-        let exists = match self {
-            Location::Local(path) => return Ok(path.is_file()),
-            Location::Object(o) => object::size(o),
-        };
-        match exists {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
+        match self {
+            Location::Local(path) => Ok(path.is_file()),
+            Location::Object(o) => match object::size(o) {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e),
+            },
         }
     }
 

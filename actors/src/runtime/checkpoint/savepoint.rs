@@ -79,20 +79,19 @@ impl RestoreFrom {
     /// module docs); every refusal names the savepoint and the operators concerned.
     pub fn savepoint(settings: &SavepointRestore, plan: &JobGraph) -> Result<RestoreFrom> {
         let dir = &settings.path;
-        let shown = dir;
-        let cannot = |e: std::io::Error| refuse(format!("cannot read '{shown}': {e}"));
+        let cannot = |e: std::io::Error| refuse(format!("cannot read '{dir}': {e}"));
         if !dir.is_dir().map_err(cannot)? {
-            return Err(refuse(format!("'{shown}' does not exist")));
+            return Err(refuse(format!("'{dir}' does not exist")));
         }
         if !dir.join(METADATA).is_file().map_err(cannot)? {
             return Err(refuse(format!(
-                "'{shown}' has no {METADATA}: it is not a savepoint (or checkpoint) directory, or one that never completed"
+                "'{dir}' has no {METADATA}: it is not a savepoint (or checkpoint) directory, or one that never completed"
             )));
         }
         let metadata = read_metadata_in(dir).map_err(|e| refuse(e.to_string()))?;
         if metadata.max_parallelism != plan.max_parallelism {
             return Err(refuse(format!(
-                "'{shown}' was taken with max parallelism {} and the job has {}: its keyed state cannot be remapped",
+                "'{dir}' was taken with max parallelism {} and the job has {}: its keyed state cannot be remapped",
                 metadata.max_parallelism, plan.max_parallelism
             )));
         }
@@ -122,20 +121,20 @@ impl RestoreFrom {
         }
         if !changed.is_empty() {
             return Err(refuse(format!(
-                "'{shown}' holds state of operators whose record types changed, which the job cannot read: {}",
+                "'{dir}' holds state of operators whose record types changed, which the job cannot read: {}",
                 changed.join("; ")
             )));
         }
         if !versions.is_empty() {
             return Err(refuse(format!(
-                "'{shown}' holds state in another layout than the job reads: {}; restore it with the job version that \
+                "'{dir}' holds state in another layout than the job reads: {}; restore it with the job version that \
                  wrote it, or give the operator a new uid to start it without that state",
                 versions.join("; ")
             )));
         }
         if !lost.is_empty() && !settings.allow_non_restored_state {
             return Err(refuse(format!(
-                "'{shown}' holds state of operators the job no longer has: {}; to start without it, allow non-restored state (--allow-non-restored-state)",
+                "'{dir}' holds state of operators the job no longer has: {}; to start without it, allow non-restored state (--allow-non-restored-state)",
                 lost.join(", ")
             )));
         }
