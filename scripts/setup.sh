@@ -159,6 +159,10 @@ missing_packages() {
         command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
         # The coordination service of the high-availability tests (they start /usr/bin/etcd).
         [ -x "$root/usr/bin/etcd" ] || packages+=(etcd-server)
+        # Hosts in network namespaces (the multi-host tests, `weir chaos --hosts`): links and
+        # namespaces with ip, partitions, loss and the latency queue with iptables.
+        command -v ip >/dev/null 2>&1 || packages+=(iproute2)
+        command -v iptables >/dev/null 2>&1 || packages+=(iptables)
         # The web UI's test starts these two paths, not whatever is on PATH.
         [ -x "$root/usr/bin/chromium" ] || packages+=(chromium)
         [ -x "$root/usr/bin/chromedriver" ] || packages+=(chromium-driver)

@@ -28,6 +28,27 @@ pub(crate) enum ClusterCommand {
     Stop(DirArg),
     /// Show the JobManager, the TaskManagers and their slots.
     Status(DirArg),
+    /// Make the cluster directory of a node on another machine: the CA's certificate (not its
+    /// key), a certificate and key of the node's own naming its addresses, the REST token and
+    /// weir.toml. Copy it to that machine and start the node with `--dir` on it.
+    Issue(IssueArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IssueArgs {
+    /// The cluster directory holding the CA's key (default: $WEIR_CLUSTER_DIR, else
+    /// ~/.weir/cluster).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+    /// The node's name (its certificate's common name).
+    #[arg(long)]
+    pub(crate) node: String,
+    /// An address the node is reached at (repeatable); its certificate names each.
+    #[arg(long = "address", value_name = "IP")]
+    pub(crate) addresses: Vec<std::net::IpAddr>,
+    /// The node's new cluster directory (must not exist, or be empty).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +113,12 @@ pub(crate) fn command(cmd: ClusterCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ClusterCommand::Status(a) => status(&ClusterDir::resolve(a.dir)?),
+        ClusterCommand::Issue(a) => {
+            let (dir, out) = (ClusterDir::resolve(a.dir)?, ClusterDir::resolve(Some(a.out))?);
+            dir.issue(&a.node, &a.addresses, &out)?;
+            println!("issued node {} in {}", a.node, out.path.display());
+            Ok(())
+        }
     }
 }
 

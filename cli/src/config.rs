@@ -8,7 +8,7 @@
 //! clients cut the cluster's connections (`weir cut-connections`, for tests and chaos runs).
 //! It stays out of `weir.toml` so that a configuration file copied around never turns it on.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -271,6 +271,39 @@ impl ClusterDir {
         }
         std::fs::create_dir_all(self.file("logs"))?;
         std::fs::create_dir_all(self.file("pids"))?;
+        Ok(())
+    }
+
+    /// Makes `out` the cluster directory of node `node` on another machine: the CA's
+    /// certificate (not its key), an identity of the node's own whose certificate names
+    /// `addresses`, the REST token and this directory's `weir.toml`.
+    pub(crate) fn issue(&self, node: &str, addresses: &[IpAddr], out: &ClusterDir) -> anyhow::Result<()> {
+        let ca_key = self.file("ca.key");
+        if !self.is_initialised() || !ca_key.exists() {
+            bail!(
+                "{} is not a cluster directory holding its CA's key (ca.key; `weir cluster init` makes one)",
+                self.path.display()
+            );
+        }
+        if out.path.exists() && std::fs::read_dir(&out.path)?.next().is_some() {
+            bail!("{} exists and is not empty: choose a new directory for node {node}", out.path.display());
+        }
+        let read =
+            |path: PathBuf| std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()));
+        let ca = ClusterCa::from_pem(&read(self.file("ca.pem"))?, &read(ca_key)?)?;
+        let identity = ca.issue_for(node, addresses)?;
+        std::fs::create_dir_all(&out.path).with_context(|| format!("cannot create {}", out.path.display()))?;
+        std::fs::write(out.file("ca.pem"), &identity.ca_pem)?;
+        std::fs::write(out.file("node.pem"), &identity.cert_pem)?;
+        write_private(&out.file("node.key"), &identity.key_pem)?;
+        write_private(&out.file("token"), &self.token()?)?;
+        let config = self.file("weir.toml");
+        if config.exists() {
+            std::fs::copy(&config, out.file("weir.toml"))
+                .with_context(|| format!("cannot copy {}", config.display()))?;
+        }
+        std::fs::create_dir_all(out.file("logs"))?;
+        std::fs::create_dir_all(out.file("pids"))?;
         Ok(())
     }
 

@@ -17,6 +17,7 @@ pub mod chaos;
 mod cluster;
 mod config;
 mod ha;
+pub mod hosts;
 mod kafka;
 mod nexmark;
 mod node;
@@ -77,6 +78,10 @@ enum Command {
     /// Fault injection: cut connections of a running cluster as a network failure would (tests
     /// and chaos runs; the processes must run with WEIR_FAULT_INJECTION=1).
     CutConnections(cluster::CutArgs),
+    /// Delay the packets of a netfilter queue (latency for hosts of `weir chaos --hosts` and
+    /// the multi-host tests; runs inside a host's network namespace).
+    #[command(hide = true)]
+    DelayPackets(hosts::delay::DelayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -297,6 +302,7 @@ pub fn main(registry: JobRegistry) -> ExitCode {
         Command::Taskmanager(a) => node::task_manager(&registry, a),
         Command::Bench(args) => bench::run(&registry, args),
         Command::Chaos(args) => chaos::run(&registry, args),
+        Command::DelayPackets(args) => hosts::delay::run(args),
         Command::Nexmark(command) => nexmark::command(command),
         Command::Kafka(command) => kafka::command(command),
         Command::CutConnections(args) => cluster::cut_connections(args),

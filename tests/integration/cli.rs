@@ -282,3 +282,34 @@ fn run_local_serves_the_rest_api_and_metrics_and_a_cancel_through_it_ends_the_ru
     let said: Vec<String> = rest_line.try_iter().collect();
     assert!(said.iter().any(|l| l.contains("CANCELED")), "{said:?}");
 }
+
+/// `weir cluster issue` makes a node's directory (the CA's certificate, not its key; a key of
+/// the node's own), and refuses a directory without the CA's key, an existing node directory
+/// and a bad address.
+#[test]
+fn cluster_issue_makes_a_node_directory_without_the_ca_key_and_refuses_bad_input() {
+    let tmp = TempDir::new("issue");
+    let (ca, node) = (tmp.join("ca"), tmp.join("node"));
+    let (ca, node) = (ca.to_str().unwrap(), node.to_str().unwrap());
+    let t = TIMEOUT;
+    assert!(weir(&["cluster", "init", "--dir", ca], t).status.success());
+    let issue = |dir: &str, address: &str, out: &str| {
+        weir(&["cluster", "issue", "--dir", dir, "--node", "tm-7", "--address", address, "--out", out], t)
+    };
+    let out = issue(ca, "10.200.0.7", node);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let files: std::collections::BTreeSet<String> =
+        std::fs::read_dir(node).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(["ca.pem", "node.pem", "node.key", "token", "weir.toml"].iter().all(|f| files.contains(*f)), "{files:?}");
+    assert!(!files.contains("ca.key"), "a node's directory holds no CA key");
+    let read = |dir: &str, f: &str| std::fs::read_to_string(std::path::Path::new(dir).join(f)).unwrap();
+    assert_ne!(read(node, "node.key"), read(ca, "node.key"), "the node's key is its own");
+    assert_eq!(read(node, "token"), read(ca, "token"));
+
+    let out = issue(ca, "10.200.0.7", node);
+    assert!(!out.status.success() && stderr(&out).contains("is not empty"), "{}", stderr(&out));
+    let out = issue(node, "10.200.0.8", tmp.join("other").to_str().unwrap());
+    assert!(!out.status.success() && stderr(&out).contains("CA's key"), "{}", stderr(&out));
+    let out = issue(ca, "10.200.0.300", tmp.join("other").to_str().unwrap());
+    assert!(!out.status.success() && stderr(&out).contains("--address"), "{}", stderr(&out));
+}

@@ -38,7 +38,8 @@ pub(crate) fn http(addr: &str, method: &str, path: &str, headers: &str, body: Op
 /// A cluster started with `weir cluster start`, stopped (and its pids killed) when dropped.
 pub(crate) struct Cluster {
     dir: PathBuf,
-    _tmp: TempDir,
+    /// `None`: [`attached`](Cluster::attach), not started (nor stopped) by this value.
+    _tmp: Option<TempDir>,
 }
 
 impl Cluster {
@@ -80,7 +81,13 @@ impl Cluster {
             env,
         );
         assert!(out.status.success(), "cluster start failed:\n{}", text(&out));
-        Cluster { dir, _tmp: tmp }
+        Cluster { dir, _tmp: Some(tmp) }
+    }
+
+    /// The cluster whose JobManager publishes itself in `dir`, its processes started by the
+    /// caller (who stops them): the REST helpers, for a JobManager on a host of its own.
+    pub(crate) fn attach(dir: PathBuf) -> Cluster {
+        Cluster { dir, _tmp: None }
     }
 
     pub(crate) fn dir(&self) -> &str {
@@ -148,6 +155,10 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if self._tmp.is_none() {
+            // Attached: its processes are the caller's to stop.
+            return;
+        }
         let pids = self.pids();
         let _ = weir_env(&["cluster", "stop", "--dir", self.dir()]);
         // A safety net by the processes' own ids, should `cluster stop` have failed.

@@ -15,12 +15,13 @@ use crate::support::{Etcd, S3, TempDir, read_output};
 
 /// The generator of `window-agg` (`submit_with` adds `--keys 100`): 160,000 events at 20,000
 /// per second, about 8 s of input, so every fault strikes well before the input ends.
-const JOB_ARGS: [&str; 8] = ["--events", "160000", "--rate", "20000", "--seed", "5", "--out-of-order-ms", "150"];
+pub(crate) const JOB_ARGS: [&str; 8] =
+    ["--events", "160000", "--rate", "20000", "--seed", "5", "--out-of-order-ms", "150"];
 /// Checkpoints every 200 ms and quick restarts.
-const JOB_FLAGS: [&str; 4] = ["--checkpoint-interval", "200ms", "--restart-delay", "100ms"];
+pub(crate) const JOB_FLAGS: [&str; 4] = ["--checkpoint-interval", "200ms", "--restart-delay", "100ms"];
 
 /// The same job on a MiniCluster without faults, in the background; its committed output.
-fn reference_run(output: PathBuf) -> JoinHandle<Vec<String>> {
+pub(crate) fn reference_run(output: PathBuf) -> JoinHandle<Vec<String>> {
     reference_run_with(output, JOB_ARGS)
 }
 
@@ -39,7 +40,7 @@ fn reference_run_with(output: PathBuf, args: [&'static str; 8]) -> JoinHandle<Ve
 
 /// The committed output in `output` equals the reference run's: nothing lost, nothing
 /// duplicated.
-fn assert_exactly_once(reference: JoinHandle<Vec<String>>, output: &Path) {
+pub(crate) fn assert_exactly_once(reference: JoinHandle<Vec<String>>, output: &Path) {
     let expected = reference.join().unwrap();
     let lines = read_output(output);
     assert!(!expected.is_empty());
@@ -87,25 +88,25 @@ fn start_job_manager(cluster: &Cluster) -> Process {
 }
 
 /// The pid in the cluster directory's `jobmanager.addr`.
-fn published_pid(cluster: &Cluster) -> Option<u32> {
+pub(crate) fn published_pid(cluster: &Cluster) -> Option<u32> {
     let published = std::fs::read_to_string(cluster.file("jobmanager.addr")).ok()?;
     published.lines().find_map(|l| l.strip_prefix("pid = ")?.trim().parse().ok())
 }
 
 /// `GET /jobs/{id}`, or `None` while the JobManager cannot answer.
-fn job(cluster: &Cluster, id: &str) -> Option<Value> {
+pub(crate) fn job(cluster: &Cluster, id: &str) -> Option<Value> {
     let (status, job) = cluster.rest("GET", &format!("/jobs/{id}"), None, None);
     (status == 200).then_some(job)
 }
 
 /// Running, with every subtask running.
-fn running(job: &Value) -> bool {
+pub(crate) fn running(job: &Value) -> bool {
     let mut subtasks = job["vertices"].as_array().unwrap().iter().flat_map(|v| v["subtasks"].as_array().unwrap());
     job["state"] == "RUNNING" && subtasks.all(|s| s["status"] == "RUNNING")
 }
 
 /// The id of the job's latest completed checkpoint (0: none yet).
-fn latest_checkpoint(cluster: &Cluster, id: &str) -> u64 {
+pub(crate) fn latest_checkpoint(cluster: &Cluster, id: &str) -> u64 {
     let (status, checkpoints) = cluster.rest("GET", &format!("/jobs/{id}/checkpoints"), None, None);
     if status != 200 {
         return 0;
@@ -115,7 +116,7 @@ fn latest_checkpoint(cluster: &Cluster, id: &str) -> u64 {
 }
 
 /// The job's restarts and the causes of its failures.
-fn exceptions(cluster: &Cluster, id: &str) -> (u64, Vec<String>) {
+pub(crate) fn exceptions(cluster: &Cluster, id: &str) -> (u64, Vec<String>) {
     let (status, body) = cluster.rest("GET", &format!("/jobs/{id}/exceptions"), None, None);
     if status != 200 {
         return (0, Vec::new());
@@ -124,7 +125,7 @@ fn exceptions(cluster: &Cluster, id: &str) -> (u64, Vec<String>) {
     (body["restarts"].as_u64().unwrap(), causes.collect())
 }
 
-fn wait_until_finished(cluster: &Cluster, id: &str) {
+pub(crate) fn wait_until_finished(cluster: &Cluster, id: &str) {
     cluster.wait_for("the job to finish", TIMEOUT, || {
         let Some(job) = job(cluster, id) else { return false };
         assert!(
@@ -143,7 +144,7 @@ fn wait_for_failover(cluster: &Cluster, id: &str, restarts: u64) {
     cluster.wait_for("the job to run again", TIMEOUT, || job(cluster, id).is_some_and(|j| running(&j)));
 }
 
-fn registered_task_managers(cluster: &Cluster) -> Vec<String> {
+pub(crate) fn registered_task_managers(cluster: &Cluster) -> Vec<String> {
     let (_, body) = cluster.rest("GET", "/taskmanagers", None, None);
     let mut ids: Vec<String> =
         body["taskmanagers"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_owned()).collect();

@@ -9,6 +9,7 @@ mod cluster_recovery;
 mod event_windows;
 mod fault_tolerance;
 mod golden;
+mod hosts;
 mod joins;
 mod kafka;
 mod nexmark;

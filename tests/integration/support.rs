@@ -289,12 +289,26 @@ pub(crate) struct Etcd {
 
 impl Etcd {
     pub(crate) fn start() -> Etcd {
+        let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Etcd::start_with(Command::new(Etcd::binary()), "127.0.0.1", free(), free())
+    }
+
+    /// An etcd on host `host` of `network`, listening on its address.
+    pub(crate) fn start_in(network: &weir_cli::hosts::Network, host: &str) -> Etcd {
+        let address = network.address(host).unwrap().to_string();
+        Etcd::start_with(network.command(host, Etcd::binary()).unwrap(), &address, 2379, 2380)
+    }
+
+    fn binary() -> String {
         let etcd = std::env::var("WEIR_ETCD").unwrap_or_else(|_| "/usr/bin/etcd".to_owned());
         assert!(Path::new(&etcd).is_file(), "no etcd at {etcd}: run scripts/setup.sh --tests (or set WEIR_ETCD)");
+        etcd
+    }
+
+    fn start_with(mut command: Command, ip: &str, client_port: u16, peer_port: u16) -> Etcd {
         let dir = TempDir::new("etcd");
-        let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let (client, peer) = (format!("http://127.0.0.1:{}", free()), format!("http://127.0.0.1:{}", free()));
-        let child = Command::new(&etcd)
+        let (client, peer) = (format!("http://{ip}:{client_port}"), format!("http://{ip}:{peer_port}"));
+        let child = command
             .args(["--name", "weir-test", "--data-dir", dir.0.to_str().unwrap()])
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
@@ -303,7 +317,7 @@ impl Etcd {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {etcd}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start etcd: {e}"));
         let etcd = Etcd { child, endpoint: client, _dir: dir };
         wait_for_port(etcd.endpoint.trim_start_matches("http://"), "etcd");
         etcd

@@ -46,9 +46,17 @@ pub(crate) trait TaskInput: Send {
     fn records(batch: &Self::Batch) -> u64;
 }
 
-/// The next batch of `input` (see [`TaskInput::poll_next`]).
+/// The next batch of `input` (see [`TaskInput::poll_next`]), or `None` as soon as a channel
+/// closes, so that the loop checks at once whether it had ended first. (Otherwise a channel
+/// that fails while the others are blocked for an alignment would go unnoticed: nothing else
+/// wakes the loop, and its producers wait on its full inputs.)
 pub(crate) async fn next<I: TaskInput>(input: &mut I) -> Option<(usize, I::Batch)> {
-    poll_fn(|cx| input.poll_next(cx)).await
+    let open = input.num_open();
+    poll_fn(|cx| match input.poll_next(cx) {
+        Poll::Pending if input.num_open() < open => Poll::Ready(None),
+        polled => polled,
+    })
+    .await
 }
 
 impl<T: Data> TaskInput for InputGate<T> {

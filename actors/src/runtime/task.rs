@@ -628,7 +628,7 @@ pub(crate) async fn run_input<T: Data, I: TaskInput<Item = T>>(
             Wake::Control(ctl) => state.control(ctl, &mut *head, &mut io, &mut gate),
             Wake::Flush => flush(&mut *head, &mut io, &mut timers),
             Wake::ProcessingTime => fire_processing_time(&mut *head, &mut io, &mut timers),
-            // `None`: the last channels closed; whether they ended first is checked below.
+            // `None`: a channel closed; whether it ended first is checked below.
             Wake::Ready(None) | Wake::ControlClosed => {}
             Wake::Ready(Some((channel, elements))) => {
                 io.metrics.mark_first_record(io.now_ms());

@@ -5,6 +5,7 @@
 //! the cluster's CA is what makes a node a member.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -95,8 +96,18 @@ impl ClusterCa {
     /// A new identity for node `node_name` (its certificate's common name), signed by this CA:
     /// valid as a server for [`SERVER_NAME`], `localhost`, 127.0.0.1 and ::1, and as a client.
     pub fn issue(&self, node_name: &str) -> Result<NodeIdentity> {
+        self.issue_for(node_name, &[])
+    }
+
+    /// As [`issue`](Self::issue), for a node of its own on another machine: its certificate
+    /// names `addresses` too (as IP subject alternative names) and its key is its own.
+    pub fn issue_for(&self, node_name: &str, addresses: &[IpAddr]) -> Result<NodeIdentity> {
         let key = KeyPair::generate().map_err(tls("generating a node key"))?;
-        let names = [SERVER_NAME, "localhost", "127.0.0.1", "::1"].map(String::from);
+        let names = [SERVER_NAME, "localhost", "127.0.0.1", "::1"]
+            .map(String::from)
+            .into_iter()
+            .chain(addresses.iter().map(IpAddr::to_string))
+            .collect::<Vec<_>>();
         let mut params = CertificateParams::new(names).map_err(tls("naming a node certificate"))?;
         params.distinguished_name = distinguished_name(node_name);
         params.is_ca = IsCa::ExplicitNoCa;

@@ -398,3 +398,24 @@ async fn a_subtask_that_ends_waits_for_its_snapshot_writes() {
     let _ = std::fs::remove_dir_all(dir);
     assert!(acked, "the savepoint's acknowledgement was out when the subtask ended");
 }
+
+/// Found by the multi-host tests (#16): two TaskManagers partitioned from each other until
+/// their data connection timed out, and the job never failed over. The subtask had a barrier
+/// on its local input and waited for it on the remote one; when the remote channel closed
+/// (without end-of-data) the gate noted it and went on waiting on the blocked local input, so
+/// nothing woke the subtask to fail, and its producers stayed blocked on its full local input.
+/// A channel closing now wakes the subtask, which fails at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_closing_without_end_of_data_during_an_alignment_fails_the_subtask() {
+    let h = Harness::start("closed-aligning", 2, true);
+    h.send(0, vec![Element::Record(1, 0), h.barrier(1, None), Element::Record(2, 0)]).await;
+    h.recorder.wait_for("record 1", |s| s.contains(&Seen::Record(1))).await;
+    let Harness { mut inputs, task, dir, .. } = h;
+    // Input 1's producer is gone (its connection failed) before its barrier came.
+    inputs.truncate(1);
+    let ended = tokio::time::timeout(DEADLINE, task).await.expect("the subtask failed in time").unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    let error = ended.expect_err("a channel closed without end-of-data");
+    assert!(error.to_string().contains("closed without end-of-data"), "{error}");
+    drop(inputs);
+}

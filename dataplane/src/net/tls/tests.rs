@@ -39,6 +39,18 @@ fn issued_identities_verify_as_servers_and_clients() {
 }
 
 #[test]
+fn an_identity_issued_for_addresses_names_them() {
+    let ca = ClusterCa::generate("test").unwrap();
+    let node = ca.issue_for("host-a", &["10.200.3.2".parse().unwrap(), "fd00::7".parse().unwrap()]).unwrap();
+    for name in [SERVER_NAME, "127.0.0.1", "10.200.3.2", "fd00::7"] {
+        assert_eq!(verify(&ca.cert_pem(), &node, name), (Ok(()), Ok(())), "as server {name}");
+    }
+    let (server, _) = verify(&ca.cert_pem(), &node, "10.200.3.3");
+    assert!(server.is_err(), "host-a is not 10.200.3.3");
+    assert_ne!(node.key_pem, ca.issue_for("host-a", &[]).unwrap().key_pem, "every identity has a key of its own");
+}
+
+#[test]
 fn a_certificate_from_another_ca_does_not_verify() {
     let ours = ClusterCa::generate("ours").unwrap();
     let theirs = ClusterCa::generate("ours").unwrap();
