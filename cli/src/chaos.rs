@@ -23,7 +23,12 @@
 //! - with `--cluster`, a cluster of real processes (`processes.rs`): the same actor kills
 //!   (through the JobManager's fault-injection requests), and besides them TaskManager
 //!   processes SIGKILLed and replaced, the JobManager process SIGKILLed and started again, and
-//!   control and data connections cut.
+//!   control and data connections cut;
+//! - with `--hosts`, the same processes each on a host of its own ([`crate::hosts`]: a network
+//!   namespace with its address on a bridge), and the network between them struck instead: a
+//!   TaskManager partitioned from the JobManager, two TaskManagers from each other, the
+//!   JobManager from everyone (each healed 0.5–4 s later), a TaskManager's host delayed and
+//!   lossy for a while, a TaskManager's host vanishing (a new host replaces it).
 //!
 //! Faults strike at any moment until the job ends, also after the sources' input ended: the
 //! job's final checkpoint commits the sinks' last files exactly once. Besides the strikes at
@@ -80,6 +85,11 @@ pub(crate) struct ChaosArgs {
     /// one slot), killing and cutting processes and connections too.
     #[arg(long)]
     cluster: bool,
+    /// Run the faulty job on a cluster of processes each on a host of its own (a network
+    /// namespace on a bridge; needs root, `ip` and `iptables`), striking the network between
+    /// them: partitions healed later, latency and loss, hosts that vanish.
+    #[arg(long, conflicts_with = "cluster")]
+    hosts: bool,
     /// The job to run, by its name in the binary's registry: `semantics-check` (the chaos
     /// suite's own job) or any deterministic job that takes the generator's arguments and
     /// `--output DIR` (`window-agg`, `late-windows` of the `weir` binary's examples).
@@ -298,7 +308,12 @@ async fn inject(
             Strike::TaskManagerProcess { .. }
             | Strike::JobManagerProcess
             | Strike::ControlCut { .. }
-            | Strike::DataCut { .. } => "nothing to kill",
+            | Strike::DataCut { .. }
+            | Strike::PartitionFromJobManager { .. }
+            | Strike::PartitionPeers { .. }
+            | Strike::IsolateJobManager { .. }
+            | Strike::Impair { .. }
+            | Strike::VanishHost { .. } => "nothing to kill",
         };
         *kinds.entry(kind.to_owned()).or_default() += 1;
     }
@@ -322,6 +337,8 @@ pub enum Target {
     MiniCluster,
     /// A cluster of `weir` processes started from this binary.
     Processes,
+    /// Those processes, each on a host of its own ([`crate::hosts`]).
+    Hosts,
 }
 
 /// One chaos run: the reference, then the faulty run on `target`. A faulty run that fails or
@@ -343,7 +360,7 @@ pub fn run_seed(plan: &ChaosPlan, seed: u64) -> anyhow::Result<ChaosReport> {
         vertices: &vertices,
         task_managers: match plan.target {
             Target::MiniCluster => 2,
-            Target::Processes => processes::TASK_MANAGERS,
+            Target::Processes | Target::Hosts => processes::TASK_MANAGERS,
         },
         strikes: plan.faults,
         failpoints: plan.failpoints,
@@ -354,7 +371,7 @@ pub fn run_seed(plan: &ChaosPlan, seed: u64) -> anyhow::Result<ChaosReport> {
     let mut kinds = FaultCounts::new();
     let outcome = match plan.target {
         Target::MiniCluster => runtime.block_on(run_job(&work, "faulty", plan, config, Some((&schedule, &mut kinds)))),
-        Target::Processes => processes::faulty_run(&work, plan, config, &schedule, &mut kinds),
+        Target::Processes | Target::Hosts => processes::faulty_run(&work, plan, config, &schedule, &mut kinds),
     };
     match &outcome {
         Ok((output, _)) if output.len() == expected.len() => {
@@ -429,12 +446,16 @@ pub(crate) fn run(registry: &JobRegistry, args: ChaosArgs) -> anyhow::Result<()>
     }));
     let first = args.seed.unwrap_or_else(|| weir_actors::base::time::wall_clock_ms() as u64);
     let plan = ChaosPlan {
-        target: if args.cluster { Target::Processes } else { Target::MiniCluster },
+        target: match (args.cluster, args.hosts) {
+            (_, true) => Target::Hosts,
+            (true, false) => Target::Processes,
+            (false, false) => Target::MiniCluster,
+        },
         registry: registry.clone(),
         job: args.job,
         job_args: args.job_args,
-        events: args.events.unwrap_or(if args.cluster { 100_000 } else { 40_000 }),
-        faults: args.faults.unwrap_or(if args.cluster { 6 } else { 4 }),
+        events: args.events.unwrap_or(if args.cluster || args.hosts { 100_000 } else { 40_000 }),
+        faults: args.faults.unwrap_or(if args.cluster || args.hosts { 6 } else { 4 }),
         failpoints: args.failpoints,
         explicit: (!args.failpoint.is_empty()).then_some(args.failpoint),
         state_backend: args.state_backend,

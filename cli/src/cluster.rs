@@ -143,13 +143,25 @@ pub(crate) fn spawn(
     args: &[String],
     env: &[(String, String)],
 ) -> anyhow::Result<std::process::Child> {
+    let exe = std::env::current_exe().context("cannot find the weir binary")?;
+    spawn_command(dir, name, Command::new(exe), args, env)
+}
+
+/// As [`spawn`], with `command` running the binary (e.g. `ip netns exec HOST weir`: a host of
+/// `weir chaos --hosts`).
+pub(crate) fn spawn_command(
+    dir: &ClusterDir,
+    name: &str,
+    mut command: Command,
+    args: &[String],
+    env: &[(String, String)],
+) -> anyhow::Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(dir.file("logs"))?;
     std::fs::create_dir_all(dir.file("pids"))?;
     let log_path = dir.file("logs").join(format!("{name}.log"));
     let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let exe = std::env::current_exe().context("cannot find the weir binary")?;
-    let child = Command::new(exe)
+    let child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -208,29 +220,38 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<Started> {
         processes.push((name, child));
     }
     // Ready when every TaskManager has registered its slots.
+    let registered = wait_for_task_managers(&dir, &published, args.taskmanagers, deadline)?;
+    Ok(Started { dir, published, registered, processes })
+}
+
+/// Waits until `count` TaskManagers registered their slots with the JobManager `published`
+/// (by `deadline`); the TaskManagers.
+pub(crate) fn wait_for_task_managers(
+    dir: &ClusterDir,
+    published: &crate::config::Published,
+    count: usize,
+    deadline: Instant,
+) -> anyhow::Result<Vec<weir_actors::cluster::TaskManagerInfo>> {
     let identity = dir.identity()?;
-    let registered = crate::runtime()?.block_on(async {
+    crate::runtime()?.block_on(async {
         let mut client = ClusterClient::connect(published.quic, &identity, NetConfig::default()).await?;
         loop {
             let overview = client.overview().await?;
-            if overview.task_managers.len() >= args.taskmanagers {
+            if overview.task_managers.len() >= count {
                 client.close().await;
                 return anyhow::Ok(overview.task_managers);
             }
             if Instant::now() > deadline {
-                let tails: Vec<String> =
-                    (0..args.taskmanagers).map(|i| log_tail(&dir, &format!("taskmanager-{i}"))).collect();
+                let tails: Vec<String> = (0..count).map(|i| log_tail(dir, &format!("taskmanager-{i}"))).collect();
                 bail!(
-                    "only {} of {} task managers registered:\n{}",
+                    "only {} of {count} task managers registered:\n{}",
                     overview.task_managers.len(),
-                    args.taskmanagers,
                     tails.join("\n")
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    })?;
-    Ok(Started { dir, published, registered, processes })
+    })
 }
 
 /// The arguments of `weir jobmanager` for the cluster in `dir`.

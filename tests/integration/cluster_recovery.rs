@@ -570,7 +570,7 @@ fn chaos_crashes_processes_at_protocol_steps() {
 
 /// SIGKILLs the processes of the clusters a `weir chaos --cluster` process `pid` started (their
 /// pid files are under its temporary directories).
-fn kill_chaos_clusters(pid: u32) {
+pub(crate) fn kill_chaos_clusters(pid: u32) {
     let prefix = format!("weir-chaos-{pid}-");
     for run in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
         if !run.file_name().to_string_lossy().starts_with(&prefix) {

@@ -17,6 +17,11 @@
 //! | savepoint taken | `ClientRequest::TriggerSavepoint` (the job runs on) |
 //! | crash at a failpoint | the JobManager or one TaskManager aborts at a protocol step (`WEIR_FAILPOINTS`), and is started again |
 //!
+//! With `--hosts` every process runs on a host of its own ([`crate::hosts`]; a TaskManager's
+//! host is named as it, a replacement gets a new one), listening on its host's address (the
+//! JobManager on the same address after every restart), and the strikes are faults of the
+//! network between them instead (see [`super`]).
+//!
 //! The strikes and failpoints come from the run's [`Schedule`]. A process that exits is
 //! noticed whenever the run waits on the cluster: one that aborted at its failpoint (its log
 //! says which) is counted by step and started again (without failpoints); any other exit fails
@@ -38,9 +43,12 @@ use weir_actors::cluster::remote::protocol::{ConnectionKind, CutConnections};
 use weir_actors::{JobDetails, JobId, JobStatus};
 
 use super::schedule::{Schedule, Strike};
-use super::{ChaosPlan, FaultCounts, lines, submission};
-use crate::cluster::{StartArgs, job_manager_args, spawn, start, task_manager_args};
+use super::{ChaosPlan, FaultCounts, Target, lines, submission};
+use crate::cluster::{
+    StartArgs, job_manager_args, spawn, spawn_command, start, task_manager_args, wait_for_task_managers,
+};
 use crate::config::ClusterDir;
+use crate::hosts::{Impairment, Network};
 
 /// TaskManagers kept running (one more than the job's two slots, so that a killed one's
 /// subtasks can move at once while its replacement starts).
@@ -51,6 +59,10 @@ const JOB_DEADLINE: Duration = Duration::from_secs(240);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the JobManager may be unreachable (a restart) before the run gives up.
 const UNREACHABLE: Duration = Duration::from_secs(60);
+/// With `--hosts`: the JobManager's host (each TaskManager's is named as the TaskManager).
+const JOB_MANAGER_HOST: &str = "jobmanager";
+/// Where the JobManager listens on its host, after every restart alike.
+const JOB_MANAGER_PORT: u16 = 6123;
 
 /// The processes of the chaos cluster: killed (SIGKILL) and reaped when dropped.
 struct Processes {
@@ -62,6 +74,8 @@ struct Processes {
     /// TaskManagers started so far (the next one's id), and JobManager restarts.
     started: usize,
     restarts: usize,
+    /// With `--hosts`: the hosts the processes run on (dropped after them).
+    network: Option<Network>,
 }
 
 impl Drop for Processes {
@@ -73,9 +87,34 @@ impl Drop for Processes {
     }
 }
 
+/// Starts `weir ARGS` as process `name` of the cluster in `dir`: here, or on host `host` of
+/// `network` (made if new), listening on its address.
+fn spawn_on(
+    network: Option<&Network>,
+    dir: &ClusterDir,
+    host: &str,
+    name: &str,
+    mut args: Vec<String>,
+    env: &[(String, String)],
+) -> anyhow::Result<Child> {
+    let Some(network) = network else { return spawn(dir, name, &args, env) };
+    let address = match network.address(host) {
+        Ok(address) => address,
+        Err(_) => network.add_host(host)?,
+    };
+    if host == JOB_MANAGER_HOST {
+        args.extend(["--bind".into(), format!("{address}:{JOB_MANAGER_PORT}")]);
+        args.extend(["--rest-bind".into(), format!("{address}:0")]);
+    } else {
+        args.extend(["--bind".into(), format!("{address}:0"), "--metrics-bind".into(), format!("{address}:0")]);
+    }
+    let exe = std::env::current_exe().context("cannot find the weir binary")?;
+    spawn_command(dir, name, network.command(host, exe)?, &args, env)
+}
+
 impl Processes {
     /// Starts the cluster, with `schedule`'s failpoints armed in their processes.
-    fn start(dir: &Path, schedule: &Schedule) -> anyhow::Result<Processes> {
+    fn start(dir: &Path, schedule: &Schedule, target: Target) -> anyhow::Result<Processes> {
         let env: Vec<(String, String)> = [
             ("WEIR_FAULT_INJECTION", "1"),
             ("WEIR_HEARTBEAT_INTERVAL_MS", "200"),
@@ -93,6 +132,9 @@ impl Processes {
                 (!points.is_empty()).then(|| (name, "WEIR_FAILPOINTS".to_owned(), points.join(",")))
             })
             .collect();
+        if target == Target::Hosts {
+            return Processes::start_on_hosts(dir, env, process_env);
+        }
         let started = start(StartArgs {
             dir: Some(dir.to_path_buf()),
             taskmanagers: TASK_MANAGERS,
@@ -109,7 +151,51 @@ impl Processes {
             task_managers: processes.collect(),
             started: TASK_MANAGERS,
             restarts: 0,
+            network: None,
         })
+    }
+
+    /// As [`start`](Self::start), each process on a new host of its own; returns once every
+    /// TaskManager registered.
+    fn start_on_hosts(
+        dir: &Path,
+        env: Vec<(String, String)>,
+        process_env: Vec<(String, String, String)>,
+    ) -> anyhow::Result<Processes> {
+        let cluster = ClusterDir::resolve(Some(dir.to_path_buf()))?;
+        cluster.init()?;
+        let network = Network::create(std::env::current_exe().context("cannot find the weir binary")?)?;
+        let env_of = |name: &str| -> Vec<(String, String)> {
+            let own = process_env.iter().filter(|(p, _, _)| p == name).map(|(_, k, v)| (k.clone(), v.clone()));
+            env.iter().cloned().chain(own).collect()
+        };
+        let args = job_manager_args(&cluster);
+        let job_manager =
+            spawn_on(Some(&network), &cluster, JOB_MANAGER_HOST, "jobmanager", args, &env_of("jobmanager"))?;
+        let mut processes = Processes {
+            dir: cluster,
+            env: env.clone(),
+            job_manager,
+            task_managers: Vec::new(),
+            started: TASK_MANAGERS,
+            restarts: 0,
+            network: Some(network),
+        };
+        processes.wait_for_job_manager()?;
+        for i in 0..TASK_MANAGERS {
+            let name = format!("taskmanager-{i}");
+            let args = task_manager_args(&processes.dir, &name, Some(1));
+            let child = spawn_on(processes.network.as_ref(), &processes.dir, &name, &name, args, &env_of(&name))?;
+            processes.task_managers.push((name, child));
+        }
+        let published = processes.dir.published()?;
+        wait_for_task_managers(&processes.dir, &published, TASK_MANAGERS, Instant::now() + UNREACHABLE)?;
+        Ok(processes)
+    }
+
+    /// The hosts, with `--hosts`.
+    fn network(&self) -> anyhow::Result<&Network> {
+        self.network.as_ref().context("network faults strike only with --hosts")
     }
 
     /// Starts a TaskManager under a new id in place of TaskManager `index` (gone already).
@@ -117,7 +203,8 @@ impl Processes {
         let (id, _) = self.task_managers.remove(index);
         let name = format!("taskmanager-{}", self.started);
         self.started += 1;
-        let child = spawn(&self.dir, &name, &task_manager_args(&self.dir, &name, Some(1)), &self.env)?;
+        let args = task_manager_args(&self.dir, &name, Some(1));
+        let child = spawn_on(self.network.as_ref(), &self.dir, &name, &name, args, &self.env)?;
         self.task_managers.push((name, child));
         Ok(id)
     }
@@ -143,14 +230,20 @@ impl Processes {
     fn start_job_manager(&mut self) -> anyhow::Result<()> {
         self.restarts += 1;
         let name = self.job_manager_name();
-        self.job_manager = spawn(&self.dir, &name, &job_manager_args(&self.dir), &self.env)?;
+        let args = job_manager_args(&self.dir);
+        self.job_manager = spawn_on(self.network.as_ref(), &self.dir, JOB_MANAGER_HOST, &name, args, &self.env)?;
+        self.wait_for_job_manager()
+    }
+
+    /// Returns once the JobManager running now published its address.
+    fn wait_for_job_manager(&mut self) -> anyhow::Result<()> {
         let pid = self.job_manager.id();
         let deadline = Instant::now() + UNREACHABLE;
         while self.dir.published().ok().map(|p| p.pid) != Some(pid) {
             if let Some(status) = self.job_manager.try_wait()? {
-                bail!("the restarted job manager exited ({status}); see {}", self.dir.file("logs").display());
+                bail!("the job manager exited ({status}); see {}", self.dir.file("logs").display());
             }
-            anyhow::ensure!(Instant::now() < deadline, "the restarted job manager did not publish its address");
+            anyhow::ensure!(Instant::now() < deadline, "the job manager did not publish its address");
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
@@ -260,7 +353,7 @@ pub(super) fn faulty_run(
     schedule: &Schedule,
     kinds: &mut FaultCounts,
 ) -> anyhow::Result<(Vec<String>, JobDetails)> {
-    let mut processes = Processes::start(&work.join("cluster"), schedule)?;
+    let mut processes = Processes::start(&work.join("cluster"), schedule, plan.target)?;
     let mut client = Client { dir: processes.dir.clone(), runtime: crate::runtime()?, client: None };
     let output = work.join("faulty");
     let job = submission(plan, &output, config)?;
@@ -346,6 +439,48 @@ fn strike(
                 Ok(_) => planned.kind(),
                 Err(_) => "savepoint failed",
             });
+        }
+        Strike::PartitionFromJobManager { task_manager: tm, hold_ms } => {
+            let host = task_manager(tm, processes).1;
+            let network = processes.network()?;
+            network.partition(JOB_MANAGER_HOST, &host)?;
+            std::thread::sleep(Duration::from_millis(hold_ms));
+            network.heal(JOB_MANAGER_HOST, &host)?;
+            return Ok(planned.kind());
+        }
+        Strike::PartitionPeers { a, b, hold_ms } => {
+            let (a, b) = (task_manager(a, processes).1, task_manager(b, processes).1);
+            if a == b {
+                return Ok("nothing to partition");
+            }
+            let network = processes.network()?;
+            network.partition(&a, &b)?;
+            std::thread::sleep(Duration::from_millis(hold_ms));
+            network.heal(&a, &b)?;
+            return Ok(planned.kind());
+        }
+        Strike::IsolateJobManager { hold_ms } => {
+            let network = processes.network()?;
+            network.isolate(JOB_MANAGER_HOST)?;
+            std::thread::sleep(Duration::from_millis(hold_ms));
+            network.rejoin(JOB_MANAGER_HOST)?;
+            return Ok(planned.kind());
+        }
+        Strike::Impair { task_manager: tm, delay_ms, loss_permille, hold_ms } => {
+            let host = task_manager(tm, processes).1;
+            let network = processes.network()?;
+            let impairment = Impairment { delay: Duration::from_millis(delay_ms), loss: loss_permille as f64 / 1000.0 };
+            network.impair(&host, impairment)?;
+            std::thread::sleep(Duration::from_millis(hold_ms));
+            network.restore(&host)?;
+            return Ok(planned.kind());
+        }
+        Strike::VanishHost { task_manager: tm } => {
+            let (index, host) = task_manager(tm, processes);
+            processes.network()?.vanish(&host)?;
+            processes.task_managers[index].1.wait()?;
+            processes.replace(index)?;
+            return Ok(planned.kind());
         }
         Strike::JobMaster => Kill::Control(ControlActor::JobMaster(id)),
         Strike::Coordinator => Kill::Control(ControlActor::Coordinator(id)),

@@ -43,6 +43,18 @@ pub(crate) enum Strike {
     Dispatcher,
     /// A savepoint taken (the job runs on), so that savepoint steps run under faults too.
     Savepoint,
+    /// A TaskManager's host partitioned from the JobManager's, healed after `hold_ms` (hosts).
+    PartitionFromJobManager { task_manager: usize, hold_ms: u64 },
+    /// Two TaskManagers' hosts partitioned from each other, healed after `hold_ms` (hosts).
+    PartitionPeers { a: usize, b: usize, hold_ms: u64 },
+    /// The JobManager's host cut off from every other host, rejoined after `hold_ms` (hosts).
+    IsolateJobManager { hold_ms: u64 },
+    /// A TaskManager's host sends `delay_ms` late and loses `loss_permille` ‰ of what it
+    /// receives, for `hold_ms` (hosts).
+    Impair { task_manager: usize, delay_ms: u64, loss_permille: u64, hold_ms: u64 },
+    /// A TaskManager's host vanishes (link down, processes killed); a new host replaces it
+    /// (hosts).
+    VanishHost { task_manager: usize },
 }
 
 impl Strike {
@@ -60,6 +72,11 @@ impl Strike {
             Strike::ResourceManager => "resource-manager killed",
             Strike::Dispatcher => "dispatcher killed",
             Strike::Savepoint => "savepoint taken",
+            Strike::PartitionFromJobManager { .. } => "task manager partitioned from the job manager",
+            Strike::PartitionPeers { .. } => "task managers partitioned from each other",
+            Strike::IsolateJobManager { .. } => "job manager cut off from every host",
+            Strike::Impair { .. } => "task manager host delayed and lossy",
+            Strike::VanishHost { .. } => "task manager host vanished and replaced",
         }
     }
 }
@@ -72,7 +89,16 @@ impl fmt::Display for Strike {
             Strike::TaskExecutor { task_manager }
             | Strike::TaskManagerProcess { task_manager }
             | Strike::ControlCut { task_manager }
-            | Strike::DataCut { task_manager } => write!(f, " (task manager #{task_manager})"),
+            | Strike::DataCut { task_manager }
+            | Strike::VanishHost { task_manager } => write!(f, " (task manager #{task_manager})"),
+            Strike::PartitionFromJobManager { task_manager, hold_ms } => {
+                write!(f, " (task manager #{task_manager}, {hold_ms} ms)")
+            }
+            Strike::PartitionPeers { a, b, hold_ms } => write!(f, " (task managers #{a} and #{b}, {hold_ms} ms)"),
+            Strike::IsolateJobManager { hold_ms } => write!(f, " ({hold_ms} ms)"),
+            Strike::Impair { task_manager, delay_ms, loss_permille, hold_ms } => {
+                write!(f, " (task manager #{task_manager}: {delay_ms} ms, {loss_permille}‰ lost, for {hold_ms} ms)")
+            }
             _ => Ok(()),
         }
     }
@@ -121,12 +147,40 @@ fn hits(step: Step) -> u64 {
     }
 }
 
+impl Strike {
+    /// A fault of the network between hosts: partitions and impairments held 0.5–4 s.
+    fn network(rng: &mut Rng, task_managers: usize) -> Strike {
+        let tm = |rng: &mut Rng| rng.below(task_managers as u64) as usize;
+        let hold_ms = 500 + rng.below(3_500);
+        match rng.below(10) {
+            0..=2 => Strike::PartitionFromJobManager { task_manager: tm(rng), hold_ms },
+            3..=4 => {
+                let a = tm(rng);
+                let b = (a + 1 + rng.below(task_managers.saturating_sub(1).max(1) as u64) as usize) % task_managers;
+                Strike::PartitionPeers { a, b, hold_ms }
+            }
+            5..=6 => Strike::Impair {
+                task_manager: tm(rng),
+                delay_ms: 5 + rng.below(26),
+                loss_permille: rng.below(51),
+                hold_ms,
+            },
+            7..=8 => Strike::VanishHost { task_manager: tm(rng) },
+            _ => Strike::IsolateJobManager { hold_ms },
+        }
+    }
+}
+
 impl Schedule {
     pub(crate) fn draw(rng: &mut Rng, shape: &Shape<'_>) -> Schedule {
-        let processes = shape.target == Target::Processes;
+        let processes = shape.target != Target::MiniCluster;
         let tm = |rng: &mut Rng| rng.below(shape.task_managers as u64) as usize;
         let mut strikes = Vec::new();
         for _ in 0..shape.strikes {
+            if shape.target == Target::Hosts {
+                strikes.push((300 + rng.below(700), Strike::network(rng, shape.task_managers)));
+                continue;
+            }
             let delay = if processes { 150 + rng.below(450) } else { 100 + rng.below(300) };
             let strike = match (processes, rng.below(20)) {
                 (false, 0..=8) | (true, 0..=3) => {
@@ -232,6 +286,34 @@ mod tests {
             )));
         }
         assert_eq!(steps.len(), Step::ALL.len());
+    }
+
+    #[test]
+    fn hosts_draw_network_faults_on_task_managers_that_exist() {
+        let mut kinds = std::collections::BTreeSet::new();
+        for seed in 0..100 {
+            let schedule = Schedule::draw(&mut Rng(seed), &shape(Target::Hosts));
+            let network = schedule.strikes.iter().filter(|(_, s)| *s != Strike::Savepoint).count();
+            assert_eq!(network, 6, "{schedule}");
+            for (_, strike) in &schedule.strikes {
+                if *strike == Strike::Savepoint {
+                    // What an after-savepoint failpoint needs.
+                    continue;
+                }
+                kinds.insert(strike.kind());
+                match *strike {
+                    Strike::PartitionPeers { a, b, hold_ms } => {
+                        assert!(a != b && a < 3 && b < 3 && (500..4_000).contains(&hold_ms), "{strike}");
+                    }
+                    Strike::PartitionFromJobManager { task_manager, .. }
+                    | Strike::VanishHost { task_manager }
+                    | Strike::Impair { task_manager, .. } => assert!(task_manager < 3, "{strike}"),
+                    Strike::IsolateJobManager { .. } => {}
+                    _ => panic!("hosts draw faults of the network only: {strike}"),
+                }
+            }
+        }
+        assert_eq!(kinds.len(), 5, "{kinds:?}");
     }
 
     #[test]
