@@ -355,7 +355,9 @@ impl ClusterDir {
     }
 
     pub(crate) fn config(&self, flag: Option<&Path>) -> anyhow::Result<WeirConfig> {
-        WeirConfig::load(flag.unwrap_or(&self.file("weir.toml")))
+        let mut config = WeirConfig::load(flag.unwrap_or(&self.file("weir.toml")))?;
+        config.ha.resolve_tls_files(&self.path);
+        Ok(config)
     }
 
     pub(crate) fn publish(&self, published: &Published) -> anyhow::Result<()> {

@@ -23,11 +23,14 @@
 //! the server is one Go binary that starts in milliseconds (tests start one per test), and
 //! `etcd-client` is a maintained async client on tokio. The cost is `protoc` at build time.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use etcd_client::{Client, ConnectOptions, LeaderKey, ProclaimOptions, ResignOptions};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, Identity, LeaderKey, ProclaimOptions, ResignOptions, TlsOptions,
+};
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 use weir_actors::base::fence;
@@ -46,11 +49,28 @@ pub(crate) struct HaSection {
     /// The leader's lease: a leader that dies is replaced this long after its last keep-alive
     /// (at least 2 s, etcd's minimum).
     pub(crate) lease_ttl_ms: u64,
+    /// With `https://` URLs: the CA etcd's certificate must chain to (default: the cluster
+    /// directory's `ca.pem`, so etcd's certificate can come from `weir cluster issue`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// With `https://` URLs: the certificate and key this node presents to etcd (default: the
+    /// cluster directory's `node.pem` and `node.key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cert_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) key_file: Option<PathBuf>,
 }
 
 impl Default for HaSection {
     fn default() -> Self {
-        HaSection { etcd: Vec::new(), cluster_id: "default".to_owned(), lease_ttl_ms: 6_000 }
+        HaSection {
+            etcd: Vec::new(),
+            cluster_id: "default".to_owned(),
+            lease_ttl_ms: 6_000,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+        }
     }
 }
 
@@ -66,7 +86,41 @@ impl HaSection {
         if self.cluster_id.is_empty() || self.cluster_id.contains('/') {
             bail!("ha.cluster_id {:?} must be a non-empty name without '/'", self.cluster_id);
         }
+        let https = self.etcd.iter().filter(|url| url.starts_with("https://")).count();
+        if https > 0 && https < self.etcd.len() {
+            bail!("ha.etcd {:?} mixes https:// and other URLs: etcd is reached with TLS or without", self.etcd);
+        }
         Ok(())
+    }
+
+    /// Whether etcd is reached over TLS (its URLs are `https://`).
+    fn tls(&self) -> bool {
+        self.etcd.first().is_some_and(|url| url.starts_with("https://"))
+    }
+
+    /// With TLS, the CA, certificate and key files not given, from the cluster directory
+    /// `dir`; relative ones under it.
+    pub(crate) fn resolve_tls_files(&mut self, dir: &Path) {
+        if !self.tls() {
+            return;
+        }
+        for (file, default) in
+            [(&mut self.ca_file, "ca.pem"), (&mut self.cert_file, "node.pem"), (&mut self.key_file, "node.key")]
+        {
+            let path = file.take().unwrap_or_else(|| PathBuf::from(default));
+            *file = Some(if path.is_relative() { dir.join(path) } else { path });
+        }
+    }
+
+    /// The TLS settings of a client of etcd: the CA it trusts, the identity it presents.
+    fn tls_options(&self) -> anyhow::Result<TlsOptions> {
+        let read = |file: &Option<PathBuf>, what: &str| {
+            let path = file.as_deref().with_context(|| format!("ha.{what} is not set"))?;
+            std::fs::read(path).with_context(|| format!("cannot read ha.{what} {}", path.display()))
+        };
+        Ok(TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(read(&self.ca_file, "ca_file")?))
+            .identity(Identity::from_pem(read(&self.cert_file, "cert_file")?, read(&self.key_file, "key_file")?)))
     }
 
     fn election(&self) -> String {
@@ -80,9 +134,12 @@ impl HaSection {
     /// A client of etcd. (No timeout for every request: a campaign waits as long as another
     /// leads. The calls that must not wait long are given one each.)
     async fn connect(&self) -> anyhow::Result<Client> {
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
             .with_keep_alive(Duration::from_secs(1), Duration::from_secs(1));
+        if self.tls() {
+            options = options.with_tls(self.tls_options()?);
+        }
         Client::connect(&self.etcd, Some(options))
             .await
             .with_context(|| format!("cannot reach etcd at {:?}", self.etcd))
@@ -265,7 +322,7 @@ pub(crate) async fn leader(ha: &HaSection) -> anyhow::Result<Published> {
     let answer = tokio::time::timeout(Duration::from_secs(5), client.leader(ha.election()))
         .await
         .map_err(|_| anyhow::anyhow!("etcd at {:?} did not answer within 5 s", ha.etcd))?
-        .context("no JobManager leads the cluster (etcd has no leader)")?;
+        .context("cannot ask etcd which JobManager leads the cluster")?;
     let kv = answer.kv().context("no JobManager leads the cluster")?;
     toml::from_str(&String::from_utf8_lossy(kv.value()))
         .context("the leading JobManager has not said where it listens yet; try again")
@@ -278,4 +335,47 @@ pub(crate) fn fence(why: &str) -> ! {
     );
     eprintln!("weir jobmanager: lost the leadership of the cluster ({why}); exiting");
     std::process::exit(3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(text: &str) -> HaSection {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn tls_files_default_to_the_cluster_directory_and_relative_ones_are_under_it() {
+        let mut ha = section(
+            "etcd = [\"https://10.0.0.5:2379\", \"https://10.0.0.6:2379\"]\n\
+             cert_file = \"certs/me.pem\"\nkey_file = \"/etc/weir/me.key\"",
+        );
+        ha.check().unwrap();
+        ha.resolve_tls_files(Path::new("/srv/weir"));
+        assert_eq!(ha.ca_file.as_deref(), Some(Path::new("/srv/weir/ca.pem")));
+        assert_eq!(ha.cert_file.as_deref(), Some(Path::new("/srv/weir/certs/me.pem")));
+        assert_eq!(ha.key_file.as_deref(), Some(Path::new("/etc/weir/me.key")));
+        let mut plain = section("etcd = [\"http://10.0.0.5:2379\"]");
+        plain.resolve_tls_files(Path::new("/srv/weir"));
+        assert_eq!((plain.ca_file, plain.cert_file, plain.key_file), (None, None, None), "no TLS, no files");
+    }
+
+    #[test]
+    fn mixed_schemes_short_leases_and_bad_ids_are_refused() {
+        let mixed = section("etcd = [\"https://10.0.0.5:2379\", \"http://10.0.0.6:2379\"]");
+        assert!(mixed.check().unwrap_err().to_string().contains("mixes https://"));
+        let short = section("etcd = [\"http://10.0.0.5:2379\"]\nlease_ttl_ms = 500");
+        assert!(short.check().unwrap_err().to_string().contains("2000 ms"));
+        let id = section("etcd = [\"http://10.0.0.5:2379\"]\ncluster_id = \"a/b\"");
+        assert!(id.check().unwrap_err().to_string().contains("without '/'"));
+    }
+
+    #[test]
+    fn a_missing_tls_file_is_named() {
+        let mut ha = section("etcd = [\"https://10.0.0.5:2379\"]\nca_file = \"/nonexistent/weir-ca.pem\"");
+        ha.resolve_tls_files(Path::new("/srv/weir"));
+        let error = format!("{:#}", ha.tls_options().unwrap_err());
+        assert!(error.contains("ha.ca_file /nonexistent/weir-ca.pem"), "{error}");
+    }
 }

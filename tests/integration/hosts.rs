@@ -347,15 +347,17 @@ fn a_vanished_task_manager_host_fails_the_job_over_exactly_once() {
     run.finish_exactly_once();
 }
 
-/// JobManager high availability across hosts: etcd, two JobManagers and two TaskManagers each
-/// on its own host. The leader is cut off from every other host: it loses its lease and ends
+/// JobManager high availability across hosts: etcd (over TLS, with a certificate of the
+/// cluster's CA), two JobManagers and two TaskManagers each on its own host. The leader is cut off from every other host: it loses its lease and ends
 /// itself (exit code 3), the standby is elected, recovers the job from the shared job store and
 /// its latest checkpoint, the TaskManagers follow it, and the output is exactly once.
 #[test]
 fn a_partitioned_leader_loses_leadership_and_the_standby_runs_the_job_exactly_once() {
     let network_hosts = ["etcd", "jm-a", "jm-b", "tm-0", "tm-1"];
     let mut hosts = Hosts::new(&network_hosts, "");
-    let etcd = Etcd::start_in(&hosts.network, "etcd");
+    // etcd serves over TLS with a certificate of the cluster's CA naming its address, and
+    // takes only clients with one.
+    let etcd = Etcd::start_in(&hosts.network, "etcd", Some(&hosts.dir("etcd")));
     let weir_toml = format!(
         "[jobmanager]\njob_store = \"{{shared}}/jobs\"\n\n[ha]\netcd = [\"{}\"]\nlease_ttl_ms = 2000\n",
         etcd.endpoint
@@ -374,6 +376,18 @@ fn a_partitioned_leader_loses_leadership_and_the_standby_runs_the_job_exactly_on
     hosts.start_task_manager("tm-0", None);
     hosts.start_task_manager("tm-1", None);
     a.wait_for("two task managers", TIMEOUT, || registered_task_managers(&a).len() == 2);
+
+    // A client whose certificate another CA signed is refused by etcd (though it trusts etcd's).
+    let stranger = hosts.tmp.join("stranger");
+    assert!(weir_env(&["cluster", "init", "--dir", stranger.to_str().unwrap()]).status.success());
+    let trusting = format!("ca_file = \"{}\"\n", hosts.tmp.join("ca").join("ca.pem").display());
+    let toml = std::fs::read_to_string(hosts.dir("jm-a").join("weir.toml")).unwrap() + &trusting;
+    std::fs::write(stranger.join("weir.toml"), toml).unwrap();
+    let refused = weir_env(&["list", "--dir", stranger.to_str().unwrap()]);
+    println!("a stranger asks etcd for the leader: {}", text(&refused).trim());
+    assert!(!refused.status.success() && text(&refused).contains("BadCertificate"), "{}", text(&refused));
+    let member = weir_env(&["list", "--dir", hosts.dir("tm-0").to_str().unwrap()]);
+    assert!(member.status.success(), "a member finds the leader through etcd: {}", text(&member));
 
     let out = TempDir::new("hosts-ha");
     let reference = reference_run(out.join("reference"));

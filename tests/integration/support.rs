@@ -290,13 +290,15 @@ pub(crate) struct Etcd {
 impl Etcd {
     pub(crate) fn start() -> Etcd {
         let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Etcd::start_with(Command::new(Etcd::binary()), "127.0.0.1", free(), free())
+        Etcd::start_with(Command::new(Etcd::binary()), "127.0.0.1", free(), free(), None)
     }
 
-    /// An etcd on host `host` of `network`, listening on its address.
-    pub(crate) fn start_in(network: &weir_cli::hosts::Network, host: &str) -> Etcd {
+    /// An etcd on host `host` of `network`, listening on its address; with `tls`, a cluster
+    /// directory issued for it, serving its clients over TLS with that directory's certificate
+    /// and accepting only clients whose certificate its CA signed.
+    pub(crate) fn start_in(network: &weir_cli::hosts::Network, host: &str, tls: Option<&Path>) -> Etcd {
         let address = network.address(host).unwrap().to_string();
-        Etcd::start_with(network.command(host, Etcd::binary()).unwrap(), &address, 2379, 2380)
+        Etcd::start_with(network.command(host, Etcd::binary()).unwrap(), &address, 2379, 2380, tls)
     }
 
     fn binary() -> String {
@@ -305,9 +307,15 @@ impl Etcd {
         etcd
     }
 
-    fn start_with(mut command: Command, ip: &str, client_port: u16, peer_port: u16) -> Etcd {
+    fn start_with(mut command: Command, ip: &str, client_port: u16, peer_port: u16, tls: Option<&Path>) -> Etcd {
         let dir = TempDir::new("etcd");
-        let (client, peer) = (format!("http://{ip}:{client_port}"), format!("http://{ip}:{peer_port}"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let (client, peer) = (format!("{scheme}://{ip}:{client_port}"), format!("http://{ip}:{peer_port}"));
+        if let Some(identity) = tls {
+            let file = |f: &str| identity.join(f).to_str().unwrap().to_owned();
+            command.args(["--cert-file", &file("node.pem"), "--key-file", &file("node.key")]);
+            command.args(["--trusted-ca-file", &file("ca.pem"), "--client-cert-auth"]);
+        }
         let child = command
             .args(["--name", "weir-test", "--data-dir", dir.0.to_str().unwrap()])
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
@@ -319,7 +327,7 @@ impl Etcd {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start etcd: {e}"));
         let etcd = Etcd { child, endpoint: client, _dir: dir };
-        wait_for_port(etcd.endpoint.trim_start_matches("http://"), "etcd");
+        wait_for_port(etcd.endpoint.split("://").nth(1).unwrap(), "etcd");
         etcd
     }
 }
