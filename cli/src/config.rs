@@ -16,7 +16,7 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use weir_actors::cluster::remote::HeartbeatConfig;
 use weir_actors::cluster::remote::task_manager::DEFAULT_REGISTRATION_TIMEOUT;
-use weir_dataplane::{ClusterCa, NodeIdentity};
+use weir_dataplane::{ClusterCa, NetConfig, NodeIdentity};
 use weir_state::storage::{Location, S3Options};
 
 /// `weir.toml`.
@@ -131,6 +131,15 @@ impl HeartbeatSection {
             interval: Duration::from_millis(self.interval_ms),
             timeout: Duration::from_millis(self.timeout_ms),
         }
+    }
+
+    /// The QUIC settings of a JobManager's or TaskManager's connections: kept alive at the
+    /// heartbeat interval and lost after the heartbeat timeout of silence, so a partition
+    /// between two TaskManagers (their data connections) is noticed as soon as one between a
+    /// TaskManager and the JobManager (their heartbeats). The defaults agree (1 s, 10 s).
+    pub(crate) fn net(&self) -> NetConfig {
+        let heartbeat = self.config();
+        NetConfig { keep_alive: heartbeat.interval, idle_timeout: heartbeat.timeout, ..NetConfig::default() }
     }
 }
 

@@ -316,13 +316,32 @@ async fn observe(ha: &HaSection, current: &Mutex<Option<Published>>) -> anyhow::
     Ok(())
 }
 
-/// The current leader's addresses, asked of etcd once (clients).
+/// How long a client asks etcd for the leader before it gives up: through a connection that
+/// fails (an etcd member restarting; seen under load: a new TLS connection closed at its first
+/// request) and through a failover (no leader for up to a lease).
+const LEADER_PATIENCE: Duration = Duration::from_secs(5);
+
+/// The current leader's addresses, asked of etcd (clients); asked again on a new connection
+/// until [`LEADER_PATIENCE`] has passed.
 pub(crate) async fn leader(ha: &HaSection) -> anyhow::Result<Published> {
+    let deadline = tokio::time::Instant::now() + LEADER_PATIENCE;
+    loop {
+        let asked = tokio::time::timeout_at(deadline, ask_leader(ha)).await;
+        match asked {
+            Ok(Ok(published)) => return Ok(published),
+            Ok(Err(e)) if tokio::time::Instant::now() + Duration::from_millis(200) < deadline => {
+                tracing::debug!("asking etcd for the leader: {e:#}; asking again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => bail!("etcd at {:?} did not say who leads within {} s", ha.etcd, LEADER_PATIENCE.as_secs()),
+        }
+    }
+}
+
+async fn ask_leader(ha: &HaSection) -> anyhow::Result<Published> {
     let mut client = ha.connect().await?;
-    let answer = tokio::time::timeout(Duration::from_secs(5), client.leader(ha.election()))
-        .await
-        .map_err(|_| anyhow::anyhow!("etcd at {:?} did not answer within 5 s", ha.etcd))?
-        .context("cannot ask etcd which JobManager leads the cluster")?;
+    let answer = client.leader(ha.election()).await.context("cannot ask etcd which JobManager leads the cluster")?;
     let kv = answer.kv().context("no JobManager leads the cluster")?;
     toml::from_str(&String::from_utf8_lossy(kv.value()))
         .context("the leading JobManager has not said where it listens yet; try again")

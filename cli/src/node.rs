@@ -20,7 +20,6 @@ use weir_actors::cluster::remote::job_manager::{JobManager, JobManagerConfig};
 use weir_actors::cluster::remote::task_manager::{JobManagerAddress, TaskManager, TaskManagerConfig};
 use weir_actors::cluster::rest::{RestState, serve, serve_task_manager_metrics};
 use weir_actors::{JobRegistry, WeirError};
-use weir_dataplane::NetConfig;
 
 use crate::config::{ClusterDir, Published};
 
@@ -112,7 +111,7 @@ pub(crate) fn job_manager(registry: &JobRegistry, args: JobManagerArgs) -> anyho
         let jm = JobManager::start(JobManagerConfig {
             bind: config.jobmanager.bind,
             identity,
-            net: NetConfig::default(),
+            net: config.heartbeat.net(),
             heartbeat: config.heartbeat.config(),
             registry: registry.clone(),
             slot_request_timeout: Duration::from_millis(config.jobmanager.slot_request_timeout_ms),
@@ -267,7 +266,7 @@ pub(crate) fn task_manager(registry: &JobRegistry, args: TaskManagerArgs) -> any
             job_manager,
             bind: config.taskmanager.bind,
             identity,
-            net: NetConfig::default(),
+            net: config.heartbeat.net(),
             heartbeat: config.heartbeat.config(),
             registry,
             registration_timeout,

