@@ -148,11 +148,6 @@ impl Network {
         })
     }
 
-    /// The processes running in host `name`.
-    pub fn pids(&self, name: &str) -> anyhow::Result<Vec<u32>> {
-        self.with_host(name, |h| netns_pids(&h.netns))
-    }
-
     /// Hosts `a` and `b` stop hearing each other (both directions), until [`heal`](Network::heal).
     pub fn partition(&self, a: &str, b: &str) -> anyhow::Result<()> {
         self.set_partition(a, b, true)

@@ -58,6 +58,9 @@ pub enum DataplaneError {
         peer: String,
         /// Why the connection failed.
         reason: String,
+        /// The TLS handshake failed: the peer's certificate or this node's is not of the
+        /// cluster, and trying again will not change that (unlike an unreachable peer).
+        handshake: bool,
     },
     /// Stream or connection I/O failed; says what was being done.
     #[error("i/o failed while {0}")]

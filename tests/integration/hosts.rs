@@ -437,3 +437,23 @@ fn chaos_runs_across_hosts_are_exactly_once() {
     assert!(["partitioned", "vanished", "lossy", "cut off"].iter().any(|k| verdict.contains(k)), "{verdict}");
     println!("{stdout}");
 }
+
+/// Found by `weir chaos --hosts` (seed 31001): a TaskManager started while its host was cut
+/// off from the JobManager's exited at its first failed connection ("cannot join the
+/// cluster"), where one that lost its JobManager tries again until the registration timeout.
+/// Now the first join tries again too: this one joins once the partition heals.
+#[test]
+fn a_task_manager_started_during_a_partition_joins_when_it_heals() {
+    let mut hosts = Hosts::new(&["jm", "tm-0"], "");
+    hosts.start_job_manager("jm");
+    let cluster = hosts.cluster("jm");
+    cluster.wait_for("the job manager's address", TIMEOUT, || published_pid(&cluster).is_some());
+    hosts.network.partition("jm", "tm-0").unwrap();
+    let pid = hosts.start_task_manager("tm-0", Some("jm"));
+    cluster.wait_for("a first attempt that failed", TIMEOUT, || {
+        assert!(alive(pid), "the task manager exited:\n{}", hosts.log("tm-0", "taskmanager"));
+        hosts.log("tm-0", "taskmanager").contains("the job manager is not reachable yet")
+    });
+    hosts.network.heal("jm", "tm-0").unwrap();
+    cluster.wait_for("the task manager to join", TIMEOUT, || registered_task_managers(&cluster) == ["tm-0"]);
+}

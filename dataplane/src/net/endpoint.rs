@@ -125,9 +125,9 @@ impl NetEndpoint {
         if let Some(connection) = slot.as_ref().filter(|c| c.close_reason().is_none()) {
             return Ok(connection.clone());
         }
-        let refused = |reason: String| DataplaneError::Connect { peer: peer.to_string(), reason };
-        let connecting = self.endpoint.connect(peer, SERVER_NAME).map_err(|e| refused(e.to_string()))?;
-        let connection = connecting.await.map_err(|e| refused(e.to_string()))?;
+        let refused = |reason: String, handshake| DataplaneError::Connect { peer: peer.to_string(), reason, handshake };
+        let connecting = self.endpoint.connect(peer, SERVER_NAME).map_err(|e| refused(e.to_string(), false))?;
+        let connection = connecting.await.map_err(|e| refused(e.to_string(), handshake_failed(&e)))?;
         self.retire(slot.replace(connection.clone()));
         Ok(connection)
     }
@@ -146,8 +146,11 @@ impl NetEndpoint {
     pub async fn accept(&self) -> Option<Result<quinn::Connection>> {
         let incoming = self.endpoint.accept().await?;
         let peer = incoming.remote_address();
-        let accepted =
-            incoming.await.map_err(|e| DataplaneError::Connect { peer: peer.to_string(), reason: e.to_string() });
+        let accepted = incoming.await.map_err(|e| DataplaneError::Connect {
+            peer: peer.to_string(),
+            reason: e.to_string(),
+            handshake: handshake_failed(&e),
+        });
         if let Ok(connection) = &accepted {
             let slot = self.dialed().entry(peer).or_default().clone();
             // A dial in progress keeps its own connection; a rare double connection is harmless.
@@ -199,6 +202,17 @@ impl NetEndpoint {
         // Every update is a single insert: poisoning cannot leave the map half-updated.
         self.dialed.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Whether `e` is a failed TLS handshake (a crypto error, QUIC codes 0x100–0x1ff), raised here
+/// or by the peer.
+fn handshake_failed(e: &quinn::ConnectionError) -> bool {
+    let code = match e {
+        quinn::ConnectionError::TransportError(error) => error.code,
+        quinn::ConnectionError::ConnectionClosed(close) => close.error_code,
+        _ => return false,
+    };
+    (0x100..0x200).contains(&u64::from(code))
 }
 
 #[cfg(test)]

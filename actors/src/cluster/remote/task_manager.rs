@@ -283,8 +283,13 @@ async fn connect(
     addr: SocketAddr,
 ) -> std::result::Result<(Connected, ControlSender), AttemptError> {
     use AttemptError::{Failed, Refused};
-    let conn =
-        endpoint.connect(addr).await.map_err(|e| Failed(format!("cannot reach the job manager at {addr}: {e}")))?;
+    let conn = endpoint.connect(addr).await.map_err(|e| match e {
+        // A certificate of another cluster: no attempt will be welcomed.
+        weir_dataplane::DataplaneError::Connect { handshake: true, .. } => Refused(format!(
+            "the job manager at {addr} refused this task manager's certificate, or it refused the job manager's: {e}"
+        )),
+        e => Failed(format!("cannot reach the job manager at {addr}: {e}")),
+    })?;
     let opened = async {
         // Only control travels to the JobManager: it opens no data streams, so this connection
         // needs no serve_connection.
@@ -343,10 +348,11 @@ impl TaskManager {
             endpoint.close();
             e
         };
-        let jm = config.job_manager.resolve().map_err(stop_endpoint)?;
-        let (connected, tx) = connect(&config, &endpoint, jm).await.map_err(|e| match e {
-            AttemptError::Refused(reason) | AttemptError::Failed(reason) => stop_endpoint(WeirError::runtime(reason)),
-        })?;
+        // The first join tries as long as a TaskManager that lost its JobManager would: started
+        // before the JobManager, or cut off from it, it joins once it can.
+        let (connected, tx) =
+            reconnect(&config, &endpoint, Instant::now(), "not connected yet").await.map_err(stop_endpoint)?;
+        let jm = connected.addr;
         let data_addr = endpoint.local_addr();
         info!(task_manager = %config.id, %jm, %data_addr, "connected to the job manager");
         let link = Arc::new(Link {
@@ -489,7 +495,7 @@ async fn keep_connected(
         for job in jobs {
             release_job(&node.link, current.as_ref(), job);
         }
-        let (next, tx) = reconnect(&node, since, &lost.reason).await?;
+        let (next, tx) = reconnect(&node.config, &node.endpoint, since, &lost.reason).await?;
         info!(task_manager = %node.config.id, job_manager = %next.addr, "connected to the job manager again");
         *node.link.tx.lock().await = Some(tx);
         connected = next;
@@ -499,8 +505,12 @@ async fn keep_connected(
 
 /// Tries to reach a JobManager until one welcomes this TaskManager, backing off between
 /// attempts, until the registration timeout (counted from `since`) has passed.
-async fn reconnect(node: &Node, since: Instant, lost: &str) -> Result<(Connected, ControlSender)> {
-    let config = &node.config;
+async fn reconnect(
+    config: &TaskManagerConfig,
+    endpoint: &NetEndpoint,
+    since: Instant,
+    lost: &str,
+) -> Result<(Connected, ControlSender)> {
     let deadline = since + config.registration_timeout;
     let mut backoff = INITIAL_BACKOFF;
     let mut attempts = 0u32;
@@ -509,7 +519,7 @@ async fn reconnect(node: &Node, since: Instant, lost: &str) -> Result<(Connected
         let tried = match config.job_manager.resolve() {
             Ok(addr) => {
                 attempts += 1;
-                let attempt = tokio::time::timeout(ATTEMPT_TIMEOUT, connect(config, &node.endpoint, addr));
+                let attempt = tokio::time::timeout(ATTEMPT_TIMEOUT, connect(config, endpoint, addr));
                 tokio::select! {
                     outcome = attempt => match outcome {
                         Ok(Ok(connected)) => return Ok(connected),
@@ -538,6 +548,12 @@ async fn reconnect(node: &Node, since: Instant, lost: &str) -> Result<(Connected
                  ({attempts} attempts; the last: {last_error})",
                 config.registration_timeout
             )));
+        }
+        if attempts == 1 {
+            info!(
+                task_manager = %config.id, error = %last_error, timeout = ?config.registration_timeout,
+                "the job manager is not reachable yet; trying again until the registration timeout"
+            );
         }
         debug!(task_manager = %config.id, ?backoff, error = %last_error, "the job manager is not reachable yet");
         tokio::select! {

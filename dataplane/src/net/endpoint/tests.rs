@@ -133,7 +133,10 @@ async fn a_client_with_a_certificate_from_another_ca_is_refused() {
         assert!(!within("use", usable(&conn)).await, "the intruder's connection works");
     }
     let refused = within("accept", accepted).await.unwrap().unwrap_err();
-    assert!(matches!(&refused, DataplaneError::Connect { reason, .. } if reason.contains("certificate")), "{refused}");
+    assert!(
+        matches!(&refused, DataplaneError::Connect { reason, handshake: true, .. } if reason.contains("certificate")),
+        "{refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +152,7 @@ async fn a_server_with_a_certificate_from_another_ca_is_refused() {
 
     let err = within("connect", client.connect(impostor.local_addr())).await.unwrap_err();
     assert!(
-        matches!(&err, DataplaneError::Connect { peer, reason } if *peer == impostor.local_addr().to_string() && reason.contains("certificate")),
+        matches!(&err, DataplaneError::Connect { peer, reason, handshake: true } if *peer == impostor.local_addr().to_string() && reason.contains("certificate")),
         "{err}"
     );
     assert!(within("accept", accepted).await.unwrap().is_err());
