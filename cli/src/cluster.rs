@@ -80,7 +80,7 @@ pub(crate) struct StartArgs {
 
 impl StartArgs {
     /// The environment of process `name`.
-    fn env_of(&self, name: &str) -> Vec<(String, String)> {
+    pub(crate) fn env_of(&self, name: &str) -> Vec<(String, String)> {
         let own = self.process_env.iter().filter(|(p, _, _)| p == name).map(|(_, k, v)| (k.clone(), v.clone()));
         self.env.iter().cloned().chain(own).collect()
     }

@@ -132,16 +132,17 @@ impl Processes {
                 (!points.is_empty()).then(|| (name, "WEIR_FAILPOINTS".to_owned(), points.join(",")))
             })
             .collect();
-        if target == Target::Hosts {
-            return Processes::start_on_hosts(dir, env, process_env);
-        }
-        let started = start(StartArgs {
+        let args = StartArgs {
             dir: Some(dir.to_path_buf()),
             taskmanagers: TASK_MANAGERS,
             slots: Some(1),
             env: env.clone(),
             process_env,
-        })?;
+        };
+        if target == Target::Hosts {
+            return Processes::start_on_hosts(dir, &args);
+        }
+        let started = start(args)?;
         let mut processes = started.processes.into_iter();
         let (_, job_manager) = processes.next().context("no job manager was started")?;
         Ok(Processes {
@@ -157,24 +158,16 @@ impl Processes {
 
     /// As [`start`](Self::start), each process on a new host of its own; returns once every
     /// TaskManager registered.
-    fn start_on_hosts(
-        dir: &Path,
-        env: Vec<(String, String)>,
-        process_env: Vec<(String, String, String)>,
-    ) -> anyhow::Result<Processes> {
+    fn start_on_hosts(dir: &Path, start: &StartArgs) -> anyhow::Result<Processes> {
         let cluster = ClusterDir::resolve(Some(dir.to_path_buf()))?;
         cluster.init()?;
         let network = Network::create(std::env::current_exe().context("cannot find the weir binary")?)?;
-        let env_of = |name: &str| -> Vec<(String, String)> {
-            let own = process_env.iter().filter(|(p, _, _)| p == name).map(|(_, k, v)| (k.clone(), v.clone()));
-            env.iter().cloned().chain(own).collect()
-        };
         let args = job_manager_args(&cluster);
         let job_manager =
-            spawn_on(Some(&network), &cluster, JOB_MANAGER_HOST, "jobmanager", args, &env_of("jobmanager"))?;
+            spawn_on(Some(&network), &cluster, JOB_MANAGER_HOST, "jobmanager", args, &start.env_of("jobmanager"))?;
         let mut processes = Processes {
             dir: cluster,
-            env: env.clone(),
+            env: start.env.clone(),
             job_manager,
             task_managers: Vec::new(),
             started: TASK_MANAGERS,
@@ -185,7 +178,7 @@ impl Processes {
         for i in 0..TASK_MANAGERS {
             let name = format!("taskmanager-{i}");
             let args = task_manager_args(&processes.dir, &name, Some(1));
-            let child = spawn_on(processes.network.as_ref(), &processes.dir, &name, &name, args, &env_of(&name))?;
+            let child = spawn_on(processes.network.as_ref(), &processes.dir, &name, &name, args, &start.env_of(&name))?;
             processes.task_managers.push((name, child));
         }
         let published = processes.dir.published()?;
